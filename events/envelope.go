@@ -1,0 +1,114 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Envelope is what every event except the public checkout.requested travels in.
+type Envelope struct {
+	// ID is derived from the checkout and the event type (see ID), so a step that runs
+	// again after a crash emits the same IDs and every consumer can drop what it has seen.
+	ID            string          `json:"id"`
+	Type          Subject         `json:"type"`
+	CheckoutID    string          `json:"checkout_id"`
+	CausationID   string          `json:"causation_id,omitempty"`
+	Time          time.Time       `json:"time"`
+	SchemaVersion int             `json:"schema_version"`
+	Payload       json.RawMessage `json:"payload"`
+}
+
+// ErrMalformed marks input that can never be processed: retrying it cannot help.
+var ErrMalformed = errors.New("malformed event")
+
+// ID is the ID of the event of type typ in a checkout: one of each type per checkout.
+func ID(checkoutID string, typ Subject) string {
+	return checkoutID + ":" + string(typ)
+}
+
+// New builds the envelope of an event of checkout checkoutID. The caller (the runner)
+// stamps causation and time.
+func New(checkoutID string, typ Subject, payload any) (Envelope, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("encode %s payload: %w", typ, err)
+	}
+	return Envelope{
+		ID:            ID(checkoutID, typ),
+		Type:          typ,
+		CheckoutID:    checkoutID,
+		SchemaVersion: SchemaVersion,
+		Payload:       raw,
+	}, nil
+}
+
+// Must is New for payloads that cannot fail to encode (plain structs of strings,
+// numbers and decimals).
+func Must(checkoutID string, typ Subject, payload any) Envelope {
+	e, err := New(checkoutID, typ, payload)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// Decode parses an envelope strictly: unknown fields, a missing ID, type or checkout ID,
+// an unknown schema version or a type that differs from the subject it came on are errors
+// wrapping ErrMalformed.
+func Decode(subject string, data []byte) (Envelope, error) {
+	var e Envelope
+	if err := strictUnmarshal(data, &e); err != nil {
+		return Envelope{}, err
+	}
+	switch {
+	case e.ID == "":
+		return Envelope{}, fmt.Errorf("%w: missing id", ErrMalformed)
+	case e.CheckoutID == "":
+		return Envelope{}, fmt.Errorf("%w: missing checkout_id", ErrMalformed)
+	case e.SchemaVersion != SchemaVersion:
+		return Envelope{}, fmt.Errorf("%w: schema_version %d, want %d", ErrMalformed, e.SchemaVersion, SchemaVersion)
+	case string(e.Type) != subject:
+		return Envelope{}, fmt.Errorf("%w: type %q published on subject %q", ErrMalformed, e.Type, subject)
+	case len(e.Payload) == 0:
+		return Envelope{}, fmt.Errorf("%w: missing payload", ErrMalformed)
+	}
+	return e, nil
+}
+
+// Encode is the wire form of an envelope.
+func (e Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
+
+// DecodePayload decodes the payload strictly into v and validates it when v has a
+// Validate method. Errors wrap ErrMalformed.
+func (e Envelope) DecodePayload(v any) error {
+	if err := strictUnmarshal(e.Payload, v); err != nil {
+		return fmt.Errorf("%s payload: %w", e.Type, err)
+	}
+	if val, ok := v.(interface{ Validate() error }); ok {
+		if err := val.Validate(); err != nil {
+			return fmt.Errorf("%w: %s payload: %w", ErrMalformed, e.Type, err)
+		}
+	}
+	return nil
+}
+
+// strictUnmarshal rejects unknown fields, wrong types and trailing data, wrapping
+// ErrMalformed with a reason a person can act on.
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return fmt.Errorf("%w: field %q must be %s, not %s", ErrMalformed, typeErr.Field, typeErr.Type, typeErr.Value)
+		}
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)
+	}
+	return nil
+}

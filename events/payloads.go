@@ -1,0 +1,246 @@
+package events
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// Address is a postal address. Country is an ISO 3166-1 alpha-2 code; tax and shipping
+// rates are looked up by Country and Region.
+type Address struct {
+	Name       string `json:"name,omitempty"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2,omitempty"`
+	City       string `json:"city"`
+	Region     string `json:"region,omitempty"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+}
+
+func (a Address) validate(field string) error {
+	switch {
+	case strings.TrimSpace(a.Line1) == "":
+		return fmt.Errorf("%s.line1 is required", field)
+	case strings.TrimSpace(a.City) == "":
+		return fmt.Errorf("%s.city is required", field)
+	case strings.TrimSpace(a.PostalCode) == "":
+		return fmt.Errorf("%s.postal_code is required", field)
+	case !countryCode.MatchString(a.Country):
+		return fmt.Errorf("%s.country must be a two-letter ISO code like \"US\", got %q", field, a.Country)
+	}
+	return nil
+}
+
+var countryCode = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// Line is a priced cart line.
+type Line struct {
+	ProductID string          `json:"product_id"`
+	Name      string          `json:"name"`
+	Quantity  int             `json:"quantity"`
+	UnitPrice decimal.Decimal `json:"unit_price"`
+	Total     decimal.Decimal `json:"total"`
+}
+
+// Quote is a validated, priced checkout: what the customer asked for and what it costs.
+// It is the payload of checkout.cart.validated and travels on to payment and the order.
+type Quote struct {
+	CartID          string          `json:"cart_id"`
+	CustomerID      string          `json:"customer_id"`
+	CustomerEmail   string          `json:"customer_email"`
+	PaymentMethodID string          `json:"payment_method_id"`
+	ShippingAddress Address         `json:"shipping_address"`
+	BillingAddress  Address         `json:"billing_address"`
+	ReturnURL       string          `json:"return_url,omitempty"`
+	Currency        string          `json:"currency"`
+	Lines           []Line          `json:"lines"`
+	Subtotal        decimal.Decimal `json:"subtotal"`
+	Tax             decimal.Decimal `json:"tax"`
+	Shipping        decimal.Decimal `json:"shipping"`
+	Total           decimal.Decimal `json:"total"`
+}
+
+// Validate checks what every consumer of a quote relies on.
+func (q Quote) Validate() error {
+	switch {
+	case q.CartID == "" || q.CustomerEmail == "" || q.PaymentMethodID == "":
+		return fmt.Errorf("quote needs cart_id, customer_email and payment_method_id")
+	case q.Currency == "":
+		return fmt.Errorf("quote needs a currency")
+	case len(q.Lines) == 0:
+		return fmt.Errorf("quote has no lines")
+	case !q.Total.IsPositive():
+		return fmt.Errorf("quote total must be positive, got %s", q.Total)
+	}
+	for _, l := range q.Lines {
+		if l.ProductID == "" || l.Quantity <= 0 {
+			return fmt.Errorf("quote line %q has quantity %d", l.ProductID, l.Quantity)
+		}
+	}
+	return nil
+}
+
+// StepFailure is the payload of every step's ".failed" event.
+type StepFailure struct {
+	Step    StepName `json:"step"`
+	Code    string   `json:"code"`    // machine-readable, e.g. "insufficient_stock"
+	Message string   `json:"message"` // for people
+}
+
+// Failure codes a step reports. Services may add their own; these are the common ones.
+const (
+	CodeInvalidRequest     = "invalid_request"
+	CodeCartNotFound       = "cart_not_found"
+	CodeCartEmpty          = "cart_empty"
+	CodeCartCheckedOut     = "cart_already_checked_out"
+	CodeCartInCheckout     = "cart_in_checkout"
+	CodeProductNotFound    = "product_not_found"
+	CodeCurrencyMismatch   = "currency_mismatch"
+	CodeInvalidQuantity    = "invalid_quantity"
+	CodeUnsupportedCountry = "unsupported_destination"
+	CodeInsufficientStock  = "insufficient_stock"
+	CodeFraudRejected      = "fraud_rejected"
+	CodeCardDeclined       = "card_declined"
+	CodeInsufficientFunds  = "insufficient_funds"
+	CodePaymentFailed      = "payment_failed"
+	CodeOrderFailed        = "order_failed"
+)
+
+// Reservation reports a reservation of every line of a quote.
+type Reservation struct {
+	ReservationID string         `json:"reservation_id"`
+	Items         []ReservedItem `json:"items"`
+}
+
+// ReservedItem is one product's reserved quantity.
+type ReservedItem struct {
+	ProductID string `json:"product_id"`
+	Quantity  int    `json:"quantity"`
+}
+
+// RiskAssessment reports an accepted risk assessment.
+type RiskAssessment struct {
+	Risk    decimal.Decimal `json:"risk"` // 0 (none) to 1 (certain fraud)
+	Reasons []string        `json:"reasons,omitempty"`
+}
+
+// Payment reports a succeeded PaymentIntent for the quote's total.
+type Payment struct {
+	PaymentIntentID string          `json:"payment_intent_id"`
+	Amount          decimal.Decimal `json:"amount"`
+	Currency        string          `json:"currency"`
+	Quote           Quote           `json:"quote"`
+}
+
+// Validate checks the fields create_order relies on.
+func (p Payment) Validate() error {
+	if p.PaymentIntentID == "" {
+		return fmt.Errorf("payment_intent_id is required")
+	}
+	if !p.Amount.Equal(p.Quote.Total) || p.Currency != p.Quote.Currency {
+		return fmt.Errorf("captured %s %s does not match the quote's %s %s", p.Amount, p.Currency, p.Quote.Total, p.Quote.Currency)
+	}
+	return p.Quote.Validate()
+}
+
+// Order is a stored order, the payload of checkout.order.created.
+type Order struct {
+	ID              string    `json:"order_id"`
+	Number          string    `json:"order_number"`
+	CheckoutID      string    `json:"checkout_id"`
+	PaymentIntentID string    `json:"payment_intent_id"`
+	Status          string    `json:"status"`
+	CreatedAt       time.Time `json:"created_at"`
+	Quote
+}
+
+// ShippingLabel is a stored label.
+type ShippingLabel struct {
+	OrderID        string    `json:"order_id"`
+	Carrier        string    `json:"carrier"`
+	TrackingNumber string    `json:"tracking_number"`
+	Address        Address   `json:"address"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Shipment carries the label and the order, which notify_warehouse picks from.
+type Shipment struct {
+	Label ShippingLabel `json:"label"`
+	Order Order         `json:"order"`
+}
+
+// PickRequest asks the warehouse to pick and pack an order (on the WAREHOUSE work queue).
+type PickRequest struct {
+	OrderID        string         `json:"order_id"`
+	OrderNumber    string         `json:"order_number"`
+	Carrier        string         `json:"carrier"`
+	TrackingNumber string         `json:"tracking_number"`
+	Items          []ReservedItem `json:"items"`
+	ShipTo         Address        `json:"ship_to"`
+}
+
+// PickQueued reports that the pick request is queued.
+type PickQueued struct {
+	OrderID       string `json:"order_id"`
+	PickRequestID string `json:"pick_request_id"`
+}
+
+// EmailSent reports the confirmation email handed to the mail system.
+type EmailSent struct {
+	OrderID   string `json:"order_id"`
+	To        string `json:"to"`
+	MessageID string `json:"message_id"`
+}
+
+// Release confirms that a checkout's reservation no longer holds stock.
+type Release struct {
+	ReservationID string         `json:"reservation_id,omitempty"` // empty when nothing was held
+	Items         []ReservedItem `json:"items,omitempty"`
+}
+
+// Compensation is the payload of a compensation command.
+type Compensation struct {
+	Reason string `json:"reason"`
+}
+
+// Refund confirms a refund.
+type Refund struct {
+	PaymentIntentID string          `json:"payment_intent_id"`
+	RefundID        string          `json:"refund_id"`
+	Amount          decimal.Decimal `json:"amount"`
+	Currency        string          `json:"currency"`
+}
+
+// CheckoutCompleted is the terminal success event.
+type CheckoutCompleted struct {
+	OrderID         string          `json:"order_id"`
+	OrderNumber     string          `json:"order_number"`
+	PaymentIntentID string          `json:"payment_intent_id"`
+	Total           decimal.Decimal `json:"total"`
+	Currency        string          `json:"currency"`
+}
+
+// CheckoutFailed is the terminal failure event.
+type CheckoutFailed struct {
+	Step        StepName   `json:"step"`
+	Code        string     `json:"code"`
+	Message     string     `json:"message"`
+	Compensated []StepName `json:"compensated,omitempty"` // steps undone, in the order undone
+}
+
+// Sale reports that a completed checkout's reservation became a sale.
+type Sale struct {
+	ReservationID string `json:"reservation_id"`
+}
+
+// RejectedInput is the payload of checkout.rejected.
+type RejectedInput struct {
+	Subject        string `json:"subject"`
+	Consumer       string `json:"consumer"`
+	StreamSequence uint64 `json:"stream_sequence"`
+	Reason         string `json:"reason"`
+}

@@ -1,0 +1,168 @@
+// Package natstest starts a real JetStream server for tests: in-process, on a free
+// loopback port, file storage in t.TempDir(), with the checkout topology created.
+package natstest
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natsserver"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Env is a running server and a client connected to it.
+type Env struct {
+	Server *server.Server
+	URL    string
+	NC     *nats.Conn
+	JS     jetstream.JetStream
+}
+
+// Start runs the server and connects; everything stops when the test ends.
+func Start(t testing.TB) *Env {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Config{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.Ensure(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Server: s, URL: s.ClientURL(), NC: nc, JS: js}
+}
+
+// Publish stores an envelope in its stream, with its ID as Nats-Msg-Id.
+func (e *Env) Publish(t testing.TB, env events.Envelope) {
+	t.Helper()
+	data, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.PublishRaw(t, string(env.Type), data, env.ID)
+}
+
+// PublishRaw stores raw bytes on subject; msgID may be empty.
+func (e *Env) PublishRaw(t testing.TB, subject string, data []byte, msgID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	if _, err := e.JS.Publish(ctx, subject, data, opts...); err != nil {
+		t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// Watcher records every envelope published on a subject pattern after it started.
+type Watcher struct {
+	mu   sync.Mutex
+	seen []events.Envelope
+	raw  []*nats.Msg
+}
+
+// Watch subscribes to pattern (e.g. "checkout.>").
+func (e *Env) Watch(t testing.TB, pattern string) *Watcher {
+	t.Helper()
+	w := &Watcher{}
+	sub, err := e.NC.Subscribe(pattern, func(m *nats.Msg) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.raw = append(w.raw, m)
+		var env events.Envelope
+		if json.Unmarshal(m.Data, &env) == nil && env.ID != "" {
+			w.seen = append(w.seen, env)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return w
+}
+
+// All returns the envelopes of checkout id (every checkout when id is ""), in arrival order.
+func (w *Watcher) All(id string) []events.Envelope {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []events.Envelope
+	for _, e := range w.seen {
+		if id == "" || e.CheckoutID == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Count is how many events of type typ checkout id has seen.
+func (w *Watcher) Count(id string, typ events.Subject) int {
+	n := 0
+	for _, e := range w.All(id) {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait returns the first event of one of the types for checkout id, failing the test
+// after timeout.
+func (w *Watcher) Wait(t testing.TB, id string, timeout time.Duration, types ...events.Subject) events.Envelope {
+	t.Helper()
+	var got events.Envelope
+	Eventually(t, timeout, func() bool {
+		for _, e := range w.All(id) {
+			for _, typ := range types {
+				if e.Type == typ {
+					got = e
+					return true
+				}
+			}
+		}
+		return false
+	}, "checkout %s: none of %v arrived; saw %v", id, types, w.types(id))
+	return got
+}
+
+func (w *Watcher) types(id string) []events.Subject {
+	var out []events.Subject
+	for _, e := range w.All(id) {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+// Eventually polls cond until it holds, failing the test with msg after timeout.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf(msg, args...)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,56 @@
+// Package topology creates the JetStream streams and buckets that events/ names. Every
+// process calls Ensure at start; it is idempotent, so start order does not matter.
+package topology
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DuplicateWindow is how long the stream drops a republished event by its Nats-Msg-Id.
+// It is the first line of defence only: consumers dedupe by event ID themselves.
+const DuplicateWindow = 2 * time.Minute
+
+// MaxEventSize bounds one event; a larger publish is refused by the server.
+const MaxEventSize = 1 << 20
+
+// Ensure creates or updates the CHECKOUT and WAREHOUSE streams and the checkouts bucket.
+func Ensure(ctx context.Context, js jetstream.JetStream) error {
+	streams := []jetstream.StreamConfig{{
+		Name:        events.StreamCheckout,
+		Description: "Every checkout event: requests, step outcomes, compensations, terminal events.",
+		Subjects:    []string{events.CheckoutSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  DuplicateWindow,
+		MaxMsgSize:  MaxEventSize,
+		MaxAge:      30 * 24 * time.Hour,
+	}, {
+		Name:        events.StreamWarehouse,
+		Description: "Pick requests for the warehouse, removed once a picker acknowledges them.",
+		Subjects:    []string{events.WarehouseSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  DuplicateWindow,
+		MaxMsgSize:  MaxEventSize,
+	}}
+	for _, cfg := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      events.BucketCheckouts,
+		Description: "The coordinator's per-checkout state, changed only by compare-and-swap.",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
+	}
+	return nil
+}

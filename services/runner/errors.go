@@ -1,0 +1,27 @@
+package runner
+
+import (
+	"errors"
+
+	"github.com/jetcheckout/jetcheckout/events"
+)
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks an error that retrying cannot fix: the runner terminates the message and
+// announces it on checkout.rejected instead of redelivering it. Business failures (a
+// declined card, no stock) are not errors at all: they are failure events the handler returns.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed)
+}

@@ -1,0 +1,315 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Handler handles one event inside the service's bbolt transaction and returns the events
+// to emit. It never acks or publishes: the runner commits tx with the outputs, publishes
+// them, then acks. A returned error rolls the transaction back.
+type Handler func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error)
+
+// Decoder turns a raw message into an envelope. msgID is its Nats-Msg-Id header, if any.
+type Decoder func(subject string, data []byte, msgID string) (events.Envelope, error)
+
+// Route binds a subject to its handler.
+type Route struct {
+	Subject events.Subject
+	Handle  Handler
+	Decode  Decoder // nil: events.Decode
+}
+
+// Config of a runner: one durable consumer, one bbolt file.
+type Config struct {
+	Name       string // durable consumer name, and the runner's name in logs
+	Stream     string // default events.StreamCheckout
+	Routes     []Route
+	JS         jetstream.JetStream
+	DB         *bolt.DB
+	Log        *slog.Logger
+	MaxDeliver int           // default 20
+	AckWait    time.Duration // default 30s
+	RetryBase  time.Duration // first redelivery delay of a transient failure, default 200ms
+	RetryMax   time.Duration // longest redelivery delay, default 30s
+}
+
+func (c *Config) setDefaults() {
+	if c.Stream == "" {
+		c.Stream = events.StreamCheckout
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 20
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.RetryBase == 0 {
+		c.RetryBase = 200 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 30 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// Validate reports a configuration the runner cannot work with.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("runner: Name is required")
+	case len(c.Routes) == 0:
+		return fmt.Errorf("runner %s: no routes", c.Name)
+	case c.JS == nil || c.DB == nil:
+		return fmt.Errorf("runner %s: JS and DB are required", c.Name)
+	}
+	for _, r := range c.Routes {
+		if r.Subject == "" || r.Handle == nil {
+			return fmt.Errorf("runner %s: a route needs a subject and a handler", c.Name)
+		}
+	}
+	return nil
+}
+
+// Runner consumes one durable consumer and drives its handlers.
+type Runner struct {
+	cfg    Config
+	routes map[string]Route
+	log    *slog.Logger
+}
+
+var processedBucket = []byte("runner.processed")
+
+// New checks the configuration and prepares the runner's bucket.
+func New(cfg Config) (*Runner, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, log: cfg.Log.With("runner", cfg.Name)}
+	for _, rt := range cfg.Routes {
+		if rt.Decode == nil {
+			rt.Decode = func(subject string, data []byte, _ string) (events.Envelope, error) {
+				return events.Decode(subject, data)
+			}
+		}
+		r.routes[string(rt.Subject)] = rt
+	}
+	err := cfg.DB.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(processedBucket)
+		return err
+	})
+	return r, err
+}
+
+// Run consumes until ctx is cancelled, then stops fetching, finishes the messages already
+// delivered to it and returns.
+func (r *Runner) Run(ctx context.Context) error {
+	subjects := make([]string, 0, len(r.routes))
+	for s := range r.routes {
+		subjects = append(subjects, s)
+	}
+	cons, err := r.cfg.JS.CreateOrUpdateConsumer(ctx, r.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        r.cfg.Name,
+		Description:    "checkout step runner " + r.cfg.Name,
+		FilterSubjects: subjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.cfg.AckWait,
+		MaxDeliver:     r.cfg.MaxDeliver,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(32))
+	if err != nil {
+		return fmt.Errorf("runner %s: consume: %w", r.cfg.Name, err)
+	}
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	r.log.Info("consuming", "subjects", subjects)
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			r.log.Info("stopped")
+			return nil
+		}
+		if err != nil {
+			r.log.Warn("fetch", "err", err)
+			continue
+		}
+		// In-flight work finishes even when shutdown has begun.
+		r.process(context.WithoutCancel(ctx), msg)
+	}
+}
+
+// record is what the runner keeps per handled event ID.
+type record struct {
+	Seq     uint64            `json:"seq"`
+	Outputs []events.Envelope `json:"outputs,omitempty"`
+}
+
+func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckWait)
+	defer cancel()
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	route, ok := r.routes[msg.Subject()]
+	if !ok {
+		r.reject(ctx, msg, meta, "", fmt.Errorf("no handler for subject %s", msg.Subject()))
+		return
+	}
+	in, err := route.Decode(msg.Subject(), msg.Data(), msg.Headers().Get(jetstream.MsgIDHeader))
+	if err != nil {
+		r.reject(ctx, msg, meta, "", err)
+		return
+	}
+	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+
+	outs, err := r.commit(ctx, route, in, meta.Sequence.Stream)
+	if err != nil {
+		if isPermanent(err) {
+			r.reject(ctx, msg, meta, in.CheckoutID, err)
+			return
+		}
+		r.retry(msg, meta, log, err)
+		return
+	}
+	if err := r.publish(ctx, outs); err != nil {
+		r.retry(msg, meta, log, fmt.Errorf("publish outputs: %w", err))
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		log.Warn("ack", "err", err)
+	}
+	log.Debug("handled", "outputs", len(outs))
+}
+
+// commit runs the handler and records its outputs in one transaction, or returns what
+// to publish for an event already handled.
+func (r *Runner) commit(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	var outs []events.Envelope
+	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(processedBucket)
+		var rec record
+		found, err := store.Get(b, in.ID, &rec)
+		if err != nil {
+			return err
+		}
+		if found {
+			if rec.Seq == seq {
+				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
+			}
+			return nil
+		}
+		outs, err = route.Handle(ctx, tx, in)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UTC()
+		for i := range outs {
+			outs[i].CausationID = in.ID
+			outs[i].Time = now
+			if outs[i].CheckoutID == "" {
+				outs[i].CheckoutID = in.CheckoutID
+			}
+		}
+		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
+	})
+	return outs, err
+}
+
+// publish sends the outputs together and waits for every stream ack.
+func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(outs))
+	for _, e := range outs {
+		data, err := e.Encode()
+		if err != nil {
+			return err
+		}
+		f, err := r.cfg.JS.PublishMsgAsync(&nats.Msg{Subject: string(e.Type), Data: data}, jetstream.WithMsgID(e.ID))
+		if err != nil {
+			return err
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (r *Runner) retry(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, err error) {
+	if int(meta.NumDelivered) >= r.cfg.MaxDeliver {
+		log.Error("giving up after the last delivery", "attempts", meta.NumDelivered, "err", err)
+		r.reject(context.Background(), msg, meta, "", fmt.Errorf("gave up after %d attempts: %w", meta.NumDelivered, err))
+		return
+	}
+	delay := r.cfg.RetryBase << min(meta.NumDelivered-1, 16)
+	delay = min(delay, r.cfg.RetryMax)
+	log.Warn("will retry", "attempt", meta.NumDelivered, "delay", delay, "err", err)
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn("nak", "err", err)
+	}
+}
+
+// reject terminates a message that can never be handled and announces why.
+func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, cause error) {
+	if checkoutID == "" {
+		checkoutID = probeCheckoutID(msg.Data())
+	}
+	reason := cause.Error()
+	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
+	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
+		Subject: msg.Subject(), Consumer: r.cfg.Name, StreamSequence: meta.Sequence.Stream, Reason: reason,
+	})
+	e.ID = "rejected:" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	e.Time = time.Now().UTC()
+	if err := r.publish(ctx, []events.Envelope{e}); err != nil {
+		r.log.Error("announce rejection", "err", err)
+	}
+	if err := msg.TermWithReason(truncate(reason, 200)); err != nil {
+		r.log.Warn("term", "err", err)
+	}
+}
+
+// probeCheckoutID finds the checkout a rejected message names, if any.
+func probeCheckoutID(data []byte) string {
+	var p struct {
+		CheckoutID string `json:"checkout_id"`
+	}
+	if json.Unmarshal(data, &p) == nil && events.ValidCheckoutID(p.CheckoutID) {
+		return p.CheckoutID
+	}
+	return "unknown"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
