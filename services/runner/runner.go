@@ -31,13 +31,21 @@ type Route struct {
 	Decode  Decoder // nil: events.Decode
 }
 
-// Config of a runner: one durable consumer, one bbolt file.
+// CommitFunc applies an event to a store of state exactly once and returns the events to
+// publish: the outputs of a first application, the recorded outputs again when seq is the
+// stream sequence that was recorded (a redelivery), nothing for a later copy of the event.
+type CommitFunc func(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error)
+
+// Config of a runner: one durable consumer, and either a bbolt file whose transactions the
+// routes' handlers run in (DB), or a CommitFunc of the consumer's own (the coordinator's
+// compare-and-swap on its KV bucket).
 type Config struct {
 	Name       string // durable consumer name, and the runner's name in logs
 	Stream     string // default events.StreamCheckout
 	Routes     []Route
 	JS         jetstream.JetStream
 	DB         *bolt.DB
+	Commit     CommitFunc // when set, used instead of DB and the routes' handlers
 	Log        *slog.Logger
 	MaxDeliver int           // default 20
 	AckWait    time.Duration // default 30s
@@ -73,11 +81,13 @@ func (c Config) Validate() error {
 		return errors.New("runner: Name is required")
 	case len(c.Routes) == 0:
 		return fmt.Errorf("runner %s: no routes", c.Name)
-	case c.JS == nil || c.DB == nil:
-		return fmt.Errorf("runner %s: JS and DB are required", c.Name)
+	case c.JS == nil:
+		return fmt.Errorf("runner %s: JS is required", c.Name)
+	case (c.DB == nil) == (c.Commit == nil):
+		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
 	}
 	for _, r := range c.Routes {
-		if r.Subject == "" || r.Handle == nil {
+		if r.Subject == "" || (r.Handle == nil && c.Commit == nil) {
 			return fmt.Errorf("runner %s: a route needs a subject and a handler", c.Name)
 		}
 	}
@@ -107,6 +117,9 @@ func New(cfg Config) (*Runner, error) {
 			}
 		}
 		r.routes[string(rt.Subject)] = rt
+	}
+	if cfg.Commit != nil {
+		return r, nil
 	}
 	err := cfg.DB.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(processedBucket)
@@ -183,7 +196,12 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 	}
 	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
 
-	outs, err := r.commit(ctx, route, in, meta.Sequence.Stream)
+	var outs []events.Envelope
+	if r.cfg.Commit != nil {
+		outs, err = r.cfg.Commit(ctx, in, meta.Sequence.Stream)
+	} else {
+		outs, err = r.commit(ctx, route, in, meta.Sequence.Stream)
+	}
 	if err != nil {
 		if isPermanent(err) {
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
@@ -223,17 +241,22 @@ func (r *Runner) commit(ctx context.Context, route Route, in events.Envelope, se
 		if err != nil {
 			return err
 		}
-		now := time.Now().UTC()
-		for i := range outs {
-			outs[i].CausationID = in.ID
-			outs[i].Time = now
-			if outs[i].CheckoutID == "" {
-				outs[i].CheckoutID = in.CheckoutID
-			}
-		}
+		Stamp(outs, in)
 		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 	})
 	return outs, err
+}
+
+// Stamp fills in what outputs inherit from the event that caused them.
+func Stamp(outs []events.Envelope, cause events.Envelope) {
+	now := time.Now().UTC()
+	for i := range outs {
+		outs[i].CausationID = cause.ID
+		outs[i].Time = now
+		if outs[i].CheckoutID == "" {
+			outs[i].CheckoutID = cause.CheckoutID
+		}
+	}
 }
 
 // publish sends the outputs together and waits for every stream ack.

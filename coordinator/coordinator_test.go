@@ -1,0 +1,176 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Runner(env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// waitIdle waits until the coordinator's consumer has nothing pending or unacknowledged.
+func waitIdle(t *testing.T, env *natstest.Env) {
+	t.Helper()
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		cons, err := env.JS.Consumer(context.Background(), events.StreamCheckout, "coordinator")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, "coordinator consumer did not drain")
+}
+
+func forCheckout(t *testing.T, id string, typ events.Subject) events.Envelope {
+	e := outcome(t, typ)
+	e.CheckoutID, e.ID = id, events.ID(id, typ)
+	return e
+}
+
+// TestFanIn delivers the two branch completions in both orders, each twice (a second copy
+// published later and so not dropped by the stream's duplicate window): exactly one payment
+// request per checkout, and nothing else.
+func TestFanIn(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	startCoordinator(t, env)
+
+	orders := map[string][]events.Subject{
+		"co_inventory_first": {events.InventoryReserved, events.FraudCleared},
+		"co_fraud_first":     {events.FraudCleared, events.InventoryReserved},
+	}
+	for id, order := range orders {
+		env.Publish(t, forCheckout(t, id, events.CartValidated))
+		for copyN := range 2 {
+			for _, typ := range order {
+				e := forCheckout(t, id, typ)
+				data, _ := e.Encode()
+				env.PublishRaw(t, string(typ), data, fmt.Sprintf("%s-copy-%d", e.ID, copyN))
+			}
+		}
+	}
+	waitIdle(t, env)
+	for id := range orders {
+		if n := w.Count(id, events.PaymentRequested); n != 1 {
+			t.Errorf("%s: %d payment requests, want 1", id, n)
+		}
+		req := w.Wait(t, id, time.Second, events.PaymentRequested)
+		var q events.Quote
+		if err := req.DecodePayload(&q); err != nil || !q.Total.Equal(quote().Total) {
+			t.Errorf("%s: payment request carries %+v (%v), want the validated quote", id, q, err)
+		}
+		if n := len(w.All(id)); n != 1+4+1 {
+			t.Errorf("%s: %d events, want the 5 published and 1 decision", id, n)
+		}
+	}
+}
+
+// TestRedeliveryAfterCrash: the state was saved but the process died before publishing;
+// the redelivered message publishes the decision it recorded, once.
+func TestRedeliveryAfterCrash(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	ctx := context.Background()
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_crash"
+	var lastSeq uint64
+	for _, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared} {
+		e := forCheckout(t, id, typ)
+		data, _ := e.Encode()
+		ack, err := env.JS.Publish(ctx, string(typ), data, jetstream.WithMsgID(e.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lastSeq = ack.Sequence
+		// The "crashed" coordinator applies every event, publishing nothing.
+		if _, err := c.Commit(ctx, e, ack.Sequence); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _, _ := c.State(ctx, id)
+	if st.Applied[events.ID(id, events.FraudCleared)].Seq != lastSeq {
+		t.Fatal("state does not record the stream sequence of the event it applied")
+	}
+	startCoordinator(t, env) // the restarted coordinator gets all three again
+	waitIdle(t, env)
+	if n := w.Count(id, events.PaymentRequested); n != 1 {
+		t.Errorf("%d payment requests after the restart, want 1", n)
+	}
+}
+
+// TestConcurrentCompletions races the two completions of many checkouts through two
+// coordinators sharing the bucket: compare-and-swap makes exactly one of them decide.
+func TestConcurrentCompletions(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	var cs [2]*Coordinator
+	for i := range cs {
+		c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[i] = c
+	}
+	const n = 40
+	var mu sync.Mutex
+	requests := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		id := fmt.Sprintf("co_race_%d", i)
+		if _, err := cs[0].Commit(ctx, forCheckout(t, id, events.CartValidated), 1); err != nil {
+			t.Fatal(err)
+		}
+		for k, typ := range []events.Subject{events.InventoryReserved, events.FraudCleared} {
+			wg.Go(func() {
+				outs, err := cs[k].Commit(ctx, forCheckout(t, id, typ), uint64(2+k))
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, o := range outs {
+					if o.Type == events.PaymentRequested {
+						requests[id]++
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for i := range n {
+		id := fmt.Sprintf("co_race_%d", i)
+		if requests[id] != 1 {
+			t.Errorf("%s: %d payment requests, want 1", id, requests[id])
+		}
+	}
+}

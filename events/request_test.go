@@ -1,0 +1,75 @@
+package events
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+const goodRequest = `{"cart_id":"cart_1","customer_id":"cus_1","customer_email":"ada@example.com",
+ "payment_method_id":"pm_card_visa",
+ "shipping_address":{"line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US","region":"CA"},
+ "billing_address":{"line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
+
+func TestRequestEnvelopeIDs(t *testing.T) {
+	a := RequestEnvelope([]byte(goodRequest), "")
+	b := RequestEnvelope([]byte(goodRequest), "")
+	if a.CheckoutID != b.CheckoutID || !strings.HasPrefix(a.CheckoutID, "co_") {
+		t.Errorf("derived IDs %q and %q: want the same co_ ID for the same message", a.CheckoutID, b.CheckoutID)
+	}
+	if c := RequestEnvelope([]byte(goodRequest), "client-key-1"); c.CheckoutID == a.CheckoutID {
+		t.Error("a Nats-Msg-Id did not change the derived ID")
+	}
+	chosen := strings.Replace(goodRequest, `{"cart_id"`, `{"checkout_id":"order-42","cart_id"`, 1)
+	if e := RequestEnvelope([]byte(chosen), "x"); e.CheckoutID != "order-42" || e.ID != "order-42:checkout.requested" {
+		t.Errorf("client checkout_id not kept: %+v", e)
+	}
+	if !ValidCheckoutID(a.CheckoutID) {
+		t.Errorf("derived ID %q is not a valid checkout ID", a.CheckoutID)
+	}
+}
+
+func TestParseRequest(t *testing.T) {
+	if _, err := ParseRequest(RequestEnvelope([]byte(goodRequest), "")); err != nil {
+		t.Fatalf("good request refused: %v", err)
+	}
+	bad := map[string]string{
+		"not json":         `{"cart_id": `,
+		"array":            `[1,2]`,
+		"unknown field":    strings.Replace(goodRequest, `"cart_id"`, `"coupon":"X","cart_id"`, 1),
+		"wrong type":       strings.Replace(goodRequest, `"cart_1"`, `17`, 1),
+		"missing cart":     strings.Replace(goodRequest, `"cart_1"`, `""`, 1),
+		"card number":      strings.Replace(goodRequest, `pm_card_visa`, `4242424242424242`, 1),
+		"bad email":        strings.Replace(goodRequest, `ada@example.com`, `ada`, 1),
+		"bad country":      strings.Replace(goodRequest, `"country":"US","region"`, `"country":"USA","region"`, 1),
+		"bad checkout id":  strings.Replace(goodRequest, `{"cart_id"`, `{"checkout_id":"a b","cart_id"`, 1),
+		"trailing garbage": goodRequest + `{}`,
+	}
+	for name, body := range bad {
+		_, err := ParseRequest(RequestEnvelope([]byte(body), ""))
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestDecodeEnvelope(t *testing.T) {
+	e := Must("co_1", CartFailed, StepFailure{Step: StepValidateCart, Code: CodeCartEmpty, Message: "empty"})
+	raw, _ := e.Encode()
+	if _, err := Decode(string(CartFailed), raw); err != nil {
+		t.Fatalf("round trip: %v", err)
+	}
+	if _, err := Decode(string(CartValidated), raw); !errors.Is(err, ErrMalformed) {
+		t.Errorf("type/subject mismatch accepted: %v", err)
+	}
+	for name, body := range map[string]string{
+		"invalid json":  `{`,
+		"unknown field": `{"id":"a","type":"checkout.cart.failed","checkout_id":"c","schema_version":1,"payload":{},"extra":1}`,
+		"no checkout":   `{"id":"a","type":"checkout.cart.failed","schema_version":1,"payload":{}}`,
+		"old schema":    `{"id":"a","type":"checkout.cart.failed","checkout_id":"c","schema_version":0,"payload":{}}`,
+	} {
+		if _, err := Decode(string(CartFailed), []byte(body)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
