@@ -1,0 +1,169 @@
+package orders
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/shopspring/decimal"
+)
+
+const wait = 10 * time.Second
+
+type harness struct {
+	svc   *Service
+	env   *natstest.Env
+	watch *natstest.Watcher
+}
+
+// start runs the service behind the real runner on an embedded JetStream.
+func start(t *testing.T) harness {
+	t.Helper()
+	env := natstest.Start(t)
+	db, err := store.Open(filepath.Join(t.TempDir(), "orders.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	svc, err := New(db, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := runner.New(runner.Config{Name: "orders", Routes: svc.Routes(), JS: env.JS, DB: db, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := env.Watch(t, events.CheckoutSubjects)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner: %v", err)
+		}
+	})
+	return harness{svc: svc, env: env, watch: watch}
+}
+
+// created publishes a capture and returns the order the service announced.
+func (h harness) created(t *testing.T, in events.Envelope) events.Order {
+	t.Helper()
+	h.env.Publish(t, in)
+	out := h.watch.Wait(t, in.CheckoutID, wait, events.OrderCreated, events.Rejected)
+	var o events.Order
+	if err := out.DecodePayload(&o); err != nil || out.Type != events.OrderCreated {
+		t.Fatalf("got %s %s (%v), want %s", out.Type, out.Payload, err, events.OrderCreated)
+	}
+	return o
+}
+
+func TestOrdersAreCreatedAndNumbered(t *testing.T) {
+	h := start(t)
+	first := h.created(t, captured("co_a", "pi_a"))
+	second := h.created(t, captured("co_b", "pi_b"))
+
+	if first.ID != "ord_co_a" || first.Number != "JC-000001" || second.Number != "JC-000002" {
+		t.Errorf("orders %s %s and %s %s", first.ID, first.Number, second.ID, second.Number)
+	}
+	stored, found, err := h.svc.Order("ord_co_a")
+	if err != nil || !found {
+		t.Fatalf("Order: found=%v err=%v", found, err)
+	}
+	if stored.Status != StatusConfirmed || stored.PaymentIntentID != "pi_a" || stored.CheckoutID != "co_a" ||
+		!stored.Total.Equal(dec("29.97")) || stored.CustomerEmail != "ada@example.com" || stored.CreatedAt.IsZero() {
+		t.Errorf("stored order = %+v", stored)
+	}
+	if !stored.CreatedAt.Equal(first.CreatedAt) || stored.Number != first.Number {
+		t.Errorf("event %+v differs from stored %+v", first, stored)
+	}
+	byCheckout, found, err := h.svc.OrderByCheckout("co_b")
+	if err != nil || !found || byCheckout.ID != "ord_co_b" {
+		t.Errorf("OrderByCheckout(co_b) = %s found=%v err=%v", byCheckout.ID, found, err)
+	}
+	if _, found, _ := h.svc.OrderByCheckout("co_none"); found {
+		t.Error("OrderByCheckout found an order for an unknown checkout")
+	}
+	all, err := h.svc.Orders()
+	if err != nil || len(all) != 2 || all[0].ID != "ord_co_a" || all[1].ID != "ord_co_b" {
+		t.Fatalf("Orders() = %v, %v", all, err)
+	}
+}
+
+func TestACheckoutGetsOneOrder(t *testing.T) {
+	h := start(t)
+	in := captured("co_dup", "pi_1")
+	first := h.created(t, in)
+
+	// The same event under another Nats-Msg-Id is dropped by the runner; a different event
+	// of the same checkout reaches the handler, which announces the existing order again.
+	data, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.env.PublishRaw(t, string(in.Type), data, "another-msg-id")
+	replay := captured("co_dup", "pi_2")
+	replay.ID += ":replayed"
+	h.env.Publish(t, replay)
+	natstest.Eventually(t, wait, func() bool { return h.watch.Count("co_dup", events.OrderCreated) == 2 },
+		"the replayed capture was not answered")
+
+	for _, e := range h.watch.All("co_dup") {
+		var o events.Order
+		if e.Type == events.OrderCreated && (e.DecodePayload(&o) != nil || o.Number != first.Number || o.PaymentIntentID != "pi_1") {
+			t.Errorf("announced %s %s (%s), want the first order %s", o.ID, o.Number, o.PaymentIntentID, first.Number)
+		}
+	}
+	all, err := h.svc.Orders()
+	if err != nil || len(all) != 1 {
+		t.Fatalf("Orders() = %d orders, %v; want 1", len(all), err)
+	}
+	// The next checkout's number shows no sequence number was spent on the duplicates.
+	if next := h.created(t, captured("co_next", "pi_3")); next.Number != "JC-000002" {
+		t.Errorf("next order number = %s, want JC-000002", next.Number)
+	}
+}
+
+func TestMalformedCaptureIsRejected(t *testing.T) {
+	h := start(t)
+	wrongAmount := captured("co_bad", "pi_bad")
+	var p events.Payment
+	if err := wrongAmount.DecodePayload(&p); err != nil {
+		t.Fatal(err)
+	}
+	p.Amount = dec("1.00")
+	wrongAmount = events.Must("co_bad", events.PaymentCaptured, p)
+	h.env.Publish(t, wrongAmount)
+
+	if out := h.watch.Wait(t, "co_bad", wait, events.Rejected, events.OrderCreated); out.Type != events.Rejected {
+		t.Fatalf("got %s, want %s", out.Type, events.Rejected)
+	}
+	if _, found, _ := h.svc.OrderByCheckout("co_bad"); found {
+		t.Error("an order was created from a malformed capture")
+	}
+	if o := h.created(t, captured("co_good", "pi_good")); o.Number != "JC-000001" {
+		t.Errorf("first valid order is %s, want JC-000001", o.Number)
+	}
+}
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func captured(checkoutID, paymentIntent string) events.Envelope {
+	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "IL", PostalCode: "62701", Country: "US"}
+	q := events.Quote{
+		CartID: "cart_" + checkoutID, CustomerID: "cus_1", CustomerEmail: "ada@example.com", PaymentMethodID: "pm_card_visa",
+		ShippingAddress: home, BillingAddress: home, Currency: "USD",
+		Lines:    []events.Line{{ProductID: "tea", Name: "Green tea", Quantity: 3, UnitPrice: dec("9.99"), Total: dec("29.97")}},
+		Subtotal: dec("29.97"), Tax: dec("0"), Shipping: dec("0"), Total: dec("29.97"),
+	}
+	return events.Must(checkoutID, events.PaymentCaptured, events.Payment{
+		PaymentIntentID: paymentIntent, Amount: q.Total, Currency: q.Currency, Quote: q,
+	})
+}
