@@ -15,8 +15,7 @@ import (
 
 func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,28 +23,8 @@ func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	natstest.Run(t, r)
 	return c
-}
-
-// waitIdle waits until the coordinator's consumer has nothing pending or unacknowledged.
-func waitIdle(t *testing.T, env *natstest.Env) {
-	t.Helper()
-	natstest.Eventually(t, 10*time.Second, func() bool {
-		cons, err := env.JS.Consumer(context.Background(), events.StreamCheckout, "coordinator")
-		if err != nil {
-			return false
-		}
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "coordinator consumer did not drain")
 }
 
 func forCheckout(t *testing.T, id string, typ events.Subject) events.Envelope {
@@ -76,7 +55,7 @@ func TestFanIn(t *testing.T) {
 			}
 		}
 	}
-	waitIdle(t, env)
+	env.WaitIdle(t, "coordinator")
 	for id := range orders {
 		if n := w.Count(id, events.PaymentRequested); n != 1 {
 			t.Errorf("%s: %d payment requests, want 1", id, n)
@@ -122,7 +101,7 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 		t.Fatal("state does not record the stream sequence of the event it applied")
 	}
 	startCoordinator(t, env) // the restarted coordinator gets all three again
-	waitIdle(t, env)
+	env.WaitIdle(t, "coordinator")
 	if n := w.Count(id, events.PaymentRequested); n != 1 {
 		t.Errorf("%d payment requests after the restart, want 1", n)
 	}
@@ -172,5 +151,38 @@ func TestConcurrentCompletions(t *testing.T) {
 		if requests[id] != 1 {
 			t.Errorf("%s: %d payment requests, want 1", id, requests[id])
 		}
+	}
+}
+
+// TestMalformedInput: garbage and contradictions are terminated with a reason on
+// checkout.rejected, never redelivered, and change no state.
+func TestMalformedInput(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	c := startCoordinator(t, env)
+
+	env.PublishRaw(t, string(events.InventoryReserved), []byte(`{"id":`), "")
+	forged := forCheckout(t, "co_forged", events.InventoryReleased) // a release nobody asked for
+	env.Publish(t, forged)
+	env.WaitIdle(t, "coordinator")
+
+	natstest.Eventually(t, 5*time.Second, func() bool {
+		return w.Count("unknown", events.Rejected)+w.Count("co_forged", events.Rejected) >= 2
+	}, "expected two rejections")
+	rejections := 0
+	for _, e := range w.All("") {
+		if e.Type == events.Rejected {
+			rejections++
+			var r events.RejectedInput
+			if err := e.DecodePayload(&r); err != nil || r.Reason == "" || r.Consumer != "coordinator" {
+				t.Errorf("rejection %+v (%v): want a reason and the consumer", r, err)
+			}
+		}
+	}
+	if rejections != 2 {
+		t.Errorf("%d rejections, want 2", rejections)
+	}
+	if _, found, _ := c.State(context.Background(), "co_forged"); found {
+		t.Error("a forged compensation created checkout state")
 	}
 }

@@ -166,3 +166,36 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Runner is anything that consumes until its context ends (services/runner.Runner).
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// Run runs r until the test ends, then stops it and checks it stopped cleanly.
+func Run(t testing.TB, r Runner) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner stopped with %v", err)
+		}
+	})
+}
+
+// WaitIdle waits until a durable consumer of the CHECKOUT stream has nothing pending and
+// nothing unacknowledged: every message published so far has been handled.
+func (e *Env) WaitIdle(t testing.TB, consumer string) {
+	t.Helper()
+	Eventually(t, 15*time.Second, func() bool {
+		cons, err := e.JS.Consumer(context.Background(), events.StreamCheckout, consumer)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, "consumer %s did not drain", consumer)
+}

@@ -1,0 +1,120 @@
+package events
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// EventDoc documents one subject: who publishes it, what it carries, who consumes it.
+type EventDoc struct {
+	Subject   Subject
+	Payload   string
+	Producer  string
+	Consumers []string
+	Meaning   string
+}
+
+// payloads names the payload type of every subject. Requested carries a bare
+// CheckoutRequest; every other event an Envelope around its payload.
+var payloads = map[Subject]any{
+	Requested:          CheckoutRequest{},
+	CartValidated:      Quote{},
+	InventoryReserved:  Reservation{},
+	FraudCleared:       RiskAssessment{},
+	PaymentRequested:   Quote{},
+	PaymentCaptured:    Payment{},
+	OrderCreated:       Order{},
+	ConfirmationSent:   EmailSent{},
+	LabelCreated:       Shipment{},
+	WarehouseNotified:  PickQueued{},
+	InventoryRelease:   Compensation{},
+	InventoryReleased:  Release{},
+	PaymentRefund:      Compensation{},
+	PaymentRefunded:    Refund{},
+	Completed:          CheckoutCompleted{},
+	Failed:             CheckoutFailed{},
+	InventoryCommitted: Sale{},
+	Rejected:           RejectedInput{},
+	WarehousePick:      PickRequest{},
+}
+
+// PayloadOf returns the payload type name of a subject ("StepFailure" for every .failed).
+func PayloadOf(s Subject) string {
+	if p, ok := payloads[s]; ok {
+		return reflect.TypeOf(p).Name()
+	}
+	if strings.HasSuffix(string(s), ".failed") {
+		return "StepFailure"
+	}
+	return ""
+}
+
+const coordinator = "coordinator"
+
+// Settlers are the services that act on the terminal events.
+var Settlers = map[Subject][]string{
+	Completed: {"catalog", "inventory"}, // the cart is checked out; the reservation becomes a sale
+	Failed:    {"catalog"},              // the cart can be checked out again
+}
+
+// Catalog lists every event with its producer and consumers, derived from Flow.
+func (f Flow) Catalog() []EventDoc {
+	first := f.Steps[0]
+	docs := []EventDoc{{Subject: Requested, Producer: "you (the client)", Consumers: []string{first.Service},
+		Meaning: "start a checkout (a bare JSON object, no envelope)"}}
+	for _, s := range f.Steps {
+		if len(s.After) > 1 {
+			docs = append(docs, EventDoc{Subject: s.Trigger, Producer: coordinator, Consumers: []string{s.Service},
+				Meaning: fmt.Sprintf("%s may run: %s succeeded", s.Name, joinNames(s.After))})
+		}
+		var next []string
+		for _, d := range f.Dependents(s.Name) {
+			if d.Trigger == s.Done && !slices.Contains(next, d.Service) {
+				next = append(next, d.Service)
+			}
+		}
+		docs = append(docs,
+			EventDoc{Subject: s.Done, Producer: s.Service, Consumers: append(next, coordinator), Meaning: string(s.Name) + " succeeded"},
+			EventDoc{Subject: s.Failed, Producer: s.Service, Consumers: []string{coordinator}, Meaning: string(s.Name) + " failed, with a reason code"})
+		if s.Compensate != "" {
+			docs = append(docs,
+				EventDoc{Subject: s.Compensate, Producer: coordinator, Consumers: []string{s.Service}, Meaning: "undo " + string(s.Name)},
+				EventDoc{Subject: s.Compensated, Producer: s.Service, Consumers: []string{coordinator}, Meaning: string(s.Name) + " undone"})
+		}
+	}
+	docs = append(docs,
+		EventDoc{Subject: Completed, Producer: coordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid"},
+		EventDoc{Subject: Failed, Producer: coordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
+		EventDoc{Subject: InventoryCommitted, Producer: "inventory", Meaning: "the reservation of a completed checkout became a sale"},
+		EventDoc{Subject: Rejected, Producer: "any service", Meaning: "an input that can never be processed, and why (terminated, not redelivered)"},
+		EventDoc{Subject: WarehousePick, Producer: "shipping", Consumers: []string{"the warehouse (work queue " + StreamWarehouse + ")"}, Meaning: "pick and pack an order"},
+	)
+	for i := range docs {
+		docs[i].Payload = PayloadOf(docs[i].Subject)
+	}
+	return docs
+}
+
+func joinNames(names []StepName) string {
+	s := make([]string, len(names))
+	for i, n := range names {
+		s[i] = string(n)
+	}
+	return strings.Join(s, " and ")
+}
+
+// Markdown renders the catalog as the README's event table.
+func (f Flow) Markdown() string {
+	var b strings.Builder
+	b.WriteString("| subject | payload | producer | consumers | meaning |\n|---|---|---|---|---|\n")
+	for _, d := range f.Catalog() {
+		consumers := strings.Join(d.Consumers, ", ")
+		if consumers == "" {
+			consumers = "—"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", d.Subject, d.Payload, d.Producer, consumers, d.Meaning)
+	}
+	return b.String()
+}
