@@ -1,0 +1,214 @@
+package catalog
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Version of the catalog's micro service.
+const Version = "1.0.0"
+
+// MaxQuantity is the most units of one product a cart may hold.
+const MaxQuantity = 999
+
+// Serve starts the "catalog" micro service: carts.create (events.CreateCart →
+// events.Cart), carts.get (events.GetCart → events.Cart) and catalog.list (→
+// []events.Product). A bad request gets an error reply with code "400" or "404" and a
+// description saying what is wrong. Stop the returned service to stop serving.
+func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        "catalog",
+		Version:     Version,
+		Description: "Products and carts: create and read carts, list the catalog.",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: start service: %w", err)
+	}
+	endpoints := []struct {
+		name    string
+		subject events.Subject
+		handle  func(data []byte) (any, error)
+	}{
+		{"create_cart", events.CartsCreate, s.createCart},
+		{"get_cart", events.CartsGet, s.getCart},
+		{"list_products", events.CatalogList, func([]byte) (any, error) { return s.Products() }},
+	}
+	for _, e := range endpoints {
+		err := svc.AddEndpoint(e.name, s.endpoint(e.handle), micro.WithEndpointSubject(string(e.subject)))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("catalog: endpoint %s: %w", e.subject, err), svc.Stop())
+		}
+	}
+	return svc, nil
+}
+
+// requestError is a request the caller must change: status is the micro error code.
+type requestError struct {
+	status  string
+	message string
+}
+
+func (e *requestError) Error() string { return e.message }
+
+func badRequest(format string, args ...any) error {
+	return &requestError{"400", fmt.Sprintf(format, args...)}
+}
+
+func notFound(format string, args ...any) error {
+	return &requestError{"404", fmt.Sprintf(format, args...)}
+}
+
+// endpoint adapts handle to micro: its result is the JSON reply, a requestError its
+// error reply, any other error a "500" that is logged.
+func (s *Service) endpoint(handle func(data []byte) (any, error)) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		reply, err := handle(req.Data())
+		var rerr *requestError
+		switch {
+		case errors.As(err, &rerr):
+			err = req.Error(rerr.status, rerr.message, nil)
+		case err != nil:
+			s.log.Error("request failed", "subject", req.Subject(), "err", err)
+			err = req.Error("500", "internal error, please retry", nil)
+		default:
+			err = req.RespondJSON(reply)
+		}
+		if err != nil {
+			s.log.Warn("reply failed", "subject", req.Subject(), "err", err)
+		}
+	})
+}
+
+// decodeBody decodes a request strictly, with the contract's decoder, so that a request
+// with a misspelt field is refused with the same words an event would be.
+func decodeBody(subject events.Subject, data []byte, v any) error {
+	if len(data) == 0 {
+		return badRequest("%s needs a JSON object", subject)
+	}
+	if err := (events.Envelope{Type: subject, Payload: data}).DecodePayload(v); err != nil {
+		return badRequest("%v", err)
+	}
+	return nil
+}
+
+func (s *Service) createCart(data []byte) (any, error) {
+	var req events.CreateCart
+	if err := decodeBody(events.CartsCreate, data, &req); err != nil {
+		return nil, err
+	}
+	customer := strings.TrimSpace(req.CustomerID)
+	if customer == "" {
+		return nil, badRequest("customer_id is required")
+	}
+	currency := strings.ToUpper(strings.TrimSpace(req.Currency))
+	if _, ships := s.rates.Shipping[currency]; !ships {
+		return nil, badRequest("currency %q is not supported; use one of %s", req.Currency,
+			strings.Join(slices.Sorted(maps.Keys(s.rates.Shipping)), ", "))
+	}
+	items, err := mergeItems(req.Items)
+	if err != nil {
+		return nil, err
+	}
+	cart := events.Cart{
+		ID:         newCartID(),
+		CustomerID: customer,
+		Currency:   currency,
+		Items:      items,
+		Status:     events.CartOpen,
+		CreatedAt:  time.Now().UTC(),
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := checkSold(tx.Bucket(bucketProducts), items, currency); err != nil {
+			return err
+		}
+		return store.Put(tx.Bucket(bucketCarts), cart.ID, cart)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("cart created", "cart_id", cart.ID, "customer_id", customer, "items", len(items))
+	return cart, nil
+}
+
+// mergeItems adds up the lines of the same product, keeping the order in which products
+// first appear, and checks the quantities.
+func mergeItems(items []events.CartItem) ([]events.CartItem, error) {
+	if len(items) == 0 {
+		return nil, badRequest("items must list at least one product")
+	}
+	var merged []events.CartItem
+	at := map[string]int{}
+	for _, it := range items {
+		it.ProductID = strings.TrimSpace(it.ProductID)
+		if it.ProductID == "" {
+			return nil, badRequest("every item needs a product_id")
+		}
+		if it.Quantity <= 0 {
+			return nil, badRequest("quantity of %s must be at least 1, got %d", it.ProductID, it.Quantity)
+		}
+		i, seen := at[it.ProductID]
+		if !seen {
+			i = len(merged)
+			at[it.ProductID] = i
+			merged = append(merged, events.CartItem{ProductID: it.ProductID})
+		}
+		if it.Quantity > MaxQuantity-merged[i].Quantity {
+			return nil, badRequest("at most %d units of %s fit in a cart", MaxQuantity, it.ProductID)
+		}
+		merged[i].Quantity += it.Quantity
+	}
+	return merged, nil
+}
+
+// checkSold checks that every item is a product sold in currency.
+func checkSold(products *bolt.Bucket, items []events.CartItem, currency string) error {
+	for _, it := range items {
+		var p events.Product
+		found, err := store.Get(products, it.ProductID, &p)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("product %q does not exist", it.ProductID)
+		}
+		if _, ok := p.Prices[currency]; !ok {
+			return badRequest("%s (%s) is not sold in %s", p.Name, p.ID, currency)
+		}
+	}
+	return nil
+}
+
+func (s *Service) getCart(data []byte) (any, error) {
+	var req events.GetCart
+	if err := decodeBody(events.CartsGet, data, &req); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(req.CartID) == "" {
+		return nil, badRequest("cart_id is required")
+	}
+	cart, err := s.Cart(req.CartID)
+	if errors.Is(err, ErrCartNotFound) {
+		return nil, notFound("cart %q does not exist", req.CartID)
+	}
+	return cart, err
+}
+
+// newCartID is a random, unguessable cart ID: knowing one cart's ID tells nothing of
+// another's.
+func newCartID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return "cart_" + hex.EncodeToString(b)
+}

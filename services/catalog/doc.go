@@ -1,0 +1,15 @@
+// Package catalog owns the products and the carts, and runs the first checkout step,
+// validate_cart_items.
+//
+// Consumes:
+//   - checkout.requested: checks the request, the cart (its owner, status and items) and
+//     the products, prices the cart for the shipping address (see Price) and holds the
+//     cart for the checkout. Emits checkout.cart.validated with an events.Quote, or
+//     checkout.cart.failed with an events.StepFailure.
+//   - checkout.completed: the held cart becomes checked_out. Emits nothing.
+//   - checkout.failed: the held cart is open again, so the customer can retry. Emits nothing.
+//
+// Serves (nats micro service "catalog"): carts.create, carts.get and catalog.list.
+//
+// State (bbolt): products, carts, and checkouts (checkout ID → the cart it holds).
+package catalog

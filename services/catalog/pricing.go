@@ -1,0 +1,114 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/money"
+	"github.com/shopspring/decimal"
+)
+
+// Rates are the tax and shipping rates a cart is priced with (see LoadRates).
+type Rates struct {
+	Tax      map[string]TaxRate       `json:"tax"`      // by country code
+	Shipping map[string]ShippingRates `json:"shipping"` // by currency
+}
+
+// TaxRate is a country's tax rate, with overrides for some of its regions.
+type TaxRate struct {
+	Rate    decimal.Decimal            `json:"rate"`
+	Regions map[string]decimal.Decimal `json:"regions,omitempty"`
+}
+
+// ShippingRate prices a delivery: Base plus PerItem for each unit, nothing once the
+// subtotal reaches FreeOver (never free when FreeOver is nil).
+type ShippingRate struct {
+	Base     decimal.Decimal  `json:"base"`
+	PerItem  decimal.Decimal  `json:"per_item"`
+	FreeOver *decimal.Decimal `json:"free_over,omitempty"`
+}
+
+// ShippingRates are a currency's shipping rate and its overrides for some countries.
+type ShippingRates struct {
+	ShippingRate
+	Countries map[string]ShippingRate `json:"countries,omitempty"`
+}
+
+// Pricing errors, for the caller to turn into failure codes.
+var (
+	ErrUnsupportedDestination = errors.New("unsupported destination")
+	ErrUnsupportedCurrency    = errors.New("unsupported currency")
+)
+
+// Totals is what a cart costs delivered to an address.
+type Totals struct {
+	Lines    []events.Line // the lines given, each with its Total
+	Subtotal decimal.Decimal
+	Tax      decimal.Decimal
+	Shipping decimal.Decimal
+	Total    decimal.Decimal
+}
+
+// Price prices lines (with Quantity and UnitPrice set) in currency for delivery to dest:
+// the subtotal is the sum of unit price × quantity, the tax is the subtotal × the
+// destination's rate rounded to the currency's minor unit (half away from zero), and
+// shipping follows the currency's rate for the destination country.
+// A country without a tax rate is ErrUnsupportedDestination; a currency without a
+// shipping rate is ErrUnsupportedCurrency.
+func Price(lines []events.Line, currency string, dest events.Address, rates Rates) (Totals, error) {
+	taxRate, err := rates.taxRate(dest.Country, dest.Region)
+	if err != nil {
+		return Totals{}, err
+	}
+	shipping, err := rates.shippingRate(currency, dest.Country)
+	if err != nil {
+		return Totals{}, err
+	}
+	t := Totals{Lines: make([]events.Line, len(lines))}
+	items := 0
+	for i, l := range lines {
+		l.Total = l.UnitPrice.Mul(decimal.NewFromInt(int64(l.Quantity)))
+		t.Lines[i] = l
+		t.Subtotal = t.Subtotal.Add(l.Total)
+		items += l.Quantity
+	}
+	if t.Tax, err = money.Round(t.Subtotal.Mul(taxRate), currency); err != nil {
+		return Totals{}, fmt.Errorf("%w: %v", ErrUnsupportedCurrency, err)
+	}
+	t.Shipping = shipping.cost(t.Subtotal, items)
+	t.Total = t.Subtotal.Add(t.Tax).Add(t.Shipping)
+	return t, nil
+}
+
+// taxRate is the region's rate when it has one, else the country's.
+func (r Rates) taxRate(country, region string) (decimal.Decimal, error) {
+	tax, ok := r.Tax[country]
+	if !ok {
+		return decimal.Decimal{}, fmt.Errorf("%w: we do not ship to country %q", ErrUnsupportedDestination, country)
+	}
+	if rate, ok := tax.Regions[strings.ToUpper(strings.TrimSpace(region))]; ok {
+		return rate, nil
+	}
+	return tax.Rate, nil
+}
+
+// shippingRate is the country's override when it has one, else the currency's rate.
+func (r Rates) shippingRate(currency, country string) (ShippingRate, error) {
+	s, ok := r.Shipping[currency]
+	if !ok {
+		return ShippingRate{}, fmt.Errorf("%w: we do not take orders in %s", ErrUnsupportedCurrency, currency)
+	}
+	if c, ok := s.Countries[country]; ok {
+		return c, nil
+	}
+	return s.ShippingRate, nil
+}
+
+func (s ShippingRate) cost(subtotal decimal.Decimal, items int) decimal.Decimal {
+	if s.FreeOver != nil && subtotal.GreaterThanOrEqual(*s.FreeOver) {
+		return decimal.Zero
+	}
+	return s.Base.Add(s.PerItem.Mul(decimal.NewFromInt(int64(items))))
+}

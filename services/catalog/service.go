@@ -1,0 +1,121 @@
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketProducts = []byte("products") // product ID → events.Product
+	bucketCarts    = []byte("carts")    // cart ID → events.Cart
+	// bucketCheckouts maps a checkout ID to the cart it holds, so that the terminal
+	// events, which carry no cart ID, can settle the cart.
+	bucketCheckouts = []byte("checkouts")
+)
+
+// ErrCartNotFound is returned by Cart for an unknown cart ID.
+var ErrCartNotFound = errors.New("cart not found")
+
+// Service is the catalog: products, carts and the validate_cart_items step.
+type Service struct {
+	db    *bolt.DB
+	log   *slog.Logger
+	rates Rates
+}
+
+// New creates the catalog's buckets in db. Carts are priced with rates (see LoadRates);
+// they are sold only in the currencies rates has shipping for.
+func New(db *bolt.DB, log *slog.Logger, rates Rates) (*Service, error) {
+	if db == nil || log == nil {
+		return nil, errors.New("catalog: db and log are required")
+	}
+	if err := rates.validate(); err != nil {
+		return nil, fmt.Errorf("catalog: rates: %w", err)
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketProducts, bucketCarts, bucketCheckouts} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: create buckets: %w", err)
+	}
+	return &Service{db: db, log: log, rates: rates}, nil
+}
+
+// Seed stores products when the catalog has none yet (the first start) and reports
+// whether it did; a catalog that has products is left as it is.
+func (s *Service) Seed(products []SeedProduct) (seeded bool, err error) {
+	if err := validateSeed(products); err != nil {
+		return false, fmt.Errorf("catalog seed: %w", err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketProducts)
+		if k, _ := b.Cursor().First(); k != nil {
+			return nil
+		}
+		for _, p := range products {
+			if err := store.Put(b, p.ID, p.Product); err != nil {
+				return err
+			}
+		}
+		seeded = true
+		return nil
+	})
+	return seeded, err
+}
+
+// Products lists the catalog, ordered by product ID.
+func (s *Service) Products() ([]events.Product, error) {
+	out := []events.Product{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketProducts).ForEach(func(k, v []byte) error {
+			var p events.Product
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode product %s: %w", k, err)
+			}
+			out = append(out, p)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Cart returns a cart, or an error wrapping ErrCartNotFound.
+func (s *Service) Cart(id string) (events.Cart, error) {
+	var cart events.Cart
+	err := s.db.View(func(tx *bolt.Tx) error {
+		found, err := store.Get(tx.Bucket(bucketCarts), id, &cart)
+		if err == nil && !found {
+			err = fmt.Errorf("%w: %q", ErrCartNotFound, id)
+		}
+		return err
+	})
+	return cart, err
+}
+
+// Routes are the catalog's steps: validate_cart_items on checkout.requested, and the
+// settling of the held cart on checkout.completed and checkout.failed.
+func (s *Service) Routes() []runner.Route {
+	return []runner.Route{
+		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested},
+		{Subject: events.Completed, Handle: s.checkOutCart},
+		{Subject: events.Failed, Handle: s.reopenCart},
+	}
+}
+
+// decodeRequested wraps the public request, which is not an envelope, whatever it holds:
+// validateCart reports what is wrong with it as a failure of the checkout.
+func decodeRequested(_ string, data []byte, msgID string) (events.Envelope, error) {
+	return events.RequestEnvelope(data, msgID), nil
+}

@@ -1,0 +1,144 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/money"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
+)
+
+// failure is a business reason the cart cannot be checked out: it becomes a
+// checkout.cart.failed event, not an error of the handler.
+type failure struct {
+	code    string
+	message string
+}
+
+func (f *failure) Error() string { return f.code + ": " + f.message }
+
+func fail(code, format string, args ...any) error {
+	return &failure{code: code, message: fmt.Sprintf(format, args...)}
+}
+
+// validateCart is validate_cart_items: it prices the requested cart and holds it for
+// the checkout, or reports why it cannot.
+func (s *Service) validateCart(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID)
+	quote, err := s.quote(tx, in)
+	var f *failure
+	if errors.As(err, &f) {
+		log.Info("cart not accepted", "code", f.code, "reason", f.message)
+		return []events.Envelope{events.Must(in.CheckoutID, events.CartFailed, events.StepFailure{
+			Step: events.StepValidateCart, Code: f.code, Message: f.message,
+		})}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("cart validated", "cart_id", quote.CartID, "total", money.Format(quote.Total, quote.Currency))
+	return []events.Envelope{events.Must(in.CheckoutID, events.CartValidated, quote)}, nil
+}
+
+// quote checks the request and its cart, prices the cart and marks it checking_out by
+// this checkout.
+func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
+	req, err := events.ParseRequest(in)
+	if err != nil {
+		return events.Quote{}, fail(events.CodeInvalidRequest, "%v", err)
+	}
+	carts := tx.Bucket(bucketCarts)
+	var cart events.Cart
+	found, err := store.Get(carts, req.CartID, &cart)
+	if err != nil {
+		return events.Quote{}, runner.Permanent(err)
+	}
+	if !found {
+		return events.Quote{}, fail(events.CodeCartNotFound, "cart %q does not exist", req.CartID)
+	}
+	if err := checkCart(cart, req, in.CheckoutID); err != nil {
+		return events.Quote{}, err
+	}
+	lines, err := cartLines(tx.Bucket(bucketProducts), cart)
+	if err != nil {
+		return events.Quote{}, err
+	}
+	totals, err := Price(lines, cart.Currency, req.ShippingAddress, s.rates)
+	switch {
+	case errors.Is(err, ErrUnsupportedDestination):
+		return events.Quote{}, fail(events.CodeUnsupportedCountry, "%v", err)
+	case errors.Is(err, ErrUnsupportedCurrency):
+		return events.Quote{}, fail(events.CodeCurrencyMismatch, "%v", err)
+	case err != nil:
+		return events.Quote{}, runner.Permanent(err)
+	}
+
+	cart.Status, cart.CheckoutID = events.CartCheckingOut, in.CheckoutID
+	if err := store.Put(carts, cart.ID, cart); err != nil {
+		return events.Quote{}, err
+	}
+	if err := tx.Bucket(bucketCheckouts).Put([]byte(in.CheckoutID), []byte(cart.ID)); err != nil {
+		return events.Quote{}, err
+	}
+	return events.Quote{
+		CartID:          cart.ID,
+		CustomerID:      req.CustomerID,
+		CustomerEmail:   req.CustomerEmail,
+		PaymentMethodID: req.PaymentMethodID,
+		ShippingAddress: req.ShippingAddress,
+		BillingAddress:  req.BillingAddress,
+		ReturnURL:       req.ReturnURL,
+		Currency:        cart.Currency,
+		Lines:           totals.Lines,
+		Subtotal:        totals.Subtotal,
+		Tax:             totals.Tax,
+		Shipping:        totals.Shipping,
+		Total:           totals.Total,
+	}, nil
+}
+
+// checkCart checks that the requester owns the cart and that it is free to check out.
+// The owner is checked first so that nobody learns the state of another's cart.
+func checkCart(cart events.Cart, req events.CheckoutRequest, checkoutID string) error {
+	switch {
+	case cart.CustomerID != req.CustomerID:
+		return fail(events.CodeInvalidRequest, "cart %q does not belong to customer %q", cart.ID, req.CustomerID)
+	case cart.Status == events.CartCheckedOut:
+		return fail(events.CodeCartCheckedOut, "cart %q was already checked out", cart.ID)
+	case cart.Status == events.CartCheckingOut && cart.CheckoutID != checkoutID:
+		// The same checkout arriving again proceeds: it already holds the cart.
+		return fail(events.CodeCartInCheckout, "cart %q is in another checkout (%s); wait for it to finish", cart.ID, cart.CheckoutID)
+	case len(cart.Items) == 0:
+		return fail(events.CodeCartEmpty, "cart %q has no items", cart.ID)
+	}
+	return nil
+}
+
+// cartLines looks up each item's product as it is now: it may have been withdrawn or
+// lost its price in the cart's currency since the cart was created.
+func cartLines(products *bolt.Bucket, cart events.Cart) ([]events.Line, error) {
+	lines := make([]events.Line, 0, len(cart.Items))
+	for _, item := range cart.Items {
+		var p events.Product
+		found, err := store.Get(products, item.ProductID, &p)
+		if err != nil {
+			return nil, runner.Permanent(err)
+		}
+		if !found {
+			return nil, fail(events.CodeProductNotFound, "product %q is no longer sold", item.ProductID)
+		}
+		price, ok := p.Prices[cart.Currency]
+		if !ok {
+			return nil, fail(events.CodeCurrencyMismatch, "%s (%s) is not sold in %s, the cart's currency", p.Name, p.ID, cart.Currency)
+		}
+		if item.Quantity <= 0 {
+			return nil, fail(events.CodeInvalidQuantity, "%s (%s) has quantity %d; it must be at least 1", p.Name, p.ID, item.Quantity)
+		}
+		lines = append(lines, events.Line{ProductID: p.ID, Name: p.Name, Quantity: item.Quantity, UnitPrice: price})
+	}
+	return lines, nil
+}

@@ -1,0 +1,17 @@
+// Package inventory owns the stock and runs the reserve_inventory step and its
+// compensation.
+//
+// Consumes:
+//   - checkout.cart.validated (events.Quote): reserves every line, all or nothing. Emits
+//     checkout.inventory.reserved (events.Reservation), or checkout.inventory.failed
+//     (events.StepFailure, code insufficient_stock) when any product is short.
+//   - checkout.inventory.release (events.Compensation): gives a reservation's units back.
+//     Emits checkout.inventory.released (events.Release), also when nothing was held.
+//   - checkout.completed: the reservation becomes a sale. Emits
+//     checkout.inventory.committed (events.Sale).
+//
+// Serves (nats micro service "inventory"): inventory.stock.
+//
+// State (bbolt): stock (product ID → events.Stock) and reservations (checkout ID →
+// Reservation). Available stock never goes below zero.
+package inventory

@@ -1,0 +1,217 @@
+package inventory
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketStock        = []byte("stock")        // product ID → events.Stock
+	bucketReservations = []byte("reservations") // checkout ID → Reservation
+)
+
+// Reservation statuses.
+const (
+	Reserved  = "reserved"  // the units are held for the checkout
+	Released  = "released"  // the units went back to available (or the release came first)
+	Committed = "committed" // the units are sold
+	Refused   = "refused"   // some product was short: nothing was held
+)
+
+// CodeCheckoutCancelled is the failure code of a reservation asked for after the
+// checkout's release: the checkout is already being undone.
+const CodeCheckoutCancelled = "checkout_cancelled"
+
+// Reservation is a checkout's claim on stock, kept after it ends so that every later
+// message about the checkout gets the same answer.
+type Reservation struct {
+	ID         string                `json:"id,omitempty"` // "res_<checkout_id>"; empty when nothing was ever held
+	CheckoutID string                `json:"checkout_id"`
+	Items      []events.ReservedItem `json:"items,omitempty"`
+	Status     string                `json:"status"`
+	Reason     string                `json:"reason,omitempty"` // why it was refused
+}
+
+// Errors of the read methods.
+var (
+	ErrUnknownProduct = errors.New("product not stocked")
+	ErrNoReservation  = errors.New("no reservation")
+)
+
+// Service is the inventory: stock levels and the reserve_inventory step.
+type Service struct {
+	db  *bolt.DB
+	log *slog.Logger
+}
+
+// New creates the inventory's buckets in db.
+func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
+	if db == nil || log == nil {
+		return nil, errors.New("inventory: db and log are required")
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketStock, bucketReservations} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("inventory: create buckets: %w", err)
+	}
+	return &Service{db: db, log: log}, nil
+}
+
+// LoadStock reads the initial stock from the catalog seed (deploy/demo/catalog.json):
+// each product's "id" and "stock". The other fields are the catalog's and not read here.
+func LoadStock(r io.Reader) (map[string]int, error) {
+	var seed []struct {
+		ID    string `json:"id"`
+		Stock int    `json:"stock"`
+	}
+	if err := json.NewDecoder(r).Decode(&seed); err != nil {
+		return nil, fmt.Errorf("stock seed: %w", err)
+	}
+	stock := make(map[string]int, len(seed))
+	for i, p := range seed {
+		if strings.TrimSpace(p.ID) == "" {
+			return nil, fmt.Errorf("stock seed: product %d has no id", i)
+		}
+		if _, dup := stock[p.ID]; dup {
+			return nil, fmt.Errorf("stock seed: product %q is listed twice", p.ID)
+		}
+		stock[p.ID] = p.Stock
+	}
+	return stock, nil
+}
+
+// Seed stores the initial stock when the inventory has none yet (the first start) and
+// reports whether it did; existing stock is never overwritten.
+func (s *Service) Seed(stock map[string]int) (seeded bool, err error) {
+	for id, n := range stock {
+		if n < 0 {
+			return false, fmt.Errorf("inventory seed: product %q has negative stock %d", id, n)
+		}
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketStock)
+		if k, _ := b.Cursor().First(); k != nil {
+			return nil
+		}
+		for id, n := range stock {
+			if err := store.Put(b, id, events.Stock{ProductID: id, Available: n}); err != nil {
+				return err
+			}
+		}
+		seeded = true
+		return nil
+	})
+	return seeded, err
+}
+
+// Stock returns a product's stock, or an error wrapping ErrUnknownProduct.
+func (s *Service) Stock(productID string) (events.Stock, error) {
+	var st events.Stock
+	found, err := s.read(bucketStock, productID, &st)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: %q", ErrUnknownProduct, productID)
+	}
+	return st, err
+}
+
+// AllStock lists every product's stock, ordered by product ID.
+func (s *Service) AllStock() ([]events.Stock, error) {
+	out := []events.Stock{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketStock).ForEach(func(k, v []byte) error {
+			var st events.Stock
+			if err := json.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("decode stock of %s: %w", k, err)
+			}
+			out = append(out, st)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Reservation returns a checkout's reservation, or an error wrapping ErrNoReservation.
+func (s *Service) Reservation(checkoutID string) (Reservation, error) {
+	var res Reservation
+	found, err := s.read(bucketReservations, checkoutID, &res)
+	if err == nil && !found {
+		err = fmt.Errorf("%w for checkout %q", ErrNoReservation, checkoutID)
+	}
+	return res, err
+}
+
+func (s *Service) read(bucket []byte, key string, v any) (found bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		found, err = store.Get(tx.Bucket(bucket), key, v)
+		return err
+	})
+	return found, err
+}
+
+// Routes are reserve_inventory on checkout.cart.validated, its compensation on
+// checkout.inventory.release, and the sale on checkout.completed.
+func (s *Service) Routes() []runner.Route {
+	return []runner.Route{
+		{Subject: events.CartValidated, Handle: s.reserve},
+		{Subject: events.InventoryRelease, Handle: s.release},
+		{Subject: events.Completed, Handle: s.commit},
+	}
+}
+
+// loadReservation reads the checkout's reservation in the transaction.
+func loadReservation(tx *bolt.Tx, checkoutID string) (res Reservation, found bool, err error) {
+	found, err = store.Get(tx.Bucket(bucketReservations), checkoutID, &res)
+	if err != nil {
+		return Reservation{}, false, runner.Permanent(err)
+	}
+	return res, found, nil
+}
+
+func saveReservation(tx *bolt.Tx, res Reservation) error {
+	return store.Put(tx.Bucket(bucketReservations), res.CheckoutID, res)
+}
+
+// moveStock applies move to the stock of each item, with the item's quantity. A move
+// that would take any count below zero is refused, whatever the caller checked before.
+func moveStock(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.Stock, n int)) error {
+	b := tx.Bucket(bucketStock)
+	for _, it := range items {
+		var st events.Stock
+		found, err := store.Get(b, it.ProductID, &st)
+		if err != nil {
+			return runner.Permanent(err)
+		}
+		if !found {
+			return runner.Permanent(fmt.Errorf("%w: %q", ErrUnknownProduct, it.ProductID))
+		}
+		move(&st, it.Quantity)
+		if st.Available < 0 || st.Reserved < 0 || st.Sold < 0 {
+			return runner.Permanent(fmt.Errorf("stock of %s would become available %d, reserved %d, sold %d",
+				it.ProductID, st.Available, st.Reserved, st.Sold))
+		}
+		if err := store.Put(b, it.ProductID, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The moves of a reservation's life.
+func reserveUnits(st *events.Stock, n int) { st.Available -= n; st.Reserved += n }
+func releaseUnits(st *events.Stock, n int) { st.Available += n; st.Reserved -= n }
+func sellUnits(st *events.Stock, n int)    { st.Reserved -= n; st.Sold += n }

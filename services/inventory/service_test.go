@@ -1,0 +1,444 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/deploy"
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/shopspring/decimal"
+)
+
+const wait = 10 * time.Second
+
+// demoStock is the initial stock of the demo catalog: hoodie-saga 3, mug-nats 100,
+// tee-jetstream 50, stickers 500, keyboard-bbolt 12...
+func demoStock(t *testing.T) map[string]int {
+	t.Helper()
+	data, err := deploy.Demo.ReadFile(deploy.CatalogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stock, err := LoadStock(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stock
+}
+
+func newService(t *testing.T) *Service {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "inventory.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	svc, err := New(db, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+type harness struct {
+	env   *natstest.Env
+	svc   *Service
+	watch *natstest.Watcher
+}
+
+// start runs the seeded inventory with runners instances of its runner sharing one
+// durable consumer, so that messages are handled concurrently when runners > 1.
+func start(t *testing.T, runners int) *harness {
+	t.Helper()
+	svc := newService(t)
+	if _, err := svc.Seed(demoStock(t)); err != nil {
+		t.Fatal(err)
+	}
+	env := natstest.Start(t)
+	h := &harness{env: env, svc: svc, watch: env.Watch(t, "checkout.>")}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, runners)
+	for range runners {
+		r, err := runner.New(runner.Config{Name: "inventory", Routes: svc.Routes(), JS: env.JS, DB: svc.db,
+			Log: svc.log, RetryBase: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- r.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range runners {
+			// Cancelled while still creating its consumer, a runner says so: not a failure.
+			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("runner: %v", err)
+			}
+		}
+	})
+
+	ms, err := svc.Serve(env.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ms.Stop(); err != nil {
+			t.Errorf("stop service: %v", err)
+		}
+	})
+	return h
+}
+
+func line(productID, name string, qty int) events.Line {
+	price := decimal.RequireFromString("10.00")
+	return events.Line{ProductID: productID, Name: name, Quantity: qty, UnitPrice: price, Total: price.Mul(decimal.NewFromInt(int64(qty)))}
+}
+
+func quote(lines ...events.Line) events.Quote {
+	q := events.Quote{CartID: "cart_1", CustomerID: "cus_ada", CustomerEmail: "ada@example.com",
+		PaymentMethodID: "pm_card_visa", Currency: "USD", Lines: lines}
+	for _, l := range lines {
+		q.Subtotal = q.Subtotal.Add(l.Total)
+	}
+	q.Total = q.Subtotal
+	return q
+}
+
+func (h *harness) validated(t *testing.T, checkoutID string, q events.Quote) {
+	t.Helper()
+	h.env.Publish(t, events.Must(checkoutID, events.CartValidated, q))
+}
+
+func (h *harness) releaseCmd(t *testing.T, checkoutID string) {
+	t.Helper()
+	h.env.Publish(t, events.Must(checkoutID, events.InventoryRelease, events.Compensation{Reason: "payment declined"}))
+}
+
+func (h *harness) completed(t *testing.T, checkoutID string) {
+	t.Helper()
+	h.env.Publish(t, events.Must(checkoutID, events.Completed, events.CheckoutCompleted{
+		OrderID: "ord_" + checkoutID, OrderNumber: "1001", PaymentIntentID: "pi_1", Total: decimal.NewFromInt(10), Currency: "USD"}))
+}
+
+// barrier returns once every message published before it has been handled (with one
+// runner, which handles its messages in order).
+func (h *harness) barrier(t *testing.T) {
+	t.Helper()
+	id := fmt.Sprintf("barrier-%d", time.Now().UnixNano())
+	h.releaseCmd(t, id)
+	h.watch.Wait(t, id, wait, events.InventoryReleased)
+}
+
+func decode[T any](t *testing.T, e events.Envelope) T {
+	t.Helper()
+	var v T
+	if err := e.DecodePayload(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// expect waits for the reserve_inventory outcome of a checkout, checks that it is want,
+// and decodes its payload into v.
+func (h *harness) expect(t *testing.T, checkoutID string, want events.Subject, v any) {
+	t.Helper()
+	out := h.watch.Wait(t, checkoutID, wait, events.InventoryReserved, events.InventoryFailed)
+	if out.Type != want {
+		t.Fatalf("checkout %s: %s %s, want %s", checkoutID, out.Type, out.Payload, want)
+	}
+	if err := out.DecodePayload(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) reservation(t *testing.T, checkoutID string) (res events.Reservation) {
+	t.Helper()
+	h.expect(t, checkoutID, events.InventoryReserved, &res)
+	return res
+}
+
+func (h *harness) refusal(t *testing.T, checkoutID string) (f events.StepFailure) {
+	t.Helper()
+	h.expect(t, checkoutID, events.InventoryFailed, &f)
+	return f
+}
+
+// wantStock checks a product's available, reserved and sold units.
+func (h *harness) wantStock(t *testing.T, productID string, available, reserved, sold int) {
+	t.Helper()
+	st, err := h.svc.Stock(productID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Available != available || st.Reserved != reserved || st.Sold != sold {
+		t.Errorf("%s: available %d, reserved %d, sold %d; want %d, %d, %d",
+			productID, st.Available, st.Reserved, st.Sold, available, reserved, sold)
+	}
+}
+
+func (h *harness) wantStatus(t *testing.T, checkoutID, status string) Reservation {
+	t.Helper()
+	res, err := h.svc.Reservation(checkoutID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != status {
+		t.Errorf("reservation of %s is %s, want %s", checkoutID, res.Status, status)
+	}
+	return res
+}
+
+func TestReserveThenSell(t *testing.T) {
+	h := start(t, 1)
+	h.validated(t, "co-1", quote(line("tee-jetstream", "T-Shirt", 2), line("mug-nats", "Mug", 1), line("tee-jetstream", "T-Shirt", 1)))
+	res := h.reservation(t, "co-1")
+	want := []events.ReservedItem{{ProductID: "mug-nats", Quantity: 1}, {ProductID: "tee-jetstream", Quantity: 3}}
+	if res.ReservationID != "res_co-1" || len(res.Items) != 2 || res.Items[0] != want[0] || res.Items[1] != want[1] {
+		t.Errorf("reservation = %+v, want res_co-1 with %v", res, want)
+	}
+	h.wantStock(t, "tee-jetstream", 47, 3, 0)
+	h.wantStock(t, "mug-nats", 99, 1, 0)
+	h.wantStatus(t, "co-1", Reserved)
+
+	h.completed(t, "co-1")
+	sale := decode[events.Sale](t, h.watch.Wait(t, "co-1", wait, events.InventoryCommitted))
+	if sale.ReservationID != "res_co-1" {
+		t.Errorf("sale = %+v", sale)
+	}
+	h.wantStock(t, "tee-jetstream", 47, 0, 3)
+	h.wantStock(t, "mug-nats", 99, 0, 1)
+	h.wantStatus(t, "co-1", Committed)
+	h.wantStock(t, "stickers", 500, 0, 0) // untouched
+}
+
+func TestReleaseGivesStockBack(t *testing.T) {
+	h := start(t, 1)
+	h.validated(t, "co-1", quote(line("hoodie-saga", "Saga Hoodie", 2)))
+	h.reservation(t, "co-1")
+	h.wantStock(t, "hoodie-saga", 1, 2, 0)
+
+	h.releaseCmd(t, "co-1")
+	rel := decode[events.Release](t, h.watch.Wait(t, "co-1", wait, events.InventoryReleased))
+	if rel.ReservationID != "res_co-1" || len(rel.Items) != 1 || rel.Items[0].Quantity != 2 {
+		t.Errorf("release = %+v", rel)
+	}
+	h.wantStock(t, "hoodie-saga", 3, 0, 0)
+	h.wantStatus(t, "co-1", Released)
+
+	// A second release command (another event, say the coordinator's retry) confirms
+	// again and gives nothing back twice.
+	again := events.Must("co-1", events.InventoryRelease, events.Compensation{Reason: "retry"})
+	again.ID = "co-1:release-retry"
+	h.env.Publish(t, again)
+	natstest.Eventually(t, wait, func() bool { return h.watch.Count("co-1", events.InventoryReleased) == 2 },
+		"no second confirmation")
+	h.wantStock(t, "hoodie-saga", 3, 0, 0)
+
+	// The checkout did not complete, so a completion cannot sell the released units.
+	h.completed(t, "co-1")
+	h.barrier(t)
+	h.wantStock(t, "hoodie-saga", 3, 0, 0)
+	if n := h.watch.Count("co-1", events.InventoryCommitted); n != 0 {
+		t.Errorf("released reservation committed %d times", n)
+	}
+}
+
+// Two checkouts want the last three hoodies at once, handled by two runners
+// concurrently: exactly one gets them.
+func TestLastUnitsGoToOneCheckout(t *testing.T) {
+	h := start(t, 2)
+	h.validated(t, "co-a", quote(line("hoodie-saga", "Saga Hoodie", 3)))
+	h.validated(t, "co-b", quote(line("hoodie-saga", "Saga Hoodie", 3)))
+	outcomes := map[events.Subject][]string{}
+	for _, id := range []string{"co-a", "co-b"} {
+		out := h.watch.Wait(t, id, wait, events.InventoryReserved, events.InventoryFailed)
+		outcomes[out.Type] = append(outcomes[out.Type], id)
+	}
+	if len(outcomes[events.InventoryReserved]) != 1 || len(outcomes[events.InventoryFailed]) != 1 {
+		t.Fatalf("outcomes = %v, want one reservation and one failure", outcomes)
+	}
+	loser := outcomes[events.InventoryFailed][0]
+	f := h.refusal(t, loser)
+	if f.Code != events.CodeInsufficientStock || f.Step != events.StepReserveInventory ||
+		!strings.Contains(f.Message, "Saga Hoodie (hoodie-saga): 3 wanted, 0 available") {
+		t.Errorf("failure = %+v", f)
+	}
+	h.wantStock(t, "hoodie-saga", 0, 3, 0)
+	h.wantStatus(t, outcomes[events.InventoryReserved][0], Reserved)
+	h.wantStatus(t, loser, Refused)
+
+	// Many more buyers than units, all at once: never more reserved than there was.
+	for i := range 10 {
+		h.validated(t, fmt.Sprintf("co-rush-%d", i), quote(line("keyboard-bbolt", "Keyboard", 5)))
+	}
+	reserved := 0
+	for i := range 10 {
+		out := h.watch.Wait(t, fmt.Sprintf("co-rush-%d", i), wait, events.InventoryReserved, events.InventoryFailed)
+		if out.Type == events.InventoryReserved {
+			reserved++
+		}
+	}
+	if reserved != 2 { // 12 keyboards: two checkouts of 5, 2 left over
+		t.Errorf("%d checkouts of 5 keyboards reserved out of 12", reserved)
+	}
+	h.wantStock(t, "keyboard-bbolt", 2, 10, 0)
+}
+
+// A short product fails the whole reservation: nothing is held, not even what was there.
+func TestShortStockHoldsNothing(t *testing.T) {
+	h := start(t, 1)
+	h.validated(t, "co-short", quote(line("mug-nats", "Mug", 2), line("hoodie-saga", "Saga Hoodie", 4), line("unobtainium", "Unobtainium", 1)))
+	f := h.refusal(t, "co-short")
+	if f.Code != events.CodeInsufficientStock ||
+		!strings.Contains(f.Message, "Saga Hoodie (hoodie-saga): 4 wanted, 3 available") ||
+		!strings.Contains(f.Message, "Unobtainium (unobtainium): 1 wanted, 0 available") || strings.Contains(f.Message, "Mug") {
+		t.Errorf("failure = %+v", f)
+	}
+	h.wantStock(t, "mug-nats", 100, 0, 0)
+	h.wantStock(t, "hoodie-saga", 3, 0, 0)
+	h.wantStatus(t, "co-short", Refused)
+
+	// The coordinator may still ask to release: nothing was held, and it says so.
+	h.releaseCmd(t, "co-short")
+	rel := decode[events.Release](t, h.watch.Wait(t, "co-short", wait, events.InventoryReleased))
+	if rel.ReservationID != "" || len(rel.Items) != 0 {
+		t.Errorf("release of a refused reservation = %+v", rel)
+	}
+	h.wantStock(t, "mug-nats", 100, 0, 0)
+	h.wantStatus(t, "co-short", Refused)
+}
+
+// A release that overtakes its reservation (the reservation was being retried) is
+// confirmed at once, and the late reservation then holds nothing.
+func TestReleaseBeforeReservation(t *testing.T) {
+	h := start(t, 1)
+	h.releaseCmd(t, "co-late")
+	rel := decode[events.Release](t, h.watch.Wait(t, "co-late", wait, events.InventoryReleased))
+	if rel.ReservationID != "" {
+		t.Errorf("release = %+v", rel)
+	}
+	h.validated(t, "co-late", quote(line("mug-nats", "Mug", 1)))
+	if f := h.refusal(t, "co-late"); f.Code != CodeCheckoutCancelled {
+		t.Errorf("late reservation: %+v", f)
+	}
+	h.wantStock(t, "mug-nats", 100, 0, 0)
+	h.wantStatus(t, "co-late", Released)
+}
+
+func TestReleaseOfSoldReservationRejected(t *testing.T) {
+	h := start(t, 1)
+	h.validated(t, "co-sold", quote(line("stickers", "Stickers", 10)))
+	h.reservation(t, "co-sold")
+	h.completed(t, "co-sold")
+	h.watch.Wait(t, "co-sold", wait, events.InventoryCommitted)
+
+	h.releaseCmd(t, "co-sold")
+	why := decode[events.RejectedInput](t, h.watch.Wait(t, "co-sold", wait, events.Rejected))
+	if why.Subject != string(events.InventoryRelease) || !strings.Contains(why.Reason, "already sold") {
+		t.Errorf("rejection = %+v", why)
+	}
+	if n := h.watch.Count("co-sold", events.InventoryReleased); n != 0 {
+		t.Errorf("a sold reservation was confirmed released")
+	}
+	h.wantStock(t, "stickers", 490, 0, 10)
+	h.wantStatus(t, "co-sold", Committed)
+}
+
+func TestDuplicates(t *testing.T) {
+	h := start(t, 1)
+	reserve := events.Must("co-dup", events.CartValidated, quote(line("mug-nats", "Mug", 4)))
+	data, err := reserve.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.env.PublishRaw(t, string(events.CartValidated), data, "delivery-1")
+	h.env.PublishRaw(t, string(events.CartValidated), data, "delivery-2")
+	h.barrier(t)
+	if n := h.watch.Count("co-dup", events.InventoryReserved); n != 1 {
+		t.Errorf("%d reservations for one event", n)
+	}
+	h.wantStock(t, "mug-nats", 96, 4, 0)
+
+	// Another event asking to reserve for the same checkout gets the same answer and
+	// holds nothing more.
+	other := events.Must("co-dup", events.CartValidated, quote(line("mug-nats", "Mug", 40)))
+	other.ID = "co-dup:validated-again"
+	h.env.Publish(t, other)
+	h.barrier(t)
+	outs := h.watch.All("co-dup")
+	if last := outs[len(outs)-1]; last.Type != events.InventoryReserved || last.ID != events.ID("co-dup", events.InventoryReserved) {
+		t.Errorf("answer to a second reservation: %s %s", last.Type, last.ID)
+	} else if res := decode[events.Reservation](t, last); res.Items[0].Quantity != 4 {
+		t.Errorf("second answer = %+v", res)
+	}
+	h.wantStock(t, "mug-nats", 96, 4, 0)
+
+	// A completion delivered twice sells once.
+	h.completed(t, "co-dup")
+	done := events.Must("co-dup", events.Completed, events.CheckoutCompleted{OrderID: "ord_1", Total: decimal.NewFromInt(10), Currency: "USD"})
+	h.env.PublishRaw(t, string(events.Completed), mustEncode(t, done), "completed-again")
+	h.barrier(t)
+	h.wantStock(t, "mug-nats", 96, 0, 4)
+}
+
+func mustEncode(t *testing.T, e events.Envelope) []byte {
+	t.Helper()
+	data, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestMalformedQuoteRejected(t *testing.T) {
+	h := start(t, 1)
+	tests := []struct {
+		name    string
+		payload any
+	}{
+		{"no lines", quote()},
+		{"negative quantity", quote(line("mug-nats", "Mug", -5))},
+		{"unknown field", map[string]any{"cart_id": "c", "lines": []any{}, "discount": "100%"}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := fmt.Sprintf("co-bad-%d", i)
+			h.env.Publish(t, events.Must(id, events.CartValidated, tt.payload))
+			why := decode[events.RejectedInput](t, h.watch.Wait(t, id, wait, events.Rejected))
+			if why.Subject != string(events.CartValidated) || why.Consumer != "inventory" {
+				t.Errorf("rejection = %+v", why)
+			}
+			if _, err := h.svc.Reservation(id); err == nil {
+				t.Errorf("a rejected quote left a reservation")
+			}
+		})
+	}
+	h.wantStock(t, "mug-nats", 100, 0, 0)
+}
+
+func TestCompletionWithoutReservation(t *testing.T) {
+	h := start(t, 1)
+	h.completed(t, "co-elsewhere")
+	h.barrier(t)
+	if outs := h.watch.All("co-elsewhere"); len(outs) != 1 {
+		t.Errorf("events for a checkout that reserved nothing: %v", outs)
+	}
+	all, err := h.svc.AllStock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range all {
+		if st.Reserved != 0 || st.Sold != 0 {
+			t.Errorf("stock changed: %+v", st)
+		}
+	}
+}

@@ -1,0 +1,87 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
+)
+
+// release undoes reserve_inventory: the held units are available again. It always
+// confirms, because the coordinator waits for the confirmation, also when nothing was
+// held. A release that comes before the reservation is remembered, so that the late
+// reservation holds nothing.
+func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var cmd events.Compensation
+	if err := in.DecodePayload(&cmd); err != nil {
+		return nil, err
+	}
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID)
+	res, found, err := loadReservation(tx, in.CheckoutID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !found:
+		log.Info("release before any reservation: nothing held", "reason", cmd.Reason)
+		res = Reservation{CheckoutID: in.CheckoutID, Status: Released}
+		if err := saveReservation(tx, res); err != nil {
+			return nil, err
+		}
+	case res.Status == Reserved:
+		if err := settle(tx, &res, releaseUnits, Released); err != nil {
+			return nil, err
+		}
+		log.Info("stock released", "reservation_id", res.ID, "reason", cmd.Reason)
+	case res.Status == Committed:
+		log.Error("release of a sold reservation refused", "reservation_id", res.ID, "reason", cmd.Reason)
+		return nil, runner.Permanent(fmt.Errorf("checkout %s: reservation %s is already sold, it cannot be released", in.CheckoutID, res.ID))
+	default: // already released, or refused: nothing is held
+		log.Info("nothing to release", "status", res.Status)
+	}
+	released := events.Release{}
+	if res.Status == Released {
+		released = events.Release{ReservationID: res.ID, Items: res.Items}
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, events.InventoryReleased, released)}, nil
+}
+
+// commit turns a completed checkout's reservation into a sale.
+func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var done events.CheckoutCompleted
+	if err := in.DecodePayload(&done); err != nil {
+		return nil, err
+	}
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "order_id", done.OrderID)
+	res, found, err := loadReservation(tx, in.CheckoutID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !found:
+		log.Debug("completed checkout reserved nothing here")
+		return nil, nil
+	case res.Status == Reserved:
+		if err := settle(tx, &res, sellUnits, Committed); err != nil {
+			return nil, err
+		}
+		log.Info("reservation sold", "reservation_id", res.ID)
+	case res.Status == Committed:
+		log.Info("reservation already sold", "reservation_id", res.ID)
+	default:
+		log.Error("completed checkout holds no stock", "status", res.Status)
+		return nil, nil
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, nil
+}
+
+// settle ends a held reservation: its units move out of reserved, and it takes status.
+func settle(tx *bolt.Tx, res *Reservation, move func(st *events.Stock, n int), status string) error {
+	if err := moveStock(tx, res.Items, move); err != nil {
+		return err
+	}
+	res.Status = status
+	return saveReservation(tx, *res)
+}
