@@ -1,9 +1,7 @@
 package catalog
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -62,16 +60,10 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		// Cancelled while still creating its consumer, the runner says so: not a failure.
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("runner: %v", err)
-		}
-	})
+	natstest.Run(t, r)
+	// Once a message has gone through, the runner is past creating its consumer: a test
+	// that ends sooner would stop it half-way, which it reports as an error.
+	h.barrier(t)
 
 	ms, err := svc.Serve(env.NC)
 	if err != nil {

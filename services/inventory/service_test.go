@@ -2,8 +2,6 @@ package inventory
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -66,25 +64,17 @@ func start(t *testing.T, runners int) *harness {
 	}
 	env := natstest.Start(t)
 	h := &harness{env: env, svc: svc, watch: env.Watch(t, "checkout.>")}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, runners)
 	for range runners {
 		r, err := runner.New(runner.Config{Name: "inventory", Routes: svc.Routes(), JS: env.JS, DB: svc.db,
 			Log: svc.log, RetryBase: 10 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() { done <- r.Run(ctx) }()
+		natstest.Run(t, r)
 	}
-	t.Cleanup(func() {
-		cancel()
-		for range runners {
-			// Cancelled while still creating its consumer, a runner says so: not a failure.
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("runner: %v", err)
-			}
-		}
-	})
+	// Once a message has gone through, the runner is past creating its consumer: a test
+	// that ends sooner would stop it half-way, which it reports as an error.
+	h.barrier(t)
 
 	ms, err := svc.Serve(env.NC)
 	if err != nil {
@@ -129,13 +119,13 @@ func (h *harness) completed(t *testing.T, checkoutID string) {
 		OrderID: "ord_" + checkoutID, OrderNumber: "1001", PaymentIntentID: "pi_1", Total: decimal.NewFromInt(10), Currency: "USD"}))
 }
 
-// barrier returns once every message published before it has been handled (with one
-// runner, which handles its messages in order).
+// barrier returns once every message published before it has been handled.
 func (h *harness) barrier(t *testing.T) {
 	t.Helper()
 	id := fmt.Sprintf("barrier-%d", time.Now().UnixNano())
 	h.releaseCmd(t, id)
 	h.watch.Wait(t, id, wait, events.InventoryReleased)
+	h.env.WaitIdle(t, "inventory")
 }
 
 func decode[T any](t *testing.T, e events.Envelope) T {
