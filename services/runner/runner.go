@@ -144,6 +144,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		MaxDeliver:     r.cfg.MaxDeliver,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
+	if ctx.Err() != nil {
+		return nil // stopped before it started
+	}
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
