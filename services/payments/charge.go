@@ -1,0 +1,223 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/money"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/stripe/stripe-go/v76"
+	bolt "go.etcd.io/bbolt"
+)
+
+// idempotencyKey names one Stripe operation of a checkout, the same on every retry.
+func idempotencyKey(checkoutID, operation string) string {
+	return "jetcheckout:" + checkoutID + ":" + operation
+}
+
+// begin decodes the event's payload into v and loads the checkout's record.
+func (s *Service) begin(tx *bolt.Tx, in events.Envelope, v any) (*slog.Logger, Record, bool, error) {
+	if err := in.DecodePayload(v); err != nil {
+		return nil, Record{}, false, err
+	}
+	rec, found, err := loadRecord(tx, in.CheckoutID)
+	return s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID), rec, found, err
+}
+
+// processPayment charges the quote's total once per checkout.
+func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var quote events.Quote
+	log, rec, found, err := s.begin(tx, in, &quote)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		log.Info("payment already settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
+		return []events.Envelope{rec.outcome(quote)}, nil
+	}
+	rec = Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency}
+	if err := s.pay(ctx, log, &rec, quote); err != nil {
+		return nil, err
+	}
+	if err := saveRecord(tx, rec); err != nil {
+		return nil, err
+	}
+	if rec.Status == Captured {
+		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
+	} else {
+		log.Info("payment failed", "payment_intent", rec.PaymentIntentID, "code", rec.FailureCode, "reason", rec.FailureMessage)
+	}
+	return []events.Envelope{rec.outcome(quote)}, nil
+}
+
+// pay creates and confirms the PaymentIntent and records how it ended. Its error is
+// transient (retry with the same key) or runner.Permanent.
+func (s *Service) pay(ctx context.Context, log *slog.Logger, rec *Record, quote events.Quote) error {
+	amount, err := money.ToMinor(quote.Total, quote.Currency)
+	if err != nil {
+		rec.fail(events.CodePaymentFailed, fmt.Sprintf("The total %s %s cannot be charged: %v.", quote.Total, quote.Currency, err))
+		return nil
+	}
+	pi, err := s.stripe.PaymentIntents.New(intentParams(ctx, rec.CheckoutID, quote, amount))
+	if err != nil {
+		return refused(log, rec, err)
+	}
+	return s.settle(ctx, rec, pi)
+}
+
+func intentParams(ctx context.Context, checkoutID string, quote events.Quote, amount int64) *stripe.PaymentIntentParams {
+	p := &stripe.PaymentIntentParams{
+		Amount:        stripe.Int64(amount),
+		Currency:      stripe.String(strings.ToLower(quote.Currency)),
+		PaymentMethod: stripe.String(quote.PaymentMethodID),
+		Confirm:       stripe.Bool(true),
+		Description:   stripe.String("Checkout " + checkoutID),
+		Metadata: map[string]string{
+			"checkout_id": checkoutID, "cart_id": quote.CartID, "customer_id": quote.CustomerID,
+		},
+	}
+	if quote.ReturnURL != "" {
+		p.ReturnURL = stripe.String(quote.ReturnURL)
+	} else {
+		// Nobody could follow a redirect: accept only payment methods that need none.
+		p.AutomaticPaymentMethods = &stripe.PaymentIntentAutomaticPaymentMethodsParams{
+			Enabled: stripe.Bool(true), AllowRedirects: stripe.String("never"),
+		}
+	}
+	p.Context = ctx
+	p.SetIdempotencyKey(idempotencyKey(checkoutID, "payment"))
+	return p
+}
+
+// settle records a confirmed intent by its status.
+func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentIntent) error {
+	rec.PaymentIntentID, rec.IntentStatus = pi.ID, string(pi.Status)
+	switch pi.Status {
+	case stripe.PaymentIntentStatusSucceeded:
+		rec.Status = Captured
+	case stripe.PaymentIntentStatusRequiresAction:
+		return s.authenticationRequired(ctx, rec, pi)
+	case stripe.PaymentIntentStatusRequiresPaymentMethod, stripe.PaymentIntentStatusRequiresConfirmation,
+		stripe.PaymentIntentStatusCanceled:
+		message := "The payment was not completed."
+		if pi.LastPaymentError != nil && pi.LastPaymentError.Msg != "" {
+			message = pi.LastPaymentError.Msg
+		}
+		rec.fail(events.CodePaymentFailed, message)
+	default:
+		// processing (or requires_capture, which we never ask for): the outcome is not
+		// known yet. A retry replays this same answer, so read the intent as it is now.
+		current, err := s.stripe.PaymentIntents.Get(pi.ID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+		if err != nil {
+			return fmt.Errorf("read payment intent %s: %w", pi.ID, short(err))
+		}
+		if current.Status == pi.Status {
+			return fmt.Errorf("payment intent %s is %s; will check again", pi.ID, pi.Status)
+		}
+		return s.settle(ctx, rec, current)
+	}
+	return nil
+}
+
+// authenticationRequired handles a card that needs 3D Secure. The customer is not there
+// to authenticate, so the payment fails, and the intent is canceled so that it can never
+// be completed for a checkout that failed. (Waiting for the customer instead is a change
+// to this function only.)
+func (s *Service) authenticationRequired(ctx context.Context, rec *Record, pi *stripe.PaymentIntent) error {
+	params := &stripe.PaymentIntentCancelParams{CancellationReason: stripe.String("abandoned")}
+	params.Context = ctx
+	params.SetIdempotencyKey(idempotencyKey(rec.CheckoutID, "cancel"))
+	canceled, err := s.stripe.PaymentIntents.Cancel(pi.ID, params)
+	if err != nil {
+		if isTransient(err) {
+			return fmt.Errorf("cancel payment intent %s: %w", pi.ID, short(err))
+		}
+		// Refused: the intent moved on meanwhile. Go by where it is now.
+		current, err := s.stripe.PaymentIntents.Get(pi.ID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+		if err != nil {
+			return fmt.Errorf("read payment intent %s: %w", pi.ID, short(err))
+		}
+		if current.Status != stripe.PaymentIntentStatusCanceled {
+			return s.settle(ctx, rec, current)
+		}
+		canceled = current
+	}
+	rec.IntentStatus = string(canceled.Status)
+	rec.fail(CodeAuthenticationRequired, "Your bank asked to confirm this payment with 3D Secure, which this checkout cannot do yet. Please use another card.")
+	return nil
+}
+
+// refused sorts a failed Stripe request: a decline or a refusal fails the payment; a
+// network error, timeout, 5xx, 429 or a rejected API key is transient.
+func refused(log *slog.Logger, rec *Record, err error) error {
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		return fmt.Errorf("create payment intent: %w", err)
+	}
+	if se.PaymentIntent != nil {
+		rec.PaymentIntentID, rec.IntentStatus = se.PaymentIntent.ID, string(se.PaymentIntent.Status)
+	}
+	switch {
+	case isTransient(err):
+		if se.HTTPStatusCode == 401 || se.HTTPStatusCode == 403 {
+			log.Error("Stripe refused the API key; payments wait until it is fixed", "status", se.HTTPStatusCode)
+		}
+		return fmt.Errorf("create payment intent: %w", short(err))
+	case se.Type == stripe.ErrorTypeCard:
+		rec.fail(declineCode(se), declineMessage(se))
+	case se.Type == stripe.ErrorTypeIdempotency:
+		// The same key with other parameters: the quote changed under the checkout, or the
+		// code that builds the request did. Charging again could charge twice.
+		return runner.Permanent(fmt.Errorf("stripe idempotency error: %s", se.Msg))
+	default:
+		rec.fail(events.CodePaymentFailed, se.Msg)
+	}
+	return nil
+}
+
+// isTransient reports a failure that a retry with the same idempotency key may cure.
+func isTransient(err error) bool {
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		return true // network error or timeout
+	}
+	switch code := se.HTTPStatusCode; {
+	case code >= 500, code == 429, code == 409, code == 401, code == 403:
+		return true
+	}
+	return se.Type == stripe.ErrorTypeAPI
+}
+
+// short shortens a Stripe error for logs (its Error() is the whole JSON object).
+func short(err error) error {
+	var se *stripe.Error
+	if errors.As(err, &se) {
+		return fmt.Errorf("stripe answered %d %s: %s", se.HTTPStatusCode, se.Type, se.Msg)
+	}
+	return err
+}
+
+// declineCode is the failure code of a card error.
+func declineCode(se *stripe.Error) string {
+	if se.DeclineCode == stripe.DeclineCodeInsufficientFunds {
+		return events.CodeInsufficientFunds
+	}
+	return events.CodeCardDeclined
+}
+
+// declineMessage says why the card was declined, in plain words.
+func declineMessage(se *stripe.Error) string {
+	reason := string(se.DeclineCode)
+	if reason == "" {
+		reason = string(se.Code)
+	}
+	switch reason {
+	case "", "generic_decline", "card_declined":
+		return "Your card was declined."
+	}
+	return fmt.Sprintf("Your card was declined (%s).", strings.ReplaceAll(reason, "_", " "))
+}

@@ -1,0 +1,132 @@
+package payments
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Config is how the service reaches Stripe.
+type Config struct {
+	// BaseURL is the Stripe API, e.g. the emulator's "http://127.0.0.1:12111"; "" is
+	// https://api.stripe.com.
+	BaseURL string
+	// SecretKey is the secret (sk_...) or restricted (rk_...) API key. Never logged.
+	SecretKey string
+	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s AckWait
+	// so a slow answer is retried rather than redelivered while still running.
+	HTTPTimeout time.Duration
+	// MaxNetworkRetries is stripe-go's own retries of a request; default 0, because the
+	// runner redelivers the event and the same idempotency key makes that safe.
+	MaxNetworkRetries int64
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPTimeout == 0 {
+		c.HTTPTimeout = 20 * time.Second
+	}
+}
+
+// Validate reports a configuration the service cannot work with.
+func (c Config) Validate() error {
+	switch {
+	case c.SecretKey == "":
+		return errors.New("payments: a Stripe secret key is required (sk_test_... for test mode)")
+	case !strings.HasPrefix(c.SecretKey, "sk_") && !strings.HasPrefix(c.SecretKey, "rk_"):
+		return errors.New("payments: the Stripe key must be a secret (sk_...) or restricted (rk_...) key, not a publishable one")
+	case c.HTTPTimeout < 0 || c.MaxNetworkRetries < 0:
+		return errors.New("payments: HTTPTimeout and MaxNetworkRetries cannot be negative")
+	}
+	return nil
+}
+
+// LogValue keeps the key out of logs.
+func (c Config) LogValue() slog.Value {
+	base := c.BaseURL
+	if base == "" {
+		base = stripe.APIURL
+	}
+	return slog.GroupValue(slog.String("base_url", base), slog.Duration("http_timeout", c.HTTPTimeout),
+		slog.Bool("live", strings.Contains(c.SecretKey, "_live_")))
+}
+
+// Service charges and refunds checkouts.
+type Service struct {
+	db     *bolt.DB
+	log    *slog.Logger
+	stripe *client.API
+}
+
+// New creates the payments bucket in db and a Stripe client for cfg.
+func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
+	if db == nil || log == nil {
+		return nil, errors.New("payments: db and log are required")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketPayments)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payments: create bucket: %w", err)
+	}
+	return &Service{db: db, log: log, stripe: newStripeClient(cfg, log)}, nil
+}
+
+// newStripeClient builds a client of its own (no stripe-go globals) for cfg.
+func newStripeClient(cfg Config, log *slog.Logger) *client.API {
+	bc := &stripe.BackendConfig{
+		HTTPClient:        &http.Client{Timeout: cfg.HTTPTimeout},
+		MaxNetworkRetries: stripe.Int64(cfg.MaxNetworkRetries),
+		LeveledLogger:     stripeLog{log.With("component", "stripe-go")},
+	}
+	if cfg.BaseURL != "" {
+		bc.URL = stripe.String(cfg.BaseURL)
+	}
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, bc)
+	return client.New(cfg.SecretKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+}
+
+// Routes are the service's steps.
+func (s *Service) Routes() []runner.Route {
+	return []runner.Route{
+		{Subject: events.PaymentRequested, Handle: s.processPayment},
+		{Subject: events.PaymentRefund, Handle: s.refundPayment},
+	}
+}
+
+// Payment returns a checkout's payment record.
+func (s *Service) Payment(checkoutID string) (Record, bool, error) {
+	var (
+		r     Record
+		found bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		r, found, err = loadRecord(tx, checkoutID)
+		return err
+	})
+	return r, found, err
+}
+
+// stripeLog sends stripe-go's own lines to slog at debug level: the service logs every
+// outcome itself, with the checkout ID. Its debug lines (whole response bodies, with
+// client secrets) are dropped.
+type stripeLog struct{ log *slog.Logger }
+
+func (l stripeLog) Debugf(string, ...any)          {}
+func (l stripeLog) Infof(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l stripeLog) Warnf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l stripeLog) Errorf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
