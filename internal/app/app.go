@@ -1,0 +1,227 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/internal/natsserver"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Services lists every service a process can run.
+var Services = []string{"catalog", "inventory", "fraud", "payments", "orders", "notifications", "shipping", "coordinator"}
+
+// unit is one running service: its runner, its request-reply endpoints and its store.
+type unit struct {
+	name   string
+	runner *runner.Runner
+	serve  func(*nats.Conn) (micro.Service, error) // nil when it answers no requests
+	close  func() error
+}
+
+// System is a running set of services and whatever they were given to run on.
+type System struct {
+	Config    Config
+	NATSURL   string
+	StripeURL string // the Stripe API the payments service calls ("" = real Stripe)
+	Server    *server.Server
+	Emulator  *stripeemu.Server
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Handles
+
+	log     *slog.Logger
+	units   []*unit
+	micros  []micro.Service
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	stopped sync.Once
+	err     error
+	failed  chan struct{}
+}
+
+// Start starts the named services (all of them when names is empty): the embedded
+// nats-server when no NATS_URL is set, the Stripe emulator when no Stripe is configured,
+// the streams and bucket, each service's store, endpoints and runner.
+func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (_ *System, err error) {
+	if len(names) == 0 {
+		names = Services
+	}
+	for _, n := range names {
+		if !slices.Contains(Services, n) {
+			return nil, fmt.Errorf("unknown service %q (services: %v)", n, Services)
+		}
+	}
+	s := &System{Config: cfg, NATSURL: cfg.NATSURL, log: log, failed: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if s.NATSURL == "" {
+		host, portStr, _ := net.SplitHostPort(cfg.NATSListen)
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_LISTEN port: %w", err)
+		}
+		s.Server, err = natsserver.Start(natsserver.Config{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream")})
+		if err != nil {
+			return nil, err
+		}
+		s.NATSURL = s.Server.ClientURL()
+	}
+	stripeKey := cfg.StripeKey
+	s.StripeURL = cfg.StripeBase
+	if slices.Contains(names, "payments") && cfg.EmbeddedStripe() {
+		s.Emulator, err = stripeemu.Start(cfg.StripeEmulatorAddr, stripeemu.New(stripeemu.WithLogger(log.With("component", "stripe-emulator"))))
+		if err != nil {
+			return nil, err
+		}
+		s.StripeURL, stripeKey = s.Emulator.URL, emulatorKey
+	}
+	s.NC, err = nats.Connect(s.NATSURL, nats.Name("jetcheckout"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", s.NATSURL, err)
+	}
+	if s.JS, err = jetstream.New(s.NC); err != nil {
+		return nil, err
+	}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	if err := topology.Ensure(setupCtx, s.JS); err != nil {
+		return nil, err
+	}
+	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey}
+	for _, n := range names {
+		u, err := build(setupCtx, n, d, &s.Handles)
+		if err != nil {
+			return nil, fmt.Errorf("service %s: %w", n, err)
+		}
+		s.units = append(s.units, u)
+	}
+	for _, u := range s.units {
+		if u.serve == nil {
+			continue
+		}
+		m, err := u.serve(s.NC)
+		if err != nil {
+			return nil, fmt.Errorf("service %s endpoints: %w", u.name, err)
+		}
+		s.micros = append(s.micros, m)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	for _, u := range s.units {
+		s.wg.Go(func() {
+			if err := u.runner.Run(runCtx); err != nil {
+				s.fail(fmt.Errorf("service %s: %w", u.name, err))
+			}
+		})
+	}
+	return s, nil
+}
+
+func (s *System) fail(err error) {
+	s.errOnce.Do(func() {
+		s.err = err
+		close(s.failed)
+	})
+}
+
+// Failed is closed when a service stopped on its own; Err says why.
+func (s *System) Failed() <-chan struct{} { return s.failed }
+
+// Err is why a service stopped, if one did.
+func (s *System) Err() error { return s.err }
+
+// Stop shuts down gracefully: stop consuming and finish in-flight work, stop answering
+// requests, drain the connection, close the stores, then the emulator and the server.
+func (s *System) Stop() { s.stopped.Do(s.stop) }
+
+func (s *System) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	for _, m := range s.micros {
+		_ = m.Stop()
+	}
+	if s.NC != nil {
+		drain(s.NC)
+	}
+	for _, u := range s.units {
+		if u.close != nil {
+			if err := u.close(); err != nil {
+				s.log.Warn("close store", "service", u.name, "err", err)
+			}
+		}
+	}
+	if s.Emulator != nil {
+		if err := s.Emulator.Close(); err != nil {
+			s.log.Warn("stop stripe emulator", "err", err)
+		}
+	}
+	if s.Server != nil {
+		s.Server.Shutdown()
+		s.Server.WaitForShutdown()
+	}
+}
+
+// drain flushes what the connection still has to send and waits for it to close.
+func drain(nc *nats.Conn) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		nc.Close()
+	}
+}
+
+// Banner is what `make run` prints once everything is up.
+func (s *System) Banner(w io.Writer) {
+	outbox := s.Config.Outbox()
+	if s.Config.SMTPAddr != "" {
+		outbox = "SMTP " + s.Config.SMTPAddr
+	}
+	stripe := s.StripeURL
+	if stripe == "" {
+		stripe = "api.stripe.com (live key from STRIPE_SECRET_KEY)"
+	} else if s.Emulator != nil {
+		stripe += " (test-mode emulator)"
+	}
+	fmt.Fprintf(w, `
+jetcheckout is running.
+  NATS       %s
+  data       %s
+  outbox     %s
+  stripe     %s
+
+Quickstart, in a second terminal:
+  go tool nats sub 'checkout.>'                                   # watch every event
+  go tool nats req catalog.list ''                                # the demo products
+  go tool nats req carts.create '{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"tee-jetstream","quantity":2}]}'
+  go tool nats pub checkout.requested '{"cart_id":"<id from carts.create>","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Main St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Main St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"}}'
+  go tool nats req inventory.stock ''                             # stock after the sale
+Stop with Ctrl-C (in-flight work finishes first).
+`, s.NATSURL, s.Config.DataDir, outbox, stripe)
+}

@@ -1,0 +1,159 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/jetcheckout/jetcheckout/coordinator"
+	"github.com/jetcheckout/jetcheckout/deploy"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/catalog"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/jetcheckout/jetcheckout/services/notifications"
+	"github.com/jetcheckout/jetcheckout/services/orders"
+	"github.com/jetcheckout/jetcheckout/services/payments"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/services/shipping"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+)
+
+// deps is what building a service may use.
+type deps struct {
+	cfg       Config
+	log       *slog.Logger
+	js        jetstream.JetStream
+	stripeURL string
+	stripeKey string
+}
+
+// Handles are the running services, for the tests and the operator tools to read from.
+type Handles struct {
+	Catalog       *catalog.Service
+	Inventory     *inventory.Service
+	Fraud         *fraud.Service
+	Payments      *payments.Service
+	Orders        *orders.Service
+	Notifications *notifications.Service
+	Shipping      *shipping.Service
+	Coordinator   *coordinator.Coordinator
+}
+
+// build makes one service: its bbolt file under DATA_DIR, the service, its runner.
+func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
+	log := d.log.With("service", name)
+	if name == "coordinator" {
+		c, err := coordinator.New(ctx, d.js, log)
+		if err != nil {
+			return nil, err
+		}
+		h.Coordinator = c
+		r, err := c.Runner(d.js)
+		return &unit{name: name, runner: r}, err
+	}
+	db, err := store.Open(filepath.Join(d.cfg.DataDir, name+".db"))
+	if err != nil {
+		return nil, err
+	}
+	u := &unit{name: name, close: db.Close}
+	routes, err := buildService(name, db, log, d, h, u)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles, u *unit) ([]runner.Route, error) {
+	switch name {
+	case "catalog":
+		rates, err := readDemo(deploy.RatesFile, catalog.LoadRates)
+		if err != nil {
+			return nil, err
+		}
+		s, err := catalog.New(db, log, rates)
+		if err != nil {
+			return nil, err
+		}
+		products, err := readDemo(deploy.CatalogFile, catalog.LoadSeed)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.Seed(products); err != nil {
+			return nil, err
+		}
+		h.Catalog, u.serve = s, s.Serve
+		return s.Routes(), nil
+	case "inventory":
+		s, err := inventory.New(db, log)
+		if err != nil {
+			return nil, err
+		}
+		stock, err := readDemo(deploy.CatalogFile, inventory.LoadStock)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.Seed(stock); err != nil {
+			return nil, err
+		}
+		h.Inventory, u.serve = s, s.Serve
+		return s.Routes(), nil
+	case "fraud":
+		s, err := fraud.New(db, log, fraud.DefaultConfig())
+		h.Fraud = s
+		return routesOf(s, err)
+	case "payments":
+		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey})
+		h.Payments = s
+		return routesOf(s, err)
+	case "orders":
+		s, err := orders.New(db, log)
+		h.Orders = s
+		return routesOf(s, err)
+	case "notifications":
+		cfg := notifications.Config{From: d.cfg.MailFrom, Transport: notifications.TransportOutbox, OutboxDir: d.cfg.Outbox()}
+		if d.cfg.SMTPAddr != "" {
+			cfg.Transport = notifications.TransportSMTP
+			cfg.SMTP = notifications.SMTPConfig{Addr: d.cfg.SMTPAddr, Username: d.cfg.SMTPUsername, Password: notifications.Secret(d.cfg.SMTPPassword)}
+		}
+		s, err := notifications.New(db, log, cfg)
+		h.Notifications = s
+		return routesOf(s, err)
+	case "shipping":
+		s, err := shipping.New(db, log, shipping.Config{})
+		h.Shipping = s
+		return routesOf(s, err)
+	}
+	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+func routesOf(s interface{ Routes() []runner.Route }, err error) ([]runner.Route, error) {
+	if err != nil {
+		return nil, err
+	}
+	return s.Routes(), nil
+}
+
+// readDemo parses one of the embedded demo files.
+func readDemo[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	var zero T
+	f, err := deploy.Demo.Open(path)
+	if err != nil {
+		return zero, err
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}

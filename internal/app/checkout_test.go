@@ -1,0 +1,210 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"mime/quotedprintable"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/nats-io/nats.go"
+	"github.com/shopspring/decimal"
+)
+
+// These tests run the whole checkout as `make run` does: nats-server embedded with
+// JetStream on disk, every service with its bbolt file, the Stripe emulator over HTTP
+// through stripe-go, email to the outbox. They assert what a checkout leaves behind.
+
+const wait = 20 * time.Second
+
+func testConfig(dir string) Config {
+	return Config{
+		NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn,
+	}
+}
+
+func startSystem(t *testing.T, dir string) *System {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sys, err := Start(context.Background(), testConfig(dir), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Stop)
+	return sys
+}
+
+// request calls a micro endpoint and decodes its reply, failing on an error reply.
+func request[T any](t *testing.T, nc *nats.Conn, subject events.Subject, body any) T {
+	t.Helper()
+	raw, _ := json.Marshal(body)
+	msg, err := nc.Request(string(subject), raw, 5*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+		t.Fatalf("%s: error %s: %s", subject, code, msg.Header.Get("Nats-Service-Error"))
+	}
+	var out T
+	if err := json.Unmarshal(msg.Data, &out); err != nil {
+		t.Fatalf("%s reply %s: %v", subject, msg.Data, err)
+	}
+	return out
+}
+
+func createCart(t *testing.T, sys *System, currency string, items ...events.CartItem) events.Cart {
+	t.Helper()
+	return request[events.Cart](t, sys.NC, events.CartsCreate, events.CreateCart{CustomerID: "cus_ada", Currency: currency, Items: items})
+}
+
+func checkoutRequest(checkoutID, cartID, pm string, ship events.Address) []byte {
+	raw, _ := json.Marshal(events.CheckoutRequest{
+		CheckoutID: checkoutID, CartID: cartID, CustomerID: "cus_ada", CustomerEmail: "ada@example.com",
+		PaymentMethodID: pm, ShippingAddress: ship, BillingAddress: ship,
+	})
+	return raw
+}
+
+var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+var tokyo = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
+
+func publishCheckout(t *testing.T, sys *System, body []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sys.JS.Publish(ctx, string(events.Requested), body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func stock(t *testing.T, sys *System, productID string) events.Stock {
+	t.Helper()
+	all := request[[]events.Stock](t, sys.NC, events.InventoryList, map[string]string{"product_id": productID})
+	if len(all) != 1 {
+		t.Fatalf("inventory.stock %s: %v", productID, all)
+	}
+	return all[0]
+}
+
+// intents returns the emulator's PaymentIntents of a checkout.
+func intents(sys *System, checkoutID string) []stripeemu.PaymentIntentView {
+	var out []stripeemu.PaymentIntentView
+	for _, pi := range sys.Emulator.Emulator.PaymentIntents() {
+		if pi.Metadata["checkout_id"] == checkoutID {
+			out = append(out, pi)
+		}
+	}
+	return out
+}
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func TestHappyCheckout(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	w := (&natstest.Env{NC: sys.NC}).Watch(t, "checkout.>")
+	before := stock(t, sys, "tee-jetstream")
+	cart := createCart(t, sys, "USD", events.CartItem{ProductID: "tee-jetstream", Quantity: 2}, events.CartItem{ProductID: "mug-nats", Quantity: 1})
+
+	publishCheckout(t, sys, checkoutRequest("co-happy", cart.ID, "pm_card_visa", california))
+	done := w.Wait(t, "co-happy", wait, events.Completed, events.Failed)
+	if done.Type != events.Completed {
+		t.Fatalf("checkout ended in %s: %s", done.Type, done.Payload)
+	}
+
+	// 2 × 25.00 + 12.50 = 62.50; CA tax 7.25% = 4.53125 → 4.53; shipping 5.00 + 3 × 1.00 = 8.00.
+	wantTotal := dec("75.03")
+	order, found, err := sys.Orders.OrderByCheckout("co-happy")
+	if err != nil || !found {
+		t.Fatalf("no order for the checkout (%v)", err)
+	}
+	if !order.Subtotal.Equal(dec("62.50")) || !order.Tax.Equal(dec("4.53")) || !order.Shipping.Equal(dec("8.00")) || !order.Total.Equal(wantTotal) {
+		t.Errorf("order totals: subtotal %s tax %s shipping %s total %s", order.Subtotal, order.Tax, order.Shipping, order.Total)
+	}
+	var completed events.CheckoutCompleted
+	if err := done.DecodePayload(&completed); err != nil || completed.OrderID != order.ID || !completed.Total.Equal(wantTotal) {
+		t.Errorf("completed %+v (%v), want order %s total %s", completed, err, order.ID, wantTotal)
+	}
+
+	after := stock(t, sys, "tee-jetstream")
+	natstest.Eventually(t, wait, func() bool { after = stock(t, sys, "tee-jetstream"); return after.Sold == before.Sold+2 },
+		"the reservation did not become a sale: %+v", after)
+	if after.Available != before.Available-2 || after.Reserved != before.Reserved {
+		t.Errorf("stock after the sale %+v, before %+v", after, before)
+	}
+
+	pis := intents(sys, "co-happy")
+	if len(pis) != 1 || pis[0].Status != "succeeded" || pis[0].Amount != 7503 || pis[0].Currency != "usd" {
+		t.Fatalf("payment intents %+v, want one succeeded for 7503 usd", pis)
+	}
+	if pis[0].ID != order.PaymentIntentID {
+		t.Errorf("order records intent %s, Stripe has %s", order.PaymentIntentID, pis[0].ID)
+	}
+
+	email := readEmail(t, sys.Config.Outbox(), "co-happy")
+	body := email.body
+	for _, want := range []string{order.Number, "JetStream T-Shirt", "NATS Coffee Mug", "$62.50", "$4.53", "$8.00", "$75.03"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("confirmation email lacks %q:\n%s", want, body)
+		}
+	}
+	if to := email.msg.Header.Get("To"); !strings.Contains(to, "ada@example.com") {
+		t.Errorf("email to %q", to)
+	}
+
+	label, found, err := sys.Shipping.Label(order.ID)
+	if err != nil || !found || label.TrackingNumber == "" || label.Address.PostalCode != "94105" {
+		t.Errorf("label %+v found=%v err=%v", label, found, err)
+	}
+	pick, found, err := sys.Shipping.PickRequest(order.ID)
+	if err != nil || !found || len(pick.Items) != 2 {
+		t.Errorf("pick request %+v found=%v err=%v", pick, found, err)
+	}
+	if n := w.Count("co-happy", events.Completed) + w.Count("co-happy", events.Failed); n != 1 {
+		t.Errorf("%d terminal events, want 1", n)
+	}
+	cart = request[events.Cart](t, sys.NC, events.CartsGet, events.GetCart{CartID: cart.ID})
+	if cart.Status != events.CartCheckedOut {
+		t.Errorf("cart status %s after the checkout, want %s", cart.Status, events.CartCheckedOut)
+	}
+}
+
+type email struct {
+	msg  *mail.Message
+	body string
+}
+
+// readEmail finds the outbox message of a checkout and decodes its text.
+func readEmail(t *testing.T, outbox, checkoutID string) email {
+	t.Helper()
+	var path string
+	natstest.Eventually(t, wait, func() bool {
+		files, _ := filepath.Glob(filepath.Join(outbox, "*"+checkoutID+"*.eml"))
+		if len(files) == 1 {
+			path = files[0]
+		}
+		return path != ""
+	}, "no email for %s in %s", checkoutID, outbox)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	if err != nil {
+		t.Fatalf("decode %s: %v", path, err)
+	}
+	return email{msg: msg, body: string(text)}
+}

@@ -1,0 +1,102 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Config is the binary's configuration, read from the environment (12-factor, so the
+// same names work in `make run`, a shell and docker compose).
+type Config struct {
+	NATSURL    string // NATS_URL: connect here; empty runs nats-server embedded
+	NATSListen string // NATS_LISTEN: the embedded server's address (default 127.0.0.1:4222)
+	DataDir    string // DATA_DIR: JetStream, bbolt files and the outbox (default ./data)
+
+	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
+	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
+	StripeEmulatorAddr string // STRIPE_EMULATOR_LISTEN: the embedded emulator's address (default 127.0.0.1:12111)
+
+	SMTPAddr     string // SMTP_ADDR (host:port): send email over SMTP; empty writes .eml files to the outbox
+	SMTPUsername string // SMTP_USERNAME
+	SMTPPassword string // SMTP_PASSWORD (never logged)
+	MailFrom     string // MAIL_FROM
+
+	LogLevel  slog.Level // LOG_LEVEL: debug, info, warn, error
+	LogFormat string     // LOG_FORMAT: text or json
+}
+
+// emulatorKey is the test-mode key used with the embedded emulator; it is not a secret.
+const emulatorKey = "sk_test_jetcheckout_emulator"
+
+// ConfigFromEnv reads the configuration and validates it.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		NATSURL:            getenv("NATS_URL"),
+		NATSListen:         or(getenv("NATS_LISTEN"), "127.0.0.1:4222"),
+		DataDir:            or(getenv("DATA_DIR"), "data"),
+		StripeKey:          getenv("STRIPE_SECRET_KEY"),
+		StripeBase:         getenv("STRIPE_API_BASE"),
+		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),
+		SMTPAddr:           getenv("SMTP_ADDR"),
+		SMTPUsername:       getenv("SMTP_USERNAME"),
+		SMTPPassword:       getenv("SMTP_PASSWORD"),
+		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
+		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
+		return c, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate explains the first setting that cannot work.
+func (c Config) Validate() error {
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			return fmt.Errorf("NATS_LISTEN %q: want host:port: %w", c.NATSListen, err)
+		}
+	}
+	if c.StripeBase == "" && c.StripeKey != "" && !strings.HasPrefix(c.StripeKey, "sk_") && !strings.HasPrefix(c.StripeKey, "rk_") {
+		return errors.New("STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
+	}
+	if c.SMTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
+			return fmt.Errorf("SMTP_ADDR %q: want host:port: %w", c.SMTPAddr, err)
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat)
+	}
+	if c.DataDir == "" {
+		return errors.New("DATA_DIR must not be empty")
+	}
+	return nil
+}
+
+// EmbeddedStripe reports whether the in-process emulator stands in for Stripe: when no key
+// and no API base are configured.
+func (c Config) EmbeddedStripe() bool { return c.StripeKey == "" && c.StripeBase == "" }
+
+// Outbox is where email goes when no SMTP server is configured.
+func (c Config) Outbox() string { return filepath.Join(c.DataDir, "outbox") }
+
+// Logger builds the process's logger; main passes it down.
+func (c Config) Logger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stdout, opts))
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

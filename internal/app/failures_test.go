@@ -1,0 +1,163 @@
+package app
+
+import (
+	"log/slog"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/jetcheckout/jetcheckout/coordinator"
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+)
+
+// failedWith waits for the checkout's terminal event and checks it is a failure with code.
+func failedWith(t *testing.T, w *natstest.Watcher, checkoutID, code string, step events.StepName) events.CheckoutFailed {
+	t.Helper()
+	end := w.Wait(t, checkoutID, wait, events.Completed, events.Failed)
+	var f events.CheckoutFailed
+	if end.Type != events.Failed {
+		t.Fatalf("%s ended in %s, want checkout.failed with %s", checkoutID, end.Type, code)
+	}
+	if err := end.DecodePayload(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != code || f.Step != step || f.Message == "" {
+		t.Errorf("%s failed with %+v, want code %s at %s and a message", checkoutID, f, code, step)
+	}
+	return f
+}
+
+// TestFailedCheckouts: every failure ends in one checkout.failed with a reason, leaves the
+// stock where it was and charges nothing.
+func TestFailedCheckouts(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	w := (&natstest.Env{NC: sys.NC}).Watch(t, "checkout.>")
+	hoodie := stock(t, sys, "hoodie-saga")
+	tee := stock(t, sys, "tee-jetstream")
+
+	tests := []struct {
+		id    string
+		body  func() []byte
+		code  string
+		step  events.StepName
+		undid []events.StepName
+	}{
+		{"co-unknown-cart", func() []byte { return checkoutRequest("co-unknown-cart", "cart_nope", "pm_card_visa", california) },
+			events.CodeCartNotFound, events.StepValidateCart, nil},
+		{"co-no-stock", func() []byte {
+			// the tee line could be reserved, the hoodie line cannot: nothing is reserved.
+			cart := createCart(t, sys, "USD", events.CartItem{ProductID: "tee-jetstream", Quantity: 1}, events.CartItem{ProductID: "hoodie-saga", Quantity: hoodie.Available + 1})
+			return checkoutRequest("co-no-stock", cart.ID, "pm_card_visa", california)
+		}, events.CodeInsufficientStock, events.StepReserveInventory, nil},
+		{"co-declined", func() []byte {
+			cart := createCart(t, sys, "USD", events.CartItem{ProductID: "tee-jetstream", Quantity: 3})
+			return checkoutRequest("co-declined", cart.ID, "pm_card_chargeDeclined", california)
+		}, events.CodeCardDeclined, events.StepProcessPayment, []events.StepName{events.StepReserveInventory}},
+		{"co-no-funds", func() []byte {
+			cart := createCart(t, sys, "USD", events.CartItem{ProductID: "hoodie-saga", Quantity: 1})
+			return checkoutRequest("co-no-funds", cart.ID, "pm_card_visa_chargeDeclinedInsufficientFunds", california)
+		}, events.CodeInsufficientFunds, events.StepProcessPayment, []events.StepName{events.StepReserveInventory}},
+		{"co-malformed", func() []byte { return []byte(`{"checkout_id":"co-malformed","cart_id":42}`) },
+			events.CodeInvalidRequest, events.StepValidateCart, nil},
+	}
+	for _, tt := range tests {
+		publishCheckout(t, sys, tt.body())
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			f := failedWith(t, w, tt.id, tt.code, tt.step)
+			if len(f.Compensated) != len(tt.undid) || (len(tt.undid) > 0 && f.Compensated[0] != tt.undid[0]) {
+				t.Errorf("compensated %v, want %v", f.Compensated, tt.undid)
+			}
+			for _, pi := range intents(sys, tt.id) {
+				if pi.Status == "succeeded" {
+					t.Errorf("charged: %+v", pi)
+				}
+			}
+			if _, found, _ := sys.Orders.OrderByCheckout(tt.id); found {
+				t.Error("an order exists for a failed checkout")
+			}
+			if n := w.Count(tt.id, events.Completed) + w.Count(tt.id, events.Failed); n != 1 {
+				t.Errorf("%d terminal events", n)
+			}
+		})
+	}
+	for _, p := range []events.Stock{hoodie, tee} {
+		now := stock(t, sys, p.ProductID)
+		if now.Available != p.Available || now.Reserved != p.Reserved || now.Sold != p.Sold {
+			t.Errorf("%s: stock %+v after failed checkouts, was %+v", p.ProductID, now, p)
+		}
+	}
+}
+
+// TestSameCheckoutTwice: the same checkout_id published twice charges once and creates one
+// order; the checked-out cart cannot check out again under another ID.
+func TestSameCheckoutTwice(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	w := (&natstest.Env{NC: sys.NC}).Watch(t, "checkout.>")
+	cart := createCart(t, sys, "JPY", events.CartItem{ProductID: "tee-jetstream", Quantity: 3})
+	body := checkoutRequest("co-twice", cart.ID, "pm_card_visa", tokyo)
+	publishCheckout(t, sys, body)
+	if end := w.Wait(t, "co-twice", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("first checkout ended in %s: %s", end.Type, end.Payload)
+	}
+	publishCheckout(t, sys, body) // the same message again, after it completed
+	publishCheckout(t, sys, checkoutRequest("co-again", cart.ID, "pm_card_visa", tokyo))
+	failedWith(t, w, "co-again", events.CodeCartCheckedOut, events.StepValidateCart)
+	(&natstest.Env{JS: sys.JS}).WaitIdle(t, "catalog")
+	(&natstest.Env{JS: sys.JS}).WaitIdle(t, "coordinator")
+
+	// 3 × ¥2,800 = 8,400; JP tax 10% = 840; shipping 800 + 3 × 100 = 1,100: ¥10,340, and JPY has no minor unit.
+	pis := intents(sys, "co-twice")
+	if len(pis) != 1 || pis[0].Status != "succeeded" || pis[0].Amount != 10340 || pis[0].Currency != "jpy" {
+		t.Fatalf("payment intents %+v, want one succeeded for 10340 jpy", pis)
+	}
+	orders, err := sys.Orders.Orders()
+	if err != nil || len(orders) != 1 {
+		t.Fatalf("%d orders (%v), want 1", len(orders), err)
+	}
+	if n := w.Count("co-twice", events.Completed); n != 1 {
+		t.Errorf("%d checkout.completed, want 1", n)
+	}
+	if len(intents(sys, "co-again")) != 0 {
+		t.Error("the second checkout of a checked-out cart reached Stripe")
+	}
+}
+
+// TestRestartResumes: a checkout in flight when the process stops completes after a
+// restart on the same data directory. The first run has no payments service, so the
+// checkout is certainly waiting at its payment when the process stops.
+func TestRestartResumes(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	first, err := Start(t.Context(), testConfig(dir), log, "catalog", "inventory", "fraud", "coordinator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Stop)
+	cart := createCart(t, first, "EUR", events.CartItem{ProductID: "mug-nats", Quantity: 2})
+	publishCheckout(t, first, checkoutRequest("co-restart", cart.ID, "pm_card_visa", events.Address{Line1: "Unter den Linden 1", City: "Berlin", PostalCode: "10117", Country: "DE"}))
+	natstest.Eventually(t, wait, func() bool {
+		st, found, err := first.Coordinator.State(t.Context(), "co-restart")
+		return err == nil && found && slices.Contains(st.Decided, events.PaymentRequested)
+	}, "the checkout never reached its payment")
+	first.Stop()
+
+	again := startSystem(t, dir)
+	var st *coordinator.State
+	natstest.Eventually(t, wait, func() bool {
+		s, found, err := again.Coordinator.State(t.Context(), "co-restart")
+		st = s
+		return err == nil && found && s.Status == coordinator.StatusCompleted
+	}, "checkout did not complete after the restart: %+v", st)
+	order, found, err := again.Orders.OrderByCheckout("co-restart")
+	if err != nil || !found || order.Currency != "EUR" {
+		t.Errorf("order %+v found=%v err=%v", order, found, err)
+	}
+	if pis := intents(again, "co-restart"); len(pis) != 1 || pis[0].Status != "succeeded" {
+		t.Errorf("payment intents %+v, want one succeeded", pis)
+	}
+	natstest.Eventually(t, wait, func() bool { return stock(t, again, "mug-nats").Reserved == 0 },
+		"the reservation was not committed after the restart")
+}

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/signal"
+	"syscall"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+)
+
+const usage = `usage: jetcheckout <command>
+
+  run                  the whole checkout in one process: nats-server embedded (or NATS_URL),
+                       the Stripe emulator (unless STRIPE_SECRET_KEY/STRIPE_API_BASE), every service
+  service NAME...      run some services against NATS_URL, e.g. "service payments"
+                       (services: catalog inventory fraud payments orders notifications shipping coordinator)
+  stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
+  events               print the event catalog as a Markdown table
+
+Configuration comes from the environment: NATS_URL, NATS_LISTEN, DATA_DIR, STRIPE_SECRET_KEY,
+STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME, SMTP_PASSWORD, MAIL_FROM,
+LOG_LEVEL, LOG_FORMAT (see README.md).
+`
+
+// Main runs a command and returns the process's exit code.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if args[0] == "events" {
+		fmt.Fprint(stdout, events.Checkout.Markdown())
+		return 0
+	}
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "jetcheckout: configuration:", err)
+		return 2
+	}
+	log := cfg.Logger()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	switch args[0] {
+	case "run":
+		err = serve(ctx, cfg, log, stdout, true)
+	case "service":
+		if len(args) < 2 {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		if cfg.NATSURL == "" {
+			fmt.Fprintln(stderr, "jetcheckout: service needs NATS_URL (use `run` for everything embedded)")
+			return 2
+		}
+		err = serve(ctx, cfg, log, stdout, false, args[1:]...)
+	case "stripe-emulator":
+		log.Info("stripe emulator listening", "addr", cfg.StripeEmulatorAddr)
+		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)
+	default:
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		log.Error("stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs services until a signal or a failure, then stops them gracefully.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, banner bool, names ...string) error {
+	sys, err := Start(ctx, cfg, log, names...)
+	if err != nil {
+		return err
+	}
+	if banner {
+		sys.Banner(stdout)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight work")
+	case <-sys.Failed():
+	}
+	sys.Stop()
+	return sys.Err()
+}
