@@ -7,8 +7,8 @@ RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 .PHONY: run test tools events-doc fmt vet build
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
-run: tools
-	$(GO) run ./cmd/jetcheckout run
+run: tools build
+	./bin/jetcheckout run
 
 ## test: formatting, vet, and every test with the race detector
 test: vet

@@ -87,5 +87,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	case <-sys.Failed():
 	}
 	sys.Stop()
-	return sys.Err()
+	if err := sys.Err(); err != nil {
+		return err
+	}
+	log.Info("stopped cleanly")
+	return nil
 }

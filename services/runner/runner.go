@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -131,10 +133,7 @@ func New(cfg Config) (*Runner, error) {
 // Run consumes until ctx is cancelled, then stops fetching, finishes the messages already
 // delivered to it and returns.
 func (r *Runner) Run(ctx context.Context) error {
-	subjects := make([]string, 0, len(r.routes))
-	for s := range r.routes {
-		subjects = append(subjects, s)
-	}
+	subjects := slices.Sorted(maps.Keys(r.routes))
 	cons, err := r.cfg.JS.CreateOrUpdateConsumer(ctx, r.cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        r.cfg.Name,
 		Description:    "checkout step runner " + r.cfg.Name,
