@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
@@ -160,4 +161,33 @@ func TestRestartResumes(t *testing.T) {
 	}
 	natstest.Eventually(t, wait, func() bool { return stock(t, again, "mug-nats").Reserved == 0 },
 		"the reservation was not committed after the restart")
+}
+
+// TestDuplicatedBranchCompletions: copies of both branch completions, in the other order and
+// past the stream's duplicate check (new Nats-Msg-Id), neither request nor take a second payment.
+func TestDuplicatedBranchCompletions(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	env := &natstest.Env{NC: sys.NC, JS: sys.JS}
+	w := env.Watch(t, "checkout.>")
+	cart := createCart(t, sys, "USD", events.CartItem{ProductID: "stickers", Quantity: 4})
+	publishCheckout(t, sys, checkoutRequest("co-dup", cart.ID, "pm_card_visa", california))
+	if end := w.Wait(t, "co-dup", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("ended in %s: %s", end.Type, end.Payload)
+	}
+	for _, typ := range []events.Subject{events.FraudCleared, events.InventoryReserved, events.FraudCleared} {
+		e := w.Wait(t, "co-dup", time.Second, typ)
+		data, _ := e.Encode()
+		env.PublishRaw(t, string(typ), data, e.ID+"-again-"+time.Now().String())
+	}
+	env.WaitIdle(t, "coordinator")
+	env.WaitIdle(t, "payments")
+	if n := w.Count("co-dup", events.PaymentRequested); n != 1 {
+		t.Errorf("%d payment requests, want 1", n)
+	}
+	if pis := intents(sys, "co-dup"); len(pis) != 1 {
+		t.Errorf("%d payment intents, want 1", len(pis))
+	}
+	if n := w.Count("co-dup", events.Completed); n != 1 {
+		t.Errorf("%d checkout.completed, want 1", n)
+	}
 }
