@@ -96,10 +96,14 @@ func stock(t *testing.T, sys *System, productID string) events.Stock {
 	return all[0]
 }
 
-// intents returns the emulator's PaymentIntents of a checkout.
+// intents returns the embedded emulator's PaymentIntents of a checkout.
 func intents(sys *System, checkoutID string) []stripeemu.PaymentIntentView {
+	return intentsOf(sys.Emulator.Emulator, checkoutID)
+}
+
+func intentsOf(emu *stripeemu.Emulator, checkoutID string) []stripeemu.PaymentIntentView {
 	var out []stripeemu.PaymentIntentView
-	for _, pi := range sys.Emulator.Emulator.PaymentIntents() {
+	for _, pi := range emu.PaymentIntents() {
 		if pi.Metadata["checkout_id"] == checkoutID {
 			out = append(out, pi)
 		}
