@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go"
@@ -17,21 +17,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-const wait = 10 * time.Second
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
 // newService is a catalog on a fresh bbolt file with the demo rates and no products.
 func newService(t *testing.T) *Service {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "catalog.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc, err := New(db, testLogger(t), demoRates(t))
+	svc, err := New(steptest.DB(t, "catalog"), steptest.Logger(t), demoRates(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,39 +30,25 @@ func newService(t *testing.T) *Service {
 // harness is the seeded catalog with its runner and micro service on an embedded
 // JetStream, and a watcher of every checkout event.
 type harness struct {
-	env   *natstest.Env
-	svc   *Service
-	watch *natstest.Watcher
+	*steptest.Harness
+	svc *Service
 }
 
 func start(t *testing.T) *harness {
 	t.Helper()
-	svc := newService(t)
-	if _, err := svc.Seed(demoSeed(t)); err != nil {
-		t.Fatal(err)
-	}
-	env := natstest.Start(t)
-	h := &harness{env: env, svc: svc, watch: env.Watch(t, "checkout.>")}
-
-	r, err := runner.New(runner.Config{Name: "catalog", Routes: svc.Routes(), JS: env.JS, DB: svc.db,
-		Log: svc.log, RetryBase: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Run(t, r)
+	cfg := runner.Config{Name: "catalog", RetryBase: 10 * time.Millisecond}
+	sh, svc := steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		svc, err := New(db, log, demoRates(t))
+		if err == nil {
+			_, err = svc.Seed(demoSeed(t))
+		}
+		return svc, err
+	})
+	h := &harness{sh, svc}
 	// Once a message has gone through, the runner is past creating its consumer: a test
 	// that ends sooner would stop it half-way, which it reports as an error.
 	h.barrier(t)
-
-	ms, err := svc.Serve(env.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ms.Stop(); err != nil {
-			t.Errorf("stop service: %v", err)
-		}
-	})
+	h.Serve(t, svc.Serve)
 	return h
 }
 
@@ -87,7 +62,7 @@ func (h *harness) call(t *testing.T, subject events.Subject, body any) *nats.Msg
 			t.Fatal(err)
 		}
 	}
-	msg, err := h.env.NC.Request(string(subject), data, wait)
+	msg, err := h.Env.NC.Request(string(subject), data, steptest.Timeout)
 	if err != nil {
 		t.Fatalf("request %s: %v", subject, err)
 	}
@@ -162,37 +137,20 @@ func (h *harness) checkout(t *testing.T, req events.CheckoutRequest, msgID strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.env.PublishRaw(t, string(events.Requested), data, msgID)
+	h.Env.PublishRaw(t, string(events.Requested), data, msgID)
 }
 
-// outcome waits for the validate_cart_items outcome of a checkout.
-func (h *harness) outcome(t *testing.T, checkoutID string) events.Envelope {
-	t.Helper()
-	return h.watch.Wait(t, checkoutID, wait, events.CartValidated, events.CartFailed)
-}
-
-// expect waits for the validate_cart_items outcome of a checkout, checks that it is
-// want, and decodes its payload into v.
-func (h *harness) expect(t *testing.T, checkoutID string, want events.Subject, v any) {
-	t.Helper()
-	out := h.outcome(t, checkoutID)
-	if out.Type != want {
-		t.Fatalf("checkout %s: %s %s, want %s", checkoutID, out.Type, out.Payload, want)
-	}
-	if err := out.DecodePayload(v); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// quote expects the checkout's validate_cart_items to have priced the cart.
 func (h *harness) quote(t *testing.T, checkoutID string) (q events.Quote) {
 	t.Helper()
-	h.expect(t, checkoutID, events.CartValidated, &q)
+	h.Expect(t, checkoutID, events.CartValidated, &q, events.CartFailed)
 	return q
 }
 
+// failure expects the checkout's validate_cart_items to have failed.
 func (h *harness) failure(t *testing.T, checkoutID string) (f events.StepFailure) {
 	t.Helper()
-	h.expect(t, checkoutID, events.CartFailed, &f)
+	h.Expect(t, checkoutID, events.CartFailed, &f, events.CartValidated)
 	return f
 }
 
@@ -212,13 +170,13 @@ func (h *harness) settle(t *testing.T, checkoutID string, typ events.Subject) {
 	if typ == events.Completed {
 		payload = events.CheckoutCompleted{OrderID: "ord_1", OrderNumber: "1001", PaymentIntentID: "pi_1", Total: dec("1"), Currency: "USD"}
 	}
-	h.env.Publish(t, events.Must(checkoutID, typ, payload))
+	h.Env.Publish(t, events.Must(checkoutID, typ, payload))
 }
 
 func (h *harness) waitStatus(t *testing.T, cartID, status string) events.Cart {
 	t.Helper()
 	var cart events.Cart
-	natstest.Eventually(t, wait, func() bool {
+	natstest.Eventually(t, steptest.Timeout, func() bool {
 		cart = h.cart(t, cartID)
 		return cart.Status == status
 	}, "cart %s never became %s", cartID, status)
@@ -256,8 +214,8 @@ func TestValidatePricesAndHoldsCart(t *testing.T) {
 	if f := h.failure(t, "co-2"); f.Code != events.CodeCartCheckedOut || f.Step != events.StepValidateCart {
 		t.Errorf("second checkout: %+v", f)
 	}
-	if n := len(h.watch.All("co-1")); n != 2 {
-		t.Errorf("co-1 has %d events, want the validation and the completion only: %v", n, h.watch.All("co-1"))
+	if n := len(h.Watch.All("co-1")); n != 2 {
+		t.Errorf("co-1 has %d events, want the validation and the completion only: %v", n, h.Watch.All("co-1"))
 	}
 }
 
@@ -337,12 +295,12 @@ func TestValidateFailures(t *testing.T) {
 		code    string
 	}{
 		{"not JSON", events.Cart{}, func(t *testing.T, _ events.Cart) string {
-			h.env.PublishRaw(t, string(events.Requested), []byte("checkout please"), "m-notjson")
+			h.Env.PublishRaw(t, string(events.Requested), []byte("checkout please"), "m-notjson")
 			return events.RequestEnvelope([]byte("checkout please"), "m-notjson").CheckoutID
 		}, events.CodeInvalidRequest},
 		{"unknown field", usd(tee), func(t *testing.T, c events.Cart) string {
 			data := fmt.Sprintf(`{"checkout_id":"co-unknown","cart_id":%q,"coupon":"FREE"}`, c.ID)
-			h.env.PublishRaw(t, string(events.Requested), []byte(data), "")
+			h.Env.PublishRaw(t, string(events.Requested), []byte(data), "")
 			return "co-unknown"
 		}, events.CodeInvalidRequest},
 		{"card number instead of a payment method", usd(tee), func(t *testing.T, c events.Cart) string {
@@ -395,7 +353,7 @@ func TestDuplicateRequest(t *testing.T) {
 	h.checkout(t, req, "attempt-1")
 	h.checkout(t, req, "attempt-2")
 	h.barrier(t)
-	if v, f := h.watch.Count("co-dup", events.CartValidated), h.watch.Count("co-dup", events.CartFailed); v != 1 || f != 0 {
+	if v, f := h.Watch.Count("co-dup", events.CartValidated), h.Watch.Count("co-dup", events.CartFailed); v != 1 || f != 0 {
 		t.Errorf("co-dup: %d validated, %d failed; want one validation", v, f)
 	}
 	h.wantCart(t, cart.ID, events.CartCheckingOut, "co-dup")
@@ -414,22 +372,13 @@ func TestDuplicateRequest(t *testing.T) {
 
 	// A terminal event delivered twice settles the cart once, and emits nothing.
 	h.settle(t, "co-dup", events.Completed)
-	h.env.PublishRaw(t, string(events.Completed), mustEncode(t, events.Must("co-dup", events.Completed,
-		events.CheckoutCompleted{OrderID: "ord_1", Total: dec("1"), Currency: "USD"})), "again")
+	h.PublishCopy(t, events.Must("co-dup", events.Completed,
+		events.CheckoutCompleted{OrderID: "ord_1", Total: dec("1"), Currency: "USD"}), "again")
 	h.barrier(t)
 	h.wantCart(t, cart.ID, events.CartCheckedOut, "co-dup")
-	if n := len(h.watch.All("co-dup")); n != 3 { // validated + two completions
-		t.Errorf("co-dup events: %v", h.watch.All("co-dup"))
+	if n := len(h.Watch.All("co-dup")); n != 3 { // validated + two completions
+		t.Errorf("co-dup events: %v", h.Watch.All("co-dup"))
 	}
-}
-
-func mustEncode(t *testing.T, e events.Envelope) []byte {
-	t.Helper()
-	data, err := e.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // A malformed terminal event is rejected and changes nothing.
@@ -440,11 +389,9 @@ func TestMalformedEventRejected(t *testing.T) {
 	h.quote(t, "co-bad")
 
 	bad := events.Must("co-bad", events.Completed, map[string]any{"order_id": 42})
-	h.env.Publish(t, bad)
-	rejected := h.watch.Wait(t, "co-bad", wait, events.Rejected)
-	var why events.RejectedInput
-	if err := rejected.DecodePayload(&why); err != nil || why.Subject != string(events.Completed) {
-		t.Fatalf("rejection %+v, %v", why, err)
+	h.Env.Publish(t, bad)
+	if why := h.Rejection(t, "co-bad"); why.Subject != string(events.Completed) {
+		t.Fatalf("rejection %+v", why)
 	}
 	h.wantCart(t, cart.ID, events.CartCheckingOut, "co-bad")
 }

@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/nats-io/nats.go/micro"
 )
 
 func (h *harness) query(t *testing.T, body string) (code, desc string, stock []events.Stock) {
 	t.Helper()
-	msg, err := h.env.NC.Request(string(events.InventoryList), []byte(body), wait)
+	msg, err := h.Env.NC.Request(string(events.InventoryList), []byte(body), steptest.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestStockEndpoint(t *testing.T) {
 		})
 	}
 
-	msg, err := h.env.NC.Request("$SRV.INFO.inventory", nil, wait)
+	msg, err := h.Env.NC.Request("$SRV.INFO.inventory", nil, steptest.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,20 +4,17 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/deploy"
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/shopspring/decimal"
+	bolt "go.etcd.io/bbolt"
 )
-
-const wait = 10 * time.Second
 
 // demoStock is the initial stock of the demo catalog: hoodie-saga 3, mug-nats 100,
 // tee-jetstream 50, stickers 500, keyboard-bbolt 12...
@@ -36,12 +33,7 @@ func demoStock(t *testing.T) map[string]int {
 
 func newService(t *testing.T) *Service {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "inventory.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	svc, err := New(db, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
+	svc, err := New(steptest.DB(t, "inventory"), steptest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,42 +41,30 @@ func newService(t *testing.T) *Service {
 }
 
 type harness struct {
-	env   *natstest.Env
-	svc   *Service
-	watch *natstest.Watcher
+	*steptest.Harness
+	svc *Service
 }
 
 // start runs the seeded inventory with runners instances of its runner sharing one
 // durable consumer, so that messages are handled concurrently when runners > 1.
 func start(t *testing.T, runners int) *harness {
 	t.Helper()
-	svc := newService(t)
-	if _, err := svc.Seed(demoStock(t)); err != nil {
-		t.Fatal(err)
-	}
-	env := natstest.Start(t)
-	h := &harness{env: env, svc: svc, watch: env.Watch(t, "checkout.>")}
-	for range runners {
-		r, err := runner.New(runner.Config{Name: "inventory", Routes: svc.Routes(), JS: env.JS, DB: svc.db,
-			Log: svc.log, RetryBase: 10 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
+	cfg := runner.Config{Name: "inventory", RetryBase: 10 * time.Millisecond}
+	sh, svc := steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		svc, err := New(db, log)
+		if err == nil {
+			_, err = svc.Seed(demoStock(t))
 		}
-		natstest.Run(t, r)
+		return svc, err
+	})
+	h := &harness{sh, svc}
+	for range runners - 1 {
+		h.AddRunner(t)
 	}
 	// Once a message has gone through, the runner is past creating its consumer: a test
 	// that ends sooner would stop it half-way, which it reports as an error.
 	h.barrier(t)
-
-	ms, err := svc.Serve(env.NC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ms.Stop(); err != nil {
-			t.Errorf("stop service: %v", err)
-		}
-	})
+	h.Serve(t, svc.Serve)
 	return h
 }
 
@@ -105,17 +85,17 @@ func quote(lines ...events.Line) events.Quote {
 
 func (h *harness) validated(t *testing.T, checkoutID string, q events.Quote) {
 	t.Helper()
-	h.env.Publish(t, events.Must(checkoutID, events.CartValidated, q))
+	h.Env.Publish(t, events.Must(checkoutID, events.CartValidated, q))
 }
 
 func (h *harness) releaseCmd(t *testing.T, checkoutID string) {
 	t.Helper()
-	h.env.Publish(t, events.Must(checkoutID, events.InventoryRelease, events.Compensation{Reason: "payment declined"}))
+	h.Env.Publish(t, events.Must(checkoutID, events.InventoryRelease, events.Compensation{Reason: "payment declined"}))
 }
 
 func (h *harness) completed(t *testing.T, checkoutID string) {
 	t.Helper()
-	h.env.Publish(t, events.Must(checkoutID, events.Completed, events.CheckoutCompleted{
+	h.Env.Publish(t, events.Must(checkoutID, events.Completed, events.CheckoutCompleted{
 		OrderID: "ord_" + checkoutID, OrderNumber: "1001", PaymentIntentID: "pi_1", Total: decimal.NewFromInt(10), Currency: "USD"}))
 }
 
@@ -124,41 +104,21 @@ func (h *harness) barrier(t *testing.T) {
 	t.Helper()
 	id := fmt.Sprintf("barrier-%d", time.Now().UnixNano())
 	h.releaseCmd(t, id)
-	h.watch.Wait(t, id, wait, events.InventoryReleased)
-	h.env.WaitIdle(t, "inventory")
+	h.Wait(t, id, events.InventoryReleased)
+	h.Idle(t)
 }
 
-func decode[T any](t *testing.T, e events.Envelope) T {
-	t.Helper()
-	var v T
-	if err := e.DecodePayload(&v); err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// expect waits for the reserve_inventory outcome of a checkout, checks that it is want,
-// and decodes its payload into v.
-func (h *harness) expect(t *testing.T, checkoutID string, want events.Subject, v any) {
-	t.Helper()
-	out := h.watch.Wait(t, checkoutID, wait, events.InventoryReserved, events.InventoryFailed)
-	if out.Type != want {
-		t.Fatalf("checkout %s: %s %s, want %s", checkoutID, out.Type, out.Payload, want)
-	}
-	if err := out.DecodePayload(v); err != nil {
-		t.Fatal(err)
-	}
-}
-
+// reservation expects the checkout's reserve_inventory to have reserved.
 func (h *harness) reservation(t *testing.T, checkoutID string) (res events.Reservation) {
 	t.Helper()
-	h.expect(t, checkoutID, events.InventoryReserved, &res)
+	h.Expect(t, checkoutID, events.InventoryReserved, &res, events.InventoryFailed)
 	return res
 }
 
+// refusal expects the checkout's reserve_inventory to have failed.
 func (h *harness) refusal(t *testing.T, checkoutID string) (f events.StepFailure) {
 	t.Helper()
-	h.expect(t, checkoutID, events.InventoryFailed, &f)
+	h.Expect(t, checkoutID, events.InventoryFailed, &f, events.InventoryReserved)
 	return f
 }
 
@@ -200,7 +160,8 @@ func TestReserveThenSell(t *testing.T) {
 	h.wantStatus(t, "co-1", Reserved)
 
 	h.completed(t, "co-1")
-	sale := decode[events.Sale](t, h.watch.Wait(t, "co-1", wait, events.InventoryCommitted))
+	var sale events.Sale
+	h.Expect(t, "co-1", events.InventoryCommitted, &sale)
 	if sale.ReservationID != "res_co-1" {
 		t.Errorf("sale = %+v", sale)
 	}
@@ -217,7 +178,8 @@ func TestReleaseGivesStockBack(t *testing.T) {
 	h.wantStock(t, "hoodie-saga", 1, 2, 0)
 
 	h.releaseCmd(t, "co-1")
-	rel := decode[events.Release](t, h.watch.Wait(t, "co-1", wait, events.InventoryReleased))
+	var rel events.Release
+	h.Expect(t, "co-1", events.InventoryReleased, &rel)
 	if rel.ReservationID != "res_co-1" || len(rel.Items) != 1 || rel.Items[0].Quantity != 2 {
 		t.Errorf("release = %+v", rel)
 	}
@@ -228,16 +190,15 @@ func TestReleaseGivesStockBack(t *testing.T) {
 	// again and gives nothing back twice.
 	again := events.Must("co-1", events.InventoryRelease, events.Compensation{Reason: "retry"})
 	again.ID = "co-1:release-retry"
-	h.env.Publish(t, again)
-	natstest.Eventually(t, wait, func() bool { return h.watch.Count("co-1", events.InventoryReleased) == 2 },
-		"no second confirmation")
+	h.Env.Publish(t, again)
+	h.WaitCount(t, "co-1", events.InventoryReleased, 2) // a second confirmation
 	h.wantStock(t, "hoodie-saga", 3, 0, 0)
 
 	// The checkout did not complete, so a completion cannot sell the released units.
 	h.completed(t, "co-1")
 	h.barrier(t)
 	h.wantStock(t, "hoodie-saga", 3, 0, 0)
-	if n := h.watch.Count("co-1", events.InventoryCommitted); n != 0 {
+	if n := h.Watch.Count("co-1", events.InventoryCommitted); n != 0 {
 		t.Errorf("released reservation committed %d times", n)
 	}
 }
@@ -250,7 +211,7 @@ func TestLastUnitsGoToOneCheckout(t *testing.T) {
 	h.validated(t, "co-b", quote(line("hoodie-saga", "Saga Hoodie", 3)))
 	outcomes := map[events.Subject][]string{}
 	for _, id := range []string{"co-a", "co-b"} {
-		out := h.watch.Wait(t, id, wait, events.InventoryReserved, events.InventoryFailed)
+		out := h.Wait(t, id, events.InventoryReserved, events.InventoryFailed)
 		outcomes[out.Type] = append(outcomes[out.Type], id)
 	}
 	if len(outcomes[events.InventoryReserved]) != 1 || len(outcomes[events.InventoryFailed]) != 1 {
@@ -272,7 +233,7 @@ func TestLastUnitsGoToOneCheckout(t *testing.T) {
 	}
 	reserved := 0
 	for i := range 10 {
-		out := h.watch.Wait(t, fmt.Sprintf("co-rush-%d", i), wait, events.InventoryReserved, events.InventoryFailed)
+		out := h.Wait(t, fmt.Sprintf("co-rush-%d", i), events.InventoryReserved, events.InventoryFailed)
 		if out.Type == events.InventoryReserved {
 			reserved++
 		}
@@ -299,7 +260,8 @@ func TestShortStockHoldsNothing(t *testing.T) {
 
 	// The coordinator may still ask to release: nothing was held, and it says so.
 	h.releaseCmd(t, "co-short")
-	rel := decode[events.Release](t, h.watch.Wait(t, "co-short", wait, events.InventoryReleased))
+	var rel events.Release
+	h.Expect(t, "co-short", events.InventoryReleased, &rel)
 	if rel.ReservationID != "" || len(rel.Items) != 0 {
 		t.Errorf("release of a refused reservation = %+v", rel)
 	}
@@ -312,7 +274,8 @@ func TestShortStockHoldsNothing(t *testing.T) {
 func TestReleaseBeforeReservation(t *testing.T) {
 	h := start(t, 1)
 	h.releaseCmd(t, "co-late")
-	rel := decode[events.Release](t, h.watch.Wait(t, "co-late", wait, events.InventoryReleased))
+	var rel events.Release
+	h.Expect(t, "co-late", events.InventoryReleased, &rel)
 	if rel.ReservationID != "" {
 		t.Errorf("release = %+v", rel)
 	}
@@ -329,14 +292,14 @@ func TestReleaseOfSoldReservationRejected(t *testing.T) {
 	h.validated(t, "co-sold", quote(line("stickers", "Stickers", 10)))
 	h.reservation(t, "co-sold")
 	h.completed(t, "co-sold")
-	h.watch.Wait(t, "co-sold", wait, events.InventoryCommitted)
+	h.Wait(t, "co-sold", events.InventoryCommitted)
 
 	h.releaseCmd(t, "co-sold")
-	why := decode[events.RejectedInput](t, h.watch.Wait(t, "co-sold", wait, events.Rejected))
+	why := h.Rejection(t, "co-sold")
 	if why.Subject != string(events.InventoryRelease) || !strings.Contains(why.Reason, "already sold") {
 		t.Errorf("rejection = %+v", why)
 	}
-	if n := h.watch.Count("co-sold", events.InventoryReleased); n != 0 {
+	if n := h.Watch.Count("co-sold", events.InventoryReleased); n != 0 {
 		t.Errorf("a sold reservation was confirmed released")
 	}
 	h.wantStock(t, "stickers", 490, 0, 10)
@@ -346,14 +309,10 @@ func TestReleaseOfSoldReservationRejected(t *testing.T) {
 func TestDuplicates(t *testing.T) {
 	h := start(t, 1)
 	reserve := events.Must("co-dup", events.CartValidated, quote(line("mug-nats", "Mug", 4)))
-	data, err := reserve.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.env.PublishRaw(t, string(events.CartValidated), data, "delivery-1")
-	h.env.PublishRaw(t, string(events.CartValidated), data, "delivery-2")
+	h.PublishCopy(t, reserve, "delivery-1")
+	h.PublishCopy(t, reserve, "delivery-2")
 	h.barrier(t)
-	if n := h.watch.Count("co-dup", events.InventoryReserved); n != 1 {
+	if n := h.Watch.Count("co-dup", events.InventoryReserved); n != 1 {
 		t.Errorf("%d reservations for one event", n)
 	}
 	h.wantStock(t, "mug-nats", 96, 4, 0)
@@ -362,31 +321,24 @@ func TestDuplicates(t *testing.T) {
 	// holds nothing more.
 	other := events.Must("co-dup", events.CartValidated, quote(line("mug-nats", "Mug", 40)))
 	other.ID = "co-dup:validated-again"
-	h.env.Publish(t, other)
+	h.Env.Publish(t, other)
 	h.barrier(t)
-	outs := h.watch.All("co-dup")
-	if last := outs[len(outs)-1]; last.Type != events.InventoryReserved || last.ID != events.ID("co-dup", events.InventoryReserved) {
+	outs := h.Watch.All("co-dup")
+	last := outs[len(outs)-1]
+	var res events.Reservation
+	if last.Type != events.InventoryReserved || last.ID != events.ID("co-dup", events.InventoryReserved) {
 		t.Errorf("answer to a second reservation: %s %s", last.Type, last.ID)
-	} else if res := decode[events.Reservation](t, last); res.Items[0].Quantity != 4 {
-		t.Errorf("second answer = %+v", res)
+	} else if err := last.DecodePayload(&res); err != nil || res.Items[0].Quantity != 4 {
+		t.Errorf("second answer = %+v (%v)", res, err)
 	}
 	h.wantStock(t, "mug-nats", 96, 4, 0)
 
 	// A completion delivered twice sells once.
 	h.completed(t, "co-dup")
 	done := events.Must("co-dup", events.Completed, events.CheckoutCompleted{OrderID: "ord_1", Total: decimal.NewFromInt(10), Currency: "USD"})
-	h.env.PublishRaw(t, string(events.Completed), mustEncode(t, done), "completed-again")
+	h.PublishCopy(t, done, "completed-again")
 	h.barrier(t)
 	h.wantStock(t, "mug-nats", 96, 0, 4)
-}
-
-func mustEncode(t *testing.T, e events.Envelope) []byte {
-	t.Helper()
-	data, err := e.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 func TestMalformedQuoteRejected(t *testing.T) {
@@ -402,8 +354,8 @@ func TestMalformedQuoteRejected(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := fmt.Sprintf("co-bad-%d", i)
-			h.env.Publish(t, events.Must(id, events.CartValidated, tt.payload))
-			why := decode[events.RejectedInput](t, h.watch.Wait(t, id, wait, events.Rejected))
+			h.Env.Publish(t, events.Must(id, events.CartValidated, tt.payload))
+			why := h.Rejection(t, id)
 			if why.Subject != string(events.CartValidated) || why.Consumer != "inventory" {
 				t.Errorf("rejection = %+v", why)
 			}
@@ -419,7 +371,7 @@ func TestCompletionWithoutReservation(t *testing.T) {
 	h := start(t, 1)
 	h.completed(t, "co-elsewhere")
 	h.barrier(t)
-	if outs := h.watch.All("co-elsewhere"); len(outs) != 1 {
+	if outs := h.Watch.All("co-elsewhere"); len(outs) != 1 {
 		t.Errorf("events for a checkout that reserved nothing: %v", outs)
 	}
 	all, err := h.svc.AllStock()

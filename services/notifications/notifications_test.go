@@ -2,86 +2,40 @@ package notifications
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
 )
 
-const wait = 10 * time.Second
-
 type harness struct {
-	svc   *Service
-	env   *natstest.Env
-	watch *natstest.Watcher
-	logs  *lockedBuffer
+	*steptest.Harness
+	svc *Service
 }
 
 // start runs the service behind the real runner on an embedded JetStream.
 func start(t *testing.T, cfg Config) harness {
 	t.Helper()
-	env := natstest.Start(t)
-	db, err := store.Open(filepath.Join(t.TempDir(), "notifications.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	logs := &lockedBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := New(db, log, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := runner.New(runner.Config{Name: "notifications", Routes: svc.Routes(), JS: env.JS, DB: db, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	watch := env.Watch(t, events.CheckoutSubjects)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runner: %v", err)
-		}
+	h, svc := steptest.Start(t, runner.Config{Name: "notifications"}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		return New(db, log, cfg)
 	})
-	return harness{svc: svc, env: env, watch: watch, logs: logs}
-}
-
-// idle waits until the runner has acked everything on its subject.
-func (h harness) idle(t *testing.T) {
-	t.Helper()
-	natstest.Eventually(t, wait, func() bool {
-		c, err := h.env.JS.Consumer(t.Context(), events.StreamCheckout, "notifications")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "the notifications consumer did not drain")
+	return harness{h, svc}
 }
 
 // sent waits for the checkout's confirmation event and checks it against the record.
 func (h harness) sent(t *testing.T, checkoutID string) SentEmail {
 	t.Helper()
-	out := h.watch.Wait(t, checkoutID, wait, events.ConfirmationSent)
 	var ev events.EmailSent
-	if err := out.DecodePayload(&ev); err != nil {
-		t.Fatal(err)
-	}
+	h.Expect(t, checkoutID, events.ConfirmationSent, &ev)
 	rec, found, err := h.svc.Sent(checkoutID)
 	if err != nil || !found {
 		t.Fatalf("Sent(%s): found=%v err=%v", checkoutID, found, err)
@@ -95,7 +49,7 @@ func (h harness) sent(t *testing.T, checkoutID string) SentEmail {
 func TestOutboxHoldsTheConfirmation(t *testing.T) {
 	dir := t.TempDir()
 	h := start(t, Config{OutboxDir: dir})
-	h.env.Publish(t, events.Must("co_jpy", events.OrderCreated, jpyOrder("co_jpy")))
+	h.Env.Publish(t, events.Must("co_jpy", events.OrderCreated, jpyOrder("co_jpy")))
 
 	rec := h.sent(t, "co_jpy")
 	if rec.OrderID != "ord_co_jpy" || rec.To != "hanako@example.jp" || rec.MessageID != "<co_jpy.confirmation@jetcheckout.local>" {
@@ -147,7 +101,7 @@ func TestOutboxRewriteIsIdempotent(t *testing.T) {
 func TestSMTPDeliversWithAuth(t *testing.T) {
 	server := startSMTP(t, &smtpServer{user: "mailer", password: "s3cret-pa55"})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr, Username: "mailer", Password: "s3cret-pa55"}})
-	h.env.Publish(t, events.Must("co_smtp", events.OrderCreated, jpyOrder("co_smtp")))
+	h.Env.Publish(t, events.Must("co_smtp", events.OrderCreated, jpyOrder("co_smtp")))
 	rec := h.sent(t, "co_smtp")
 
 	got := server.messages()
@@ -164,10 +118,10 @@ func TestSMTPDeliversWithAuth(t *testing.T) {
 	if got := p.line(t, "Cup"); strings.Join(got, " ") != "1 ¥800 ¥800" {
 		t.Errorf("item line %q", got)
 	}
-	if strings.Contains(h.logs.String(), "s3cret-pa55") {
+	if strings.Contains(h.Logs(), "s3cret-pa55") {
 		t.Error("the SMTP password was logged")
 	}
-	if !strings.Contains(h.logs.String(), "mailer") {
+	if !strings.Contains(h.Logs(), "mailer") {
 		t.Error("the SMTP settings were not logged at all: the password check proves nothing")
 	}
 	cfg := SMTPConfig{Addr: server.Addr, Username: "mailer", Password: "s3cret-pa55"}
@@ -183,7 +137,7 @@ func TestSMTPUpgradesWithSTARTTLS(t *testing.T) {
 	serverTLS, roots := selfSigned(t)
 	server := startSMTP(t, &smtpServer{tls: serverTLS, user: "mailer", password: "pw"})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr, Username: "mailer", Password: "pw", RootCAs: roots}})
-	h.env.Publish(t, events.Must("co_tls", events.OrderCreated, jpyOrder("co_tls")))
+	h.Env.Publish(t, events.Must("co_tls", events.OrderCreated, jpyOrder("co_tls")))
 	h.sent(t, "co_tls")
 
 	got := server.messages()
@@ -215,9 +169,9 @@ func TestSMTPRefusesAnUntrustedServer(t *testing.T) {
 func TestSMTPRetriesUntilTheServerAccepts(t *testing.T) {
 	server := startSMTP(t, &smtpServer{failFirst: 2})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}, RetryInitial: 20 * time.Millisecond})
-	h.env.Publish(t, events.Must("co_flaky", events.OrderCreated, jpyOrder("co_flaky")))
+	h.Env.Publish(t, events.Must("co_flaky", events.OrderCreated, jpyOrder("co_flaky")))
 	h.sent(t, "co_flaky")
-	h.idle(t)
+	h.Idle(t)
 
 	if n, conns := len(server.messages()), server.connections(); n != 1 || conns != 3 {
 		t.Errorf("%d messages over %d connections, want 1 over 3", n, conns)
@@ -234,9 +188,9 @@ func TestSMTPOutageOutlastingRetriesIsRedelivered(t *testing.T) {
 	server := startSMTP(t, &smtpServer{failFirst: 5})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr},
 		RetryInitial: 50 * time.Millisecond, RetryFor: 200 * time.Millisecond})
-	h.env.Publish(t, events.Must("co_outage", events.OrderCreated, jpyOrder("co_outage")))
+	h.Env.Publish(t, events.Must("co_outage", events.OrderCreated, jpyOrder("co_outage")))
 	h.sent(t, "co_outage")
-	h.idle(t)
+	h.Idle(t)
 
 	if n := len(server.messages()); n != 1 {
 		t.Errorf("%d messages received, want 1", n)
@@ -244,7 +198,7 @@ func TestSMTPOutageOutlastingRetriesIsRedelivered(t *testing.T) {
 	if n := h.deliveries(t); n < 2 {
 		t.Errorf("the event was delivered %d times, want a redelivery", n)
 	}
-	if n := h.watch.Count("co_outage", events.ConfirmationSent); n != 1 {
+	if n := h.Watch.Count("co_outage", events.ConfirmationSent); n != 1 {
 		t.Errorf("%d confirmations announced, want 1", n)
 	}
 }
@@ -253,21 +207,16 @@ func TestDuplicatesSendOnce(t *testing.T) {
 	server := startSMTP(t, &smtpServer{})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}})
 	in := events.Must("co_dup", events.OrderCreated, jpyOrder("co_dup"))
-	h.env.Publish(t, in)
+	h.Env.Publish(t, in)
 	first := h.sent(t, "co_dup")
 
 	// The same event under another Nats-Msg-Id, and a new event of the same checkout.
-	data, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.env.PublishRaw(t, string(in.Type), data, "another-msg-id")
+	h.PublishCopy(t, in, "another-msg-id")
 	replay := in
 	replay.ID += ":replayed"
-	h.env.Publish(t, replay)
-	natstest.Eventually(t, wait, func() bool { return h.watch.Count("co_dup", events.ConfirmationSent) == 2 },
-		"the replayed order event was not answered")
-	h.idle(t)
+	h.Env.Publish(t, replay)
+	h.WaitCount(t, "co_dup", events.ConfirmationSent, 2) // the replayed order event is answered
+	h.Idle(t)
 
 	if n := len(server.messages()); n != 1 {
 		t.Errorf("%d messages received, want 1", n)
@@ -282,13 +231,13 @@ func TestMalformedOrderIsRejected(t *testing.T) {
 	h := start(t, Config{OutboxDir: dir})
 	badEmail := jpyOrder("co_bademail")
 	badEmail.CustomerEmail = "Eve <eve@example.com>"
-	h.env.Publish(t, events.Must("co_bademail", events.OrderCreated, badEmail))
+	h.Env.Publish(t, events.Must("co_bademail", events.OrderCreated, badEmail))
 	unknown := events.Must("co_unknown", events.OrderCreated, jpyOrder("co_unknown"))
 	unknown.Payload = json.RawMessage(`{"order_id":"ord_1","coupon":"FREE"}`)
-	h.env.Publish(t, unknown)
+	h.Env.Publish(t, unknown)
 
 	for _, id := range []string{"co_bademail", "co_unknown"} {
-		h.watch.Wait(t, id, wait, events.Rejected)
+		h.Rejection(t, id)
 		if _, found, _ := h.svc.Sent(id); found {
 			t.Errorf("%s: a malformed order was recorded as sent", id)
 		}
@@ -302,7 +251,7 @@ func TestMalformedOrderIsRejected(t *testing.T) {
 // included.
 func (h harness) deliveries(t *testing.T) uint64 {
 	t.Helper()
-	c, err := h.env.JS.Consumer(t.Context(), events.StreamCheckout, "notifications")
+	c, err := h.Env.JS.Consumer(t.Context(), events.StreamCheckout, "notifications")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,21 +260,4 @@ func (h harness) deliveries(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return info.Delivered.Consumer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

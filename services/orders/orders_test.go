@@ -1,67 +1,32 @@
 package orders
 
 import (
-	"context"
-	"log/slog"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/shopspring/decimal"
 )
 
-const wait = 10 * time.Second
-
 type harness struct {
-	svc   *Service
-	env   *natstest.Env
-	watch *natstest.Watcher
+	*steptest.Harness
+	svc *Service
 }
 
 // start runs the service behind the real runner on an embedded JetStream.
 func start(t *testing.T) harness {
 	t.Helper()
-	env := natstest.Start(t)
-	db, err := store.Open(filepath.Join(t.TempDir(), "orders.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := New(db, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := runner.New(runner.Config{Name: "orders", Routes: svc.Routes(), JS: env.JS, DB: db, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	watch := env.Watch(t, events.CheckoutSubjects)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runner: %v", err)
-		}
-	})
-	return harness{svc: svc, env: env, watch: watch}
+	h, svc := steptest.Start(t, runner.Config{Name: "orders"}, New)
+	return harness{h, svc}
 }
 
 // created publishes a capture and returns the order the service announced.
 func (h harness) created(t *testing.T, in events.Envelope) events.Order {
 	t.Helper()
-	h.env.Publish(t, in)
-	out := h.watch.Wait(t, in.CheckoutID, wait, events.OrderCreated, events.Rejected)
+	h.Env.Publish(t, in)
 	var o events.Order
-	if err := out.DecodePayload(&o); err != nil || out.Type != events.OrderCreated {
-		t.Fatalf("got %s %s (%v), want %s", out.Type, out.Payload, err, events.OrderCreated)
-	}
+	h.Expect(t, in.CheckoutID, events.OrderCreated, &o, events.Rejected)
 	return o
 }
 
@@ -104,18 +69,13 @@ func TestACheckoutGetsOneOrder(t *testing.T) {
 
 	// The same event under another Nats-Msg-Id is dropped by the runner; a different event
 	// of the same checkout reaches the handler, which announces the existing order again.
-	data, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.env.PublishRaw(t, string(in.Type), data, "another-msg-id")
+	h.PublishCopy(t, in, "another-msg-id")
 	replay := captured("co_dup", "pi_2")
 	replay.ID += ":replayed"
-	h.env.Publish(t, replay)
-	natstest.Eventually(t, wait, func() bool { return h.watch.Count("co_dup", events.OrderCreated) == 2 },
-		"the replayed capture was not answered")
+	h.Env.Publish(t, replay)
+	h.WaitCount(t, "co_dup", events.OrderCreated, 2) // the replayed capture is answered
 
-	for _, e := range h.watch.All("co_dup") {
+	for _, e := range h.Watch.All("co_dup") {
 		var o events.Order
 		if e.Type == events.OrderCreated && (e.DecodePayload(&o) != nil || o.Number != first.Number || o.PaymentIntentID != "pi_1") {
 			t.Errorf("announced %s %s (%s), want the first order %s", o.ID, o.Number, o.PaymentIntentID, first.Number)
@@ -140,11 +100,9 @@ func TestMalformedCaptureIsRejected(t *testing.T) {
 	}
 	p.Amount = dec("1.00")
 	wrongAmount = events.Must("co_bad", events.PaymentCaptured, p)
-	h.env.Publish(t, wrongAmount)
+	h.Env.Publish(t, wrongAmount)
 
-	if out := h.watch.Wait(t, "co_bad", wait, events.Rejected, events.OrderCreated); out.Type != events.Rejected {
-		t.Fatalf("got %s, want %s", out.Type, events.Rejected)
-	}
+	h.Rejection(t, "co_bad", events.OrderCreated)
 	if _, found, _ := h.svc.OrderByCheckout("co_bad"); found {
 		t.Error("an order was created from a malformed capture")
 	}

@@ -1,37 +1,31 @@
 package payments_test
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+	bolt "go.etcd.io/bbolt"
 )
 
-const (
-	wait      = 10 * time.Second
-	secretKey = "sk_test_payments"
-)
+const secretKey = "sk_test_payments"
 
 type harness struct {
+	*steptest.Harness
 	svc    *payments.Service
 	emu    *stripeemu.Emulator
 	stripe *client.API // the test's own client, to assert what Stripe holds
-	env    *natstest.Env
-	watch  *natstest.Watcher
 	// creates counts the requests to create a PaymentIntent that reached the emulator.
 	creates atomic.Int32
 }
@@ -45,7 +39,7 @@ type options struct {
 // emulator over real HTTP.
 func start(t *testing.T, o options) *harness {
 	t.Helper()
-	h := &harness{env: natstest.Start(t)}
+	h := &harness{}
 	h.emu = stripeemu.New(stripeemu.WithAPIKey(secretKey), stripeemu.WithFault(func(c stripeemu.Call) stripeemu.Fault {
 		if c.Method != http.MethodPost || c.Path != "/v1/payment_intents" {
 			return stripeemu.Fault{}
@@ -60,30 +54,9 @@ func start(t *testing.T, o options) *harness {
 	t.Cleanup(ts.Close)
 	t.Cleanup(h.emu.Close)
 
-	db, err := store.Open(filepath.Join(t.TempDir(), "payments.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	h.svc, err = payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := runner.New(runner.Config{Name: "payments", Routes: h.svc.Routes(), JS: h.env.JS, DB: db, Log: log,
-		RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.watch = h.env.Watch(t, events.CheckoutSubjects)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runner: %v", err)
-		}
+	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	h.Harness, h.svc = steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
+		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout})
 	})
 
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
@@ -92,19 +65,6 @@ func start(t *testing.T, o options) *harness {
 	})
 	h.stripe = client.New(secretKey, &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
 	return h
-}
-
-// idle waits until the runner has acked everything on its subjects.
-func (h *harness) idle(t *testing.T) {
-	t.Helper()
-	natstest.Eventually(t, wait, func() bool {
-		c, err := h.env.JS.Consumer(t.Context(), events.StreamCheckout, "payments")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "the payments consumer did not drain")
 }
 
 // intents are the checkout's PaymentIntents as Stripe lists them (through stripe-go).
@@ -155,14 +115,8 @@ func refundCommand(checkoutID string) events.Envelope {
 // intent in Stripe for the quote's amount.
 func (h *harness) captured(t *testing.T, checkoutID string, q events.Quote, minor int64) events.Payment {
 	t.Helper()
-	out := h.watch.Wait(t, checkoutID, wait, events.PaymentCaptured, events.PaymentFailed)
-	if out.Type != events.PaymentCaptured {
-		t.Fatalf("got %s: %s", out.Type, out.Payload)
-	}
 	var p events.Payment
-	if err := out.DecodePayload(&p); err != nil {
-		t.Fatal(err)
-	}
+	h.Expect(t, checkoutID, events.PaymentCaptured, &p, events.PaymentFailed)
 	if !p.Amount.Equal(q.Total) || p.Currency != q.Currency {
 		t.Fatalf("captured %s %s, want %s %s", p.Amount, p.Currency, q.Total, q.Currency)
 	}
@@ -195,7 +149,7 @@ func TestChargesTheQuoteTotalInMinorUnits(t *testing.T) {
 		t.Run(c.checkout, func(t *testing.T) {
 			q := quote("pm_card_visa", c.currency, c.total)
 			q.ReturnURL = c.returnURL
-			h.env.Publish(t, requested(c.checkout, q))
+			h.Env.Publish(t, requested(c.checkout, q))
 			p := h.captured(t, c.checkout, q, c.minor)
 			if err := p.Validate(); err != nil {
 				t.Fatalf("the payment create_order gets is invalid: %v", err)
@@ -233,15 +187,9 @@ func TestFailedPayments(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.checkout, func(t *testing.T) {
-			h.env.Publish(t, requested(c.checkout, quote(c.paymentMethod, "USD", c.total)))
-			out := h.watch.Wait(t, c.checkout, wait, events.PaymentCaptured, events.PaymentFailed)
-			if out.Type != events.PaymentFailed {
-				t.Fatalf("got %s: %s", out.Type, out.Payload)
-			}
+			h.Env.Publish(t, requested(c.checkout, quote(c.paymentMethod, "USD", c.total)))
 			var f events.StepFailure
-			if err := out.DecodePayload(&f); err != nil {
-				t.Fatal(err)
-			}
+			h.Expect(t, c.checkout, events.PaymentFailed, &f, events.PaymentCaptured)
 			if f.Step != events.StepProcessPayment || f.Code != c.code || (c.message != "" && f.Message != c.message) || f.Message == "" {
 				t.Fatalf("failure: %+v", f)
 			}
@@ -269,20 +217,16 @@ func TestDuplicateDeliveryChargesOnce(t *testing.T) {
 	h := start(t, options{})
 	q := quote("pm_card_visa", "USD", "42.00")
 	in := requested("co_dup", q)
-	data, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.env.PublishRaw(t, string(events.PaymentRequested), data, "first-copy")
-	h.env.PublishRaw(t, string(events.PaymentRequested), data, "second-copy")
+	h.PublishCopy(t, in, "first-copy")
+	h.PublishCopy(t, in, "second-copy")
 	h.captured(t, "co_dup", q, 4200)
 
 	// The same request as a new event (say, the coordinator re-deciding): the service's
 	// own record answers, without asking Stripe again.
 	again := requested("co_dup", q)
 	again.ID = "co_dup:payment.requested.again"
-	h.env.Publish(t, again)
-	h.idle(t)
+	h.Env.Publish(t, again)
+	h.Idle(t)
 	if n := h.creates.Load(); n != 1 {
 		t.Fatalf("Stripe was asked to create %d intents, want 1", n)
 	}
@@ -308,7 +252,7 @@ func TestRetryAfterAStripeFailureChargesOnce(t *testing.T) {
 				return stripeemu.Fault{}
 			}})
 			q := quote("pm_card_visa", "USD", "15.00")
-			h.env.Publish(t, requested("co_retry", q))
+			h.Env.Publish(t, requested("co_retry", q))
 			h.captured(t, "co_retry", q, 1500)
 			if n := h.creates.Load(); n != 2 {
 				t.Fatalf("want a failed attempt and a retry, got %d attempts", n)
@@ -323,15 +267,12 @@ func TestRetryAfterAStripeFailureChargesOnce(t *testing.T) {
 func TestRefund(t *testing.T) {
 	h := start(t, options{})
 	q := quote("pm_card_visa", "USD", "30.50")
-	h.env.Publish(t, requested("co_refund", q))
+	h.Env.Publish(t, requested("co_refund", q))
 	p := h.captured(t, "co_refund", q, 3050)
 
-	h.env.Publish(t, refundCommand("co_refund"))
-	out := h.watch.Wait(t, "co_refund", wait, events.PaymentRefunded)
+	h.Env.Publish(t, refundCommand("co_refund"))
 	var r events.Refund
-	if err := out.DecodePayload(&r); err != nil {
-		t.Fatal(err)
-	}
+	h.Expect(t, "co_refund", events.PaymentRefunded, &r)
 	if r.PaymentIntentID != p.PaymentIntentID || r.RefundID == "" || !r.Amount.Equal(q.Total) || r.Currency != "USD" {
 		t.Fatalf("refund event: %+v", r)
 	}
@@ -350,8 +291,8 @@ func TestRefund(t *testing.T) {
 	// The command again, as a new event: the same confirmation, no second refund.
 	again := refundCommand("co_refund")
 	again.ID = "co_refund:payment.refund.again"
-	h.env.Publish(t, again)
-	h.idle(t)
+	h.Env.Publish(t, again)
+	h.Idle(t)
 	if n := len(h.emu.Refunds()); n != 1 {
 		t.Fatalf("want one refund, got %d", n)
 	}
@@ -360,18 +301,15 @@ func TestRefund(t *testing.T) {
 func TestRefundWithoutCapturedPayment(t *testing.T) {
 	h := start(t, options{})
 	// A declined payment: nothing to give back.
-	h.env.Publish(t, requested("co_declined", quote("pm_card_chargeDeclined", "USD", "10.00")))
-	h.watch.Wait(t, "co_declined", wait, events.PaymentFailed)
-	h.env.Publish(t, refundCommand("co_declined"))
+	h.Env.Publish(t, requested("co_declined", quote("pm_card_chargeDeclined", "USD", "10.00")))
+	h.Wait(t, "co_declined", events.PaymentFailed)
+	h.Env.Publish(t, refundCommand("co_declined"))
 	// No payment at all yet: the compensation overtook it.
-	h.env.Publish(t, refundCommand("co_early"))
+	h.Env.Publish(t, refundCommand("co_early"))
 
 	for _, checkout := range []string{"co_declined", "co_early"} {
-		out := h.watch.Wait(t, checkout, wait, events.PaymentRefunded)
 		var r events.Refund
-		if err := out.DecodePayload(&r); err != nil {
-			t.Fatal(err)
-		}
+		h.Expect(t, checkout, events.PaymentRefunded, &r)
 		if r.RefundID != "" || !r.Amount.IsZero() {
 			t.Fatalf("%s: want an empty confirmation, got %+v", checkout, r)
 		}
@@ -381,11 +319,8 @@ func TestRefundWithoutCapturedPayment(t *testing.T) {
 	}
 
 	// The payment that arrives after the compensation must not charge.
-	h.env.Publish(t, requested("co_early", quote("pm_card_visa", "USD", "10.00")))
-	out := h.watch.Wait(t, "co_early", wait, events.PaymentCaptured, events.PaymentFailed)
-	if out.Type != events.PaymentFailed {
-		t.Fatalf("got %s after the compensation", out.Type)
-	}
+	h.Env.Publish(t, requested("co_early", quote("pm_card_visa", "USD", "10.00")))
+	h.Expect(t, "co_early", events.PaymentFailed, nil, events.PaymentCaptured) // after the compensation
 	if n := len(h.intents(t, "co_early")); n != 0 {
 		t.Fatalf("want no intent, got %d", n)
 	}
@@ -395,12 +330,9 @@ func TestMalformedPaymentRequestIsRejected(t *testing.T) {
 	h := start(t, options{})
 	bad := requested("co_bad", quote("pm_card_visa", "USD", "10.00"))
 	bad.Payload = []byte(`{"cart_id": "cart_1", "total": "10.00", "card_number": "4242424242424242"}`)
-	h.env.Publish(t, bad)
-	out := h.watch.Wait(t, "co_bad", wait, events.Rejected, events.PaymentCaptured, events.PaymentFailed)
-	if out.Type != events.Rejected {
-		t.Fatalf("got %s", out.Type)
-	}
-	h.idle(t)
+	h.Env.Publish(t, bad)
+	h.Rejection(t, "co_bad", events.PaymentCaptured, events.PaymentFailed)
+	h.Idle(t)
 	if n := len(h.emu.PaymentIntents()); n != 0 || h.creates.Load() != 0 {
 		t.Fatalf("a malformed request reached Stripe: %d intents", n)
 	}

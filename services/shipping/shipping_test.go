@@ -1,78 +1,38 @@
 package shipping
 
 import (
-	"context"
 	"log/slog"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
+	bolt "go.etcd.io/bbolt"
 )
 
-const wait = 10 * time.Second
-
 type harness struct {
-	svc   *Service
-	env   *natstest.Env
-	watch *natstest.Watcher
+	*steptest.Harness
+	svc *Service
 }
 
 // start runs the service behind the real runner on an embedded JetStream.
 func start(t *testing.T, cfg Config) harness {
 	t.Helper()
-	env := natstest.Start(t)
-	db, err := store.Open(filepath.Join(t.TempDir(), "shipping.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	svc, err := New(db, log, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := runner.New(runner.Config{Name: "shipping", Routes: svc.Routes(), JS: env.JS, DB: db, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	watch := env.Watch(t, events.CheckoutSubjects)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runner: %v", err)
-		}
+	h, svc := steptest.Start(t, runner.Config{Name: "shipping"}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		return New(db, log, cfg)
 	})
-	return harness{svc: svc, env: env, watch: watch}
-}
-
-// idle waits until the runner has acked everything on its subjects.
-func (h harness) idle(t *testing.T) {
-	t.Helper()
-	natstest.Eventually(t, wait, func() bool {
-		c, err := h.env.JS.Consumer(t.Context(), events.StreamCheckout, "shipping")
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(t.Context())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "the shipping consumer did not drain")
+	return harness{h, svc}
 }
 
 // queuedPick is the last pick request on the WAREHOUSE stream, and how many it holds.
 func (h harness) queuedPick(t *testing.T) (events.Envelope, string, uint64) {
 	t.Helper()
-	stream, err := h.env.JS.Stream(t.Context(), events.StreamWarehouse)
+	stream, err := h.Env.JS.Stream(t.Context(), events.StreamWarehouse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,13 +54,10 @@ func (h harness) queuedPick(t *testing.T) (events.Envelope, string, uint64) {
 func TestOrderIsLabeledAndQueuedForPicking(t *testing.T) {
 	h := start(t, Config{})
 	order := testOrder("co_ship")
-	h.env.Publish(t, events.Must("co_ship", events.OrderCreated, order))
+	h.Env.Publish(t, events.Must("co_ship", events.OrderCreated, order))
 
-	notified := h.watch.Wait(t, "co_ship", wait, events.WarehouseNotified, events.Rejected)
 	var queued events.PickQueued
-	if err := notified.DecodePayload(&queued); err != nil || notified.Type != events.WarehouseNotified {
-		t.Fatalf("got %s %s (%v)", notified.Type, notified.Payload, err)
-	}
+	h.Expect(t, "co_ship", events.WarehouseNotified, &queued, events.Rejected)
 
 	label, found, err := h.svc.Label(order.ID)
 	if err != nil || !found {
@@ -111,9 +68,7 @@ func TestOrderIsLabeledAndQueuedForPicking(t *testing.T) {
 		t.Errorf("label = %+v", label)
 	}
 	var shipment events.Shipment
-	if err := h.watch.Wait(t, "co_ship", wait, events.LabelCreated).DecodePayload(&shipment); err != nil {
-		t.Fatal(err)
-	}
+	h.Expect(t, "co_ship", events.LabelCreated, &shipment)
 	if shipment.Label != label || shipment.Order.Number != order.Number {
 		t.Errorf("announced %+v, stored label %+v", shipment, label)
 	}
@@ -147,8 +102,8 @@ func TestOrderIsLabeledAndQueuedForPicking(t *testing.T) {
 func TestCarrierComesFromConfig(t *testing.T) {
 	h := start(t, Config{Carrier: "DHL"})
 	order := testOrder("co_dhl")
-	h.env.Publish(t, events.Must("co_dhl", events.OrderCreated, order))
-	h.watch.Wait(t, "co_dhl", wait, events.WarehouseNotified)
+	h.Env.Publish(t, events.Must("co_dhl", events.OrderCreated, order))
+	h.Wait(t, "co_dhl", events.WarehouseNotified)
 	if label, _, err := h.svc.Label(order.ID); err != nil || label.Carrier != "DHL" {
 		t.Errorf("carrier = %q (%v), want DHL", label.Carrier, err)
 	}
@@ -161,27 +116,23 @@ func TestDuplicatesLabelAndQueueOnce(t *testing.T) {
 	h := start(t, Config{})
 	order := testOrder("co_dup")
 	in := events.Must("co_dup", events.OrderCreated, order)
-	h.env.Publish(t, in)
-	h.watch.Wait(t, "co_dup", wait, events.WarehouseNotified)
+	h.Env.Publish(t, in)
+	h.Wait(t, "co_dup", events.WarehouseNotified)
 	label, _, _ := h.svc.Label(order.ID)
 	pick, _, _ := h.svc.PickRequest(order.ID)
 
 	// The same order event under another Nats-Msg-Id; then events with new IDs that reach
 	// both handlers again, one with an order that changed its address.
-	data, err := in.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.env.PublishRaw(t, string(in.Type), data, "another-msg-id")
+	h.PublishCopy(t, in, "another-msg-id")
 	moved := order
 	moved.ShippingAddress.City = "Shelbyville"
 	replayOrder := events.Must("co_dup", events.OrderCreated, moved)
 	replayOrder.ID += ":replayed"
-	h.env.Publish(t, replayOrder)
+	h.Env.Publish(t, replayOrder)
 	replayLabel := events.Must("co_dup", events.LabelCreated, events.Shipment{Label: label, Order: moved})
 	replayLabel.ID += ":replayed"
-	h.env.Publish(t, replayLabel)
-	h.idle(t)
+	h.Env.Publish(t, replayLabel)
+	h.Idle(t)
 
 	if again, _, _ := h.svc.Label(order.ID); again != label {
 		t.Errorf("label changed to %+v, was %+v", again, label)
@@ -200,16 +151,16 @@ func TestMalformedInputIsRejected(t *testing.T) {
 	h := start(t, Config{})
 	noID := testOrder("co_noid")
 	noID.ID = ""
-	h.env.Publish(t, events.Must("co_noid", events.OrderCreated, noID))
+	h.Env.Publish(t, events.Must("co_noid", events.OrderCreated, noID))
 	order := testOrder("co_mismatch")
 	wrongLabel := events.ShippingLabel{OrderID: "ord_other", Carrier: "UPS", TrackingNumber: "1Z0", Address: order.ShippingAddress}
-	h.env.Publish(t, events.Must("co_mismatch", events.LabelCreated, events.Shipment{Label: wrongLabel, Order: order}))
+	h.Env.Publish(t, events.Must("co_mismatch", events.LabelCreated, events.Shipment{Label: wrongLabel, Order: order}))
 
 	for _, id := range []string{"co_noid", "co_mismatch"} {
-		h.watch.Wait(t, id, wait, events.Rejected)
+		h.Rejection(t, id)
 	}
-	h.idle(t)
-	if n := h.watch.Count("co_noid", events.LabelCreated) + h.watch.Count("co_mismatch", events.WarehouseNotified); n != 0 {
+	h.Idle(t)
+	if n := h.Watch.Count("co_noid", events.LabelCreated) + h.Watch.Count("co_mismatch", events.WarehouseNotified); n != 0 {
 		t.Errorf("%d step outcomes for malformed input", n)
 	}
 	if _, found, _ := h.svc.PickRequest(order.ID); found {
@@ -218,7 +169,7 @@ func TestMalformedInputIsRejected(t *testing.T) {
 	if _, found, _ := h.svc.Label(""); found {
 		t.Error("a label was stored for an order without an ID")
 	}
-	stream, err := h.env.JS.Stream(t.Context(), events.StreamWarehouse)
+	stream, err := h.Env.JS.Stream(t.Context(), events.StreamWarehouse)
 	if err != nil {
 		t.Fatal(err)
 	}
