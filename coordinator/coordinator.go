@@ -63,7 +63,9 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		if a, seen := st.Applied[in.ID]; seen {
 			if a.Seq != seq {
-				return nil, nil // a later copy: the first one's decisions were published before its ack
+				// A later copy: the first one's decisions were published before its ack.
+				c.log.Info("dropped a copy of an event already applied", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "applied_seq", a.Seq)
+				return nil, nil
 			}
 			return c.build(st, a.Decisions, in) // redelivered: publish its decisions again
 		}

@@ -29,6 +29,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		Duplicates:  DuplicateWindow,
 		MaxMsgSize:  MaxEventSize,
 		MaxAge:      30 * 24 * time.Hour,
+		AllowDirect: true, // `nats stream view` and direct gets read without a consumer
 	}, {
 		Name:        events.StreamWarehouse,
 		Description: "Pick requests for the warehouse, removed once a picker acknowledges them.",
@@ -37,6 +38,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		Retention:   jetstream.WorkQueuePolicy,
 		Duplicates:  DuplicateWindow,
 		MaxMsgSize:  MaxEventSize,
+		AllowDirect: true, // a work queue can be paged only with direct access
 	}}
 	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {

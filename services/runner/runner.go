@@ -236,7 +236,9 @@ func (r *Runner) commit(ctx context.Context, route Route, in events.Envelope, se
 		if found {
 			if rec.Seq == seq {
 				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
+				return nil
 			}
+			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
 			return nil
 		}
 		outs, err = route.Handle(ctx, tx, in)
