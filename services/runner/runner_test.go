@@ -1,0 +1,478 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The test step consumes input and emits output; any subjects under checkout.> would do.
+const (
+	consumer = "runner-test"
+	input    = events.PaymentRequested
+	output   = events.PaymentCaptured
+	wait     = 10 * time.Second
+	// retryBase keeps the retry tests quick.
+	retryBase = 10 * time.Millisecond
+)
+
+func TestHandlesAnEventOnce(t *testing.T) {
+	h := newHarness(t, &step{}, nil)
+	h.run(t)
+	in, _ := h.publish(t, "co-1", "")
+	h.settle(t)
+
+	h.wantState(t, "co-1", 1, 1)
+	out := h.watch.Wait(t, "co-1", wait, output)
+	if out.ID != events.ID("co-1", output) || out.CausationID != in.ID || out.Time.IsZero() {
+		t.Errorf("output %+v: want ID %s caused by %s, stamped with a time", out, events.ID("co-1", output), in.ID)
+	}
+}
+
+// The stream only drops a copy carrying the same Nats-Msg-Id; a copy published under
+// another one reaches the consumer and must be dropped by the event ID.
+func TestDropsALaterCopyOfAnEvent(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	h.publish(t, "co-1", "copy-1")
+	h.publish(t, "co-1", "copy-2")
+	h.settle(t)
+
+	h.wantState(t, "co-1", 1, 1)
+	s.wantCalls(t, 1)
+}
+
+// A service that committed and died before publishing gets the same message (same
+// stream sequence) again: the stored outputs go out, the handler does not run again.
+func TestRepublishesOutputsOfACommittedRedelivery(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, nil)
+	in, seq := h.publish(t, "co-1", "")
+	// The first life of the service: handled and committed, then crashed before publishing.
+	if _, err := h.runner.commit(context.Background(), h.runner.routes[string(input)], in, seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.outputsInStream(t); n != 0 {
+		t.Fatalf("%d outputs in the stream before the restart", n)
+	}
+	h.run(t)
+	h.settle(t)
+
+	h.wantState(t, "co-1", 1, 1)
+	s.wantCalls(t, 1)
+	if out := h.watch.Wait(t, "co-1", wait, output); out.CausationID != in.ID {
+		t.Errorf("republished output caused by %q, want %q", out.CausationID, in.ID)
+	}
+}
+
+// The same crash seen from outside: the commit succeeds, the publish fails. The message
+// must not be acked; its redelivery publishes the stored outputs without handling again.
+func TestRetriesAFailedPublishWithoutHandlingAgain(t *testing.T) {
+	s := &step{}
+	var js *failingPublisher
+	h := newHarness(t, s, func(c *Config) {
+		js = &failingPublisher{JetStream: c.JS, failures: 1}
+		c.JS = js
+	})
+	h.run(t)
+	h.publish(t, "co-1", "")
+	h.watch.Wait(t, "co-1", wait, output)
+	h.settle(t)
+
+	if js.failed() != 1 {
+		t.Fatalf("%d publishes failed, want 1", js.failed())
+	}
+	h.wantState(t, "co-1", 1, 1)
+	s.wantCalls(t, 1)
+}
+
+// Each failed attempt writes to the store before failing: the rollback must undo it.
+func TestRetriesTransientErrorsWithGrowingDelay(t *testing.T) {
+	s := &step{fail: func(call int) error {
+		if call <= 2 {
+			return errors.New("payment provider unavailable")
+		}
+		return nil
+	}}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	h.publish(t, "co-1", "")
+	h.watch.Wait(t, "co-1", wait, output)
+	h.settle(t)
+
+	h.wantState(t, "co-1", 1, 1)
+	calls := s.callTimes()
+	if len(calls) != 3 {
+		t.Fatalf("handler called %d times, want 3", len(calls))
+	}
+	// NakWithDelay is a lower bound: the server never redelivers sooner.
+	if first, second := calls[1].Sub(calls[0]), calls[2].Sub(calls[1]); first < retryBase || second < 2*retryBase {
+		t.Errorf("redelivered after %v then %v, want at least %v then %v", first, second, retryBase, 2*retryBase)
+	}
+	if rejected := h.watch.Count("co-1", events.Rejected); rejected != 0 {
+		t.Errorf("%d rejections of a message that succeeded", rejected)
+	}
+}
+
+func TestRejectsAPermanentError(t *testing.T) {
+	s := &step{fail: func(int) error { return Permanent(errors.New("card network says never")) }}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	_, seq := h.publish(t, "co-1", "")
+	h.settle(t)
+
+	rej := h.rejection(t, "co-1")
+	if rej.Subject != string(input) || rej.Consumer != consumer || rej.StreamSequence != seq ||
+		rej.Reason != "card network says never" {
+		t.Errorf("rejection %+v, want %s seq %d by %s for the handler's reason", rej, input, seq, consumer)
+	}
+	h.wantState(t, "co-1", 0, 0)
+	s.wantCalls(t, 1)
+}
+
+func TestRejectsMalformedInputWithoutCallingTheHandler(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	notJSON := h.publishRaw(t, []byte(`{"id": "co-1:oops`), "")
+	mislabelled := events.Must("co-2", events.OrderCreated, map[string]string{"note": "not a payment request"})
+	data, err := mislabelled.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	onWrongSubject := h.publishRaw(t, data, "")
+	h.settle(t)
+
+	// Without a decodable envelope the rejection names no checkout.
+	if rej := h.rejection(t, "unknown"); rej.StreamSequence != notJSON || !strings.Contains(rej.Reason, events.ErrMalformed.Error()) {
+		t.Errorf("rejection of broken JSON %+v, want seq %d, malformed", rej, notJSON)
+	}
+	if rej := h.rejection(t, "co-2"); rej.StreamSequence != onWrongSubject || !strings.Contains(rej.Reason, "published on subject") {
+		t.Errorf("rejection of a mislabelled envelope %+v, want seq %d, type differs from subject", rej, onWrongSubject)
+	}
+	s.wantCalls(t, 0)
+	h.wantState(t, "co-2", 0, 0)
+}
+
+func TestGivesUpAfterMaxDeliver(t *testing.T) {
+	s := &step{fail: func(int) error { return errors.New("payment provider unavailable") }}
+	h := newHarness(t, s, func(c *Config) { c.MaxDeliver = 3 })
+	h.run(t)
+	h.publish(t, "co-1", "")
+	h.watch.Wait(t, "co-1", wait, events.Rejected)
+	h.settle(t)
+
+	if rej := h.rejection(t, "co-1"); !strings.HasPrefix(rej.Reason, "gave up after 3 attempts: payment provider unavailable") {
+		t.Errorf("rejection reason %q, want it to announce giving up after 3 attempts", rej.Reason)
+	}
+	s.wantCalls(t, 3)
+	h.wantState(t, "co-1", 0, 0)
+}
+
+func TestRunStopsWhenCancelledBeforeItStarts(t *testing.T) {
+	h := newHarness(t, &step{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	wantStopped(t, h.runUntil(ctx))
+}
+
+func TestRunStopsWhenCancelledWhileIdle(t *testing.T) {
+	h := newHarness(t, &step{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	h.waitAcked(t) // the consumer exists: Run is past starting
+	cancel()
+	wantStopped(t, done)
+}
+
+// Shutdown stops fetching but finishes the message in hand: committed, published, acked.
+func TestRunFinishesTheMessageInHandWhenCancelled(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	s := &step{fail: func(int) error {
+		close(entered)
+		<-release
+		return nil
+	}}
+	h := newHarness(t, s, nil)
+	t.Cleanup(sync.OnceFunc(func() { close(release) })) // before the store closes, if the test fails early
+	ctx, cancel := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	h.publish(t, "co-1", "")
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the handler was never called")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v with a message in hand", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	handlerCtxErr := s.lastCtx().Err()
+	release <- struct{}{}
+	wantStopped(t, done)
+	h.settle(t)
+
+	if handlerCtxErr != nil {
+		t.Errorf("the handler's context ended with the runner's: %v", handlerCtxErr)
+	}
+	h.wantState(t, "co-1", 1, 1)
+}
+
+// effectsBucket is the test step's own state: how many times each checkout was handled.
+var effectsBucket = []byte("test.effects")
+
+// step is the smallest handler with an effect: it counts the checkout in its bucket, then
+// fails if fail says so (after writing, so a rollback is visible), else emits output.
+type step struct {
+	fail func(call int) error
+
+	mu    sync.Mutex
+	calls []time.Time
+	ctx   context.Context
+}
+
+func (s *step) handle(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	s.mu.Lock()
+	s.calls = append(s.calls, time.Now())
+	s.ctx = ctx
+	call := len(s.calls)
+	s.mu.Unlock()
+
+	b := tx.Bucket(effectsBucket)
+	var n int
+	if _, err := store.Get(b, in.CheckoutID, &n); err != nil {
+		return nil, err
+	}
+	if err := store.Put(b, in.CheckoutID, n+1); err != nil {
+		return nil, err
+	}
+	if s.fail != nil {
+		if err := s.fail(call); err != nil {
+			return nil, err
+		}
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, output, map[string]string{"note": "handled"})}, nil
+}
+
+func (s *step) callTimes() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.calls...)
+}
+
+func (s *step) wantCalls(t *testing.T, want int) {
+	t.Helper()
+	if n := len(s.callTimes()); n != want {
+		t.Errorf("handler called %d times, want %d", n, want)
+	}
+}
+
+func (s *step) lastCtx() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ctx
+}
+
+type harness struct {
+	env      *natstest.Env
+	db       *bolt.DB
+	runner   *Runner
+	watch    *natstest.Watcher
+	barriers int
+	lastSeq  uint64 // stream sequence of the last input published
+}
+
+// newHarness builds a runner for s on a fresh JetStream and bbolt file, not yet running.
+func newHarness(t *testing.T, s *step, tweak func(*Config)) *harness {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "step.db"), effectsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	env := natstest.Start(t)
+	cfg := Config{Name: consumer, Routes: []Route{{Subject: input, Handle: s.handle}}, JS: env.JS, DB: db,
+		Log:       slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		RetryBase: retryBase}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{env: env, db: db, runner: r, watch: env.Watch(t, "checkout.>")}
+}
+
+func (h *harness) run(t *testing.T) { natstest.Run(t, h.runner) }
+
+// runUntil runs the runner until ctx ends, for the tests of stopping; done gets Run's result.
+func (h *harness) runUntil(ctx context.Context) (done <-chan error) {
+	ch := make(chan error, 1)
+	go func() { ch <- h.runner.Run(ctx) }()
+	return ch
+}
+
+// publish stores checkout's input event under msgID (its event ID when empty).
+func (h *harness) publish(t *testing.T, checkoutID, msgID string) (events.Envelope, uint64) {
+	t.Helper()
+	in := events.Must(checkoutID, input, map[string]string{"note": "please handle"})
+	data, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgID == "" {
+		msgID = in.ID
+	}
+	return in, h.publishRaw(t, data, msgID)
+}
+
+// publishRaw stores data on the input subject and returns its stream sequence.
+func (h *harness) publishRaw(t *testing.T, data []byte, msgID string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := h.env.JS.Publish(ctx, string(input), data, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.lastSeq = max(h.lastSeq, ack.Sequence)
+	return ack.Sequence
+}
+
+// settle waits until the consumer has acked or terminated every input published, then
+// until the watcher has seen every event published so far: a barrier event published
+// after them reaches the same subscription after them.
+func (h *harness) settle(t *testing.T) {
+	t.Helper()
+	h.waitAcked(t)
+	h.barriers++
+	id := fmt.Sprintf("barrier-%d", h.barriers)
+	h.env.Publish(t, events.Must(id, events.Completed, map[string]string{}))
+	h.watch.Wait(t, id, wait, events.Completed)
+}
+
+// waitAcked is env.WaitIdle made safe right after a publish: the server counts a stored
+// message into a consumer's pending asynchronously, so "nothing pending" alone can hold
+// before the consumer has even seen the input. Its ack floor reaching the input cannot.
+func (h *harness) waitAcked(t *testing.T) {
+	t.Helper()
+	natstest.Eventually(t, wait, func() bool {
+		cons, err := h.env.JS.Consumer(context.Background(), events.StreamCheckout, consumer)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.AckFloor.Stream >= h.lastSeq && info.NumAckPending == 0 && info.NumPending == 0
+	}, "consumer %s did not ack up to stream sequence %d", consumer, h.lastSeq)
+}
+
+// wantState checks how many times checkoutID was handled according to the store, and
+// how many outputs it had both on the subscription (where a copy the stream dropped as a
+// duplicate still shows) and in the stream.
+func (h *harness) wantState(t *testing.T, checkoutID string, effects, outputs int) {
+	t.Helper()
+	var n int
+	err := h.db.View(func(tx *bolt.Tx) error {
+		_, err := store.Get(tx.Bucket(effectsBucket), checkoutID, &n)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != effects {
+		t.Errorf("checkout %s handled %d times in the store, want %d", checkoutID, n, effects)
+	}
+	if n := h.watch.Count(checkoutID, output); n != outputs {
+		t.Errorf("checkout %s: %s published %d times, want %d", checkoutID, output, n, outputs)
+	}
+	if n := h.outputsInStream(t); n != uint64(outputs) {
+		t.Errorf("%d %s in the stream, want %d", n, output, outputs)
+	}
+}
+
+func (h *harness) outputsInStream(t *testing.T) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	stream, err := h.env.JS.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(string(output)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[string(output)]
+}
+
+// rejection is the one checkout.rejected announced for checkoutID.
+func (h *harness) rejection(t *testing.T, checkoutID string) events.RejectedInput {
+	t.Helper()
+	if n := h.watch.Count(checkoutID, events.Rejected); n != 1 {
+		t.Fatalf("checkout %s rejected %d times, want once", checkoutID, n)
+	}
+	var rej events.RejectedInput
+	if err := h.watch.Wait(t, checkoutID, wait, events.Rejected).DecodePayload(&rej); err != nil {
+		t.Fatal(err)
+	}
+	return rej
+}
+
+// failingPublisher refuses the first failures output publishes, as a stream that is
+// briefly unreachable would.
+type failingPublisher struct {
+	jetstream.JetStream
+
+	mu       sync.Mutex
+	failures int
+	refused  int
+}
+
+func (f *failingPublisher) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refused < f.failures {
+		f.refused++
+		return nil, errors.New("stream unreachable")
+	}
+	return f.JetStream.PublishMsgAsync(msg, opts...)
+}
+
+func (f *failingPublisher) failed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refused
+}
+
+func wantStopped(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
