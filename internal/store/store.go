@@ -20,17 +20,21 @@ func Open(path string, buckets ...[]byte) (*bolt.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w (is another process using it?)", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	if err := EnsureBuckets(db, buckets...); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return db, nil
+}
+
+// EnsureBuckets creates, in one transaction, those of the buckets that do not exist yet.
+func EnsureBuckets(db *bolt.DB, buckets ...[]byte) error {
+	return db.Update(func(tx *bolt.Tx) error {
 		for _, b := range buckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create buckets in %s: %w", path, err)
-	}
-	return db, nil
 }

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,16 +38,8 @@ func New(db *bolt.DB, log *slog.Logger, rates Rates) (*Service, error) {
 	if err := rates.validate(); err != nil {
 		return nil, fmt.Errorf("catalog: rates: %w", err)
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketProducts, bucketCarts, bucketCheckouts} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("catalog: create buckets: %w", err)
+	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	return &Service{db: db, log: log, rates: rates}, nil
 }
@@ -77,30 +68,16 @@ func (s *Service) Seed(products []SeedProduct) (seeded bool, err error) {
 
 // Products lists the catalog, ordered by product ID.
 func (s *Service) Products() ([]events.Product, error) {
-	out := []events.Product{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketProducts).ForEach(func(k, v []byte) error {
-			var p events.Product
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("decode product %s: %w", k, err)
-			}
-			out = append(out, p)
-			return nil
-		})
-	})
-	return out, err
+	return store.List[events.Product](s.db, bucketProducts)
 }
 
 // Cart returns a cart, or an error wrapping ErrCartNotFound.
 func (s *Service) Cart(id string) (events.Cart, error) {
 	var cart events.Cart
-	err := s.db.View(func(tx *bolt.Tx) error {
-		found, err := store.Get(tx.Bucket(bucketCarts), id, &cart)
-		if err == nil && !found {
-			err = fmt.Errorf("%w: %q", ErrCartNotFound, id)
-		}
-		return err
-	})
+	found, err := store.View(s.db, bucketCarts, id, &cart)
+	if err == nil && !found {
+		err = fmt.Errorf("%w: %q", ErrCartNotFound, id)
+	}
 	return cart, err
 }
 

@@ -42,12 +42,8 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(assessmentsBucket)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fraud: create bucket: %w", err)
+	if err := store.EnsureBuckets(db, assessmentsBucket); err != nil {
+		return nil, fmt.Errorf("fraud: %w", err)
 	}
 	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
 }
@@ -96,9 +92,6 @@ func (a Assessment) rejection() string {
 
 // Assessment returns the stored assessment of a checkout; found is false when it has none.
 func (s *Service) Assessment(checkoutID string) (a Assessment, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(assessmentsBucket), checkoutID, &a)
-		return err
-	})
+	found, err = store.View(s.db, assessmentsBucket, checkoutID, &a)
 	return a, found, err
 }

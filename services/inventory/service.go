@@ -58,16 +58,8 @@ func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
 	if db == nil || log == nil {
 		return nil, errors.New("inventory: db and log are required")
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketStock, bucketReservations} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inventory: create buckets: %w", err)
+	if err := store.EnsureBuckets(db, bucketStock, bucketReservations); err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	return &Service{db: db, log: log}, nil
 }
@@ -122,7 +114,7 @@ func (s *Service) Seed(stock map[string]int) (seeded bool, err error) {
 // Stock returns a product's stock, or an error wrapping ErrUnknownProduct.
 func (s *Service) Stock(productID string) (events.Stock, error) {
 	var st events.Stock
-	found, err := s.read(bucketStock, productID, &st)
+	found, err := store.View(s.db, bucketStock, productID, &st)
 	if err == nil && !found {
 		err = fmt.Errorf("%w: %q", ErrUnknownProduct, productID)
 	}
@@ -131,36 +123,17 @@ func (s *Service) Stock(productID string) (events.Stock, error) {
 
 // AllStock lists every product's stock, ordered by product ID.
 func (s *Service) AllStock() ([]events.Stock, error) {
-	out := []events.Stock{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketStock).ForEach(func(k, v []byte) error {
-			var st events.Stock
-			if err := json.Unmarshal(v, &st); err != nil {
-				return fmt.Errorf("decode stock of %s: %w", k, err)
-			}
-			out = append(out, st)
-			return nil
-		})
-	})
-	return out, err
+	return store.List[events.Stock](s.db, bucketStock)
 }
 
 // Reservation returns a checkout's reservation, or an error wrapping ErrNoReservation.
 func (s *Service) Reservation(checkoutID string) (Reservation, error) {
 	var res Reservation
-	found, err := s.read(bucketReservations, checkoutID, &res)
+	found, err := store.View(s.db, bucketReservations, checkoutID, &res)
 	if err == nil && !found {
 		err = fmt.Errorf("%w for checkout %q", ErrNoReservation, checkoutID)
 	}
 	return res, err
-}
-
-func (s *Service) read(bucket []byte, key string, v any) (found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(bucket), key, v)
-		return err
-	})
-	return found, err
 }
 
 // Routes are reserve_inventory on checkout.cart.validated, its compensation on

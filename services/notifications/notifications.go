@@ -53,12 +53,8 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(sentBucket)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("notifications: create bucket: %w", err)
+	if err := store.EnsureBuckets(db, sentBucket); err != nil {
+		return nil, fmt.Errorf("notifications: %w", err)
 	}
 	if cfg.Transport == TransportSMTP {
 		log.Info("confirmations go out by smtp", "smtp", cfg.SMTP)
@@ -133,9 +129,6 @@ func (s *Service) send(ctx context.Context, checkoutID string, m Message) error 
 
 // Sent returns the record of a checkout's confirmation; found is false until it is sent.
 func (s *Service) Sent(checkoutID string) (sent SentEmail, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(sentBucket), checkoutID, &sent)
-		return err
-	})
+	found, err = store.View(s.db, sentBucket, checkoutID, &sent)
 	return sent, found, err
 }

@@ -3,7 +3,6 @@ package orders
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,16 +35,8 @@ func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
 	if db == nil || log == nil {
 		return nil, errors.New("orders: db and log are required")
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{ordersBucket, byCheckoutBucket} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("orders: create buckets: %w", err)
+	if err := store.EnsureBuckets(db, ordersBucket, byCheckoutBucket); err != nil {
+		return nil, fmt.Errorf("orders: %w", err)
 	}
 	return &Service{db: db, log: log, now: time.Now}, nil
 }
@@ -103,10 +94,7 @@ func (s *Service) orderFor(tx *bolt.Tx, checkoutID string, p events.Payment) (ev
 
 // Order returns an order by ID; found is false when there is none.
 func (s *Service) Order(id string) (order events.Order, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(ordersBucket), id, &order)
-		return err
-	})
+	found, err = store.View(s.db, ordersBucket, id, &order)
 	return order, found, err
 }
 
@@ -125,17 +113,7 @@ func (s *Service) OrderByCheckout(checkoutID string) (order events.Order, found 
 
 // Orders returns every order, oldest number first.
 func (s *Service) Orders() ([]events.Order, error) {
-	var out []events.Order
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(ordersBucket).ForEach(func(k, v []byte) error {
-			var o events.Order
-			if err := json.Unmarshal(v, &o); err != nil {
-				return fmt.Errorf("decode order %s: %w", k, err)
-			}
-			out = append(out, o)
-			return nil
-		})
-	})
+	out, err := store.List[events.Order](s.db, ordersBucket)
 	// Numbers are zero-padded to six digits but may grow longer: compare lengths first.
 	slices.SortFunc(out, func(a, b events.Order) int {
 		return cmp.Or(cmp.Compare(len(a.Number), len(b.Number)), cmp.Compare(a.Number, b.Number))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -75,12 +76,8 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketPayments)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("payments: create bucket: %w", err)
+	if err := store.EnsureBuckets(db, bucketPayments); err != nil {
+		return nil, fmt.Errorf("payments: %w", err)
 	}
 	return &Service{db: db, log: log, stripe: newStripeClient(cfg, log)}, nil
 }
@@ -108,16 +105,8 @@ func (s *Service) Routes() []runner.Route {
 }
 
 // Payment returns a checkout's payment record.
-func (s *Service) Payment(checkoutID string) (Record, bool, error) {
-	var (
-		r     Record
-		found bool
-	)
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		r, found, err = loadRecord(tx, checkoutID)
-		return err
-	})
+func (s *Service) Payment(checkoutID string) (r Record, found bool, err error) {
+	found, err = store.View(s.db, bucketPayments, checkoutID, &r)
 	return r, found, err
 }
 

@@ -64,16 +64,8 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{labelsBucket, picksBucket} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("shipping: create buckets: %w", err)
+	if err := store.EnsureBuckets(db, labelsBucket, picksBucket); err != nil {
+		return nil, fmt.Errorf("shipping: %w", err)
 	}
 	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
 }
@@ -170,18 +162,12 @@ func pickRequest(sh events.Shipment) events.PickRequest {
 
 // Label returns an order's label; found is false when it has none.
 func (s *Service) Label(orderID string) (label events.ShippingLabel, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(labelsBucket), orderID, &label)
-		return err
-	})
+	found, err = store.View(s.db, labelsBucket, orderID, &label)
 	return label, found, err
 }
 
 // PickRequest returns the pick request queued for an order; found is false when none was.
 func (s *Service) PickRequest(orderID string) (pick Pick, found bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		found, err = store.Get(tx.Bucket(picksBucket), orderID, &pick)
-		return err
-	})
+	found, err = store.View(s.db, picksBucket, orderID, &pick)
 	return pick, found, err
 }
