@@ -186,16 +186,39 @@ func Run(t testing.TB, r Runner) {
 	})
 }
 
-// WaitIdle waits until a durable consumer of the CHECKOUT stream has nothing pending and
-// nothing unacknowledged: every message published so far has been handled.
+// WaitIdle waits until a durable consumer of the CHECKOUT stream has handled every message
+// on its subjects that is in the stream now: acknowledged (or terminated) up to the last
+// of them, and nothing unacknowledged. (Its pending count alone can read zero a moment
+// before the server has counted a message just stored.)
 func (e *Env) WaitIdle(t testing.TB, consumer string) {
 	t.Helper()
-	Eventually(t, 15*time.Second, func() bool {
-		cons, err := e.JS.Consumer(context.Background(), events.StreamCheckout, consumer)
-		if err != nil {
-			return false
+	Eventually(t, 15*time.Second, func() bool { return e.idle(consumer) },
+		"consumer %s did not handle everything on its subjects", consumer)
+}
+
+func (e *Env) idle(consumer string) bool {
+	ctx := context.Background()
+	cons, err := e.JS.Consumer(ctx, events.StreamCheckout, consumer)
+	if err != nil {
+		return false // not created yet
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false
+	}
+	stream, err := e.JS.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		return false
+	}
+	filters := info.Config.FilterSubjects
+	if info.Config.FilterSubject != "" {
+		filters = append(filters, info.Config.FilterSubject)
+	}
+	var last uint64
+	for _, f := range filters {
+		if m, err := stream.GetLastMsgForSubject(ctx, f); err == nil {
+			last = max(last, m.Sequence)
 		}
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	}, "consumer %s did not drain", consumer)
+	}
+	return info.AckFloor.Stream >= last && info.NumAckPending == 0
 }
