@@ -95,6 +95,12 @@ func (e Envelope) DecodePayload(v any) error {
 	return nil
 }
 
+// DecodeStrict decodes data into v the way payloads are decoded: unknown fields, wrong
+// types and trailing data are errors wrapping ErrMalformed, with a reason a person can act
+// on. Unlike DecodePayload it does not call v's Validate. For bodies that are not an
+// event's payload, e.g. requests to the services' endpoints.
+func DecodeStrict(data []byte, v any) error { return strictUnmarshal(data, v) }
+
 // strictUnmarshal rejects unknown fields, wrong types and trailing data, wrapping
 // ErrMalformed with a reason a person can act on.
 func strictUnmarshal(data []byte, v any) error {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/microx"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -46,7 +47,7 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 		{"list_products", events.CatalogList, func([]byte) (any, error) { return s.Products() }},
 	}
 	for _, e := range endpoints {
-		err := svc.AddEndpoint(e.name, s.endpoint(e.handle), micro.WithEndpointSubject(string(e.subject)))
+		err := svc.AddEndpoint(e.name, microx.Handler(s.log, e.handle), micro.WithEndpointSubject(string(e.subject)))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("catalog: endpoint %s: %w", e.subject, err), svc.Stop())
 		}
@@ -54,67 +55,18 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 	return svc, nil
 }
 
-// requestError is a request the caller must change: status is the micro error code.
-type requestError struct {
-	status  string
-	message string
-}
-
-func (e *requestError) Error() string { return e.message }
-
-func badRequest(format string, args ...any) error {
-	return &requestError{"400", fmt.Sprintf(format, args...)}
-}
-
-func notFound(format string, args ...any) error {
-	return &requestError{"404", fmt.Sprintf(format, args...)}
-}
-
-// endpoint adapts handle to micro: its result is the JSON reply, a requestError its
-// error reply, any other error a "500" that is logged.
-func (s *Service) endpoint(handle func(data []byte) (any, error)) micro.Handler {
-	return micro.HandlerFunc(func(req micro.Request) {
-		reply, err := handle(req.Data())
-		var rerr *requestError
-		switch {
-		case errors.As(err, &rerr):
-			err = req.Error(rerr.status, rerr.message, nil)
-		case err != nil:
-			s.log.Error("request failed", "subject", req.Subject(), "err", err)
-			err = req.Error("500", "internal error, please retry", nil)
-		default:
-			err = req.RespondJSON(reply)
-		}
-		if err != nil {
-			s.log.Warn("reply failed", "subject", req.Subject(), "err", err)
-		}
-	})
-}
-
-// decodeBody decodes a request strictly, with the contract's decoder, so that a request
-// with a misspelt field is refused with the same words an event would be.
-func decodeBody(subject events.Subject, data []byte, v any) error {
-	if len(data) == 0 {
-		return badRequest("%s needs a JSON object", subject)
-	}
-	if err := (events.Envelope{Type: subject, Payload: data}).DecodePayload(v); err != nil {
-		return badRequest("%v", err)
-	}
-	return nil
-}
-
 func (s *Service) createCart(data []byte) (any, error) {
 	var req events.CreateCart
-	if err := decodeBody(events.CartsCreate, data, &req); err != nil {
+	if err := microx.Decode(events.CartsCreate, data, &req); err != nil {
 		return nil, err
 	}
 	customer := strings.TrimSpace(req.CustomerID)
 	if customer == "" {
-		return nil, badRequest("customer_id is required")
+		return nil, microx.BadRequest("customer_id is required")
 	}
 	currency := strings.ToUpper(strings.TrimSpace(req.Currency))
 	if _, ships := s.rates.Shipping[currency]; !ships {
-		return nil, badRequest("currency %q is not supported; use one of %s", req.Currency,
+		return nil, microx.BadRequest("currency %q is not supported; use one of %s", req.Currency,
 			strings.Join(slices.Sorted(maps.Keys(s.rates.Shipping)), ", "))
 	}
 	items, err := mergeItems(req.Items)
@@ -146,17 +98,17 @@ func (s *Service) createCart(data []byte) (any, error) {
 // first appear, and checks the quantities.
 func mergeItems(items []events.CartItem) ([]events.CartItem, error) {
 	if len(items) == 0 {
-		return nil, badRequest("items must list at least one product")
+		return nil, microx.BadRequest("items must list at least one product")
 	}
 	var merged []events.CartItem
 	at := map[string]int{}
 	for _, it := range items {
 		it.ProductID = strings.TrimSpace(it.ProductID)
 		if it.ProductID == "" {
-			return nil, badRequest("every item needs a product_id")
+			return nil, microx.BadRequest("every item needs a product_id")
 		}
 		if it.Quantity <= 0 {
-			return nil, badRequest("quantity of %s must be at least 1, got %d", it.ProductID, it.Quantity)
+			return nil, microx.BadRequest("quantity of %s must be at least 1, got %d", it.ProductID, it.Quantity)
 		}
 		i, seen := at[it.ProductID]
 		if !seen {
@@ -165,7 +117,7 @@ func mergeItems(items []events.CartItem) ([]events.CartItem, error) {
 			merged = append(merged, events.CartItem{ProductID: it.ProductID})
 		}
 		if it.Quantity > MaxQuantity-merged[i].Quantity {
-			return nil, badRequest("at most %d units of %s fit in a cart", MaxQuantity, it.ProductID)
+			return nil, microx.BadRequest("at most %d units of %s fit in a cart", MaxQuantity, it.ProductID)
 		}
 		merged[i].Quantity += it.Quantity
 	}
@@ -181,10 +133,10 @@ func checkSold(products *bolt.Bucket, items []events.CartItem, currency string) 
 			return err
 		}
 		if !found {
-			return notFound("product %q does not exist", it.ProductID)
+			return microx.NotFound("product %q does not exist", it.ProductID)
 		}
 		if _, ok := p.Prices[currency]; !ok {
-			return badRequest("%s (%s) is not sold in %s", p.Name, p.ID, currency)
+			return microx.BadRequest("%s (%s) is not sold in %s", p.Name, p.ID, currency)
 		}
 	}
 	return nil
@@ -192,15 +144,15 @@ func checkSold(products *bolt.Bucket, items []events.CartItem, currency string) 
 
 func (s *Service) getCart(data []byte) (any, error) {
 	var req events.GetCart
-	if err := decodeBody(events.CartsGet, data, &req); err != nil {
+	if err := microx.Decode(events.CartsGet, data, &req); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(req.CartID) == "" {
-		return nil, badRequest("cart_id is required")
+		return nil, microx.BadRequest("cart_id is required")
 	}
 	cart, err := s.Cart(req.CartID)
 	if errors.Is(err, ErrCartNotFound) {
-		return nil, notFound("cart %q does not exist", req.CartID)
+		return nil, microx.NotFound("cart %q does not exist", req.CartID)
 	}
 	return cart, err
 }

@@ -1,0 +1,65 @@
+// Package microx is what the services' request-reply endpoints (nats.go's micro) share:
+// strict request decoding, error replies with a code the caller can act on, JSON replies.
+package microx
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Error is a request the caller must change: Code is the micro error code of the reply
+// ("400", "404") and Description says what is wrong.
+type Error struct {
+	Code        string
+	Description string
+}
+
+func (e *Error) Error() string { return e.Description }
+
+// BadRequest is a "400" error reply.
+func BadRequest(format string, args ...any) error {
+	return &Error{"400", fmt.Sprintf(format, args...)}
+}
+
+// NotFound is a "404" error reply.
+func NotFound(format string, args ...any) error {
+	return &Error{"404", fmt.Sprintf(format, args...)}
+}
+
+// Decode decodes the request body of subject strictly into v (events.DecodeStrict), so a
+// request with a misspelt field is refused with the same words an event would be. An
+// empty or malformed body is a BadRequest.
+func Decode(subject events.Subject, data []byte, v any) error {
+	if len(data) == 0 {
+		return BadRequest("%s needs a JSON object", subject)
+	}
+	if err := events.DecodeStrict(data, v); err != nil {
+		return BadRequest("%s request: %v", subject, err)
+	}
+	return nil
+}
+
+// Handler adapts handle to micro: its result is the JSON reply, an *Error its error reply,
+// and any other error a "500" that is logged and not shown to the caller.
+func Handler(log *slog.Logger, handle func(data []byte) (any, error)) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		reply, err := handle(req.Data())
+		var rerr *Error
+		switch {
+		case errors.As(err, &rerr):
+			err = req.Error(rerr.Code, rerr.Description, nil)
+		case err != nil:
+			log.Error("request failed", "subject", req.Subject(), "err", err)
+			err = req.Error("500", "internal error, please retry", nil)
+		default:
+			err = req.RespondJSON(reply)
+		}
+		if err != nil {
+			log.Warn("reply failed", "subject", req.Subject(), "err", err)
+		}
+	})
+}
