@@ -92,7 +92,7 @@ func (s *State) apply(flow events.Flow, in events.Envelope) error {
 		}
 		f.Step = step.Name
 		s.Steps[step.Name] = &StepState{Status: StepFailed, EventID: in.ID, At: in.Time}
-		if s.Failure == nil {
+		if s.Failure == nil && s.Status != StatusCompleted {
 			s.Failure = &f
 			if s.Status == StatusRunning {
 				s.Status = StatusFailing
@@ -136,16 +136,24 @@ func (s *State) absorbResult(in events.Envelope) error {
 // records them.
 func (s *State) decide(flow events.Flow) []events.Subject {
 	var due []events.Subject
-	if s.Failure == nil {
+	switch {
+	case s.Status == StatusCompleted:
+		// Terminal. A late failure cannot undo a completed checkout: it is recorded, and
+		// nothing more is decided.
+	case s.Failure == nil:
 		for _, j := range flow.Joins() {
 			if s.allDone(j.After) {
 				due = append(due, j.Trigger)
 			}
 		}
-		if s.allDone(stepNames(flow.Sinks())) {
+		// Every step, not only the sinks: a sink's event can overtake create_order's
+		// (a retried KV write, another coordinator), and completion must name the order.
+		if s.allDone(stepNames(flow.Steps)) {
 			due = append(due, events.Completed)
 		}
-	} else if !s.anyRunning(flow) {
+	case !s.anyRunning(flow):
+		// Compensations go on after checkout.failed too: a step that answers late (after a
+		// deadline, in a later issue) is still undone.
 		if next, ok := s.nextCompensation(flow); ok {
 			due = append(due, next.Compensate)
 		} else {

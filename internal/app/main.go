@@ -47,7 +47,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 	switch args[0] {
 	case "run":
-		err = serve(ctx, cfg, log, stdout, true)
+		err = serve(ctx, stop, cfg, log, stdout, true)
 	case "service":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usage)
@@ -57,7 +57,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, "jetcheckout: service needs NATS_URL (use `run` for everything embedded)")
 			return 2
 		}
-		err = serve(ctx, cfg, log, stdout, false, args[1:]...)
+		err = serve(ctx, stop, cfg, log, stdout, false, args[1:]...)
 	case "stripe-emulator":
 		log.Info("stripe emulator listening", "addr", cfg.StripeEmulatorAddr)
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)
@@ -72,8 +72,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	return 0
 }
 
-// serve runs services until a signal or a failure, then stops them gracefully.
-func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, banner bool, names ...string) error {
+// serve runs services until a signal or a failure, then stops them gracefully. After the
+// first signal, unhook restores the default handling, so a second Ctrl-C stops at once.
+func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, stdout io.Writer, banner bool, names ...string) error {
 	sys, err := Start(ctx, cfg, log, names...)
 	if err != nil {
 		return err
@@ -83,7 +84,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer, 
 	}
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight work")
+		unhook()
+		log.Info("shutting down: finishing in-flight work (Ctrl-C again to stop at once)")
 	case <-sys.Failed():
 	}
 	sys.Stop()

@@ -105,6 +105,9 @@ type Runner struct {
 
 var processedBucket = []byte("runner.processed")
 
+// prefetch is how many messages the consumer buffers ahead of the one being handled.
+const prefetch = 8
+
 // New checks the configuration and prepares the runner's bucket.
 func New(cfg Config) (*Runner, error) {
 	cfg.setDefaults()
@@ -149,20 +152,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(32))
+	// A small prefetch: every buffered message's AckWait is running while it waits, and a
+	// step may call Stripe or SMTP. (Batching for throughput is a later issue.)
+	it, err := cons.Messages(jetstream.PullMaxMessages(prefetch))
 	if err != nil {
 		return fmt.Errorf("runner %s: consume: %w", r.cfg.Name, err)
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	r.log.Info("consuming", "subjects", subjects)
+	var lastErr error
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() == nil {
+				// Nobody asked it to stop (the consumer was deleted, say): fail loudly
+				// rather than stay up without consuming.
+				return fmt.Errorf("runner %s: stopped consuming: %v", r.cfg.Name, lastErr)
+			}
 			r.log.Info("stopped")
 			return nil
 		}
 		if err != nil {
+			lastErr = err
 			r.log.Warn("fetch", "err", err)
 			continue
 		}
@@ -209,11 +221,11 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
 			return
 		}
-		r.retry(msg, meta, log, err)
+		r.retry(ctx, msg, meta, in.CheckoutID, log, err)
 		return
 	}
 	if err := r.publish(ctx, outs); err != nil {
-		r.retry(msg, meta, log, fmt.Errorf("publish outputs: %w", err))
+		r.retry(ctx, msg, meta, in.CheckoutID, log, fmt.Errorf("publish outputs: %w", err))
 		return
 	}
 	if err := msg.Ack(); err != nil {
@@ -289,10 +301,10 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
 	return nil
 }
 
-func (r *Runner) retry(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, err error) {
+func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, log *slog.Logger, err error) {
 	if int(meta.NumDelivered) >= r.cfg.MaxDeliver {
 		log.Error("giving up after the last delivery", "attempts", meta.NumDelivered, "err", err)
-		r.reject(context.Background(), msg, meta, "", fmt.Errorf("gave up after %d attempts: %w", meta.NumDelivered, err))
+		r.reject(ctx, msg, meta, checkoutID, fmt.Errorf("gave up after %d attempts: %w", meta.NumDelivered, err))
 		return
 	}
 	delay := r.cfg.RetryBase << min(meta.NumDelivered-1, 16)

@@ -199,6 +199,27 @@ func TestRunStopsWhenCancelledWhileIdle(t *testing.T) {
 	wantStopped(t, done)
 }
 
+// A consumer that disappears while nobody asked the runner to stop is an error, so the
+// process fails loudly instead of staying up without consuming.
+func TestRunFailsWhenItsConsumerIsDeleted(t *testing.T) {
+	h := newHarness(t, &step{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := h.runUntil(ctx)
+	h.waitAcked(t) // the consumer exists
+	if err := h.env.JS.DeleteConsumer(ctx, events.StreamCheckout, consumer); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Run returned nil after its consumer was deleted")
+		}
+	case <-time.After(wait):
+		t.Fatal("Run kept going after its consumer was deleted")
+	}
+}
+
 // Shutdown stops fetching but finishes the message in hand: committed, published, acked.
 func TestRunFinishesTheMessageInHandWhenCancelled(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
