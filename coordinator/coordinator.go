@@ -50,7 +50,7 @@ func (c *Coordinator) Runner(js jetstream.JetStream) (*runner.Runner, error) {
 	for _, s := range c.Subjects() {
 		routes = append(routes, runner.Route{Subject: s})
 	}
-	return runner.New(runner.Config{Name: "coordinator", Routes: routes, JS: js, Commit: c.Commit, Log: c.log})
+	return runner.New(runner.Config{Name: events.ServiceCoordinator, Routes: routes, JS: js, Commit: c.Commit, Log: c.log})
 }
 
 // Commit applies one event to its checkout's state by compare-and-swap and returns the

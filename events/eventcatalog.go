@@ -51,12 +51,10 @@ func PayloadOf(s Subject) string {
 	return ""
 }
 
-const coordinator = "coordinator"
-
 // Settlers are the services that act on the terminal events.
 var Settlers = map[Subject][]string{
-	Completed: {"catalog", "inventory"}, // the cart is checked out; the reservation becomes a sale
-	Failed:    {"catalog"},              // the cart can be checked out again
+	Completed: {ServiceCatalog, ServiceInventory}, // the cart is checked out; the reservation becomes a sale
+	Failed:    {ServiceCatalog},                   // the cart can be checked out again
 }
 
 // Catalog lists every event with its producer and consumers, derived from Flow.
@@ -66,7 +64,7 @@ func (f Flow) Catalog() []EventDoc {
 		Meaning: "start a checkout (a bare JSON object, no envelope)"}}
 	for _, s := range f.Steps {
 		if len(s.After) > 1 {
-			docs = append(docs, EventDoc{Subject: s.Trigger, Producer: coordinator, Consumers: []string{s.Service},
+			docs = append(docs, EventDoc{Subject: s.Trigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
 				Meaning: fmt.Sprintf("%s may run: %s succeeded", s.Name, joinNames(s.After))})
 		}
 		var next []string
@@ -76,20 +74,20 @@ func (f Flow) Catalog() []EventDoc {
 			}
 		}
 		docs = append(docs,
-			EventDoc{Subject: s.Done, Producer: s.Service, Consumers: append(next, coordinator), Meaning: string(s.Name) + " succeeded"},
-			EventDoc{Subject: s.Failed, Producer: s.Service, Consumers: []string{coordinator}, Meaning: string(s.Name) + " failed, with a reason code"})
+			EventDoc{Subject: s.Done, Producer: s.Service, Consumers: append(next, ServiceCoordinator), Meaning: string(s.Name) + " succeeded"},
+			EventDoc{Subject: s.Failed, Producer: s.Service, Consumers: []string{ServiceCoordinator}, Meaning: string(s.Name) + " failed, with a reason code"})
 		if s.Compensate != "" {
 			docs = append(docs,
-				EventDoc{Subject: s.Compensate, Producer: coordinator, Consumers: []string{s.Service}, Meaning: "undo " + string(s.Name)},
-				EventDoc{Subject: s.Compensated, Producer: s.Service, Consumers: []string{coordinator}, Meaning: string(s.Name) + " undone"})
+				EventDoc{Subject: s.Compensate, Producer: ServiceCoordinator, Consumers: []string{s.Service}, Meaning: "undo " + string(s.Name)},
+				EventDoc{Subject: s.Compensated, Producer: s.Service, Consumers: []string{ServiceCoordinator}, Meaning: string(s.Name) + " undone"})
 		}
 	}
 	docs = append(docs,
-		EventDoc{Subject: Completed, Producer: coordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid"},
-		EventDoc{Subject: Failed, Producer: coordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
-		EventDoc{Subject: InventoryCommitted, Producer: "inventory", Meaning: "the reservation of a completed checkout became a sale"},
+		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid"},
+		EventDoc{Subject: Failed, Producer: ServiceCoordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
+		EventDoc{Subject: InventoryCommitted, Producer: ServiceInventory, Meaning: "the reservation of a completed checkout became a sale"},
 		EventDoc{Subject: Rejected, Producer: "any service", Meaning: "an input that can never be processed, and why (terminated, not redelivered)"},
-		EventDoc{Subject: WarehousePick, Producer: "shipping", Consumers: []string{"the warehouse (work queue " + StreamWarehouse + ")"}, Meaning: "pick and pack an order"},
+		EventDoc{Subject: WarehousePick, Producer: ServiceShipping, Consumers: []string{"the warehouse (work queue " + StreamWarehouse + ")"}, Meaning: "pick and pack an order"},
 	)
 	for i := range docs {
 		docs[i].Payload = PayloadOf(docs[i].Subject)

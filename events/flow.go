@@ -45,38 +45,23 @@ type Flow struct {
 //	validate_cart_items → [reserve_inventory ‖ check_fraud] → process_payment → create_order →
 //	  [send_order_confirmation ‖ (create_shipping_label → notify_warehouse)] → completed
 var Checkout = Flow{Steps: []Step{
-	{Name: StepValidateCart, Service: "catalog", Trigger: Requested,
+	{Name: StepValidateCart, Service: ServiceCatalog, Trigger: Requested,
 		Done: CartValidated, Failed: CartFailed},
-	{Name: StepReserveInventory, Service: "inventory", After: []StepName{StepValidateCart}, Trigger: CartValidated,
+	{Name: StepReserveInventory, Service: ServiceInventory, After: []StepName{StepValidateCart}, Trigger: CartValidated,
 		Done: InventoryReserved, Failed: InventoryFailed, Compensate: InventoryRelease, Compensated: InventoryReleased},
-	{Name: StepCheckFraud, Service: "fraud", After: []StepName{StepValidateCart}, Trigger: CartValidated,
+	{Name: StepCheckFraud, Service: ServiceFraud, After: []StepName{StepValidateCart}, Trigger: CartValidated,
 		Done: FraudCleared, Failed: FraudFailed},
-	{Name: StepProcessPayment, Service: "payments", After: []StepName{StepReserveInventory, StepCheckFraud}, Trigger: PaymentRequested,
+	{Name: StepProcessPayment, Service: ServicePayments, After: []StepName{StepReserveInventory, StepCheckFraud}, Trigger: PaymentRequested,
 		Done: PaymentCaptured, Failed: PaymentFailed, Compensate: PaymentRefund, Compensated: PaymentRefunded},
-	{Name: StepCreateOrder, Service: "orders", After: []StepName{StepProcessPayment}, Trigger: PaymentCaptured,
+	{Name: StepCreateOrder, Service: ServiceOrders, After: []StepName{StepProcessPayment}, Trigger: PaymentCaptured,
 		Done: OrderCreated, Failed: OrderFailed},
-	{Name: StepSendConfirmation, Service: "notifications", After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
+	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
 		Done: ConfirmationSent, Failed: ConfirmationFailed},
-	{Name: StepCreateLabel, Service: "shipping", After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
+	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
 		Done: LabelCreated, Failed: LabelFailed},
-	{Name: StepNotifyWarehouse, Service: "shipping", After: []StepName{StepCreateLabel}, Trigger: LabelCreated,
+	{Name: StepNotifyWarehouse, Service: ServiceShipping, After: []StepName{StepCreateLabel}, Trigger: LabelCreated,
 		Done: WarehouseNotified, Failed: WarehouseFailed},
 }}
-
-// Step returns the named step.
-func (f Flow) Step(name StepName) (Step, bool) {
-	for _, s := range f.Steps {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Step{}, false
-}
-
-// Index is the step's position in the flow's topological order, -1 when unknown.
-func (f Flow) Index(name StepName) int {
-	return slices.IndexFunc(f.Steps, func(s Step) bool { return s.Name == name })
-}
 
 // Joins are the steps with several dependencies: the coordinator publishes their trigger.
 func (f Flow) Joins() []Step {

@@ -62,6 +62,23 @@ const Rejected Subject = "checkout.rejected"
 // WarehousePick carries pick requests on their own work-queue stream.
 const WarehousePick Subject = "warehouse.pick"
 
+// Services: each runs one durable consumer of that name on the CHECKOUT stream, and keeps
+// its state in a bbolt file of that name.
+const (
+	ServiceCatalog       = "catalog"
+	ServiceInventory     = "inventory"
+	ServiceFraud         = "fraud"
+	ServicePayments      = "payments"
+	ServiceOrders        = "orders"
+	ServiceNotifications = "notifications"
+	ServiceShipping      = "shipping"
+	ServiceCoordinator   = "coordinator"
+)
+
+// Services lists them all, the coordinator last.
+var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServicePayments, ServiceOrders,
+	ServiceNotifications, ServiceShipping, ServiceCoordinator}
+
 // Streams, buckets and the request-reply endpoints.
 const (
 	// StreamCheckout holds every checkout event (checkout.>).

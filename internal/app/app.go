@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
@@ -23,7 +24,7 @@ import (
 )
 
 // Services lists every service a process can run.
-var Services = []string{"catalog", "inventory", "fraud", "payments", "orders", "notifications", "shipping", "coordinator"}
+var Services = events.Services
 
 // unit is one running service: its runner, its request-reply endpoints and its store.
 type unit struct {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/deploy"
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
@@ -46,7 +47,7 @@ type Handles struct {
 // build makes one service: its bbolt file under DATA_DIR, the service, its runner.
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
-	if name == "coordinator" {
+	if name == events.ServiceCoordinator {
 		c, err := coordinator.New(ctx, d.js, log)
 		if err != nil {
 			return nil, err
@@ -75,7 +76,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 
 func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles, u *unit) ([]runner.Route, error) {
 	switch name {
-	case "catalog":
+	case events.ServiceCatalog:
 		rates, err := readDemo(deploy.RatesFile, catalog.LoadRates)
 		if err != nil {
 			return nil, err
@@ -93,7 +94,7 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		}
 		h.Catalog, u.serve = s, s.Serve
 		return s.Routes(), nil
-	case "inventory":
+	case events.ServiceInventory:
 		s, err := inventory.New(db, log)
 		if err != nil {
 			return nil, err
@@ -107,19 +108,19 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		}
 		h.Inventory, u.serve = s, s.Serve
 		return s.Routes(), nil
-	case "fraud":
+	case events.ServiceFraud:
 		s, err := fraud.New(db, log, fraud.DefaultConfig())
 		h.Fraud = s
 		return routesOf(s, err)
-	case "payments":
+	case events.ServicePayments:
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey})
 		h.Payments = s
 		return routesOf(s, err)
-	case "orders":
+	case events.ServiceOrders:
 		s, err := orders.New(db, log)
 		h.Orders = s
 		return routesOf(s, err)
-	case "notifications":
+	case events.ServiceNotifications:
 		cfg := notifications.Config{From: d.cfg.MailFrom, Transport: notifications.TransportOutbox, OutboxDir: d.cfg.Outbox()}
 		if d.cfg.SMTPAddr != "" {
 			cfg.Transport = notifications.TransportSMTP
@@ -128,7 +129,7 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		s, err := notifications.New(db, log, cfg)
 		h.Notifications = s
 		return routesOf(s, err)
-	case "shipping":
+	case events.ServiceShipping:
 		s, err := shipping.New(db, log, shipping.Config{})
 		h.Shipping = s
 		return routesOf(s, err)
