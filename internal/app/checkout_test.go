@@ -173,6 +173,7 @@ func TestHappyCheckout(t *testing.T) {
 	if err != nil || !found || len(pick.Items) != 2 {
 		t.Errorf("pick request %+v found=%v err=%v", pick, found, err)
 	}
+	(&natstest.Env{JS: sys.JS}).WaitIdle(t, events.ServiceCoordinator) // a second terminal event would be out by now
 	if n := w.Count("co-happy", events.Completed) + w.Count("co-happy", events.Failed); n != 1 {
 		t.Errorf("%d terminal events, want 1", n)
 	}

@@ -190,4 +190,8 @@ func TestDuplicatedBranchCompletions(t *testing.T) {
 	if n := w.Count("co-dup", events.Completed); n != 1 {
 		t.Errorf("%d checkout.completed, want 1", n)
 	}
+	// The copies were recognised as copies and dropped, not refused as contradictions.
+	if n := w.Count("co-dup", events.Rejected); n != 0 {
+		t.Errorf("%d copies rejected, want them dropped quietly", n)
+	}
 }
