@@ -108,6 +108,12 @@ const (
 	CodeInsufficientFunds  = "insufficient_funds"
 	CodePaymentFailed      = "payment_failed"
 	CodeOrderFailed        = "order_failed"
+	// CodeAuthenticationRequired: the card needs 3D Secure, which the checkout cannot
+	// complete yet.
+	CodeAuthenticationRequired = "authentication_required"
+	// CodeCheckoutCancelled: the step was asked for after its compensation (a release, a
+	// refund) had already come; the checkout is being undone.
+	CodeCheckoutCancelled = "checkout_cancelled"
 )
 
 // Reservation reports a reservation of every line of a quote.

@@ -96,7 +96,7 @@ func reserveOutcome(res Reservation) events.Envelope {
 	case res.ID == "":
 		// The release came before the reservation: the checkout is already being undone.
 		return events.Must(res.CheckoutID, events.InventoryFailed, events.StepFailure{
-			Step: events.StepReserveInventory, Code: CodeCheckoutCancelled,
+			Step: events.StepReserveInventory, Code: events.CodeCheckoutCancelled,
 			Message: "the checkout was cancelled before its stock was reserved"})
 	default:
 		return events.Must(res.CheckoutID, events.InventoryReserved, events.Reservation{ReservationID: res.ID, Items: res.Items})

@@ -27,10 +27,6 @@ const (
 	Refused   = "refused"   // some product was short: nothing was held
 )
 
-// CodeCheckoutCancelled is the failure code of a reservation asked for after the
-// checkout's release: the checkout is already being undone.
-const CodeCheckoutCancelled = "checkout_cancelled"
-
 // Reservation is a checkout's claim on stock, kept after it ends so that every later
 // message about the checkout gets the same answer.
 type Reservation struct {

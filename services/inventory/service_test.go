@@ -280,7 +280,7 @@ func TestReleaseBeforeReservation(t *testing.T) {
 		t.Errorf("release = %+v", rel)
 	}
 	h.validated(t, "co-late", quote(line("mug-nats", "Mug", 1)))
-	if f := h.refusal(t, "co-late"); f.Code != CodeCheckoutCancelled {
+	if f := h.refusal(t, "co-late"); f.Code != events.CodeCheckoutCancelled {
 		t.Errorf("late reservation: %+v", f)
 	}
 	h.wantStock(t, "mug-nats", 100, 0, 0)

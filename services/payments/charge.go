@@ -147,7 +147,7 @@ func (s *Service) authenticationRequired(ctx context.Context, rec *Record, pi *s
 		canceled = current
 	}
 	rec.IntentStatus = string(canceled.Status)
-	rec.fail(CodeAuthenticationRequired, "Your bank asked to confirm this payment with 3D Secure, which this checkout cannot do yet. Please use another card.")
+	rec.fail(events.CodeAuthenticationRequired, "Your bank asked to confirm this payment with 3D Secure, which this checkout cannot do yet. Please use another card.")
 	return nil
 }
 

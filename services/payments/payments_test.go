@@ -180,7 +180,7 @@ func TestFailedPayments(t *testing.T) {
 		{"co_declined", "pm_card_chargeDeclined", "20.00", events.CodeCardDeclined, "Your card was declined.", 1},
 		{"co_broke", "pm_card_chargeDeclinedInsufficientFunds", "20.00", events.CodeInsufficientFunds, "Your card was declined (insufficient funds).", 1},
 		{"co_expired", "pm_card_chargeDeclinedExpiredCard", "20.00", events.CodeCardDeclined, "Your card was declined (expired card).", 1},
-		{"co_3ds", "pm_card_authenticationRequired", "20.00", payments.CodeAuthenticationRequired, "", 1},
+		{"co_3ds", "pm_card_authenticationRequired", "20.00", events.CodeAuthenticationRequired, "", 1},
 		// Stripe refuses the request itself: its message is passed on.
 		{"co_tiny", "pm_card_visa", "0.10", events.CodePaymentFailed, "Amount must be at least 0.50 usd", 0},
 		{"co_unknown_card", "pm_card_made_up", "20.00", events.CodePaymentFailed, "No such PaymentMethod: 'pm_card_made_up'", 0},

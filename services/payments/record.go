@@ -20,14 +20,6 @@ const (
 	Voided = "voided"
 )
 
-// CodeAuthenticationRequired is the failure code of a card that needs 3D Secure, which
-// the checkout cannot complete yet.
-const CodeAuthenticationRequired = "authentication_required"
-
-// CodeCheckoutCancelled is the failure code of a payment requested after the checkout's
-// compensation: it is already being undone.
-const CodeCheckoutCancelled = "checkout_cancelled"
-
 // Record is a checkout's payment.
 type Record struct {
 	CheckoutID      string          `json:"checkout_id"`

@@ -24,7 +24,7 @@ func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Enve
 	switch {
 	case !found:
 		// The compensation overtook the payment: make sure no payment follows it.
-		rec = Record{CheckoutID: in.CheckoutID, Status: Voided, FailureCode: CodeCheckoutCancelled,
+		rec = Record{CheckoutID: in.CheckoutID, Status: Voided, FailureCode: events.CodeCheckoutCancelled,
 			FailureMessage: "The checkout was cancelled before its payment."}
 		if err := saveRecord(tx, rec); err != nil {
 			return nil, err
