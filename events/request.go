@@ -9,6 +9,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // CheckoutRequest is the public input on checkout.requested: the seed's CheckoutArgs and an
@@ -54,19 +55,31 @@ func (r CheckoutRequest) Validate() error {
 	return r.BillingAddress.validate("billing_address")
 }
 
+// Origin identifies one published message: the Nats-Msg-Id its publisher gave it, else its
+// place in the stream. Every redelivery of a message has the same origin.
+type Origin struct {
+	MsgID     string
+	StreamSeq uint64
+	Stored    time.Time
+}
+
+func (o Origin) key() string {
+	if o.MsgID != "" {
+		return "msg-id:" + o.MsgID
+	}
+	return fmt.Sprintf("stream:%d@%d", o.StreamSeq, o.Stored.UnixNano())
+}
+
 // RequestEnvelope wraps a raw checkout.requested message in an envelope so that it flows
 // through the runner like any event, whatever it holds: a malformed request still gets a
 // checkout ID and fails with a reason instead of vanishing. The ID is the client's
-// checkout_id when it gave a valid one, otherwise derived from the message (its
-// Nats-Msg-Id when set, else its bytes), so a redelivery never starts a second checkout.
-func RequestEnvelope(data []byte, msgID string) Envelope {
+// checkout_id when it gave a valid one, otherwise derived from the message's origin: a
+// redelivery never starts a second checkout, and a publisher that sets Nats-Msg-Id can retry
+// safely; publishing the same JSON again without either is a new checkout attempt.
+func RequestEnvelope(data []byte, from Origin) Envelope {
 	id := requestedCheckoutID(data)
 	if id == "" {
-		seed := data
-		if msgID != "" {
-			seed = []byte("msg-id:" + msgID)
-		}
-		sum := sha256.Sum256(seed)
+		sum := sha256.Sum256([]byte(from.key()))
 		id = "co_" + hex.EncodeToString(sum[:12])
 	}
 	payload := json.RawMessage(data)

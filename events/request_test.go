@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 const goodRequest = `{"cart_id":"cart_1","customer_id":"cus_1","customer_email":"ada@example.com",
@@ -12,16 +13,23 @@ const goodRequest = `{"cart_id":"cart_1","customer_id":"cus_1","customer_email":
  "billing_address":{"line1":"1 Main St","city":"Springfield","postal_code":"12345","country":"US"}}`
 
 func TestRequestEnvelopeIDs(t *testing.T) {
-	a := RequestEnvelope([]byte(goodRequest), "")
-	b := RequestEnvelope([]byte(goodRequest), "")
+	stored := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	at7 := Origin{StreamSeq: 7, Stored: stored}
+	a := RequestEnvelope([]byte(goodRequest), at7)
+	b := RequestEnvelope([]byte(goodRequest), at7) // a redelivery of the same message
 	if a.CheckoutID != b.CheckoutID || !strings.HasPrefix(a.CheckoutID, "co_") {
 		t.Errorf("derived IDs %q and %q: want the same co_ ID for the same message", a.CheckoutID, b.CheckoutID)
 	}
-	if c := RequestEnvelope([]byte(goodRequest), "client-key-1"); c.CheckoutID == a.CheckoutID {
-		t.Error("a Nats-Msg-Id did not change the derived ID")
+	if c := RequestEnvelope([]byte(goodRequest), Origin{StreamSeq: 8, Stored: stored}); c.CheckoutID == a.CheckoutID {
+		t.Error("the same JSON published again got the same checkout ID")
+	}
+	k1 := RequestEnvelope([]byte(goodRequest), Origin{MsgID: "client-key-1", StreamSeq: 9})
+	k2 := RequestEnvelope([]byte(goodRequest), Origin{MsgID: "client-key-1", StreamSeq: 90})
+	if k1.CheckoutID != k2.CheckoutID || k1.CheckoutID == a.CheckoutID {
+		t.Error("a publisher's retry with the same Nats-Msg-Id must name the same checkout")
 	}
 	chosen := strings.Replace(goodRequest, `{"cart_id"`, `{"checkout_id":"order-42","cart_id"`, 1)
-	if e := RequestEnvelope([]byte(chosen), "x"); e.CheckoutID != "order-42" || e.ID != "order-42:checkout.requested" {
+	if e := RequestEnvelope([]byte(chosen), Origin{MsgID: "x"}); e.CheckoutID != "order-42" || e.ID != "order-42:checkout.requested" {
 		t.Errorf("client checkout_id not kept: %+v", e)
 	}
 	if !ValidCheckoutID(a.CheckoutID) {
@@ -30,7 +38,7 @@ func TestRequestEnvelopeIDs(t *testing.T) {
 }
 
 func TestParseRequest(t *testing.T) {
-	if _, err := ParseRequest(RequestEnvelope([]byte(goodRequest), "")); err != nil {
+	if _, err := ParseRequest(RequestEnvelope([]byte(goodRequest), Origin{})); err != nil {
 		t.Fatalf("good request refused: %v", err)
 	}
 	bad := map[string]string{
@@ -46,7 +54,7 @@ func TestParseRequest(t *testing.T) {
 		"trailing garbage": goodRequest + `{}`,
 	}
 	for name, body := range bad {
-		_, err := ParseRequest(RequestEnvelope([]byte(body), ""))
+		_, err := ParseRequest(RequestEnvelope([]byte(body), Origin{}))
 		if !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
 		}

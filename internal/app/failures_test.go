@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,5 +194,48 @@ func TestDuplicatedBranchCompletions(t *testing.T) {
 	// The copies were recognised as copies and dropped, not refused as contradictions.
 	if n := w.Count("co-dup", events.Rejected); n != 0 {
 		t.Errorf("%d copies rejected, want them dropped quietly", n)
+	}
+}
+
+// TestDerivedCheckoutIDs: without a checkout_id, a publisher's retry under the same
+// Nats-Msg-Id is the same checkout, while the same JSON published again is a second attempt,
+// refused because the cart has checked out.
+func TestDerivedCheckoutIDs(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	env := &natstest.Env{NC: sys.NC, JS: sys.JS}
+	w := env.Watch(t, "checkout.>")
+	cart := createCart(t, sys, "USD", events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	body := checkoutRequest("", cart.ID, "pm_card_visa", california)
+
+	env.PublishRaw(t, string(events.Requested), body, "client-attempt-1")
+	env.PublishRaw(t, string(events.Requested), body, "client-attempt-1") // the client's retry
+	terminal := func() map[events.Subject][]string {
+		out := map[events.Subject][]string{}
+		for _, e := range w.All("") {
+			if e.Type == events.Completed || e.Type == events.Failed {
+				out[e.Type] = append(out[e.Type], e.CheckoutID)
+			}
+		}
+		return out
+	}
+	natstest.Eventually(t, wait, func() bool { return len(terminal()[events.Completed]) == 1 }, "the checkout did not complete")
+	first := terminal()[events.Completed][0]
+	if !strings.HasPrefix(first, "co_") {
+		t.Errorf("derived checkout ID %q", first)
+	}
+
+	env.PublishRaw(t, string(events.Requested), body, "") // the same JSON, a new message
+	natstest.Eventually(t, wait, func() bool { return len(terminal()[events.Failed]) == 1 }, "the second attempt did not fail")
+	second := terminal()[events.Failed][0]
+	if second == first {
+		t.Fatal("the second message was taken for the first checkout")
+	}
+	failedWith(t, w, second, events.CodeCartCheckedOut, events.StepValidateCart)
+	env.WaitIdle(t, events.ServiceCoordinator)
+	if got := terminal(); len(got[events.Completed]) != 1 || len(got[events.Failed]) != 1 {
+		t.Errorf("terminal events %v, want one completed and one failed", got)
+	}
+	if n := len(intents(sys, first)) + len(intents(sys, second)); n != 1 {
+		t.Errorf("%d payment intents, want 1", n)
 	}
 }

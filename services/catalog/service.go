@@ -93,6 +93,6 @@ func (s *Service) Routes() []runner.Route {
 
 // decodeRequested wraps the public request, which is not an envelope, whatever it holds:
 // validateCart reports what is wrong with it as a failure of the checkout.
-func decodeRequested(_ string, data []byte, msgID string) (events.Envelope, error) {
-	return events.RequestEnvelope(data, msgID), nil
+func decodeRequested(_ string, data []byte, from events.Origin) (events.Envelope, error) {
+	return events.RequestEnvelope(data, from), nil
 }

@@ -296,7 +296,7 @@ func TestValidateFailures(t *testing.T) {
 	}{
 		{"not JSON", events.Cart{}, func(t *testing.T, _ events.Cart) string {
 			h.Env.PublishRaw(t, string(events.Requested), []byte("checkout please"), "m-notjson")
-			return events.RequestEnvelope([]byte("checkout please"), "m-notjson").CheckoutID
+			return events.RequestEnvelope([]byte("checkout please"), events.Origin{MsgID: "m-notjson"}).CheckoutID
 		}, events.CodeInvalidRequest},
 		{"unknown field", usd(tee), func(t *testing.T, c events.Cart) string {
 			data := fmt.Sprintf(`{"checkout_id":"co-unknown","cart_id":%q,"coupon":"FREE"}`, c.ID)
@@ -364,7 +364,7 @@ func TestDuplicateRequest(t *testing.T) {
 	data, _ := json.Marshal(anon)
 	h.checkout(t, anon, "anon-1")
 	h.checkout(t, anon, "anon-2")
-	first, second := events.RequestEnvelope(data, "anon-1").CheckoutID, events.RequestEnvelope(data, "anon-2").CheckoutID
+	first, second := events.RequestEnvelope(data, events.Origin{MsgID: "anon-1"}).CheckoutID, events.RequestEnvelope(data, events.Origin{MsgID: "anon-2"}).CheckoutID
 	h.quote(t, first)
 	if f := h.failure(t, second); f.Code != events.CodeCartInCheckout {
 		t.Errorf("second anonymous request: %+v", f)

@@ -23,8 +23,8 @@ import (
 // them, then acks. A returned error rolls the transaction back.
 type Handler func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error)
 
-// Decoder turns a raw message into an envelope. msgID is its Nats-Msg-Id header, if any.
-type Decoder func(subject string, data []byte, msgID string) (events.Envelope, error)
+// Decoder turns a raw message into an envelope; from identifies the message.
+type Decoder func(subject string, data []byte, from events.Origin) (events.Envelope, error)
 
 // Route binds a subject to its handler.
 type Route struct {
@@ -117,7 +117,7 @@ func New(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, routes: map[string]Route{}, log: cfg.Log.With("runner", cfg.Name)}
 	for _, rt := range cfg.Routes {
 		if rt.Decode == nil {
-			rt.Decode = func(subject string, data []byte, _ string) (events.Envelope, error) {
+			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
 				return events.Decode(subject, data)
 			}
 		}
@@ -203,7 +203,8 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		r.reject(ctx, msg, meta, "", fmt.Errorf("no handler for subject %s", msg.Subject()))
 		return
 	}
-	in, err := route.Decode(msg.Subject(), msg.Data(), msg.Headers().Get(jetstream.MsgIDHeader))
+	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
+	in, err := route.Decode(msg.Subject(), msg.Data(), from)
 	if err != nil {
 		r.reject(ctx, msg, meta, "", err)
 		return
