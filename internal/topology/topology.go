@@ -4,7 +4,9 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -41,18 +43,43 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		AllowDirect: true, // a work queue can be paged only with direct access
 	}}
 	for _, cfg := range streams {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      events.BucketCheckouts,
 		Description: "The coordinator's per-checkout state, changed only by compare-and-swap.",
 		History:     1,
 		Storage:     jetstream.FileStorage,
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
 	}
 	return nil
+}
+
+// ensureStream creates a stream, or updates it only when what we set differs: every process
+// calls Ensure at start, and a needless update while others create consumers is churn the
+// server does not need.
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, want)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil // another process created it a moment ago
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	have := s.CachedInfo().Config
+	if slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
+		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, want)
+	return err
 }
