@@ -66,8 +66,8 @@ func Decode(subject string, data []byte) (Envelope, error) {
 	switch {
 	case e.ID == "":
 		return Envelope{}, fmt.Errorf("%w: missing id", ErrMalformed)
-	case e.CheckoutID == "":
-		return Envelope{}, fmt.Errorf("%w: missing checkout_id", ErrMalformed)
+	case !ValidCheckoutID(e.CheckoutID):
+		return Envelope{}, fmt.Errorf("%w: checkout_id %q is not 1 to 64 letters, digits, '-' or '_'", ErrMalformed, e.CheckoutID)
 	case e.SchemaVersion != SchemaVersion:
 		return Envelope{}, fmt.Errorf("%w: schema_version %d, want %d", ErrMalformed, e.SchemaVersion, SchemaVersion)
 	case string(e.Type) != subject:

@@ -91,10 +91,10 @@ const (
 	CheckoutSubjects  = "checkout.>"
 	WarehouseSubjects = "warehouse.>"
 
-	CartsCreate   Subject = "carts.create"
-	CartsGet      Subject = "carts.get"
-	CatalogList   Subject = "catalog.list"
-	InventoryList Subject = "inventory.stock"
+	CartsCreate    Subject = "carts.create"
+	CartsGet       Subject = "carts.get"
+	CatalogList    Subject = "catalog.list"
+	InventoryStock Subject = "inventory.stock"
 )
 
 // SchemaVersion is the envelope version this code writes and accepts.

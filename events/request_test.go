@@ -74,6 +74,7 @@ func TestDecodeEnvelope(t *testing.T) {
 		"invalid json":  `{`,
 		"unknown field": `{"id":"a","type":"checkout.cart.failed","checkout_id":"c","schema_version":1,"payload":{},"extra":1}`,
 		"no checkout":   `{"id":"a","type":"checkout.cart.failed","schema_version":1,"payload":{}}`,
+		"bad checkout":  `{"id":"a","type":"checkout.cart.failed","checkout_id":"a.b","schema_version":1,"payload":{}}`,
 		"old schema":    `{"id":"a","type":"checkout.cart.failed","checkout_id":"c","schema_version":0,"payload":{}}`,
 	} {
 		if _, err := Decode(string(CartFailed), []byte(body)); !errors.Is(err, ErrMalformed) {

@@ -89,7 +89,7 @@ func publishCheckout(t *testing.T, sys *System, body []byte) {
 
 func stock(t *testing.T, sys *System, productID string) events.Stock {
 	t.Helper()
-	all := request[[]events.Stock](t, sys.NC, events.InventoryList, map[string]string{"product_id": productID})
+	all := request[[]events.Stock](t, sys.NC, events.InventoryStock, map[string]string{"product_id": productID})
 	if len(all) != 1 {
 		t.Fatalf("inventory.stock %s: %v", productID, all)
 	}

@@ -31,9 +31,9 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory: start service: %w", err)
 	}
-	err = svc.AddEndpoint("stock", microx.Handler(s.log, s.stock), micro.WithEndpointSubject(string(events.InventoryList)))
+	err = svc.AddEndpoint("stock", microx.Handler(s.log, s.stock), micro.WithEndpointSubject(string(events.InventoryStock)))
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("inventory: endpoint %s: %w", events.InventoryList, err), svc.Stop())
+		return nil, errors.Join(fmt.Errorf("inventory: endpoint %s: %w", events.InventoryStock, err), svc.Stop())
 	}
 	return svc, nil
 }
@@ -42,7 +42,7 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 func (s *Service) stock(data []byte) (any, error) {
 	var q StockQuery
 	if len(data) > 0 {
-		if err := microx.Decode(events.InventoryList, data, &q); err != nil {
+		if err := microx.Decode(events.InventoryStock, data, &q); err != nil {
 			return nil, err
 		}
 	}

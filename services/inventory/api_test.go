@@ -12,7 +12,7 @@ import (
 
 func (h *harness) query(t *testing.T, body string) (code, desc string, stock []events.Stock) {
 	t.Helper()
-	msg, err := h.Env.NC.Request(string(events.InventoryList), []byte(body), steptest.Timeout)
+	msg, err := h.Env.NC.Request(string(events.InventoryStock), []byte(body), steptest.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestStockEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Name != "inventory" || info.Version != Version || len(info.Endpoints) != 1 ||
-		info.Endpoints[0].Subject != string(events.InventoryList) {
+		info.Endpoints[0].Subject != string(events.InventoryStock) {
 		t.Errorf("service info = %+v", info)
 	}
 }
