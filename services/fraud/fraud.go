@@ -53,8 +53,9 @@ func (s *Service) Routes() []runner.Route {
 	return []runner.Route{{Subject: events.CartValidated, Handle: s.checkFraud}}
 }
 
-// checkFraud scores a checkout once; a later copy of the event gets the stored answer,
-// even if the rules changed in between.
+// checkFraud scores a checkout once. The runner drops copies of the same event; this guards
+// the checkout's own record against another event for it (a forged or re-issued one), which
+// gets the stored answer, even if the rules changed in between.
 func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var q events.Quote
 	if err := in.DecodePayload(&q); err != nil {

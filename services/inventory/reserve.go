@@ -24,6 +24,8 @@ func (s *Service) reserve(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 		return nil, err
 	}
 	if found {
+		// Not a copy of this event (the runner drops those) but another event for the same
+		// checkout: one reservation per checkout, whatever arrives.
 		log.Info("checkout already has a reservation, answering as before", "status", res.Status)
 		return []events.Envelope{reserveOutcome(res)}, nil
 	}

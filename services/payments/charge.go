@@ -36,6 +36,8 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		return nil, err
 	}
 	if found {
+		// Another event for a checkout already paid (copies of this one never get here):
+		// one payment per checkout, never a second call to Stripe.
 		log.Info("payment already settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
 		return []events.Envelope{rec.outcome(quote)}, nil
 	}
