@@ -174,6 +174,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			if gone(ctx, cons, err) {
+				it.Stop()
+				return fmt.Errorf("runner %s: stopped consuming: %w", r.cfg.Name, err)
+			}
 			lastErr = err
 			r.log.Warn("fetch", "err", err)
 			continue
@@ -181,6 +185,18 @@ func (r *Runner) Run(ctx context.Context) error {
 		// In-flight work finishes even when shutdown has begun.
 		r.process(context.WithoutCancel(ctx), msg)
 	}
+}
+
+// gone reports whether a fetch error means the consumer no longer exists.
+func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
+	if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	_, infoErr := cons.Info(ctx)
+	return errors.Is(infoErr, jetstream.ErrConsumerNotFound)
 }
 
 // record is what the runner keeps per handled event ID.
