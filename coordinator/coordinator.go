@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/services/runner"
@@ -16,41 +17,65 @@ import (
 // redelivered later rather than spinning.
 const maxConflicts = 64
 
+// Config of the coordinator's timing.
+type Config struct {
+	// Grace is how long after a step's own deadline the coordinator gives up on it: at
+	// least as long as a step may take once started (the runner's AckWait), so a step that
+	// began in time has finished, one way or the other. Default 30s.
+	Grace time.Duration
+	// Deadlines override the flow's per-step deadlines (tests use short ones).
+	Deadlines map[events.StepName]time.Duration
+}
+
 // Coordinator applies step events to the checkouts' KV state and publishes its decisions.
 type Coordinator struct {
-	flow events.Flow
-	kv   jetstream.KeyValue
-	log  *slog.Logger
+	rules rules
+	kv    jetstream.KeyValue
+	log   *slog.Logger
 }
 
 // New opens the checkouts bucket (topology.Ensure creates it).
-func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger) (*Coordinator, error) {
+func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Config) (*Coordinator, error) {
 	kv, err := js.KeyValue(ctx, events.BucketCheckouts)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: bucket %s: %w", events.BucketCheckouts, err)
 	}
-	return &Coordinator{flow: events.Checkout, kv: kv, log: log}, nil
+	if cfg.Grace <= 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, kv: kv, log: log}, nil
 }
 
-// Subjects the coordinator consumes: every step outcome and compensation confirmation.
+// Subjects the coordinator consumes: the request, every step outcome, wait and
+// compensation confirmation, its own deadlines and reservation expiries.
 func (c *Coordinator) Subjects() []events.Subject {
-	var out []events.Subject
-	for _, s := range c.flow.Steps {
+	out := []events.Subject{events.Requested, events.Deadline, events.InventoryExpired}
+	for _, s := range c.rules.flow.Steps {
 		out = append(out, s.Done, s.Failed)
-		if s.Compensated != "" {
-			out = append(out, s.Compensated)
+		for _, extra := range []events.Subject{s.Compensated, s.Waiting} {
+			if extra != "" {
+				out = append(out, extra)
+			}
 		}
 	}
 	return out
 }
 
-// Runner builds the runner that feeds the coordinator.
-func (c *Coordinator) Runner(js jetstream.JetStream) (*runner.Runner, error) {
+// Runner builds the runner that feeds the coordinator; tune sets its timing and hooks.
+func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config)) (*runner.Runner, error) {
 	var routes []runner.Route
 	for _, s := range c.Subjects() {
-		routes = append(routes, runner.Route{Subject: s})
+		rt := runner.Route{Subject: s}
+		if s == events.Requested {
+			rt.Decode = runner.DecodeRequest
+		}
+		routes = append(routes, rt)
 	}
-	return runner.New(runner.Config{Name: events.ServiceCoordinator, Routes: routes, JS: js, Commit: c.Commit, Log: c.log})
+	cfg := runner.Config{Name: events.ServiceCoordinator, Routes: routes, JS: js, Commit: c.Commit, Log: c.log}
+	for _, t := range tune {
+		t(&cfg)
+	}
+	return runner.New(cfg)
 }
 
 // Commit applies one event to its checkout's state by compare-and-swap and returns the
@@ -67,14 +92,15 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 				c.log.Info("dropped a copy of an event already applied", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "applied_seq", a.Seq)
 				return nil, nil
 			}
-			return c.build(st, a.Decisions, in) // redelivered: publish its decisions again
+			return c.build(st, a.Decisions, in, time.Now().UTC()) // redelivered: publish its decisions again
 		}
-		if err := st.apply(c.flow, in); err != nil {
+		now := time.Now().UTC()
+		if err := st.apply(c.rules, in); err != nil {
 			return nil, err
 		}
-		decisions := st.decide(c.flow)
+		decisions := st.decide(c.rules, now)
 		st.Applied[in.ID] = applied{Seq: seq, Decisions: decisions}
-		outs, err := c.build(st, decisions, in)
+		outs, err := c.build(st, decisions, in, now)
 		if err != nil {
 			return nil, err
 		}
@@ -86,7 +112,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			return nil, err
 		}
 		if len(decisions) > 0 {
-			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", decisions, "status", st.Status)
+			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", st.Status)
 		}
 		return outs, nil
 	}
@@ -127,48 +153,64 @@ func (c *Coordinator) save(ctx context.Context, st *State, rev uint64) error {
 	return err
 }
 
-// build turns decisions into the events that carry them.
-func (c *Coordinator) build(st *State, decisions []events.Subject, cause events.Envelope) ([]events.Envelope, error) {
+// build turns decisions into the events that carry them, at time now.
+func (c *Coordinator) build(st *State, decisions []decision, cause events.Envelope, now time.Time) ([]events.Envelope, error) {
 	outs := make([]events.Envelope, 0, len(decisions))
 	for _, d := range decisions {
 		payload, err := c.payload(st, d)
 		if err != nil {
 			return nil, err
 		}
-		e, err := events.New(st.CheckoutID, d, payload)
+		e, err := events.New(st.CheckoutID, d.Type, payload)
 		if err != nil {
 			return nil, err
 		}
+		if d.Type == events.Deadline {
+			e.ID = fmt.Sprintf("%s:%s:%d", e.ID, d.Step, d.At.UnixMilli())
+			e.Schedule = &events.Schedule{At: d.At, Key: "deadline." + string(d.Step)}
+		}
+		e.CausationID, e.Time = cause.ID, now
 		outs = append(outs, e)
 	}
-	runner.Stamp(outs, cause)
 	return outs, nil
 }
 
-func (c *Coordinator) payload(st *State, d events.Subject) (any, error) {
-	switch d {
+func (c *Coordinator) payload(st *State, d decision) (any, error) {
+	switch d.Type {
+	case events.Deadline:
+		return events.DeadlineReached{Step: d.Step, Deadline: d.At}, nil
 	case events.Completed:
-		done := events.CheckoutCompleted{OrderID: st.OrderID, OrderNumber: st.OrderNumber, PaymentIntentID: st.PaymentIntentID}
+		done := events.CheckoutCompleted{OrderID: st.OrderID, OrderNumber: st.OrderNumber, PaymentIntentID: st.PaymentIntentID,
+			Warnings: st.Warnings, NeedsAttention: st.NeedsAttention}
 		if st.Quote != nil {
 			done.Total, done.Currency = st.Quote.Total, st.Quote.Currency
 		}
 		return done, nil
 	case events.Failed:
 		f := st.Failure
-		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated}, nil
-	}
-	for _, j := range c.flow.Joins() {
-		if d == j.Trigger {
-			if st.Quote == nil {
-				return nil, fmt.Errorf("checkout %s: join %s without a validated quote", st.CheckoutID, d)
-			}
+		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
+			CustomerEmail: st.CustomerEmail, CartID: st.CartID}, nil
+	case events.PaymentRequested, events.OrderRequested:
+		if st.Quote == nil {
+			return nil, fmt.Errorf("checkout %s: %s without a validated quote", st.CheckoutID, d.Type)
+		}
+		if d.Type == events.PaymentRequested {
 			return st.Quote, nil
 		}
+		return events.Payment{PaymentIntentID: st.PaymentIntentID, Amount: st.Quote.Total, Currency: st.Quote.Currency, Quote: *st.Quote}, nil
 	}
-	for _, s := range c.flow.Steps {
-		if d == s.Compensate {
+	for _, s := range c.rules.flow.Steps {
+		if d.Type == s.Compensate {
 			return events.Compensation{Reason: fmt.Sprintf("checkout failed at %s: %s", st.Failure.Step, st.Failure.Message)}, nil
 		}
 	}
-	return nil, fmt.Errorf("no payload for decision %s", d)
+	return nil, fmt.Errorf("no payload for decision %s", d.Type)
+}
+
+func keys(ds []decision) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.key()
+	}
+	return out
 }

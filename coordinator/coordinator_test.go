@@ -15,7 +15,7 @@ import (
 
 func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
 	t.Helper()
-	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler))
+	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,13 @@ func TestFanIn(t *testing.T) {
 		if err := req.DecodePayload(&q); err != nil || !q.Total.Equal(quote().Total) {
 			t.Errorf("%s: payment request carries %+v (%v), want the validated quote", id, q, err)
 		}
-		if n := len(w.All(id)); n != 1+4+1 {
+		n := 0
+		for _, e := range w.All(id) {
+			if e.Type != events.Deadline { // the steps' deadlines are scheduled too
+				n++
+			}
+		}
+		if n != 1+4+1 {
 			t.Errorf("%s: %d events, want the 5 published and 1 decision", id, n)
 		}
 	}
@@ -77,7 +83,7 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	env := natstest.Start(t)
 	w := env.Watch(t, "checkout.>")
 	ctx := context.Background()
-	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +120,7 @@ func TestConcurrentCompletions(t *testing.T) {
 	ctx := context.Background()
 	var cs [2]*Coordinator
 	for i := range cs {
-		c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler))
+		c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,5 +190,32 @@ func TestMalformedInput(t *testing.T) {
 	}
 	if _, found, _ := c.State(context.Background(), "co_forged"); found {
 		t.Error("a forged compensation created checkout state")
+	}
+}
+
+// TestDeadlineFires: nobody validates the cart; the deadline the coordinator scheduled
+// with the server fires and the checkout fails, explained.
+func TestDeadlineFires(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler), Config{
+		Grace: 200 * time.Millisecond, Deadlines: map[events.StepName]time.Duration{events.StepValidateCart: 300 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Runner(env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, r)
+	env.PublishRaw(t, string(events.Requested), []byte(`{"checkout_id":"co_lonely","cart_id":"cart_1"}`), "")
+	end := w.Wait(t, "co_lonely", 10*time.Second, events.Failed, events.Completed)
+	var f events.CheckoutFailed
+	if err := end.DecodePayload(&f); err != nil || end.Type != events.Failed {
+		t.Fatalf("ended with %s %s (%v)", end.Type, end.Payload, err)
+	}
+	if f.Code != events.CodeDeadlineExceeded || f.Step != events.StepValidateCart {
+		t.Errorf("failed with %+v, want validate_cart_items' deadline", f)
 	}
 }

@@ -22,23 +22,48 @@ const (
 type StepStatus string
 
 const (
+	StepRunning     StepStatus = "running" // triggered, no answer yet
+	StepWaiting     StepStatus = "waiting" // waiting for a person (a fraud review, 3-D Secure)
 	StepDone        StepStatus = "done"
 	StepFailed      StepStatus = "failed"
 	StepCompensated StepStatus = "compensated"
 )
 
-// StepState records a step's outcome.
+// StepState records a step's progress.
 type StepState struct {
-	Status  StepStatus `json:"status"`
-	EventID string     `json:"event_id"`
-	At      time.Time  `json:"at"`
+	Status    StepStatus          `json:"status"`
+	StartedAt time.Time           `json:"started_at"`         // when its trigger was published
+	Deadline  time.Time           `json:"deadline,omitzero"`  // when the coordinator gives up on it
+	EndedAt   time.Time           `json:"ended_at,omitzero"`  // when it answered
+	EventID   string              `json:"event_id,omitempty"` // its latest event
+	Failure   *events.StepFailure `json:"failure,omitempty"`
+	Late      bool                `json:"late,omitempty"` // succeeded after it was given up on
+}
+
+func (st *StepState) active() bool {
+	return st != nil && (st.Status == StepRunning || st.Status == StepWaiting)
+}
+
+// decision is something the coordinator publishes: a step's trigger, a compensation, a
+// deadline (Step and At set), or a terminal event.
+type decision struct {
+	Type events.Subject  `json:"type"`
+	Step events.StepName `json:"step,omitempty"`
+	At   time.Time       `json:"at,omitzero"`
+}
+
+func (d decision) key() string {
+	if d.At.IsZero() {
+		return string(d.Type)
+	}
+	return fmt.Sprintf("%s/%s/%d", d.Type, d.Step, d.At.UnixMilli())
 }
 
 // applied records an event the state has absorbed: the stream sequence it came with and
 // the decisions it caused, so a redelivery of that message republishes exactly those.
 type applied struct {
-	Seq       uint64           `json:"seq"`
-	Decisions []events.Subject `json:"decisions,omitempty"`
+	Seq       uint64     `json:"seq"`
+	Decisions []decision `json:"decisions,omitempty"`
 }
 
 // State is a checkout as the coordinator sees it: the value of its KV key.
@@ -46,65 +71,207 @@ type State struct {
 	CheckoutID      string                         `json:"checkout_id"`
 	Status          Status                         `json:"status"`
 	Steps           map[events.StepName]*StepState `json:"steps"`
+	CartID          string                         `json:"cart_id,omitempty"`
+	CustomerEmail   string                         `json:"customer_email,omitempty"`
 	Quote           *events.Quote                  `json:"quote,omitempty"`
 	PaymentIntentID string                         `json:"payment_intent_id,omitempty"`
 	OrderID         string                         `json:"order_id,omitempty"`
 	OrderNumber     string                         `json:"order_number,omitempty"`
-	Failure         *events.StepFailure            `json:"failure,omitempty"`
+	Failure         *events.StepFailure            `json:"failure,omitempty"`  // what fails the checkout
+	Warnings        []events.StepFailure           `json:"warnings,omitempty"` // failures that do not
+	NeedsAttention  bool                           `json:"needs_attention,omitempty"`
 	Compensated     []events.StepName              `json:"compensated,omitempty"`
-	Decided         []events.Subject               `json:"decided,omitempty"` // every decision published
+	Decided         []string                       `json:"decided,omitempty"` // keys of every decision published
 	Applied         map[string]applied             `json:"applied"`
 	StartedAt       time.Time                      `json:"started_at"`
 	UpdatedAt       time.Time                      `json:"updated_at"`
+	EndedAt         time.Time                      `json:"ended_at,omitzero"`
+}
+
+// rules are what the state machine needs besides the state: the DAG and the timing.
+type rules struct {
+	flow      events.Flow
+	grace     time.Duration                     // after a step's own deadline, before the coordinator gives up
+	deadlines map[events.StepName]time.Duration // overrides of the flow's
+}
+
+func (r rules) deadline(step events.Step) time.Duration {
+	if d, ok := r.deadlines[step.Name]; ok && d > 0 {
+		return d
+	}
+	return step.DeadlineOf()
 }
 
 func newState(checkoutID string) *State {
 	return &State{CheckoutID: checkoutID, Status: StatusRunning, Steps: map[events.StepName]*StepState{}, Applied: map[string]applied{}}
 }
 
-// apply absorbs a step outcome or a compensation confirmation. It changes only facts;
-// decide draws the consequences.
-func (s *State) apply(flow events.Flow, in events.Envelope) error {
-	if s.StartedAt.IsZero() {
+func (s *State) terminal() bool { return s.Status == StatusCompleted || s.Status == StatusFailed }
+
+// start marks a step running from its trigger's time, with its deadline.
+func (s *State) start(r rules, step events.Step, at time.Time) {
+	if s.Steps[step.Name] != nil {
+		return
+	}
+	s.Steps[step.Name] = &StepState{Status: StepRunning, StartedAt: at, Deadline: at.Add(r.deadline(step) + r.grace)}
+}
+
+// apply absorbs one event. It changes only facts; decide draws the consequences.
+func (s *State) apply(r rules, in events.Envelope) error {
+	if s.StartedAt.IsZero() || (!in.Time.IsZero() && in.Time.Before(s.StartedAt)) {
 		s.StartedAt = in.Time
 	}
 	s.UpdatedAt = in.Time
-	if step, ok := flow.Compensation(in.Type); ok {
-		st := s.Steps[step.Name]
-		if st == nil || st.Status != StepDone {
-			return fmt.Errorf("%w: %s for step %s, which has not succeeded", events.ErrMalformed, in.Type, step.Name)
+	switch in.Type {
+	case events.Requested:
+		if req, err := events.ParseRequest(in); err == nil {
+			s.CartID, s.CustomerEmail = req.CartID, req.CustomerEmail
 		}
-		*st = StepState{Status: StepCompensated, EventID: in.ID, At: in.Time}
-		s.Compensated = append(s.Compensated, step.Name)
+		s.start(r, r.flow.Steps[0], in.Time)
 		return nil
+	case events.Deadline:
+		return s.applyDeadline(r, in)
+	case events.InventoryExpired:
+		return s.applyExpiry(in)
 	}
-	step, ok, found := flow.Outcome(in.Type)
-	if !found {
+	if step, ok := r.flow.Compensation(in.Type); ok {
+		return s.applyCompensated(step, in)
+	}
+	if step, ok := r.flow.Waits(in.Type); ok {
+		return s.applyWaiting(r, step, in)
+	}
+	step, ok, found := r.flow.Outcome(in.Type)
+	switch {
+	case !found:
 		return fmt.Errorf("%w: the coordinator does not consume %s", events.ErrMalformed, in.Type)
-	}
-	if prev := s.Steps[step.Name]; prev != nil {
-		return fmt.Errorf("%w: step %s already reported %s (event %s)", events.ErrMalformed, step.Name, prev.Status, prev.EventID)
-	}
-	if !ok {
+	case ok:
+		return s.applyDone(r, step, in)
+	default:
 		var f events.StepFailure
 		if err := in.DecodePayload(&f); err != nil {
 			return err
 		}
 		f.Step = step.Name
-		s.Steps[step.Name] = &StepState{Status: StepFailed, EventID: in.ID, At: in.Time}
-		if s.Failure == nil && s.Status != StatusCompleted {
-			s.Failure = &f
-			if s.Status == StatusRunning {
-				s.Status = StatusFailing
-			}
-		}
-		return nil
+		return s.fail(step, in.ID, in.Time, f)
+	}
+}
+
+func (s *State) applyDone(r rules, step events.Step, in events.Envelope) error {
+	st := s.Steps[step.Name]
+	switch {
+	case st == nil || st.active():
+	case st.Status == StepFailed && st.Failure != nil && st.Failure.Uncertain:
+		// Given up on, and it succeeded after all: it is undone like any succeeded step.
+	default:
+		return fmt.Errorf("%w: step %s already reported %s (event %s)", events.ErrMalformed, step.Name, st.Status, st.EventID)
 	}
 	if err := s.absorbResult(in); err != nil {
 		return err
 	}
-	s.Steps[step.Name] = &StepState{Status: StepDone, EventID: in.ID, At: in.Time}
+	late := st != nil && st.Status == StepFailed
+	started := in.Time
+	if st != nil {
+		started = st.StartedAt
+	}
+	s.Steps[step.Name] = &StepState{Status: StepDone, StartedAt: started, EndedAt: in.Time, EventID: in.ID, Late: late}
+	// Steps triggered by this success run now, whatever the coordinator thinks of the
+	// checkout: their services consume the event directly.
+	for _, d := range r.flow.Dependents(step.Name) {
+		if d.Trigger == step.Done {
+			s.start(r, d, in.Time)
+		}
+	}
 	return nil
+}
+
+// fail records a step's failure and what it means for the checkout.
+func (s *State) fail(step events.Step, eventID string, at time.Time, f events.StepFailure) error {
+	st := s.Steps[step.Name]
+	if st != nil && !st.active() {
+		return fmt.Errorf("%w: step %s already reported %s (event %s)", events.ErrMalformed, step.Name, st.Status, st.EventID)
+	}
+	started := at
+	if st != nil {
+		started = st.StartedAt
+	}
+	s.Steps[step.Name] = &StepState{Status: StepFailed, StartedAt: started, EndedAt: at, EventID: eventID, Failure: &f}
+	switch step.OnFailure {
+	case events.CompleteWithWarning:
+		s.Warnings = append(s.Warnings, f)
+	case events.NeedsAttention:
+		s.Warnings = append(s.Warnings, f)
+		s.NeedsAttention = true
+	default:
+		if s.Failure == nil && s.Status == StatusRunning {
+			s.Failure = &f
+			s.Status = StatusFailing
+		}
+	}
+	return nil
+}
+
+func (s *State) applyWaiting(r rules, step events.Step, in events.Envelope) error {
+	var w events.Waiting
+	if err := in.DecodePayload(&w); err != nil {
+		return err
+	}
+	st := s.Steps[step.Name]
+	if !st.active() {
+		return nil // it answered already; the wait is over
+	}
+	st.Status, st.EventID = StepWaiting, in.ID
+	st.Deadline = w.Until.Add(r.grace)
+	return nil
+}
+
+func (s *State) applyDeadline(r rules, in events.Envelope) error {
+	var d events.DeadlineReached
+	if err := in.DecodePayload(&d); err != nil {
+		return err
+	}
+	step, ok := r.flow.Step(d.Step)
+	if !ok {
+		return fmt.Errorf("%w: deadline of unknown step %q", events.ErrMalformed, d.Step)
+	}
+	st := s.Steps[step.Name]
+	if !st.active() || !st.Deadline.Equal(d.Deadline) {
+		return nil // it answered, or its deadline moved: this one is stale
+	}
+	return s.fail(step, in.ID, in.Time, events.StepFailure{
+		Step: step.Name, Code: events.CodeDeadlineExceeded, Uncertain: true,
+		Message: fmt.Sprintf("%s did not finish by %s", step.Name, d.Deadline.Format(time.RFC3339)),
+	})
+}
+
+// applyExpiry: the reservation lapsed. A checkout still in progress cannot go on without it.
+func (s *State) applyExpiry(in events.Envelope) error {
+	st := s.Steps[events.StepReserveInventory]
+	if s.terminal() || st == nil || st.Status != StepDone {
+		return nil
+	}
+	st.Status, st.EventID = StepCompensated, in.ID
+	s.Compensated = append(s.Compensated, events.StepReserveInventory)
+	if s.Failure == nil {
+		s.Failure = &events.StepFailure{Step: events.StepReserveInventory, Code: events.CodeReservationExpired,
+			Message: "the stock held for this checkout was released because the checkout took too long"}
+		s.Status = StatusFailing
+	}
+	return nil
+}
+
+func (s *State) applyCompensated(step events.Step, in events.Envelope) error {
+	st := s.Steps[step.Name]
+	if st == nil || !undoable(st) {
+		return fmt.Errorf("%w: %s for step %s, which was not to be undone", events.ErrMalformed, in.Type, step.Name)
+	}
+	st.Status, st.EventID = StepCompensated, in.ID
+	s.Compensated = append(s.Compensated, step.Name)
+	return nil
+}
+
+// undoable: a step that succeeded, or gave up not knowing whether its effect happened.
+func undoable(st *StepState) bool {
+	return st.Status == StepDone || (st.Status == StepFailed && st.Failure != nil && st.Failure.Uncertain)
 }
 
 // absorbResult keeps what later decisions need from a step's success event.
@@ -115,7 +282,7 @@ func (s *State) absorbResult(in events.Envelope) error {
 		if err := in.DecodePayload(&q); err != nil {
 			return err
 		}
-		s.Quote = &q
+		s.Quote, s.CartID, s.CustomerEmail = &q, q.CartID, q.CustomerEmail
 	case events.PaymentCaptured:
 		var p events.Payment
 		if err := in.DecodePayload(&p); err != nil {
@@ -133,101 +300,103 @@ func (s *State) absorbResult(in events.Envelope) error {
 }
 
 // decide returns the decisions the state now calls for that were not made before, and
-// records them.
-func (s *State) decide(flow events.Flow) []events.Subject {
-	var due []events.Subject
+// records them. now is the time the decisions' events will carry.
+func (s *State) decide(r rules, now time.Time) []decision {
+	var due []decision
 	switch {
 	case s.Status == StatusCompleted:
-		// Terminal. A late failure cannot undo a completed checkout: it is recorded, and
-		// nothing more is decided.
+		// Nothing undoes a completed checkout.
 	case s.Failure == nil:
-		for _, j := range flow.Joins() {
-			if s.allDone(j.After) {
-				due = append(due, j.Trigger)
+		for _, step := range r.flow.Coordinated() {
+			if s.Steps[step.Name] == nil && s.allDone(step.After) {
+				due = append(due, decision{Type: step.Trigger})
+				s.start(r, step, now)
 			}
 		}
-		// Every step, not only the sinks: a sink's event can overtake create_order's
-		// (a retried KV write, another coordinator), and completion must name the order.
-		if s.allDone(stepNames(flow.Steps)) {
-			due = append(due, events.Completed)
+		if s.settled(r.flow) {
+			due = append(due, decision{Type: events.Completed})
 		}
-	case !s.anyRunning(flow):
-		// Compensations go on after checkout.failed too: a step that answers late (after a
-		// deadline, in a later issue) is still undone.
-		if next, ok := s.nextCompensation(flow); ok {
-			due = append(due, next.Compensate)
+	case !s.anyActive():
+		// Compensations go on after checkout.failed too: a step that answers late is
+		// still undone.
+		if next, ok := s.nextCompensation(r.flow); ok {
+			due = append(due, decision{Type: next.Compensate})
 		} else {
-			due = append(due, events.Failed)
+			due = append(due, decision{Type: events.Failed})
 		}
 	}
-	var fresh []events.Subject
+	if !s.terminal() {
+		for _, step := range r.flow.Steps {
+			if st := s.Steps[step.Name]; st.active() {
+				due = append(due, decision{Type: events.Deadline, Step: step.Name, At: st.Deadline})
+			}
+		}
+	}
+	var fresh []decision
 	for _, d := range due {
-		if !slices.Contains(s.Decided, d) {
-			s.Decided = append(s.Decided, d)
+		if !slices.Contains(s.Decided, d.key()) {
+			s.Decided = append(s.Decided, d.key())
 			fresh = append(fresh, d)
 		}
 	}
-	switch {
-	case slices.Contains(fresh, events.Completed):
-		s.Status = StatusCompleted
-	case slices.Contains(fresh, events.Failed):
-		s.Status = StatusFailed
+	for _, d := range fresh {
+		switch d.Type {
+		case events.Completed:
+			s.Status, s.EndedAt = StatusCompleted, now
+		case events.Failed:
+			s.Status, s.EndedAt = StatusFailed, now
+		}
 	}
 	return fresh
 }
 
 func (s *State) allDone(names []events.StepName) bool {
 	for _, n := range names {
-		if st := s.Steps[n]; st == nil || st.Status == StepFailed {
+		if st := s.Steps[n]; st == nil || (st.Status != StepDone && st.Status != StepCompensated) {
 			return false
 		}
 	}
 	return true
 }
 
-// anyRunning reports a step that was triggered and has not reported yet: after a failure
-// the coordinator waits for it, so a reservation that succeeds late is still released.
-func (s *State) anyRunning(flow events.Flow) bool {
+// settled reports a checkout whose every step succeeded, or failed without failing the
+// checkout, or can no longer run because such a failure came before it.
+func (s *State) settled(flow events.Flow) bool {
+	blocked := map[events.StepName]bool{}
 	for _, step := range flow.Steps {
-		if s.Steps[step.Name] != nil {
-			continue
+		st := s.Steps[step.Name]
+		switch {
+		case st != nil && st.Status == StepDone:
+		case st != nil && st.Status == StepFailed && step.OnFailure != events.FailCheckout:
+			blocked[step.Name] = true
+		case st == nil && slices.ContainsFunc(step.After, func(n events.StepName) bool { return blocked[n] }):
+			blocked[step.Name] = true
+		default:
+			return false
 		}
-		if s.triggered(step) {
+	}
+	return true
+}
+
+// anyActive reports a step still running or waiting: after a failure the coordinator waits
+// for it (or its deadline), so a reservation that succeeds late is still released.
+func (s *State) anyActive() bool {
+	for _, st := range s.Steps {
+		if st.active() {
 			return true
 		}
 	}
 	return false
 }
 
-// triggered reports whether a step's trigger has been published: the request for the first
-// step, the dependency's success for a step with one, the coordinator's join for several.
-func (s *State) triggered(step events.Step) bool {
-	switch len(step.After) {
-	case 0:
-		return true
-	case 1:
-		return s.allDone(step.After)
-	default:
-		return slices.Contains(s.Decided, step.Trigger)
-	}
-}
-
-// nextCompensation is the latest succeeded step with an undo that is not undone yet, or
-// false when none is left. Compensations run one at a time, latest step first.
+// nextCompensation is the latest step to undo that is not undone yet, or false when none
+// is left. Compensations run one at a time, latest step first.
 func (s *State) nextCompensation(flow events.Flow) (events.Step, bool) {
 	for i := len(flow.Steps) - 1; i >= 0; i-- {
 		step := flow.Steps[i]
-		if st := s.Steps[step.Name]; st != nil && st.Status == StepDone && step.Compensate != "" {
+		if st := s.Steps[step.Name]; st != nil && step.Compensate != "" && undoable(st) {
 			return step, true
 		}
 	}
 	return events.Step{}, false
-}
-
-func stepNames(steps []events.Step) []events.StepName {
-	out := make([]events.StepName, len(steps))
-	for i, s := range steps {
-		out[i] = s.Name
-	}
-	return out
 }

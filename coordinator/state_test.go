@@ -9,6 +9,8 @@ import (
 	"github.com/shopspring/decimal"
 )
 
+var testRules = rules{flow: events.Checkout, grace: 5 * time.Second}
+
 func quote() events.Quote {
 	return events.Quote{
 		CartID: "cart_1", CustomerID: "cus_1", CustomerEmail: "ada@example.com", PaymentMethodID: "pm_card_visa",
@@ -17,13 +19,20 @@ func quote() events.Quote {
 	}
 }
 
-// outcome builds the event a step reports.
+// uncertain marks a failure event as a give-up whose effect is unknown.
+const uncertain = "+uncertain"
+
+// outcome builds the event a step reports (a failure when typ is a Failed subject; with
+// uncertain appended, a failure of unknown effect).
 func outcome(t *testing.T, typ events.Subject) events.Envelope {
 	t.Helper()
+	giveUp := false
+	if s := string(typ); len(s) > len(uncertain) && s[len(s)-len(uncertain):] == uncertain {
+		typ, giveUp = events.Subject(s[:len(s)-len(uncertain)]), true
+	}
 	var payload any = struct{}{}
-	if _, ok, _ := events.Checkout.Outcome(typ); !ok {
-		step, _, _ := events.Checkout.Outcome(typ)
-		payload = events.StepFailure{Step: step.Name, Code: "x", Message: "it failed"}
+	if step, ok, found := events.Checkout.Outcome(typ); found && !ok {
+		payload = events.StepFailure{Step: step.Name, Code: "x", Message: "it failed", Uncertain: giveUp}
 	}
 	switch typ {
 	case events.CartValidated:
@@ -32,35 +41,63 @@ func outcome(t *testing.T, typ events.Subject) events.Envelope {
 		payload = events.Payment{PaymentIntentID: "pi_1", Amount: quote().Total, Currency: "USD", Quote: quote()}
 	case events.OrderCreated:
 		payload = events.Order{ID: "ord_1", Number: "JC-000001", Quote: quote()}
+	case events.InventoryReleased:
+		payload = events.Release{}
+	case events.PaymentRefunded:
+		payload = events.Refund{}
 	}
 	e := events.Must("co_1", typ, payload)
 	e.Time = time.Now()
 	return e
 }
 
+// run applies events in turn and returns every decision made, in order.
+func run(t *testing.T, st *State, evs ...events.Envelope) []decision {
+	t.Helper()
+	var got []decision
+	for _, e := range evs {
+		if err := st.apply(testRules, e); err != nil {
+			t.Fatalf("apply %s: %v", e.Type, err)
+		}
+		got = append(got, st.decide(testRules, e.Time)...)
+	}
+	return got
+}
+
+// types are the decisions' types, deadlines left out.
+func types(ds []decision) []events.Subject {
+	var out []events.Subject
+	for _, d := range ds {
+		if d.Type != events.Deadline {
+			out = append(out, d.Type)
+		}
+	}
+	return out
+}
+
 // TestDecide walks event sequences through the state machine and checks every decision,
-// in order, that each sequence leads to.
+// in order, that each sequence leads to (deadlines are tested apart).
 func TestDecide(t *testing.T) {
 	happy := []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured,
 		events.OrderCreated, events.ConfirmationSent, events.LabelCreated, events.WarehouseNotified}
+	paid := happy[:5]
 	tests := []struct {
 		name   string
 		events []events.Subject
 		want   []events.Subject
 		status Status
 	}{
-		{"happy path", happy, []events.Subject{events.PaymentRequested, events.Completed}, StatusCompleted},
+		{"happy path", happy, []events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
 		{"fraud before inventory", []events.Subject{events.CartValidated, events.FraudCleared, events.InventoryReserved},
 			[]events.Subject{events.PaymentRequested}, StatusRunning},
 		{"one branch is not enough", []events.Subject{events.CartValidated, events.InventoryReserved},
 			nil, StatusRunning},
-		{"confirmation alone does not complete", []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared,
-			events.PaymentCaptured, events.OrderCreated, events.ConfirmationSent, events.LabelCreated},
-			[]events.Subject{events.PaymentRequested}, StatusRunning},
+		{"confirmation alone does not complete", append(slices.Clone(paid), events.ConfirmationSent, events.LabelCreated),
+			[]events.Subject{events.PaymentRequested, events.OrderRequested}, StatusRunning},
 		{"sinks overtake create_order: completion waits for the order",
 			[]events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured,
 				events.ConfirmationSent, events.LabelCreated, events.WarehouseNotified, events.OrderCreated},
-			[]events.Subject{events.PaymentRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
 		{"invalid cart fails at once", []events.Subject{events.CartFailed}, []events.Subject{events.Failed}, StatusFailed},
 		{"no stock, fraud still running: wait", []events.Subject{events.CartValidated, events.InventoryFailed}, nil, StatusFailing},
 		{"no stock, then fraud: failed, nothing to undo", []events.Subject{events.CartValidated, events.InventoryFailed, events.FraudCleared},
@@ -74,21 +111,24 @@ func TestDecide(t *testing.T) {
 		{"declined card: release then fail", []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared,
 			events.PaymentFailed, events.InventoryReleased},
 			[]events.Subject{events.PaymentRequested, events.InventoryRelease, events.Failed}, StatusFailed},
-		{"order fails: refund first, then release", []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared,
-			events.PaymentCaptured, events.OrderFailed, events.PaymentRefunded, events.InventoryReleased},
+		{"payment gave up, charge unknown: refund, release, fail", []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared,
+			events.PaymentFailed + uncertain, events.PaymentRefunded, events.InventoryReleased},
 			[]events.Subject{events.PaymentRequested, events.PaymentRefund, events.InventoryRelease, events.Failed}, StatusFailed},
+		{"order fails: refund first, then release", append(slices.Clone(paid[:4]), events.OrderFailed, events.PaymentRefunded, events.InventoryReleased),
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.PaymentRefund, events.InventoryRelease, events.Failed}, StatusFailed},
+		{"confirmation fails: completed with a warning", append(slices.Clone(paid), events.ConfirmationFailed, events.LabelCreated, events.WarehouseNotified),
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
+		{"label fails: completed, flagged, warehouse never asked", append(slices.Clone(paid), events.ConfirmationSent, events.LabelFailed),
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := newState("co_1")
-			var got []events.Subject
+			var evs []events.Envelope
 			for _, typ := range tt.events {
-				if err := st.apply(events.Checkout, outcome(t, typ)); err != nil {
-					t.Fatalf("apply %s: %v", typ, err)
-				}
-				got = append(got, st.decide(events.Checkout)...)
+				evs = append(evs, outcome(t, typ))
 			}
-			if !slices.Equal(got, tt.want) {
+			if got := types(run(t, st, evs...)); !slices.Equal(got, tt.want) {
 				t.Errorf("decisions = %v, want %v", got, tt.want)
 			}
 			if st.Status != tt.status {
@@ -98,15 +138,88 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+func TestCompletionCarriesWarnings(t *testing.T) {
+	st := newState("co_1")
+	var evs []events.Envelope
+	for _, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured,
+		events.OrderCreated, events.ConfirmationFailed, events.LabelFailed} {
+		evs = append(evs, outcome(t, typ))
+	}
+	run(t, st, evs...)
+	if st.Status != StatusCompleted || len(st.Warnings) != 2 || !st.NeedsAttention {
+		t.Errorf("status %s, warnings %v, attention %v: want completed, two warnings, attention", st.Status, st.Warnings, st.NeedsAttention)
+	}
+	if len(st.Compensated) != 0 {
+		t.Errorf("compensated %v after the order: nothing may be undone", st.Compensated)
+	}
+}
+
+// TestDeadlines: every running step gets a deadline; one that fires for a step still
+// running fails it (effect unknown, so it is undone); a stale one changes nothing; waiting
+// for a person moves it.
+func TestDeadlines(t *testing.T) {
+	st := newState("co_1")
+	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	req := events.Envelope{ID: "co_1:checkout.requested", Type: events.Requested, CheckoutID: "co_1", Time: t0, Payload: []byte(`{}`)}
+	got := run(t, st, req)
+	wantValidate := t0.Add(events.DefaultDeadline + testRules.grace)
+	if len(got) != 1 || got[0].Type != events.Deadline || got[0].Step != events.StepValidateCart || !got[0].At.Equal(wantValidate) {
+		t.Fatalf("after the request: %+v, want validate's deadline at %s", got, wantValidate)
+	}
+
+	validated := outcome(t, events.CartValidated)
+	validated.Time = t0.Add(time.Second)
+	got = run(t, st, validated)
+	if len(got) != 2 || got[0].Step != events.StepReserveInventory || got[1].Step != events.StepCheckFraud {
+		t.Fatalf("after validation: %+v, want deadlines for both branches", got)
+	}
+
+	// Fraud waits for a review: its deadline moves to the review's end.
+	until := t0.Add(time.Hour)
+	review := events.Must("co_1", events.FraudReviewPending, events.Waiting{Reason: "review", Until: until})
+	review.Time = t0.Add(2 * time.Second)
+	got = run(t, st, review)
+	if len(got) != 1 || got[0].Step != events.StepCheckFraud || !got[0].At.Equal(until.Add(testRules.grace)) {
+		t.Fatalf("after the review request: %+v", got)
+	}
+	stale := deadline(events.StepCheckFraud, validated.Time.Add(events.DefaultDeadline+testRules.grace))
+	if got := run(t, st, stale); len(got) != 0 || st.Steps[events.StepCheckFraud].Status != StepWaiting {
+		t.Fatalf("a stale deadline changed the checkout: %+v, fraud %s", got, st.Steps[events.StepCheckFraud].Status)
+	}
+
+	// Inventory never answers: its deadline fails it, and since it may have reserved, it is
+	// released once nothing else is running.
+	got = run(t, st, deadline(events.StepReserveInventory, st.Steps[events.StepReserveInventory].Deadline))
+	if st.Status != StatusFailing || len(types(got)) != 0 {
+		t.Fatalf("after inventory's deadline: status %s, decisions %v (fraud still waits)", st.Status, types(got))
+	}
+	got = run(t, st, deadline(events.StepCheckFraud, until.Add(testRules.grace)))
+	if !slices.Equal(types(got), []events.Subject{events.InventoryRelease}) {
+		t.Fatalf("after the review's deadline: %v, want the release", types(got))
+	}
+	// The reservation turns up late after all, then the release is confirmed.
+	got = run(t, st, outcome(t, events.InventoryReserved), outcome(t, events.InventoryReleased))
+	if !slices.Equal(types(got), []events.Subject{events.Failed}) || st.Failure.Code != events.CodeDeadlineExceeded {
+		t.Fatalf("end: %v, failure %+v", types(got), st.Failure)
+	}
+}
+
+func deadline(step events.StepName, at time.Time) events.Envelope {
+	e := events.Must("co_1", events.Deadline, events.DeadlineReached{Step: step, Deadline: at})
+	e.ID += ":" + string(step) + at.String()
+	e.Time = at
+	return e
+}
+
 func TestApplyRejectsContradictions(t *testing.T) {
 	st := newState("co_1")
-	if err := st.apply(events.Checkout, outcome(t, events.CartValidated)); err != nil {
+	if err := st.apply(testRules, outcome(t, events.CartValidated)); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.apply(events.Checkout, outcome(t, events.CartFailed)); err == nil {
+	if err := st.apply(testRules, outcome(t, events.CartFailed)); err == nil {
 		t.Error("a step reporting twice was accepted")
 	}
-	if err := st.apply(events.Checkout, outcome(t, events.InventoryReleased)); err == nil {
-		t.Error("a release of a reservation that never succeeded was accepted")
+	if err := st.apply(testRules, outcome(t, events.PaymentRefunded)); err == nil {
+		t.Error("a refund of a payment that never happened was accepted")
 	}
 }

@@ -19,25 +19,33 @@ type EventDoc struct {
 // payloads names the payload type of every subject. Requested carries a bare
 // CheckoutRequest; every other event an Envelope around its payload.
 var payloads = map[Subject]any{
-	Requested:          CheckoutRequest{},
-	CartValidated:      Quote{},
-	InventoryReserved:  Reservation{},
-	FraudCleared:       RiskAssessment{},
-	PaymentRequested:   Quote{},
-	PaymentCaptured:    Payment{},
-	OrderCreated:       Order{},
-	ConfirmationSent:   EmailSent{},
-	LabelCreated:       Shipment{},
-	WarehouseNotified:  PickQueued{},
-	InventoryRelease:   Compensation{},
-	InventoryReleased:  Release{},
-	PaymentRefund:      Compensation{},
-	PaymentRefunded:    Refund{},
-	Completed:          CheckoutCompleted{},
-	Failed:             CheckoutFailed{},
-	InventoryCommitted: Sale{},
-	Rejected:           RejectedInput{},
-	WarehousePick:      PickRequest{},
+	Requested:            CheckoutRequest{},
+	CartValidated:        Quote{},
+	InventoryReserved:    Reservation{},
+	FraudCleared:         RiskAssessment{},
+	PaymentRequested:     Quote{},
+	PaymentCaptured:      Payment{},
+	OrderCreated:         Order{},
+	ConfirmationSent:     EmailSent{},
+	LabelCreated:         Shipment{},
+	WarehouseNotified:    PickQueued{},
+	InventoryRelease:     Compensation{},
+	InventoryReleased:    Release{},
+	PaymentRefund:        Compensation{},
+	PaymentRefunded:      Refund{},
+	Completed:            CheckoutCompleted{},
+	Failed:               CheckoutFailed{},
+	InventoryCommitted:   Sale{},
+	Rejected:             RejectedInput{},
+	FraudReviewPending:   Waiting{},
+	PaymentActionPending: Waiting{},
+	FraudReviewDecided:   ReviewDecision{},
+	Deadline:             DeadlineReached{},
+	InventoryExpired:     Release{},
+	Stuck:                StuckWork{},
+	FailureNoticeSent:    EmailSent{},
+	OrderRequested:       Payment{},
+	WarehousePick:        PickRequest{},
 }
 
 // PayloadOf returns the payload type name of a subject ("StepFailure" for every .failed).
@@ -53,8 +61,8 @@ func PayloadOf(s Subject) string {
 
 // Settlers are the services that act on the terminal events.
 var Settlers = map[Subject][]string{
-	Completed: {ServiceCatalog, ServiceInventory}, // the cart is checked out; the reservation becomes a sale
-	Failed:    {ServiceCatalog},                   // the cart can be checked out again
+	Completed: {ServiceCatalog, ServiceInventory},     // the cart is checked out; the reservation becomes a sale
+	Failed:    {ServiceCatalog, ServiceNotifications}, // the cart can be checked out again; the customer is told
 }
 
 // Catalog lists every event with its producer and consumers, derived from Flow.
@@ -62,10 +70,11 @@ func (f Flow) Catalog() []EventDoc {
 	first := f.Steps[0]
 	docs := []EventDoc{{Subject: Requested, Producer: "you (the client)", Consumers: []string{first.Service},
 		Meaning: "start a checkout (a bare JSON object, no envelope)"}}
+	coordinated := f.Coordinated()
 	for _, s := range f.Steps {
-		if len(s.After) > 1 {
+		if slices.ContainsFunc(coordinated, func(c Step) bool { return c.Name == s.Name }) {
 			docs = append(docs, EventDoc{Subject: s.Trigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
-				Meaning: fmt.Sprintf("%s may run: %s succeeded", s.Name, joinNames(s.After))})
+				Meaning: fmt.Sprintf("%s may run: %s succeeded and the checkout is not failing", s.Name, joinNames(s.After))})
 		}
 		var next []string
 		for _, d := range f.Dependents(s.Name) {
@@ -83,10 +92,20 @@ func (f Flow) Catalog() []EventDoc {
 		}
 	}
 	docs = append(docs,
-		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid"},
+		EventDoc{Subject: FraudReviewPending, Producer: ServiceFraud, Consumers: []string{ServiceCoordinator}, Meaning: "check_fraud waits for an operator's decision until `until`"},
+		EventDoc{Subject: FraudReviewDecided, Producer: "an operator (`fraud.review` request)", Consumers: []string{ServiceFraud}, Meaning: "approve or deny a checkout held for review"},
+		EventDoc{Subject: PaymentActionPending, Producer: ServicePayments, Consumers: []string{ServiceCoordinator}, Meaning: "process_payment waits for the customer to authenticate (3-D Secure) until `until`"},
+		EventDoc{Subject: PaymentRecheck, Producer: ServicePayments + " (scheduled)", Consumers: []string{ServicePayments}, Meaning: "look at a PaymentIntent awaiting authentication again"},
+		EventDoc{Subject: Deadline, Producer: ServiceCoordinator + " (scheduled)", Consumers: []string{ServiceCoordinator}, Meaning: "a step's deadline: if it has not answered, it failed"},
+		EventDoc{Subject: InventoryExpire, Producer: ServiceInventory + " (scheduled)", Consumers: []string{ServiceInventory}, Meaning: "release a reservation left neither committed nor released"},
+		EventDoc{Subject: InventoryExpired, Producer: ServiceInventory, Consumers: []string{ServiceCoordinator}, Meaning: "a reservation expired and its stock is available again"},
+		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid (with warnings, or flagged for attention)"},
 		EventDoc{Subject: Failed, Producer: ServiceCoordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
 		EventDoc{Subject: InventoryCommitted, Producer: ServiceInventory, Meaning: "the reservation of a completed checkout became a sale"},
-		EventDoc{Subject: Rejected, Producer: "any service", Meaning: "an input that can never be processed, and why (terminated, not redelivered)"},
+		EventDoc{Subject: FailureNoticeSent, Producer: ServiceNotifications, Meaning: "the customer was told in plain words why the checkout failed"},
+		EventDoc{Subject: Stuck, Producer: "any service", Meaning: "a compensation or settlement keeps failing; still retried; look at it"},
+		EventDoc{Subject: Rejected, Producer: "any service", Meaning: "an input that can never be processed, and why (terminated; a copy is in DEADLETTER)"},
+		EventDoc{Subject: Scheduled + ".>", Producer: "any service", Meaning: "scheduled events waiting for their time (server-side message schedules)"},
 		EventDoc{Subject: WarehousePick, Producer: ServiceShipping, Consumers: []string{"the warehouse (work queue " + StreamWarehouse + ")"}, Meaning: "pick and pack an order"},
 	)
 	for i := range docs {

@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"slices"
+	"time"
 )
 
 // StepName names a step of the checkout DAG (the seed's task names).
@@ -29,11 +30,35 @@ type Step struct {
 	Trigger Subject
 	Done    Subject
 	Failed  Subject
-	// Compensate is the command that undoes the step once it succeeded ("" when there is
-	// nothing to undo); Compensated confirms it.
+	// Compensate is the command that undoes the step once it succeeded, or may have ("" when
+	// there is nothing to undo); Compensated confirms it.
 	Compensate  Subject
 	Compensated Subject
+	// Waiting, when set, is the subject on which the step says it waits for a person, and
+	// until when; its deadline moves to then.
+	Waiting Subject
+	// Deadline bounds the step from its trigger: the step's service refuses a trigger older
+	// than this, and the coordinator fails the step a grace period later.
+	Deadline time.Duration
+	// OnFailure says what the step's failure does to the checkout.
+	OnFailure FailurePolicy
 }
+
+// FailurePolicy is what a step's failure does to its checkout.
+type FailurePolicy int
+
+const (
+	// FailCheckout: undo the steps that succeeded (or may have), then checkout.failed.
+	FailCheckout FailurePolicy = iota
+	// CompleteWithWarning: the order stands; the checkout completes with a warning.
+	CompleteWithWarning
+	// NeedsAttention: the order stands, paid; the checkout completes flagged for an operator.
+	// Nothing is refunded silently.
+	NeedsAttention
+)
+
+// DefaultDeadline bounds a step that declares none.
+const DefaultDeadline = 30 * time.Second
 
 // Flow is a DAG of steps, listed in an order where every step follows its dependencies.
 type Flow struct {
@@ -44,34 +69,82 @@ type Flow struct {
 //
 //	validate_cart_items → [reserve_inventory ‖ check_fraud] → process_payment → create_order →
 //	  [send_order_confirmation ‖ (create_shipping_label → notify_warehouse)] → completed
+//
+// The coordinator publishes the triggers of process_payment (a join) and of create_order
+// (the pivot: no order is created for a checkout that is failing). Once the order exists the
+// checkout can no longer fail: later steps complete it with a warning or flag it.
 var Checkout = Flow{Steps: []Step{
 	{Name: StepValidateCart, Service: ServiceCatalog, Trigger: Requested,
 		Done: CartValidated, Failed: CartFailed},
 	{Name: StepReserveInventory, Service: ServiceInventory, After: []StepName{StepValidateCart}, Trigger: CartValidated,
 		Done: InventoryReserved, Failed: InventoryFailed, Compensate: InventoryRelease, Compensated: InventoryReleased},
 	{Name: StepCheckFraud, Service: ServiceFraud, After: []StepName{StepValidateCart}, Trigger: CartValidated,
-		Done: FraudCleared, Failed: FraudFailed},
+		Done: FraudCleared, Failed: FraudFailed, Waiting: FraudReviewPending},
 	{Name: StepProcessPayment, Service: ServicePayments, After: []StepName{StepReserveInventory, StepCheckFraud}, Trigger: PaymentRequested,
-		Done: PaymentCaptured, Failed: PaymentFailed, Compensate: PaymentRefund, Compensated: PaymentRefunded},
-	{Name: StepCreateOrder, Service: ServiceOrders, After: []StepName{StepProcessPayment}, Trigger: PaymentCaptured,
+		Done: PaymentCaptured, Failed: PaymentFailed, Compensate: PaymentRefund, Compensated: PaymentRefunded,
+		Waiting: PaymentActionPending},
+	{Name: StepCreateOrder, Service: ServiceOrders, After: []StepName{StepProcessPayment}, Trigger: OrderRequested,
 		Done: OrderCreated, Failed: OrderFailed},
 	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
-		Done: ConfirmationSent, Failed: ConfirmationFailed},
+		Done: ConfirmationSent, Failed: ConfirmationFailed, OnFailure: CompleteWithWarning, Deadline: 2 * time.Minute},
 	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
-		Done: LabelCreated, Failed: LabelFailed},
+		Done: LabelCreated, Failed: LabelFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},
 	{Name: StepNotifyWarehouse, Service: ServiceShipping, After: []StepName{StepCreateLabel}, Trigger: LabelCreated,
-		Done: WarehouseNotified, Failed: WarehouseFailed},
+		Done: WarehouseNotified, Failed: WarehouseFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},
 }}
 
-// Joins are the steps with several dependencies: the coordinator publishes their trigger.
-func (f Flow) Joins() []Step {
+// Coordinated are the steps whose trigger the coordinator publishes, once their
+// dependencies succeeded: the joins, and gates like create_order.
+func (f Flow) Coordinated() []Step {
 	var out []Step
 	for _, s := range f.Steps {
-		if len(s.After) > 1 {
+		if s.Trigger != Requested && !f.produced(s.Trigger) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// produced reports whether a step publishes subject as its outcome.
+func (f Flow) produced(subject Subject) bool {
+	return slices.ContainsFunc(f.Steps, func(s Step) bool { return s.Done == subject || s.Failed == subject })
+}
+
+// Step returns the named step.
+func (f Flow) Step(name StepName) (Step, bool) {
+	i := slices.IndexFunc(f.Steps, func(s Step) bool { return s.Name == name })
+	if i < 0 {
+		return Step{}, false
+	}
+	return f.Steps[i], true
+}
+
+// TriggeredBy returns the step a service runs when subject arrives, if any.
+func (f Flow) TriggeredBy(service string, subject Subject) (Step, bool) {
+	for _, s := range f.Steps {
+		if s.Service == service && s.Trigger == subject {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// Waits maps a step's Waiting subject to the step.
+func (f Flow) Waits(subject Subject) (Step, bool) {
+	for _, s := range f.Steps {
+		if s.Waiting != "" && s.Waiting == subject {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// DeadlineOf is the step's deadline, DefaultDeadline when it declares none.
+func (s Step) DeadlineOf() time.Duration {
+	if s.Deadline > 0 {
+		return s.Deadline
+	}
+	return DefaultDeadline
 }
 
 // Sinks are the steps nothing depends on: the checkout completes when all of them are done.
@@ -144,15 +217,18 @@ func (f Flow) Validate() error {
 				return fmt.Errorf("step %s has no dependency, so its trigger must be %s", s.Name, Requested)
 			}
 		case 1:
-			if want := seen[s.After[0]].Done; s.Trigger != want {
-				return fmt.Errorf("step %s follows %s, so its trigger must be %s", s.Name, s.After[0], want)
+			// The dependency's success, or a trigger of the step's own that the coordinator
+			// publishes (a gate).
+			if want := seen[s.After[0]].Done; s.Trigger != want && f.produced(s.Trigger) {
+				return fmt.Errorf("step %s follows %s, so its trigger must be %s or its own", s.Name, s.After[0], want)
 			}
 		default:
-			for _, o := range seen {
-				if s.Trigger == o.Done || s.Trigger == o.Failed {
-					return fmt.Errorf("join step %s needs a trigger of its own, not %s", s.Name, s.Trigger)
-				}
+			if f.produced(s.Trigger) {
+				return fmt.Errorf("join step %s needs a trigger of its own, not %s", s.Name, s.Trigger)
 			}
+		}
+		if s.OnFailure != FailCheckout && s.Compensate != "" {
+			return fmt.Errorf("step %s cannot both be undone and leave the checkout standing when it fails", s.Name)
 		}
 		seen[s.Name] = s
 	}

@@ -16,8 +16,8 @@ func TestCheckoutFlow(t *testing.T) {
 		}
 		return out
 	}
-	if got := names(Checkout.Joins()); !slices.Equal(got, []StepName{StepProcessPayment}) {
-		t.Errorf("joins = %v", got)
+	if got := names(Checkout.Coordinated()); !slices.Equal(got, []StepName{StepProcessPayment, StepCreateOrder}) {
+		t.Errorf("coordinated = %v", got)
 	}
 	if got := names(Checkout.Sinks()); !slices.Equal(got, []StepName{StepSendConfirmation, StepNotifyWarehouse}) {
 		t.Errorf("sinks = %v", got)
@@ -32,8 +32,9 @@ func TestFlowValidateCatchesMistakes(t *testing.T) {
 	b := Step{Name: "b", Service: "s", After: []StepName{"a"}, Trigger: "x.a.done", Done: "x.b.done", Failed: "x.b.failed"}
 	tests := map[string]Flow{
 		"dependency declared later": {Steps: []Step{b, a}},
-		"wrong trigger":             {Steps: []Step{a, {Name: "b", Service: "s", After: []StepName{"a"}, Trigger: "x.other", Done: "x.b.done", Failed: "x.b.failed"}}},
+		"wrong trigger":             {Steps: []Step{a, {Name: "b", Service: "s", After: []StepName{"a"}, Trigger: "x.a.failed", Done: "x.b.done", Failed: "x.b.failed"}}},
 		"join reuses an outcome":    {Steps: []Step{a, b, {Name: "c", Service: "s", After: []StepName{"a", "b"}, Trigger: "x.b.done", Done: "x.c.done", Failed: "x.c.failed"}}},
+		"undo and stand":            {Steps: []Step{{Name: "a", Service: "s", Trigger: Requested, Done: "d", Failed: "f", Compensate: "c", Compensated: "cd", OnFailure: NeedsAttention}}},
 		"duplicate name":            {Steps: []Step{a, a}},
 		"half a compensation":       {Steps: []Step{{Name: "a", Service: "s", Trigger: Requested, Done: "d", Failed: "f", Compensate: "c"}}},
 	}

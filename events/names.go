@@ -22,8 +22,9 @@ const (
 	PaymentCaptured  Subject = "checkout.payment.captured"
 	PaymentFailed    Subject = "checkout.payment.failed"
 
-	OrderCreated Subject = "checkout.order.created"
-	OrderFailed  Subject = "checkout.order.failed"
+	OrderRequested Subject = "checkout.order.requested" // published by the coordinator: the pivot
+	OrderCreated   Subject = "checkout.order.created"
+	OrderFailed    Subject = "checkout.order.failed"
 
 	ConfirmationSent   Subject = "checkout.confirmation.sent"
 	ConfirmationFailed Subject = "checkout.confirmation.failed"
@@ -44,6 +45,32 @@ const (
 	PaymentRefunded   Subject = "checkout.payment.refunded"
 )
 
+// Waiting: a step that waits for a person says so, and until when; the coordinator moves
+// the step's deadline accordingly.
+const (
+	FraudReviewPending   Subject = "checkout.fraud.review_pending"    // an operator must approve or deny
+	FraudReviewDecided   Subject = "checkout.fraud.review_decided"    // the operator's decision
+	PaymentActionPending Subject = "checkout.payment.action_required" // the customer must authenticate (3-D Secure)
+	PaymentRecheck       Subject = "checkout.payment.recheck"         // scheduled: look at the PaymentIntent again
+)
+
+// Deadline is published by the server at a time the coordinator scheduled: a step that has
+// not answered by then has failed. Scheduled messages wait on subjects under Scheduled.
+const (
+	Deadline  Subject = "checkout.deadline"
+	Scheduled Subject = "checkout.scheduled"
+)
+
+// Reservations that are neither committed nor released expire.
+const (
+	InventoryExpire  Subject = "checkout.inventory.expire"  // scheduled by inventory when it reserves
+	InventoryExpired Subject = "checkout.inventory.expired" // the reservation was released by expiry
+)
+
+// Stuck announces a compensation or settlement that keeps failing: it is still retried,
+// and an operator should look.
+const Stuck Subject = "checkout.stuck"
+
 // Terminal events, published by the coordinator only, exactly one per checkout.
 const (
 	Completed Subject = "checkout.completed"
@@ -53,6 +80,7 @@ const (
 // After a terminal event, the services that hold state for the checkout settle it.
 const (
 	InventoryCommitted Subject = "checkout.inventory.committed" // reservation became a sale
+	FailureNoticeSent  Subject = "checkout.notice.sent"         // the customer was told why it failed
 )
 
 // Rejected announces an input a service could not accept (malformed, forged, unroutable).
@@ -61,6 +89,17 @@ const Rejected Subject = "checkout.rejected"
 
 // WarehousePick carries pick requests on their own work-queue stream.
 const WarehousePick Subject = "warehouse.pick"
+
+// DeadLetterSubject is where a service's given-up messages go.
+func DeadLetterSubject(service string) string { return "deadletter." + service }
+
+// Headers of a dead letter: where it came from and why it was given up.
+const (
+	HeaderDeadSubject  = "Jetcheckout-Subject"
+	HeaderDeadSequence = "Jetcheckout-Stream-Sequence"
+	HeaderDeadReason   = "Jetcheckout-Reason"
+	HeaderDeadAttempts = "Jetcheckout-Attempts"
+)
 
 // Services: each runs one durable consumer of that name on the CHECKOUT stream, and keeps
 // its state in a bbolt file of that name.
@@ -85,11 +124,14 @@ const (
 	StreamCheckout = "CHECKOUT"
 	// StreamWarehouse is the warehouse's work queue of pick requests (warehouse.>).
 	StreamWarehouse = "WAREHOUSE"
+	// StreamDeadLetter keeps every message a service gave up on, with the reason.
+	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
 
-	CheckoutSubjects  = "checkout.>"
-	WarehouseSubjects = "warehouse.>"
+	CheckoutSubjects   = "checkout.>"
+	WarehouseSubjects  = "warehouse.>"
+	DeadLetterSubjects = "deadletter.>"
 
 	CartsCreate    Subject = "carts.create"
 	CartsGet       Subject = "carts.get"

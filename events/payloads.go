@@ -89,6 +89,9 @@ type StepFailure struct {
 	Step    StepName `json:"step"`
 	Code    string   `json:"code"`    // machine-readable, e.g. "insufficient_stock"
 	Message string   `json:"message"` // for people
+	// Uncertain is set when the step gave up without knowing whether its effect happened
+	// (a deadline, retries run out): the step is undone as if it had succeeded.
+	Uncertain bool `json:"uncertain,omitempty"`
 }
 
 // Failure codes a step reports. Services may add their own; these are the common ones.
@@ -113,7 +116,12 @@ const (
 	CodeAuthenticationRequired = "authentication_required"
 	// CodeCheckoutCancelled: the step was asked for after its compensation (a release, a
 	// refund) had already come; the checkout is being undone.
-	CodeCheckoutCancelled = "checkout_cancelled"
+	CodeCheckoutCancelled  = "checkout_cancelled"
+	CodeDeadlineExceeded   = "deadline_exceeded"   // the step did not finish in time
+	CodeRetriesExhausted   = "retries_exhausted"   // the step kept failing; its input is in DEADLETTER
+	CodeStepFailed         = "step_failed"         // the step refused its input for good; see DEADLETTER
+	CodeFraudReviewDenied  = "fraud_review_denied" // an operator denied the checkout
+	CodeReservationExpired = "reservation_expired"
 )
 
 // Reservation reports a reservation of every line of a quote.
@@ -228,6 +236,12 @@ type CheckoutCompleted struct {
 	PaymentIntentID string          `json:"payment_intent_id"`
 	Total           decimal.Decimal `json:"total"`
 	Currency        string          `json:"currency"`
+	// Warnings are failures of steps after the order that do not undo it (the
+	// confirmation email could not be sent, say).
+	Warnings []StepFailure `json:"warnings,omitempty"`
+	// NeedsAttention is set when an operator must act: the order is paid but, for
+	// example, could not be handed to the warehouse.
+	NeedsAttention bool `json:"needs_attention,omitempty"`
 }
 
 // CheckoutFailed is the terminal failure event.
@@ -236,6 +250,67 @@ type CheckoutFailed struct {
 	Code        string     `json:"code"`
 	Message     string     `json:"message"`
 	Compensated []StepName `json:"compensated,omitempty"` // steps undone, in the order undone
+	// Whom to tell, when the checkout got far enough to know (for the failure notice).
+	CustomerEmail string `json:"customer_email,omitempty"`
+	CartID        string `json:"cart_id,omitempty"`
+}
+
+// Waiting is the payload of a step's Waiting event: it waits for a person until Until.
+type Waiting struct {
+	Reason     string    `json:"reason"`
+	Until      time.Time `json:"until"`
+	NextAction string    `json:"next_action,omitempty"` // e.g. the URL where the customer authenticates
+}
+
+// DeadlineReached is the payload of checkout.deadline.
+type DeadlineReached struct {
+	Step     StepName  `json:"step"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// Review decisions an operator can take.
+const (
+	ReviewApprove = "approve"
+	ReviewDeny    = "deny"
+)
+
+// ReviewDecision is the payload of checkout.fraud.review_decided.
+type ReviewDecision struct {
+	Decision string `json:"decision"` // ReviewApprove or ReviewDeny
+	Reviewer string `json:"reviewer"`
+	Note     string `json:"note,omitempty"`
+}
+
+// Validate checks the decision.
+func (d ReviewDecision) Validate() error {
+	if d.Decision != ReviewApprove && d.Decision != ReviewDeny {
+		return fmt.Errorf("decision must be %q or %q, got %q", ReviewApprove, ReviewDeny, d.Decision)
+	}
+	if strings.TrimSpace(d.Reviewer) == "" {
+		return fmt.Errorf("reviewer is required")
+	}
+	return nil
+}
+
+// Recheck is the payload of checkout.payment.recheck, which payments schedules for itself
+// while the customer authenticates.
+type Recheck struct {
+	PaymentIntentID string    `json:"payment_intent_id"`
+	Until           time.Time `json:"until"`
+}
+
+// Expiry is the payload of checkout.inventory.expire, which inventory schedules for itself
+// when it reserves.
+type Expiry struct {
+	ReservationID string `json:"reservation_id"`
+}
+
+// StuckWork is the payload of checkout.stuck: work that keeps failing and is still retried.
+type StuckWork struct {
+	Subject  string `json:"subject"`
+	Consumer string `json:"consumer"`
+	Attempts int    `json:"attempts"`
+	Error    string `json:"error"`
 }
 
 // Sale reports that a completed checkout's reservation became a sale.

@@ -88,7 +88,7 @@ func RequestEnvelope(data []byte, from Origin) Envelope {
 		// ParseRequest can report the syntax error.
 		payload, _ = json.Marshal(string(data))
 	}
-	return Envelope{ID: ID(id, Requested), Type: Requested, CheckoutID: id, SchemaVersion: SchemaVersion, Payload: payload}
+	return Envelope{ID: ID(id, Requested), Type: Requested, CheckoutID: id, Time: from.Stored, SchemaVersion: SchemaVersion, Payload: payload}
 }
 
 func requestedCheckoutID(data []byte) string {

@@ -48,12 +48,14 @@ type Handles struct {
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
 	if name == events.ServiceCoordinator {
-		c, err := coordinator.New(ctx, d.js, log)
+		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines})
 		if err != nil {
 			return nil, err
 		}
 		h.Coordinator = c
-		r, err := c.Runner(d.js)
+		r, err := c.Runner(d.js, func(rc *runner.Config) {
+			rc.MaxDeliver, rc.RetryBase, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.Hooks[name]
+		})
 		return &unit{name: name, runner: r}, err
 	}
 	db, err := store.Open(filepath.Join(d.cfg.DataDir, name+".db"))
@@ -66,7 +68,9 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		db.Close()
 		return nil, err
 	}
-	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log})
+	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
+		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase,
+		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name]})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -8,6 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
 // Config is the binary's configuration, read from the environment (12-factor, so the
@@ -28,6 +32,14 @@ type Config struct {
 
 	LogLevel  slog.Level // LOG_LEVEL: debug, info, warn, error
 	LogFormat string     // LOG_FORMAT: text or json
+
+	// Timing and fault injection for tests and chaos runs; zero values are the defaults.
+	Deadlines  map[events.StepName]time.Duration // per-step deadlines (events.Flow's otherwise)
+	Grace      time.Duration                     // the coordinator's grace after a step's deadline
+	MaxDeliver int                               // attempts before a step is given up
+	RetryBase  time.Duration                     // first redelivery delay
+	Middleware map[string][]runner.Middleware    // by service name
+	Hooks      map[string]runner.Hooks           // by service name: simulated crashes
 }
 
 // emulatorKey is the test-mode key used with the embedded emulator; it is not a secret.

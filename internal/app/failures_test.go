@@ -142,7 +142,7 @@ func TestRestartResumes(t *testing.T) {
 	publishCheckout(t, first, checkoutRequest("co-restart", cart.ID, "pm_card_visa", events.Address{Line1: "Unter den Linden 1", City: "Berlin", PostalCode: "10117", Country: "DE"}))
 	natstest.Eventually(t, wait, func() bool {
 		st, found, err := first.Coordinator.State(t.Context(), "co-restart")
-		return err == nil && found && slices.Contains(st.Decided, events.PaymentRequested)
+		return err == nil && found && slices.Contains(st.Decided, string(events.PaymentRequested))
 	}, "the checkout never reached its payment")
 	first.Stop()
 

@@ -6,6 +6,7 @@ package steptest
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -144,6 +145,27 @@ func (h *Harness) Rejection(t testing.TB, checkoutID string, rivals ...events.Su
 	var why events.RejectedInput
 	h.Expect(t, checkoutID, events.Rejected, &why, rivals...)
 	return why
+}
+
+// Refusal expects the checkout's step failure on failed, reporting an input the step
+// refused for good (code step_failed), with a copy of the input kept in DEADLETTER, and
+// returns the failure.
+func (h *Harness) Refusal(t testing.TB, checkoutID string, failed events.Subject, rivals ...events.Subject) events.StepFailure {
+	t.Helper()
+	var f events.StepFailure
+	h.Expect(t, checkoutID, failed, &f, rivals...)
+	if f.Code != events.CodeStepFailed || f.Message == "" {
+		t.Errorf("checkout %s: %+v, want code %s with the reason", checkoutID, f, events.CodeStepFailed)
+	}
+	ctx := context.Background()
+	dead, err := h.Env.JS.Stream(ctx, events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dead.GetLastMsgForSubject(ctx, events.DeadLetterSubject(h.cfg.Name)); err != nil {
+		t.Errorf("checkout %s: no copy of the refused input in %s: %v", checkoutID, events.StreamDeadLetter, err)
+	}
+	return f
 }
 
 // WaitCount waits until the checkout has seen n events of type typ.

@@ -20,7 +20,8 @@ const DuplicateWindow = 2 * time.Minute
 // MaxEventSize bounds one event; a larger publish is refused by the server.
 const MaxEventSize = 1 << 20
 
-// Ensure creates or updates the CHECKOUT and WAREHOUSE streams and the checkouts bucket.
+// Ensure creates or updates the CHECKOUT, WAREHOUSE and DEADLETTER streams and the
+// checkouts bucket.
 func Ensure(ctx context.Context, js jetstream.JetStream) error {
 	streams := []jetstream.StreamConfig{{
 		Name:        events.StreamCheckout,
@@ -32,6 +33,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		MaxMsgSize:  MaxEventSize,
 		MaxAge:      30 * 24 * time.Hour,
 		AllowDirect: true, // `nats stream view` and direct gets read without a consumer
+		// Deadlines, payment re-checks and reservation expiries are messages the server
+		// publishes at their time: durable timers that survive any restart.
+		AllowMsgSchedules: true,
 	}, {
 		Name:        events.StreamWarehouse,
 		Description: "Pick requests for the warehouse, removed once a picker acknowledges them.",
@@ -41,6 +45,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		Duplicates:  DuplicateWindow,
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
+	}, {
+		Name:        events.StreamDeadLetter,
+		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
+		Subjects:    []string{events.DeadLetterSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  DuplicateWindow,
+		MaxAge:      90 * 24 * time.Hour,
+		AllowDirect: true,
 	}}
 	for _, cfg := range streams {
 		if err := ensureStream(ctx, js, cfg); err != nil {
@@ -77,7 +90,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	have := s.CachedInfo().Config
 	if slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
-		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect {
+		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules {
 		return nil
 	}
 	_, err = js.UpdateStream(ctx, want)

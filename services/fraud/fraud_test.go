@@ -109,7 +109,7 @@ func TestMalformedQuoteIsRejected(t *testing.T) {
 	h.Env.Publish(t, bad)
 
 	for _, id := range []string{"co_nolines", "co_unknown"} {
-		h.Rejection(t, id, events.FraudCleared, events.FraudFailed)
+		h.Refusal(t, id, events.FraudFailed, events.FraudCleared)
 		if _, found, _ := h.svc.Assessment(id); found {
 			t.Errorf("%s: a malformed quote was assessed", id)
 		}

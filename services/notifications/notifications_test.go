@@ -237,7 +237,7 @@ func TestMalformedOrderIsRejected(t *testing.T) {
 	h.Env.Publish(t, unknown)
 
 	for _, id := range []string{"co_bademail", "co_unknown"} {
-		h.Rejection(t, id)
+		h.Refusal(t, id, events.ConfirmationFailed, events.ConfirmationSent)
 		if _, found, _ := h.svc.Sent(id); found {
 			t.Errorf("%s: a malformed order was recorded as sent", id)
 		}

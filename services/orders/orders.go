@@ -43,7 +43,7 @@ func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
 
 // Routes binds create_order to its trigger.
 func (s *Service) Routes() []runner.Route {
-	return []runner.Route{{Subject: events.PaymentCaptured, Handle: s.createOrder}}
+	return []runner.Route{{Subject: events.OrderRequested, Handle: s.createOrder}}
 }
 
 func (s *Service) createOrder(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {

@@ -99,10 +99,10 @@ func TestMalformedCaptureIsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Amount = dec("1.00")
-	wrongAmount = events.Must("co_bad", events.PaymentCaptured, p)
+	wrongAmount = events.Must("co_bad", events.OrderRequested, p)
 	h.Env.Publish(t, wrongAmount)
 
-	h.Rejection(t, "co_bad", events.OrderCreated)
+	h.Refusal(t, "co_bad", events.OrderFailed, events.OrderCreated)
 	if _, found, _ := h.svc.OrderByCheckout("co_bad"); found {
 		t.Error("an order was created from a malformed capture")
 	}
@@ -121,7 +121,7 @@ func captured(checkoutID, paymentIntent string) events.Envelope {
 		Lines:    []events.Line{{ProductID: "tea", Name: "Green tea", Quantity: 3, UnitPrice: dec("9.99"), Total: dec("29.97")}},
 		Subtotal: dec("29.97"), Tax: dec("0"), Shipping: dec("0"), Total: dec("29.97"),
 	}
-	return events.Must(checkoutID, events.PaymentCaptured, events.Payment{
+	return events.Must(checkoutID, events.OrderRequested, events.Payment{
 		PaymentIntentID: paymentIntent, Amount: q.Total, Currency: q.Currency, Quote: q,
 	})
 }

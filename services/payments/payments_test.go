@@ -331,7 +331,7 @@ func TestMalformedPaymentRequestIsRejected(t *testing.T) {
 	bad := requested("co_bad", quote("pm_card_visa", "USD", "10.00"))
 	bad.Payload = []byte(`{"cart_id": "cart_1", "total": "10.00", "card_number": "4242424242424242"}`)
 	h.Env.Publish(t, bad)
-	h.Rejection(t, "co_bad", events.PaymentCaptured, events.PaymentFailed)
+	h.Refusal(t, "co_bad", events.PaymentFailed, events.PaymentCaptured)
 	h.Idle(t)
 	if n := len(h.emu.PaymentIntents()); n != 0 || h.creates.Load() != 0 {
 		t.Fatalf("a malformed request reached Stripe: %d intents", n)

@@ -2,18 +2,14 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/internal/store"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -23,8 +19,18 @@ import (
 // them, then acks. A returned error rolls the transaction back.
 type Handler func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error)
 
+// Middleware wraps every handler of a runner: cross-cutting behaviour (fault injection in
+// tests and chaos runs, say) without touching the steps.
+type Middleware func(route events.Subject, next Handler) Handler
+
 // Decoder turns a raw message into an envelope; from identifies the message.
 type Decoder func(subject string, data []byte, from events.Origin) (events.Envelope, error)
+
+// DecodeRequest is the Decoder of the public checkout.requested, which is not an
+// envelope: whatever it holds becomes one, and the step reports what is wrong with it.
+func DecodeRequest(_ string, data []byte, from events.Origin) (events.Envelope, error) {
+	return events.RequestEnvelope(data, from), nil
+}
 
 // Route binds a subject to its handler.
 type Route struct {
@@ -38,6 +44,14 @@ type Route struct {
 // stream sequence that was recorded (a redelivery), nothing for a later copy of the event.
 type CommitFunc func(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error)
 
+// Hooks let a test stop the runner at the crash windows: a hook that returns an error
+// abandons the message where it is (no publish, no ack) and Run returns that error, as if
+// the process had died there.
+type Hooks struct {
+	AfterCommit  func(in events.Envelope) error // state committed, outputs not yet published
+	AfterPublish func(in events.Envelope) error // outputs in the stream, input not yet acked
+}
+
 // Config of a runner: one durable consumer, and either a bbolt file whose transactions the
 // routes' handlers run in (DB), or a CommitFunc of the consumer's own (the coordinator's
 // compare-and-swap on its KV bucket).
@@ -49,10 +63,18 @@ type Config struct {
 	DB         *bolt.DB
 	Commit     CommitFunc // when set, used instead of DB and the routes' handlers
 	Log        *slog.Logger
-	MaxDeliver int           // default 20
-	AckWait    time.Duration // default 30s
+	Middleware []Middleware
+	Hooks      Hooks
+	// MaxDeliver is how many times a step's trigger is tried before the step is given up
+	// (its failure published, the input kept in DEADLETTER). Other inputs (compensations,
+	// settlements) are never given up: every MaxDeliver attempts they are announced on
+	// checkout.stuck, and retried. Default 20.
+	MaxDeliver int
+	AckWait    time.Duration // default 30s; also the longest a handler may run
 	RetryBase  time.Duration // first redelivery delay of a transient failure, default 200ms
 	RetryMax   time.Duration // longest redelivery delay, default 30s
+	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
+	Deadlines map[events.StepName]time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -100,7 +122,15 @@ func (c Config) Validate() error {
 type Runner struct {
 	cfg    Config
 	routes map[string]Route
+	steps  map[string]stepRoute // the routes that trigger a step of the flow
 	log    *slog.Logger
+}
+
+// stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
+// the step.
+type stepRoute struct {
+	events.Step
+	deadline time.Duration
 }
 
 var processedBucket = []byte("runner.processed")
@@ -114,14 +144,24 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, routes: map[string]Route{}, log: cfg.Log.With("runner", cfg.Name)}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, log: cfg.Log.With("runner", cfg.Name)}
 	for _, rt := range cfg.Routes {
 		if rt.Decode == nil {
 			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
 				return events.Decode(subject, data)
 			}
 		}
+		for i := len(cfg.Middleware) - 1; i >= 0 && rt.Handle != nil; i-- {
+			rt.Handle = cfg.Middleware[i](rt.Subject, rt.Handle)
+		}
 		r.routes[string(rt.Subject)] = rt
+		if step, ok := events.Checkout.TriggeredBy(cfg.Name, rt.Subject); ok {
+			d := step.DeadlineOf()
+			if o, ok := cfg.Deadlines[step.Name]; ok && o > 0 {
+				d = o
+			}
+			r.steps[string(rt.Subject)] = stepRoute{Step: step, deadline: d}
+		}
 	}
 	if cfg.Commit != nil {
 		return r, nil
@@ -143,7 +183,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		FilterSubjects: subjects,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     r.cfg.MaxDeliver,
+		MaxDeliver:     -1, // the runner decides when to give up, and on what
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if ctx.Err() != nil {
@@ -183,7 +223,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		}
 		// In-flight work finishes even when shutdown has begun.
-		r.process(context.WithoutCancel(ctx), msg)
+		if err := r.process(context.WithoutCancel(ctx), msg); err != nil {
+			it.Stop()
+			return err
+		}
 	}
 }
 
@@ -199,173 +242,93 @@ func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 	return errors.Is(infoErr, jetstream.ErrConsumerNotFound)
 }
 
-// record is what the runner keeps per handled event ID.
-type record struct {
-	Seq     uint64            `json:"seq"`
-	Outputs []events.Envelope `json:"outputs,omitempty"`
-}
-
-func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
+// process handles one message. It returns an error only when a hook simulates a crash.
+func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckWait)
 	defer cancel()
 	meta, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
-		return
+		return nil
 	}
 	route, ok := r.routes[msg.Subject()]
 	if !ok {
 		r.reject(ctx, msg, meta, "", fmt.Errorf("no handler for subject %s", msg.Subject()))
-		return
+		return nil
 	}
 	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
 	in, err := route.Decode(msg.Subject(), msg.Data(), from)
 	if err != nil {
 		r.reject(ctx, msg, meta, "", err)
-		return
+		return nil
 	}
 	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+	step, isStep := r.steps[msg.Subject()]
+	attempts := int(meta.NumDelivered)
 
 	var outs []events.Envelope
-	if r.cfg.Commit != nil {
-		outs, err = r.cfg.Commit(ctx, in, meta.Sequence.Stream)
-	} else {
-		outs, err = r.commit(ctx, route, in, meta.Sequence.Stream)
+	switch {
+	case isStep && attempts > r.cfg.MaxDeliver:
+		// Delivered again after the last attempt: the process died handling it (a
+		// poison message). Give up without running the handler again.
+		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+			fmt.Sprintf("%s was tried %d times and never finished", step.Name, attempts-1))
+	case isStep && step.expired(in, time.Now()):
+		outs, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
+			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), attempts > 1))
+	default:
+		hctx := ctx
+		if isStep && !in.Time.IsZero() {
+			var stop context.CancelFunc
+			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
+			defer stop()
+		}
+		outs, err = r.apply(hctx, route, in, meta.Sequence.Stream)
 	}
 	if err != nil {
-		if isPermanent(err) {
+		switch {
+		case isStep && isPermanent(err):
+			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
+		case isPermanent(err):
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
-			return
+			return nil
+		case isStep && attempts >= r.cfg.MaxDeliver:
+			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+				fmt.Sprintf("%s failed %d times; last error: %v", step.Name, attempts, err))
 		}
-		r.retry(ctx, msg, meta, in.CheckoutID, log, err)
-		return
+	}
+	if err != nil {
+		r.retry(ctx, msg, meta, in, log, err)
+		return nil
+	}
+	if hook := r.cfg.Hooks.AfterCommit; hook != nil {
+		if err := hook(in); err != nil {
+			return err
+		}
 	}
 	if err := r.publish(ctx, outs); err != nil {
-		r.retry(ctx, msg, meta, in.CheckoutID, log, fmt.Errorf("publish outputs: %w", err))
-		return
+		r.retry(ctx, msg, meta, in, log, fmt.Errorf("publish outputs: %w", err))
+		return nil
+	}
+	if hook := r.cfg.Hooks.AfterPublish; hook != nil {
+		if err := hook(in); err != nil {
+			return err
+		}
 	}
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack", "err", err)
 	}
 	log.Debug("handled", "outputs", len(outs))
-}
-
-// commit runs the handler and records its outputs in one transaction, or returns what
-// to publish for an event already handled.
-func (r *Runner) commit(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
-	var outs []events.Envelope
-	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(processedBucket)
-		var rec record
-		found, err := store.Get(b, in.ID, &rec)
-		if err != nil {
-			return err
-		}
-		if found {
-			if rec.Seq == seq {
-				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
-				return nil
-			}
-			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
-			return nil
-		}
-		outs, err = route.Handle(ctx, tx, in)
-		if err != nil {
-			return err
-		}
-		Stamp(outs, in)
-		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
-	})
-	return outs, err
-}
-
-// Stamp fills in what outputs inherit from the event that caused them.
-func Stamp(outs []events.Envelope, cause events.Envelope) {
-	now := time.Now().UTC()
-	for i := range outs {
-		outs[i].CausationID = cause.ID
-		outs[i].Time = now
-		if outs[i].CheckoutID == "" {
-			outs[i].CheckoutID = cause.CheckoutID
-		}
-	}
-}
-
-// publish sends the outputs together and waits for every stream ack.
-func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(outs))
-	for _, e := range outs {
-		data, err := e.Encode()
-		if err != nil {
-			return err
-		}
-		f, err := r.cfg.JS.PublishMsgAsync(&nats.Msg{Subject: string(e.Type), Data: data}, jetstream.WithMsgID(e.ID))
-		if err != nil {
-			return err
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	return nil
 }
 
-func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, log *slog.Logger, err error) {
-	if int(meta.NumDelivered) >= r.cfg.MaxDeliver {
-		log.Error("giving up after the last delivery", "attempts", meta.NumDelivered, "err", err)
-		r.reject(ctx, msg, meta, checkoutID, fmt.Errorf("gave up after %d attempts: %w", meta.NumDelivered, err))
-		return
-	}
-	delay := r.cfg.RetryBase << min(meta.NumDelivered-1, 16)
-	delay = min(delay, r.cfg.RetryMax)
-	log.Warn("will retry", "attempt", meta.NumDelivered, "delay", delay, "err", err)
-	if err := msg.NakWithDelay(delay); err != nil {
-		log.Warn("nak", "err", err)
-	}
+// expired reports a trigger older than the step's deadline: the step must not start.
+func (s stepRoute) expired(in events.Envelope, now time.Time) bool {
+	return !in.Time.IsZero() && now.After(in.Time.Add(s.deadline))
 }
 
-// reject terminates a message that can never be handled and announces why.
-func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, cause error) {
-	if checkoutID == "" {
-		checkoutID = probeCheckoutID(msg.Data())
-	}
-	reason := cause.Error()
-	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
-	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
-		Subject: msg.Subject(), Consumer: r.cfg.Name, StreamSequence: meta.Sequence.Stream, Reason: reason,
-	})
-	e.ID = "rejected:" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
-	e.Time = time.Now().UTC()
-	if err := r.publish(ctx, []events.Envelope{e}); err != nil {
-		r.log.Error("announce rejection", "err", err)
-	}
-	if err := msg.TermWithReason(truncate(reason, 200)); err != nil {
-		r.log.Warn("term", "err", err)
-	}
-}
-
-// probeCheckoutID finds the checkout a rejected message names, if any.
-func probeCheckoutID(data []byte) string {
-	var p struct {
-		CheckoutID string `json:"checkout_id"`
-	}
-	if json.Unmarshal(data, &p) == nil && events.ValidCheckoutID(p.CheckoutID) {
-		return p.CheckoutID
-	}
-	return "unknown"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+// failure is the step's failure event payload.
+func (s stepRoute) failure(code, message string, uncertain bool) events.StepFailure {
+	return events.StepFailure{Step: s.Name, Code: code, Message: message, Uncertain: uncertain}
 }

@@ -63,7 +63,7 @@ func TestRepublishesOutputsOfACommittedRedelivery(t *testing.T) {
 	h := newHarness(t, s, nil)
 	in, seq := h.publish(t, "co-1", "")
 	// The first life of the service: handled and committed, then crashed before publishing.
-	if _, err := h.runner.commit(context.Background(), h.runner.routes[string(input)], in, seq); err != nil {
+	if _, err := h.runner.commit(context.Background(), in, seq, h.runner.routes[string(input)].Handle); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.outputsInStream(t); n != 0 {
@@ -168,19 +168,155 @@ func TestRejectsMalformedInputWithoutCallingTheHandler(t *testing.T) {
 	h.wantState(t, "co-2", 0, 0)
 }
 
-func TestGivesUpAfterMaxDeliver(t *testing.T) {
-	s := &step{fail: func(int) error { return errors.New("payment provider unavailable") }}
-	h := newHarness(t, s, func(c *Config) { c.MaxDeliver = 3 })
+// Work that is not a step's trigger (a compensation, say) is never given up: every
+// MaxDeliver attempts it is announced on checkout.stuck, and it goes on being retried.
+func TestAnnouncesStuckWorkAndKeepsRetrying(t *testing.T) {
+	s := &step{fail: func(call int) error {
+		if call <= 4 {
+			return errors.New("payment provider unavailable")
+		}
+		return nil
+	}}
+	h := newHarness(t, s, func(c *Config) { c.MaxDeliver = 2 })
 	h.run(t)
 	h.publish(t, "co-1", "")
-	h.watch.Wait(t, "co-1", wait, events.Rejected)
+	h.watch.Wait(t, "co-1", wait, output)
 	h.settle(t)
 
-	if rej := h.rejection(t, "co-1"); !strings.HasPrefix(rej.Reason, "gave up after 3 attempts: payment provider unavailable") {
-		t.Errorf("rejection reason %q, want it to announce giving up after 3 attempts", rej.Reason)
+	if n := h.watch.Count("co-1", events.Stuck); n != 2 {
+		t.Errorf("%d stuck announcements after 4 failures with MaxDeliver 2, want 2", n)
+	}
+	var stuck events.StuckWork
+	if err := h.watch.Wait(t, "co-1", wait, events.Stuck).DecodePayload(&stuck); err != nil || stuck.Consumer != consumer ||
+		!strings.Contains(stuck.Error, "payment provider unavailable") {
+		t.Errorf("stuck %+v (%v)", stuck, err)
+	}
+	s.wantCalls(t, 5)
+	h.wantState(t, "co-1", 1, 1)
+	if n := h.watch.Count("co-1", events.Rejected); n != 0 {
+		t.Errorf("%d rejections: work that must be done was given up", n)
+	}
+}
+
+// A step's trigger that keeps failing is given up after MaxDeliver attempts: a copy goes to
+// DEADLETTER and the step's failure, marked uncertain, is its outcome, so the checkout is
+// compensated and ends.
+func TestGivesUpAStepAfterMaxDeliver(t *testing.T) {
+	s := &step{fail: func(int) error { return errors.New("payment provider unavailable") }}
+	h := newHarness(t, s, func(c *Config) { c.MaxDeliver, c.Name = 3, events.ServicePayments })
+	h.run(t)
+	in, seq := h.publish(t, "co-1", "")
+	failed := h.watch.Wait(t, "co-1", wait, events.PaymentFailed)
+
+	var f events.StepFailure
+	if err := failed.DecodePayload(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != events.CodeRetriesExhausted || !f.Uncertain || f.Step != events.StepProcessPayment ||
+		!strings.Contains(f.Message, "payment provider unavailable") {
+		t.Errorf("failure %+v, want retries_exhausted, uncertain, with the last error", f)
 	}
 	s.wantCalls(t, 3)
 	h.wantState(t, "co-1", 0, 0)
+	dead := h.deadLetter(t, events.ServicePayments)
+	if dead.Header.Get(events.HeaderDeadSequence) != fmt.Sprint(seq) || dead.Header.Get(events.HeaderDeadSubject) != string(input) ||
+		!strings.Contains(dead.Header.Get(events.HeaderDeadReason), "payment provider unavailable") {
+		t.Errorf("dead letter headers %v", dead.Header)
+	}
+	if raw, _ := in.Encode(); string(dead.Data) != string(raw) {
+		t.Errorf("dead letter holds %s, want the input as it came", dead.Data)
+	}
+}
+
+// A step's trigger refused for good (a Permanent error) fails the step at once.
+func TestAPermanentErrorFailsTheStep(t *testing.T) {
+	s := &step{fail: func(int) error { return Permanent(errors.New("order store refuses this payment")) }}
+	h := newHarness(t, s, func(c *Config) { c.Name = events.ServicePayments })
+	h.run(t)
+	h.publish(t, "co-1", "")
+	var f events.StepFailure
+	if err := h.watch.Wait(t, "co-1", wait, events.PaymentFailed).DecodePayload(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != events.CodeStepFailed || !strings.Contains(f.Message, "order store refuses") {
+		t.Errorf("failure %+v", f)
+	}
+	s.wantCalls(t, 1)
+	h.deadLetter(t, events.ServicePayments)
+}
+
+// A trigger older than its step's deadline is refused without running the step: the
+// coordinator may already have given up on it.
+func TestRefusesAnExpiredTrigger(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, func(c *Config) {
+		c.Name, c.Deadlines = events.ServicePayments, map[events.StepName]time.Duration{events.StepProcessPayment: time.Minute}
+	})
+	h.run(t)
+	old := events.Must("co-old", input, map[string]string{"note": "please handle"})
+	old.Time = time.Now().Add(-2 * time.Minute)
+	h.env.Publish(t, old)
+	var f events.StepFailure
+	if err := h.watch.Wait(t, "co-old", wait, events.PaymentFailed).DecodePayload(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != events.CodeDeadlineExceeded || f.Uncertain {
+		t.Errorf("failure %+v, want deadline_exceeded, certain (first delivery: nothing ran)", f)
+	}
+	s.wantCalls(t, 0)
+}
+
+// A crash hook stops the runner where the process would have died; a new life republishes
+// the committed outputs once and does not handle the event again.
+func TestCrashBetweenCommitAndPublish(t *testing.T) {
+	s := &step{}
+	crash := errors.New("simulated crash")
+	h := newHarness(t, s, func(c *Config) { c.Hooks.AfterCommit = func(events.Envelope) error { return crash } })
+	h.publish(t, "co-1", "")
+	if err := h.runner.Run(context.Background()); !errors.Is(err, crash) {
+		t.Fatalf("Run returned %v, want the simulated crash", err)
+	}
+	if n := h.outputsInStream(t); n != 0 {
+		t.Fatalf("%d outputs published before the crash", n)
+	}
+	again, err := New(Config{Name: consumer, Routes: []Route{{Subject: input, Handle: s.handle}}, JS: h.env.JS, DB: h.db,
+		Log: slog.New(slog.DiscardHandler), AckWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, again)
+	h.watch.Wait(t, "co-1", wait, output)
+	h.settle(t)
+	s.wantCalls(t, 1)
+	h.wantState(t, "co-1", 1, 1)
+}
+
+// Scheduled outputs wait on their schedule subject and arrive on their own at their time.
+func TestPublishesScheduledOutputsAtTheirTime(t *testing.T) {
+	h := newHarness(t, &step{}, nil)
+	h.run(t)
+	at := time.Now().Add(time.Second).Truncate(time.Second)
+	later := events.Must("co-1", events.Deadline, events.DeadlineReached{Step: events.StepProcessPayment, Deadline: at})
+	later.Schedule = &events.Schedule{At: at, Key: "deadline.test"}
+	if err := h.runner.publish(context.Background(), []events.Envelope{later}); err != nil {
+		t.Fatal(err)
+	}
+	// The server stores the due event in the stream itself (no core NATS publish to watch).
+	stream, err := h.env.JS.Stream(context.Background(), events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due *jetstream.RawStreamMsg
+	natstest.Eventually(t, wait, func() bool {
+		due, err = stream.GetLastMsgForSubject(context.Background(), string(events.Deadline))
+		return err == nil
+	}, "the scheduled event never arrived")
+	if due.Time.Before(at.Add(-50 * time.Millisecond)) {
+		t.Errorf("stored at %s, before its time %s", due.Time, at)
+	}
+	if e, err := events.Decode(string(events.Deadline), due.Data); err != nil || e.ID != later.ID {
+		t.Errorf("arrived %s (%v), want the scheduled envelope", due.Data, err)
+	}
 }
 
 func TestRunStopsWhenCancelledBeforeItStarts(t *testing.T) {
@@ -448,6 +584,20 @@ func (h *harness) outputsInStream(t *testing.T) uint64 {
 }
 
 // rejection is the one checkout.rejected announced for checkoutID.
+// deadLetter returns the last message the consumer gave up on.
+func (h *harness) deadLetter(t *testing.T, consumer string) *jetstream.RawStreamMsg {
+	t.Helper()
+	stream, err := h.env.JS.Stream(context.Background(), events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(context.Background(), events.DeadLetterSubject(consumer))
+	if err != nil {
+		t.Fatalf("no dead letter for %s: %v", consumer, err)
+	}
+	return m
+}
+
 func (h *harness) rejection(t *testing.T, checkoutID string) events.RejectedInput {
 	t.Helper()
 	if n := h.watch.Count(checkoutID, events.Rejected); n != 1 {

@@ -156,9 +156,8 @@ func TestMalformedInputIsRejected(t *testing.T) {
 	wrongLabel := events.ShippingLabel{OrderID: "ord_other", Carrier: "UPS", TrackingNumber: "1Z0", Address: order.ShippingAddress}
 	h.Env.Publish(t, events.Must("co_mismatch", events.LabelCreated, events.Shipment{Label: wrongLabel, Order: order}))
 
-	for _, id := range []string{"co_noid", "co_mismatch"} {
-		h.Rejection(t, id)
-	}
+	h.Refusal(t, "co_noid", events.LabelFailed, events.LabelCreated)
+	h.Refusal(t, "co_mismatch", events.WarehouseFailed, events.WarehouseNotified)
 	h.Idle(t)
 	if n := h.Watch.Count("co_noid", events.LabelCreated) + h.Watch.Count("co_mismatch", events.WarehouseNotified); n != 0 {
 		t.Errorf("%d step outcomes for malformed input", n)

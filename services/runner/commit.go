@@ -1,0 +1,75 @@
+package runner
+
+import (
+	"context"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// record is what the runner keeps per handled event ID.
+type record struct {
+	Seq     uint64            `json:"seq"`
+	Outputs []events.Envelope `json:"outputs,omitempty"`
+}
+
+// apply hands the event to the service's store of state: the consumer's own CommitFunc, or
+// the route's handler in a bbolt transaction.
+func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	if r.cfg.Commit != nil {
+		return r.cfg.Commit(ctx, in, seq)
+	}
+	return r.commit(ctx, in, seq, route.Handle)
+}
+
+// commit runs handle and records its outputs in one transaction, or returns what to
+// publish for an event already handled.
+func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, handle Handler) ([]events.Envelope, error) {
+	var outs []events.Envelope
+	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(processedBucket)
+		var rec record
+		found, err := store.Get(b, in.ID, &rec)
+		if err != nil {
+			return err
+		}
+		if found {
+			if rec.Seq == seq {
+				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
+				return nil
+			}
+			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
+			return nil
+		}
+		outs, err = handle(ctx, tx, in)
+		if err != nil {
+			return err
+		}
+		Stamp(outs, in)
+		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
+	})
+	return outs, err
+}
+
+// recordFailure records, as the outcome of in, the failure of its step: the handler does
+// not run. A redelivery publishes the same failure again.
+func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFailure) ([]events.Envelope, error) {
+	failed, _ := events.Checkout.Step(f.Step)
+	return r.commit(context.Background(), in, seq, func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
+		return []events.Envelope{events.Must(in.CheckoutID, failed.Failed, f)}, nil
+	})
+}
+
+// Stamp fills in what outputs inherit from the event that caused them.
+func Stamp(outs []events.Envelope, cause events.Envelope) {
+	now := time.Now().UTC()
+	for i := range outs {
+		outs[i].CausationID = cause.ID
+		outs[i].Time = now
+		if outs[i].CheckoutID == "" {
+			outs[i].CheckoutID = cause.CheckoutID
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// retry redelivers the message after a delay that grows with its attempts. Work that is
+// never given up (compensations, settlements) is announced as stuck every MaxDeliver
+// attempts, so it is visible, never silent.
+func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
+	attempts := int(meta.NumDelivered)
+	if attempts%r.cfg.MaxDeliver == 0 {
+		log.Error("still failing", "attempts", attempts, "err", err)
+		stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
+			Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
+		})
+		stuck.ID = fmt.Sprintf("stuck:%s:%d:%d", r.cfg.Name, meta.Sequence.Stream, attempts)
+		stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
+		if err := r.publish(ctx, []events.Envelope{stuck}); err != nil {
+			log.Error("announce stuck work", "err", err)
+		}
+	}
+	delay := r.cfg.RetryBase << min(attempts-1, 16)
+	delay = min(delay, r.cfg.RetryMax)
+	log.Warn("will retry", "attempt", attempts, "delay", delay, "err", err)
+	if err := msg.NakWithDelay(delay); err != nil {
+		log.Warn("nak", "err", err)
+	}
+}
+
+// giveUp ends a step that cannot finish: its input goes to DEADLETTER with the reason, and
+// the step's failure, marked uncertain (an attempt may have had its effect), becomes its
+// outcome, so the coordinator undoes it and the checkout ends.
+func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, step stepRoute, code, reason string) ([]events.Envelope, error) {
+	r.log.Error("giving up", "checkout_id", in.CheckoutID, "event_id", in.ID, "step", step.Name, "attempts", meta.NumDelivered, "reason", reason)
+	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
+		return nil, err
+	}
+	return r.recordFailure(in, meta.Sequence.Stream, step.failure(code, reason, true))
+}
+
+// reject terminates a message that can never be handled: a copy goes to DEADLETTER and
+// checkout.rejected says why.
+func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, cause error) {
+	if checkoutID == "" {
+		checkoutID = probeCheckoutID(msg.Data())
+	}
+	reason := cause.Error()
+	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
+	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
+		r.log.Error("dead letter", "err", err)
+	}
+	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
+		Subject: msg.Subject(), Consumer: r.cfg.Name, StreamSequence: meta.Sequence.Stream, Reason: reason,
+	})
+	e.ID = "rejected:" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	e.Time = time.Now().UTC()
+	if err := r.publish(ctx, []events.Envelope{e}); err != nil {
+		r.log.Error("announce rejection", "err", err)
+	}
+	if err := msg.TermWithReason(truncate(reason, 200)); err != nil {
+		r.log.Warn("term", "err", err)
+	}
+}
+
+// deadLetter keeps a copy of the message, as it came, in DEADLETTER under
+// deadletter.<consumer>, with where it came from and why it was given up.
+func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+	seq := strconv.FormatUint(meta.Sequence.Stream, 10)
+	dl := nats.NewMsg(events.DeadLetterSubject(r.cfg.Name))
+	dl.Data = msg.Data()
+	dl.Header.Set(events.HeaderDeadSubject, msg.Subject())
+	dl.Header.Set(events.HeaderDeadSequence, seq)
+	dl.Header.Set(events.HeaderDeadReason, truncate(reason, 1000))
+	dl.Header.Set(events.HeaderDeadAttempts, strconv.FormatUint(meta.NumDelivered, 10))
+	_, err := r.cfg.JS.PublishMsg(ctx, dl, jetstream.WithMsgID("dead:"+r.cfg.Name+":"+seq))
+	return err
+}
+
+// probeCheckoutID finds the checkout a rejected message names, if any.
+func probeCheckoutID(data []byte) string {
+	var p struct {
+		CheckoutID string `json:"checkout_id"`
+	}
+	if json.Unmarshal(data, &p) == nil && events.ValidCheckoutID(p.CheckoutID) {
+		return p.CheckoutID
+	}
+	return "unknown"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
