@@ -54,7 +54,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		}
 		h.Coordinator = c
 		r, err := c.Runner(d.js, func(rc *runner.Config) {
-			rc.MaxDeliver, rc.RetryBase, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.Hooks[name]
+			rc.MaxDeliver, rc.RetryBase, rc.AckWait, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.AckWait, d.cfg.Hooks[name]
 		})
 		return &unit{name: name, runner: r}, err
 	}
@@ -69,7 +69,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		return nil, err
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
-		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase,
+		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name]})
 	if err != nil {
 		db.Close()

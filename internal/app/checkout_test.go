@@ -17,6 +17,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 )
 
@@ -212,4 +213,22 @@ func readEmail(t *testing.T, outbox, checkoutID string) email {
 		t.Fatalf("decode %s: %v", path, err)
 	}
 	return email{msg: msg, body: string(text)}
+}
+
+// deadLetter returns the last message a service gave up on, checking where it came from.
+func deadLetter(t *testing.T, env *natstest.Env, service, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	stream, err := env.JS.Stream(context.Background(), events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *jetstream.RawStreamMsg
+	natstest.Eventually(t, wait, func() bool {
+		m, err = stream.GetLastMsgForSubject(context.Background(), events.DeadLetterSubject(service))
+		return err == nil
+	}, "nothing in %s from %s", events.StreamDeadLetter, service)
+	if got := m.Header.Get(events.HeaderDeadSubject); got != subject {
+		t.Errorf("dead letter from %s, want %s", got, subject)
+	}
+	return m
 }

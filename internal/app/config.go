@@ -38,6 +38,7 @@ type Config struct {
 	Grace      time.Duration                     // the coordinator's grace after a step's deadline
 	MaxDeliver int                               // attempts before a step is given up
 	RetryBase  time.Duration                     // first redelivery delay
+	AckWait    time.Duration                     // how long an unacked message waits before redelivery
 	Middleware map[string][]runner.Middleware    // by service name
 	Hooks      map[string]runner.Hooks           // by service name: simulated crashes
 }

@@ -22,6 +22,9 @@ var (
 // ErrCartNotFound is returned by Cart for an unknown cart ID.
 var ErrCartNotFound = errors.New("cart not found")
 
+// ErrProductNotFound is returned for a product the catalog does not have.
+var ErrProductNotFound = errors.New("product not found")
+
 // Service is the catalog: products, carts and the validate_cart_items step.
 type Service struct {
 	db    *bolt.DB
@@ -64,6 +67,28 @@ func (s *Service) Seed(products []SeedProduct) (seeded bool, err error) {
 		return nil
 	})
 	return seeded, err
+}
+
+// Discontinue takes a product off the catalog, or only its price in one currency when
+// currency is not empty. Carts that hold it can no longer check out (product_not_found,
+// currency_mismatch): the operator's tool when a product is withdrawn.
+func (s *Service) Discontinue(productID, currency string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketProducts)
+		var p events.Product
+		found, err := store.Get(b, productID, &p)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return ErrProductNotFound
+		}
+		if currency == "" {
+			return b.Delete([]byte(productID))
+		}
+		delete(p.Prices, currency)
+		return store.Put(b, productID, p)
+	})
 }
 
 // Products lists the catalog, ordered by product ID.
