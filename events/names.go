@@ -137,6 +137,10 @@ const (
 	CartsGet       Subject = "carts.get"
 	CatalogList    Subject = "catalog.list"
 	InventoryStock Subject = "inventory.stock"
+	// FraudReviews lists the checkouts held for a fraud review; FraudReview takes an
+	// operator's decision on one.
+	FraudReviews Subject = "fraud.reviews"
+	FraudReview  Subject = "fraud.review"
 )
 
 // SchemaVersion is the envelope version this code writes and accepts.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/shopspring/decimal"
@@ -16,23 +17,32 @@ type Config struct {
 	CountryMismatch decimal.Decimal // added when billing and shipping countries differ
 	HighValue       decimal.Decimal // added when the total reaches the currency's threshold
 	BlockedDomain   decimal.Decimal // added when the customer's email domain is blocklisted
+	ReviewDomain    decimal.Decimal // added when the customer's email domain is on the review list
 
 	// HighValueThresholds by ISO 4217 currency; a currency without one never counts as
 	// high value.
 	HighValueThresholds map[string]decimal.Decimal
 	// BlockedDomains are email domains; a subdomain of a listed domain is blocked too.
 	BlockedDomains []string
+	// ReviewDomains are email domains whose checkouts an operator should look at; a
+	// subdomain of a listed domain counts too.
+	ReviewDomains []string
 
 	// RejectAt: a risk at or over it fails the step.
 	RejectAt decimal.Decimal
-	// ReviewAt is reserved for manual review, which a later issue adds: risks in
-	// [ReviewAt, RejectAt) will be held for a person instead of cleared. Zero disables it,
-	// and nothing reads it yet beyond Validate.
+	// ReviewAt: a risk at or over it, and under RejectAt, is held for an operator to
+	// approve or deny. Zero disables review.
 	ReviewAt decimal.Decimal
+	// ReviewWindow is how long an operator has to decide; a checkout not decided by then
+	// fails (the coordinator's deadline for the step moves to the end of the window).
+	ReviewWindow time.Duration
 }
 
 // DefaultConfig is the production rule set. "fraud.test" is blocklisted so that tests and
-// demos can trigger a rejection with an ordinary-looking address.
+// demos can trigger a rejection with an ordinary-looking address, and "review.test" is on
+// the review list so that they can trigger a review: ada@review.test scores 0.52.
+// A risk from 0.5 is reviewed: two rules together (a billing country that differs from the
+// shipping country on a high-value order, say) are enough.
 func DefaultConfig() Config {
 	return Config{
 		Base:            decimal.RequireFromString("0.02"),
@@ -40,6 +50,8 @@ func DefaultConfig() Config {
 		HighValue:       decimal.RequireFromString("0.3"),
 		// A blocklisted domain alone is enough to reject (0.02 + 0.8 >= 0.75).
 		BlockedDomain: decimal.RequireFromString("0.8"),
+		// A review-listed domain alone lands in the review band (0.5 <= 0.02 + 0.5 < 0.75).
+		ReviewDomain: decimal.RequireFromString("0.5"),
 		HighValueThresholds: map[string]decimal.Decimal{
 			"USD": decimal.NewFromInt(1000),
 			"EUR": decimal.NewFromInt(1000),
@@ -51,7 +63,10 @@ func DefaultConfig() Config {
 			"KRW": decimal.NewFromInt(1300000),
 		},
 		BlockedDomains: []string{"fraud.test"},
+		ReviewDomains:  []string{"review.test"},
 		RejectAt:       decimal.RequireFromString("0.75"),
+		ReviewAt:       decimal.RequireFromString("0.5"),
+		ReviewWindow:   30 * time.Minute,
 	}
 }
 
@@ -61,7 +76,8 @@ func (c Config) Validate() error {
 	weights := []struct {
 		name string
 		v    decimal.Decimal
-	}{{"Base", c.Base}, {"CountryMismatch", c.CountryMismatch}, {"HighValue", c.HighValue}, {"BlockedDomain", c.BlockedDomain}}
+	}{{"Base", c.Base}, {"CountryMismatch", c.CountryMismatch}, {"HighValue", c.HighValue}, {"BlockedDomain", c.BlockedDomain},
+		{"ReviewDomain", c.ReviewDomain}}
 	for _, w := range weights {
 		if w.v.IsNegative() || w.v.GreaterThan(one) {
 			return fmt.Errorf("fraud: %s must be between 0 and 1, got %s", w.name, w.v)
@@ -81,13 +97,24 @@ func (c Config) Validate() error {
 			return fmt.Errorf("fraud: high-value threshold for %s must be positive, got %s", cur, limit)
 		}
 	}
-	for _, d := range c.BlockedDomains {
-		if d == "" || strings.ContainsAny(d, "@ ") || d != strings.ToLower(d) {
-			return fmt.Errorf("fraud: blocked domain %q must be a lower-case domain like \"fraud.test\"", d)
+	if !c.ReviewAt.IsZero() && c.ReviewWindow <= 0 {
+		return fmt.Errorf("fraud: ReviewWindow must be positive when ReviewAt is set, got %s", c.ReviewWindow)
+	}
+	for _, list := range []struct {
+		name    string
+		domains []string
+	}{{"blocked", c.BlockedDomains}, {"review", c.ReviewDomains}} {
+		for _, d := range list.domains {
+			if d == "" || strings.ContainsAny(d, "@ ") || d != strings.ToLower(d) {
+				return fmt.Errorf("fraud: %s domain %q must be a lower-case domain like \"fraud.test\"", list.name, d)
+			}
 		}
 	}
 	if c.Base.GreaterThanOrEqual(c.RejectAt) {
 		return errors.New("fraud: Base is at or over RejectAt, so every checkout would be rejected")
+	}
+	if !c.ReviewAt.IsZero() && c.Base.GreaterThanOrEqual(c.ReviewAt) {
+		return errors.New("fraud: Base is at or over ReviewAt, so every checkout would be held for review")
 	}
 	return nil
 }

@@ -21,9 +21,12 @@ var assessmentsBucket = []byte("assessments")
 type Assessment struct {
 	CheckoutID string `json:"checkout_id"`
 	events.RiskAssessment
-	Rejected   bool            `json:"rejected"`
-	RejectAt   decimal.Decimal `json:"reject_at"` // the limit it was judged against
-	AssessedAt time.Time       `json:"assessed_at"`
+	Rejected bool `json:"rejected"`
+	// HeldForReview: the risk was in the review band; the checkout's Review decides.
+	HeldForReview bool            `json:"held_for_review,omitempty"`
+	RejectAt      decimal.Decimal `json:"reject_at"` // the limits it was judged against
+	ReviewAt      decimal.Decimal `json:"review_at"`
+	AssessedAt    time.Time       `json:"assessed_at"`
 }
 
 // Service runs check_fraud.
@@ -42,47 +45,77 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := store.EnsureBuckets(db, assessmentsBucket); err != nil {
+	if err := store.EnsureBuckets(db, assessmentsBucket, reviewsBucket); err != nil {
 		return nil, fmt.Errorf("fraud: %w", err)
 	}
 	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
 }
 
-// Routes binds check_fraud to its trigger.
+// Routes binds check_fraud to its trigger, and applies operators' review decisions.
 func (s *Service) Routes() []runner.Route {
-	return []runner.Route{{Subject: events.CartValidated, Handle: s.checkFraud}}
+	return []runner.Route{
+		{Subject: events.CartValidated, Handle: s.checkFraud},
+		{Subject: events.FraudReviewDecided, Handle: s.applyDecision},
+	}
 }
 
 // checkFraud scores a checkout once. The runner drops copies of the same event; this guards
 // the checkout's own record against another event for it (a forged or re-issued one), which
-// gets the stored answer, even if the rules changed in between.
+// gets the stored answer, even if the rules changed in between: for a checkout held for
+// review, the review's answer so far.
 func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var q events.Quote
 	if err := in.DecodePayload(&q); err != nil {
 		return nil, err
 	}
-	b := tx.Bucket(assessmentsBucket)
 	var a Assessment
-	found, err := store.Get(b, in.CheckoutID, &a)
+	found, err := store.Get(tx.Bucket(assessmentsBucket), in.CheckoutID, &a)
 	if err != nil {
 		return nil, err
 	}
 	if !found {
-		risk := s.cfg.Score(q)
-		a = Assessment{CheckoutID: in.CheckoutID, RiskAssessment: risk, Rejected: s.cfg.Rejects(risk), RejectAt: s.cfg.RejectAt, AssessedAt: s.now().UTC()}
-		if err := store.Put(b, in.CheckoutID, a); err != nil {
+		if a, err = s.assess(tx, in.CheckoutID, q); err != nil {
 			return nil, err
 		}
-		s.log.Info("fraud assessed", "checkout_id", in.CheckoutID, "risk", a.Risk, "rejected", a.Rejected, "reasons", a.Reasons)
 	}
-	if a.Rejected {
+	switch {
+	case a.Rejected:
 		return []events.Envelope{events.Must(in.CheckoutID, events.FraudFailed, events.StepFailure{
 			Step:    events.StepCheckFraud,
 			Code:    events.CodeFraudRejected,
 			Message: a.rejection(),
 		})}, nil
+	case a.HeldForReview:
+		r, found, err := loadReview(tx, in.CheckoutID)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, runner.Permanent(fmt.Errorf("fraud: checkout %s is held for review but its review is missing", in.CheckoutID))
+		}
+		return []events.Envelope{r.outcome()}, nil
 	}
 	return []events.Envelope{events.Must(in.CheckoutID, events.FraudCleared, a.RiskAssessment)}, nil
+}
+
+// assess scores the quote and stores the assessment, and the review when the risk is in
+// the review band.
+func (s *Service) assess(tx *bolt.Tx, checkoutID string, q events.Quote) (Assessment, error) {
+	risk := s.cfg.Score(q)
+	now := s.now().UTC()
+	a := Assessment{CheckoutID: checkoutID, RiskAssessment: risk, Rejected: s.cfg.Rejects(risk), HeldForReview: s.cfg.Reviews(risk),
+		RejectAt: s.cfg.RejectAt, ReviewAt: s.cfg.ReviewAt, AssessedAt: now}
+	if err := store.Put(tx.Bucket(assessmentsBucket), checkoutID, a); err != nil {
+		return a, err
+	}
+	if a.HeldForReview {
+		if err := saveReview(tx, newReview(checkoutID, q, a, now.Add(s.cfg.ReviewWindow))); err != nil {
+			return a, err
+		}
+	}
+	s.log.Info("fraud assessed", "checkout_id", checkoutID, "risk", a.Risk, "rejected", a.Rejected,
+		"held_for_review", a.HeldForReview, "reasons", a.Reasons)
+	return a, nil
 }
 
 // rejection explains a rejected assessment to a person.

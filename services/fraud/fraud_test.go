@@ -4,27 +4,51 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"
 )
 
 type harness struct {
 	*steptest.Harness
-	svc *Service
+	svc   *Service
+	clock *clock
 }
 
-// start runs the service behind the real runner on an embedded JetStream.
+// start runs the service behind the real runner on an embedded JetStream, with its
+// endpoints, on a clock the test moves.
 func start(t *testing.T) harness {
 	t.Helper()
-	h, svc := steptest.Start(t, runner.Config{Name: "fraud"}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
-		return New(db, log, DefaultConfig())
+	clk := newClock()
+	h, svc := steptest.Start(t, runner.Config{Name: events.ServiceFraud}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		svc, err := New(db, log, DefaultConfig())
+		if svc != nil {
+			svc.now = clk.now
+		}
+		return svc, err
 	})
-	return harness{h, svc}
+	h.Serve(t, func(nc *nats.Conn) (micro.Service, error) { return svc.Serve(nc, h.Env.JS) })
+	return harness{h, svc, clk}
 }
+
+// clock is a time the test sets; the service reads it from the runner's goroutine.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 func TestClearedCheckoutIsStored(t *testing.T) {
 	h := start(t)

@@ -25,8 +25,11 @@ func (c Config) Score(q events.Quote) events.RiskAssessment {
 		add(c.HighValue, fmt.Sprintf("total %s is at or over the high-value threshold %s",
 			money.Format(q.Total, q.Currency), money.Format(limit, q.Currency)))
 	}
-	if domain, ok := c.blockedDomain(q.CustomerEmail); ok {
+	if domain, ok := listedDomain(q.CustomerEmail, c.BlockedDomains); ok {
 		add(c.BlockedDomain, fmt.Sprintf("email domain %s is blocklisted", domain))
+	}
+	if domain, ok := listedDomain(q.CustomerEmail, c.ReviewDomains); ok {
+		add(c.ReviewDomain, fmt.Sprintf("email domain %s is on the review list", domain))
 	}
 	return events.RiskAssessment{Risk: decimal.Min(risk, decimal.NewFromInt(1)), Reasons: reasons}
 }
@@ -36,15 +39,21 @@ func (c Config) Rejects(a events.RiskAssessment) bool {
 	return a.Risk.GreaterThanOrEqual(c.RejectAt)
 }
 
-// blockedDomain returns the email's domain when it, or a domain it is under, is blocklisted.
-func (c Config) blockedDomain(email string) (string, bool) {
+// Reviews reports whether an assessment is held for an operator: at or over ReviewAt (when
+// review is on) and under RejectAt.
+func (c Config) Reviews(a events.RiskAssessment) bool {
+	return !c.ReviewAt.IsZero() && a.Risk.GreaterThanOrEqual(c.ReviewAt) && !c.Rejects(a)
+}
+
+// listedDomain returns the email's domain when it, or a domain it is under, is in domains.
+func listedDomain(email string, domains []string) (string, bool) {
 	at := strings.LastIndexByte(email, '@')
 	if at < 0 {
 		return "", false
 	}
 	domain := strings.ToLower(strings.TrimSuffix(email[at+1:], "."))
-	for _, b := range c.BlockedDomains {
-		if domain == b || strings.HasSuffix(domain, "."+b) {
+	for _, d := range domains {
+		if domain == d || strings.HasSuffix(domain, "."+d) {
 			return domain, true
 		}
 	}

@@ -15,6 +15,7 @@ func TestScore(t *testing.T) {
 		risk    string
 		reasons []string // substrings, one per reason, in order
 		reject  bool
+		review  bool
 	}{
 		{name: "clean", change: func(*events.Quote) {}, risk: "0.02"},
 		{name: "countries differ", change: func(q *events.Quote) { q.BillingAddress.Country = "DE" },
@@ -30,9 +31,16 @@ func TestScore(t *testing.T) {
 		{name: "blocklisted parent domain, any case", change: func(q *events.Quote) { q.CustomerEmail = "m@Mail.FRAUD.test" },
 			risk: "0.82", reasons: []string{"email domain mail.fraud.test is blocklisted"}, reject: true},
 		{name: "lookalike domain is not blocked", change: func(q *events.Quote) { q.CustomerEmail = "m@notfraud.test" }, risk: "0.02"},
-		{name: "countries differ and high value stay under the limit", change: func(q *events.Quote) {
+		{name: "countries differ and high value are reviewed", change: func(q *events.Quote) {
 			q.BillingAddress.Country, q.Total = "FR", dec("2500")
-		}, risk: "0.62", reasons: []string{"billing country", "high-value"}},
+		}, risk: "0.62", reasons: []string{"billing country", "high-value"}, review: true},
+		{name: "review-listed domain", change: func(q *events.Quote) { q.CustomerEmail = "ada@review.test" },
+			risk: "0.52", reasons: []string{"email domain review.test is on the review list"}, review: true},
+		{name: "review-listed parent domain", change: func(q *events.Quote) { q.CustomerEmail = "ada@eu.Review.test" },
+			risk: "0.52", reasons: []string{"eu.review.test is on the review list"}, review: true},
+		{name: "review-listed domain and countries differ reject", change: func(q *events.Quote) {
+			q.CustomerEmail, q.BillingAddress.Country = "ada@review.test", "DE"
+		}, risk: "0.82", reasons: []string{"billing country", "review list"}, reject: true},
 		{name: "every rule, capped at 1", change: func(q *events.Quote) {
 			q.BillingAddress.Country, q.Total, q.CustomerEmail = "FR", dec("2500"), "x@fraud.test"
 		}, risk: "1", reasons: []string{"billing country", "high-value", "blocklisted"}, reject: true},
@@ -57,6 +65,9 @@ func TestScore(t *testing.T) {
 			if cfg.Rejects(got) != tt.reject {
 				t.Errorf("rejects = %v, want %v", !tt.reject, tt.reject)
 			}
+			if cfg.Reviews(got) != tt.review {
+				t.Errorf("reviews = %v, want %v", !tt.review, tt.review)
+			}
 		})
 	}
 }
@@ -68,8 +79,13 @@ func TestConfigValidate(t *testing.T) {
 		want   string // "" when valid
 	}{
 		{name: "defaults", change: func(*Config) {}},
-		{name: "review below reject", change: func(c *Config) { c.ReviewAt = dec("0.5") }},
+		{name: "review below reject", change: func(c *Config) { c.ReviewAt = dec("0.7") }},
 		{name: "review at reject", change: func(c *Config) { c.ReviewAt = c.RejectAt }, want: "ReviewAt"},
+		{name: "review off needs no window", change: func(c *Config) { c.ReviewAt, c.ReviewWindow = decimal.Zero, 0 }},
+		{name: "review without a window", change: func(c *Config) { c.ReviewWindow = 0 }, want: "ReviewWindow"},
+		{name: "base reviews everything", change: func(c *Config) { c.Base = dec("0.5") }, want: "held for review"},
+		{name: "review domain with upper case", change: func(c *Config) { c.ReviewDomains = []string{"Review.test"} }, want: "review domain"},
+		{name: "review weight over 1", change: func(c *Config) { c.ReviewDomain = dec("1.1") }, want: "ReviewDomain"},
 		{name: "zero reject", change: func(c *Config) { c.RejectAt = decimal.Zero }, want: "RejectAt"},
 		{name: "reject over 1", change: func(c *Config) { c.RejectAt = dec("1.5") }, want: "RejectAt"},
 		{name: "negative weight", change: func(c *Config) { c.HighValue = dec("-0.1") }, want: "HighValue"},
