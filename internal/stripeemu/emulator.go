@@ -24,7 +24,8 @@ type Emulator struct {
 	fault  FaultFunc
 	apiKey string // when set, the only key accepted
 
-	idem idempotency
+	idem  idempotency
+	rules faultRules
 
 	closeOnce sync.Once
 	closed    chan struct{} // releases requests held by a hanging fault
@@ -105,6 +106,7 @@ type endpoint struct {
 var endpoints = []endpoint{
 	{http.MethodPost, "/v1/payment_intents", (*Emulator).createIntent},
 	{http.MethodGet, "/v1/payment_intents", (*Emulator).listIntents},
+	{http.MethodGet, "/v1/payment_intents/search", (*Emulator).searchIntents}, // before {}: "search" is no ID
 	{http.MethodGet, "/v1/payment_intents/{}", (*Emulator).getIntent},
 	{http.MethodPost, "/v1/payment_intents/{}/confirm", (*Emulator).confirmIntent},
 	{http.MethodPost, "/v1/payment_intents/{}/capture", (*Emulator).captureIntent},
@@ -174,9 +176,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.send(w, call, encode(refuse(err)))
 		return
 	}
+	if strings.HasPrefix(call.Path, controlPrefix) {
+		e.send(w, call, encode(e.control(r, call)))
+		return
+	}
+	call.PaymentMethod = e.paymentMethodOf(call)
 	fault := Fault{}
 	if e.fault != nil {
 		fault = e.fault(call)
+	}
+	if fault == (Fault{}) {
+		fault = e.rules.choose(call)
 	}
 	if !e.wait(r, fault.Delay) {
 		return
@@ -198,6 +208,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // readCall parses the request: parameters from the query of a GET, the form body of a POST.
+// The body of a request to /_emulator/ is JSON, kept in call.body.
 func (e *Emulator) readCall(w http.ResponseWriter, r *http.Request) (Call, error) {
 	call := Call{Method: r.Method, Path: r.URL.Path}
 	if r.Method == http.MethodPost {
@@ -211,6 +222,10 @@ func (e *Emulator) readCall(w http.ResponseWriter, r *http.Request) (Call, error
 		}
 		raw = string(body)
 	}
+	if strings.HasPrefix(call.Path, controlPrefix) {
+		call.body = []byte(raw)
+		return call, nil
+	}
 	values, err := url.ParseQuery(raw)
 	if err != nil {
 		return call, invalid("", "", "Invalid request: the parameters are not valid application/x-www-form-urlencoded data (%v).", err)
@@ -220,6 +235,27 @@ func (e *Emulator) readCall(w http.ResponseWriter, r *http.Request) (Call, error
 		return call, invalid("", "", "Idempotency-Key must be at most 255 characters long.")
 	}
 	return call, nil
+}
+
+// paymentMethodOf is the payment method a request names, or that of the intent it acts on.
+func (e *Emulator) paymentMethodOf(c Call) string {
+	if pm := c.Params.Get("payment_method"); pm != "" {
+		return pm
+	}
+	id := c.Params.Get("payment_intent")
+	if rest, found := strings.CutPrefix(c.Path, "/v1/payment_intents/"); found {
+		id, _, _ = strings.Cut(rest, "/")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pi, found := e.intents[id]
+	switch {
+	case !found:
+		return ""
+	case pi.paymentMethod == "" && pi.latestCharge != nil:
+		return pi.latestCharge.paymentMethod // detached by a failed attempt
+	}
+	return pi.paymentMethod
 }
 
 // authenticate returns the secret key of the request.

@@ -485,11 +485,17 @@ func TestCaptureAndCancel(t *testing.T) {
 // raw sends a request without stripe-go, to reach what it cannot send.
 func raw(t *testing.T, method, url, key, form string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(form))
+	return send(t, method, url, key, "application/x-www-form-urlencoded", form)
+}
+
+// send makes a request with key as its Bearer key and returns the answer.
+func send(t *testing.T, method, url, key, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Content-Type", contentType)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -498,8 +504,8 @@ func raw(t *testing.T, method, url, key, form string) (int, string) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(body)
+	out, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(out)
 }
 
 func TestAuthentication(t *testing.T) {

@@ -3,6 +3,8 @@ package stripeemu
 import (
 	"net/http"
 	"net/url"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -11,6 +13,12 @@ type Call struct {
 	Method, Path   string
 	IdempotencyKey string // "" when none was sent (or on a GET)
 	Params         url.Values
+	// PaymentMethod is the payment method the request is about: its payment_method
+	// parameter, else that of the PaymentIntent it names (in its path, or as the
+	// payment_intent of a refund). "" when none.
+	PaymentMethod string
+
+	body []byte // of a request to /_emulator/
 }
 
 // Fault is what to do to one request instead of answering it normally. The zero Fault
@@ -33,8 +41,45 @@ type Fault struct {
 	AfterRun bool
 }
 
+// ChargeThenTimeout runs the request (the card is charged, the result saved under the
+// idempotency key) and never answers it.
+var ChargeThenTimeout = Fault{Hang: true, AfterRun: true}
+
 // FaultFunc chooses the fault of each request. It is called concurrently.
 type FaultFunc func(Call) Fault
+
+// When faults every request that m matches with f.
+func When(m FaultMatch, f Fault) FaultFunc {
+	return func(c Call) Fault {
+		if m.Matches(c) {
+			return f
+		}
+		return Fault{}
+	}
+}
+
+// FaultMatch chooses requests; an empty field matches anything.
+type FaultMatch struct {
+	Method string `json:"method,omitempty"` // "POST", "GET"
+	// Path is a path.Match pattern: "/v1/payment_intents", "/v1/payment_intents/*/cancel".
+	Path          string `json:"path,omitempty"`
+	PaymentMethod string `json:"payment_method,omitempty"` // see Call.PaymentMethod
+}
+
+// Matches reports whether c is one of the requests m chooses.
+func (m FaultMatch) Matches(c Call) bool {
+	if m.Method != "" && !strings.EqualFold(m.Method, c.Method) {
+		return false
+	}
+	if m.PaymentMethod != "" && m.PaymentMethod != c.PaymentMethod {
+		return false
+	}
+	if m.Path == "" {
+		return true
+	}
+	ok, err := path.Match(m.Path, c.Path)
+	return ok && err == nil
+}
 
 func (f Fault) breaks() bool { return f.Status != 0 || f.Hang }
 

@@ -1,8 +1,8 @@
 package stripeemu
 
 import (
-	"fmt"
 	"maps"
+	"net/http"
 	"time"
 )
 
@@ -96,26 +96,32 @@ func (pi *intent) view() PaymentIntentView {
 // CompleteAuthentication plays the customer on the 3D Secure page of an intent that
 // requires action: approved charges the card; otherwise authentication fails and the
 // intent goes back to requires_payment_method with Stripe's
-// payment_intent_authentication_failure error.
+// payment_intent_authentication_failure error. Over HTTP it is
+// POST /_emulator/payment_intents/{id}/authenticate.
 func (e *Emulator) CompleteAuthentication(id string, approved bool) error {
+	_, err := e.authenticate3DS(id, approved)
+	return err
+}
+
+func (e *Emulator) authenticate3DS(id string, approved bool) (*intentJSON, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pi, found := e.intents[id]
 	if !found {
-		return fmt.Errorf("no such payment_intent: %s", id)
+		return nil, noSuch(http.StatusNotFound, "payment_intent", "intent", id)
 	}
 	if pi.status != statusRequiresAction {
-		return fmt.Errorf("payment_intent %s has status %s, not %s", id, pi.status, statusRequiresAction)
+		return nil, unexpectedState("PaymentIntent %s has status %s; only one that requires_action can be authenticated.", id, pi.status)
 	}
 	pi.nextAction = nil
 	if approved {
 		e.charge(pi)
-		return nil
+		return pi.render(nil), nil
 	}
 	pi.lastError = &apiError{Type: typeInvalidRequest, Code: "payment_intent_authentication_failure",
 		DocURL:        docURL("payment_intent_authentication_failure"),
 		Message:       "The provided PaymentMethod has failed authentication. You can provide payment_method_data or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
 		PaymentMethod: paymentMethod(pi.paymentMethod, pi.created)}
 	pi.paymentMethod, pi.status = "", statusRequiresPaymentMethod
-	return nil
+	return pi.render(nil), nil
 }
