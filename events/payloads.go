@@ -114,6 +114,10 @@ const (
 	// CodeAuthenticationRequired: the card needs 3D Secure, which the checkout cannot
 	// complete yet.
 	CodeAuthenticationRequired = "authentication_required"
+	// CodeAuthenticationFailed: the customer's bank refused the 3-D Secure authentication.
+	CodeAuthenticationFailed = "authentication_failed"
+	// CodeAuthenticationAbandoned: the customer did not authenticate before the deadline.
+	CodeAuthenticationAbandoned = "authentication_abandoned"
 	// CodeCheckoutCancelled: the step was asked for after its compensation (a release, a
 	// refund) had already come; the checkout is being undone.
 	CodeCheckoutCancelled  = "checkout_cancelled"
