@@ -4,11 +4,17 @@
 // Consumes:
 //   - checkout.cart.validated (events.Quote): reserves every line, all or nothing. Emits
 //     checkout.inventory.reserved (events.Reservation), or checkout.inventory.failed
-//     (events.StepFailure, code insufficient_stock) when any product is short.
+//     (events.StepFailure, code insufficient_stock) when any product is short. A
+//     reservation also schedules its own checkout.inventory.expire (events.Expiry) for
+//     Config.ReservationTTL later.
 //   - checkout.inventory.release (events.Compensation): gives a reservation's units back.
 //     Emits checkout.inventory.released (events.Release), also when nothing was held.
 //   - checkout.completed: the reservation becomes a sale. Emits
 //     checkout.inventory.committed (events.Sale).
+//   - checkout.inventory.expire (events.Expiry), delivered by the server at its time: a
+//     reservation still held is released (status expired) and checkout.inventory.expired
+//     (events.Release) tells the coordinator; a committed or released one is left alone.
+//     So a crash or a lost compensation cannot hold stock forever.
 //
 // Serves (nats micro service "inventory"): inventory.stock.
 //

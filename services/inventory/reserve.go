@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
@@ -38,10 +39,11 @@ func (s *Service) reserve(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 	}
 	if res.Status == Refused {
 		log.Info("reservation refused", "reason", res.Reason)
-	} else {
-		log.Info("stock reserved", "reservation_id", res.ID, "items", res.Items)
+		return []events.Envelope{reserveOutcome(res)}, nil
 	}
-	return []events.Envelope{reserveOutcome(res)}, nil
+	expire := s.expiry(res, time.Now())
+	log.Info("stock reserved", "reservation_id", res.ID, "items", res.Items, "expires_at", expire.Schedule.At)
+	return []events.Envelope{reserveOutcome(res), expire}, nil
 }
 
 // hold reserves the lines' quantities, added up per product, in one change: when any

@@ -25,6 +25,7 @@ const (
 	Released  = "released"  // the units went back to available (or the release came first)
 	Committed = "committed" // the units are sold
 	Refused   = "refused"   // some product was short: nothing was held
+	Expired   = "expired"   // nothing settled it in time: the units went back to available
 )
 
 // Reservation is a checkout's claim on stock, kept after it ends so that every later
@@ -47,17 +48,28 @@ var (
 type Service struct {
 	db  *bolt.DB
 	log *slog.Logger
+	cfg Config
 }
 
-// New creates the inventory's buckets in db.
+// New is NewWithConfig with the default Config.
 func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
+	return NewWithConfig(db, log, Config{})
+}
+
+// NewWithConfig applies defaults to cfg, validates it and creates the inventory's buckets
+// in db.
+func NewWithConfig(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if db == nil || log == nil {
 		return nil, errors.New("inventory: db and log are required")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if err := store.EnsureBuckets(db, bucketStock, bucketReservations); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	return &Service{db: db, log: log}, nil
+	return &Service{db: db, log: log, cfg: cfg}, nil
 }
 
 // LoadStock reads the initial stock from the catalog seed (deploy/demo/catalog.json):
@@ -133,12 +145,14 @@ func (s *Service) Reservation(checkoutID string) (Reservation, error) {
 }
 
 // Routes are reserve_inventory on checkout.cart.validated, its compensation on
-// checkout.inventory.release, and the sale on checkout.completed.
+// checkout.inventory.release, the sale on checkout.completed and the expiry on
+// checkout.inventory.expire.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
 		{Subject: events.CartValidated, Handle: s.reserve},
 		{Subject: events.InventoryRelease, Handle: s.release},
 		{Subject: events.Completed, Handle: s.commit},
+		{Subject: events.InventoryExpire, Handle: s.expire},
 	}
 }
 
@@ -184,3 +198,6 @@ func moveStock(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.St
 func reserveUnits(st *events.Stock, n int) { st.Available -= n; st.Reserved += n }
 func releaseUnits(st *events.Stock, n int) { st.Available += n; st.Reserved -= n }
 func sellUnits(st *events.Stock, n int)    { st.Reserved -= n; st.Sold += n }
+
+// sellAvailableUnits sells units that were never reserved, or no longer are.
+func sellAvailableUnits(st *events.Stock, n int) { st.Available -= n; st.Sold += n }

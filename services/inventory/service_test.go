@@ -49,9 +49,15 @@ type harness struct {
 // durable consumer, so that messages are handled concurrently when runners > 1.
 func start(t *testing.T, runners int) *harness {
 	t.Helper()
+	return startWith(t, runners, Config{})
+}
+
+// startWith is start with the inventory's Config.
+func startWith(t *testing.T, runners int, invCfg Config) *harness {
+	t.Helper()
 	cfg := runner.Config{Name: "inventory", RetryBase: 10 * time.Millisecond}
 	sh, svc := steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
-		svc, err := New(db, log)
+		svc, err := NewWithConfig(db, log, invCfg)
 		if err == nil {
 			_, err = svc.Seed(demoStock(t))
 		}

@@ -70,6 +70,14 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 		log.Info("reservation sold", "reservation_id", res.ID)
 	case res.Status == Committed:
 		log.Info("reservation already sold", "reservation_id", res.ID)
+	case res.Status == Expired:
+		// The completion and the expiry crossed: the order stands, so its units are sold
+		// from what is available. When they are gone, an operator must look (rejected).
+		if err := settle(tx, &res, sellAvailableUnits, Committed); err != nil {
+			log.Error("completed checkout's reservation expired and its units are gone", "reservation_id", res.ID, "err", err)
+			return nil, fmt.Errorf("checkout %s completed after its reservation expired: %w", in.CheckoutID, err)
+		}
+		log.Warn("completed checkout's reservation had expired: sold from available stock", "reservation_id", res.ID)
 	default:
 		log.Error("completed checkout holds no stock", "status", res.Status)
 		return nil, nil

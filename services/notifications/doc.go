@@ -1,13 +1,23 @@
-// Package notifications runs the send_order_confirmation step: it renders the order
-// confirmation email and hands it to a Sender, the outbox directory or an SMTP server,
-// retrying briefly inside the step before leaving it to the runner's redelivery.
+// Package notifications runs the send_order_confirmation step, and tells the customer of
+// a failed checkout why it failed. It renders the email and hands it to a Sender, the
+// outbox directory or an SMTP server, retrying briefly inside the handler before leaving
+// it to the runner's redelivery.
 //
-// Consumes: checkout.order.created (events.Order).
-// Emits: checkout.confirmation.sent (events.EmailSent).
+// Consumes:
+//   - checkout.order.created (events.Order): the order confirmation. Emits
+//     checkout.confirmation.sent (events.EmailSent).
+//   - checkout.failed (events.CheckoutFailed): the failure notice, in plain words: what
+//     happened (by failure code), that nothing was charged or that the charge was refunded
+//     (process_payment among the compensated steps), and what the customer can do. Emits
+//     checkout.notice.sent (events.EmailSent, without an order ID). A checkout that failed
+//     before its customer's address was known gets no notice and emits nothing. This is
+//     not a step: a send that keeps failing is retried for good and announced on
+//     checkout.stuck by the runner.
 //
-// A checkout's email is recorded once sent, so a redelivered event does not send it
+// Each email of a checkout is recorded once sent, so a redelivered event does not send it
 // again. A crash between the send and that record sends it once more on redelivery: the
-// message is byte-for-byte the same (its Date is the order's time and its Message-ID
-// comes from the checkout), so the outbox overwrites the same file and a mail system can
-// drop the copy by its Message-ID.
+// message is byte-for-byte the same (its Date is the order's or the failure's time and its
+// Message-ID comes from the checkout: <checkout>.confirmation@… or <checkout>.failure@…),
+// so the outbox overwrites the same file and a mail system can drop the copy by its
+// Message-ID.
 package notifications

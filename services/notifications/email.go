@@ -107,30 +107,52 @@ var htmlBody = template.Must(template.New("confirmation").Parse(`<!DOCTYPE html>
 // render builds the confirmation email of a checkout's order. It is a pure function of its
 // arguments, so a resend is the same message.
 func render(checkoutID string, o events.Order, from *mail.Address, date time.Time) (Message, error) {
-	to, err := mail.ParseAddress(o.CustomerEmail)
-	if err != nil || to.Address != o.CustomerEmail {
-		return Message{}, fmt.Errorf("%w: customer_email %q is not a plain email address", events.ErrMalformed, o.CustomerEmail)
-	}
-	name := fileName(checkoutID)
-	_, domain, _ := strings.Cut(from.Address, "@")
-	m := Message{Name: name, ID: "<" + name + ".confirmation@" + domain + ">", From: from.Address, To: to.Address}
-
 	v := viewOf(o)
 	var html bytes.Buffer
 	if err := htmlBody.Execute(&html, v); err != nil {
 		return Message{}, fmt.Errorf("render html: %w", err)
 	}
+	name := fileName(checkoutID)
+	return compose(email{
+		name: name, idLocal: name + ".confirmation", boundarySeed: checkoutID,
+		from: from, to: o.CustomerEmail, subject: "Your order " + o.Number + " is confirmed", date: date,
+		text: v.text(), html: html.Bytes(),
+	})
+}
+
+// email is what compose needs to build a message.
+type email struct {
+	name         string // the message's Name
+	idLocal      string // its Message-ID is <idLocal@the sender's domain>
+	boundarySeed string // the multipart boundary derives from it, so a resend is the same
+	from         *mail.Address
+	to           string // a plain address, checked here
+	subject      string
+	date         time.Time
+	text, html   []byte
+}
+
+// compose builds a multipart/alternative message with a text and an html body, each
+// quoted-printable, with CRLF line endings.
+func compose(e email) (Message, error) {
+	to, err := mail.ParseAddress(e.to)
+	if err != nil || to.Address != e.to {
+		return Message{}, fmt.Errorf("%w: customer_email %q is not a plain email address", events.ErrMalformed, e.to)
+	}
+	_, domain, _ := strings.Cut(e.from.Address, "@")
+	m := Message{Name: e.name, ID: "<" + e.idLocal + "@" + domain + ">", From: e.from.Address, To: to.Address}
+
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	// "=_" never occurs in quoted-printable text, so the boundary cannot clash with a body.
-	sum := sha256.Sum256([]byte(checkoutID))
+	sum := sha256.Sum256([]byte(e.boundarySeed))
 	if err := mw.SetBoundary("=_jc_" + hex.EncodeToString(sum[:16])); err != nil {
 		return Message{}, err
 	}
 	for _, part := range []struct {
 		contentType string
 		content     []byte
-	}{{"text/plain; charset=UTF-8", v.text()}, {"text/html; charset=UTF-8", html.Bytes()}} {
+	}{{"text/plain; charset=UTF-8", e.text}, {"text/html; charset=UTF-8", e.html}} {
 		w, err := mw.CreatePart(textproto.MIMEHeader{
 			"Content-Type":              {part.contentType},
 			"Content-Transfer-Encoding": {"quoted-printable"},
@@ -152,10 +174,10 @@ func render(checkoutID string, o events.Order, from *mail.Address, date time.Tim
 
 	var b bytes.Buffer
 	header := func(k, v string) { b.WriteString(k + ": " + v + "\r\n") }
-	header("From", from.String())
+	header("From", e.from.String())
 	header("To", to.String())
-	header("Subject", mime.QEncoding.Encode("UTF-8", "Your order "+o.Number+" is confirmed"))
-	header("Date", date.Format(time.RFC1123Z))
+	header("Subject", mime.QEncoding.Encode("UTF-8", e.subject))
+	header("Date", e.date.Format(time.RFC1123Z))
 	header("Message-ID", m.ID)
 	header("MIME-Version", "1.0")
 	header("Content-Type", mime.FormatMediaType("multipart/alternative", map[string]string{"boundary": mw.Boundary()}))

@@ -15,17 +15,21 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-var sentBucket = []byte("sent") // checkout ID → SentEmail
+var (
+	sentBucket    = []byte("sent")    // checkout ID → SentEmail of its confirmation
+	noticesBucket = []byte("notices") // checkout ID → SentEmail of its failure notice
+)
 
-// SentEmail records a confirmation handed to the mail system.
+// SentEmail records an email handed to the mail system: a confirmation, or a failure
+// notice (which has no OrderID).
 type SentEmail struct {
-	OrderID   string    `json:"order_id"`
+	OrderID   string    `json:"order_id,omitempty"`
 	MessageID string    `json:"message_id"`
 	To        string    `json:"to"`
 	SentAt    time.Time `json:"sent_at"`
 }
 
-// Service runs send_order_confirmation.
+// Service runs send_order_confirmation and tells customers why a checkout failed.
 type Service struct {
 	db     *bolt.DB
 	log    *slog.Logger
@@ -53,24 +57,27 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := store.EnsureBuckets(db, sentBucket); err != nil {
+	if err := store.EnsureBuckets(db, sentBucket, noticesBucket); err != nil {
 		return nil, fmt.Errorf("notifications: %w", err)
 	}
 	if cfg.Transport == TransportSMTP {
-		log.Info("confirmations go out by smtp", "smtp", cfg.SMTP)
+		log.Info("emails go out by smtp", "smtp", cfg.SMTP)
 	} else {
-		log.Info("confirmations go to the outbox", "dir", cfg.OutboxDir)
+		log.Info("emails go to the outbox", "dir", cfg.OutboxDir)
 	}
 	return &Service{db: db, log: log, cfg: cfg, from: from, sender: sender, now: time.Now}, nil
 }
 
-// Routes binds send_order_confirmation to its trigger.
+// Routes binds send_order_confirmation to its trigger, and the failure notice to
+// checkout.failed.
 func (s *Service) Routes() []runner.Route {
-	return []runner.Route{{Subject: events.OrderCreated, Handle: s.sendConfirmation}}
+	return []runner.Route{
+		{Subject: events.OrderCreated, Handle: s.sendConfirmation},
+		{Subject: events.Failed, Handle: s.sendFailureNotice},
+	}
 }
 
-// sendConfirmation sends inside the step's transaction: the runner handles one event at a
-// time, and the record of the send commits with the event's outputs.
+// sendConfirmation is send_order_confirmation.
 func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var order events.Order
 	if err := in.DecodePayload(&order); err != nil {
@@ -79,33 +86,73 @@ func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.E
 	if order.ID == "" || order.Number == "" {
 		return nil, fmt.Errorf("%w: %s payload needs order_id and order_number", events.ErrMalformed, in.Type)
 	}
-	b := tx.Bucket(sentBucket)
-	var sent SentEmail
-	found, err := store.Get(b, in.CheckoutID, &sent)
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "confirmation", "order_number", order.Number)
+	sent, err := s.sendOnce(ctx, tx.Bucket(sentBucket), in, log, SentEmail{OrderID: order.ID}, func() (Message, error) {
+		return render(in.CheckoutID, order, s.from, s.dateOr(order.CreatedAt))
+	})
 	if err != nil {
+		return nil, fmt.Errorf("send confirmation of %s: %w", order.Number, err)
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, events.ConfirmationSent, sent.event())}, nil
+}
+
+// sendFailureNotice tells the customer of a failed checkout what happened, whether money
+// moved, and what they can do. It is not a step: a send that keeps failing is retried
+// (and announced as stuck by the runner), never given up.
+func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var failed events.CheckoutFailed
+	if err := in.DecodePayload(&failed); err != nil {
 		return nil, err
 	}
-	if !found {
-		date := order.CreatedAt
-		if date.IsZero() {
-			date = s.now()
-		}
-		msg, err := render(in.CheckoutID, order, s.from, date)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.send(ctx, in.CheckoutID, msg); err != nil {
-			return nil, fmt.Errorf("send confirmation of %s: %w", order.Number, err)
-		}
-		sent = SentEmail{OrderID: order.ID, MessageID: msg.ID, To: msg.To, SentAt: s.now().UTC()}
-		if err := store.Put(b, in.CheckoutID, sent); err != nil {
-			return nil, err
-		}
-		s.log.Info("confirmation sent", "checkout_id", in.CheckoutID, "order_number", order.Number, "message_id", msg.ID)
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "failure_notice", "code", failed.Code)
+	if failed.CustomerEmail == "" {
+		log.Info("no failure notice: the checkout failed before its customer's email address was known")
+		return nil, nil
 	}
-	return []events.Envelope{events.Must(in.CheckoutID, events.ConfirmationSent, events.EmailSent{
-		OrderID: sent.OrderID, To: sent.To, MessageID: sent.MessageID,
-	})}, nil
+	sent, err := s.sendOnce(ctx, tx.Bucket(noticesBucket), in, log, SentEmail{}, func() (Message, error) {
+		return renderFailure(in.CheckoutID, failed, s.from, s.dateOr(in.Time))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("send failure notice: %w", err)
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, events.FailureNoticeSent, sent.event())}, nil
+}
+
+// sendOnce sends the checkout's message that build renders, unless b records it as sent
+// already, and records it (rec, completed) in the handler's transaction: the record
+// commits with the event's outputs. The runner handles one event at a time.
+func (s *Service) sendOnce(ctx context.Context, b *bolt.Bucket, in events.Envelope, log *slog.Logger, rec SentEmail, build func() (Message, error)) (SentEmail, error) {
+	var sent SentEmail
+	if found, err := store.Get(b, in.CheckoutID, &sent); err != nil || found {
+		return sent, err
+	}
+	msg, err := build()
+	if err != nil {
+		return SentEmail{}, err
+	}
+	if err := s.send(ctx, in.CheckoutID, msg); err != nil {
+		return SentEmail{}, err
+	}
+	rec.MessageID, rec.To, rec.SentAt = msg.ID, msg.To, s.now().UTC()
+	if err := store.Put(b, in.CheckoutID, rec); err != nil {
+		return SentEmail{}, err
+	}
+	log.Info("email sent", "message_id", msg.ID)
+	return rec, nil
+}
+
+// event is the announcement of a sent email.
+func (e SentEmail) event() events.EmailSent {
+	return events.EmailSent{OrderID: e.OrderID, To: e.To, MessageID: e.MessageID}
+}
+
+// dateOr is the Date of a message about an event of time t: t itself, so that a resend is
+// the same message, or now when t is unknown.
+func (s *Service) dateOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.now()
+	}
+	return t
 }
 
 // send retries a failed send for a few seconds. A refusal (5xx) ends the retries early;
@@ -130,5 +177,12 @@ func (s *Service) send(ctx context.Context, checkoutID string, m Message) error 
 // Sent returns the record of a checkout's confirmation; found is false until it is sent.
 func (s *Service) Sent(checkoutID string) (sent SentEmail, found bool, err error) {
 	found, err = store.View(s.db, sentBucket, checkoutID, &sent)
+	return sent, found, err
+}
+
+// FailureNotice returns the record of a failed checkout's notice; found is false until it
+// is sent, and stays false when the checkout's customer was not known.
+func (s *Service) FailureNotice(checkoutID string) (sent SentEmail, found bool, err error) {
+	found, err = store.View(s.db, noticesBucket, checkoutID, &sent)
 	return sent, found, err
 }

@@ -25,7 +25,13 @@ type harness struct {
 // start runs the service behind the real runner on an embedded JetStream.
 func start(t *testing.T, cfg Config) harness {
 	t.Helper()
-	h, svc := steptest.Start(t, runner.Config{Name: "notifications"}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+	return startWith(t, runner.Config{Name: "notifications"}, cfg)
+}
+
+// startWith is start with the runner's settings (retry delays...) of rcfg.
+func startWith(t *testing.T, rcfg runner.Config, cfg Config) harness {
+	t.Helper()
+	h, svc := steptest.Start(t, rcfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
 		return New(db, log, cfg)
 	})
 	return harness{h, svc}

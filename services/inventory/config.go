@@ -1,0 +1,34 @@
+package inventory
+
+import (
+	"fmt"
+	"time"
+)
+
+// DefaultReservationTTL is how long a reservation holds its stock when nothing settles it.
+const DefaultReservationTTL = time.Hour
+
+// Config of the inventory service.
+type Config struct {
+	// ReservationTTL is how long a reservation holds its units when its checkout neither
+	// completes nor releases it (a crash, a lost compensation): then it expires and the
+	// units are available again. It must outlast the longest a healthy checkout can take
+	// between its reservation and its end, waits for people included: a fraud review may
+	// wait 30 minutes for an operator and 3-D Secure 10 minutes for the customer, so keep
+	// it well above 40 minutes. Default DefaultReservationTTL (1h).
+	ReservationTTL time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.ReservationTTL == 0 {
+		c.ReservationTTL = DefaultReservationTTL
+	}
+}
+
+// Validate reports a setting the service cannot work with.
+func (c Config) Validate() error {
+	if c.ReservationTTL < 0 {
+		return fmt.Errorf("inventory: ReservationTTL must be positive, got %s", c.ReservationTTL)
+	}
+	return nil
+}

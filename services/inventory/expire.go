@@ -1,0 +1,52 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	bolt "go.etcd.io/bbolt"
+)
+
+// expiryKey names the slot of a checkout's scheduled expiry.
+const expiryKey = "inventory.expire"
+
+// expiry is the checkout.inventory.expire that the server delivers back to the inventory
+// once the reservation has held its units for ReservationTTL. Schedules have a precision of
+// one second, so the time is rounded up: a reservation never expires early.
+func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
+	at := now.Add(s.cfg.ReservationTTL).Truncate(time.Second).Add(time.Second)
+	e := events.Must(res.CheckoutID, events.InventoryExpire, events.Expiry{ReservationID: res.ID})
+	e.ID = fmt.Sprintf("%s:%d", e.ID, at.UnixMilli())
+	e.Schedule = &events.Schedule{At: at, Key: expiryKey}
+	return e
+}
+
+// expire releases a reservation that is still held when its time is up, and says so;
+// one that was committed or released meanwhile is left alone, silently.
+func (s *Service) expire(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var exp events.Expiry
+	if err := in.DecodePayload(&exp); err != nil {
+		return nil, err
+	}
+	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "reservation_id", exp.ReservationID)
+	res, found, err := loadReservation(tx, in.CheckoutID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !found || res.ID != exp.ReservationID:
+		log.Warn("expiry of an unknown reservation: nothing to do")
+		return nil, nil
+	case res.Status != Reserved:
+		log.Debug("reservation settled before its expiry", "status", res.Status)
+		return nil, nil
+	}
+	if err := settle(tx, &res, releaseUnits, Expired); err != nil {
+		return nil, err
+	}
+	log.Info("reservation expired, stock released", "items", res.Items)
+	return []events.Envelope{events.Must(in.CheckoutID, events.InventoryExpired,
+		events.Release{ReservationID: res.ID, Items: res.Items})}, nil
+}

@@ -1,0 +1,181 @@
+package notifications
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"net/mail"
+	"slices"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+)
+
+// explanation is what a failure notice says about one kind of failure, in plain words:
+// what happened, and what the customer can do about it.
+type explanation struct {
+	what, todo string
+}
+
+var technicalProblem = explanation{
+	what: "We could not complete your order because of a technical problem on our side.",
+	todo: "Please try again in a few minutes. If it happens again, contact us and we will sort it out.",
+}
+
+var checkAgain = explanation{
+	what: "Some of the details of your order were missing or could not be accepted.",
+	todo: "Please check your cart, your email address and your shipping address, then try again.",
+}
+
+// explanations maps failure codes to what the notice says. A code not in it is shown as
+// it is, since nothing better can be said.
+var explanations = map[string]explanation{
+	events.CodeCardDeclined: {
+		what: "Your card was declined by your bank.",
+		todo: "Please try again with another card, or ask your bank why the payment was declined.",
+	},
+	events.CodeInsufficientFunds: {
+		what: "Your card was declined because there were not enough funds available on it.",
+		todo: "Please try again with another card or payment method.",
+	},
+	events.CodePaymentFailed: {
+		what: "We could not take the payment with the card you gave.",
+		todo: "Please check your card details and try again, or use another card.",
+	},
+	events.CodeAuthenticationRequired: {
+		what: "Your bank asked you to confirm the payment (for example with a code or in your banking app), and the confirmation was not completed.",
+		todo: "Please try again and complete your bank's confirmation when it is shown, or use another card.",
+	},
+	events.CodeFraudRejected: {
+		what: "Our automatic security checks could not approve this order.",
+		todo: "If you believe this is a mistake, please contact us; you can also try another card.",
+	},
+	events.CodeFraudReviewDenied: {
+		what: "Our team reviewed this order and could not approve it.",
+		todo: "If you believe this is a mistake, please contact us.",
+	},
+	events.CodeInsufficientStock: {
+		what: "Some items in your cart are no longer in stock in the quantity you asked for.",
+		todo: "Please lower the quantities in your cart or remove the items that are sold out, then check out again.",
+	},
+	events.CodeReservationExpired: {
+		what: "The items we were holding for you were released because the checkout took too long to finish.",
+		todo: "Please check out again; the items may well still be available.",
+	},
+	events.CodeCartNotFound: {
+		what: "We could not find your cart.",
+		todo: "Please add the items to your cart again and check out.",
+	},
+	events.CodeCartEmpty: {
+		what: "Your cart was empty.",
+		todo: "Please add the items you want to your cart and check out again.",
+	},
+	events.CodeCartCheckedOut: {
+		what: "This cart has already been checked out.",
+		todo: "Look for the confirmation of your earlier order in your inbox; to buy more, start a new cart.",
+	},
+	events.CodeCartInCheckout: {
+		what: "Another checkout of the same cart was already in progress.",
+		todo: "Please wait a few minutes for it to finish, and look for its confirmation before trying again.",
+	},
+	events.CodeProductNotFound: {
+		what: "An item in your cart is no longer sold.",
+		todo: "Please remove it from your cart and check out again.",
+	},
+	events.CodeInvalidQuantity: {
+		what: "An item in your cart has a quantity we cannot accept.",
+		todo: "Please correct the quantities in your cart and check out again.",
+	},
+	events.CodeCurrencyMismatch: {
+		what: "The prices in your cart are not all in the same currency.",
+		todo: "Please refresh your cart so that every item is priced in one currency, then check out again.",
+	},
+	events.CodeUnsupportedCountry: {
+		what: "We do not deliver to the shipping address you gave.",
+		todo: "Please check out again with a shipping address in a country we deliver to.",
+	},
+	events.CodeCheckoutCancelled: {
+		what: "The checkout was cancelled before it could finish.",
+		todo: "Please check out again when you are ready.",
+	},
+	events.CodeInvalidRequest:   checkAgain,
+	events.CodeDeadlineExceeded: technicalProblem,
+	events.CodeRetriesExhausted: technicalProblem,
+	events.CodeStepFailed:       technicalProblem,
+	events.CodeOrderFailed:      technicalProblem,
+}
+
+// explain says what a failure code means for the customer.
+func explain(code string) explanation {
+	if e, ok := explanations[code]; ok {
+		return e
+	}
+	e := explanation{
+		what: "We could not complete your order.",
+		todo: "Please try again later. If it happens again, contact us and we will sort it out.",
+	}
+	if c := clean(code); c != "" {
+		e.what = fmt.Sprintf("We could not complete your order (reason: %s).", c)
+	}
+	return e
+}
+
+// Whether the customer's money was touched: a compensated process_payment is a refund.
+const (
+	refundedSentence   = "Any amount charged for this order has been refunded to your card. Your bank may take a few business days to show it."
+	notChargedSentence = "You have not been charged."
+)
+
+// failureView is what both bodies of the failure notice show.
+type failureView struct {
+	What, Money, Todo, Reference string
+}
+
+func failureViewOf(checkoutID string, f events.CheckoutFailed) failureView {
+	e := explain(f.Code)
+	v := failureView{What: e.what, Todo: e.todo, Money: notChargedSentence,
+		Reference: "Your reference: " + clean(checkoutID) + "."}
+	if slices.Contains(f.Compensated, events.StepProcessPayment) {
+		v.Money = refundedSentence
+	}
+	if cart := clean(f.CartID); cart != "" {
+		v.Reference = "Your reference: " + clean(checkoutID) + " (cart " + cart + ")."
+	}
+	return v
+}
+
+const failureSubject = "We could not complete your order"
+
+func (v failureView) text() []byte {
+	return fmt.Appendf(nil, "Hello,\n\nWe are sorry: we could not complete your order.\n\n"+
+		"What happened: %s\n\n%s\n\nWhat you can do: %s\n\n%s Please mention it if you contact us.\n",
+		v.What, v.Money, v.Todo, v.Reference)
+}
+
+var failureHTML = template.Must(template.New("failure").Parse(`<!DOCTYPE html>
+<html><body>
+<p>Hello,</p>
+<p>We are sorry: we could not complete your order.</p>
+<p><strong>What happened:</strong> {{.What}}</p>
+<p>{{.Money}}</p>
+<p><strong>What you can do:</strong> {{.Todo}}</p>
+<p>{{.Reference}} Please mention it if you contact us.</p>
+</body></html>
+`))
+
+// renderFailure builds the failure notice of a checkout. Like render it is a pure
+// function of its arguments, so a resend is the same message.
+func renderFailure(checkoutID string, f events.CheckoutFailed, from *mail.Address, date time.Time) (Message, error) {
+	v := failureViewOf(checkoutID, f)
+	var html bytes.Buffer
+	if err := failureHTML.Execute(&html, v); err != nil {
+		return Message{}, fmt.Errorf("render html: %w", err)
+	}
+	// "." never occurs in a checkout ID, so the notice's name is never a confirmation's.
+	name := fileName(checkoutID) + ".failure"
+	return compose(email{
+		name: name, idLocal: name, boundarySeed: name,
+		from: from, to: f.CustomerEmail, subject: failureSubject, date: date,
+		text: v.text(), html: html.Bytes(),
+	})
+}
