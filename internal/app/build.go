@@ -19,7 +19,9 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/jetcheckout/jetcheckout/services/shipping"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -113,9 +115,17 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		h.Inventory, u.serve = s, s.Serve
 		return s.Routes(), nil
 	case events.ServiceFraud:
-		s, err := fraud.New(db, log, fraud.DefaultConfig())
+		cfg := fraud.DefaultConfig()
+		if d.cfg.ReviewWindow > 0 {
+			cfg.ReviewWindow = d.cfg.ReviewWindow
+		}
+		s, err := fraud.New(db, log, cfg)
+		if err != nil {
+			return nil, err
+		}
 		h.Fraud = s
-		return routesOf(s, err)
+		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js) }
+		return s.Routes(), nil
 	case events.ServicePayments:
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey})
 		h.Payments = s

@@ -76,6 +76,15 @@ func checkoutRequest(checkoutID, cartID, pm string, ship events.Address) []byte 
 	return raw
 }
 
+// checkoutRequestFor is a Californian checkout by a customer with the given email.
+func checkoutRequestFor(checkoutID, cartID, pm, email string) []byte {
+	raw, _ := json.Marshal(events.CheckoutRequest{
+		CheckoutID: checkoutID, CartID: cartID, CustomerID: "cus_ada", CustomerEmail: email,
+		PaymentMethodID: pm, ShippingAddress: california, BillingAddress: california,
+	})
+	return raw
+}
+
 var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
 var tokyo = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 
@@ -189,17 +198,21 @@ type email struct {
 	body string
 }
 
-// readEmail finds the outbox message of a checkout and decodes its text.
+// readEmail finds the confirmation of a checkout in the outbox and decodes its text.
 func readEmail(t *testing.T, outbox, checkoutID string) email {
 	t.Helper()
-	var path string
-	natstest.Eventually(t, wait, func() bool {
-		files, _ := filepath.Glob(filepath.Join(outbox, "*"+checkoutID+"*.eml"))
-		if len(files) == 1 {
-			path = files[0]
-		}
-		return path != ""
-	}, "no email for %s in %s", checkoutID, outbox)
+	return readOutbox(t, filepath.Join(outbox, checkoutID+".eml"))
+}
+
+// failureNotice finds the failure notice of a checkout in the outbox.
+func failureNotice(t *testing.T, outbox, checkoutID string) email {
+	t.Helper()
+	return readOutbox(t, filepath.Join(outbox, checkoutID+".failure.eml"))
+}
+
+func readOutbox(t *testing.T, path string) email {
+	t.Helper()
+	natstest.Eventually(t, wait, func() bool { _, err := os.Stat(path); return err == nil }, "no email at %s", path)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -39,8 +39,10 @@ type Config struct {
 	MaxDeliver int                               // attempts before a step is given up
 	RetryBase  time.Duration                     // first redelivery delay
 	AckWait    time.Duration                     // how long an unacked message waits before redelivery
-	Middleware map[string][]runner.Middleware    // by service name
-	Hooks      map[string]runner.Hooks           // by service name: simulated crashes
+	// ReviewWindow is how long a fraud review may wait for an operator (fraud's default otherwise).
+	ReviewWindow time.Duration
+	Middleware   map[string][]runner.Middleware // by service name
+	Hooks        map[string]runner.Hooks        // by service name: simulated crashes
 }
 
 // emulatorKey is the test-mode key used with the embedded emulator; it is not a secret.

@@ -80,6 +80,11 @@ func TestFailedCheckouts(t *testing.T) {
 			if _, found, _ := sys.Orders.OrderByCheckout(tt.id); found {
 				t.Error("an order exists for a failed checkout")
 			}
+			if tt.code != events.CodeInvalidRequest { // an invalid request may name nobody to tell
+				if notice := failureNotice(t, sys.Config.Outbox(), tt.id); !strings.Contains(notice.body, "not been charged") {
+					t.Errorf("failure notice:\n%s", notice.body)
+				}
+			}
 			if n := w.Count(tt.id, events.Completed) + w.Count(tt.id, events.Failed); n != 1 {
 				t.Errorf("%d terminal events", n)
 			}

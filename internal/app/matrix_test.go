@@ -185,6 +185,9 @@ func TestOrderFailsPermanently(t *testing.T) {
 	}
 	r.noOrder(t, "co-noorder")
 	r.stockIs(t, before)
+	if notice := failureNotice(t, r.Config.Outbox(), "co-noorder"); !strings.Contains(strings.ToLower(notice.body), "refund") {
+		t.Errorf("the failure notice does not mention the refund:\n%s", notice.body)
+	}
 }
 
 // The shipping label cannot be made, however often it is tried: the order stays paid, the
@@ -370,5 +373,70 @@ func TestCrashWindows(t *testing.T) {
 				t.Errorf("%d orders, want 1", len(orders))
 			}
 		})
+	}
+}
+
+// review asks the fraud service's operator endpoint for a decision.
+func (r *rig) review(t *testing.T, id, decision string) {
+	t.Helper()
+	r.watch.Wait(t, id, wait, events.FraudReviewPending)
+	reply := request[map[string]any](t, r.NC, events.FraudReview,
+		map[string]string{"checkout_id": id, "decision": decision, "reviewer": "ada"})
+	if reply["accepted"] != true {
+		t.Fatalf("review of %s not accepted: %v", id, reply)
+	}
+}
+
+// A risky checkout waits for a person, holding its stock; approved, it completes.
+func TestFraudReviewApproved(t *testing.T) {
+	r := startRig(t, t.TempDir(), nil)
+	before := stock(t, r.System, "hoodie-saga")
+	cart := createCart(t, r.System, "USD", events.CartItem{ProductID: "hoodie-saga", Quantity: 1})
+	body := checkoutRequestFor("co-review-ok", cart.ID, "pm_card_visa", "eve@review.test")
+	publishCheckout(t, r.System, body)
+	r.watch.Wait(t, "co-review-ok", wait, events.FraudReviewPending)
+	r.stockIs(t, events.Stock{ProductID: "hoodie-saga", Available: before.Available - 1, Reserved: before.Reserved + 1, Sold: before.Sold})
+	pending := request[[]map[string]any](t, r.NC, events.FraudReviews, nil)
+	if len(pending) != 1 || pending[0]["checkout_id"] != "co-review-ok" {
+		t.Fatalf("pending reviews %v", pending)
+	}
+	r.review(t, "co-review-ok", events.ReviewApprove)
+	r.completed(t, "co-review-ok")
+	if charged, _, n := r.money("co-review-ok"); n != 1 || charged == 0 {
+		t.Errorf("%d intents, %d charged", n, charged)
+	}
+}
+
+// Denied, the stock is released and the customer told.
+func TestFraudReviewDenied(t *testing.T) {
+	r := startRig(t, t.TempDir(), nil)
+	before := stock(t, r.System, "hoodie-saga")
+	cart := createCart(t, r.System, "USD", events.CartItem{ProductID: "hoodie-saga", Quantity: 2})
+	publishCheckout(t, r.System, checkoutRequestFor("co-review-no", cart.ID, "pm_card_visa", "eve@review.test"))
+	r.review(t, "co-review-no", events.ReviewDeny)
+	f := r.failed(t, "co-review-no", events.CodeFraudReviewDenied, events.StepCheckFraud)
+	if len(f.Compensated) != 1 || f.Compensated[0] != events.StepReserveInventory {
+		t.Errorf("compensated %v", f.Compensated)
+	}
+	r.stockIs(t, before)
+	if _, _, n := r.money("co-review-no"); n != 0 {
+		t.Error("a denied checkout reached Stripe")
+	}
+	notice := failureNotice(t, r.Config.Outbox(), "co-review-no")
+	if to := notice.msg.Header.Get("To"); !strings.Contains(to, "eve@review.test") || !strings.Contains(notice.body, "not been charged") {
+		t.Errorf("failure notice to %q:\n%s", to, notice.body)
+	}
+}
+
+// Nobody decides before the review window closes: released, failed.
+func TestFraudReviewExpires(t *testing.T) {
+	r := startRig(t, t.TempDir(), nil, func(c *Config) { c.ReviewWindow, c.Grace = time.Second, 500*time.Millisecond })
+	before := stock(t, r.System, "tee-jetstream")
+	cart := createCart(t, r.System, "USD", events.CartItem{ProductID: "tee-jetstream", Quantity: 1})
+	publishCheckout(t, r.System, checkoutRequestFor("co-review-late", cart.ID, "pm_card_visa", "eve@review.test"))
+	r.failed(t, "co-review-late", events.CodeDeadlineExceeded, events.StepCheckFraud)
+	r.stockIs(t, before)
+	if _, _, n := r.money("co-review-late"); n != 0 {
+		t.Error("an undecided checkout reached Stripe")
 	}
 }
