@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
@@ -13,11 +14,6 @@ import (
 	"github.com/stripe/stripe-go/v76"
 	bolt "go.etcd.io/bbolt"
 )
-
-// idempotencyKey names one Stripe operation of a checkout, the same on every retry.
-func idempotencyKey(checkoutID, operation string) string {
-	return "jetcheckout:" + checkoutID + ":" + operation
-}
 
 // begin decodes the event's payload into v and loads the checkout's record.
 func (s *Service) begin(tx *bolt.Tx, in events.Envelope, v any) (*slog.Logger, Record, bool, error) {
@@ -36,24 +32,30 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		return nil, err
 	}
 	if found {
-		// Another event for a checkout already paid (copies of this one never get here):
-		// one payment per checkout, never a second call to Stripe.
-		log.Info("payment already settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
-		return []events.Envelope{rec.outcome(quote)}, nil
+		// Another event for a checkout already paid, or waiting (copies of this one never
+		// get here): one payment per checkout, never a second call to Stripe.
+		log.Info("payment already under way or settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
+		return []events.Envelope{rec.outcome()}, nil
 	}
-	rec = Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency}
+	rec = Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency, Quote: quote}
 	if err := s.pay(ctx, log, &rec, quote); err != nil {
 		return nil, err
+	}
+	outs := []events.Envelope{rec.outcome()}
+	switch rec.Status {
+	case Captured:
+		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
+	case AwaitingAction:
+		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now())))
+		log.Info("payment waits for the customer's 3-D Secure authentication", "payment_intent", rec.PaymentIntentID,
+			"until", rec.AuthUntil, "next_action", rec.NextAction)
+	default:
+		log.Info("payment failed", "payment_intent", rec.PaymentIntentID, "code", rec.FailureCode, "reason", rec.FailureMessage)
 	}
 	if err := saveRecord(tx, rec); err != nil {
 		return nil, err
 	}
-	if rec.Status == Captured {
-		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
-	} else {
-		log.Info("payment failed", "payment_intent", rec.PaymentIntentID, "code", rec.FailureCode, "reason", rec.FailureMessage)
-	}
-	return []events.Envelope{rec.outcome(quote)}, nil
+	return outs, nil
 }
 
 // pay creates and confirms the PaymentIntent and records how it ended. Its error is
@@ -64,35 +66,11 @@ func (s *Service) pay(ctx context.Context, log *slog.Logger, rec *Record, quote 
 		rec.fail(events.CodePaymentFailed, fmt.Sprintf("The total %s %s cannot be charged: %v.", quote.Total, quote.Currency, err))
 		return nil
 	}
-	pi, err := s.stripe.PaymentIntents.New(intentParams(ctx, rec.CheckoutID, quote, amount))
+	pi, err := s.createIntent(ctx, rec.CheckoutID, quote, amount)
 	if err != nil {
 		return refused(log, rec, err)
 	}
 	return s.settle(ctx, rec, pi)
-}
-
-func intentParams(ctx context.Context, checkoutID string, quote events.Quote, amount int64) *stripe.PaymentIntentParams {
-	p := &stripe.PaymentIntentParams{
-		Amount:        stripe.Int64(amount),
-		Currency:      stripe.String(strings.ToLower(quote.Currency)),
-		PaymentMethod: stripe.String(quote.PaymentMethodID),
-		Confirm:       stripe.Bool(true),
-		Description:   stripe.String("Checkout " + checkoutID),
-		Metadata: map[string]string{
-			"checkout_id": checkoutID, "cart_id": quote.CartID, "customer_id": quote.CustomerID,
-		},
-	}
-	if quote.ReturnURL != "" {
-		p.ReturnURL = stripe.String(quote.ReturnURL)
-	} else {
-		// Nobody could follow a redirect: accept only payment methods that need none.
-		p.AutomaticPaymentMethods = &stripe.PaymentIntentAutomaticPaymentMethodsParams{
-			Enabled: stripe.Bool(true), AllowRedirects: stripe.String("never"),
-		}
-	}
-	p.Context = ctx
-	p.SetIdempotencyKey(idempotencyKey(checkoutID, "payment"))
-	return p
 }
 
 // settle records a confirmed intent by its status.
@@ -102,7 +80,11 @@ func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentInt
 	case stripe.PaymentIntentStatusSucceeded:
 		rec.Status = Captured
 	case stripe.PaymentIntentStatusRequiresAction:
-		return s.authenticationRequired(ctx, rec, pi)
+		// The customer must authenticate with their bank: wait for it, up to AuthWindow.
+		rec.Status, rec.AuthUntil = AwaitingAction, time.Now().Add(s.cfg.AuthWindow).UTC()
+		if na := pi.NextAction; na != nil && na.RedirectToURL != nil {
+			rec.NextAction = na.RedirectToURL.URL
+		}
 	case stripe.PaymentIntentStatusRequiresPaymentMethod, stripe.PaymentIntentStatusRequiresConfirmation,
 		stripe.PaymentIntentStatusCanceled:
 		message := "The payment was not completed."
@@ -113,7 +95,7 @@ func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentInt
 	default:
 		// processing (or requires_capture, which we never ask for): the outcome is not
 		// known yet. A retry replays this same answer, so read the intent as it is now.
-		current, err := s.stripe.PaymentIntents.Get(pi.ID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
+		current, err := s.getIntent(ctx, pi.ID)
 		if err != nil {
 			return fmt.Errorf("read payment intent %s: %w", pi.ID, short(err))
 		}
@@ -122,34 +104,6 @@ func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentInt
 		}
 		return s.settle(ctx, rec, current)
 	}
-	return nil
-}
-
-// authenticationRequired handles a card that needs 3D Secure. The customer is not there
-// to authenticate, so the payment fails, and the intent is canceled so that it can never
-// be completed for a checkout that failed. (Waiting for the customer instead is a change
-// to this function only.)
-func (s *Service) authenticationRequired(ctx context.Context, rec *Record, pi *stripe.PaymentIntent) error {
-	params := &stripe.PaymentIntentCancelParams{CancellationReason: stripe.String("abandoned")}
-	params.Context = ctx
-	params.SetIdempotencyKey(idempotencyKey(rec.CheckoutID, "cancel"))
-	canceled, err := s.stripe.PaymentIntents.Cancel(pi.ID, params)
-	if err != nil {
-		if isTransient(err) {
-			return fmt.Errorf("cancel payment intent %s: %w", pi.ID, short(err))
-		}
-		// Refused: the intent moved on meanwhile. Go by where it is now.
-		current, err := s.stripe.PaymentIntents.Get(pi.ID, &stripe.PaymentIntentParams{Params: stripe.Params{Context: ctx}})
-		if err != nil {
-			return fmt.Errorf("read payment intent %s: %w", pi.ID, short(err))
-		}
-		if current.Status != stripe.PaymentIntentStatusCanceled {
-			return s.settle(ctx, rec, current)
-		}
-		canceled = current
-	}
-	rec.IntentStatus = string(canceled.Status)
-	rec.fail(events.CodeAuthenticationRequired, "Your bank asked to confirm this payment with 3D Secure, which this checkout cannot do yet. Please use another card.")
 	return nil
 }
 

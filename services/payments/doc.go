@@ -6,12 +6,28 @@
 //     PaymentIntent whose idempotency key is derived from the checkout, so a redelivery or
 //     a retry after a lost answer never charges twice. Emits checkout.payment.captured
 //     (events.Payment) when the intent succeeded, or checkout.payment.failed
-//     (events.StepFailure, code card_declined, insufficient_funds, authentication_required
-//     or payment_failed). Network errors, timeouts, 5xx and 429 are returned as errors: the
-//     runner retries with the same key.
+//     (events.StepFailure, code card_declined, insufficient_funds or payment_failed).
+//     Network errors, timeouts, 5xx and 429 are returned as errors: the runner retries with
+//     the same key. When the bank asks for 3-D Secure (the intent requires_action) it emits
+//     checkout.payment.action_required (events.Waiting: until now + Config.AuthWindow, and
+//     the page where the customer authenticates) and schedules checkout.payment.recheck.
+//   - checkout.payment.recheck (events.Recheck), scheduled for itself every
+//     Config.RecheckEvery while the customer authenticates: reads the intent and emits
+//     checkout.payment.captured once it succeeded; checkout.payment.failed with code
+//     authentication_failed when the authentication failed, or authentication_abandoned
+//     (after cancelling the intent) when it was not finished by Until; otherwise schedules
+//     the next recheck (never later than Until).
 //   - checkout.payment.refund (events.Compensation): refunds the captured intent in full.
-//     Emits checkout.payment.refunded (events.Refund), with no refund ID and a zero amount
-//     when nothing was captured; a payment requested after that fails instead of charging.
+//     When no capture is recorded (the step gave up not knowing whether Stripe charged, or
+//     never ran), it searches Stripe for the checkout's intents by metadata, refunds those
+//     that succeeded and cancels those that could still be paid. Emits
+//     checkout.payment.refunded (events.Refund, a zero amount when nothing was taken); a
+//     payment requested after that fails (checkout_cancelled) instead of charging.
+//
+// Stripe's search index can lag behind a payment by up to a minute, Stripe says; the
+// emulator's does not. The intent is created by the step's first attempt and the
+// compensation comes after its retries ran out or its deadline passed, which makes the
+// window in which a search misses a charge small, not empty.
 //
 // State (bbolt): payments (checkout ID → Record), read with Service.Payment.
 package payments

@@ -4,16 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
 	bolt "go.etcd.io/bbolt"
 )
 
-// refundPayment refunds a checkout's captured payment in full, once. The coordinator
+// refundPayment gives back whatever the checkout's payment took, once. The coordinator
+// asks for it when the payment succeeded, and also when the step gave up not knowing
+// whether Stripe charged (a timeout after the charge, retries run out, a deadline): then
+// there is no record of a capture, and Stripe is searched for the checkout's intents. It
 // needs the confirmation whether or not there was anything to refund.
 func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var comp events.Compensation
@@ -22,70 +27,131 @@ func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Enve
 		return nil, err
 	}
 	switch {
-	case !found:
-		// The compensation overtook the payment: make sure no payment follows it.
-		rec = Record{CheckoutID: in.CheckoutID, Status: Voided, FailureCode: events.CodeCheckoutCancelled,
-			FailureMessage: "The checkout was cancelled before its payment."}
-		if err := saveRecord(tx, rec); err != nil {
+	case found && rec.Status == Captured:
+		refund, err := s.refundAll(ctx, rec.CheckoutID, rec.PaymentIntentID, comp.Reason)
+		if err != nil {
 			return nil, err
 		}
-		log.Info("nothing to refund: no payment was made, and none will be", "reason", comp.Reason)
-	case rec.Status == Captured:
-		if err := s.refund(ctx, &rec, comp); err != nil {
-			return nil, err
-		}
-		if err := saveRecord(tx, rec); err != nil {
+		if err := rec.refunded(refund.ID, refund.Amount); err != nil {
 			return nil, err
 		}
 		log.Info("payment refunded", "payment_intent", rec.PaymentIntentID, "refund", rec.RefundID,
 			"amount", rec.RefundedAmount, "currency", rec.Currency, "reason", comp.Reason)
+	case found && rec.Status == AwaitingAction:
+		// The checkout is undone while the customer authenticates: close that intent.
+		pi, err := s.getIntent(ctx, rec.PaymentIntentID)
+		if err != nil {
+			return nil, fmt.Errorf("read payment intent %s: %w", rec.PaymentIntentID, short(err))
+		}
+		if err := s.sweep(ctx, log, &rec, []*stripe.PaymentIntent{pi}, comp.Reason); err != nil {
+			return nil, err
+		}
+	case !found:
+		// No payment recorded: none was made, or the step gave up not knowing. Stripe
+		// knows; its search finds the checkout's intents by their metadata.
+		intents, err := s.checkoutIntents(ctx, in.CheckoutID)
+		if err != nil {
+			return nil, fmt.Errorf("search the checkout's payment intents: %w", short(err))
+		}
+		rec = Record{CheckoutID: in.CheckoutID}
+		if err := s.sweep(ctx, log, &rec, intents, comp.Reason); err != nil {
+			return nil, err
+		}
 	default:
 		log.Info("nothing to refund", "status", rec.Status, "refund", rec.RefundID)
+		return []events.Envelope{rec.refund()}, nil
 	}
-	return []events.Envelope{rec.refund()}, nil
+	return []events.Envelope{rec.refund()}, saveRecord(tx, rec)
 }
 
-// refund refunds the whole captured amount and records it.
-func (s *Service) refund(ctx context.Context, rec *Record, comp events.Compensation) error {
-	params := &stripe.RefundParams{PaymentIntent: stripe.String(rec.PaymentIntentID)}
-	params.Context = ctx
-	params.AddMetadata("checkout_id", rec.CheckoutID)
-	params.AddMetadata("compensation_reason", truncate(comp.Reason, 500))
-	params.SetIdempotencyKey(idempotencyKey(rec.CheckoutID, "refund"))
-	r, err := s.stripe.Refunds.New(params)
+// sweep refunds every intent that succeeded and cancels every one that could still be
+// paid, then leaves the record Voided: a payment requested later is refused.
+func (s *Service) sweep(ctx context.Context, log *slog.Logger, rec *Record, intents []*stripe.PaymentIntent, reason string) error {
+	var swept []SweptIntent
+	var refunded, received int64
+	currency := rec.Currency
+	for _, pi := range intents {
+		if c := strings.ToUpper(string(pi.Currency)); currency == "" {
+			currency = c
+		} else if c != currency {
+			// One checkout is charged in one currency: a person must look at this one.
+			return runner.Permanent(fmt.Errorf("payment intent %s is in %s, not %s", pi.ID, c, currency))
+		}
+		found := string(pi.Status)
+		pi, err := s.closeIntent(ctx, rec.CheckoutID, pi)
+		if err != nil {
+			return err
+		}
+		done := SweptIntent{PaymentIntentID: pi.ID, Found: found, Action: Untouched}
+		switch {
+		case pi.Status == stripe.PaymentIntentStatusSucceeded:
+			refund, err := s.refundAll(ctx, rec.CheckoutID, pi.ID, reason)
+			if err != nil {
+				return err
+			}
+			done.Action, done.RefundID = Refunded, refund.ID
+			refunded += refund.Amount
+			received += pi.AmountReceived
+			if rec.RefundID == "" {
+				rec.PaymentIntentID, rec.RefundID = pi.ID, refund.ID
+			}
+			if done.Refunded, err = money.FromMinor(refund.Amount, currency); err != nil {
+				return runner.Permanent(err)
+			}
+		case stillWaiting(pi.Status):
+			return fmt.Errorf("payment intent %s is %s and cannot be cancelled yet; will check again", pi.ID, pi.Status)
+		case string(pi.Status) != found:
+			done.Action = Canceled
+		}
+		log.Info("payment intent swept", "payment_intent", pi.ID, "found", found, "action", done.Action,
+			"refund", done.RefundID, "refunded", done.Refunded, "reason", reason)
+		swept = append(swept, done)
+	}
+	if rec.PaymentIntentID == "" && len(intents) == 1 {
+		rec.PaymentIntentID = intents[0].ID
+	}
+	rec.Currency, rec.Swept, rec.RefundedAmount = currency, swept, decimal.Zero
+	if currency != "" {
+		var err error
+		if rec.RefundedAmount, err = money.FromMinor(refunded, currency); err != nil {
+			return runner.Permanent(err)
+		}
+		if rec.Amount.IsZero() {
+			rec.Amount, _ = money.FromMinor(received, currency)
+		}
+	}
+	rec.Status, rec.FailureCode, rec.FailureMessage = Voided, events.CodeCheckoutCancelled, "The checkout was cancelled before its payment completed."
+	log.Info("payment voided", "intents", len(intents), "refunded", rec.RefundedAmount, "currency", currency, "reason", reason)
+	return nil
+}
+
+// refundAll refunds what is left of a succeeded intent. A refund made meanwhile (from the
+// Dashboard, say) counts: the answer then sums the intent's refunds.
+func (s *Service) refundAll(ctx context.Context, checkoutID, intentID, reason string) (*stripe.Refund, error) {
+	r, err := s.refundIntent(ctx, checkoutID, intentID, reason)
 	var se *stripe.Error
 	switch {
 	case err == nil:
-		return rec.refunded(r.ID, r.Amount)
+		return r, nil
 	case isTransient(err):
-		return fmt.Errorf("refund payment intent %s: %w", rec.PaymentIntentID, short(err))
+		return nil, fmt.Errorf("refund payment intent %s: %w", intentID, short(err))
 	case errors.As(err, &se) && se.Code == stripe.ErrorCodeChargeAlreadyRefunded:
-		return s.alreadyRefunded(ctx, rec)
-	default:
-		// Stripe will not refund a payment we captured: a person must look at it.
-		return runner.Permanent(fmt.Errorf("refund payment intent %s: %w", rec.PaymentIntentID, short(err)))
-	}
-}
-
-// alreadyRefunded records refunds made outside this service (say, from the Dashboard).
-func (s *Service) alreadyRefunded(ctx context.Context, rec *Record) error {
-	list := &stripe.RefundListParams{PaymentIntent: stripe.String(rec.PaymentIntentID)}
-	list.Context = ctx
-	var (
-		newest string
-		total  int64
-	)
-	it := s.stripe.Refunds.List(list)
-	for it.Next() {
-		if newest == "" {
-			newest = it.Refund().ID
+		refunds, err := s.refunds(ctx, intentID)
+		if err != nil {
+			return nil, fmt.Errorf("list refunds of %s: %w", intentID, short(err))
 		}
-		total += it.Refund().Amount
+		sum := &stripe.Refund{}
+		for _, r := range refunds {
+			if sum.ID == "" {
+				sum.ID = r.ID // the newest
+			}
+			sum.Amount += r.Amount
+		}
+		return sum, nil
+	default:
+		// Stripe will not refund a payment that was captured: a person must look at it.
+		return nil, runner.Permanent(fmt.Errorf("refund payment intent %s: %w", intentID, short(err)))
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list refunds of %s: %w", rec.PaymentIntentID, short(err))
-	}
-	return rec.refunded(newest, total)
 }
 
 func (r *Record) refunded(refundID string, minor int64) error {

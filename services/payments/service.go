@@ -29,11 +29,23 @@ type Config struct {
 	// MaxNetworkRetries is stripe-go's own retries of a request; default 0, because the
 	// runner redelivers the event and the same idempotency key makes that safe.
 	MaxNetworkRetries int64
+	// AuthWindow is how long a customer has to finish 3-D Secure; default 10m. The
+	// payment is cancelled, and the step fails, when it runs out.
+	AuthWindow time.Duration
+	// RecheckEvery is how often the service looks at a PaymentIntent that waits for the
+	// customer's authentication; default 2s.
+	RecheckEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = 20 * time.Second
+	}
+	if c.AuthWindow == 0 {
+		c.AuthWindow = 10 * time.Minute
+	}
+	if c.RecheckEvery == 0 {
+		c.RecheckEvery = 2 * time.Second
 	}
 }
 
@@ -46,6 +58,8 @@ func (c Config) Validate() error {
 		return errors.New("payments: the Stripe key must be a secret (sk_...) or restricted (rk_...) key, not a publishable one")
 	case c.HTTPTimeout < 0 || c.MaxNetworkRetries < 0:
 		return errors.New("payments: HTTPTimeout and MaxNetworkRetries cannot be negative")
+	case c.AuthWindow < 0 || c.RecheckEvery < 0:
+		return errors.New("payments: AuthWindow and RecheckEvery cannot be negative")
 	}
 	return nil
 }
@@ -57,6 +71,7 @@ func (c Config) LogValue() slog.Value {
 		base = stripe.APIURL
 	}
 	return slog.GroupValue(slog.String("base_url", base), slog.Duration("http_timeout", c.HTTPTimeout),
+		slog.Duration("auth_window", c.AuthWindow), slog.Duration("recheck_every", c.RecheckEvery),
 		slog.Bool("live", strings.Contains(c.SecretKey, "_live_")))
 }
 
@@ -64,6 +79,7 @@ func (c Config) LogValue() slog.Value {
 type Service struct {
 	db     *bolt.DB
 	log    *slog.Logger
+	cfg    Config
 	stripe *client.API
 }
 
@@ -79,7 +95,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := store.EnsureBuckets(db, bucketPayments); err != nil {
 		return nil, fmt.Errorf("payments: %w", err)
 	}
-	return &Service{db: db, log: log, stripe: newStripeClient(cfg, log)}, nil
+	return &Service{db: db, log: log, cfg: cfg, stripe: newStripeClient(cfg, log)}, nil
 }
 
 // newStripeClient builds a client of its own (no stripe-go globals) for cfg.
@@ -100,6 +116,7 @@ func newStripeClient(cfg Config, log *slog.Logger) *client.API {
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
 		{Subject: events.PaymentRequested, Handle: s.processPayment},
+		{Subject: events.PaymentRecheck, Handle: s.recheckPayment},
 		{Subject: events.PaymentRefund, Handle: s.refundPayment},
 	}
 }
