@@ -47,8 +47,9 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
 	case AwaitingAction:
 		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now())))
+		// Not the page's URL: it carries the intent's client secret.
 		log.Info("payment waits for the customer's 3-D Secure authentication", "payment_intent", rec.PaymentIntentID,
-			"until", rec.AuthUntil, "next_action", rec.NextAction)
+			"until", rec.AuthUntil, "redirect", rec.NextAction != "")
 	default:
 		log.Info("payment failed", "payment_intent", rec.PaymentIntentID, "code", rec.FailureCode, "reason", rec.FailureMessage)
 	}
