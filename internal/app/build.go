@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/deploy"
@@ -127,7 +128,7 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js) }
 		return s.Routes(), nil
 	case events.ServicePayments:
-		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey})
+		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow, RecheckEvery: recheckEvery(d.cfg.AuthWindow)})
 		h.Payments = s
 		return routesOf(s, err)
 	case events.ServiceOrders:
@@ -149,6 +150,15 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		return routesOf(s, err)
 	}
 	return nil, fmt.Errorf("unknown service %q", name)
+}
+
+// recheckEvery looks at a PaymentIntent awaiting 3-D Secure often enough for a short
+// window (tests); zero keeps payments' default.
+func recheckEvery(window time.Duration) time.Duration {
+	if window > 0 && window < time.Minute {
+		return window / 10
+	}
+	return 0
 }
 
 func routesOf(s interface{ Routes() []runner.Route }, err error) ([]runner.Route, error) {

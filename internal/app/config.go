@@ -41,8 +41,10 @@ type Config struct {
 	AckWait    time.Duration                     // how long an unacked message waits before redelivery
 	// ReviewWindow is how long a fraud review may wait for an operator (fraud's default otherwise).
 	ReviewWindow time.Duration
-	Middleware   map[string][]runner.Middleware // by service name
-	Hooks        map[string]runner.Hooks        // by service name: simulated crashes
+	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).
+	AuthWindow time.Duration
+	Middleware map[string][]runner.Middleware // by service name
+	Hooks      map[string]runner.Hooks        // by service name: simulated crashes
 }
 
 // emulatorKey is the test-mode key used with the embedded emulator; it is not a secret.

@@ -440,3 +440,70 @@ func TestFraudReviewExpires(t *testing.T) {
 		t.Error("an undecided checkout reached Stripe")
 	}
 }
+
+// threeDS waits for the checkout's payment to ask for authentication and returns its intent.
+func (r *rig) threeDS(t *testing.T, id string) string {
+	t.Helper()
+	r.watch.Wait(t, id, wait, events.PaymentActionPending)
+	var pi string
+	natstest.Eventually(t, wait, func() bool {
+		for _, v := range intentsOf(r.emu, id) {
+			if v.Status == "requires_action" {
+				pi = v.ID
+			}
+		}
+		return pi != ""
+	}, "no intent awaits authentication")
+	return pi
+}
+
+// 3-D Secure: the checkout waits for the customer; completed, it goes on; failed or
+// abandoned, the stock is released and nothing is charged.
+func TestThreeDSecure(t *testing.T) {
+	r := startRig(t, t.TempDir(), nil, func(c *Config) { c.AuthWindow, c.Grace = 2*time.Second, time.Second })
+	before := stock(t, r.System, "stickers")
+	r.checkout(t, "co-3ds-ok", "pm_card_authenticationRequired", events.CartItem{ProductID: "stickers", Quantity: 1})
+	r.checkout(t, "co-3ds-fail", "pm_card_authenticationRequired", events.CartItem{ProductID: "stickers", Quantity: 1})
+	r.checkout(t, "co-3ds-gone", "pm_card_authenticationRequired", events.CartItem{ProductID: "stickers", Quantity: 1})
+	if err := r.emu.CompleteAuthentication(r.threeDS(t, "co-3ds-ok"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.emu.CompleteAuthentication(r.threeDS(t, "co-3ds-fail"), false); err != nil {
+		t.Fatal(err)
+	}
+	r.threeDS(t, "co-3ds-gone") // the customer walks away
+
+	r.completed(t, "co-3ds-ok")
+	if charged, _, n := r.money("co-3ds-ok"); n != 1 || charged == 0 {
+		t.Errorf("authenticated: %d intents, %d charged", n, charged)
+	}
+	r.failed(t, "co-3ds-fail", events.CodeAuthenticationFailed, events.StepProcessPayment)
+	r.failed(t, "co-3ds-gone", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
+	for _, id := range []string{"co-3ds-fail", "co-3ds-gone"} {
+		if charged, _, _ := r.money(id); charged != 0 {
+			t.Errorf("%s: charged %d", id, charged)
+		}
+		r.noOrder(t, id)
+	}
+	r.stockIs(t, events.Stock{ProductID: "stickers", Available: before.Available - 1, Reserved: before.Reserved, Sold: before.Sold + 1})
+}
+
+// Stripe charges and then never answers, every time: the payment step gives up not knowing
+// whether it charged; the charge is found and refunded, the stock released, the checkout
+// failed.
+func TestPaymentFinallyFailsAfterCharging(t *testing.T) {
+	faults := stripeemu.When(stripeemu.FaultMatch{Method: "POST", Path: "/v1/payment_intents"}, stripeemu.Fault{Status: 500, AfterRun: true})
+	r := startRig(t, t.TempDir(), faults, withMaxDeliver(3))
+	before := stock(t, r.System, "keyboard-bbolt")
+	r.checkout(t, "co-lost", "pm_card_visa", events.CartItem{ProductID: "keyboard-bbolt", Quantity: 1})
+	f := r.failed(t, "co-lost", events.CodeRetriesExhausted, events.StepProcessPayment)
+	if len(f.Compensated) != 2 || f.Compensated[0] != events.StepProcessPayment {
+		t.Errorf("compensated %v, want the refund first", f.Compensated)
+	}
+	charged, refunded, n := r.money("co-lost")
+	if n != 1 || charged == 0 || refunded != charged {
+		t.Errorf("%d intents, charged %d, refunded %d: want the one charge refunded in full", n, charged, refunded)
+	}
+	r.noOrder(t, "co-lost")
+	r.stockIs(t, before)
+}

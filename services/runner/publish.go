@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
@@ -21,7 +22,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.ID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()
-			opts = append(opts, jetstream.WithScheduleAt(e.Schedule.At), jetstream.WithScheduleTarget(string(e.Type)))
+			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(string(e.Type)))
 		}
 		f, err := r.cfg.JS.PublishMsgAsync(msg, opts...)
 		if err != nil {
@@ -39,4 +40,13 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// ceilSecond rounds up to a whole second: schedules are written with second precision, and a
+// deadline must never fire early.
+func ceilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }
