@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"net/url"
 	"strconv"
 	"time"
 
@@ -80,13 +81,25 @@ func (r Record) outcome() events.Envelope {
 		return events.Must(r.CheckoutID, events.PaymentActionPending, events.Waiting{
 			Reason:     "Your bank asks you to confirm this payment (3-D Secure).",
 			Until:      r.AuthUntil,
-			NextAction: r.NextAction,
+			NextAction: withoutQuery(r.NextAction),
 		})
 	default:
 		return events.Must(r.CheckoutID, events.PaymentFailed, events.StepFailure{
 			Step: events.StepProcessPayment, Code: r.FailureCode, Message: r.FailureMessage,
 		})
 	}
+}
+
+// withoutQuery keeps the authentication page's address but not its query, which carries
+// the PaymentIntent's client secret: that goes to the customer's browser, never into the
+// event log. (The full URL stays in the payments record.)
+func withoutQuery(page string) string {
+	u, err := url.Parse(page)
+	if err != nil {
+		return ""
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String()
 }
 
 // recheckKey is the schedule slot of a checkout's next look at its PaymentIntent.
