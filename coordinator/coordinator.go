@@ -20,8 +20,8 @@ const maxConflicts = 64
 // Config of the coordinator's timing.
 type Config struct {
 	// Grace is how long after a step's own deadline the coordinator gives up on it: at
-	// least as long as a step may take once started (the runner's AckWait), so a step that
-	// began in time has finished, one way or the other. Default 30s.
+	// least the runner's AckWait, the longest a handler runs. A step's answer can still come
+	// later (its publish was lost and is retried); such a late success is undone. Default 30s.
 	Grace time.Duration
 	// Deadlines override the flow's per-step deadlines (tests use short ones).
 	Deadlines map[events.StepName]time.Duration
@@ -166,8 +166,11 @@ func (c *Coordinator) build(st *State, decisions []decision, cause events.Envelo
 			return nil, err
 		}
 		if d.Type == events.Deadline {
-			e.ID = fmt.Sprintf("%s:%s:%d", e.ID, d.Step, d.At.UnixMilli())
-			e.Schedule = &events.Schedule{At: d.At, Key: "deadline." + string(d.Step)}
+			// One schedule slot per deadline: a republished older one must not replace a
+			// newer one (a stale deadline that fires is a no-op).
+			at := fmt.Sprint(d.At.UnixMilli())
+			e.ID = fmt.Sprintf("%s:%s:%s", e.ID, d.Step, at)
+			e.Schedule = &events.Schedule{At: d.At, Key: "deadline." + string(d.Step) + "." + at}
 		}
 		e.CausationID, e.Time = cause.ID, now
 		outs = append(outs, e)
@@ -190,6 +193,11 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 		f := st.Failure
 		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
 			CustomerEmail: st.CustomerEmail, CartID: st.CartID}, nil
+	case events.ConfirmationRequested, events.LabelRequested:
+		if st.Order == nil {
+			return nil, fmt.Errorf("checkout %s: %s without an order", st.CheckoutID, d.Type)
+		}
+		return st.Order, nil
 	case events.PaymentRequested, events.OrderRequested:
 		if st.Quote == nil {
 			return nil, fmt.Errorf("checkout %s: %s without a validated quote", st.CheckoutID, d.Type)

@@ -77,6 +77,7 @@ type State struct {
 	PaymentIntentID string                         `json:"payment_intent_id,omitempty"`
 	OrderID         string                         `json:"order_id,omitempty"`
 	OrderNumber     string                         `json:"order_number,omitempty"`
+	Order           *events.Order                  `json:"order,omitempty"`    // what the steps after it need
 	Failure         *events.StepFailure            `json:"failure,omitempty"`  // what fails the checkout
 	Warnings        []events.StepFailure           `json:"warnings,omitempty"` // failures that do not
 	NeedsAttention  bool                           `json:"needs_attention,omitempty"`
@@ -187,8 +188,12 @@ func (s *State) applyDone(r rules, step events.Step, in events.Envelope) error {
 // fail records a step's failure and what it means for the checkout.
 func (s *State) fail(step events.Step, eventID string, at time.Time, f events.StepFailure) error {
 	st := s.Steps[step.Name]
-	if st != nil && !st.active() {
-		return fmt.Errorf("%w: step %s already reported %s (event %s)", events.ErrMalformed, step.Name, st.Status, st.EventID)
+	switch {
+	case st != nil && st.Status == StepDone:
+		return fmt.Errorf("%w: step %s already succeeded (event %s)", events.ErrMalformed, step.Name, st.EventID)
+	case st != nil && !st.active():
+		// It answers after it was given up on (its deadline) or undone: nothing changes.
+		return nil
 	}
 	started := at
 	if st != nil {
@@ -251,6 +256,14 @@ func (s *State) applyExpiry(in events.Envelope) error {
 	}
 	st.Status, st.EventID = StepCompensated, in.ID
 	s.Compensated = append(s.Compensated, events.StepReserveInventory)
+	if order := s.Steps[events.StepCreateOrder]; order != nil && (order.active() || order.Status == StepDone) {
+		// Paid and ordered (or about to be): the sale goes on from available stock, and an
+		// operator checks it.
+		s.Warnings = append(s.Warnings, events.StepFailure{Step: events.StepReserveInventory, Code: events.CodeReservationExpired,
+			Message: "the reservation expired before the checkout completed; the units are sold from available stock"})
+		s.NeedsAttention = true
+		return nil
+	}
 	if s.Failure == nil {
 		s.Failure = &events.StepFailure{Step: events.StepReserveInventory, Code: events.CodeReservationExpired,
 			Message: "the stock held for this checkout was released because the checkout took too long"}
@@ -294,7 +307,7 @@ func (s *State) absorbResult(in events.Envelope) error {
 		if err := in.DecodePayload(&o); err != nil {
 			return err
 		}
-		s.OrderID, s.OrderNumber = o.ID, o.Number
+		s.OrderID, s.OrderNumber, s.Order = o.ID, o.Number, &o
 	}
 	return nil
 }
@@ -316,7 +329,7 @@ func (s *State) decide(r rules, now time.Time) []decision {
 		if s.settled(r.flow) {
 			due = append(due, decision{Type: events.Completed})
 		}
-	case !s.anyActive():
+	case !s.awaiting(r.flow):
 		// Compensations go on after checkout.failed too: a step that answers late is
 		// still undone.
 		if next, ok := s.nextCompensation(r.flow); ok {
@@ -378,11 +391,13 @@ func (s *State) settled(flow events.Flow) bool {
 	return true
 }
 
-// anyActive reports a step still running or waiting: after a failure the coordinator waits
-// for it (or its deadline), so a reservation that succeeds late is still released.
-func (s *State) anyActive() bool {
-	for _, st := range s.Steps {
-		if st.active() {
+// awaiting reports a step still running or waiting whose effect would have to be undone:
+// after a failure the coordinator waits for it (or its deadline), so a reservation that
+// succeeds late is still released. A step with nothing to undo (a fraud review) is not
+// waited for.
+func (s *State) awaiting(flow events.Flow) bool {
+	for _, step := range flow.Steps {
+		if st := s.Steps[step.Name]; st.active() && step.Compensate != "" {
 			return true
 		}
 	}

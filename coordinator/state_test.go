@@ -45,6 +45,8 @@ func outcome(t *testing.T, typ events.Subject) events.Envelope {
 		payload = events.Release{}
 	case events.PaymentRefunded:
 		payload = events.Refund{}
+	case events.OrderCancelled:
+		payload = events.Cancellation{OrderID: "ord_1"}
 	}
 	e := events.Must("co_1", typ, payload)
 	e.Time = time.Now()
@@ -87,19 +89,21 @@ func TestDecide(t *testing.T) {
 		want   []events.Subject
 		status Status
 	}{
-		{"happy path", happy, []events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
+		{"happy path", happy, []events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
 		{"fraud before inventory", []events.Subject{events.CartValidated, events.FraudCleared, events.InventoryReserved},
 			[]events.Subject{events.PaymentRequested}, StatusRunning},
 		{"one branch is not enough", []events.Subject{events.CartValidated, events.InventoryReserved},
 			nil, StatusRunning},
 		{"confirmation alone does not complete", append(slices.Clone(paid), events.ConfirmationSent, events.LabelCreated),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested}, StatusRunning},
-		{"sinks overtake create_order: completion waits for the order",
-			[]events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured,
-				events.ConfirmationSent, events.LabelCreated, events.WarehouseNotified, events.OrderCreated},
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested}, StatusRunning},
+		{"an order created after the checkout gave up on it is cancelled, then refund, then release",
+			append(slices.Clone(paid[:4]), events.OrderFailed+uncertain, events.OrderCreated, events.OrderCancelled,
+				events.PaymentRefunded, events.InventoryReleased),
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.OrderCancel, events.PaymentRefund,
+				events.InventoryRelease, events.Failed}, StatusFailed},
 		{"invalid cart fails at once", []events.Subject{events.CartFailed}, []events.Subject{events.Failed}, StatusFailed},
-		{"no stock, fraud still running: wait", []events.Subject{events.CartValidated, events.InventoryFailed}, nil, StatusFailing},
+		{"no stock: failed at once, the fraud check is not waited for", []events.Subject{events.CartValidated, events.InventoryFailed},
+			[]events.Subject{events.Failed}, StatusFailed},
 		{"no stock, then fraud: failed, nothing to undo", []events.Subject{events.CartValidated, events.InventoryFailed, events.FraudCleared},
 			[]events.Subject{events.Failed}, StatusFailed},
 		{"fraud rejects after reservation", []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudFailed},
@@ -117,9 +121,9 @@ func TestDecide(t *testing.T) {
 		{"order fails: refund first, then release", append(slices.Clone(paid[:4]), events.OrderFailed, events.PaymentRefunded, events.InventoryReleased),
 			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.PaymentRefund, events.InventoryRelease, events.Failed}, StatusFailed},
 		{"confirmation fails: completed with a warning", append(slices.Clone(paid), events.ConfirmationFailed, events.LabelCreated, events.WarehouseNotified),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
 		{"label fails: completed, flagged, warehouse never asked", append(slices.Clone(paid), events.ConfirmationSent, events.LabelFailed),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,19 +192,19 @@ func TestDeadlines(t *testing.T) {
 	}
 
 	// Inventory never answers: its deadline fails it, and since it may have reserved, it is
-	// released once nothing else is running.
+	// released at once (the fraud review has nothing to undo and is not waited for).
 	got = run(t, st, deadline(events.StepReserveInventory, st.Steps[events.StepReserveInventory].Deadline))
-	if st.Status != StatusFailing || len(types(got)) != 0 {
-		t.Fatalf("after inventory's deadline: status %s, decisions %v (fraud still waits)", st.Status, types(got))
-	}
-	got = run(t, st, deadline(events.StepCheckFraud, until.Add(testRules.grace)))
-	if !slices.Equal(types(got), []events.Subject{events.InventoryRelease}) {
-		t.Fatalf("after the review's deadline: %v, want the release", types(got))
+	if st.Status != StatusFailing || !slices.Equal(types(got), []events.Subject{events.InventoryRelease}) {
+		t.Fatalf("after inventory's deadline: status %s, decisions %v, want the release", st.Status, types(got))
 	}
 	// The reservation turns up late after all, then the release is confirmed.
 	got = run(t, st, outcome(t, events.InventoryReserved), outcome(t, events.InventoryReleased))
 	if !slices.Equal(types(got), []events.Subject{events.Failed}) || st.Failure.Code != events.CodeDeadlineExceeded {
 		t.Fatalf("end: %v, failure %+v", types(got), st.Failure)
+	}
+	// The review's deadline comes after the end: nothing more happens.
+	if got := run(t, st, deadline(events.StepCheckFraud, until.Add(testRules.grace))); len(got) != 0 {
+		t.Errorf("after the end: %v", got)
 	}
 }
 

@@ -19,39 +19,46 @@ type EventDoc struct {
 // payloads names the payload type of every subject. Requested carries a bare
 // CheckoutRequest; every other event an Envelope around its payload.
 var payloads = map[Subject]any{
-	Requested:            CheckoutRequest{},
-	CartValidated:        Quote{},
-	InventoryReserved:    Reservation{},
-	FraudCleared:         RiskAssessment{},
-	PaymentRequested:     Quote{},
-	PaymentCaptured:      Payment{},
-	OrderCreated:         Order{},
-	ConfirmationSent:     EmailSent{},
-	LabelCreated:         Shipment{},
-	WarehouseNotified:    PickQueued{},
-	InventoryRelease:     Compensation{},
-	InventoryReleased:    Release{},
-	PaymentRefund:        Compensation{},
-	PaymentRefunded:      Refund{},
-	Completed:            CheckoutCompleted{},
-	Failed:               CheckoutFailed{},
-	InventoryCommitted:   Sale{},
-	Rejected:             RejectedInput{},
-	FraudReviewPending:   Waiting{},
-	PaymentActionPending: Waiting{},
-	FraudReviewDecided:   ReviewDecision{},
-	Deadline:             DeadlineReached{},
-	InventoryExpired:     Release{},
-	Stuck:                StuckWork{},
-	FailureNoticeSent:    EmailSent{},
-	OrderRequested:       Payment{},
-	WarehousePick:        PickRequest{},
+	Requested:             CheckoutRequest{},
+	CartValidated:         Quote{},
+	InventoryReserved:     Reservation{},
+	FraudCleared:          RiskAssessment{},
+	PaymentRequested:      Quote{},
+	PaymentCaptured:       Payment{},
+	OrderCreated:          Order{},
+	ConfirmationSent:      EmailSent{},
+	LabelCreated:          Shipment{},
+	WarehouseNotified:     PickQueued{},
+	InventoryRelease:      Compensation{},
+	InventoryReleased:     Release{},
+	PaymentRefund:         Compensation{},
+	PaymentRefunded:       Refund{},
+	Completed:             CheckoutCompleted{},
+	Failed:                CheckoutFailed{},
+	InventoryCommitted:    Sale{},
+	Rejected:              RejectedInput{},
+	FraudReviewPending:    Waiting{},
+	PaymentActionPending:  Waiting{},
+	FraudReviewDecided:    ReviewDecision{},
+	Deadline:              DeadlineReached{},
+	InventoryExpired:      Release{},
+	Stuck:                 StuckWork{},
+	FailureNoticeSent:     EmailSent{},
+	OrderRequested:        Payment{},
+	ConfirmationRequested: Order{},
+	LabelRequested:        Order{},
+	OrderCancel:           Compensation{},
+	OrderCancelled:        Cancellation{},
+	WarehousePick:         PickRequest{},
 }
 
 // PayloadOf returns the payload type name of a subject ("StepFailure" for every .failed).
 func PayloadOf(s Subject) string {
 	if p, ok := payloads[s]; ok {
 		return reflect.TypeOf(p).Name()
+	}
+	if s == Scheduled+".>" {
+		return "the event it becomes"
 	}
 	if strings.HasSuffix(string(s), ".failed") {
 		return "StepFailure"

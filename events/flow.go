@@ -70,9 +70,11 @@ type Flow struct {
 //	validate_cart_items → [reserve_inventory ‖ check_fraud] → process_payment → create_order →
 //	  [send_order_confirmation ‖ (create_shipping_label → notify_warehouse)] → completed
 //
-// The coordinator publishes the triggers of process_payment (a join) and of create_order
-// (the pivot: no order is created for a checkout that is failing). Once the order exists the
-// checkout can no longer fail: later steps complete it with a warning or flag it.
+// The coordinator publishes the triggers of process_payment (a join), of create_order (no
+// order is created for a checkout that is failing) and of the steps after it (nothing is
+// shipped or confirmed for an order that was cancelled: an order created after its checkout
+// gave up on it is cancelled, the payment refunded). Once the order stands the checkout can
+// no longer fail: later steps complete it with a warning or flag it.
 var Checkout = Flow{Steps: []Step{
 	{Name: StepValidateCart, Service: ServiceCatalog, Trigger: Requested,
 		Done: CartValidated, Failed: CartFailed},
@@ -84,10 +86,10 @@ var Checkout = Flow{Steps: []Step{
 		Done: PaymentCaptured, Failed: PaymentFailed, Compensate: PaymentRefund, Compensated: PaymentRefunded,
 		Waiting: PaymentActionPending},
 	{Name: StepCreateOrder, Service: ServiceOrders, After: []StepName{StepProcessPayment}, Trigger: OrderRequested,
-		Done: OrderCreated, Failed: OrderFailed},
-	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
+		Done: OrderCreated, Failed: OrderFailed, Compensate: OrderCancel, Compensated: OrderCancelled},
+	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: ConfirmationRequested,
 		Done: ConfirmationSent, Failed: ConfirmationFailed, OnFailure: CompleteWithWarning, Deadline: 2 * time.Minute},
-	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: OrderCreated,
+	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: LabelRequested,
 		Done: LabelCreated, Failed: LabelFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},
 	{Name: StepNotifyWarehouse, Service: ServiceShipping, After: []StepName{StepCreateLabel}, Trigger: LabelCreated,
 		Done: WarehouseNotified, Failed: WarehouseFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},

@@ -16,7 +16,7 @@ func TestCheckoutFlow(t *testing.T) {
 		}
 		return out
 	}
-	if got := names(Checkout.Coordinated()); !slices.Equal(got, []StepName{StepProcessPayment, StepCreateOrder}) {
+	if got := names(Checkout.Coordinated()); !slices.Equal(got, []StepName{StepProcessPayment, StepCreateOrder, StepSendConfirmation, StepCreateLabel}) {
 		t.Errorf("coordinated = %v", got)
 	}
 	if got := names(Checkout.Sinks()); !slices.Equal(got, []StepName{StepSendConfirmation, StepNotifyWarehouse}) {

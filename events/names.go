@@ -26,11 +26,13 @@ const (
 	OrderCreated   Subject = "checkout.order.created"
 	OrderFailed    Subject = "checkout.order.failed"
 
-	ConfirmationSent   Subject = "checkout.confirmation.sent"
-	ConfirmationFailed Subject = "checkout.confirmation.failed"
+	ConfirmationRequested Subject = "checkout.confirmation.requested" // published by the coordinator
+	ConfirmationSent      Subject = "checkout.confirmation.sent"
+	ConfirmationFailed    Subject = "checkout.confirmation.failed"
 
-	LabelCreated Subject = "checkout.shipping.labeled"
-	LabelFailed  Subject = "checkout.shipping.failed"
+	LabelRequested Subject = "checkout.shipping.requested" // published by the coordinator
+	LabelCreated   Subject = "checkout.shipping.labeled"
+	LabelFailed    Subject = "checkout.shipping.failed"
 
 	WarehouseNotified Subject = "checkout.warehouse.notified"
 	WarehouseFailed   Subject = "checkout.warehouse.failed"
@@ -43,6 +45,8 @@ const (
 	InventoryReleased Subject = "checkout.inventory.released"
 	PaymentRefund     Subject = "checkout.payment.refund"
 	PaymentRefunded   Subject = "checkout.payment.refunded"
+	OrderCancel       Subject = "checkout.order.cancel"
+	OrderCancelled    Subject = "checkout.order.cancelled"
 )
 
 // Waiting: a step that waits for a person says so, and until when; the coordinator moves

@@ -220,6 +220,13 @@ type Release struct {
 	Items         []ReservedItem `json:"items,omitempty"`
 }
 
+// Cancellation is the payload of checkout.order.cancelled: the order that was cancelled, or
+// empty when none had been created (the checkout can then never create one).
+type Cancellation struct {
+	OrderID     string `json:"order_id,omitempty"`
+	OrderNumber string `json:"order_number,omitempty"`
+}
+
 // Compensation is the payload of a compensation command.
 type Compensation struct {
 	Reason string `json:"reason"`

@@ -72,7 +72,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // checkout.failed.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.OrderCreated, Handle: s.sendConfirmation},
+		{Subject: events.ConfirmationRequested, Handle: s.sendConfirmation},
 		{Subject: events.Failed, Handle: s.sendFailureNotice},
 	}
 }

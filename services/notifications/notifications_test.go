@@ -55,7 +55,7 @@ func (h harness) sent(t *testing.T, checkoutID string) SentEmail {
 func TestOutboxHoldsTheConfirmation(t *testing.T) {
 	dir := t.TempDir()
 	h := start(t, Config{OutboxDir: dir})
-	h.Env.Publish(t, events.Must("co_jpy", events.OrderCreated, jpyOrder("co_jpy")))
+	h.Env.Publish(t, events.Must("co_jpy", events.ConfirmationRequested, jpyOrder("co_jpy")))
 
 	rec := h.sent(t, "co_jpy")
 	if rec.OrderID != "ord_co_jpy" || rec.To != "hanako@example.jp" || rec.MessageID != "<co_jpy.confirmation@jetcheckout.local>" {
@@ -107,7 +107,7 @@ func TestOutboxRewriteIsIdempotent(t *testing.T) {
 func TestSMTPDeliversWithAuth(t *testing.T) {
 	server := startSMTP(t, &smtpServer{user: "mailer", password: "s3cret-pa55"})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr, Username: "mailer", Password: "s3cret-pa55"}})
-	h.Env.Publish(t, events.Must("co_smtp", events.OrderCreated, jpyOrder("co_smtp")))
+	h.Env.Publish(t, events.Must("co_smtp", events.ConfirmationRequested, jpyOrder("co_smtp")))
 	rec := h.sent(t, "co_smtp")
 
 	got := server.messages()
@@ -143,7 +143,7 @@ func TestSMTPUpgradesWithSTARTTLS(t *testing.T) {
 	serverTLS, roots := selfSigned(t)
 	server := startSMTP(t, &smtpServer{tls: serverTLS, user: "mailer", password: "pw"})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr, Username: "mailer", Password: "pw", RootCAs: roots}})
-	h.Env.Publish(t, events.Must("co_tls", events.OrderCreated, jpyOrder("co_tls")))
+	h.Env.Publish(t, events.Must("co_tls", events.ConfirmationRequested, jpyOrder("co_tls")))
 	h.sent(t, "co_tls")
 
 	got := server.messages()
@@ -175,7 +175,7 @@ func TestSMTPRefusesAnUntrustedServer(t *testing.T) {
 func TestSMTPRetriesUntilTheServerAccepts(t *testing.T) {
 	server := startSMTP(t, &smtpServer{failFirst: 2})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}, RetryInitial: 20 * time.Millisecond})
-	h.Env.Publish(t, events.Must("co_flaky", events.OrderCreated, jpyOrder("co_flaky")))
+	h.Env.Publish(t, events.Must("co_flaky", events.ConfirmationRequested, jpyOrder("co_flaky")))
 	h.sent(t, "co_flaky")
 	h.Idle(t)
 
@@ -194,7 +194,7 @@ func TestSMTPOutageOutlastingRetriesIsRedelivered(t *testing.T) {
 	server := startSMTP(t, &smtpServer{failFirst: 5})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr},
 		RetryInitial: 50 * time.Millisecond, RetryFor: 200 * time.Millisecond})
-	h.Env.Publish(t, events.Must("co_outage", events.OrderCreated, jpyOrder("co_outage")))
+	h.Env.Publish(t, events.Must("co_outage", events.ConfirmationRequested, jpyOrder("co_outage")))
 	h.sent(t, "co_outage")
 	h.Idle(t)
 
@@ -212,7 +212,7 @@ func TestSMTPOutageOutlastingRetriesIsRedelivered(t *testing.T) {
 func TestDuplicatesSendOnce(t *testing.T) {
 	server := startSMTP(t, &smtpServer{})
 	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}})
-	in := events.Must("co_dup", events.OrderCreated, jpyOrder("co_dup"))
+	in := events.Must("co_dup", events.ConfirmationRequested, jpyOrder("co_dup"))
 	h.Env.Publish(t, in)
 	first := h.sent(t, "co_dup")
 
@@ -237,8 +237,8 @@ func TestMalformedOrderIsRejected(t *testing.T) {
 	h := start(t, Config{OutboxDir: dir})
 	badEmail := jpyOrder("co_bademail")
 	badEmail.CustomerEmail = "Eve <eve@example.com>"
-	h.Env.Publish(t, events.Must("co_bademail", events.OrderCreated, badEmail))
-	unknown := events.Must("co_unknown", events.OrderCreated, jpyOrder("co_unknown"))
+	h.Env.Publish(t, events.Must("co_bademail", events.ConfirmationRequested, badEmail))
+	unknown := events.Must("co_unknown", events.ConfirmationRequested, jpyOrder("co_unknown"))
 	unknown.Payload = json.RawMessage(`{"order_id":"ord_1","coupon":"FREE"}`)
 	h.Env.Publish(t, unknown)
 

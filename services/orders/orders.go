@@ -18,10 +18,14 @@ import (
 var (
 	ordersBucket     = []byte("orders")             // order ID → events.Order
 	byCheckoutBucket = []byte("orders.by_checkout") // checkout ID → order ID
+	cancelledBucket  = []byte("orders.cancelled")   // checkout ID → when its create_order was undone
 )
 
-// StatusConfirmed is the status of an order whose payment is captured.
-const StatusConfirmed = "confirmed"
+// Order statuses.
+const (
+	StatusConfirmed = "confirmed" // paid and standing
+	StatusCancelled = "cancelled" // its checkout gave up on it; the payment is refunded
+)
 
 // Service runs create_order.
 type Service struct {
@@ -35,15 +39,18 @@ func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
 	if db == nil || log == nil {
 		return nil, errors.New("orders: db and log are required")
 	}
-	if err := store.EnsureBuckets(db, ordersBucket, byCheckoutBucket); err != nil {
+	if err := store.EnsureBuckets(db, ordersBucket, byCheckoutBucket, cancelledBucket); err != nil {
 		return nil, fmt.Errorf("orders: %w", err)
 	}
 	return &Service{db: db, log: log, now: time.Now}, nil
 }
 
-// Routes binds create_order to its trigger.
+// Routes binds create_order to its trigger, and its undo.
 func (s *Service) Routes() []runner.Route {
-	return []runner.Route{{Subject: events.OrderRequested, Handle: s.createOrder}}
+	return []runner.Route{
+		{Subject: events.OrderRequested, Handle: s.createOrder},
+		{Subject: events.OrderCancel, Handle: s.cancelOrder},
+	}
 }
 
 func (s *Service) createOrder(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
@@ -51,11 +58,46 @@ func (s *Service) createOrder(_ context.Context, tx *bolt.Tx, in events.Envelope
 	if err := in.DecodePayload(&p); err != nil {
 		return nil, err
 	}
+	if tx.Bucket(cancelledBucket).Get([]byte(in.CheckoutID)) != nil {
+		// The checkout gave up on this step before it ran: it must never get an order.
+		return []events.Envelope{events.Must(in.CheckoutID, events.OrderFailed, events.StepFailure{
+			Step: events.StepCreateOrder, Code: events.CodeCheckoutCancelled,
+			Message: "the checkout was cancelled before its order could be created",
+		})}, nil
+	}
 	order, err := s.orderFor(tx, in.CheckoutID, p)
 	if err != nil {
 		return nil, err
 	}
 	return []events.Envelope{events.Must(in.CheckoutID, events.OrderCreated, order)}, nil
+}
+
+// cancelOrder undoes create_order: the checkout's order, created after its checkout gave up
+// waiting for it, is cancelled; or, when there is none yet, the checkout is marked so that
+// none is ever created. Either way it answers checkout.order.cancelled.
+func (s *Service) cancelOrder(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var c events.Compensation
+	if err := in.DecodePayload(&c); err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(cancelledBucket).Put([]byte(in.CheckoutID), []byte(s.now().UTC().Format(time.RFC3339Nano))); err != nil {
+		return nil, err
+	}
+	var out events.Cancellation
+	orders, index := tx.Bucket(ordersBucket), tx.Bucket(byCheckoutBucket)
+	if id := index.Get([]byte(in.CheckoutID)); id != nil {
+		var order events.Order
+		if _, err := store.Get(orders, string(id), &order); err != nil {
+			return nil, err
+		}
+		order.Status = StatusCancelled
+		if err := store.Put(orders, order.ID, order); err != nil {
+			return nil, err
+		}
+		out = events.Cancellation{OrderID: order.ID, OrderNumber: order.Number}
+		s.log.Warn("order cancelled", "checkout_id", in.CheckoutID, "order_id", order.ID, "reason", c.Reason)
+	}
+	return []events.Envelope{events.Must(in.CheckoutID, events.OrderCancelled, out)}, nil
 }
 
 // orderFor returns the checkout's order, creating it the first time.

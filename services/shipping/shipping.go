@@ -73,7 +73,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // Routes binds both steps; they share the service's runner and bbolt file.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.OrderCreated, Handle: s.createLabel},
+		{Subject: events.LabelRequested, Handle: s.createLabel},
 		{Subject: events.LabelCreated, Handle: s.notifyWarehouse},
 	}
 }

@@ -54,7 +54,7 @@ func (h harness) queuedPick(t *testing.T) (events.Envelope, string, uint64) {
 func TestOrderIsLabeledAndQueuedForPicking(t *testing.T) {
 	h := start(t, Config{})
 	order := testOrder("co_ship")
-	h.Env.Publish(t, events.Must("co_ship", events.OrderCreated, order))
+	h.Env.Publish(t, events.Must("co_ship", events.LabelRequested, order))
 
 	var queued events.PickQueued
 	h.Expect(t, "co_ship", events.WarehouseNotified, &queued, events.Rejected)
@@ -102,7 +102,7 @@ func TestOrderIsLabeledAndQueuedForPicking(t *testing.T) {
 func TestCarrierComesFromConfig(t *testing.T) {
 	h := start(t, Config{Carrier: "DHL"})
 	order := testOrder("co_dhl")
-	h.Env.Publish(t, events.Must("co_dhl", events.OrderCreated, order))
+	h.Env.Publish(t, events.Must("co_dhl", events.LabelRequested, order))
 	h.Wait(t, "co_dhl", events.WarehouseNotified)
 	if label, _, err := h.svc.Label(order.ID); err != nil || label.Carrier != "DHL" {
 		t.Errorf("carrier = %q (%v), want DHL", label.Carrier, err)
@@ -115,7 +115,7 @@ func TestCarrierComesFromConfig(t *testing.T) {
 func TestDuplicatesLabelAndQueueOnce(t *testing.T) {
 	h := start(t, Config{})
 	order := testOrder("co_dup")
-	in := events.Must("co_dup", events.OrderCreated, order)
+	in := events.Must("co_dup", events.LabelRequested, order)
 	h.Env.Publish(t, in)
 	h.Wait(t, "co_dup", events.WarehouseNotified)
 	label, _, _ := h.svc.Label(order.ID)
@@ -126,7 +126,7 @@ func TestDuplicatesLabelAndQueueOnce(t *testing.T) {
 	h.PublishCopy(t, in, "another-msg-id")
 	moved := order
 	moved.ShippingAddress.City = "Shelbyville"
-	replayOrder := events.Must("co_dup", events.OrderCreated, moved)
+	replayOrder := events.Must("co_dup", events.LabelRequested, moved)
 	replayOrder.ID += ":replayed"
 	h.Env.Publish(t, replayOrder)
 	replayLabel := events.Must("co_dup", events.LabelCreated, events.Shipment{Label: label, Order: moved})
@@ -151,7 +151,7 @@ func TestMalformedInputIsRejected(t *testing.T) {
 	h := start(t, Config{})
 	noID := testOrder("co_noid")
 	noID.ID = ""
-	h.Env.Publish(t, events.Must("co_noid", events.OrderCreated, noID))
+	h.Env.Publish(t, events.Must("co_noid", events.LabelRequested, noID))
 	order := testOrder("co_mismatch")
 	wrongLabel := events.ShippingLabel{OrderID: "ord_other", Carrier: "UPS", TrackingNumber: "1Z0", Address: order.ShippingAddress}
 	h.Env.Publish(t, events.Must("co_mismatch", events.LabelCreated, events.Shipment{Label: wrongLabel, Order: order}))
