@@ -49,6 +49,8 @@ var payloads = map[Subject]any{
 	LabelRequested:        Order{},
 	OrderCancel:           Compensation{},
 	OrderCancelled:        Cancellation{},
+	PaymentRecheck:        Recheck{},
+	InventoryExpire:       Expiry{},
 	WarehousePick:         PickRequest{},
 }
 
