@@ -70,8 +70,8 @@ func PayloadOf(s Subject) string {
 
 // Settlers are the services that act on the terminal events.
 var Settlers = map[Subject][]string{
-	Completed: {ServiceCatalog, ServiceInventory},     // the cart is checked out; the reservation becomes a sale
-	Failed:    {ServiceCatalog, ServiceNotifications}, // the cart can be checked out again; the customer is told
+	Completed: {ServiceCatalog, ServiceInventory},                   // the cart is checked out; the reservation becomes a sale
+	Failed:    {ServiceCatalog, ServiceNotifications, ServiceFraud}, // the cart can be checked out again; the customer is told; a pending review is closed
 }
 
 // Catalog lists every event with its producer and consumers, derived from Flow.

@@ -111,9 +111,6 @@ const (
 	CodeInsufficientFunds  = "insufficient_funds"
 	CodePaymentFailed      = "payment_failed"
 	CodeOrderFailed        = "order_failed"
-	// CodeAuthenticationRequired: the card needs 3D Secure, which the checkout cannot
-	// complete yet.
-	CodeAuthenticationRequired = "authentication_required"
 	// CodeAuthenticationFailed: the customer's bank refused the 3-D Secure authentication.
 	CodeAuthenticationFailed = "authentication_failed"
 	// CodeAuthenticationAbandoned: the customer did not authenticate before the deadline.

@@ -51,11 +51,13 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
 }
 
-// Routes binds check_fraud to its trigger, and applies operators' review decisions.
+// Routes binds check_fraud to its trigger, applies operators' review decisions, and closes
+// the reviews of checkouts that failed meanwhile.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
 		{Subject: events.CartValidated, Handle: s.checkFraud},
 		{Subject: events.FraudReviewDecided, Handle: s.applyDecision},
+		{Subject: events.Failed, Handle: s.closeReview},
 	}
 }
 

@@ -26,6 +26,9 @@ const (
 	ReviewPending  ReviewStatus = "pending"
 	ReviewApproved ReviewStatus = "approved"
 	ReviewDenied   ReviewStatus = "denied"
+	// ReviewClosed: the checkout failed for another reason while it waited; there is
+	// nothing left to decide.
+	ReviewClosed ReviewStatus = "closed"
 )
 
 // Review is a checkout held for an operator: what they need to decide, and their decision.
@@ -130,6 +133,22 @@ func decidedAt(in events.Envelope, now time.Time) time.Time {
 		return now
 	}
 	return in.Time.UTC()
+}
+
+// closeReview closes a pending review when its checkout failed for another reason (no
+// stock, say): it leaves the operators' queue and can no longer be decided.
+func (s *Service) closeReview(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+	var f events.CheckoutFailed
+	if err := in.DecodePayload(&f); err != nil {
+		return nil, err
+	}
+	r, found, err := loadReview(tx, in.CheckoutID)
+	if err != nil || !found || r.Status != ReviewPending {
+		return nil, err
+	}
+	r.Status = ReviewClosed
+	s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)
+	return nil, saveReview(tx, r)
 }
 
 func loadReview(tx *bolt.Tx, checkoutID string) (r Review, found bool, err error) {

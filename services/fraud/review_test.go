@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -275,5 +276,22 @@ func TestPendingReviewsListsOnlyPendingNewestFirst(t *testing.T) {
 	h.clock.advance(30*time.Minute - 2*time.Minute + time.Second)
 	if list := h.pending(t); len(list) != 1 || list[0].CheckoutID != "co_new" {
 		t.Errorf("pending = %+v, want co_new only", list)
+	}
+}
+
+// A checkout that fails for another reason while it waits for review leaves the queue.
+func TestAFailedCheckoutClosesItsReview(t *testing.T) {
+	h := start(t)
+	q := testQuote()
+	q.CustomerEmail = "eve@review.test"
+	h.Env.Publish(t, events.Must("co_closed", events.CartValidated, q))
+	h.Expect(t, "co_closed", events.FraudReviewPending, nil, events.FraudCleared, events.FraudFailed)
+	h.Env.Publish(t, events.Must("co_closed", events.Failed, events.CheckoutFailed{Step: events.StepReserveInventory, Code: events.CodeInsufficientStock, Message: "no stock"}))
+	natstest.Eventually(t, steptest.Timeout, func() bool {
+		r, found, err := h.svc.Review("co_closed")
+		return err == nil && found && r.Status == ReviewClosed
+	}, "the review stayed open")
+	if pending, err := h.svc.PendingReviews(); err != nil || len(pending) != 0 {
+		t.Errorf("pending reviews %v (%v)", pending, err)
 	}
 }

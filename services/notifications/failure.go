@@ -42,8 +42,12 @@ var explanations = map[string]explanation{
 		what: "We could not take the payment with the card you gave.",
 		todo: "Please check your card details and try again, or use another card.",
 	},
-	events.CodeAuthenticationRequired: {
-		what: "Your bank asked you to confirm the payment (for example with a code or in your banking app), and the confirmation was not completed.",
+	events.CodeAuthenticationFailed: {
+		what: "Your bank asked you to confirm the payment (for example with a code or in your banking app), and the confirmation did not succeed.",
+		todo: "Please try again and complete your bank's confirmation when it is shown, or use another card.",
+	},
+	events.CodeAuthenticationAbandoned: {
+		what: "Your bank asked you to confirm the payment (for example with a code or in your banking app), and the confirmation was not completed in time.",
 		todo: "Please try again and complete your bank's confirmation when it is shown, or use another card.",
 	},
 	events.CodeFraudRejected: {

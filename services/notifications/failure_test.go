@@ -24,7 +24,7 @@ func TestEveryKnownCodeIsExplained(t *testing.T) {
 		events.CodeInvalidRequest, events.CodeCartNotFound, events.CodeCartEmpty, events.CodeCartCheckedOut,
 		events.CodeCartInCheckout, events.CodeProductNotFound, events.CodeCurrencyMismatch, events.CodeInvalidQuantity,
 		events.CodeUnsupportedCountry, events.CodeInsufficientStock, events.CodeFraudRejected, events.CodeCardDeclined,
-		events.CodeInsufficientFunds, events.CodePaymentFailed, events.CodeOrderFailed, events.CodeAuthenticationRequired,
+		events.CodeInsufficientFunds, events.CodePaymentFailed, events.CodeOrderFailed, events.CodeAuthenticationFailed, events.CodeAuthenticationAbandoned,
 		events.CodeCheckoutCancelled, events.CodeDeadlineExceeded, events.CodeRetriesExhausted, events.CodeStepFailed,
 		events.CodeFraudReviewDenied, events.CodeReservationExpired,
 	} {
@@ -52,7 +52,7 @@ func TestRenderFailureNotice(t *testing.T) {
 			[]string{"reviewed this order and could not approve it", "contact us"}, false},
 		{"fraud rejected", failedCheckout(events.CodeFraudRejected, events.StepReserveInventory),
 			[]string{"security checks could not approve", "contact us"}, false},
-		{"authentication not completed", failedCheckout(events.CodeAuthenticationRequired, events.StepReserveInventory),
+		{"authentication not completed", failedCheckout(events.CodeAuthenticationAbandoned, events.StepReserveInventory),
 			[]string{"confirm the payment", "complete your bank's confirmation"}, false},
 		{"deadline after the charge", failedCheckout(events.CodeDeadlineExceeded, events.StepProcessPayment, events.StepReserveInventory),
 			[]string{"a technical problem on our side", "try again in a few minutes"}, true},

@@ -35,6 +35,7 @@ type options struct {
 	httpTimeout time.Duration
 	authWindow  time.Duration // default 10s
 	maxDeliver  int           // the runner's, default its own
+	searchLag   time.Duration // default 300ms
 }
 
 // start runs the service behind the real runner on an embedded JetStream, talking to the
@@ -59,10 +60,13 @@ func start(t *testing.T, o options) *harness {
 	if o.authWindow == 0 {
 		o.authWindow = 10 * time.Second
 	}
+	if o.searchLag == 0 {
+		o.searchLag = 300 * time.Millisecond
+	}
 	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver}
 	h.Harness, h.svc = steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
 		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout,
-			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond})
+			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag})
 	})
 
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
@@ -346,5 +350,22 @@ func TestMalformedPaymentRequestIsRejected(t *testing.T) {
 	}
 	if _, found, err := h.svc.Payment("co_bad"); found || err != nil {
 		t.Fatalf("a malformed request left a record (%v)", err)
+	}
+}
+
+// An uncertain refund that finds nothing does not believe it at once: Stripe's search
+// index lags behind writes, so it looks again until SearchLag has passed.
+func TestAnEmptySearchIsNotBelievedAtOnce(t *testing.T) {
+	h := start(t, options{searchLag: 700 * time.Millisecond})
+	asked := events.Must("co_nothing", events.PaymentRefund, events.Compensation{Reason: "gave up"})
+	asked.Time = time.Now()
+	h.Env.Publish(t, asked)
+	var r events.Refund
+	h.Expect(t, "co_nothing", events.PaymentRefunded, &r)
+	if waited := time.Since(asked.Time); waited < 700*time.Millisecond {
+		t.Errorf("answered after %s, before the search lag ran out", waited)
+	}
+	if r.RefundID != "" || !r.Amount.IsZero() {
+		t.Errorf("refund %+v for a checkout that was never charged", r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
@@ -52,6 +53,12 @@ func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Enve
 		intents, err := s.checkoutIntents(ctx, in.CheckoutID)
 		if err != nil {
 			return nil, fmt.Errorf("search the checkout's payment intents: %w", short(err))
+		}
+		if len(intents) == 0 && !in.Time.IsZero() && time.Since(in.Time) < s.cfg.SearchLag {
+			// Not believed yet: a charge made moments ago may not be searchable. The runner
+			// asks again with backoff until the index has caught up.
+			return nil, fmt.Errorf("no payment intent found for %s yet; looking again until %s after the refund was asked",
+				in.CheckoutID, s.cfg.SearchLag)
 		}
 		rec = Record{CheckoutID: in.CheckoutID}
 		if err := s.sweep(ctx, log, &rec, intents, comp.Reason); err != nil {

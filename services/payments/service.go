@@ -35,6 +35,10 @@ type Config struct {
 	// RecheckEvery is how often the service looks at a PaymentIntent that waits for the
 	// customer's authentication; default 2s.
 	RecheckEvery time.Duration
+	// SearchLag is how long after a refund is asked for an empty search of Stripe is not
+	// believed: Stripe's search index lags behind writes (under a minute, it says), and a
+	// charge that a timed-out attempt made must not be missed. Default 90s.
+	SearchLag time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -46,6 +50,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RecheckEvery == 0 {
 		c.RecheckEvery = 2 * time.Second
+	}
+	if c.SearchLag == 0 {
+		c.SearchLag = 90 * time.Second
 	}
 }
 

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -43,7 +45,7 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
 			return nil
 		}
-		outs, err = handle(ctx, tx, in)
+		outs, err = safely(ctx, tx, in, handle)
 		if err != nil {
 			return err
 		}
@@ -51,6 +53,17 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 	})
 	return outs, err
+}
+
+// safely runs a handler, turning a panic into an error: the message is retried (and, if it
+// keeps failing, given up or announced) instead of crash-looping the process.
+func safely(ctx context.Context, tx *bolt.Tx, in events.Envelope, handle Handler) (outs []events.Envelope, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return handle(ctx, tx, in)
 }
 
 // recordFailure records, as the outcome of in, the failure of its step: the handler does

@@ -19,21 +19,31 @@ import (
 func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
 	attempts := int(meta.NumDelivered)
 	if attempts%r.cfg.MaxDeliver == 0 {
-		log.Error("still failing", "attempts", attempts, "err", err)
-		stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
-			Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
-		})
-		stuck.ID = fmt.Sprintf("stuck:%s:%d:%d", r.cfg.Name, meta.Sequence.Stream, attempts)
-		stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
-		if err := r.publish(ctx, []events.Envelope{stuck}); err != nil {
-			log.Error("announce stuck work", "err", err)
-		}
+		r.announceStuck(ctx, msg, meta, in, log, err)
 	}
 	delay := r.cfg.RetryBase << min(attempts-1, 16)
-	delay = min(delay, r.cfg.RetryMax)
-	log.Warn("will retry", "attempt", attempts, "delay", delay, "err", err)
+	r.nak(msg, meta, log, min(delay, r.cfg.RetryMax), err)
+}
+
+func (r *Runner) nak(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, delay time.Duration, err error) {
+	log.Warn("will retry", "attempt", meta.NumDelivered, "delay", delay, "err", err)
+	r.retried[meta.Sequence.Stream] = true
 	if err := msg.NakWithDelay(delay); err != nil {
 		log.Warn("nak", "err", err)
+	}
+}
+
+// announceStuck publishes checkout.stuck for work that keeps failing.
+func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
+	attempts := int(meta.NumDelivered)
+	log.Error("still failing", "attempts", attempts, "err", err)
+	stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
+		Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
+	})
+	stuck.ID = fmt.Sprintf("stuck:%s:%d:%d", r.cfg.Name, meta.Sequence.Stream, attempts)
+	stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
+	if err := r.publish(ctx, []events.Envelope{stuck}); err != nil {
+		log.Error("announce stuck work", "err", err)
 	}
 }
 

@@ -123,7 +123,11 @@ type Runner struct {
 	cfg    Config
 	routes map[string]Route
 	steps  map[string]stepRoute // the routes that trigger a step of the flow
-	log    *slog.Logger
+	undos  map[string]bool      // the routes that undo a step: never given up
+	// retried: stream sequences this process has asked to redeliver; a message delivered
+	// again without being in it was being handled when a process died.
+	retried map[uint64]bool
+	log     *slog.Logger
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -144,7 +148,7 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, log: cfg.Log.With("runner", cfg.Name)}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, log: cfg.Log.With("runner", cfg.Name)}
 	for _, rt := range cfg.Routes {
 		if rt.Decode == nil {
 			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
@@ -161,6 +165,11 @@ func New(cfg Config) (*Runner, error) {
 				d = o
 			}
 			r.steps[string(rt.Subject)] = stepRoute{Step: step, deadline: d}
+		}
+		for _, step := range events.Checkout.Steps {
+			if step.Service == cfg.Name && step.Compensate == rt.Subject {
+				r.undos[string(rt.Subject)] = true
+			}
 		}
 	}
 	if cfg.Commit != nil {
@@ -266,6 +275,11 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
 	step, isStep := r.steps[msg.Subject()]
 	attempts := int(meta.NumDelivered)
+	if !isStep && attempts%r.cfg.MaxDeliver == 0 && !r.retried[meta.Sequence.Stream] {
+		// Delivered again and again, never retried by this process: the process dies on it.
+		r.announceStuck(ctx, msg, meta, in, log, fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
+	}
+	delete(r.retried, meta.Sequence.Stream)
 
 	var outs []events.Envelope
 	switch {
@@ -274,9 +288,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		// poison message). Give up without running the handler again.
 		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
 			fmt.Sprintf("%s was tried %d times and never finished", step.Name, attempts-1))
+	case isStep && step.expired(in, time.Now()) && attempts > 1:
+		// Tried before, and out of time now: its effect is unknown, and its input is kept.
+		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
+			fmt.Sprintf("%s did not finish within %s of its trigger after %d attempts", step.Name, step.deadline, attempts-1))
 	case isStep && step.expired(in, time.Now()):
 		outs, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
-			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), attempts > 1))
+			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), false))
 	default:
 		hctx := ctx
 		if isStep && !in.Time.IsZero() {
@@ -290,6 +308,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		switch {
 		case isStep && isPermanent(err):
 			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
+		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
+			// An undo is never given up: it is announced and retried at the longest delay.
+			if attempts == 1 || attempts%r.cfg.MaxDeliver == 0 {
+				r.announceStuck(ctx, msg, meta, in, log, err)
+			}
+			r.nak(msg, meta, log, r.cfg.RetryMax, err)
+			return nil
 		case isPermanent(err):
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
 			return nil

@@ -228,6 +228,49 @@ func TestGivesUpAStepAfterMaxDeliver(t *testing.T) {
 	}
 }
 
+// A handler that panics does not take the process down: the message is retried.
+func TestAPanicIsRetried(t *testing.T) {
+	s := &step{fail: func(call int) error {
+		if call == 1 {
+			panic("nil map somewhere")
+		}
+		return nil
+	}}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	h.publish(t, "co-1", "")
+	h.watch.Wait(t, "co-1", wait, output)
+	h.settle(t)
+	s.wantCalls(t, 2)
+	h.wantState(t, "co-1", 1, 1)
+}
+
+// An undo that fails for good (a Permanent error) is never given up: it is announced as
+// stuck and retried, so the checkout it belongs to is not left waiting in silence.
+func TestAnUndoIsNeverGivenUp(t *testing.T) {
+	s := &step{fail: func(call int) error {
+		if call <= 2 {
+			return Permanent(errors.New("refund refused"))
+		}
+		return nil
+	}}
+	h := newHarness(t, s, func(c *Config) {
+		c.Name, c.RetryMax = events.ServicePayments, 20*time.Millisecond
+		c.Routes = []Route{{Subject: events.PaymentRefund, Handle: s.handle}}
+	})
+	h.run(t)
+	refund := events.Must("co-1", events.PaymentRefund, events.Compensation{Reason: "test"})
+	h.env.Publish(t, refund)
+	h.watch.Wait(t, "co-1", wait, output)
+	if n := h.watch.Count("co-1", events.Stuck); n < 1 {
+		t.Error("the failing undo was not announced")
+	}
+	if n := h.watch.Count("co-1", events.Rejected); n != 0 {
+		t.Error("an undo was rejected")
+	}
+	s.wantCalls(t, 3)
+}
+
 // A step's trigger refused for good (a Permanent error) fails the step at once.
 func TestAPermanentErrorFailsTheStep(t *testing.T) {
 	s := &step{fail: func(int) error { return Permanent(errors.New("order store refuses this payment")) }}
