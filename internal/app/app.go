@@ -95,9 +95,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		}
 		s.StripeURL, stripeKey = s.Emulator.URL, emulatorKey
 	}
-	s.NC, err = nats.Connect(s.NATSURL, nats.Name("jetcheckout"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", s.NATSURL, err)
+	if s.NC, err = connect(s.NATSURL, cfg, log, names); err != nil {
+		return nil, err
 	}
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return nil, err

@@ -21,6 +21,18 @@ type Config struct {
 	NATSListen string // NATS_LISTEN: the embedded server's address (default 127.0.0.1:4222)
 	DataDir    string // DATA_DIR: JetStream, bbolt files and the outbox (default ./data)
 
+	// Credentials and TLS for NATS_URL, under the names the nats CLI reads too.
+	NATSUser     string // NATS_USER
+	NATSPassword string // NATS_PASSWORD, or the contents of NATS_PASSWORD_FILE (never logged)
+	NATSCreds    string // NATS_CREDS: a decentralised-auth credentials file (JWT and nkey seed)
+	NATSCA       string // NATS_CA: CA bundle to verify the server with (a tls:// URL)
+	NATSCert     string // NATS_CERT: client certificate, for servers that verify clients
+	NATSKey      string // NATS_KEY: its private key
+
+	// HealthAddr (HEALTH_ADDR, host:port) serves GET /healthz: 200 once connected and every
+	// runner is consuming, 503 with the reason otherwise. Empty serves nothing.
+	HealthAddr string
+
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
 	StripeEmulatorAddr string // STRIPE_EMULATOR_LISTEN: the embedded emulator's address (default 127.0.0.1:12111)
@@ -56,6 +68,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		NATSURL:            getenv("NATS_URL"),
 		NATSListen:         or(getenv("NATS_LISTEN"), "127.0.0.1:4222"),
 		DataDir:            or(getenv("DATA_DIR"), "data"),
+		NATSUser:           getenv("NATS_USER"),
+		NATSPassword:       getenv("NATS_PASSWORD"),
+		NATSCreds:          getenv("NATS_CREDS"),
+		NATSCA:             getenv("NATS_CA"),
+		NATSCert:           getenv("NATS_CERT"),
+		NATSKey:            getenv("NATS_KEY"),
+		HealthAddr:         getenv("HEALTH_ADDR"),
 		StripeKey:          getenv("STRIPE_SECRET_KEY"),
 		StripeBase:         getenv("STRIPE_API_BASE"),
 		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),
@@ -67,6 +86,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	if file := getenv("NATS_PASSWORD_FILE"); file != "" {
+		if c.NATSPassword != "" {
+			return c, errors.New("set NATS_PASSWORD or NATS_PASSWORD_FILE, not both")
+		}
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return c, fmt.Errorf("NATS_PASSWORD_FILE: %w", err)
+		}
+		// A secret file usually ends with a newline its writer did not mean as part of it.
+		c.NATSPassword = strings.TrimRight(string(raw), "\r\n")
 	}
 	return c, c.Validate()
 }
@@ -92,7 +122,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("DATA_DIR must not be empty")
 	}
-	return nil
+	return c.validateNATSAuth()
 }
 
 // EmbeddedStripe reports whether the in-process emulator stands in for Stripe: when no key
@@ -109,6 +139,24 @@ func (c Config) Logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stdout, opts))
+}
+
+// validateNATSAuth explains credentials or TLS settings that cannot work together.
+func (c Config) validateNATSAuth() error {
+	switch {
+	case c.NATSCreds != "" && (c.NATSUser != "" || c.NATSPassword != ""):
+		return errors.New("NATS_CREDS and NATS_USER/NATS_PASSWORD are two ways to log in: set one")
+	case c.NATSPassword != "" && c.NATSUser == "":
+		return errors.New("NATS_PASSWORD needs NATS_USER")
+	case (c.NATSCert == "") != (c.NATSKey == ""):
+		return errors.New("NATS_CERT and NATS_KEY go together")
+	}
+	if c.HealthAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+			return fmt.Errorf("HEALTH_ADDR %q: want host:port: %w", c.HealthAddr, err)
+		}
+	}
+	return nil
 }
 
 func or(v, def string) string {

@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os/signal"
 	"syscall"
 
@@ -20,10 +22,15 @@ const usage = `usage: jetcheckout <command>
                        (services: catalog inventory fraud payments orders notifications shipping coordinator)
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
   events               print the event catalog as a Markdown table
+  healthcheck [URL]    exit 0 when URL (default: this container's HEALTH_ADDR) answers 2xx
+  nats-config          print nats-server's accounts block: one user per service, derived from events/
+  nats-secrets DIR     write a random password per NATS user as env files in DIR (existing ones kept)
+  nats-certs DIR       write a development CA, server and client certificate for NATS TLS into DIR
 
-Configuration comes from the environment: NATS_URL, NATS_LISTEN, DATA_DIR, STRIPE_SECRET_KEY,
-STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME, SMTP_PASSWORD, MAIL_FROM,
-LOG_LEVEL, LOG_FORMAT (see README.md).
+Configuration comes from the environment: NATS_URL, NATS_USER, NATS_PASSWORD (or
+NATS_PASSWORD_FILE), NATS_CREDS, NATS_CA, NATS_CERT, NATS_KEY, NATS_LISTEN, DATA_DIR,
+STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME,
+SMTP_PASSWORD, MAIL_FROM, LOG_LEVEL, LOG_FORMAT, HEALTH_ADDR (see README.md).
 `
 
 // Main runs a command and returns the process's exit code.
@@ -32,8 +39,31 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if args[0] == "events" {
+	switch args[0] {
+	case "events":
 		fmt.Fprint(stdout, events.Checkout.Markdown())
+		return 0
+	case "healthcheck":
+		return Healthcheck(args[1:], getenv, stdout, stderr)
+	case "nats-config":
+		if err := WriteNATSAuth(stdout); err != nil {
+			fmt.Fprintln(stderr, "jetcheckout:", err)
+			return 1
+		}
+		return 0
+	case "nats-secrets", "nats-certs":
+		if len(args) != 2 {
+			fmt.Fprint(stderr, usage)
+			return 2
+		}
+		write := WriteNATSSecrets
+		if args[0] == "nats-certs" {
+			write = func(dir string) error { return WriteDevCerts(dir, DevCertHosts) }
+		}
+		if err := write(args[1]); err != nil {
+			fmt.Fprintln(stderr, "jetcheckout:", err)
+			return 1
+		}
 		return 0
 	}
 	cfg, err := ConfigFromEnv(getenv)
@@ -44,10 +74,17 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	log := cfg.Logger()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	h := &health{}
+	if cfg.HealthAddr != "" {
+		if err := serveHealth(ctx, cfg.HealthAddr, h, log); err != nil {
+			log.Error("stopped", "err", err)
+			return 1
+		}
+	}
 
 	switch args[0] {
 	case "run":
-		err = serve(ctx, stop, cfg, log, stdout, true)
+		err = serve(ctx, stop, cfg, log, h, stdout, true)
 	case "service":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usage)
@@ -57,9 +94,9 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, "jetcheckout: service needs NATS_URL (use `run` for everything embedded)")
 			return 2
 		}
-		err = serve(ctx, stop, cfg, log, stdout, false, args[1:]...)
+		err = serve(ctx, stop, cfg, log, h, stdout, false, args[1:]...)
 	case "stripe-emulator":
-		log.Info("stripe emulator listening", "addr", cfg.StripeEmulatorAddr)
+		h.set(func(ctx context.Context) error { return dialable(ctx, cfg.StripeEmulatorAddr) })
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)
 	default:
 		fmt.Fprint(stderr, usage)
@@ -74,11 +111,12 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 // serve runs services until a signal or a failure, then stops them gracefully. After the
 // first signal, unhook restores the default handling, so a second Ctrl-C stops at once.
-func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, stdout io.Writer, banner bool, names ...string) error {
+func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *health, stdout io.Writer, banner bool, names ...string) error {
 	sys, err := Start(ctx, cfg, log, names...)
 	if err != nil {
 		return err
 	}
+	h.set(sys.Ready)
 	if banner {
 		sys.Banner(stdout)
 	}
@@ -88,10 +126,21 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, std
 		log.Info("shutting down: finishing in-flight work (Ctrl-C again to stop at once)")
 	case <-sys.Failed():
 	}
+	h.set(func(context.Context) error { return errors.New("shutting down") })
 	sys.Stop()
 	if err := sys.Err(); err != nil {
 		return err
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// dialable reports whether something accepts connections on addr.
+func dialable(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", local(addr))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

@@ -1,0 +1,147 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go"
+)
+
+// HealthPath is where HEALTH_ADDR answers.
+const HealthPath = "/healthz"
+
+// Ready reports why the system is not doing its work, or nil: connected to NATS, no
+// service stopped, and every runner consuming (a pull request waiting at the server, or
+// messages delivered and not yet acknowledged).
+func (s *System) Ready(ctx context.Context) error {
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+	}
+	if st := s.NC.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("NATS connection %s", st)
+	}
+	for _, u := range s.units {
+		c, err := s.JS.Consumer(ctx, events.StreamCheckout, u.name)
+		if err != nil {
+			return fmt.Errorf("%s: consumer: %w", u.name, err)
+		}
+		if info := c.CachedInfo(); info.NumWaiting == 0 && info.NumAckPending == 0 {
+			return fmt.Errorf("%s: not consuming yet", u.name)
+		}
+	}
+	return nil
+}
+
+// health is what HEALTH_ADDR serves; check is nil until there is something to check.
+type health struct {
+	check atomic.Pointer[func(context.Context) error]
+}
+
+func (h *health) set(check func(context.Context) error) { h.check.Store(&check) }
+
+func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != HealthPath {
+		http.NotFound(w, r)
+		return
+	}
+	err := errors.New("starting")
+	if check := h.check.Load(); check != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		err = (*check)(ctx)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready:", err)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// serveHealth answers on addr until ctx ends. A port that cannot be bound stops the
+// process: a container whose health cannot be checked would be restarted forever.
+func serveHealth(ctx context.Context, addr string, h *health, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("HEALTH_ADDR: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health endpoint", "err", err)
+		}
+	}()
+	log.Info("health endpoint listening", "url", "http://"+ln.Addr().String()+HealthPath)
+	return nil
+}
+
+// healthURL is the URL a HEALTH_ADDR answers on, from inside the same container.
+func healthURL(addr string) string { return "http://" + local(addr) + HealthPath }
+
+// local is a listening address as a client on the same host dials it: a wildcard host
+// (":8081", "0.0.0.0:8081") is the loopback.
+func local(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Healthcheck is the `healthcheck` command, for images with no curl or wget: GET the URL
+// (by default this process's HEALTH_ADDR) and exit 0 on a 2xx answer, 1 otherwise.
+// It accepts and ignores wget's -q, --spider and -O FILE, so the same binary can stand in
+// for wget in a healthcheck written for an image that has one.
+func Healthcheck(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	var url string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-q" || a == "--spider" || a == "-S":
+		case a == "-O":
+			i++
+		case strings.HasPrefix(a, "-"):
+			fmt.Fprintf(stderr, "healthcheck: unknown flag %s\n", a)
+			return 2
+		default:
+			url = a
+		}
+	}
+	if url == "" {
+		addr := getenv("HEALTH_ADDR")
+		if addr == "" {
+			fmt.Fprintln(stderr, "usage: jetcheckout healthcheck [URL]   (default: http://HEALTH_ADDR"+HealthPath+")")
+			return 2
+		}
+		url = healthURL(addr)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintln(stderr, "unhealthy:", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintf(stderr, "unhealthy: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n", strings.TrimSpace(string(body)))
+	return 0
+}

@@ -1,0 +1,235 @@
+package app
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jetcheckout/jetcheckout/events"
+)
+
+// NATSUser is one user of the NATS authorization that `jetcheckout nats-config` prints,
+// derived from events/ so that it cannot drift from what the services publish.
+type NATSUser struct {
+	Name    string
+	Comment string
+	// Publish and Subscribe are the subjects the user may use; both nil means everything.
+	Publish, Subscribe []string
+	// Responses lets the user answer requests it received (micro endpoints), on whatever
+	// reply subject they came with, and nothing else.
+	Responses bool
+}
+
+// NATS user names besides one per service.
+const (
+	// NATSOperator may do everything: the nats CLI of whoever runs the shop.
+	NATSOperator = "operator"
+	// NATSCheckout may only publish checkout.requested: a storefront's back end.
+	NATSCheckout = "checkout"
+)
+
+// NATSAccount is the account the checkout's users share: its streams are visible to all of
+// them, and permissions say who may do what with them.
+const NATSAccount = "CHECKOUT"
+
+// endpoints are the request-reply subjects each service answers (micro).
+var endpoints = map[string][]events.Subject{
+	events.ServiceCatalog:   {events.CartsCreate, events.CartsGet, events.CatalogList},
+	events.ServiceInventory: {events.InventoryStock},
+	events.ServiceFraud:     {events.FraudReviews, events.FraudReview},
+}
+
+// streams are those every process creates or checks at start (topology.Ensure).
+var streams = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
+
+// NATSUsers lists every user: one per service, then the checkout publisher and the operator.
+func NATSUsers() []NATSUser {
+	var users []NATSUser
+	for _, name := range events.Services {
+		users = append(users, serviceUser(name))
+	}
+	return append(users,
+		NATSUser{Name: NATSCheckout, Comment: "a storefront: publishes checkout.requested and nothing else (an acknowledged publish takes its ack on " + InboxPrefix(NATSCheckout) + ")",
+			Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(NATSCheckout) + ".>"}},
+		NATSUser{Name: NATSOperator, Comment: "the nats CLI of whoever runs the shop: everything"},
+	)
+}
+
+// serviceUser is what one service may do: publish the events the catalog says it
+// produces, and the JetStream calls its runner makes on its own consumer.
+func serviceUser(name string) NATSUser {
+	u := NATSUser{Name: name, Comment: "service " + name + ": its own events, its consumer, its replies"}
+	for _, d := range events.Checkout.Catalog() {
+		u.Publish = append(u.Publish, publishGrants(d, name)...)
+	}
+	u.Publish = append(u.Publish, events.DeadLetterSubject(name))
+	// The account's JetStream info: creating the bucket asks for it.
+	u.Publish = append(u.Publish, "$JS.API.INFO")
+	for _, s := range streams {
+		// Every process ensures the topology at start, so start order does not matter.
+		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	}
+	consumer := events.StreamCheckout + "." + name
+	u.Publish = append(u.Publish,
+		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
+		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
+		"$JS.ACK."+consumer+".>")
+	if name == events.ServiceCoordinator {
+		kv := "KV_" + events.BucketCheckouts
+		// Its state: puts by compare-and-swap, gets by direct get (the bucket allows them).
+		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>")
+	}
+	u.Subscribe = []string{InboxPrefix(name) + ".>"}
+	if eps := endpoints[name]; len(eps) > 0 {
+		for _, e := range eps {
+			u.Subscribe = append(u.Subscribe, string(e))
+		}
+		// micro's discovery: $SRV.PING|INFO|STATS, for all, by name, by instance.
+		u.Subscribe = append(u.Subscribe, "$SRV.*", "$SRV.*."+name, "$SRV.*."+name+".*")
+		u.Responses = true
+	}
+	u.Publish = uniq(u.Publish)
+	return u
+}
+
+// requestProducer finds the endpoint named in a producer like "an operator (`fraud.review`
+// request)": the service answering it publishes the event on the operator's behalf.
+var requestProducer = regexp.MustCompile("`([^`]+)` request")
+
+// publishGrants are the subjects name may publish for one catalog entry. A scheduled event
+// is published by the server at its time: its producer publishes only to its slot,
+// checkout.scheduled.<checkout_id>.<key>, where each key starts with the event's name
+// ("inventory.expire", "deadline.<step>"). The server does not check the schedule's target
+// against the publisher's permissions, so the slot is all that keeps one service from
+// scheduling another's events.
+func publishGrants(d events.EventDoc, name string) []string {
+	subject := string(d.Subject)
+	switch producer := d.Producer; {
+	case producer == name:
+		return []string{subject}
+	case producer == name+" (scheduled)":
+		slot := string(events.Scheduled) + ".*." + strings.TrimPrefix(subject, "checkout.")
+		return []string{slot, slot + ".>"}
+	case producer == "any service" && d.Subject != events.Scheduled+".>":
+		return []string{subject}
+	}
+	if m := requestProducer.FindStringSubmatch(d.Producer); m != nil && slices.Contains(endpoints[name], events.Subject(m[1])) {
+		return []string{subject}
+	}
+	return nil
+}
+
+func uniq(s []string) []string {
+	var out []string
+	for _, v := range s {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// NATSPasswordVar is the environment variable nats-server reads a user's password from.
+func NATSPasswordVar(user string) string { return "NATS_PASSWORD_" + strings.ToUpper(user) }
+
+// WriteNATSAuth prints the accounts block of nats-server's configuration (deploy/nats/auth.conf).
+func WriteNATSAuth(w io.Writer) error {
+	b := &strings.Builder{}
+	b.WriteString(`# Generated by ` + "`jetcheckout nats-config`" + ` from events/ (the flow and its event catalog):
+# do not edit; internal/app's tests fail when this file and the code differ.
+#
+# One user per service, allowed to publish only the events that service produces, its own
+# dead letters, and the JetStream API calls its runner makes on its own consumer; it
+# subscribes only to its own inbox (services take replies on _INBOX_<service>) and its
+# request-reply endpoints. Passwords are never in this file: nats-server reads each from
+# its environment (NATS_PASSWORD_<USER>, generated by ` + "`make secrets`" + `).
+accounts {
+  ` + NATSAccount + ` {
+    jetstream: enabled
+    users: [
+`)
+	for _, u := range NATSUsers() {
+		fmt.Fprintf(b, "      # %s\n      {\n        user: %s\n        password: $%s\n", u.Comment, u.Name, NATSPasswordVar(u.Name))
+		if u.Publish != nil || u.Subscribe != nil {
+			b.WriteString("        permissions: {\n")
+			writeSubjects(b, "publish", u.Publish)
+			writeSubjects(b, "subscribe", u.Subscribe)
+			if u.Responses {
+				b.WriteString("          allow_responses: true\n")
+			}
+			b.WriteString("        }\n")
+		}
+		b.WriteString("      }\n")
+	}
+	b.WriteString("    ]\n  }\n}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeSubjects(b *strings.Builder, kind string, subjects []string) {
+	fmt.Fprintf(b, "          %s: { allow: [\n", kind)
+	for _, s := range subjects {
+		fmt.Fprintf(b, "            %q\n", s)
+	}
+	b.WriteString("          ] }\n")
+}
+
+// WriteNATSSecrets makes sure dir holds a password for every NATS user: <user>.env with
+// NATS_USER and NATS_PASSWORD (what the user's process, or the nats CLI, reads), and
+// nats.env with every NATS_PASSWORD_<USER> (what nats-server reads). Existing passwords
+// are kept, so a running server and its clients keep agreeing.
+func WriteNATSSecrets(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var server strings.Builder
+	server.WriteString("# nats-server's view of every NATS user's password: as secret as all of them.\n")
+	for _, u := range NATSUsers() {
+		path := filepath.Join(dir, u.Name+".env")
+		password, err := readEnvFile(path, "NATS_PASSWORD")
+		if errors.Is(err, fs.ErrNotExist) {
+			password = randomPassword()
+			err = os.WriteFile(path, []byte("NATS_USER="+u.Name+"\nNATS_PASSWORD="+password+"\n"), 0o600)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&server, "%s=%s\n", NATSPasswordVar(u.Name), password)
+	}
+	return os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600)
+}
+
+// readEnvFile returns the value of key in a KEY=VALUE file.
+func readEnvFile(path, key string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+"="); ok && v != "" {
+			return v, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("%s: no %s", path, key)
+}
+
+// randomPassword is 192 random bits in hex: nothing a config file or shell would quote.
+func randomPassword() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,276 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const natsConfDir = "../../deploy/nats"
+
+// The committed auth.conf is what `jetcheckout nats-config` prints from events/ today.
+func TestNATSAuthFileIsGenerated(t *testing.T) {
+	committed, err := os.ReadFile(filepath.Join(natsConfDir, "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := WriteNATSAuth(&want); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(committed, want.Bytes()) {
+		t.Errorf("deploy/nats/auth.conf differs from what events/ says: run `make nats-config` and commit it")
+	}
+}
+
+// Every event of the catalog has a user allowed to publish it (or, for a scheduled
+// event, to schedule it): a producer the generator does not understand would otherwise
+// leave an event nobody may publish.
+func TestEveryEventHasAPublisher(t *testing.T) {
+	for _, d := range events.Checkout.Catalog() {
+		if d.Subject == events.Scheduled+".>" {
+			continue // the slots of the scheduled events below
+		}
+		var grants []string
+		for _, u := range NATSUsers() {
+			if u.Name == NATSCheckout && d.Subject == events.Requested {
+				grants = append(grants, u.Name)
+			}
+			for _, name := range events.Services {
+				if u.Name == name && len(publishGrants(d, name)) > 0 {
+					grants = append(grants, u.Name)
+				}
+			}
+		}
+		if len(grants) == 0 {
+			t.Errorf("%s (producer %q): no NATS user may publish it", d.Subject, d.Producer)
+		}
+	}
+}
+
+// natsPassword is the test password of a user, in the server's environment and the client's.
+func natsPassword(user string) string { return "test-password-" + user }
+
+// startSecuredServer runs nats-server with deploy/nats/nats.conf as compose runs it (its
+// JetStream settings and the generated users) on a free loopback port.
+func startSecuredServer(t *testing.T) *server.Server {
+	t.Helper()
+	for _, u := range NATSUsers() {
+		t.Setenv(NATSPasswordVar(u.Name), natsPassword(u.Name))
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(natsConfDir, "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !opts.SyncAlways {
+		t.Error("nats.conf: JetStream must fsync every write (sync_interval: always)")
+	}
+	opts.Host, opts.Port, opts.HTTPPort, opts.StoreDir = "127.0.0.1", -1, 0, t.TempDir()
+	return runServer(t, opts)
+}
+
+// runServer runs a nats-server with opts until the test ends.
+func runServer(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.NoSigs = true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// probe is a connection as one user that collects the server's refusals.
+type probe struct {
+	*nats.Conn
+	user    string
+	refusal chan error
+}
+
+func connectAs(t *testing.T, url, user string, opts ...nats.Option) *probe {
+	t.Helper()
+	p := &probe{user: user, refusal: make(chan error, 256)}
+	opts = append(opts, nats.UserInfo(user, natsPassword(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { p.refusal <- err }))
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	p.Conn = nc
+	return p
+}
+
+// refused does something and waits for the server to refuse it for subject.
+func (p *probe) refused(t *testing.T, what, subject string, do func() error) {
+	t.Helper()
+	if err := do(); err != nil {
+		t.Fatalf("%s %s %s: %v", p.user, what, subject, err)
+	}
+	_ = p.Flush()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-p.refusal:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+		case <-timeout:
+			t.Errorf("%s could %s %s", p.user, what, subject)
+			return
+		}
+	}
+}
+
+func (p *probe) cannotPublish(t *testing.T, subject string) {
+	t.Helper()
+	p.refused(t, "publish", subject, func() error { return p.Publish(subject, []byte(`{}`)) })
+}
+
+func (p *probe) cannotSubscribe(t *testing.T, subject string) {
+	t.Helper()
+	p.refused(t, "subscribe to", subject, func() error { _, err := p.SubscribeSync(subject); return err })
+}
+
+// syncBuffer is a log destination shared by goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// With the generated authorization, every service runs as its own NATS user in its own
+// System, as in the compose stack: checkouts that touch every step, compensation,
+// schedule and endpoint complete, and no service is refused anything. Then each user tries
+// what it must not do, and the server refuses.
+func TestNATSPermissions(t *testing.T) {
+	srv := startSecuredServer(t)
+	url := srv.ClientURL()
+	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	t.Cleanup(func() {
+		if strings.Contains(logs.String(), "Permissions Violation") {
+			t.Errorf("a service was refused something it needs:\n%s", logs.String())
+		}
+	})
+
+	systems := map[string]*System{}
+	for _, name := range Services {
+		cfg := testConfig(t.TempDir())
+		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = url, emu.URL, "sk_test_permissions"
+		cfg.NATSUser, cfg.NATSPassword = name, natsPassword(name)
+		cfg.AuthWindow, cfg.Grace = 2*time.Second, time.Second
+		sys, err := Start(context.Background(), cfg, log, name)
+		if err != nil {
+			t.Fatalf("start %s as its NATS user: %v", name, err)
+		}
+		t.Cleanup(sys.Stop)
+		systems[name] = sys
+	}
+	for name, sys := range systems {
+		natstest.Eventually(t, wait, func() bool { return sys.Ready(context.Background()) == nil }, "%s never ready: %v", name, sys.Ready(context.Background()))
+	}
+
+	operator := connectAs(t, url, NATSOperator)
+	watch := (&natstest.Env{NC: operator.Conn}).Watch(t, "checkout.>")
+	shop := &System{NC: operator.Conn}
+	checkout := connectAs(t, url, NATSCheckout, nats.CustomInboxPrefix(InboxPrefix(NATSCheckout)))
+	checkoutJS, err := jetstream.New(checkout.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(id, pm, email string) {
+		cart := createCart(t, shop, "USD", events.CartItem{ProductID: "stickers", Quantity: 1})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := checkoutJS.Publish(ctx, string(events.Requested), checkoutRequestFor(id, cart.ID, pm, email)); err != nil {
+			t.Fatalf("the checkout user publishes checkout.requested: %v", err)
+		}
+	}
+	start("co-auth-ok", "pm_card_visa", "ada@example.com")
+	start("co-auth-declined", "pm_card_chargeDeclined", "ada@example.com")
+	start("co-auth-3ds", "pm_card_authenticationRequired", "ada@example.com")
+	start("co-auth-review", "pm_card_visa", "eve@review.test")
+	watch.Wait(t, "co-auth-review", wait, events.FraudReviewPending)
+	request[map[string]any](t, operator.Conn, events.FraudReview, map[string]string{"checkout_id": "co-auth-review", "decision": events.ReviewApprove, "reviewer": "ada"})
+	request[[]events.Stock](t, operator.Conn, events.InventoryStock, map[string]string{"product_id": "stickers"})
+
+	for _, id := range []string{"co-auth-ok", "co-auth-review"} {
+		if end := watch.Wait(t, id, wait, events.Completed, events.Failed); end.Type != events.Completed {
+			t.Errorf("%s ended in %s: %s", id, end.Type, end.Payload)
+		}
+	}
+	failedWith(t, watch, "co-auth-declined", events.CodeCardDeclined, events.StepProcessPayment)
+	failedWith(t, watch, "co-auth-3ds", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
+
+	t.Run("a service publishes only its own events", func(t *testing.T) {
+		payments := connectAs(t, url, events.ServicePayments, nats.CustomInboxPrefix(InboxPrefix(events.ServicePayments)))
+		payments.cannotPublish(t, string(events.OrderCreated))
+		payments.cannotPublish(t, string(events.Completed))
+		payments.cannotPublish(t, string(events.InventoryReleased))
+		payments.cannotPublish(t, events.DeadLetterSubject(events.ServiceOrders))
+		payments.cannotPublish(t, "$JS.API.STREAM.DELETE."+events.StreamCheckout)
+		payments.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServiceOrders)
+		payments.cannotPublish(t, "$JS.ACK."+events.StreamCheckout+"."+events.ServiceOrders+".1.1.1.1.1")
+		payments.cannotPublish(t, "$KV."+events.BucketCheckouts+".co-auth-ok")
+		payments.cannotSubscribe(t, "checkout.>")
+		payments.cannotSubscribe(t, "_INBOX.>")
+		payments.cannotSubscribe(t, InboxPrefix(events.ServiceCoordinator)+".>")
+		inventory := connectAs(t, url, events.ServiceInventory)
+		// A scheduled event is published by the server, unchecked: the slot is the guard.
+		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.deadline."+string(events.StepProcessPayment))
+		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.payment.recheck")
+		notice := connectAs(t, url, events.ServiceNotifications)
+		notice.cannotPublish(t, string(events.Requested))
+		notice.cannotSubscribe(t, string(events.CartsCreate))
+	})
+	t.Run("the checkout user publishes checkout.requested and nothing else", func(t *testing.T) {
+		for _, d := range events.Checkout.Catalog() {
+			if d.Subject != events.Requested {
+				checkout.cannotPublish(t, strings.ReplaceAll(string(d.Subject), ">", "x"))
+			}
+		}
+		for _, s := range []events.Subject{events.CartsCreate, events.CatalogList, events.FraudReview} {
+			checkout.cannotPublish(t, string(s))
+		}
+		checkout.cannotPublish(t, "$JS.API.INFO")
+		checkout.cannotPublish(t, "$JS.API.STREAM.PURGE."+events.StreamCheckout)
+		checkout.cannotSubscribe(t, "checkout.>")
+		checkout.cannotSubscribe(t, "_INBOX.>")
+	})
+}

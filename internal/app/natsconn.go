@@ -1,0 +1,72 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// connect dials NATS as the process's user. A process that runs one service takes replies
+// on an inbox of its own (_INBOX_<service>), so its NATS user can be allowed to subscribe
+// to its replies and nobody else's (see natsauth.go).
+func connect(url string, cfg Config, log *slog.Logger, names []string) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("jetcheckout " + strings.Join(names, ",")),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		// A refused publish or subscription (a permission the server does not grant) is
+		// reported asynchronously: say so loudly, it is a deployment mistake.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			attrs := []any{"err", err}
+			if sub != nil {
+				attrs = append(attrs, "subject", sub.Subject)
+			}
+			level := slog.LevelWarn
+			if errors.Is(err, nats.ErrPermissionViolation) || errors.Is(err, nats.ErrAuthorization) {
+				level = slog.LevelError
+			}
+			log.Log(context.Background(), level, "nats", attrs...)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if len(names) == 1 {
+		opts = append(opts, nats.CustomInboxPrefix(InboxPrefix(names[0])))
+	}
+	opts = append(opts, cfg.natsAuthOptions()...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// natsAuthOptions are the credentials and TLS settings of the configuration.
+func (c Config) natsAuthOptions() []nats.Option {
+	var opts []nats.Option
+	if c.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(c.NATSUser, c.NATSPassword))
+	}
+	if c.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.NATSCreds))
+	}
+	if c.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSCA))
+	}
+	if c.NATSCert != "" {
+		opts = append(opts, nats.ClientCert(c.NATSCert, c.NATSKey))
+	}
+	return opts
+}
+
+// InboxPrefix is where a process running only the named service takes its replies.
+func InboxPrefix(service string) string { return "_INBOX_" + service }
