@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test tools events-doc fmt vet build
+.PHONY: run test tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -31,3 +31,89 @@ tools:
 ## events-doc: print the event catalog (the README's table is checked against it)
 events-doc:
 	@$(GO) run ./cmd/jetcheckout events
+
+# ---- Docker: the compose stack (README.md, "Docker") ----------------------------------
+# Nothing is pulled: every image is FROM scratch with binaries built here from the modules
+# go.mod and tools/ pin. The compose file defaults to the official nats and mailpit images;
+# these targets point it at the local builds.
+
+PROJECT ?= jetcheckout
+JETCHECKOUT_IMAGE ?= jetcheckout:local
+NATS_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+MAILPIT_VERSION = $(shell cd tools/mailpit && $(GO) list -m -f '{{.Version}}' github.com/axllent/mailpit)
+NATS_IMAGE ?= jetcheckout/nats-server:$(NATS_VERSION:v%=%)-local
+MAILPIT_IMAGE ?= jetcheckout/mailpit:$(MAILPIT_VERSION:v%=%)-local
+IMAGE_CONTEXT := bin/docker
+SECRETS := deploy/secrets
+# TLS=1: NATS over TLS (deploy/compose.tls.yml, certificates from `make certs`).
+TLS ?=
+
+# The Compose front end: the docker compose plugin, else docker-compose (v2, or the old
+# Python 1.29), else the Compose CLI built from tools/compose. Looked up once, and only by
+# the targets that use it.
+COMPOSE_FOUND = $(eval COMPOSE_FOUND := $$(shell if docker compose version >/dev/null 2>&1; then echo docker compose; \
+	elif docker-compose version >/dev/null 2>&1; then echo docker-compose; fi))$(COMPOSE_FOUND)
+COMPOSE ?= $(or $(COMPOSE_FOUND),bin/docker-compose)
+COMPOSE_FILES = -f docker-compose.yml $(if $(TLS),-f deploy/compose.tls.yml)
+COMPOSE_ENV = JETCHECKOUT_IMAGE=$(JETCHECKOUT_IMAGE) NATS_IMAGE=$(NATS_IMAGE) MAILPIT_IMAGE=$(MAILPIT_IMAGE)
+
+## images: jetcheckout (every service, by command), nats-server and mailpit, FROM scratch
+images:
+	@test -f /etc/ssl/certs/ca-certificates.crt || { echo "no /etc/ssl/certs/ca-certificates.crt on this host"; exit 1; }
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/etc/ssl/certs $(IMAGE_CONTEXT)/data $(IMAGE_CONTEXT)/tmp
+	cp deploy/image/passwd deploy/image/group $(IMAGE_CONTEXT)/etc/
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/etc/ssl/certs/
+	chmod 1777 $(IMAGE_CONTEXT)/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(IMAGE_CONTEXT)/jetcheckout ./cmd/jetcheckout
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(IMAGE_CONTEXT)/nats-server github.com/nats-io/nats-server/v2
+	cd tools/mailpit && CGO_ENABLED=0 $(GO) build -trimpath \
+		-ldflags="-s -X github.com/axllent/mailpit/config.Version=$(MAILPIT_VERSION)" \
+		-o ../../$(IMAGE_CONTEXT)/mailpit github.com/axllent/mailpit
+	docker build -q -f deploy/Dockerfile --target jetcheckout -t $(JETCHECKOUT_IMAGE) $(IMAGE_CONTEXT)
+	docker build -q -f deploy/Dockerfile --target nats -t $(NATS_IMAGE) $(IMAGE_CONTEXT)
+	docker build -q -f deploy/Dockerfile --target mailpit -t $(MAILPIT_IMAGE) $(IMAGE_CONTEXT)
+
+## secrets: a random password per NATS user in deploy/secrets/*.env (git-ignored; kept once made)
+secrets:
+	@$(GO) run ./cmd/jetcheckout nats-secrets $(SECRETS)
+
+## certs: a development CA and certificates for NATS TLS in deploy/secrets/tls
+certs:
+	@$(GO) run ./cmd/jetcheckout nats-certs $(SECRETS)/tls
+
+## nats-config: regenerate deploy/nats/auth.conf (the NATS users) from events/
+nats-config:
+	$(GO) run ./cmd/jetcheckout nats-config > deploy/nats/auth.conf
+
+compose-cli:
+	@if [ "$(COMPOSE)" = bin/docker-compose ] && [ ! -x bin/docker-compose ]; then \
+		echo "neither docker compose nor docker-compose works: building the Compose CLI from tools/compose"; \
+		cd tools/compose && CGO_ENABLED=0 $(GO) build -trimpath \
+			-ldflags="-X github.com/docker/compose/v5/internal.Version=$$($(GO) list -m -f '{{.Version}}' github.com/docker/compose/v5)" \
+			-o ../../bin/docker-compose github.com/docker/compose/v5/cmd; \
+	fi
+
+nats-cli:
+	@$(GO) build -o bin/nats github.com/nats-io/natscli/nats
+
+## up: build the images, start the stack (project $(PROJECT)) and wait until all of it is healthy
+up: images secrets compose-cli $(if $(TLS),certs)
+	$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) up -d
+	@echo "waiting for every container to be healthy..."
+	@deploy/wait-healthy.sh $(PROJECT) 180
+	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; go tool nats sub 'checkout.>'"
+
+## down: stop the stack (SIGTERM; in-flight work finishes); its volumes stay for the next `make up`
+down: secrets compose-cli
+	$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) down
+
+ps: secrets compose-cli
+	@$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) ps
+
+logs: secrets compose-cli
+	@$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) logs --tail=50
+
+## e2e: images, then the whole stack on its own project: checkouts through the nats CLI, email in mailpit, a restart, teardown
+e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
+	E2E_COMPOSE="$(COMPOSE)" E2E_COMPOSE_FILES="$(COMPOSE_FILES)" E2E_NATS_CLI=bin/nats E2E_TLS=$(TLS) \
+		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
