@@ -203,7 +203,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	// A small prefetch: every buffered message's AckWait is running while it waits, and a
 	// step may call Stripe or SMTP. (Batching for throughput is a later issue.)
-	it, err := cons.Messages(jetstream.PullMaxMessages(prefetch))
+	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
+	it, err := cons.Messages(jetstream.PullMaxMessages(prefetch), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return fmt.Errorf("runner %s: consume: %w", r.cfg.Name, err)
 	}
