@@ -1,18 +1,24 @@
-// Package coordinator joins the checkout's parallel branches and decides its end.
+// Package coordinator joins the checkout's parallel branches, gates the steps that must not
+// run for a failing checkout, enforces every step's deadline, and decides the checkout's end.
 //
 // It keeps one key per checkout in the JetStream KV bucket events.BucketCheckouts, changed
-// only by compare-and-swap on the key's revision (a conflict is retried by re-reading,
-// never by overwriting). Everything it decides follows from that state and the DAG declared
-// in events.Flow:
+// only by compare-and-swap on the key's revision (a conflict is retried by re-reading, never
+// by overwriting). Everything it decides follows from that state and the DAG declared in
+// events.Flow:
 //
-//   - a join step's trigger (checkout.payment.requested) once all its dependencies succeeded;
-//   - checkout.completed once every sink of the DAG succeeded;
-//   - after a failure, once no step is still running: the compensation commands of the
-//     succeeded steps, one at a time in reverse order of the DAG, then checkout.failed.
+//   - the triggers of the coordinated steps (process_payment once both branches succeeded;
+//     create_order, then the confirmation and the shipping label, while the checkout stands);
+//   - a deadline for every running step, as a message the server publishes at that time
+//     (JetStream message schedules), moved when the step says it waits for a person;
+//   - checkout.completed once every step succeeded or failed without failing the checkout
+//     (with warnings, or flagged for attention);
+//   - after a failure, once no step with something to undo is still running: the undo of each
+//     step that succeeded or may have (it gave up not knowing), one at a time, latest first,
+//     then checkout.failed. A step that answers late is still undone.
 //
-// Each decision is recorded in the state in the same compare-and-swap that applied the event
-// causing it, so it is published once whatever order, duplication or redelivery the events
-// arrive with. Consumes: every step's Done and Failed subject and every Compensated subject.
-// Emits: checkout.payment.requested, checkout.inventory.release, checkout.payment.refund,
-// checkout.completed, checkout.failed.
+// Each decision is recorded in the same compare-and-swap as the event that caused it, so it
+// is published once whatever order, duplication or redelivery the events arrive with.
+// Consumes: checkout.requested, every step's outcome, wait and undo confirmation,
+// checkout.deadline, checkout.inventory.expired. Emits: the coordinated triggers, the undo
+// commands, checkout.deadline (scheduled), checkout.completed, checkout.failed.
 package coordinator

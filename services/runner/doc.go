@@ -10,7 +10,11 @@
 // again; a second copy of the event published later is acknowledged and dropped, because
 // its first copy was acked only after its outputs were stored in the stream.
 //
-// Errors are sorted: a malformed input (events.ErrMalformed) or a Permanent error
-// terminates the message and announces it on checkout.rejected; any other error is
-// transient and the message is redelivered after a growing delay.
+// Errors are sorted. A malformed input (events.ErrMalformed) is terminated, copied to
+// DEADLETTER and announced on checkout.rejected. A step's trigger has a deadline: an
+// expired one is refused, and a trigger that keeps failing (MaxDeliver attempts), fails for
+// good (Permanent) or crashes its process is given up: copied to DEADLETTER, and the step's
+// failure, marked uncertain, becomes its outcome so the coordinator undoes it. Everything
+// else (undos, settlements) is never given up: retried with growing delays and announced on
+// checkout.stuck. A panicking handler is retried like a failing one.
 package runner
