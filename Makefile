@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
+.PHONY: run test fuzz tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -19,6 +19,14 @@ test: vet
 
 vet:
 	$(GO) vet ./...
+
+## fuzz: each fuzz target for a few seconds (FUZZTIME), on top of the committed seed corpora
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events
+	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./events
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeStrict$$' -fuzztime $(FUZZTIME) ./events
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/microx
 
 ## build: the binary in ./bin
 build:
