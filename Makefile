@@ -125,3 +125,7 @@ logs: secrets compose-cli
 e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
 	E2E_COMPOSE="$(COMPOSE)" E2E_COMPOSE_FILES="$(COMPOSE_FILES)" E2E_NATS_CLI=bin/nats E2E_TLS=$(TLS) \
 		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
+
+## hostile: the hostile-input corpus against the whole system (not in make test yet: see the test)
+hostile:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -tags hostile -run TestHostileInput ./internal/app

@@ -95,6 +95,10 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			return c.build(st, a.Decisions, in, time.Now().UTC()) // redelivered: publish its decisions again
 		}
 		now := time.Now().UTC()
+		if rev == 0 && in.Type != events.Requested {
+			// Every checkout starts with its request, which comes first in the stream.
+			return nil, fmt.Errorf("%w: %s for checkout %s, which was never requested", events.ErrMalformed, in.Type, in.CheckoutID)
+		}
 		if err := st.apply(c.rules, in); err != nil {
 			return nil, err
 		}
@@ -195,12 +199,12 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 			CustomerEmail: st.CustomerEmail, CartID: st.CartID}, nil
 	case events.ConfirmationRequested, events.LabelRequested:
 		if st.Order == nil {
-			return nil, fmt.Errorf("checkout %s: %s without an order", st.CheckoutID, d.Type)
+			return nil, st.missing(d.Type, "an order")
 		}
 		return st.Order, nil
 	case events.PaymentRequested, events.OrderRequested:
 		if st.Quote == nil {
-			return nil, fmt.Errorf("checkout %s: %s without a validated quote", st.CheckoutID, d.Type)
+			return nil, st.missing(d.Type, "a validated quote")
 		}
 		if d.Type == events.PaymentRequested {
 			return st.Quote, nil
@@ -213,6 +217,16 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("no payload for decision %s", d.Type)
+}
+
+// missing explains a decision that lacks what its event must carry. For a checkout the
+// coordinator never saw start, the event that led here is forged or stray: refused. For one
+// it knows, an earlier event is late: the event is retried until it has come.
+func (s *State) missing(d events.Subject, what string) error {
+	if s.Steps[events.StepValidateCart] == nil {
+		return fmt.Errorf("%w: checkout %s is unknown (never requested): %s needs %s", events.ErrMalformed, s.CheckoutID, d, what)
+	}
+	return fmt.Errorf("checkout %s: %s needs %s, not here yet", s.CheckoutID, d, what)
 }
 
 func keys(ds []decision) []string {

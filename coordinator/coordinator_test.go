@@ -27,6 +27,11 @@ func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
 	return c
 }
 
+// requestOf is a checkout.requested naming checkout id (its other fields do not matter here).
+func requestOf(id string) []byte {
+	return []byte(`{"checkout_id":"` + id + `","cart_id":"cart_1"}`)
+}
+
 func forCheckout(t *testing.T, id string, typ events.Subject) events.Envelope {
 	e := outcome(t, typ)
 	e.CheckoutID, e.ID = id, events.ID(id, typ)
@@ -46,6 +51,7 @@ func TestFanIn(t *testing.T) {
 		"co_fraud_first":     {events.FraudCleared, events.InventoryReserved},
 	}
 	for id, order := range orders {
+		env.PublishRaw(t, string(events.Requested), requestOf(id), "")
 		env.Publish(t, forCheckout(t, id, events.CartValidated))
 		for copyN := range 2 {
 			for _, typ := range order {
@@ -89,6 +95,13 @@ func TestRedeliveryAfterCrash(t *testing.T) {
 	}
 	id := "co_crash"
 	var lastSeq uint64
+	ack, err := env.JS.Publish(ctx, string(events.Requested), requestOf(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: ack.Sequence}), ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
 	for _, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared} {
 		e := forCheckout(t, id, typ)
 		data, _ := e.Encode()
@@ -132,6 +145,9 @@ func TestConcurrentCompletions(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		id := fmt.Sprintf("co_race_%d", i)
+		if _, err := cs[0].Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{}), 100); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := cs[0].Commit(ctx, forCheckout(t, id, events.CartValidated), 1); err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,12 @@
 //go:build hostile
 
-// Run with -tags hostile: it fails until the coordinator stops retrying outcomes of
-// checkouts it never saw (see TestHostileInput).
+// Run with -tags hostile (`make hostile`). It is not in `make test` yet: the coordinator now
+// refuses events of checkouts it never saw, but it still finds inputs absorbed quietly
+// instead of refused with a reason (a forged step trigger for a finished checkout answered
+// idempotently; an empty payload on an undo), forged payment requests with a valid
+// envelope that are charged, and forged reservations that hold stock until they expire —
+// the services cannot tell a forged event from a real one until issue 4's per-service NATS
+// users are in force, and event IDs are checked against their derivation.
 
 package app
 
