@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test fuzz tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
+.PHONY: run test fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
