@@ -268,6 +268,7 @@ type Waiting struct {
 	Reason     string    `json:"reason"`
 	Until      time.Time `json:"until"`
 	NextAction string    `json:"next_action,omitempty"` // e.g. the URL where the customer authenticates
+	Reference  string    `json:"reference,omitempty"`   // what it waits on: the PaymentIntent, the review
 }
 
 // DeadlineReached is the payload of checkout.deadline.

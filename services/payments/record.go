@@ -82,6 +82,7 @@ func (r Record) outcome() events.Envelope {
 			Reason:     "Your bank asks you to confirm this payment (3-D Secure).",
 			Until:      r.AuthUntil,
 			NextAction: withoutQuery(r.NextAction),
+			Reference:  r.PaymentIntentID,
 		})
 	default:
 		return events.Must(r.CheckoutID, events.PaymentFailed, events.StepFailure{

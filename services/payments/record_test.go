@@ -10,7 +10,7 @@ import (
 
 // The client secret in the authentication page's URL never reaches the event log.
 func TestWaitingEventCarriesNoClientSecret(t *testing.T) {
-	r := Record{CheckoutID: "co_1", Status: AwaitingAction, AuthUntil: time.Now(),
+	r := Record{CheckoutID: "co_1", Status: AwaitingAction, AuthUntil: time.Now(), PaymentIntentID: "pi_1",
 		NextAction: "http://127.0.0.1:12111/_emulator/3ds/pi_1?client_secret=pi_1_secret_abc"}
 	var w events.Waiting
 	if err := r.outcome().DecodePayload(&w); err != nil {
@@ -18,5 +18,8 @@ func TestWaitingEventCarriesNoClientSecret(t *testing.T) {
 	}
 	if strings.Contains(w.NextAction, "secret") || !strings.HasSuffix(w.NextAction, "/_emulator/3ds/pi_1") {
 		t.Errorf("next_action %q", w.NextAction)
+	}
+	if w.Reference != "pi_1" {
+		t.Errorf("reference %q, want the PaymentIntent", w.Reference)
 	}
 }
