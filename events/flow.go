@@ -149,17 +149,6 @@ func (s Step) DeadlineOf() time.Duration {
 	return DefaultDeadline
 }
 
-// Sinks are the steps nothing depends on: the checkout completes when all of them are done.
-func (f Flow) Sinks() []Step {
-	var out []Step
-	for _, s := range f.Steps {
-		if len(f.Dependents(s.Name)) == 0 {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // Dependents are the steps that wait for the named one.
 func (f Flow) Dependents(name StepName) []Step {
 	var out []Step

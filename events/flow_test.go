@@ -19,9 +19,6 @@ func TestCheckoutFlow(t *testing.T) {
 	if got := names(Checkout.Coordinated()); !slices.Equal(got, []StepName{StepProcessPayment, StepCreateOrder, StepSendConfirmation, StepCreateLabel}) {
 		t.Errorf("coordinated = %v", got)
 	}
-	if got := names(Checkout.Sinks()); !slices.Equal(got, []StepName{StepSendConfirmation, StepNotifyWarehouse}) {
-		t.Errorf("sinks = %v", got)
-	}
 	if got := names(Checkout.Dependents(StepValidateCart)); !slices.Equal(got, []StepName{StepReserveInventory, StepCheckFraud}) {
 		t.Errorf("after validation = %v", got)
 	}
