@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	if err := topology.Ensure(setupCtx, s.JS); err != nil {
+	if err := topology.Ensure(setupCtx, s.JS, topology.Replicas(cfg.Replicas)); err != nil {
 		return nil, err
 	}
 	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ type Config struct {
 	NATSURL    string // NATS_URL: connect here; empty runs nats-server embedded
 	NATSListen string // NATS_LISTEN: the embedded server's address (default 127.0.0.1:4222)
 	DataDir    string // DATA_DIR: JetStream, bbolt files and the outbox (default ./data)
+	// Replicas (JETSTREAM_REPLICAS, default 1) is how many copies of every stream and bucket
+	// a JetStream cluster keeps: 3 in the three-node compose cluster.
+	Replicas int
 
 	// Credentials and TLS for NATS_URL, under the names the nats CLI reads too.
 	NATSUser     string // NATS_USER
@@ -83,6 +87,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SMTPPassword:       getenv("SMTP_PASSWORD"),
 		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
 		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
+	}
+	if v := getenv("JETSTREAM_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5 {
+			return c, fmt.Errorf("JETSTREAM_REPLICAS %q: want 1 to 5 (JetStream's limit)", v)
+		}
+		c.Replicas = n
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)

@@ -62,6 +62,10 @@ func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = (*check)(ctx)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if isStandby(err) {
+		fmt.Fprintln(w, err) // healthy: alive and ready to take over
+		return
+	}
 	if err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready:", err)

@@ -112,6 +112,18 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 // serve runs services until a signal or a failure, then stops them gracefully. After the
 // first signal, unhook restores the default handling, so a second Ctrl-C stops at once.
 func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *health, stdout io.Writer, banner bool, names ...string) error {
+	if len(names) > 0 { // `service NAME`: replicas of a service take turns on its store
+		release, err := awaitTurn(ctx, cfg.DataDir, log, h, names)
+		if ctx.Err() != nil {
+			log.Info("stopped while standing by")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer release()
+		log.Info("running", "services", names)
+	}
 	sys, err := Start(ctx, cfg, log, names...)
 	if err != nil {
 		return err

@@ -20,9 +20,30 @@ const DuplicateWindow = 2 * time.Minute
 // MaxEventSize bounds one event; a larger publish is refused by the server.
 const MaxEventSize = 1 << 20
 
+// Option changes what Ensure creates.
+type Option func(*options)
+
+type options struct{ replicas int }
+
+// Replicas sets how many copies of every stream and bucket a JetStream cluster keeps: 1 on
+// a single server; 3 in a three-node cluster, so losing one node loses no acknowledged
+// event (an ack then means a majority has it) at the price of a network round trip per
+// write. Consumers follow their stream.
+func Replicas(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.replicas = n
+		}
+	}
+}
+
 // Ensure creates or updates the CHECKOUT, WAREHOUSE and DEADLETTER streams and the
 // checkouts bucket.
-func Ensure(ctx context.Context, js jetstream.JetStream) error {
+func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
+	o := options{replicas: 1}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	streams := []jetstream.StreamConfig{{
 		Name:        events.StreamCheckout,
 		Description: "Every checkout event: requests, step outcomes, compensations, terminal events.",
@@ -36,6 +57,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		// Deadlines, payment re-checks and reservation expiries are messages the server
 		// publishes at their time: durable timers that survive any restart.
 		AllowMsgSchedules: true,
+		Replicas:          o.replicas,
 	}, {
 		Name:        events.StreamWarehouse,
 		Description: "Pick requests for the warehouse, removed once a picker acknowledges them.",
@@ -45,6 +67,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		Duplicates:  DuplicateWindow,
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
+		Replicas:    o.replicas,
 	}, {
 		Name:        events.StreamDeadLetter,
 		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
@@ -54,22 +77,48 @@ func Ensure(ctx context.Context, js jetstream.JetStream) error {
 		Duplicates:  DuplicateWindow,
 		MaxAge:      90 * 24 * time.Hour,
 		AllowDirect: true,
+		Replicas:    o.replicas,
 	}}
 	for _, cfg := range streams {
 		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      events.BucketCheckouts,
 		Description: "The coordinator's per-checkout state, changed only by compare-and-swap.",
 		History:     1,
 		Storage:     jetstream.FileStorage,
-	})
-	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		Replicas:    o.replicas,
+	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
 	}
 	return nil
+}
+
+// ensureBucket creates a bucket, or updates one whose replica count differs (a stack that
+// grew from one server to a cluster).
+func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+	kv, err := js.KeyValue(ctx, want.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = js.CreateKeyValue(ctx, want)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return nil // another process created it a moment ago
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Config().Replicas == want.Replicas {
+		return nil
+	}
+	_, err = js.UpdateKeyValue(ctx, want)
+	return err
 }
 
 // ensureStream creates a stream, or updates it only when what we set differs: every process
@@ -90,7 +139,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	have := s.CachedInfo().Config
 	if slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
-		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules {
+		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		have.Replicas == want.Replicas {
 		return nil
 	}
 	_, err = js.UpdateStream(ctx, want)
