@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
+.PHONY: run test fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -124,7 +124,30 @@ logs: secrets compose-cli
 ## e2e: images, then the whole stack on its own project: checkouts through the nats CLI, email in mailpit, a restart, teardown
 e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
 	E2E_COMPOSE="$(COMPOSE)" E2E_COMPOSE_FILES="$(COMPOSE_FILES)" E2E_NATS_CLI=bin/nats E2E_TLS=$(TLS) \
-		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m ./e2e
+		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestStack$$' ./e2e
+
+# ---- The cluster: three NATS nodes, R3 streams, two replicas of every service ----------
+# The same compose file with the variables of deploy/cluster.env (profile cluster); its own
+# project, so its volumes never mix with the single-node stack's (both publish 4222 on the
+# host's loopback: run one at a time).
+CLUSTER_PROJECT ?= jetcheckout-cluster
+CLUSTER = $(COMPOSE) --env-file deploy/cluster.env -p $(CLUSTER_PROJECT) -f docker-compose.yml
+
+## up-cluster: the stack on a three-node JetStream cluster, two replicas per service
+up-cluster: images secrets compose-cli
+	$(COMPOSE_ENV) $(CLUSTER) up -d
+	@echo "waiting for every container to be healthy..."
+	@deploy/wait-healthy.sh $(CLUSTER_PROJECT) 300
+	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; go tool nats sub 'checkout.>'"
+
+## down-cluster: stop the cluster stack; its volumes stay
+down-cluster: secrets compose-cli
+	$(COMPOSE_ENV) $(CLUSTER) down
+
+## e2e-cluster: checkouts through the cluster while a NATS node stops and a service replica is killed
+e2e-cluster: images secrets compose-cli nats-cli
+	E2E_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" E2E_PROJECT=jetcheckout-e2e-cluster E2E_CLUSTER=1 \
+		E2E_NATS_CLI=bin/nats $(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestCluster$$' ./e2e
 
 ## hostile: the hostile-input corpus against the whole system (not in make test yet: see the test)
 hostile:

@@ -31,6 +31,7 @@ type stack struct {
 	project  string
 	cli      []string // the nats CLI
 	tls      bool
+	cluster  bool     // the three-node cluster with two replicas of each service (E2E_CLUSTER)
 	operator []string // NATS_USER=..., NATS_PASSWORD=... of the operator
 	checkout []string // ... of the checkout publisher
 	natsURL  string
@@ -66,7 +67,7 @@ func (s *stack) run(extraEnv []string, name string, args ...string) (string, err
 
 // hostPorts: empty, so Compose publishes each port on a free one of the host's loopback
 // (a `make up` stack may hold the default ones).
-var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT="}
+var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "NATS_2_PORT=", "NATS_3_PORT="}
 
 func (s *stack) dc(args ...string) (string, error) {
 	full := append(append([]string{}, s.compose[1:]...), args...)
@@ -130,7 +131,11 @@ func (s *stack) published(service, port string) string {
 func (s *stack) up() {
 	s.t.Helper()
 	s.mustDC("up", "-d")
-	if out, err := s.run(nil, "deploy/wait-healthy.sh", s.project, "180"); err != nil {
+	wait := "180"
+	if s.cluster {
+		wait = "300" // twenty-one containers on two cores
+	}
+	if out, err := s.run(nil, "deploy/wait-healthy.sh", s.project, wait); err != nil {
 		s.t.Fatal(err)
 	} else {
 		s.step("every container healthy:\n%s", strings.TrimRight(out, "\n"))
@@ -140,6 +145,9 @@ func (s *stack) up() {
 		scheme = "tls://"
 	}
 	s.natsURL = scheme + s.published("nats", "4222")
+	if s.cluster { // every node, so the CLI moves on when one is down
+		s.natsURL += "," + scheme + s.published("nats-2", "4222") + "," + scheme + s.published("nats-3", "4222")
+	}
 	s.mailpit = "http://" + s.published("mailpit", "8025")
 	s.stripe = "http://" + s.published("stripe-emulator", "12111")
 }
@@ -168,7 +176,7 @@ func newStack(t *testing.T) *stack {
 	compose = append(compose, "-p", project)
 	compose = append(compose, strings.Fields(env("E2E_COMPOSE_FILES", "-f docker-compose.yml"))...)
 	s := &stack{t: t, root: root, compose: compose, project: project, cli: strings.Fields(env("E2E_NATS_CLI", "go tool nats")),
-		tls: os.Getenv("E2E_TLS") != "", start: time.Now()}
+		tls: os.Getenv("E2E_TLS") != "", cluster: os.Getenv("E2E_CLUSTER") != "", start: time.Now()}
 	s.operator, s.checkout = s.credentials("operator"), s.credentials("checkout")
 	return s
 }
@@ -338,11 +346,38 @@ func (s *stack) onceInStream(id string) {
 	}
 }
 
-func TestStack(t *testing.T) {
-	s := newStack(t)
-	run := time.Now().UTC().Format("150405")
-	s.step("project %s, compose %q, nats CLI %q, TLS %v", s.project, strings.Join(s.compose, " "), strings.Join(s.cli, " "), s.tls)
+// container is the ID of a service's container.
+func (s *stack) container(service string) string {
+	s.t.Helper()
+	id := strings.TrimSpace(s.mustDC("ps", "-q", service))
+	if id == "" {
+		s.t.Fatalf("no container for %s", service)
+	}
+	return id
+}
 
+// crash SIGKILLs a service's process, as a crash would: no chance to finish anything.
+// Docker then restarts it (restart: unless-stopped), which `docker kill` would not do
+// (it counts as a manual stop); killing from the host needs the right to signal the
+// process (root). It returns the container's ID.
+func (s *stack) crash(service string) (string, error) {
+	s.t.Helper()
+	id := s.container(service)
+	pid, _ := s.run(nil, "docker", "inspect", "-f", "{{.State.Pid}}", id)
+	var n int
+	fmt.Sscan(pid, &n)
+	if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
+		return id, fmt.Errorf("cannot SIGKILL %s's process %d from here (%v)", service, n, err)
+	}
+	s.step("SIGKILLed %s (pid %d)", service, n)
+	return id, nil
+}
+
+// begin starts the stack from nothing, tearing it down when the test ends, or on Ctrl-C or
+// a CI timeout (then it dies as asked).
+func (s *stack) begin() {
+	t := s.t
+	s.step("project %s, compose %q, nats CLI %q, TLS %v", s.project, strings.Join(s.compose, " "), strings.Join(s.cli, " "), s.tls)
 	var once sync.Once
 	teardown := func() { once.Do(func() { s.teardown(t.Failed()) }) }
 	// Ctrl-C or a CI timeout: tear down, then die as asked.
@@ -363,6 +398,12 @@ func TestStack(t *testing.T) {
 	s.step("starting the stack")
 	s.up()
 	s.step("NATS %s, mailpit %s, Stripe emulator %s", s.natsURL, s.mailpit, s.stripe)
+}
+
+func TestStack(t *testing.T) {
+	s := newStack(t)
+	run := time.Now().UTC().Format("150405")
+	s.begin()
 	if out := s.mustNATS(s.operator, "req", string(events.CatalogList), "", "--raw"); !strings.Contains(out, "tee-jetstream") {
 		t.Fatalf("catalog.list: %s", out)
 	}
@@ -416,14 +457,9 @@ func TestStack(t *testing.T) {
 	// `docker kill` would count as a manual stop, so the process is killed from the host,
 	// which needs the right to signal it (root).
 	crashed := "e2e-" + run + "-crash"
-	orders := strings.TrimSpace(s.mustDC("ps", "-q", "orders"))
-	pid, _ := s.run(nil, "docker", "inspect", "-f", "{{.State.Pid}}", orders)
-	var n int
-	fmt.Sscan(pid, &n)
-	if err := syscall.Kill(n, syscall.SIGKILL); err != nil {
-		s.step("cannot SIGKILL orders' process %d from here (%v): skipping the crash", n, err)
+	if orders, err := s.crash("orders"); err != nil {
+		s.step("%v: skipping the crash", err)
 	} else {
-		s.step("SIGKILLed orders (pid %d)", n)
 		s.checkoutOf(crashed, "mug-nats", "pm_card_visa", happyTo)
 		if end := s.waitFor(crashed, 90*time.Second, events.Completed, events.Failed); end.Type != events.Completed {
 			t.Fatalf("%s ended in %s after orders crashed: %s", crashed, end.Type, end.Payload)

@@ -194,18 +194,47 @@ func WriteNATSSecrets(dir string) error {
 	var server strings.Builder
 	server.WriteString("# nats-server's view of every NATS user's password: as secret as all of them.\n")
 	for _, u := range NATSUsers() {
-		path := filepath.Join(dir, u.Name+".env")
-		password, err := readEnvFile(path, "NATS_PASSWORD")
-		if errors.Is(err, fs.ErrNotExist) {
-			password = randomPassword()
-			err = os.WriteFile(path, []byte("NATS_USER="+u.Name+"\nNATS_PASSWORD="+password+"\n"), 0o600)
-		}
+		password, err := keptPassword(dir, u.Name)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(&server, "%s=%s\n", NATSPasswordVar(u.Name), password)
 	}
+	// The cluster's nodes connect to each other as the route user (deploy/nats/cluster.conf).
+	route, err := keptPassword(dir, RouteUser)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(&server, "NATS_ROUTE_PASSWORD=%s\nNATS_CLUSTER_ROUTES=%s\n", route, clusterRoutes(route))
 	return os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600)
+}
+
+// RouteUser is the user the nodes of a NATS cluster authenticate each other as.
+const RouteUser = "route"
+
+// ClusterNodes are the compose cluster's nats-server hosts (deploy/compose.cluster.yml).
+var ClusterNodes = []string{"nats", "nats-2", "nats-3"}
+
+// clusterRoutes is the routes array of cluster.conf, with the route credentials in each URL
+// (a NATS config cannot build a string from variables).
+func clusterRoutes(password string) string {
+	routes := make([]string, len(ClusterNodes))
+	for i, host := range ClusterNodes {
+		routes[i] = "nats-route://" + RouteUser + ":" + password + "@" + host + ":6222"
+	}
+	return "[" + strings.Join(routes, ", ") + "]"
+}
+
+// keptPassword returns user's password from dir/<user>.env, writing a new one first if
+// there is none.
+func keptPassword(dir, user string) (string, error) {
+	path := filepath.Join(dir, user+".env")
+	password, err := readEnvFile(path, "NATS_PASSWORD")
+	if errors.Is(err, fs.ErrNotExist) {
+		password = randomPassword()
+		err = os.WriteFile(path, []byte("NATS_USER="+user+"\nNATS_PASSWORD="+password+"\n"), 0o600)
+	}
+	return password, err
 }
 
 // readEnvFile returns the value of key in a KEY=VALUE file.

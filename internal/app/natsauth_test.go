@@ -274,3 +274,35 @@ func TestNATSPermissions(t *testing.T) {
 		checkout.cannotSubscribe(t, "_INBOX.>")
 	})
 }
+
+// make secrets writes a password per user and the cluster's route credentials, and keeps
+// them: a second run changes nothing.
+func TestNATSSecretsAreKept(t *testing.T) {
+	dir := t.TempDir()
+	if err := WriteNATSSecrets(dir); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(filepath.Join(dir, "nats.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	route, err := readEnvFile(filepath.Join(dir, RouteUser+".env"), "NATS_PASSWORD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"NATS_ROUTE_PASSWORD=" + route + "\n",
+		"NATS_CLUSTER_ROUTES=[nats-route://route:" + route + "@nats:6222, ",
+		NATSPasswordVar(events.ServicePayments) + "=",
+	} {
+		if !strings.Contains(string(first), want) {
+			t.Errorf("nats.env lacks %q", want)
+		}
+	}
+	if err := WriteNATSSecrets(dir); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "nats.env")); !bytes.Equal(first, again) {
+		t.Error("a second make secrets changed the passwords")
+	}
+}

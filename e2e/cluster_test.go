@@ -1,0 +1,159 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+)
+
+// stepServices are the services with a store: their two replicas take turns.
+var stepServices = []string{"catalog", "inventory", "fraud", "payments", "orders", "notifications", "shipping"}
+
+// health is what a container's `jetcheckout healthcheck` prints: "ok", "standby: ...", or
+// why it is unhealthy.
+func (s *stack) health(service string) string {
+	out, err := s.run(nil, "docker", "exec", s.container(service), "jetcheckout", "healthcheck")
+	if err != nil {
+		return "unhealthy: " + err.Error()
+	}
+	return strings.TrimSpace(out)
+}
+
+// active is which of a service's two replicas runs it (the other stands by).
+func (s *stack) active(service string) (running, standby string) {
+	s.t.Helper()
+	a, b := s.health(service), s.health(service+"-2")
+	switch {
+	case a == "ok" && strings.HasPrefix(b, "standby"):
+		return service, service + "-2"
+	case b == "ok" && strings.HasPrefix(a, "standby"):
+		return service + "-2", service
+	}
+	s.t.Fatalf("%s: want one replica running and one standing by; %s says %q, %s-2 says %q", service, service, a, service, b)
+	return "", ""
+}
+
+// streamCluster is the part of `nats stream info --json` about replication.
+type streamCluster struct {
+	Config struct {
+		Replicas int `json:"num_replicas"`
+	} `json:"config"`
+	Cluster struct {
+		Leader   string `json:"leader"`
+		Replicas []struct {
+			Name    string `json:"name"`
+			Current bool   `json:"current"`
+			Offline bool   `json:"offline"`
+		} `json:"replicas"`
+	} `json:"cluster"`
+	State struct {
+		Msgs uint64 `json:"messages"`
+	} `json:"state"`
+}
+
+func (s *stack) streamInfo(name string) streamCluster {
+	s.t.Helper()
+	var info streamCluster
+	out := s.mustNATS(s.operator, "stream", "info", name, "--json")
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		s.t.Fatalf("stream info %s: %v: %s", name, err, out)
+	}
+	return info
+}
+
+// TestCluster runs checkouts through the three-node cluster with two replicas of every
+// service while it stops the node leading the CHECKOUT stream and SIGKILLs the running
+// replica of payments, then starts the node again: every checkout ends exactly once (one
+// terminal event, one capture, one order, one PaymentIntent), the standby took over, and
+// the returning node catches up.
+func TestCluster(t *testing.T) {
+	s := newStack(t)
+	if !s.cluster {
+		t.Skip("E2E_CLUSTER is not set: `make e2e-cluster` runs this")
+	}
+	run := time.Now().UTC().Format("150405")
+	s.begin()
+
+	for _, stream := range []string{events.StreamCheckout, "KV_" + events.BucketCheckouts} {
+		info := s.streamInfo(stream)
+		if info.Config.Replicas != 3 || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
+			t.Fatalf("%s: %d replicas, leader %q, followers %+v; want 3 replicas", stream, info.Config.Replicas, info.Cluster.Leader, info.Cluster.Replicas)
+		}
+	}
+	for _, svc := range stepServices {
+		running, standby := s.active(svc)
+		s.step("%s runs, %s stands by", running, standby)
+	}
+
+	products := []string{"tee-jetstream", "mug-nats", "stickers"}
+	publish := func(phase string, n int) []string {
+		var ids []string
+		for i := range n {
+			id := fmt.Sprintf("e2e-%s-%s-%d", run, phase, i)
+			s.checkoutOf(id, products[i%len(products)], "pm_card_visa", "ada+"+id+"@example.com")
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	ids := publish("calm", 3)
+
+	leader := s.streamInfo(events.StreamCheckout).Cluster.Leader
+	s.step("stopping %s, the CHECKOUT stream's leader", leader)
+	s.mustDC("stop", leader)
+	ids = append(ids, publish("node-down", 4)...)
+	payments, _ := s.active("payments")
+	if _, err := s.crash(payments); err != nil {
+		s.step("%v: skipping the replica crash", err)
+	}
+	ids = append(ids, publish("replica-down", 4)...)
+	s.step("starting %s again", leader)
+	s.mustDC("start", leader)
+
+	for _, id := range ids {
+		if end := s.waitFor(id, 180*time.Second, events.Completed, events.Failed); end.Type != events.Completed {
+			t.Errorf("%s ended in %s: %s", id, end.Type, end.Payload)
+			continue
+		}
+		s.exactlyOnce(id)
+	}
+	s.step("%d checkouts completed, each exactly once", len(ids))
+
+	// The killed replica came back as the standby of the one that took over.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		a, b := s.health("payments"), s.health("payments-2")
+		if (a == "ok") != (b == "ok") && (strings.HasPrefix(a, "standby") || strings.HasPrefix(b, "standby")) {
+			s.step("payments: %q, payments-2: %q", a, b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("payments replicas after the crash: %q and %q, want one running and one standing by", a, b)
+		}
+		time.Sleep(time.Second)
+	}
+	// The node that was down has caught up with the stream.
+	for {
+		info := s.streamInfo(events.StreamCheckout)
+		current := info.Cluster.Leader != ""
+		for _, r := range info.Cluster.Replicas {
+			current = current && r.Current && !r.Offline
+		}
+		if current {
+			s.step("CHECKOUT: leader %s, every replica current again (%d messages)", info.Cluster.Leader, info.State.Msgs)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CHECKOUT replicas after %s came back: %+v", leader, info.Cluster)
+		}
+		time.Sleep(time.Second)
+	}
+	if !t.Failed() {
+		s.step("PASS")
+	}
+}
