@@ -31,7 +31,9 @@ type Options struct {
 	// long run never sells out (the demo's stock is tens of units). Against NATS_URL the
 	// stock is whatever that system has.
 	Stock int
-	Load  Load
+	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
+	Concurrency int
+	Load        Load
 	// Repeat runs the same load this many times on the same system (default 1).
 	Repeat int
 	// Sweep, when set, replaces Load's rate: rates are tried from Sweep.From up.
@@ -117,13 +119,18 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 		return nil, nil, err
 	}
 	cfg := app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
-		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text"}
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency}
 	sys, err := app.Start(ctx, cfg, opt.Log)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(sys.NATSURL, nats.Name("loadgen"))
+	// The endpoints' subscriptions reach the server with this flush, before our first request.
+	err = sys.NC.Flush()
+	var nc *nats.Conn
+	if err == nil {
+		nc, err = nats.Connect(sys.NATSURL, nats.Name("loadgen"))
+	}
 	if err != nil {
 		sys.Stop()
 		cleanup()
