@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 	"time"
 
@@ -32,9 +33,11 @@ func run() error {
 		doSweep bool
 		jsonOut string
 		profile string
+		tracing string
 		level   slog.Level
 	)
 	flag.StringVar(&opt.NATSURL, "nats", opt.NATSURL, "drive the services behind this NATS URL (default $NATS_URL; empty: start the whole system in-process)")
+	flag.StringVar(&opt.Listen, "listen", "", "address of the in-process NATS server (default a free loopback port), to watch a run with the nats CLI")
 	flag.StringVar(&opt.DataDir, "data", "", "DATA_DIR of the in-process system (default: a temporary directory, removed afterwards)")
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
@@ -52,6 +55,7 @@ func run() error {
 	flag.DurationVar(&sweep.Settle, "settle", 2*time.Second, "pause between sweep runs")
 	flag.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, then the table goes to stderr)")
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole process (in-process: every service) to this file")
+	flag.StringVar(&tracing, "trace", "", "write an execution trace of the whole process to this file (go tool trace)")
 	flag.TextVar(&level, "log-level", slog.LevelWarn, "log level of the generator and of in-process services")
 	flag.Parse()
 	if doSweep {
@@ -74,6 +78,17 @@ func run() error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if tracing != "" {
+		f, err := os.Create(tracing)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ type Options struct {
 	// always, bbolt with fsync, the Stripe emulator over HTTP, email to the outbox), on a
 	// scratch DATA_DIR.
 	NATSURL string
+	// Listen is the in-process server's address (default 127.0.0.1:-1, a free port): set it
+	// to watch a run with the nats CLI.
+	Listen string
 	// DataDir for the in-process system (default: a temporary directory, removed after).
 	DataDir string
 	// Stock is what every product is stocked with before an in-process system starts, so a
@@ -120,7 +124,7 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 		cleanup()
 		return nil, nil, err
 	}
-	cfg := app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
+	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
 		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency, NoGroupCommit: opt.NoGroupCommit}
 	sys, err := app.Start(ctx, cfg, opt.Log)
 	if err != nil {
