@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"sync"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -60,8 +61,31 @@ func (l *lanes) send(msg jetstream.Msg) error {
 	if err := l.err(); err != nil {
 		return err
 	}
-	l.queues[laneOf(msg.Data(), len(l.queues))] <- msg
+	l.queues[laneOf(l.r.checkoutKey(msg), len(l.queues))] <- msg
 	return nil
+}
+
+// checkoutKey is what a message's lane is chosen by: its checkout ID. An envelope names it;
+// a message with a decoder of its own (the public request) is decoded for it, as its
+// checkout ID may be derived from the message, and its checkout's next events must follow
+// it in the same lane. Undecodable input goes to the lane of its bytes: it has no checkout.
+func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
+	if !r.ownDecoder[msg.Subject()] {
+		if id := envelopeCheckoutID(msg.Data()); id != nil {
+			return id
+		}
+		return msg.Data()
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return msg.Data()
+	}
+	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
+	in, err := r.routes[msg.Subject()].Decode(msg.Subject(), msg.Data(), from)
+	if err != nil || in.CheckoutID == "" {
+		return msg.Data()
+	}
+	return []byte(in.CheckoutID)
 }
 
 func (l *lanes) handle(msg jetstream.Msg) {
@@ -93,19 +117,25 @@ func (l *lanes) err() error {
 	return l.crashed
 }
 
-// laneOf picks a message's lane by its checkout: the checkout_id field of an envelope (or
-// of a request that names one), else the whole message, which then may go to any lane, as
-// only a checkout's first event (its request) lacks the field.
-func laneOf(data []byte, n int) int {
-	key := data
-	const field = `"checkout_id":"`
-	if i := bytes.Index(data, []byte(field)); i >= 0 {
-		rest := data[i+len(field):]
-		if j := bytes.IndexByte(rest, '"'); j >= 0 {
-			key = rest[:j]
-		}
-	}
+// laneOf picks the lane of a checkout key.
+func laneOf(key []byte, n int) int {
 	h := fnv.New32a()
 	_, _ = h.Write(key)
 	return int(h.Sum32() % uint32(n))
+}
+
+// envelopeCheckoutID reads an envelope's checkout_id without decoding it all: the field
+// comes before the payload in every envelope the runners write. Nil when absent.
+func envelopeCheckoutID(data []byte) []byte {
+	const field = `"checkout_id":"`
+	i := bytes.Index(data, []byte(field))
+	if i < 0 {
+		return nil
+	}
+	rest := data[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return nil
+	}
+	return rest[:j]
 }

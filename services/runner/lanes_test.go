@@ -137,13 +137,14 @@ func TestACrashInALaneStopsTheRunner(t *testing.T) {
 	}
 }
 
-func TestLaneOfFollowsTheCheckout(t *testing.T) {
-	a := laneOf([]byte(`{"id":"x:1","type":"t","checkout_id":"co_1","payload":{"checkout_id":"other"}}`), 16)
-	b := laneOf([]byte(`{"id":"x:2","type":"u","checkout_id":"co_1","payload":{}}`), 16)
-	if a != b {
-		t.Errorf("two events of one checkout in lanes %d and %d", a, b)
-	}
-	if l := laneOf([]byte(`not json`), 16); l < 0 || l >= 16 {
-		t.Errorf("lane %d out of range", l)
+func TestEnvelopeCheckoutID(t *testing.T) {
+	for data, want := range map[string]string{
+		`{"id":"x:1","type":"t","checkout_id":"co_1","payload":{"checkout_id":"other"}}`: "co_1",
+		`{"id":"x:2","type":"u","payload":{}}`:                                           "",
+		`not json`:                                                                       "",
+	} {
+		if got := string(envelopeCheckoutID([]byte(data))); got != want {
+			t.Errorf("envelopeCheckoutID(%s) = %q, want %q", data, got, want)
+		}
 	}
 }

@@ -137,7 +137,9 @@ type Runner struct {
 	retried   map[uint64]bool
 	retriedMu sync.Mutex
 	group     *group // set while Run runs, with GroupCommit
-	log       *slog.Logger
+	// ownDecoder: the routes whose Decoder makes the envelope (and may derive its checkout ID)
+	ownDecoder map[string]bool
+	log        *slog.Logger
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -158,8 +160,11 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, log: cfg.Log.With("runner", cfg.Name)}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, ownDecoder: map[string]bool{}, log: cfg.Log.With("runner", cfg.Name)}
 	for _, rt := range cfg.Routes {
+		if rt.Decode != nil {
+			r.ownDecoder[string(rt.Subject)] = true
+		}
 		if rt.Decode == nil {
 			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
 				return events.Decode(subject, data)
