@@ -7,7 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
 // ceilingStream is the scratch stream the raw ceiling is measured on, deleted afterwards.
@@ -23,9 +25,11 @@ const asyncWindow = 256
 // 512-byte messages into a file-backed stream with one replica, with the server's own sync
 // setting (sync always when embedded).
 type Ceiling struct {
-	Sync1    float64 `json:"sync_1_publisher_msgs_per_s"`
-	Sync16   float64 `json:"sync_16_publishers_msgs_per_s"`
-	Async    float64 `json:"async_msgs_per_s"`
+	Sync1  float64 `json:"sync_1_publisher_msgs_per_s"`
+	Sync16 float64 `json:"sync_16_publishers_msgs_per_s"`
+	Async  float64 `json:"async_msgs_per_s"`
+	// Batch100 publishes atomic batches of 100 messages, one after the other.
+	Batch100 float64 `json:"atomic_batch_100_msgs_per_s"`
 	Seconds  float64 `json:"seconds_each"`
 	MsgBytes int     `json:"msg_bytes"`
 }
@@ -35,6 +39,7 @@ func measureCeiling(ctx context.Context, js jetstream.JetStream, d time.Duration
 	c := Ceiling{Seconds: d.Seconds(), MsgBytes: ceilingMsgSize}
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: ceilingStream, Subjects: []string{"loadgen.ceiling"}, Storage: jetstream.FileStorage, Replicas: 1,
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return c, fmt.Errorf("ceiling stream: %w", err)
@@ -53,8 +58,32 @@ func measureCeiling(ctx context.Context, js jetstream.JetStream, d time.Duration
 	if err := s.Purge(ctx); err != nil {
 		return c, err
 	}
-	c.Async, err = asyncRate(ctx, js, payload, d)
+	if c.Async, err = asyncRate(ctx, js, payload, d); err != nil {
+		return c, err
+	}
+	if err := s.Purge(ctx); err != nil {
+		return c, err
+	}
+	c.Batch100, err = batchRate(ctx, js, payload, 100, d)
 	return c, err
+}
+
+// batchRate: one publisher sending atomic batches of size messages, each after the last
+// one's ack.
+func batchRate(ctx context.Context, js jetstream.JetStream, payload []byte, size int, d time.Duration) (float64, error) {
+	start := time.Now()
+	var n int
+	for time.Since(start) < d {
+		msgs := make([]*nats.Msg, size)
+		for i := range msgs {
+			msgs[i] = &nats.Msg{Subject: "loadgen.ceiling", Data: payload, Header: nats.Header{}}
+		}
+		if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{}); err != nil {
+			return 0, fmt.Errorf("ceiling: atomic batch: %w", err)
+		}
+		n += size
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // syncRate: publishers each waiting for every ack before the next publish.
