@@ -57,7 +57,9 @@ type RunResult struct {
 	EndToEnd           Summary                     `json:"end_to_end"`
 	Steps              map[events.StepName]Summary `json:"steps"`
 	Resources          Resources                   `json:"resources"`
-	JetStream          map[string]StreamUse        `json:"jetstream"`
+	// Memory is sampled through the run (about 20 times): flat, or growing with checkouts.
+	Memory    []MemorySample       `json:"memory"`
+	JetStream map[string]StreamUse `json:"jetstream"`
 	// Ratios put the run against the ceiling measured in the same invocation.
 	Ratios Ratios `json:"ratios"`
 }
@@ -125,6 +127,11 @@ func (r RunResult) writeTable(w io.Writer) {
 		r.CompletedPerSecond, r.FailedPerSecond, r.Ratios.CheckoutsPerSync16, r.Ratios.CheckoutsPerAsync, r.Ratios.WritesPerAsync)
 	fmt.Fprintf(w, "  cpu %.1fs (%.2f cores), peak RSS %.0f MB, heap %.0f MB\n",
 		r.Resources.CPUSeconds, r.Resources.CPUCores, r.Resources.PeakRSSMB, r.Resources.HeapMB)
+	if m := r.Memory; len(m) > 1 {
+		mid := m[len(m)/2]
+		fmt.Fprintf(w, "  memory: RSS %.0f MB at %.0fs, %.0f MB at %.0fs, %.0f MB at the end (heap %.0f, %.0f, %.0f MB)\n",
+			m[0].RSSMB, m[0].Seconds, mid.RSSMB, mid.Seconds, m[len(m)-1].RSSMB, m[0].HeapMB, mid.HeapMB, m[len(m)-1].HeapMB)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  latency (ms)\tn\tp50\tp90\tp99\tmax\t")
 	row := func(name string, s Summary) {

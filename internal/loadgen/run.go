@@ -86,6 +86,7 @@ func runLoad(ctx context.Context, t target, runID string, load Load) (RunResult,
 		return res, err
 	}
 	usage0 := readUsage()
+	stopSampling := sampleMemory(max(load.Duration/20, time.Second))
 	start := time.Now()
 	published, pubErrs := offer(ctx, t.js, obs, runID, carts, load, slots, start)
 	offered := time.Since(start)
@@ -94,6 +95,7 @@ func runLoad(ctx context.Context, t target, runID string, load Load) (RunResult,
 		time.Sleep(20 * time.Millisecond)
 	}
 	usage1 := readUsage()
+	res.Memory = stopSampling()
 	js1, err := streamCounters(ctx, t.js)
 	if err != nil {
 		return res, err
