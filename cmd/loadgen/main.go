@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"syscall"
@@ -34,6 +35,7 @@ func run() error {
 		jsonOut string
 		profile string
 		tracing string
+		heap    string
 		level   slog.Level
 	)
 	flag.StringVar(&opt.NATSURL, "nats", opt.NATSURL, "drive the services behind this NATS URL (default $NATS_URL; empty: start the whole system in-process)")
@@ -55,6 +57,7 @@ func run() error {
 	flag.DurationVar(&sweep.Settle, "settle", 2*time.Second, "pause between sweep runs")
 	flag.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, then the table goes to stderr)")
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole process (in-process: every service) to this file")
+	flag.StringVar(&heap, "memprofile", "", "write a heap profile of the whole process to this file after the runs (before the system stops)")
 	flag.StringVar(&tracing, "trace", "", "write an execution trace of the whole process to this file (go tool trace)")
 	flag.TextVar(&level, "log-level", slog.LevelWarn, "log level of the generator and of in-process services")
 	flag.Parse()
@@ -92,6 +95,9 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if heap != "" {
+		opt.AfterRuns = func() error { return writeHeapProfile(heap) }
+	}
 	rep, err := loadgen.Run(ctx, opt)
 	table := os.Stdout
 	if jsonOut == "-" {
@@ -117,4 +123,14 @@ func writeJSON(path string, rep loadgen.Report) error {
 		return err
 	}
 	return os.WriteFile(path, raw, 0o644)
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.WriteHeapProfile(f)
 }

@@ -46,15 +46,18 @@ type Options struct {
 	Sweep *Sweep
 	// CeilingFor is how long each raw-ceiling measurement publishes (0 skips it).
 	CeilingFor time.Duration
-	Log        *slog.Logger
+	// AfterRuns, when set, is called after the last run while the system still runs (a
+	// heap profile, say).
+	AfterRuns func() error
+	Log       *slog.Logger
 }
 
 // Run measures: the ceiling, then the runs (or the sweep).
-func Run(ctx context.Context, opt Options) (Report, error) {
+func Run(ctx context.Context, opt Options) (rep Report, err error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	rep := Report{Target: "in-process"}
+	rep = Report{Target: "in-process"}
 	nc, stop, err := connectTarget(ctx, opt)
 	if err != nil {
 		return rep, err
@@ -88,6 +91,13 @@ func Run(ctx context.Context, opt Options) (Report, error) {
 		})
 		rep.Sweep = &s
 		return rep, err
+	}
+	if opt.AfterRuns != nil {
+		defer func() {
+			if aerr := opt.AfterRuns(); aerr != nil && err == nil {
+				err = aerr
+			}
+		}()
 	}
 	for i := range max(opt.Repeat, 1) {
 		opt.Log.Info("run", "n", i+1, "load", describe(opt.Load))
