@@ -149,6 +149,6 @@ e2e-cluster: images secrets compose-cli nats-cli
 	E2E_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" E2E_PROJECT=jetcheckout-e2e-cluster E2E_CLUSTER=1 \
 		E2E_NATS_CLI=bin/nats $(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestCluster$$' ./e2e
 
-## hostile: the hostile-input corpus against the whole system (not in make test yet: see the test)
+## hostile: only the hostile-input corpus against the whole system (make test runs it too)
 hostile:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -tags hostile -run TestHostileInput ./internal/app
+	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -run TestHostileInput ./internal/app
