@@ -185,20 +185,40 @@ func newStack(t *testing.T) *stack {
 // at the end) and groups the events by checkout; checkout.requested, a bare request with
 // no type, is left out.
 func (s *stack) history() (map[string][]events.Envelope, error) {
-	out, err := s.nats(s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		held := s.streamInfo(events.StreamCheckout).State.Msgs
+		out, err := s.nats(s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
+		if err != nil {
+			return nil, err
+		}
+		byCheckout, read, err := parseHistory(out)
+		// The CLI stops where it believes the stream ends; while the stream changes leader
+		// (a node stopped or back) it can believe so too early. Read again.
+		if err != nil || uint64(read) >= held || attempt == 5 {
+			return byCheckout, err
+		}
+		s.step("read %d of the %d events the stream held: reading again", read, held)
+		time.Sleep(time.Second)
 	}
+}
+
+// parseHistory groups the CLI's raw output by checkout and counts the messages in it.
+func parseHistory(out string) (map[string][]events.Envelope, int, error) {
 	byCheckout := map[string][]events.Envelope{}
+	read := 0
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
 	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		read++
 		var e events.Envelope
 		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type != "" && e.CheckoutID != "" {
 			byCheckout[e.CheckoutID] = append(byCheckout[e.CheckoutID], e)
 		}
 	}
-	return byCheckout, sc.Err()
+	return byCheckout, read, sc.Err()
 }
 
 func count(es []events.Envelope, typ events.Subject) int {
