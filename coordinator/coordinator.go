@@ -160,7 +160,22 @@ func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, 
 }
 
 func (c *Coordinator) load(ctx context.Context, id string) (*State, uint64, error) {
-	entry, err := c.kv.Get(ctx, id)
+	return loadState(ctx, c.kv, id)
+}
+
+// StepActive reports whether a checkout's step is running or waiting in the coordinator's
+// bucket: what a service asks before work it must do only when the coordinator asked for it.
+// A read may lag the coordinator's last write by a moment (a replica answers it).
+func StepActive(ctx context.Context, kv jetstream.KeyValue, checkoutID string, step events.StepName) (bool, error) {
+	st, rev, err := loadState(ctx, kv, checkoutID)
+	if err != nil || rev == 0 {
+		return false, err
+	}
+	return st.Steps[step].active(), nil
+}
+
+func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, uint64, error) {
+	entry, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return newState(id), 0, nil
 	}

@@ -137,6 +137,8 @@ const (
 	CodeStepFailed         = "step_failed"         // the step refused its input for good; see DEADLETTER
 	CodeFraudReviewDenied  = "fraud_review_denied" // an operator denied the checkout
 	CodeReservationExpired = "reservation_expired"
+	// CodeNotRequested: a step refused work the coordinator did not ask for (forged or stray).
+	CodeNotRequested = "not_requested"
 )
 
 // Reservation reports a reservation of every line of a quote.

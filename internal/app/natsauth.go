@@ -83,10 +83,14 @@ func serviceUser(name string) NATSUser {
 		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
 		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
 		"$JS.ACK."+consumer+".>")
-	if name == events.ServiceCoordinator {
-		kv := "KV_" + events.BucketCheckouts
+	kv := "KV_" + events.BucketCheckouts
+	switch name {
+	case events.ServiceCoordinator:
 		// Its state: puts by compare-and-swap, gets by direct get (the bucket allows them).
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>")
+	case events.ServicePayments:
+		// Reads only: it charges only when the coordinator's state shows the payment running.
+		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+kv+".>")
 	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {
