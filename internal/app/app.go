@@ -39,6 +39,7 @@ type System struct {
 	Config    Config
 	NATSURL   string
 	StripeURL string // the Stripe API the payments service calls ("" = real Stripe)
+	APIURL    string // the HTTP API and run UI, when this process serves them
 	Server    *server.Server
 	Emulator  *stripeemu.Server
 	NC        *nats.Conn
@@ -226,4 +227,10 @@ then in a third create a cart and check it out:
   ls %s
 Stop with Ctrl-C (in-flight work finishes first).
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())
+	if s.APIURL != "" {
+		fmt.Fprintf(w, `
+Or over HTTP: the run UI and demo store at %s/ui/ (the API: %s/openapi.yaml);
+  admin token for the review queue: %s (set ADMIN_TOKEN to choose it)
+`, s.APIURL, s.APIURL, s.Config.AdminToken)
+	}
 }
