@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/shopspring/decimal"
+	"github.com/jetcheckout/jetcheckout/internal/money"
 )
 
 //go:embed web
@@ -41,7 +41,7 @@ func newUI(s *Server) (*ui, error) {
 		"dur":      humanDuration,
 		"since":    func(a, b time.Time) string { return "+" + humanDuration(b.Sub(a)) },
 		"pretty":   prettyJSON,
-		"money":    func(d decimal.Decimal, cur string) string { return d.StringFixed(2) + " " + cur },
+		"money":    money.Format,
 		"add":      func(a, b int) int { return a + b },
 		"half":     func(a int) int { return a / 2 },
 		"statuses": func() []string { return Statuses },
