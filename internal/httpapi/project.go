@@ -172,4 +172,3 @@ func (h *Hub) Notify(id string) {
 		}
 	}
 }
-

@@ -96,7 +96,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
 	m.HandleFunc("GET /openapi.yaml", serveOpenAPI)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 	s.ui.routes(m)
 	m.HandleFunc("/", s.handle(func(http.ResponseWriter, *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource; the API is described at /openapi.yaml")
