@@ -56,24 +56,11 @@ func (a *api) Stop() error {
 
 // serveAPI is `jetcheckout api`: the HTTP API alone, against NATS_URL, as the api user.
 func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *health) error {
-	nc, err := connect(cfg.NATSURL, cfg, log, []string{APIName})
+	a, nc, err := startAPIProcess(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer drain(nc)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := topology.Ensure(setupCtx, js); err != nil {
-		return err
-	}
-	a, err := startAPI(ctx, cfg, log, nc, js, nil)
-	if err != nil {
-		return err
-	}
 	h.set(func(context.Context) error {
 		if st := nc.Status(); st != nats.CONNECTED {
 			return fmt.Errorf("NATS connection %s", st)
@@ -89,6 +76,29 @@ func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, 
 	}
 	h.set(func(context.Context) error { return errors.New("shutting down") })
 	return a.Stop()
+}
+
+// startAPIProcess connects as the api user, ensures the topology and starts the API.
+func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *nats.Conn, error) {
+	nc, err := connect(cfg.NATSURL, cfg, log, []string{APIName})
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = topology.Ensure(setupCtx, js)
+		cancel()
+	}
+	var a *api
+	if err == nil {
+		a, err = startAPI(ctx, cfg, log, nc, js, nil)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return a, nc, nil
 }
 
 // emulatorControl is the embedded Stripe emulator's control API, if this process runs one.

@@ -51,13 +51,14 @@ var endpoints = map[string][]events.Subject{
 // streams are those every process creates or checks at start (topology.Ensure).
 var streams = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
 
-// NATSUsers lists every user: one per service, then the checkout publisher and the operator.
+// NATSUsers lists every user: one per service, then the HTTP API, the checkout publisher and
+// the operator.
 func NATSUsers() []NATSUser {
 	var users []NATSUser
 	for _, name := range events.Services {
 		users = append(users, serviceUser(name))
 	}
-	return append(users,
+	return append(users, apiUser(),
 		NATSUser{Name: NATSCheckout, Comment: "a storefront: publishes checkout.requested and nothing else (an acknowledged publish takes its ack on " + InboxPrefix(NATSCheckout) + ")",
 			Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(NATSCheckout) + ".>"}},
 		NATSUser{Name: NATSOperator, Comment: "the nats CLI of whoever runs the shop: everything"},
@@ -72,17 +73,7 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, publishGrants(d, name)...)
 	}
 	u.Publish = append(u.Publish, events.DeadLetterSubject(name))
-	// The account's JetStream info: creating the bucket asks for it.
-	u.Publish = append(u.Publish, "$JS.API.INFO")
-	for _, s := range streams {
-		// Every process ensures the topology at start, so start order does not matter.
-		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
-	}
-	consumer := events.StreamCheckout + "." + name
-	u.Publish = append(u.Publish,
-		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
-		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
-		"$JS.ACK."+consumer+".>")
+	u.Publish = append(u.Publish, consumerGrants(name)...)
 	if name == events.ServiceCoordinator {
 		kv := "KV_" + events.BucketCheckouts
 		// Its state: puts by compare-and-swap, gets by direct get (the bucket allows them).
@@ -98,6 +89,36 @@ func serviceUser(name string) NATSUser {
 		u.Responses = true
 	}
 	u.Publish = uniq(u.Publish)
+	return u
+}
+
+// consumerGrants are the JetStream API calls of a process that ensures the topology and
+// consumes its own durable consumer, name, on the CHECKOUT stream.
+func consumerGrants(name string) []string {
+	// The account's JetStream info: creating the bucket asks for it.
+	grants := []string{"$JS.API.INFO"}
+	for _, s := range streams {
+		// Every process ensures the topology at start, so start order does not matter.
+		grants = append(grants, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	}
+	consumer := events.StreamCheckout + "." + name
+	return append(grants,
+		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
+		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
+		"$JS.ACK."+consumer+".>")
+}
+
+// apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's and fraud's
+// endpoints, and reads every checkout event through its own consumer.
+func apiUser() NATSUser {
+	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's and fraud's endpoints, its read model's consumer",
+		Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(APIName) + ".>"}}
+	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud} {
+		for _, e := range endpoints[service] {
+			u.Publish = append(u.Publish, string(e))
+		}
+	}
+	u.Publish = append(u.Publish, consumerGrants(APIName)...)
 	return u
 }
 
