@@ -206,7 +206,8 @@ func writeSubjects(b *strings.Builder, kind string, subjects []string) {
 
 // WriteNATSSecrets makes sure dir holds a password for every NATS user: <user>.env with
 // NATS_USER and NATS_PASSWORD (what the user's process, or the nats CLI, reads), and
-// nats.env with every NATS_PASSWORD_<USER> (what nats-server reads). Existing passwords
+// nats.env with every NATS_PASSWORD_<USER> (what nats-server reads); and admin.env with
+// the HTTP API's ADMIN_TOKEN. Existing passwords
 // are kept, so a running server and its clients keep agreeing.
 func WriteNATSSecrets(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -226,7 +227,16 @@ func WriteNATSSecrets(dir string) error {
 		}
 		fmt.Fprintf(&server, "%s=%s\n", NATSPasswordVar(u.Name), password)
 	}
-	return os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600); err != nil {
+		return err
+	}
+	// The HTTP API's admin token (the review queue), kept once made like the passwords.
+	admin := filepath.Join(dir, "admin.env")
+	_, err := readEnvFile(admin, "ADMIN_TOKEN")
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.WriteFile(admin, []byte("ADMIN_TOKEN="+randomPassword()+"\n"), 0o600)
+	}
+	return err
 }
 
 // readEnvFile returns the value of key in a KEY=VALUE file.
