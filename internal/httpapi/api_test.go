@@ -431,3 +431,40 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// The UI's forms answer people: a refused order shows the store again with the reason,
+// a decision without the admin cookie is refused, and a double submit is one order.
+func TestUIForms(t *testing.T) {
+	e := start(t)
+	form := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	status, _, page := e.do(t, "POST", "/ui/store", "email=ada%40example.com&card=visa&key=k1", form...)
+	if status != http.StatusOK || !bytes.Contains(page, []byte("Pick at least one product.")) {
+		t.Errorf("empty order: %d", status)
+	}
+	if status, _, _ := e.do(t, "POST", "/ui/reviews/co_x", "decision=approve&reviewer=ada", form...); status != http.StatusUnauthorized {
+		t.Errorf("decision without signing in: %d", status)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/reviews", nil); status != http.StatusOK || !bytes.Contains(page, []byte(`name="token"`)) {
+		t.Errorf("review queue before signing in: %d, no sign-in form", status)
+	}
+	order := "email=ada%40example.com&card=visa&key=twice&qty_stickers=1"
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var runs []string
+	for range 2 {
+		resp, err := noRedirect.Post(e.base+"/ui/store", "application/x-www-form-urlencoded", strings.NewReader(order))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		runs = append(runs, resp.Header.Get("Location"))
+	}
+	if runs[0] != runs[1] || !strings.HasPrefix(runs[0], "/ui/checkouts/co_") {
+		t.Fatalf("double submit went to %v", runs)
+	}
+	if c := e.ended(t, strings.TrimPrefix(runs[0], "/ui/checkouts/")); c.Status != httpapi.StatusCompleted {
+		t.Errorf("store order ended %s", c.Status)
+	}
+	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil); len(page.Checkouts) != 1 {
+		t.Errorf("%d checkouts after a double submit, want 1", len(page.Checkouts))
+	}
+}

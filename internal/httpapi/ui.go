@@ -316,25 +316,26 @@ func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, er
 	}, strings.ToLower(email))
 	var cart events.Cart
 	if err := u.s.call(r.Context(), events.CartsCreate, events.CreateCart{CustomerID: customer, Currency: "USD", Items: items}, &cart); err != nil {
-		var p *problemError
-		if errors.As(err, &p) && p.Status < 500 {
-			again.Error = p.Detail
-			return "store", again, nil
-		}
-		return "", nil, err
+		return again.refused(err)
 	}
 	answer, _, err := u.s.submit(r.Context(), events.CheckoutRequest{CartID: cart.ID, CustomerID: customer, CustomerEmail: email,
 		PaymentMethodID: pm, ShippingAddress: demoAddress, BillingAddress: demoAddress}, r.FormValue("key"))
 	if err != nil {
-		var p *problemError
-		if errors.As(err, &p) && p.Status < 500 {
-			again.Error = p.Detail
-			return "store", again, nil
-		}
-		return "", nil, err
+		return again.refused(err)
 	}
 	http.Redirect(w, r, "/ui/checkouts/"+answer.CheckoutID, http.StatusSeeOther)
 	return "", nil, nil
+}
+
+// refused shows the store again with what the customer must change, for a request that
+// was refused; other errors are the error page's.
+func (d storeData) refused(err error) (string, any, error) {
+	var p *problemError
+	if errors.As(err, &p) && p.Status < 500 {
+		d.Error = p.Detail
+		return "store", d, nil
+	}
+	return "", nil, err
 }
 
 func randomKey() string {
