@@ -128,15 +128,14 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	if err != nil {
 		return err
 	}
+	var api *api
 	var apiDone <-chan error
 	if banner { // `run`: the HTTP API too
-		a, err := startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.emulatorControl())
-		if err != nil {
+		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.emulatorControl()); err != nil {
 			sys.Stop()
 			return err
 		}
-		defer a.Stop()
-		sys.APIURL, apiDone = a.URL, a.Done()
+		sys.APIURL, apiDone = api.URL, api.Done()
 	}
 	h.set(sys.Ready)
 	if banner {
@@ -151,6 +150,9 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	case apiErr = <-apiDone:
 	}
 	h.set(func(context.Context) error { return errors.New("shutting down") })
+	if api != nil && apiErr == nil {
+		apiErr = api.Stop() // before the services: it uses their connection
+	}
 	sys.Stop()
 	if err := errors.Join(sys.Err(), apiErr); err != nil {
 		return err
