@@ -225,7 +225,6 @@ then in a third create a cart and check it out:
   go tool nats pub checkout.requested '{"cart_id":"'$cart'","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"}}'
   go tool nats req inventory.stock '{"product_id":"tee-jetstream"}'
   ls %s
-Stop with Ctrl-C (in-flight work finishes first).
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())
 	if s.APIURL != "" {
 		fmt.Fprintf(w, `
@@ -233,4 +232,5 @@ Or over HTTP: the run UI and demo store at %s/ui/ (the API: %s/openapi.yaml);
   admin token for the review queue: %s (set ADMIN_TOKEN to choose it)
 `, s.APIURL, s.APIURL, s.Config.AdminToken)
 	}
+	fmt.Fprintln(w, "Stop with Ctrl-C (in-flight work finishes first).")
 }
