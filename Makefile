@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test bench fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: run test bench chromium fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -16,6 +16,17 @@ test: vet
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	@[ -n "$(RACE)" ] || echo "no C compiler: running the tests without the race detector"
 	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -timeout 15m ./...
+	@$(CHROMIUM_NOTE)
+
+# The run UI's browser test (internal/httpapi) needs chromium; without it the test skips.
+CHROMIUM_NOTE = if command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; then \
+	echo "browser test: chromium found; screenshots in .artifacts/browser/"; \
+	else echo "browser test SKIPPED: no chromium (make chromium, or apt-get install -y chromium)"; fi
+
+## chromium: install Debian's chromium for the browser test (needs apt-get and root)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get update -qq && apt-get install -y -qq chromium; } || echo "no apt-get here: install chromium yourself"; }
 
 vet:
 	$(GO) vet ./...
@@ -156,6 +167,6 @@ e2e-cluster: images secrets compose-cli nats-cli
 	E2E_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" E2E_PROJECT=jetcheckout-e2e-cluster E2E_CLUSTER=1 \
 		E2E_NATS_CLI=bin/nats $(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestCluster$$' ./e2e
 
-## hostile: the hostile-input corpus against the whole system (not in make test yet: see the test)
+## hostile: only the hostile-input corpus against the whole system (make test runs it too)
 hostile:
-	CGO_ENABLED=1 $(GO) test -race -count=1 -tags hostile -run TestHostileInput ./internal/app
+	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -run TestHostileInput ./internal/app

@@ -96,8 +96,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		now := time.Now().UTC()
 		if rev == 0 && in.Type != events.Requested {
-			// Every checkout starts with its request, which comes first in the stream.
-			return nil, fmt.Errorf("%w: %s for checkout %s, which was never requested", events.ErrMalformed, in.Type, in.CheckoutID)
+			return c.orphan(ctx, in)
 		}
 		if err := st.apply(c.rules, in); err != nil {
 			return nil, err
@@ -123,6 +122,37 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
 }
 
+// orphanAttempts is how many deliveries an event of a checkout with no state waits for its
+// request to be applied (about 3 s with the runner's default delays). The request comes
+// first in the stream, but two coordinators, or a redelivered request, can apply it after.
+const orphanAttempts = 5
+
+// orphan handles an event of a checkout the coordinator has no state for. Until
+// orphanAttempts it is retried: its request may be on its way. Then the checkout was never
+// requested and the event is forged or stray. A step's success that can be undone is undone
+// (a reservation released, a charge refunded, an order cancelled), so nothing stays held or
+// charged for a checkout nobody asked for; anything else is refused with the reason.
+func (c *Coordinator) orphan(ctx context.Context, in events.Envelope) ([]events.Envelope, error) {
+	if runner.Attempt(ctx) < orphanAttempts {
+		return nil, fmt.Errorf("checkout %s: %s before its request was applied; waiting for it", in.CheckoutID, in.Type)
+	}
+	step, ok, found := events.Checkout.Outcome(in.Type)
+	if !found || !ok || step.Compensate == "" {
+		return nil, fmt.Errorf("%w: %s for checkout %s, which was never requested", events.ErrMalformed, in.Type, in.CheckoutID)
+	}
+	if err := new(State).absorbResult(in); err != nil {
+		return nil, err // not a success of that step at all: refused as malformed
+	}
+	c.log.Warn("undoing a step done for a checkout that was never requested", "checkout_id", in.CheckoutID, "event_id", in.ID, "step", step.Name)
+	undo, err := events.New(in.CheckoutID, step.Compensate, events.Compensation{
+		Reason: fmt.Sprintf("checkout %s was never requested: %s (event %s) is undone", in.CheckoutID, step.Name, in.ID)})
+	if err != nil {
+		return nil, err
+	}
+	undo.CausationID, undo.Time = in.ID, time.Now().UTC()
+	return []events.Envelope{undo}, nil
+}
+
 // State returns a checkout's state; found is false for an unknown checkout.
 func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, found bool, err error) {
 	st, rev, err := c.load(ctx, checkoutID)
@@ -130,7 +160,22 @@ func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, 
 }
 
 func (c *Coordinator) load(ctx context.Context, id string) (*State, uint64, error) {
-	entry, err := c.kv.Get(ctx, id)
+	return loadState(ctx, c.kv, id)
+}
+
+// StepActive reports whether a checkout's step is running or waiting in the coordinator's
+// bucket: what a service asks before work it must do only when the coordinator asked for it.
+// A read may lag the coordinator's last write by a moment (a replica answers it).
+func StepActive(ctx context.Context, kv jetstream.KeyValue, checkoutID string, step events.StepName) (bool, error) {
+	st, rev, err := loadState(ctx, kv, checkoutID)
+	if err != nil || rev == 0 {
+		return false, err
+	}
+	return st.Steps[step].active(), nil
+}
+
+func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, uint64, error) {
+	entry, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return newState(id), 0, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,6 +207,36 @@ func TestMalformedInput(t *testing.T) {
 	}
 	if _, found, _ := c.State(context.Background(), "co_forged"); found {
 		t.Error("a forged compensation created checkout state")
+	}
+}
+
+// TestOrphans: an event that comes before its checkout's request waits for it (two
+// coordinators, or a redelivered request, can apply the request second); a step done for a
+// checkout that never comes is undone, so nothing stays held for nobody.
+func TestOrphans(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	c := startCoordinator(t, env)
+
+	env.Publish(t, forCheckout(t, "co_late_request", events.CartValidated))
+	env.Publish(t, forCheckout(t, "co_orphan", events.InventoryReserved))
+	time.Sleep(300 * time.Millisecond) // the first attempt found no request
+	env.PublishRaw(t, string(events.Requested), requestOf("co_late_request"), "")
+
+	var undo events.Compensation
+	release := w.Wait(t, "co_orphan", 10*time.Second, events.InventoryRelease)
+	if err := release.DecodePayload(&undo); err != nil || !strings.Contains(undo.Reason, "never requested") {
+		t.Errorf("release of the orphan reservation: %+v (%v)", undo, err)
+	}
+	if release.CausationID != events.ID("co_orphan", events.InventoryReserved) {
+		t.Errorf("release caused by %q", release.CausationID)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		st, found, _ := c.State(context.Background(), "co_late_request")
+		return found && st.Steps[events.StepValidateCart] != nil && st.Steps[events.StepValidateCart].Status == StepDone
+	}, "the cart validated before its request was never applied")
+	if n := w.Count("co_late_request", events.Rejected); n != 0 {
+		t.Errorf("%d rejections of the checkout whose request came late", n)
 	}
 }
 

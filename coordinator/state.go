@@ -296,6 +296,10 @@ func (s *State) absorbResult(in events.Envelope) error {
 			return err
 		}
 		s.Quote, s.CartID, s.CustomerEmail = &q, q.CartID, q.CustomerEmail
+	case events.InventoryReserved:
+		if err := in.DecodePayload(&events.Reservation{}); err != nil {
+			return err // nothing to keep, but a reservation must say what it holds
+		}
 	case events.PaymentCaptured:
 		var p events.Payment
 		if err := in.DecodePayload(&p); err != nil {

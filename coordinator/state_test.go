@@ -41,6 +41,8 @@ func outcome(t *testing.T, typ events.Subject) events.Envelope {
 		payload = events.Payment{PaymentIntentID: "pi_1", Amount: quote().Total, Currency: "USD", Quote: quote()}
 	case events.OrderCreated:
 		payload = events.Order{ID: "ord_1", Number: "JC-000001", Quote: quote()}
+	case events.InventoryReserved:
+		payload = events.Reservation{ReservationID: "res_1", Items: []events.ReservedItem{{ProductID: "tee", Quantity: 1}}}
 	case events.InventoryReleased:
 		payload = events.Release{}
 	case events.PaymentRefunded:

@@ -37,6 +37,7 @@ type stack struct {
 	natsURL  string
 	mailpit  string // http://127.0.0.1:port
 	stripe   string // http://127.0.0.1:port
+	api      string // http://127.0.0.1:port
 	start    time.Time
 }
 
@@ -67,7 +68,7 @@ func (s *stack) run(extraEnv []string, name string, args ...string) (string, err
 
 // hostPorts: empty, so Compose publishes each port on a free one of the host's loopback
 // (a `make up` stack may hold the default ones).
-var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "NATS_2_PORT=", "NATS_3_PORT="}
+var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT="}
 
 func (s *stack) dc(args ...string) (string, error) {
 	full := append(append([]string{}, s.compose[1:]...), args...)
@@ -150,6 +151,43 @@ func (s *stack) up() {
 	}
 	s.mailpit = "http://" + s.published("mailpit", "8025")
 	s.stripe = "http://" + s.published("stripe-emulator", "12111")
+	s.api = "http://" + s.published("api", "8080")
+}
+
+// checkoutOverHTTP starts a checkout through the api container and waits for its read
+// model to show it completed.
+func (s *stack) checkoutOverHTTP(email string) string {
+	s.t.Helper()
+	post := func(path, body string, out any) {
+		req, _ := http.NewRequest("POST", s.api+path, strings.NewReader(body))
+		req.Header.Set("Idempotency-Key", "e2e-"+email)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 || json.Unmarshal(raw, out) != nil {
+			s.t.Fatalf("POST %s: %s: %s", path, resp.Status, raw)
+		}
+	}
+	var cart events.Cart
+	post("/carts", `{"customer_id":"cus_http","currency":"USD","items":[{"product_id":"stickers","quantity":1}]}`, &cart)
+	addr := `{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"}`
+	var accepted struct {
+		CheckoutID string `json:"checkout_id"`
+	}
+	post("/checkout/process", `{"cart_id":"`+cart.ID+`","customer_id":"cus_http","customer_email":"`+email+
+		`","payment_method_id":"pm_card_visa","shipping_address":`+addr+`,"billing_address":`+addr+`}`, &accepted)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		var c struct{ Status string }
+		s.getJSON(s.api+"/checkouts/"+accepted.CheckoutID, &c)
+		if c.Status == "completed" {
+			return accepted.CheckoutID
+		}
+	}
+	s.t.Fatalf("checkout %s over HTTP never completed", accepted.CheckoutID)
+	return ""
 }
 
 // teardown removes the project, its volumes and network; on failure it shows first what
@@ -185,20 +223,40 @@ func newStack(t *testing.T) *stack {
 // at the end) and groups the events by checkout; checkout.requested, a bare request with
 // no type, is left out.
 func (s *stack) history() (map[string][]events.Envelope, error) {
-	out, err := s.nats(s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		held := s.streamInfo(events.StreamCheckout).State.Msgs
+		out, err := s.nats(s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
+		if err != nil {
+			return nil, err
+		}
+		byCheckout, read, err := parseHistory(out)
+		// The CLI stops where it believes the stream ends; while the stream changes leader
+		// (a node stopped or back) it can believe so too early. Read again.
+		if err != nil || uint64(read) >= held || attempt == 5 {
+			return byCheckout, err
+		}
+		s.step("read %d of the %d events the stream held: reading again", read, held)
+		time.Sleep(time.Second)
 	}
+}
+
+// parseHistory groups the CLI's raw output by checkout and counts the messages in it.
+func parseHistory(out string) (map[string][]events.Envelope, int, error) {
 	byCheckout := map[string][]events.Envelope{}
+	read := 0
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
 	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		read++
 		var e events.Envelope
 		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type != "" && e.CheckoutID != "" {
 			byCheckout[e.CheckoutID] = append(byCheckout[e.CheckoutID], e)
 		}
 	}
-	return byCheckout, sc.Err()
+	return byCheckout, read, sc.Err()
 }
 
 func count(es []events.Envelope, typ events.Subject) int {
@@ -436,6 +494,7 @@ func TestStack(t *testing.T) {
 		t.Errorf("the failure notice does not say nothing was charged:\n%s", text)
 	}
 	s.step("mailpit has the failure notice to %s", declinedTo)
+	s.step("%s completed, started over HTTP at the api container %s", s.checkoutOverHTTP("http+"+run+"@example.com"), s.api)
 
 	// A checkout reaches payments while payments is down: it waits in the stream, and the
 	// restarted service takes it up, charging once.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -88,8 +89,19 @@ func Decode(subject string, data []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: type %q published on subject %q", ErrMalformed, e.Type, subject)
 	case len(e.Payload) == 0:
 		return Envelope{}, fmt.Errorf("%w: missing payload", ErrMalformed)
+	case !e.derivedID():
+		return Envelope{}, fmt.Errorf("%w: id %q is not this event's: want %q, or that and a ':' suffix", ErrMalformed, e.ID, ID(e.CheckoutID, e.Type))
 	}
 	return e, nil
+}
+
+// derivedID reports whether the ID is the one ID derives from the checkout and type,
+// optionally with a suffix for events a checkout has several of (deadlines, expiries).
+// Consumers remember handled events by ID, so an event carrying another checkout's ID
+// would otherwise make the real one look handled already.
+func (e Envelope) derivedID() bool {
+	base := ID(e.CheckoutID, e.Type)
+	return e.ID == base || strings.HasPrefix(e.ID, base+":")
 }
 
 // Encode is the wire form of an envelope.

@@ -76,10 +76,24 @@ func (q Quote) Validate() error {
 	case !q.Total.IsPositive():
 		return fmt.Errorf("quote total must be positive, got %s", q.Total)
 	}
+	subtotal := decimal.Zero
 	for _, l := range q.Lines {
 		if l.ProductID == "" || l.Quantity <= 0 {
 			return fmt.Errorf("quote line %q has quantity %d", l.ProductID, l.Quantity)
 		}
+		if want := l.UnitPrice.Mul(decimal.NewFromInt(int64(l.Quantity))); !l.Total.Equal(want) {
+			return fmt.Errorf("quote line %q: %d × %s is %s, not %s", l.ProductID, l.Quantity, l.UnitPrice, want, l.Total)
+		}
+		subtotal = subtotal.Add(l.Total)
+	}
+	// The amounts add up, so that what is charged is what the lines say.
+	switch {
+	case !q.Subtotal.Equal(subtotal):
+		return fmt.Errorf("quote subtotal %s is not the lines' %s", q.Subtotal, subtotal)
+	case q.Tax.IsNegative() || q.Shipping.IsNegative():
+		return fmt.Errorf("quote tax %s and shipping %s must not be negative", q.Tax, q.Shipping)
+	case !q.Total.Equal(q.Subtotal.Add(q.Tax).Add(q.Shipping)):
+		return fmt.Errorf("quote total %s is not subtotal %s + tax %s + shipping %s", q.Total, q.Subtotal, q.Tax, q.Shipping)
 	}
 	return nil
 }
@@ -123,12 +137,27 @@ const (
 	CodeStepFailed         = "step_failed"         // the step refused its input for good; see DEADLETTER
 	CodeFraudReviewDenied  = "fraud_review_denied" // an operator denied the checkout
 	CodeReservationExpired = "reservation_expired"
+	// CodeNotRequested: a step refused work the coordinator did not ask for (forged or stray).
+	CodeNotRequested = "not_requested"
 )
 
 // Reservation reports a reservation of every line of a quote.
 type Reservation struct {
 	ReservationID string         `json:"reservation_id"`
 	Items         []ReservedItem `json:"items"`
+}
+
+// Validate: a reservation names itself and holds at least one unit of each line.
+func (r Reservation) Validate() error {
+	if r.ReservationID == "" || len(r.Items) == 0 {
+		return fmt.Errorf("reservation_id and items are required")
+	}
+	for _, it := range r.Items {
+		if it.ProductID == "" || it.Quantity < 1 {
+			return fmt.Errorf("item %q: a product and a positive quantity are required, got %d", it.ProductID, it.Quantity)
+		}
+	}
+	return nil
 }
 
 // ReservedItem is one product's reserved quantity.
@@ -171,6 +200,14 @@ type Order struct {
 	Status          string    `json:"status"`
 	CreatedAt       time.Time `json:"created_at"`
 	Quote
+}
+
+// Validate: an order has its ID and number, and a sound quote.
+func (o Order) Validate() error {
+	if o.ID == "" || o.Number == "" {
+		return fmt.Errorf("order_id and order_number are required")
+	}
+	return o.Quote.Validate()
 }
 
 // ShippingLabel is a stored label.
@@ -229,6 +266,14 @@ type Compensation struct {
 	Reason string `json:"reason"`
 }
 
+// Validate: an undo says why, so that whoever reads it later knows.
+func (c Compensation) Validate() error {
+	if strings.TrimSpace(c.Reason) == "" {
+		return fmt.Errorf("reason is required")
+	}
+	return nil
+}
+
 // Refund confirms a refund.
 type Refund struct {
 	PaymentIntentID string          `json:"payment_intent_id"`
@@ -252,6 +297,17 @@ type CheckoutCompleted struct {
 	NeedsAttention bool `json:"needs_attention,omitempty"`
 }
 
+// Validate: a completed checkout names its order and what it cost.
+func (c CheckoutCompleted) Validate() error {
+	switch {
+	case c.OrderID == "":
+		return fmt.Errorf("order_id is required")
+	case c.Currency == "" || !c.Total.IsPositive():
+		return fmt.Errorf("a positive total and its currency are required, got %s %q", c.Total, c.Currency)
+	}
+	return nil
+}
+
 // CheckoutFailed is the terminal failure event.
 type CheckoutFailed struct {
 	Step        StepName   `json:"step"`
@@ -261,6 +317,14 @@ type CheckoutFailed struct {
 	// Whom to tell, when the checkout got far enough to know (for the failure notice).
 	CustomerEmail string `json:"customer_email,omitempty"`
 	CartID        string `json:"cart_id,omitempty"`
+}
+
+// Validate: a failed checkout says where and why.
+func (f CheckoutFailed) Validate() error {
+	if f.Step == "" || f.Code == "" {
+		return fmt.Errorf("step and code are required")
+	}
+	return nil
 }
 
 // Waiting is the payload of a step's Waiting event: it waits for a person until Until.
@@ -308,10 +372,26 @@ type Recheck struct {
 	Until           time.Time `json:"until"`
 }
 
+// Validate: a re-check names the PaymentIntent to look at.
+func (r Recheck) Validate() error {
+	if r.PaymentIntentID == "" {
+		return fmt.Errorf("payment_intent_id is required")
+	}
+	return nil
+}
+
 // Expiry is the payload of checkout.inventory.expire, which inventory schedules for itself
 // when it reserves.
 type Expiry struct {
 	ReservationID string `json:"reservation_id"`
+}
+
+// Validate: an expiry names the reservation it ends.
+func (e Expiry) Validate() error {
+	if e.ReservationID == "" {
+		return fmt.Errorf("reservation_id is required")
+	}
+	return nil
 }
 
 // StuckWork is the payload of checkout.stuck: work that keeps failing and is still retried.

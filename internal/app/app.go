@@ -39,6 +39,7 @@ type System struct {
 	Config    Config
 	NATSURL   string
 	StripeURL string // the Stripe API the payments service calls ("" = real Stripe)
+	APIURL    string // the HTTP API and run UI, when this process serves them
 	Server    *server.Server
 	Emulator  *stripeemu.Server
 	NC        *nats.Conn
@@ -224,6 +225,12 @@ then in a third create a cart and check it out:
   go tool nats pub checkout.requested '{"cart_id":"'$cart'","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"}}'
   go tool nats req inventory.stock '{"product_id":"tee-jetstream"}'
   ls %s
-Stop with Ctrl-C (in-flight work finishes first).
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())
+	if s.APIURL != "" {
+		fmt.Fprintf(w, `
+Or over HTTP: the run UI and demo store at %s/ui/ (the API: %s/openapi.yaml);
+  admin token for the review queue: %s (set ADMIN_TOKEN to choose it)
+`, s.APIURL, s.APIURL, s.Config.AdminToken)
+	}
+	fmt.Fprintln(w, "Stop with Ctrl-C (in-flight work finishes first).")
 }

@@ -75,7 +75,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		return nil, err
 	}
 	u := &unit{name: name, close: db.Close}
-	routes, err := buildService(name, db, log, d, h, u)
+	routes, err := buildService(ctx, name, db, log, d, h, u)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -91,7 +91,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	return u, nil
 }
 
-func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles, u *unit) ([]runner.Route, error) {
+func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles, u *unit) ([]runner.Route, error) {
 	switch name {
 	case events.ServiceCatalog:
 		rates, err := readDemo(deploy.RatesFile, catalog.LoadRates)
@@ -138,7 +138,15 @@ func buildService(name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles
 		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js) }
 		return s.Routes(), nil
 	case events.ServicePayments:
-		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow, RecheckEvery: recheckEvery(d.cfg.AuthWindow)})
+		kv, err := d.js.KeyValue(ctx, events.BucketCheckouts)
+		if err != nil {
+			return nil, err
+		}
+		asked := func(ctx context.Context, checkoutID string) (bool, error) {
+			return coordinator.StepActive(ctx, kv, checkoutID, events.StepProcessPayment)
+		}
+		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow,
+			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked})
 		h.Payments = s
 		return routesOf(s, err)
 	case events.ServiceOrders:

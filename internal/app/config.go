@@ -37,6 +37,9 @@ type Config struct {
 	// runner is consuming, 503 with the reason otherwise. Empty serves nothing.
 	HealthAddr string
 
+	HTTPAddr   string // HTTP_ADDR: the HTTP API and run UI (default 127.0.0.1:8080)
+	AdminToken string // ADMIN_TOKEN: guards the review endpoints (never logged; `run` makes one when unset)
+
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
 	StripeEmulatorAddr string // STRIPE_EMULATOR_LISTEN: the embedded emulator's address (default 127.0.0.1:12111)
@@ -97,6 +100,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		NATSCert:           getenv("NATS_CERT"),
 		NATSKey:            getenv("NATS_KEY"),
 		HealthAddr:         getenv("HEALTH_ADDR"),
+		HTTPAddr:           or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
+		AdminToken:         getenv("ADMIN_TOKEN"),
 		StripeKey:          getenv("STRIPE_SECRET_KEY"),
 		StripeBase:         getenv("STRIPE_API_BASE"),
 		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),

@@ -1,12 +1,7 @@
-//go:build hostile
-
-// Run with -tags hostile (`make hostile`). It is not in `make test` yet: the coordinator now
-// refuses events of checkouts it never saw, but it still finds inputs absorbed quietly
-// instead of refused with a reason (a forged step trigger for a finished checkout answered
-// idempotently; an empty payload on an undo), forged payment requests with a valid
-// envelope that are charged, and forged reservations that hold stock until they expire —
-// the services cannot tell a forged event from a real one until issue 4's per-service NATS
-// users are in force, and event IDs are checked against their derivation.
+// The hostile-input corpus: every consumed subject gets malformed, forged and replayed
+// events; each must be rejected with a reason, fail the checkout it names with one, or, for a
+// well-formed success of a checkout nobody requested, be undone. Stock and money must end
+// as they were. `make test` runs it; `make hostile` runs it alone.
 
 package app
 
@@ -19,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -207,8 +203,11 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 	for _, s := range corpus {
-		if len(rejected[s.seq]) > 0 || (s.checkoutID != "" && s.checkoutID != "co-hostile-real" && failedWithReason(w, s.checkoutID)) {
+		if len(rejected[s.seq]) > 0 || (s.checkoutID != "" && s.checkoutID != "co-hostile-real" && (failedWithReason(w, s.checkoutID) || undone(w, s.checkoutID))) {
 			continue
+		}
+		if s.subject == string(events.Requested) && s.checkoutID == "co-hostile-real" {
+			continue // a request is idempotent by checkout ID: a later one is dropped (checked below)
 		}
 		t.Errorf("%s on %s (seq %d, checkout %q): neither rejected nor failed its checkout; saw %v",
 			s.name, s.subject, s.seq, s.checkoutID, eventTypes(w.All(s.checkoutID)))
@@ -220,6 +219,15 @@ func TestHostileInput(t *testing.T) {
 	}
 	if pis := intents(sys, "co-hostile-real"); len(pis) != 1 || pis[0].AmountRefunded != 0 || pis[0].Status != "succeeded" {
 		t.Errorf("the real checkout's payment after the replays: %+v", pis)
+	}
+	if st, _, err := sys.Coordinator.State(ctx, "co-hostile-real"); err != nil || st.Status != coordinator.StatusCompleted {
+		t.Errorf("the real checkout after the corpus and the replays: %s (%v)", st.Status, err)
+	}
+	// Payments charges only what the coordinator asked for: no forged checkout reached Stripe.
+	for _, pi := range sys.Emulator.Emulator.PaymentIntents() {
+		if strings.HasPrefix(pi.Metadata["checkout_id"], "hx-") {
+			t.Errorf("a PaymentIntent for forged checkout %s: %+v", pi.Metadata["checkout_id"], pi)
+		}
 	}
 
 	// A real checkout still goes through.
@@ -255,6 +263,17 @@ func failedWithReason(w *natstest.Watcher, checkoutID string) bool {
 			if json.Unmarshal(e.Payload, &f) == nil && f.Message != "" {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// undone reports that the coordinator undid a step done for checkoutID, which it never
+// heard of, and the undo was confirmed.
+func undone(w *natstest.Watcher, checkoutID string) bool {
+	for _, e := range w.All(checkoutID) {
+		if step, ok := events.Checkout.Compensation(e.Type); ok && w.Count(checkoutID, step.Compensate) > 0 {
+			return true
 		}
 	}
 	return false

@@ -17,7 +17,9 @@ import (
 const usage = `usage: jetcheckout <command>
 
   run                  the whole checkout in one process: nats-server embedded (or NATS_URL),
-                       the Stripe emulator (unless STRIPE_SECRET_KEY/STRIPE_API_BASE), every service
+                       the Stripe emulator (unless STRIPE_SECRET_KEY/STRIPE_API_BASE), every service,
+                       the HTTP API and run UI on HTTP_ADDR
+  api                  the HTTP API and run UI alone, against NATS_URL
   service NAME...      run some services against NATS_URL, e.g. "service payments"
                        (services: catalog inventory fraud payments orders notifications shipping coordinator)
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
@@ -30,7 +32,8 @@ const usage = `usage: jetcheckout <command>
 Configuration comes from the environment: NATS_URL, NATS_USER, NATS_PASSWORD (or
 NATS_PASSWORD_FILE), NATS_CREDS, NATS_CA, NATS_CERT, NATS_KEY, NATS_LISTEN, DATA_DIR,
 STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME,
-SMTP_PASSWORD, MAIL_FROM, LOG_LEVEL, LOG_FORMAT, HEALTH_ADDR (see README.md).
+SMTP_PASSWORD, MAIL_FROM, LOG_LEVEL, LOG_FORMAT, HEALTH_ADDR, HTTP_ADDR, ADMIN_TOKEN
+(see README.md).
 `
 
 // Main runs a command and returns the process's exit code.
@@ -84,7 +87,16 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 
 	switch args[0] {
 	case "run":
+		if cfg.AdminToken == "" {
+			cfg.AdminToken = randomPassword() // shown in the banner, for this run only
+		}
 		err = serve(ctx, stop, cfg, log, h, stdout, true)
+	case "api":
+		if cfg.NATSURL == "" {
+			fmt.Fprintln(stderr, "jetcheckout: api needs NATS_URL (use `run` for everything embedded)")
+			return 2
+		}
+		err = serveAPI(ctx, stop, cfg, log, h)
 	case "service":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usage)
@@ -128,19 +140,33 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	if err != nil {
 		return err
 	}
+	var api *api
+	var apiDone <-chan error
+	if banner { // `run`: the HTTP API too
+		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.emulatorControl()); err != nil {
+			sys.Stop()
+			return err
+		}
+		sys.APIURL, apiDone = api.URL, api.Done()
+	}
 	h.set(sys.Ready)
 	if banner {
 		sys.Banner(stdout)
 	}
+	var apiErr error
 	select {
 	case <-ctx.Done():
 		unhook()
 		log.Info("shutting down: finishing in-flight work (Ctrl-C again to stop at once)")
 	case <-sys.Failed():
+	case apiErr = <-apiDone:
 	}
 	h.set(func(context.Context) error { return errors.New("shutting down") })
+	if api != nil && apiErr == nil {
+		apiErr = api.Stop() // before the services: it uses their connection
+	}
 	sys.Stop()
-	if err := sys.Err(); err != nil {
+	if err := errors.Join(sys.Err(), apiErr); err != nil {
 		return err
 	}
 	log.Info("stopped cleanly")

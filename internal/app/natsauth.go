@@ -51,13 +51,14 @@ var endpoints = map[string][]events.Subject{
 // streams are those every process creates or checks at start (topology.Ensure).
 var streams = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
 
-// NATSUsers lists every user: one per service, then the checkout publisher and the operator.
+// NATSUsers lists every user: one per service, then the HTTP API, the checkout publisher and
+// the operator.
 func NATSUsers() []NATSUser {
 	var users []NATSUser
 	for _, name := range events.Services {
 		users = append(users, serviceUser(name))
 	}
-	return append(users,
+	return append(users, apiUser(),
 		NATSUser{Name: NATSCheckout, Comment: "a storefront: publishes checkout.requested and nothing else (an acknowledged publish takes its ack on " + InboxPrefix(NATSCheckout) + ")",
 			Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(NATSCheckout) + ".>"}},
 		NATSUser{Name: NATSOperator, Comment: "the nats CLI of whoever runs the shop: everything"},
@@ -72,21 +73,15 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, publishGrants(d, name)...)
 	}
 	u.Publish = append(u.Publish, events.DeadLetterSubject(name))
-	// The account's JetStream info: creating the bucket asks for it.
-	u.Publish = append(u.Publish, "$JS.API.INFO")
-	for _, s := range streams {
-		// Every process ensures the topology at start, so start order does not matter.
-		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
-	}
-	consumer := events.StreamCheckout + "." + name
-	u.Publish = append(u.Publish,
-		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
-		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
-		"$JS.ACK."+consumer+".>")
-	if name == events.ServiceCoordinator {
-		kv := "KV_" + events.BucketCheckouts
+	u.Publish = append(u.Publish, consumerGrants(name)...)
+	kv := "KV_" + events.BucketCheckouts
+	switch name {
+	case events.ServiceCoordinator:
 		// Its state: puts by compare-and-swap, gets by direct get (the bucket allows them).
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>")
+	case events.ServicePayments:
+		// Reads only: it charges only when the coordinator's state shows the payment running.
+		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+kv+".>")
 	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {
@@ -98,6 +93,36 @@ func serviceUser(name string) NATSUser {
 		u.Responses = true
 	}
 	u.Publish = uniq(u.Publish)
+	return u
+}
+
+// consumerGrants are the JetStream API calls of a process that ensures the topology and
+// consumes its own durable consumer, name, on the CHECKOUT stream.
+func consumerGrants(name string) []string {
+	// The account's JetStream info: creating the bucket asks for it.
+	grants := []string{"$JS.API.INFO"}
+	for _, s := range streams {
+		// Every process ensures the topology at start, so start order does not matter.
+		grants = append(grants, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	}
+	consumer := events.StreamCheckout + "." + name
+	return append(grants,
+		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
+		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
+		"$JS.ACK."+consumer+".>")
+}
+
+// apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's and fraud's
+// endpoints, and reads every checkout event through its own consumer.
+func apiUser() NATSUser {
+	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's and fraud's endpoints, its read model's consumer",
+		Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(APIName) + ".>"}}
+	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud} {
+		for _, e := range endpoints[service] {
+			u.Publish = append(u.Publish, string(e))
+		}
+	}
+	u.Publish = append(u.Publish, consumerGrants(APIName)...)
 	return u
 }
 
@@ -185,7 +210,8 @@ func writeSubjects(b *strings.Builder, kind string, subjects []string) {
 
 // WriteNATSSecrets makes sure dir holds a password for every NATS user: <user>.env with
 // NATS_USER and NATS_PASSWORD (what the user's process, or the nats CLI, reads), and
-// nats.env with every NATS_PASSWORD_<USER> (what nats-server reads). Existing passwords
+// nats.env with every NATS_PASSWORD_<USER> (what nats-server reads); and admin.env with
+// the HTTP API's ADMIN_TOKEN. Existing passwords
 // are kept, so a running server and its clients keep agreeing.
 func WriteNATSSecrets(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -206,7 +232,16 @@ func WriteNATSSecrets(dir string) error {
 		return err
 	}
 	fmt.Fprintf(&server, "NATS_ROUTE_PASSWORD=%s\nNATS_CLUSTER_ROUTES=%s\n", route, clusterRoutes(route))
-	return os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "nats.env"), []byte(server.String()), 0o600); err != nil {
+		return err
+	}
+	// The HTTP API's admin token (the review queue), kept once made like the passwords.
+	admin := filepath.Join(dir, "admin.env")
+	_, err = readEnvFile(admin, "ADMIN_TOKEN")
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.WriteFile(admin, []byte("ADMIN_TOKEN="+randomPassword()+"\n"), 0o600)
+	}
+	return err
 }
 
 // RouteUser is the user the nodes of a NATS cluster authenticate each other as.

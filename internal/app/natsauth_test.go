@@ -3,8 +3,11 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,6 +262,31 @@ func TestNATSPermissions(t *testing.T) {
 		notice.cannotPublish(t, string(events.Requested))
 		notice.cannotSubscribe(t, string(events.CartsCreate))
 	})
+	t.Run("the api user runs the HTTP API", func(t *testing.T) {
+		cfg := testConfig(t.TempDir())
+		cfg.NATSURL, cfg.NATSUser, cfg.NATSPassword = url, APIName, natsPassword(APIName)
+		cfg.HTTPAddr, cfg.AdminToken = "127.0.0.1:0", "permissions"
+		a, nc, err := startAPIProcess(context.Background(), cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer drain(nc)
+		defer a.Stop()
+		cart := httpJSON[events.Cart](t, "POST", a.URL+"/carts", `{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"stickers","quantity":1}]}`, "")
+		body := checkoutRequestFor("", cart.ID, "pm_card_visa", "ada@example.com")
+		accepted := httpJSON[struct {
+			StatusURL string `json:"status_url"`
+		}](t, "POST", a.URL+"/checkout/process", string(body), "")
+		httpJSON[map[string]any](t, "GET", a.URL+"/reviews", "", cfg.AdminToken)
+		natstest.Eventually(t, wait, func() bool {
+			return httpJSON[struct{ Status string }](t, "GET", a.URL+accepted.StatusURL, "", "").Status == "completed"
+		}, "the checkout started over HTTP never completed")
+		api := connectAs(t, url, APIName, nats.CustomInboxPrefix(InboxPrefix(APIName)))
+		api.cannotPublish(t, string(events.Completed))
+		api.cannotPublish(t, string(events.FraudReviewDecided))
+		api.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServicePayments)
+		api.cannotSubscribe(t, "checkout.>")
+	})
 	t.Run("the checkout user publishes checkout.requested and nothing else", func(t *testing.T) {
 		for _, d := range events.Checkout.Catalog() {
 			if d.Subject != events.Requested {
@@ -305,4 +333,27 @@ func TestNATSSecretsAreKept(t *testing.T) {
 	if again, _ := os.ReadFile(filepath.Join(dir, "nats.env")); !bytes.Equal(first, again) {
 		t.Error("a second make secrets changed the passwords")
 	}
+}
+
+// httpJSON calls the HTTP API, fails unless it answers 2xx, and decodes the answer.
+func httpJSON[T any](t *testing.T, method, url, body, token string) T {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out T
+	if resp.StatusCode/100 != 2 || json.Unmarshal(raw, &out) != nil {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, raw)
+	}
+	return out
 }

@@ -195,7 +195,7 @@ func TestReleaseGivesStockBack(t *testing.T) {
 	// A second release command (another event, say the coordinator's retry) confirms
 	// again and gives nothing back twice.
 	again := events.Must("co-1", events.InventoryRelease, events.Compensation{Reason: "retry"})
-	again.ID = "co-1:release-retry"
+	again.ID += ":retry"
 	h.Env.Publish(t, again)
 	h.WaitCount(t, "co-1", events.InventoryReleased, 2) // a second confirmation
 	h.wantStock(t, "hoodie-saga", 3, 0, 0)
@@ -329,7 +329,7 @@ func TestDuplicates(t *testing.T) {
 	// Another event asking to reserve for the same checkout gets the same answer and
 	// holds nothing more.
 	other := events.Must("co-dup", events.CartValidated, quote(line("mug-nats", "Mug", 40)))
-	other.ID = "co-dup:validated-again"
+	other.ID += ":again"
 	h.Env.Publish(t, other)
 	h.barrier(t)
 	outs := h.Watch.All("co-dup")

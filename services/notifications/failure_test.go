@@ -253,3 +253,25 @@ func TestUndeliverableNoticeIsStuckThenSent(t *testing.T) {
 		t.Errorf("%d messages received, want 1", n)
 	}
 }
+
+// A mailbox that does not exist (550) will not exist on the next attempt either: the
+// notice is rejected with the server's reason (and kept in DEADLETTER), not retried forever.
+func TestRefusedNoticeIsRejected(t *testing.T) {
+	server := startSMTP(t, &smtpServer{noSuchUser: "nobody@example.com"})
+	h := startWith(t, runner.Config{Name: "notifications", MaxDeliver: 2, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+		Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}, RetryInitial: 5 * time.Millisecond, RetryFor: 20 * time.Millisecond})
+	failed := failedCheckout(events.CodeCardDeclined)
+	failed.CustomerEmail = "nobody@example.com"
+	h.Env.Publish(t, events.Must("co-nobody", events.Failed, failed))
+
+	why := h.Rejection(t, "co-nobody", events.FailureNoticeSent)
+	if why.Subject != string(events.Failed) || !strings.Contains(why.Reason, "550") {
+		t.Errorf("rejection %+v, want the 550 refusal as the reason", why)
+	}
+	if _, found, _ := h.svc.FailureNotice("co-nobody"); found {
+		t.Error("recorded as sent while the server refused it")
+	}
+	if n := len(server.messages()); n != 0 {
+		t.Errorf("%d messages received", n)
+	}
+}

@@ -98,7 +98,9 @@ func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.E
 
 // sendFailureNotice tells the customer of a failed checkout what happened, whether money
 // moved, and what they can do. It is not a step: a send that keeps failing is retried
-// (and announced as stuck by the runner), never given up.
+// (and announced as stuck by the runner), never given up; but an address the mail server
+// refuses (5xx: no such mailbox) is rejected with the server's reason, since no retry
+// will change it (the event stays in DEADLETTER for a replay).
 func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var failed events.CheckoutFailed
 	if err := in.DecodePayload(&failed); err != nil {
@@ -112,6 +114,9 @@ func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.
 	sent, err := s.sendOnce(ctx, tx.Bucket(noticesBucket), in, log, SentEmail{}, func() (Message, error) {
 		return renderFailure(in.CheckoutID, failed, s.from, s.dateOr(in.Time))
 	})
+	if refused(err) {
+		return nil, runner.Permanent(fmt.Errorf("failure notice to %s refused: %w", failed.CustomerEmail, err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("send failure notice: %w", err)
 	}

@@ -23,6 +23,7 @@ type smtpServer struct {
 	Addr string
 
 	failFirst      int         // connections turned away with 421 before one is served
+	noSuchUser     string      // a recipient refused with 550, as a mailbox that does not exist
 	user, password string      // when set, AUTH PLAIN with them is required
 	tls            *tls.Config // when set, STARTTLS is offered
 
@@ -122,7 +123,12 @@ func (s *smtpServer) serve(conn net.Conn) {
 			msg = received{from: address(arg, "FROM:"), overTLS: secure}
 			_ = c.PrintfLine("250 ok")
 		case "RCPT":
-			msg.to = append(msg.to, address(arg, "TO:"))
+			to := address(arg, "TO:")
+			if s.noSuchUser != "" && to == s.noSuchUser {
+				_ = c.PrintfLine("550 5.1.1 no such user")
+				continue
+			}
+			msg.to = append(msg.to, to)
 			_ = c.PrintfLine("250 ok")
 		case "DATA":
 			_ = c.PrintfLine("354 go ahead")

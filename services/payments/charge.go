@@ -37,6 +37,9 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		log.Info("payment already under way or settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
 		return []events.Envelope{rec.outcome()}, nil
 	}
+	if refused, err := s.unasked(ctx, log, in); refused != nil || err != nil {
+		return refused, err
+	}
 	rec = Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency, Quote: quote}
 	if err := s.pay(ctx, log, &rec, quote); err != nil {
 		return nil, err
@@ -57,6 +60,31 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		return nil, err
 	}
 	return outs, nil
+}
+
+// askedAttempts is how many deliveries a payment request the coordinator's bucket does not
+// show yet is retried before it is refused: the read may lag the coordinator's write.
+const askedAttempts = 3
+
+// unasked returns the refusal of a payment the coordinator did not ask for, or nothing.
+func (s *Service) unasked(ctx context.Context, log *slog.Logger, in events.Envelope) ([]events.Envelope, error) {
+	if s.cfg.Asked == nil {
+		return nil, nil
+	}
+	asked, err := s.cfg.Asked(ctx, in.CheckoutID)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("ask the coordinator about checkout %s: %w", in.CheckoutID, err)
+	case asked:
+		return nil, nil
+	case runner.Attempt(ctx) < askedAttempts:
+		return nil, fmt.Errorf("checkout %s: the coordinator's bucket shows no payment running yet", in.CheckoutID)
+	}
+	log.Warn("payment refused: the coordinator did not ask for it")
+	return []events.Envelope{events.Must(in.CheckoutID, events.PaymentFailed, events.StepFailure{
+		Step: events.StepProcessPayment, Code: events.CodeNotRequested,
+		Message: "the coordinator has no payment running for this checkout: nothing was charged",
+	})}, nil
 }
 
 // pay creates and confirms the PaymentIntent and records how it ended. Its error is

@@ -1,9 +1,12 @@
 package payments_test
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +39,7 @@ type options struct {
 	authWindow  time.Duration // default 10s
 	maxDeliver  int           // the runner's, default its own
 	searchLag   time.Duration // default 300ms
+	asked       func(ctx context.Context, checkoutID string) (bool, error)
 }
 
 // start runs the service behind the real runner on an embedded JetStream, talking to the
@@ -66,7 +70,7 @@ func start(t *testing.T, o options) *harness {
 	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver}
 	h.Harness, h.svc = steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
 		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout,
-			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag})
+			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag, Asked: o.asked})
 	})
 
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
@@ -368,4 +372,29 @@ func TestAnEmptySearchIsNotBelievedAtOnce(t *testing.T) {
 	if r.RefundID != "" || !r.Amount.IsZero() {
 		t.Errorf("refund %+v for a checkout that was never charged", r)
 	}
+}
+
+// A payment the coordinator did not ask for (forged, or stray) is refused before Stripe is
+// called, once a few reads have had the time to catch up with the coordinator's write;
+// one it asked for, even at the second look, is charged.
+func TestUnaskedPaymentIsRefused(t *testing.T) {
+	var looks sync.Map // checkout ID → *atomic.Int32
+	h := start(t, options{asked: func(_ context.Context, checkoutID string) (bool, error) {
+		n, _ := looks.LoadOrStore(checkoutID, new(atomic.Int32))
+		look := n.(*atomic.Int32).Add(1)
+		return checkoutID == "co_asked" && look > 1, nil // the first read lags
+	}})
+	q := quote("pm_card_visa", "USD", "10.00")
+	h.Env.Publish(t, requested("co_forged", q))
+	var f events.StepFailure
+	h.Expect(t, "co_forged", events.PaymentFailed, &f, events.PaymentCaptured)
+	if f.Code != events.CodeNotRequested || f.Uncertain || !strings.Contains(f.Message, "nothing was charged") {
+		t.Errorf("refusal %+v", f)
+	}
+	if n := h.creates.Load(); n != 0 {
+		t.Errorf("%d PaymentIntents created for a payment nobody asked for", n)
+	}
+
+	h.Env.Publish(t, requested("co_asked", q))
+	h.captured(t, "co_asked", q, 1000)
 }

@@ -1,6 +1,7 @@
 package payments
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +40,10 @@ type Config struct {
 	// believed: Stripe's search index lags behind writes (under a minute, it says), and a
 	// charge that a timed-out attempt made must not be missed. Default 90s.
 	SearchLag time.Duration
+	// Asked, when set, tells whether the coordinator asked for a checkout's payment (its
+	// process_payment step is running). A request it did not ask for, forged or stray, is
+	// refused before Stripe is called, with a failure certain that nothing was charged.
+	Asked func(ctx context.Context, checkoutID string) (bool, error)
 }
 
 func (c *Config) setDefaults() {

@@ -57,7 +57,7 @@ func TestRefundAfterTheStepGaveUpUncertain(t *testing.T) {
 
 	// The payment asked for again (a late copy) is refused, without calling Stripe.
 	late := requested("co_lost", q)
-	late.ID += ".late"
+	late.ID += ":late"
 	h.Env.Publish(t, late)
 	h.WaitCount(t, "co_lost", events.PaymentFailed, 2)
 	all := h.Watch.All("co_lost")

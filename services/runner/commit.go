@@ -17,6 +17,20 @@ type record struct {
 	Outputs []events.Envelope `json:"outputs,omitempty"`
 }
 
+type attemptKey struct{}
+
+func withAttempt(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, attemptKey{}, n)
+}
+
+// Attempt is which delivery of its message a handler or CommitFunc is running for: 1 the
+// first time. A handler waiting for an event that should come first uses it to tell "not
+// yet" from "never".
+func Attempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
 // apply hands the event to the service's store of state: the consumer's own CommitFunc, or
 // the route's handler in a bbolt transaction.
 func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {

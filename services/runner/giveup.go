@@ -40,7 +40,7 @@ func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jet
 	stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
 		Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
 	})
-	stuck.ID = fmt.Sprintf("stuck:%s:%d:%d", r.cfg.Name, meta.Sequence.Stream, attempts)
+	stuck.ID = fmt.Sprintf("%s:%s:%d:%d", stuck.ID, r.cfg.Name, meta.Sequence.Stream, attempts)
 	stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
 	if err := r.publish(ctx, []events.Envelope{stuck}); err != nil {
 		log.Error("announce stuck work", "err", err)
@@ -72,7 +72,7 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
 		Subject: msg.Subject(), Consumer: r.cfg.Name, StreamSequence: meta.Sequence.Stream, Reason: reason,
 	})
-	e.ID = "rejected:" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	e.ID += ":" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	e.Time = time.Now().UTC()
 	if err := r.publish(ctx, []events.Envelope{e}); err != nil {
 		r.log.Error("announce rejection", "err", err)

@@ -326,7 +326,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
 			defer stop()
 		}
-		outs, err = r.apply(hctx, route, in, meta.Sequence.Stream)
+		outs, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
 	}
 	if err != nil {
 		switch {

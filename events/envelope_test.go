@@ -1,0 +1,57 @@
+package events
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+)
+
+// An event's ID is derived from its checkout and type; one naming anything else, another
+// checkout's event above all, is malformed (it would make the real one look handled).
+func TestDecodeChecksTheDerivedID(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{
+		{"co-1:checkout.payment.requested", true},
+		{"co-1:checkout.payment.requested:retry-2", true},
+		{"co-2:checkout.payment.requested", false},
+		{"co-1:checkout.order.requested", false},
+		{"co-1:checkout.payment.requested.late", false},
+		{"forged:checkout.payment.requested", false},
+		{"co-1:checkout.payment.requestedX", false},
+	} {
+		e := Must("co-1", PaymentRequested, map[string]string{})
+		e.ID = tc.id
+		raw, _ := e.Encode()
+		_, err := Decode(string(PaymentRequested), raw)
+		if ok := err == nil; ok != tc.ok {
+			t.Errorf("id %q: err %v, want ok=%v", tc.id, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "co-1:checkout.payment.requested")) {
+			t.Errorf("id %q: %v should be malformed and name the expected id", tc.id, err)
+		}
+	}
+}
+
+// Payloads that the services act on name what they act on: empty ones are malformed.
+func TestEmptyPayloadsAreMalformed(t *testing.T) {
+	for typ, v := range map[Subject]any{
+		Completed:        &CheckoutCompleted{},
+		Failed:           &CheckoutFailed{},
+		InventoryRelease: &Compensation{},
+		PaymentRecheck:   &Recheck{},
+		InventoryExpire:  &Expiry{},
+	} {
+		e := Must("co-1", typ, map[string]any{})
+		if err := e.DecodePayload(v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("empty %s payload: %v, want malformed", typ, err)
+		}
+	}
+	done := Must("co-1", Completed, CheckoutCompleted{OrderID: "ord_1", Total: decimal.RequireFromString("10.00"), Currency: "USD"})
+	if err := done.DecodePayload(&CheckoutCompleted{}); err != nil {
+		t.Errorf("a complete checkout.completed: %v", err)
+	}
+}

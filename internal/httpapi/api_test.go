@@ -1,0 +1,470 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/app"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shopspring/decimal"
+)
+
+// These tests drive the API over HTTP against the whole checkout as `make run` wires it:
+// nats-server embedded with JetStream on disk, every service, the Stripe emulator, the API
+// with its own read model. They assert what the checkouts leave behind.
+
+const (
+	wait       = 30 * time.Second
+	adminToken = "test-admin-token"
+)
+
+type env struct {
+	sys  *app.System
+	base string
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sys, err := app.Start(context.Background(), app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Stop)
+	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", DataDir: dir, AdminToken: adminToken, NC: sys.NC, JS: sys.JS, Log: log,
+		Emulator: &httpapi.Emulator{URL: sys.StripeURL, Key: "sk_test_jetcheckout_emulator"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func(addr string) { listening <- addr }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("api stopped: %v", err)
+		}
+	}) // runs before sys.Stop: the API stops using the connection first
+	select {
+	case addr := <-listening:
+		return &env{sys: sys, base: "http://" + addr}
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return nil
+}
+
+// do sends a request and returns the status, headers and body.
+func (e *env) do(t *testing.T, method, path string, body any, header ...string) (int, http.Header, []byte) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, raw
+}
+
+// ok sends a request that must answer want, and decodes the answer into out.
+func ok[T any](t *testing.T, e *env, want int, method, path string, body any, header ...string) T {
+	t.Helper()
+	status, _, raw := e.do(t, method, path, body, header...)
+	if status != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, status, raw, want)
+	}
+	var out T
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: %v in %s", method, path, err, raw)
+	}
+	return out
+}
+
+var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+
+func (e *env) cart(t *testing.T, items ...events.CartItem) events.Cart {
+	t.Helper()
+	return ok[events.Cart](t, e, http.StatusCreated, "POST", "/carts", events.CreateCart{CustomerID: "cus_ada", Currency: "USD", Items: items})
+}
+
+func request(cartID, email, pm string) events.CheckoutRequest {
+	return events.CheckoutRequest{CartID: cartID, CustomerID: "cus_ada", CustomerEmail: email, PaymentMethodID: pm,
+		ShippingAddress: california, BillingAddress: california}
+}
+
+// until polls a checkout until cond holds.
+func (e *env) until(t *testing.T, id string, what string, cond func(httpapi.Checkout) bool) httpapi.Checkout {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	var c httpapi.Checkout
+	for time.Now().Before(deadline) {
+		status, _, raw := e.do(t, "GET", "/checkouts/"+id, nil)
+		if status == http.StatusOK {
+			c = httpapi.Checkout{}
+			if err := json.Unmarshal(raw, &c); err != nil {
+				t.Fatal(err)
+			}
+			if cond(c) {
+				return c
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("checkout %s never %s; last: %+v", id, what, c)
+	return c
+}
+
+func (e *env) ended(t *testing.T, id string) httpapi.Checkout {
+	return e.until(t, id, "ended", httpapi.Checkout.Terminal)
+}
+
+func step(c httpapi.Checkout, name events.StepName) httpapi.StepView {
+	for _, s := range c.Steps {
+		if s.Name == name {
+			return s
+		}
+	}
+	return httpapi.StepView{}
+}
+
+func intents(sys *app.System, checkoutID string) []stripeemu.PaymentIntentView {
+	var out []stripeemu.PaymentIntentView
+	for _, pi := range sys.Emulator.Emulator.PaymentIntents() {
+		if pi.Metadata["checkout_id"] == checkoutID {
+			out = append(out, pi)
+		}
+	}
+	return out
+}
+
+func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
+	e := start(t)
+	products := ok[[]events.Product](t, e, http.StatusOK, "GET", "/products", nil)
+	if len(products) == 0 {
+		t.Fatal("GET /products: empty catalog")
+	}
+	cart := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2}, events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	req := request(cart.ID, "ada@example.com", "pm_card_visa")
+
+	first := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", req, "Idempotency-Key", "order-1")
+	if first.CartID != cart.ID || first.StatusURL != "/checkouts/"+first.CheckoutID || first.Status != httpapi.StatusAccepted {
+		t.Fatalf("202 answer %+v", first)
+	}
+	c := e.ended(t, first.CheckoutID)
+	if c.Status != httpapi.StatusCompleted {
+		t.Fatalf("checkout %s: %+v", c.Status, c.Failure)
+	}
+	order, found, err := e.sys.Orders.OrderByCheckout(first.CheckoutID)
+	if err != nil || !found {
+		t.Fatalf("no order (%v)", err)
+	}
+	// 2 × 25.00 + 12.50 = 62.50; CA tax 7.25% → 4.53; shipping 8.00.
+	if c.OrderID != order.ID || c.Totals == nil || !c.Totals.Total.Equal(decimal.RequireFromString("75.03")) || !order.Total.Equal(c.Totals.Total) {
+		t.Errorf("view order %s totals %+v, stored order %s total %s", c.OrderID, c.Totals, order.ID, order.Total)
+	}
+	for _, s := range c.Steps {
+		if s.State != httpapi.StepDone || s.StartedAt.IsZero() || s.EndedAt.Before(s.StartedAt) || s.Attempts != 1 {
+			t.Errorf("step %s: %+v", s.Name, s)
+		}
+	}
+
+	// The same key again: the same checkout, nothing new.
+	status, hdr, raw := e.do(t, "POST", "/checkout/process", req, "Idempotency-Key", "order-1")
+	var again httpapi.Accepted202
+	_ = json.Unmarshal(raw, &again)
+	if status != http.StatusAccepted || again.CheckoutID != first.CheckoutID || hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("repeat: %d %s %v", status, raw, hdr)
+	}
+	// The same key with another request is refused.
+	other := req
+	other.CustomerEmail = "grace@example.com"
+	if status, hdr, raw := e.do(t, "POST", "/checkout/process", other, "Idempotency-Key", "order-1"); status != http.StatusUnprocessableEntity || hdr.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("reused key: %d %s", status, raw)
+	}
+	// Past the stream's duplicate window the same request is stored again (here: under
+	// another Nats-Msg-Id): the services and the read model still see one checkout.
+	body, _ := json.Marshal(events.CheckoutRequest{CheckoutID: first.CheckoutID, CartID: req.CartID, CustomerID: req.CustomerID,
+		CustomerEmail: req.CustomerEmail, PaymentMethodID: req.PaymentMethodID, ShippingAddress: california, BillingAddress: california})
+	if _, err := e.sys.JS.Publish(context.Background(), string(events.Requested), body, jetstream.WithMsgID("after-the-window")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // time to (not) start a second checkout
+	if n := len(intents(e.sys, first.CheckoutID)); n != 1 {
+		t.Errorf("%d PaymentIntents for the checkout, want 1", n)
+	}
+	evs := ok[struct{ Events []httpapi.Event }](t, e, http.StatusOK, "GET", "/checkouts/"+first.CheckoutID+"/events", nil).Events
+	counts := map[events.Subject]int{}
+	for _, ev := range evs {
+		counts[ev.Type]++
+	}
+	if counts[events.Requested] != 1 || counts[events.Completed] != 1 || counts[events.PaymentCaptured] != 1 {
+		t.Errorf("event history: %v", counts)
+	}
+	if got := ok[events.Cart](t, e, http.StatusOK, "GET", "/carts/"+cart.ID, nil); got.Status != events.CartCheckedOut || got.CheckoutID != first.CheckoutID {
+		t.Errorf("cart after checkout: %+v", got)
+	}
+}
+
+func TestDeclinedCardShowsCompensation(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "hoodie-saga", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_chargeDeclined"))
+	c := e.ended(t, a.CheckoutID)
+	if c.Status != httpapi.StatusFailed || c.Failure == nil || c.Failure.Code != events.CodeCardDeclined || c.Failure.Step != events.StepProcessPayment {
+		t.Fatalf("declined checkout: %s %+v", c.Status, c.Failure)
+	}
+	if s := step(c, events.StepProcessPayment); s.State != httpapi.StepFailed || s.Error == nil || s.Error.Code != events.CodeCardDeclined {
+		t.Errorf("process_payment: %+v", s)
+	}
+	if s := step(c, events.StepReserveInventory); s.State != httpapi.StepCompensated || s.CompensationEndedAt.IsZero() {
+		t.Errorf("reserve_inventory: %+v", s)
+	}
+	if s := step(c, events.StepCreateOrder); s.State != httpapi.StepPending {
+		t.Errorf("create_order: %+v", s)
+	}
+}
+
+func TestValidationErrors(t *testing.T) {
+	e := start(t)
+	good := request("cart_x", "ada@example.com", "pm_card_visa")
+	noEmail := good
+	noEmail.CustomerEmail = ""
+	cases := []struct {
+		name, method, path string
+		body               any
+		want               int
+		detail             string
+	}{
+		{"not json", "POST", "/checkout/process", "not json", 400, "invalid character"},
+		{"empty body", "POST", "/checkout/process", "", 400, "JSON object"},
+		{"unknown field", "POST", "/checkout/process", `{"cart_id":"c","coupon":"FREE"}`, 400, `unknown field "coupon"`},
+		{"wrong type", "POST", "/checkout/process", `{"cart_id":7}`, 400, `"cart_id"`},
+		{"trailing data", "POST", "/checkout/process", `{"cart_id":"c"} {}`, 400, "trailing"},
+		{"missing email", "POST", "/checkout/process", noEmail, 422, "customer_email"},
+		{"card number", "POST", "/checkout/process", request("c", "ada@example.com", "4242424242424242"), 422, "payment_method_id"},
+		{"too large", "POST", "/checkout/process", `{"cart_id":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "larger"},
+		{"bad status filter", "GET", "/checkouts?status=done", nil, 400, "status must be"},
+		{"bad limit", "GET", "/checkouts?limit=0", nil, 400, "limit"},
+		{"bad cursor", "GET", "/checkouts?cursor=!!", nil, 400, "cursor"},
+		{"unknown checkout", "GET", "/checkouts/co_nope", nil, 404, "co_nope"},
+		{"unknown checkout events", "GET", "/checkouts/co_nope/events", nil, 404, "co_nope"},
+		{"unknown checkout stream", "GET", "/checkouts/co_nope/stream", nil, 404, "co_nope"},
+		{"invalid checkout id", "GET", "/checkouts/a.b", nil, 400, "checkout ID"},
+		{"unknown cart", "GET", "/carts/cart_nope", nil, 404, "cart_nope"},
+		{"unknown product", "POST", "/carts", events.CreateCart{CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "nope", Quantity: 1}}}, 404, "nope"},
+		{"bad quantity", "POST", "/carts", events.CreateCart{CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 0}}}, 400, "quantity"},
+		{"unknown cart field", "POST", "/carts", `{"customer_id":"c","currency":"USD","items":[],"coupon":1}`, 400, "coupon"},
+		{"no such route", "GET", "/nope", nil, 404, "openapi"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, hdr, raw := e.do(t, c.method, c.path, c.body)
+			var p httpapi.Problem
+			if err := json.Unmarshal(raw, &p); err != nil || status != c.want || p.Status != c.want ||
+				hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(p.Detail, c.detail) {
+				t.Fatalf("%d %s %s, want %d problem mentioning %q", status, hdr.Get("Content-Type"), raw, c.want, c.detail)
+			}
+		})
+	}
+	// Nothing was published by the refused requests.
+	page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil)
+	if len(page.Checkouts) != 0 {
+		t.Errorf("refused requests left checkouts: %+v", page.Checkouts)
+	}
+}
+
+func TestReviewFlow(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "keyboard-bbolt", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "eve@review.test", "pm_card_visa"))
+	c := e.until(t, a.CheckoutID, "held for review", func(c httpapi.Checkout) bool { return c.Status == httpapi.StatusWaiting })
+	if s := step(c, events.StepCheckFraud); s.State != httpapi.StepWaiting || s.Waiting == nil || s.Waiting.Until.IsZero() {
+		t.Fatalf("check_fraud while held: %+v", s)
+	}
+
+	bearer := []string{"Authorization", "Bearer " + adminToken}
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
+		if status, _, raw := e.do(t, "GET", "/reviews", nil, h...); status != http.StatusUnauthorized {
+			t.Fatalf("GET /reviews with %v: %d %s", h, status, raw)
+		}
+		if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "approve", Reviewer: "mallory"}, h...); status != http.StatusUnauthorized {
+			t.Fatalf("POST review with %v: %d %s", h, status, raw)
+		}
+	}
+	list := ok[struct{ Reviews []fraud.Review }](t, e, http.StatusOK, "GET", "/reviews", nil, bearer...)
+	if len(list.Reviews) != 1 || list.Reviews[0].CheckoutID != a.CheckoutID {
+		t.Fatalf("reviews: %+v", list)
+	}
+	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "maybe", Reviewer: "ada"}, bearer...); status != http.StatusUnprocessableEntity {
+		t.Fatalf("bad decision: %d %s", status, raw)
+	}
+	if status, _, raw := e.do(t, "POST", "/checkouts/co_unknown/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada"}, bearer...); status != http.StatusNotFound {
+		t.Fatalf("review of an unknown checkout: %d %s", status, raw)
+	}
+	ok[map[string]any](t, e, http.StatusAccepted, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada", Note: "known customer"}, bearer...)
+	c = e.ended(t, a.CheckoutID)
+	if c.Status != httpapi.StatusCompleted || step(c, events.StepCheckFraud).State != httpapi.StepDone {
+		t.Fatalf("approved checkout: %s %+v", c.Status, c.Failure)
+	}
+	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "deny", Reviewer: "ada"}, bearer...); status != http.StatusConflict {
+		t.Fatalf("second decision: %d %s", status, raw)
+	}
+	if list := ok[struct{ Reviews []any }](t, e, http.StatusOK, "GET", "/reviews", nil, bearer...); len(list.Reviews) != 0 {
+		t.Errorf("reviews after the decision: %+v", list)
+	}
+}
+
+func TestListingFiltersSearchAndPages(t *testing.T) {
+	e := start(t)
+	var ids []string
+	for i, pm := range []string{"pm_card_visa", "pm_card_chargeDeclined", "pm_card_visa"} {
+		cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: i + 1})
+		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", pm))
+		e.ended(t, a.CheckoutID)
+		ids = append(ids, a.CheckoutID)
+	}
+	failed := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?status=failed", nil)
+	if len(failed.Checkouts) != 1 || failed.Checkouts[0].ID != ids[1] {
+		t.Errorf("status=failed: %+v", failed.Checkouts)
+	}
+	found := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q="+failed.Checkouts[0].CartID, nil)
+	if len(found.Checkouts) != 1 || found.Checkouts[0].ID != ids[1] {
+		t.Errorf("search by cart: %+v", found.Checkouts)
+	}
+	if byCustomer := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q=cus_ada", nil); len(byCustomer.Checkouts) != 3 {
+		t.Errorf("search by customer: %d checkouts", len(byCustomer.Checkouts))
+	}
+	// One per page, newest first, each exactly once.
+	var walked []string
+	path := "/checkouts?limit=1"
+	for range 5 {
+		page := ok[httpapi.Page](t, e, http.StatusOK, "GET", path, nil)
+		for _, c := range page.Checkouts {
+			walked = append(walked, c.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		path = "/checkouts?limit=1&cursor=" + page.Next
+	}
+	if want := []string{ids[2], ids[1], ids[0]}; fmt.Sprint(walked) != fmt.Sprint(want) {
+		t.Errorf("pages walked %v, want %v", walked, want)
+	}
+}
+
+func TestStreamFollowsACheckoutToItsEnd(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_visa"), "Idempotency-Key", "stream-1")
+	resp, err := http.Get(e.base + "/checkouts/" + a.CheckoutID + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("stream: %d %s", resp.StatusCode, ct)
+	}
+	var seen []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() { // the server ends the stream after the terminal state
+		data, isData := strings.CutPrefix(sc.Text(), "data: ")
+		if !isData {
+			continue
+		}
+		var c httpapi.Checkout
+		if err := json.Unmarshal([]byte(data), &c); err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != c.Status {
+			seen = append(seen, c.Status)
+		}
+	}
+	if len(seen) < 2 || seen[len(seen)-1] != httpapi.StatusCompleted {
+		t.Fatalf("statuses streamed: %v, want several ending in completed", seen)
+	}
+}
+
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	e := start(t)
+	status, hdr, raw := e.do(t, "GET", "/openapi.yaml", nil)
+	if status != http.StatusOK || !strings.Contains(hdr.Get("Content-Type"), "yaml") {
+		t.Fatalf("GET /openapi.yaml: %d %s", status, hdr.Get("Content-Type"))
+	}
+	for _, path := range []string{"/checkout/process:", "/checkouts:", "/checkouts/{id}:", "/checkouts/{id}/events:",
+		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/reviews:", "/carts:", "/carts/{id}:", "/products:"} {
+		if !bytes.Contains(raw, []byte("\n  "+path+"\n")) {
+			t.Errorf("openapi.yaml does not describe %s", strings.TrimSuffix(path, ":"))
+		}
+	}
+}
+
+// The UI's forms answer people: a refused order shows the store again with the reason,
+// a decision without the admin cookie is refused, and a double submit is one order.
+func TestUIForms(t *testing.T) {
+	e := start(t)
+	form := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	status, _, page := e.do(t, "POST", "/ui/store", "email=ada%40example.com&card=visa&key=k1", form...)
+	if status != http.StatusOK || !bytes.Contains(page, []byte("Pick at least one product.")) {
+		t.Errorf("empty order: %d", status)
+	}
+	if status, _, _ := e.do(t, "POST", "/ui/reviews/co_x", "decision=approve&reviewer=ada", form...); status != http.StatusUnauthorized {
+		t.Errorf("decision without signing in: %d", status)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/reviews", nil); status != http.StatusOK || !bytes.Contains(page, []byte(`name="token"`)) {
+		t.Errorf("review queue before signing in: %d, no sign-in form", status)
+	}
+	order := "email=ada%40example.com&card=visa&key=twice&qty_stickers=1"
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var runs []string
+	for range 2 {
+		resp, err := noRedirect.Post(e.base+"/ui/store", "application/x-www-form-urlencoded", strings.NewReader(order))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		runs = append(runs, resp.Header.Get("Location"))
+	}
+	if runs[0] != runs[1] || !strings.HasPrefix(runs[0], "/ui/checkouts/co_") {
+		t.Fatalf("double submit went to %v", runs)
+	}
+	if c := e.ended(t, strings.TrimPrefix(runs[0], "/ui/checkouts/")); c.Status != httpapi.StatusCompleted {
+		t.Errorf("store order ended %s", c.Status)
+	}
+	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil); len(page.Checkouts) != 1 {
+		t.Errorf("%d checkouts after a double submit, want 1", len(page.Checkouts))
+	}
+}

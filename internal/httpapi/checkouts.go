@@ -1,0 +1,257 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// publishTimeout bounds the wait for the stream's ack of a checkout request.
+const publishTimeout = 10 * time.Second
+
+// Accepted202 is the answer to POST /checkout/process.
+type Accepted202 struct {
+	CheckoutID string `json:"checkout_id"`
+	CartID     string `json:"cart_id"`
+	Status     string `json:"status"`
+	StatusURL  string `json:"status_url"`
+}
+
+// processCheckout: POST /checkout/process.
+func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
+	var req events.CheckoutRequest
+	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	answer, replayed, err := s.submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		return err
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Location", answer.StatusURL)
+	writeJSON(w, http.StatusAccepted, answer)
+	return nil
+}
+
+// submit validates a checkout request, gives it its checkout ID and publishes it on
+// checkout.requested, answering only once the stream acknowledged it. With an idempotency
+// key the ID is derived from the key, so a retry is the same checkout: the stream drops
+// the copy within its duplicate window, and the catalog (which has handled that checkout's
+// request) after it. replayed reports a key seen before.
+func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
+	if err := req.Validate(); err != nil {
+		return answer, false, problem(http.StatusUnprocessableEntity, "%v", err)
+	}
+	var hash string
+	switch {
+	case key != "":
+		if len(key) > 255 {
+			return answer, false, problem(http.StatusBadRequest, "Idempotency-Key must be at most 255 characters")
+		}
+		id := idempotentID(key)
+		if req.CheckoutID != "" && req.CheckoutID != id {
+			return answer, false, problem(http.StatusBadRequest, "send checkout_id or an Idempotency-Key, not both")
+		}
+		req.CheckoutID = id
+		body, _ := json.Marshal(req)
+		sum := sha256.Sum256(body)
+		hash = hex.EncodeToString(sum[:])
+	case req.CheckoutID == "":
+		req.CheckoutID = newCheckoutID()
+	}
+	prior, seen, err := s.store.Accepted(req.CheckoutID)
+	if err != nil {
+		return answer, false, err
+	}
+	if seen && hash != "" && prior.RequestHash != hash {
+		return answer, false, problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new checkout")
+	}
+	if err := s.publish(ctx, req); err != nil {
+		return answer, false, err
+	}
+	if _, err := s.store.Accept(req.CheckoutID, Accepted{At: time.Now().UTC(), CartID: req.CartID, CustomerID: req.CustomerID,
+		CustomerEmail: req.CustomerEmail, RequestHash: hash}); err != nil {
+		// The request is in the stream: the checkout runs, and the read model learns of it
+		// from there. Only the early answer to GET is lost.
+		s.log.Warn("record accepted checkout", "checkout_id", req.CheckoutID, "err", err)
+	}
+	s.hub.Notify(req.CheckoutID)
+	s.log.Info("checkout accepted", "checkout_id", req.CheckoutID, "cart_id", req.CartID, "replayed", seen)
+	return Accepted202{CheckoutID: req.CheckoutID, CartID: req.CartID, Status: StatusAccepted,
+		StatusURL: "/checkouts/" + req.CheckoutID}, seen, nil
+}
+
+// publish stores the request in the CHECKOUT stream and waits for the ack. Its Nats-Msg-Id
+// is the request's event ID, so the stream drops a retry within its duplicate window.
+func (s *Server) publish(ctx context.Context, req events.CheckoutRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	if _, err := s.cfg.JS.Publish(ctx, string(events.Requested), body, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested))); err != nil {
+		s.log.Error("publish checkout request", "checkout_id", req.CheckoutID, "err", err)
+		return problem(http.StatusServiceUnavailable, "the checkout could not be stored (%v); nothing was started, retry with the same Idempotency-Key", err)
+	}
+	return nil
+}
+
+// idempotentID is the checkout ID of an idempotency key: the same key, the same checkout.
+func idempotentID(key string) string {
+	sum := sha256.Sum256([]byte("idempotency-key:" + key))
+	return "co_" + hex.EncodeToString(sum[:12])
+}
+
+func newCheckoutID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "co_" + hex.EncodeToString(b)
+}
+
+// getCheckout: GET /checkouts/{id}.
+func (s *Server) getCheckout(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.checkout(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+// checkout reads one checkout, answering a problem for a bad or unknown ID.
+func (s *Server) checkout(id string) (Checkout, error) {
+	if !events.ValidCheckoutID(id) {
+		return Checkout{}, problem(http.StatusBadRequest, "checkout ID must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	c, err := s.store.Checkout(id)
+	if errors.Is(err, ErrNotFound) {
+		return c, problem(http.StatusNotFound, "no checkout %s", id)
+	}
+	return c, err
+}
+
+// checkoutEvents: GET /checkouts/{id}/events.
+func (s *Server) checkoutEvents(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := s.checkout(id); err != nil {
+		return err
+	}
+	evs, err := s.store.Events(id)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []Event{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"checkout_id": id, "events": evs})
+	return nil
+}
+
+// Listing limits.
+const (
+	defaultLimit = 50
+	maxLimit     = 500
+)
+
+// listCheckouts: GET /checkouts?status=&q=&limit=&cursor=.
+func (s *Server) listCheckouts(w http.ResponseWriter, r *http.Request) error {
+	q, err := parseQuery(r)
+	if err != nil {
+		return err
+	}
+	page, err := s.store.List(q)
+	if errors.Is(err, ErrBadCursor) {
+		return problem(http.StatusBadRequest, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+func parseQuery(r *http.Request) (Query, error) {
+	v := r.URL.Query()
+	q := Query{Status: v.Get("status"), Search: v.Get("q"), Cursor: v.Get("cursor"), Limit: defaultLimit}
+	if q.Status != "" && !slices.Contains(Statuses, q.Status) {
+		return q, problem(http.StatusBadRequest, "status must be one of %v, got %q", Statuses, q.Status)
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxLimit {
+			return q, problem(http.StatusBadRequest, "limit must be a number from 1 to %d, got %q", maxLimit, l)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// streamCheckout: GET /checkouts/{id}/stream, server-sent events. Each change sends the
+// whole checkout as a "checkout" event; the stream ends after the terminal state.
+func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := s.checkout(id); err != nil {
+		return err
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		return errors.New("response writer cannot stream")
+	}
+	changed, stop := s.hub.Subscribe(id)
+	defer stop()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		c, err := s.store.Checkout(id)
+		if err != nil {
+			return nil // the headers are out: end the stream, the client reconnects
+		}
+		raw, _ := json.Marshal(c)
+		if _, err := fmt.Fprintf(w, "event: checkout\nid: %d\ndata: %s\n\n", c.Events, raw); err != nil {
+			return nil
+		}
+		flusher.Flush()
+		if c.Terminal() {
+			return nil
+		}
+		if !waitChange(r.Context(), w, flusher, changed, keepalive.C) {
+			return nil
+		}
+	}
+}
+
+// waitChange waits for a change, writing a comment line now and then so that proxies keep
+// the connection; false when the client has gone.
+func waitChange(ctx context.Context, w http.ResponseWriter, f http.Flusher, changed <-chan struct{}, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-changed:
+			return true
+		case <-tick:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return false
+			}
+			f.Flush()
+		}
+	}
+}

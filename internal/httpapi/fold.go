@@ -1,0 +1,264 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/shopspring/decimal"
+)
+
+// Event is one event of a checkout as the read model keeps it: the envelope and where it
+// sits in the CHECKOUT stream.
+type Event struct {
+	Seq         uint64          `json:"seq"`
+	ID          string          `json:"id"`
+	Type        events.Subject  `json:"type"`
+	CausationID string          `json:"causation_id,omitempty"`
+	Time        time.Time       `json:"time"`
+	Payload     json.RawMessage `json:"payload"`
+}
+
+// Checkout statuses, as the API reports them.
+const (
+	StatusAccepted  = "accepted"  // published, not seen in the stream yet
+	StatusRunning   = "running"   // steps are running
+	StatusWaiting   = "waiting"   // a step waits for a person (fraud review, 3-D Secure)
+	StatusFailing   = "failing"   // a step failed; the succeeded ones are being undone
+	StatusCompleted = "completed" // terminal
+	StatusFailed    = "failed"    // terminal
+)
+
+// Statuses lists every status, for filters.
+var Statuses = []string{StatusAccepted, StatusRunning, StatusWaiting, StatusFailing, StatusCompleted, StatusFailed}
+
+// Step states.
+const (
+	StepPending      = "pending"
+	StepRunning      = "running"
+	StepWaiting      = "waiting"
+	StepDone         = "done"
+	StepFailed       = "failed"
+	StepCompensating = "compensating"
+	StepCompensated  = "compensated"
+)
+
+// Checkout is the read model of one checkout, folded from its events.
+type Checkout struct {
+	ID              string               `json:"checkout_id"`
+	Status          string               `json:"status"`
+	CartID          string               `json:"cart_id,omitempty"`
+	CustomerID      string               `json:"customer_id,omitempty"`
+	CustomerEmail   string               `json:"customer_email,omitempty"`
+	Currency        string               `json:"currency,omitempty"`
+	Totals          *Totals              `json:"totals,omitempty"`
+	PaymentIntentID string               `json:"payment_intent_id,omitempty"`
+	OrderID         string               `json:"order_id,omitempty"`
+	OrderNumber     string               `json:"order_number,omitempty"`
+	Failure         *events.StepFailure  `json:"failure,omitempty"`
+	Compensated     []events.StepName    `json:"compensated,omitempty"`
+	Warnings        []events.StepFailure `json:"warnings,omitempty"`
+	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
+	Steps           []StepView           `json:"steps"`
+	CreatedAt       time.Time            `json:"created_at"`
+	UpdatedAt       time.Time            `json:"updated_at"`
+	EndedAt         time.Time            `json:"ended_at,omitzero"`
+	Events          int                  `json:"event_count"`
+}
+
+// Totals are the priced cart, from the validated quote.
+type Totals struct {
+	Subtotal decimal.Decimal `json:"subtotal"`
+	Tax      decimal.Decimal `json:"tax"`
+	Shipping decimal.Decimal `json:"shipping"`
+	Total    decimal.Decimal `json:"total"`
+}
+
+// StepView is one step of the DAG and how far it got.
+type StepView struct {
+	Name    events.StepName   `json:"name"`
+	Service string            `json:"service"`
+	After   []events.StepName `json:"after,omitempty"`
+	State   string            `json:"state"`
+	// Attempts counts the step's triggers in the stream: more than one when it was asked
+	// again (a re-published trigger the step deduplicates). Redeliveries of one trigger
+	// are the runner's business and not in the stream.
+	Attempts  int                 `json:"attempts"`
+	StartedAt time.Time           `json:"started_at,omitzero"`
+	EndedAt   time.Time           `json:"ended_at,omitzero"`
+	Error     *events.StepFailure `json:"error,omitempty"`
+	Waiting   *events.Waiting     `json:"waiting,omitempty"`
+	// Compensation: when the undo was asked for and when it was confirmed.
+	CompensationStartedAt time.Time `json:"compensation_started_at,omitzero"`
+	CompensationEndedAt   time.Time `json:"compensation_ended_at,omitzero"`
+}
+
+// Terminal reports whether the checkout has ended.
+func (c Checkout) Terminal() bool { return c.Status == StatusCompleted || c.Status == StatusFailed }
+
+// Fold computes a checkout from its events in stream order; acc is what the API knew when
+// it accepted the request (the zero value when it did not).
+func Fold(id string, acc Accepted, evs []Event) Checkout {
+	c := Checkout{ID: id, Status: StatusAccepted, CartID: acc.CartID, CustomerID: acc.CustomerID,
+		CustomerEmail: acc.CustomerEmail, CreatedAt: acc.At, UpdatedAt: acc.At, Events: len(evs)}
+	steps := map[events.StepName]*StepView{}
+	for _, s := range events.Checkout.Steps {
+		steps[s.Name] = &StepView{Name: s.Name, Service: s.Service, After: s.After, State: StepPending}
+	}
+	terminal := false
+	for _, e := range evs {
+		if c.CreatedAt.IsZero() || e.Time.Before(c.CreatedAt) {
+			c.CreatedAt = e.Time
+		}
+		c.UpdatedAt = later(c.UpdatedAt, e.Time)
+		if c.Status == StatusAccepted {
+			c.Status = StatusRunning
+		}
+		c.apply(e, steps, &terminal)
+	}
+	for _, s := range events.Checkout.Steps {
+		c.Steps = append(c.Steps, *steps[s.Name])
+	}
+	if !terminal && c.Status != StatusAccepted {
+		c.Status = liveStatus(c.Steps)
+	}
+	return c
+}
+
+// apply folds one event into the checkout and its steps.
+func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal *bool) {
+	for _, s := range events.Checkout.Steps {
+		if s.Trigger == e.Type {
+			st := steps[s.Name]
+			st.Attempts++
+			if st.State == StepPending {
+				st.State, st.StartedAt = StepRunning, e.Time
+			}
+		}
+	}
+	switch e.Type {
+	case events.Requested:
+		var r events.CheckoutRequest
+		if json.Unmarshal(e.Payload, &r) == nil {
+			c.CartID, c.CustomerID, c.CustomerEmail = or(c.CartID, r.CartID), or(c.CustomerID, r.CustomerID), or(c.CustomerEmail, r.CustomerEmail)
+		}
+	case events.CartValidated:
+		var q events.Quote
+		if json.Unmarshal(e.Payload, &q) == nil {
+			c.Currency = q.Currency
+			c.Totals = &Totals{Subtotal: q.Subtotal, Tax: q.Tax, Shipping: q.Shipping, Total: q.Total}
+		}
+	case events.PaymentCaptured:
+		var p events.Payment
+		if json.Unmarshal(e.Payload, &p) == nil {
+			c.PaymentIntentID = p.PaymentIntentID
+		}
+	case events.OrderCreated:
+		var o events.Order
+		if json.Unmarshal(e.Payload, &o) == nil {
+			c.OrderID, c.OrderNumber = o.ID, o.Number
+		}
+	case events.Deadline:
+		var d events.DeadlineReached
+		if json.Unmarshal(e.Payload, &d) == nil {
+			// A step that waits for a person moved its deadline; an earlier one fires harmlessly.
+			st := steps[d.Step]
+			moved := st != nil && st.Waiting != nil && d.Deadline.Before(st.Waiting.Until)
+			if st != nil && (st.State == StepRunning || st.State == StepWaiting) && !moved {
+				st.State, st.EndedAt, st.Waiting = StepFailed, e.Time, nil
+				st.Error = &events.StepFailure{Step: d.Step, Code: events.CodeDeadlineExceeded, Uncertain: true,
+					Message: "no answer by its deadline " + d.Deadline.Format(time.RFC3339)}
+			}
+		}
+	case events.InventoryExpired:
+		st := steps[events.StepReserveInventory]
+		st.State, st.CompensationEndedAt = StepCompensated, e.Time
+	case events.Completed:
+		var done events.CheckoutCompleted
+		if json.Unmarshal(e.Payload, &done) == nil {
+			c.OrderID, c.OrderNumber, c.PaymentIntentID = or(c.OrderID, done.OrderID), or(c.OrderNumber, done.OrderNumber), or(c.PaymentIntentID, done.PaymentIntentID)
+			c.Warnings, c.NeedsAttention = done.Warnings, done.NeedsAttention
+		}
+		c.Status, c.EndedAt, *terminal = StatusCompleted, e.Time, true
+	case events.Failed:
+		var f events.CheckoutFailed
+		if json.Unmarshal(e.Payload, &f) == nil {
+			c.Failure = &events.StepFailure{Step: f.Step, Code: f.Code, Message: f.Message}
+			c.Compensated = f.Compensated
+			c.CartID, c.CustomerEmail = or(c.CartID, f.CartID), or(c.CustomerEmail, f.CustomerEmail)
+		}
+		c.Status, c.EndedAt, *terminal = StatusFailed, e.Time, true
+	}
+	applyStep(e, steps)
+}
+
+// applyStep moves a step by one of its own subjects: outcome, waiting, compensation.
+func applyStep(e Event, steps map[events.StepName]*StepView) {
+	if s, ok, found := events.Checkout.Outcome(e.Type); found {
+		st := steps[s.Name]
+		if st.State == StepCompensating || st.State == StepCompensated {
+			return // a late outcome does not un-undo it
+		}
+		st.EndedAt, st.Waiting = e.Time, nil
+		if st.StartedAt.IsZero() {
+			st.StartedAt = e.Time
+		}
+		if ok {
+			st.State, st.Error = StepDone, nil
+			return
+		}
+		st.State, st.Error = StepFailed, &events.StepFailure{}
+		_ = json.Unmarshal(e.Payload, st.Error)
+		return
+	}
+	if s, found := events.Checkout.Waits(e.Type); found {
+		st := steps[s.Name]
+		var w events.Waiting
+		if st.State == StepRunning && json.Unmarshal(e.Payload, &w) == nil {
+			st.State, st.Waiting = StepWaiting, &w
+		}
+		return
+	}
+	if s, found := events.Checkout.Compensation(e.Type); found {
+		st := steps[s.Name]
+		st.State, st.CompensationEndedAt = StepCompensated, e.Time
+		return
+	}
+	for _, s := range events.Checkout.Steps {
+		if s.Compensate != "" && s.Compensate == e.Type {
+			st := steps[s.Name]
+			if st.State != StepCompensated {
+				st.State = StepCompensating
+			}
+			st.CompensationStartedAt = e.Time
+		}
+	}
+}
+
+// liveStatus is the status of a checkout that has not ended, from its steps.
+func liveStatus(steps []StepView) string {
+	if slices.ContainsFunc(steps, func(s StepView) bool {
+		return s.State == StepFailed || s.State == StepCompensating || s.State == StepCompensated
+	}) {
+		return StatusFailing
+	}
+	if slices.ContainsFunc(steps, func(s StepView) bool { return s.State == StepWaiting }) {
+		return StatusWaiting
+	}
+	return StatusRunning
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,59 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+)
+
+// The deadline cases do not happen in a quick end-to-end run: a step that never answers
+// fails at its deadline, while one that waits for a person has moved its deadline, so an
+// earlier one firing changes nothing.
+func TestFoldDeadlines(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ev := func(seq uint64, at time.Duration, typ events.Subject, payload any) Event {
+		raw, _ := json.Marshal(payload)
+		return Event{Seq: seq, ID: events.ID("co", typ), Type: typ, Time: t0.Add(at), Payload: raw}
+	}
+	start := []Event{
+		ev(1, 0, events.Requested, events.CheckoutRequest{CartID: "cart_1", CustomerID: "cus_1"}),
+		ev(2, time.Second, events.CartValidated, events.Quote{Currency: "USD"}),
+	}
+	deadline := ev(4, 40*time.Second, events.Deadline, events.DeadlineReached{Step: events.StepCheckFraud, Deadline: t0.Add(31 * time.Second)})
+	cases := []struct {
+		name       string
+		evs        []Event
+		wantState  string
+		wantStatus string
+	}{
+		{"no answer by the deadline", append(append([]Event{}, start...), deadline), StepFailed, StatusFailing},
+		{"waiting moved the deadline", append(append([]Event{}, start...),
+			ev(3, 2*time.Second, events.FraudReviewPending, events.Waiting{Reason: "review", Until: t0.Add(10 * time.Minute)}), deadline),
+			StepWaiting, StatusWaiting},
+		{"answered before the deadline", append(append([]Event{}, start...),
+			ev(3, 2*time.Second, events.FraudCleared, events.RiskAssessment{}), deadline),
+			StepDone, StatusRunning},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Fold("co", Accepted{}, c.evs)
+			var fraud StepView
+			for _, s := range got.Steps {
+				if s.Name == events.StepCheckFraud {
+					fraud = s
+				}
+			}
+			if fraud.State != c.wantState || got.Status != c.wantStatus {
+				t.Fatalf("check_fraud %s, checkout %s; want %s, %s", fraud.State, got.Status, c.wantState, c.wantStatus)
+			}
+			if c.wantState == StepFailed && (fraud.Error == nil || fraud.Error.Code != events.CodeDeadlineExceeded || !fraud.Error.Uncertain) {
+				t.Errorf("error %+v, want an uncertain deadline_exceeded", fraud.Error)
+			}
+			if got.CartID != "cart_1" || !got.CreatedAt.Equal(t0) {
+				t.Errorf("cart %q created %s", got.CartID, got.CreatedAt)
+			}
+		})
+	}
+}

@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ConsumerName is the API's durable consumer on the CHECKOUT stream.
+const ConsumerName = "api"
+
+// batchSize bounds how many events go into one bbolt commit.
+const batchSize = 256
+
+// Projector keeps the Store in step with the CHECKOUT stream: one durable consumer, each
+// fetched batch committed in one transaction, then acked. A crash before the ack
+// redelivers the batch, and the store skips what it has.
+type Projector struct {
+	JS    jetstream.JetStream
+	Store *Store
+	Log   *slog.Logger
+	Hub   *Hub
+}
+
+// Run consumes until ctx is cancelled.
+func (p *Projector) Run(ctx context.Context) error {
+	cons, err := p.JS.CreateOrUpdateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{
+		Durable:        ConsumerName,
+		Description:    "the HTTP API's read model of every checkout",
+		FilterSubjects: []string{events.CheckoutSubjects},
+		AckPolicy:      jetstream.AckAllPolicy,
+		AckWait:        30 * time.Second,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		MaxAckPending:  4 * batchSize,
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("api consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(batchSize))
+	if err != nil {
+		return fmt.Errorf("api consumer: %w", err)
+	}
+	defer it.Stop()
+	for {
+		batch, err := next(ctx, it)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("api consumer: %w", err)
+		}
+		if err := p.apply(ctx, batch); err != nil {
+			p.Log.Error("read model: apply batch", "events", len(batch), "err", err)
+			// Not acked: redelivered after AckWait. Wait a little instead of spinning.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// next waits for one message, then takes whatever else has arrived already.
+func next(ctx context.Context, it jetstream.MessagesContext) ([]jetstream.Msg, error) {
+	first, err := it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	batch := []jetstream.Msg{first}
+	for len(batch) < batchSize {
+		m, err := it.Next(jetstream.NextMaxWait(5 * time.Millisecond))
+		if err != nil {
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// apply commits a batch and acks its last message (AckAll acks everything before it).
+func (p *Projector) apply(ctx context.Context, batch []jetstream.Msg) error {
+	var evs []StreamEvent
+	for _, m := range batch {
+		e, ok := p.decode(m)
+		if ok {
+			evs = append(evs, e)
+		}
+	}
+	changed, err := p.Store.Append(evs)
+	if err != nil {
+		return err
+	}
+	if err := batch[len(batch)-1].DoubleAck(ctx); err != nil {
+		p.Log.Warn("read model: ack", "err", err) // redelivered and skipped
+	}
+	for _, id := range changed {
+		p.Hub.Notify(id)
+	}
+	return nil
+}
+
+// decode turns a stream message into an event of a checkout. What is not an event of a
+// checkout (a schedule waiting for its time, a malformed message) is skipped: the
+// services report those on checkout.rejected.
+func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
+	meta, err := m.Metadata()
+	if err != nil || strings.HasPrefix(m.Subject(), string(events.Scheduled)+".") {
+		return StreamEvent{}, false
+	}
+	var env events.Envelope
+	if m.Subject() == string(events.Requested) {
+		env = events.RequestEnvelope(m.Data(), events.Origin{MsgID: m.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp})
+	} else if env, err = events.Decode(m.Subject(), m.Data()); err != nil {
+		p.Log.Debug("read model: skip", "subject", m.Subject(), "seq", meta.Sequence.Stream, "err", err)
+		return StreamEvent{}, false
+	}
+	at := env.Time
+	if at.IsZero() {
+		at = meta.Timestamp
+	}
+	return StreamEvent{CheckoutID: env.CheckoutID, Event: Event{Seq: meta.Sequence.Stream, ID: env.ID, Type: env.Type,
+		CausationID: env.CausationID, Time: at.UTC(), Payload: env.Payload}}, true
+}
+
+// Hub tells the live streams of a checkout that it changed.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]bool
+}
+
+// Subscribe returns a channel that receives (coalesced) a value when checkout id changes,
+// and the function that ends the subscription.
+func (h *Hub) Subscribe(id string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = map[string]map[chan struct{}]bool{}
+	}
+	if h.subs[id] == nil {
+		h.subs[id] = map[chan struct{}]bool{}
+	}
+	h.subs[id][ch] = true
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.subs[id], ch)
+		if len(h.subs[id]) == 0 {
+			delete(h.subs, id)
+		}
+	}
+}
+
+// Notify wakes the subscribers of checkout id without blocking.
+func (h *Hub) Notify(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs[id] {
+		select {
+		case ch <- struct{}{}:
+		default: // one pending wake-up is enough
+		}
+	}
+}

@@ -1,0 +1,135 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// requestTimeout bounds a request to a service's endpoint.
+const requestTimeout = 5 * time.Second
+
+// call asks a service's request-reply endpoint and decodes its reply into out. An error
+// reply of the service (micro's codes "400", "404", "409") becomes the problem of the same
+// HTTP status, with the service's words; no answer at all is a 503.
+func (s *Server) call(ctx context.Context, subject events.Subject, req, out any) error {
+	body := []byte{}
+	if req != nil {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	msg, err := s.cfg.NC.RequestWithContext(ctx, string(subject), body)
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+		return problem(http.StatusServiceUnavailable, "%s did not answer; is its service running?", subject)
+	}
+	if err != nil {
+		return err
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		status, _ := strconv.Atoi(code)
+		if status < 400 || status > 499 {
+			status = http.StatusBadGateway
+		}
+		return problem(status, "%s", msg.Header.Get(micro.ErrorHeader))
+	}
+	return json.Unmarshal(msg.Data, out)
+}
+
+// createCart: POST /carts (events.CreateCart → events.Cart).
+func (s *Server) createCart(w http.ResponseWriter, r *http.Request) error {
+	var req events.CreateCart
+	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	var cart events.Cart
+	if err := s.call(r.Context(), events.CartsCreate, req, &cart); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/carts/"+cart.ID)
+	writeJSON(w, http.StatusCreated, cart)
+	return nil
+}
+
+// getCart: GET /carts/{id}.
+func (s *Server) getCart(w http.ResponseWriter, r *http.Request) error {
+	var cart events.Cart
+	if err := s.call(r.Context(), events.CartsGet, events.GetCart{CartID: r.PathValue("id")}, &cart); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, cart)
+	return nil
+}
+
+// listProducts: GET /products.
+func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
+	products, err := s.products(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, products)
+	return nil
+}
+
+func (s *Server) products(ctx context.Context) ([]events.Product, error) {
+	var products []events.Product
+	err := s.call(ctx, events.CatalogList, nil, &products)
+	return products, err
+}
+
+// reviewCheckout: POST /checkouts/{id}/review (admin).
+func (s *Server) reviewCheckout(w http.ResponseWriter, r *http.Request) error {
+	var body events.ReviewDecision
+	if _, err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	reply, err := s.decide(r.Context(), r.PathValue("id"), body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, reply)
+	return nil
+}
+
+// decide hands an operator's decision to the fraud service, which publishes it.
+func (s *Server) decide(ctx context.Context, id string, d events.ReviewDecision) (fraud.ReviewReply, error) {
+	var reply fraud.ReviewReply
+	if !events.ValidCheckoutID(id) {
+		return reply, problem(http.StatusBadRequest, "checkout ID must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if err := d.Validate(); err != nil {
+		return reply, problem(http.StatusUnprocessableEntity, "%v", err)
+	}
+	err := s.call(ctx, events.FraudReview, fraud.ReviewRequest{CheckoutID: id, ReviewDecision: d}, &reply)
+	if err == nil {
+		s.log.Info("review decided", "checkout_id", id, "decision", d.Decision, "reviewer", d.Reviewer)
+	}
+	return reply, err
+}
+
+// listReviews: GET /reviews (admin), the checkouts waiting for a decision.
+func (s *Server) listReviews(w http.ResponseWriter, r *http.Request) error {
+	reviews, err := s.reviews(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reviews": reviews})
+	return nil
+}
+
+func (s *Server) reviews(ctx context.Context) ([]fraud.Review, error) {
+	reviews := []fraud.Review{}
+	err := s.call(ctx, events.FraudReviews, nil, &reviews)
+	return reviews, err
+}

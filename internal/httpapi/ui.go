@@ -1,0 +1,353 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/money"
+)
+
+//go:embed web
+var webFS embed.FS
+
+// adminCookie carries the admin token for the UI after sign-in (HttpOnly, SameSite=Strict:
+// another site's form cannot use it).
+const adminCookie = "jetcheckout_admin"
+
+// ui is the run UI: server-rendered pages, a little JavaScript for live updates.
+type ui struct {
+	s     *Server
+	pages map[string]*template.Template
+}
+
+func newUI(s *Server) (*ui, error) {
+	funcs := template.FuncMap{
+		"ts":       func(t time.Time) string { return t.Local().Format("Jan 2 15:04:05.000") },
+		"short":    func(t time.Time) string { return t.Local().Format("Jan 2 15:04:05") },
+		"dur":      humanDuration,
+		"since":    func(a, b time.Time) string { return "+" + humanDuration(b.Sub(a)) },
+		"pretty":   prettyJSON,
+		"money":    money.Format,
+		"add":      func(a, b int) int { return a + b },
+		"half":     func(a int) int { return a / 2 },
+		"statuses": func() []string { return Statuses },
+		"query":    func(k, v string) template.URL { return template.URL(url.Values{k: {v}}.Encode()) },
+	}
+	pages := map[string]*template.Template{}
+	for _, p := range []string{"list", "checkout", "reviews", "store"} {
+		t, err := template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+p+".html")
+		if err != nil {
+			return nil, fmt.Errorf("ui template %s: %w", p, err)
+		}
+		pages[p] = t
+	}
+	return &ui{s: s, pages: pages}, nil
+}
+
+func (u *ui) routes(m *http.ServeMux) {
+	static, _ := fs.Sub(webFS, "web/static")
+	m.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
+	m.HandleFunc("GET /ui/{$}", u.page(u.list))
+	m.HandleFunc("GET /ui/checkouts/{id}", u.page(u.checkout))
+	m.HandleFunc("GET /ui/checkouts/{id}/fragment", u.page(u.checkout))
+	m.HandleFunc("POST /ui/checkouts/{id}/3ds", u.page(u.authenticate))
+	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
+	m.HandleFunc("POST /ui/reviews/{id}", u.page(u.decide))
+	m.HandleFunc("POST /ui/login", u.page(u.login))
+	m.HandleFunc("GET /ui/store", u.page(u.store))
+	m.HandleFunc("POST /ui/store", u.page(u.placeOrder))
+}
+
+// page is a UI handler: it renders a template with data, or an error page.
+type pageFunc func(w http.ResponseWriter, r *http.Request) (name string, data any, err error)
+
+func (u *ui) page(h pageFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name, data, err := h(w, r)
+		if err != nil {
+			var p *problemError
+			if !errors.As(err, &p) {
+				u.s.log.Error("ui request failed", "path", r.URL.Path, "err", err)
+				p = &problemError{Problem{Status: http.StatusInternalServerError, Title: "Internal error", Detail: "something went wrong; please retry"}}
+			}
+			w.WriteHeader(p.Status)
+			name, data = "list", listData{Error: p.Detail, Page: Page{}}
+		}
+		if name == "" {
+			return // redirected
+		}
+		tmpl := "layout"
+		if strings.HasSuffix(r.URL.Path, "/fragment") {
+			tmpl = "content"
+		}
+		var buf bytes.Buffer
+		if err := u.pages[name].ExecuteTemplate(&buf, tmpl, data); err != nil {
+			u.s.log.Error("render", "page", name, "err", err)
+			http.Error(w, "render failed", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
+		_, _ = buf.WriteTo(w)
+	}
+}
+
+type listData struct {
+	Error  string
+	Query  Query
+	Page   Page
+	Counts map[string]int
+}
+
+func (u *ui) list(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+	q, err := parseQuery(r)
+	if err != nil {
+		return "", nil, err
+	}
+	page, err := u.s.store.List(q)
+	if errors.Is(err, ErrBadCursor) {
+		return "", nil, problem(http.StatusBadRequest, "%v", err)
+	}
+	return "list", listData{Query: q, Page: page}, err
+}
+
+type checkoutData struct {
+	Checkout
+	DAG       dag
+	Waterfall []bar
+	Events    []Event
+	// ThreeDS is the PaymentIntent waiting for 3-D Secure, when the demo can play the
+	// customer on the emulator.
+	ThreeDS string
+	Message string
+}
+
+func (u *ui) checkout(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+	id := r.PathValue("id")
+	c, err := u.s.checkout(id)
+	if err != nil {
+		return "", nil, err
+	}
+	evs, err := u.s.store.Events(id)
+	if err != nil {
+		return "", nil, err
+	}
+	d := checkoutData{Checkout: c, DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Events: evs, Message: r.URL.Query().Get("message")}
+	if u.s.cfg.Emulator != nil {
+		for _, s := range c.Steps {
+			if s.Name == events.StepProcessPayment && s.State == StepWaiting && s.Waiting != nil {
+				d.ThreeDS = s.Waiting.Reference
+			}
+		}
+	}
+	return "checkout", d, nil
+}
+
+// authenticate plays the customer on the emulator's 3-D Secure page.
+func (u *ui) authenticate(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	id := r.PathValue("id")
+	c, err := u.s.checkout(id)
+	if err != nil {
+		return "", nil, err
+	}
+	emu := u.s.cfg.Emulator
+	pi := r.FormValue("payment_intent")
+	result := r.FormValue("result")
+	if emu == nil || !strings.HasPrefix(pi, "pi_") || (result != "complete" && result != "fail") {
+		return "", nil, problem(http.StatusBadRequest, "nothing to authenticate here")
+	}
+	if c.PaymentIntentID != "" {
+		return "", nil, problem(http.StatusConflict, "the payment is already captured")
+	}
+	body, _ := json.Marshal(map[string]string{"result": result})
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, emu.URL+"/_emulator/payment_intents/"+url.PathEscape(pi)+"/authenticate", bytes.NewReader(body))
+	if err != nil {
+		return "", nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+emu.Key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", nil, problem(http.StatusBadGateway, "the Stripe emulator did not answer: %v", err)
+	}
+	resp.Body.Close()
+	msg := "3-D Secure " + result + "d; the payment step looks at it again shortly"
+	if resp.StatusCode >= 300 {
+		msg = "the emulator refused: " + resp.Status
+	}
+	http.Redirect(w, r, "/ui/checkouts/"+id+"?"+url.Values{"message": {msg}}.Encode(), http.StatusSeeOther)
+	return "", nil, nil
+}
+
+type reviewsData struct {
+	Admin    bool
+	Enabled  bool
+	Reviews  any
+	Message  string
+	Reviewer string
+}
+
+func (u *ui) reviews(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+	d := reviewsData{Enabled: u.s.cfg.AdminToken != "", Admin: u.s.isAdmin(r), Message: r.URL.Query().Get("message"), Reviewer: "operator"}
+	if d.Admin {
+		reviews, err := u.s.reviews(r.Context())
+		if err != nil {
+			return "", nil, err
+		}
+		d.Reviews = reviews
+	}
+	return "reviews", d, nil
+}
+
+func (u *ui) login(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: r.FormValue("token"), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/ui/reviews", http.StatusSeeOther)
+	return "", nil, nil
+}
+
+func (u *ui) decide(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if !u.s.isAdmin(r) {
+		return "", nil, problem(http.StatusUnauthorized, "sign in with the admin token first")
+	}
+	id := r.PathValue("id")
+	_, err := u.s.decide(r.Context(), id, events.ReviewDecision{Decision: r.FormValue("decision"), Reviewer: r.FormValue("reviewer"), Note: r.FormValue("note")})
+	msg := fmt.Sprintf("%s: %s", id, r.FormValue("decision"))
+	if err != nil {
+		var p *problemError
+		if !errors.As(err, &p) {
+			return "", nil, err
+		}
+		msg = id + ": " + p.Detail
+	}
+	http.Redirect(w, r, "/ui/reviews?"+url.Values{"message": {msg}}.Encode(), http.StatusSeeOther)
+	return "", nil, nil
+}
+
+// Cards the demo store offers, and what each shows.
+var demoCards = []struct{ Value, Label, Note string }{
+	{"visa", "Visa 4242", "succeeds (pm_card_visa)"},
+	{"declined", "Declined card", "declined by the bank (pm_card_chargeDeclined)"},
+	{"3ds", "3-D Secure card", "the bank asks the customer to authenticate (pm_card_authenticationRequired)"},
+	{"review", "Held for review", "succeeds, but fraud holds it for an operator (email at review.test)"},
+}
+
+type storeData struct {
+	Products []events.Product
+	Cards    any
+	Email    string
+	Key      string
+	Error    string
+}
+
+func (u *ui) store(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+	products, err := u.s.products(r.Context())
+	if err != nil {
+		return "", nil, err
+	}
+	return "store", storeData{Products: products, Cards: demoCards, Email: "ada@example.com", Key: randomKey()}, nil
+}
+
+// demoAddress is where the demo store ships.
+var demoAddress = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+
+// placeOrder makes a cart of the chosen products and checks it out, as an app would with
+// POST /carts and POST /checkout/process; the form's key makes a double submit one order.
+func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		return "", nil, problem(http.StatusBadRequest, "bad form: %v", err)
+	}
+	if key := r.FormValue("key"); key != "" {
+		// Submitted twice: the first submission's checkout is the order.
+		if _, seen, err := u.s.store.Accepted(idempotentID(key)); err == nil && seen {
+			http.Redirect(w, r, "/ui/checkouts/"+idempotentID(key), http.StatusSeeOther)
+			return "", nil, nil
+		}
+	}
+	products, err := u.s.products(r.Context())
+	if err != nil {
+		return "", nil, err
+	}
+	again := storeData{Products: products, Cards: demoCards, Email: r.FormValue("email"), Key: randomKey()}
+	var items []events.CartItem
+	for _, p := range products {
+		if n, _ := strconv.Atoi(r.FormValue("qty_" + p.ID)); n > 0 {
+			items = append(items, events.CartItem{ProductID: p.ID, Quantity: n})
+		}
+	}
+	email, pm := strings.TrimSpace(r.FormValue("email")), "pm_card_visa"
+	switch r.FormValue("card") {
+	case "declined":
+		pm = "pm_card_chargeDeclined"
+	case "3ds":
+		pm = "pm_card_authenticationRequired"
+	case "review":
+		local, _, _ := strings.Cut(email, "@")
+		email = local + "@review.test"
+	}
+	if len(items) == 0 {
+		again.Error = "Pick at least one product."
+		return "store", again, nil
+	}
+	customer := "cus_" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(email))
+	var cart events.Cart
+	if err := u.s.call(r.Context(), events.CartsCreate, events.CreateCart{CustomerID: customer, Currency: "USD", Items: items}, &cart); err != nil {
+		return again.refused(err)
+	}
+	answer, _, err := u.s.submit(r.Context(), events.CheckoutRequest{CartID: cart.ID, CustomerID: customer, CustomerEmail: email,
+		PaymentMethodID: pm, ShippingAddress: demoAddress, BillingAddress: demoAddress}, r.FormValue("key"))
+	if err != nil {
+		return again.refused(err)
+	}
+	http.Redirect(w, r, "/ui/checkouts/"+answer.CheckoutID, http.StatusSeeOther)
+	return "", nil, nil
+}
+
+// refused shows the store again with what the customer must change, for a request that
+// was refused; other errors are the error page's.
+func (d storeData) refused(err error) (string, any, error) {
+	var p *problemError
+	if errors.As(err, &p) && p.Status < 500 {
+		d.Error = p.Detail
+		return "store", d, nil
+	}
+	return "", nil, err
+}
+
+func randomKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+func prettyJSON(raw json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Indent(&buf, raw, "", "  ") != nil {
+		return string(raw)
+	}
+	return buf.String()
+}

@@ -1,0 +1,50 @@
+// Live updates of a run page: the API's server-sent events say when the checkout changed;
+// the page then fetches its own server-rendered fragment, so HTML is made in one place.
+(function () {
+  "use strict";
+  var run = document.getElementById("run");
+  if (!run || !window.EventSource) return;
+  var id = run.dataset.id;
+  var open = {};
+
+  function remember() {
+    open = {};
+    document.querySelectorAll("#run details[open] .seq").forEach(function (s) { open[s.textContent] = true; });
+  }
+  function restore() {
+    document.querySelectorAll("#run details .seq").forEach(function (s) {
+      if (open[s.textContent]) s.closest("details").open = true;
+    });
+  }
+  function refresh(then) {
+    fetch("/ui/checkouts/" + encodeURIComponent(id) + "/fragment", { headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        remember();
+        var box = document.createElement("div");
+        box.innerHTML = html;
+        var next = box.querySelector("#run");
+        if (next) { run.replaceWith(next); run = next; restore(); }
+        if (then) then();
+      })
+      .catch(function () {});
+  }
+  function live(text) {
+    var el = document.getElementById("live");
+    if (el) el.textContent = text;
+  }
+  if (run.dataset.terminal === "true") return;
+
+  var es = new EventSource("/checkouts/" + encodeURIComponent(id) + "/stream");
+  es.addEventListener("checkout", function (ev) {
+    var c = JSON.parse(ev.data);
+    var terminal = c.status === "completed" || c.status === "failed";
+    if (terminal) es.close();
+    refresh(function () {
+      live(terminal ? "ended" : "connected");
+      // Settlement events (the sale, the failure notice) follow the terminal one.
+      if (terminal) setTimeout(function () { refresh(function () { live("ended"); }); }, 1500);
+    });
+  });
+  es.onerror = function () { live("reconnecting…"); };
+})();
