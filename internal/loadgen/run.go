@@ -131,8 +131,9 @@ func cartsNeeded(l Load) int {
 	if l.Rate > 0 {
 		return int(l.Rate*l.Duration.Seconds()) + 1
 	}
-	// A closed loop offers as fast as checkouts end; 2,000/s is beyond the system today.
-	return int(2000*l.Duration.Seconds()) + l.InFlight
+	// A closed loop offers as fast as checkouts end: 500/s is several times what the
+	// system does today. Should they run out, the run offers for less than its duration.
+	return int(500*l.Duration.Seconds()) + l.InFlight
 }
 
 func describe(l Load) LoadDesc {
