@@ -43,7 +43,6 @@ func run() error {
 	flag.StringVar(&opt.DataDir, "data", "", "DATA_DIR of the in-process system (default: a temporary directory, removed afterwards)")
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
-	flag.BoolVar(&opt.NoGroupCommit, "no-group-commit", false, "in-process services commit every event alone (for comparison)")
 	flag.Float64Var(&opt.Load.Rate, "rate", 0, "checkouts/s offered (open loop)")
 	flag.IntVar(&opt.Load.InFlight, "inflight", 0, "checkouts kept in flight (closed loop), instead of -rate")
 	flag.DurationVar(&opt.Load.Duration, "duration", 20*time.Second, "how long requests are offered")

@@ -47,14 +47,6 @@ type Handles struct {
 	Coordinator   *coordinator.Coordinator
 }
 
-// localOnly are the services whose handlers change nothing but their bbolt transaction,
-// so their events may share commits (runner.Config.GroupCommit). Payments calls Stripe and
-// notifications sends email from their handlers: they commit one event at a time.
-var localOnly = map[string]bool{
-	events.ServiceCatalog: true, events.ServiceInventory: true, events.ServiceFraud: true,
-	events.ServiceOrders: true, events.ServiceShipping: true,
-}
-
 // build makes one service: its bbolt file under DATA_DIR, the service, its runner.
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
@@ -82,8 +74,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
-		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(),
-		GroupCommit: !d.cfg.NoGroupCommit && localOnly[name]})
+		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency()})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -65,11 +65,8 @@ type Config struct {
 	// Concurrency (RUNNER_CONCURRENCY) is how many messages each service handles at once,
 	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency.
 	Concurrency int
-	// NoGroupCommit (RUNNER_GROUP_COMMIT=off) commits every event in a transaction of its
-	// own, for comparison; either way every commit is fsynced before the ack.
-	NoGroupCommit bool
-	Middleware    map[string][]runner.Middleware // by service name
-	Hooks         map[string]runner.Hooks        // by service name: simulated crashes
+	Middleware  map[string][]runner.Middleware // by service name
+	Hooks       map[string]runner.Hooks        // by service name: simulated crashes
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough
@@ -124,13 +121,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("RUNNER_CONCURRENCY %q: want 1 to 1024", v)
 		}
 		c.Concurrency = n
-	}
-	switch v := getenv("RUNNER_GROUP_COMMIT"); v {
-	case "", "on":
-	case "off":
-		c.NoGroupCommit = true
-	default:
-		return c, fmt.Errorf("RUNNER_GROUP_COMMIT %q: want on or off", v)
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)

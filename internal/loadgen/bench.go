@@ -37,9 +37,7 @@ type Options struct {
 	Stock int
 	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
 	Concurrency int
-	// NoGroupCommit turns the services' group commit off (app.Config.NoGroupCommit).
-	NoGroupCommit bool
-	Load          Load
+	Load        Load
 	// Repeat runs the same load this many times on the same system (default 1).
 	Repeat int
 	// Sweep, when set, replaces Load's rate: rates are tried from Sweep.From up.
@@ -135,7 +133,7 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 		return nil, nil, err
 	}
 	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
-		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency, NoGroupCommit: opt.NoGroupCommit}
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency}
 	sys, err := app.Start(ctx, cfg, opt.Log)
 	if err != nil {
 		cleanup()

@@ -42,41 +42,31 @@ func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq
 
 // commit runs handle and records its outputs in one transaction, or returns what to
 // publish for an event already handled.
-// With GroupCommit, the transaction is shared with other events (see group).
 func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, handle Handler) ([]events.Envelope, error) {
-	if r.group != nil {
-		return r.group.commit(ctx, in, seq, handle)
-	}
 	var outs []events.Envelope
 	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		var err error
-		outs, err = r.commitIn(ctx, tx, in, seq, handle)
-		return err
+		b := tx.Bucket(processedBucket)
+		var rec record
+		found, err := store.Get(b, in.ID, &rec)
+		if err != nil {
+			return err
+		}
+		if found {
+			if rec.Seq == seq {
+				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
+				return nil
+			}
+			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
+			return nil
+		}
+		outs, err = safely(ctx, tx, in, handle)
+		if err != nil {
+			return err
+		}
+		Stamp(outs, in)
+		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 	})
 	return outs, err
-}
-
-// commitIn is commit's work inside the transaction tx.
-func (r *Runner) commitIn(ctx context.Context, tx *bolt.Tx, in events.Envelope, seq uint64, handle Handler) ([]events.Envelope, error) {
-	b := tx.Bucket(processedBucket)
-	var rec record
-	found, err := store.Get(b, in.ID, &rec)
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		if rec.Seq == seq {
-			return rec.Outputs, nil // redelivered: its outputs may not have reached the stream
-		}
-		r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
-		return nil, nil
-	}
-	outs, err := safely(ctx, tx, in, handle)
-	if err != nil {
-		return nil, err
-	}
-	Stamp(outs, in)
-	return outs, store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 }
 
 // safely runs a handler, turning a panic into an error: the message is retried (and, if it

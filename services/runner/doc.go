@@ -20,8 +20,5 @@
 //
 // Throughput: with Concurrency above 1 the runner handles several messages at once in lanes,
 // one lane per checkout (hashed), so a checkout's events are still handled in stream order
-// while different checkouts overlap their commits and publish acks. With GroupCommit, the
-// events waiting for the store share one bbolt transaction and its fsync (group commit, no
-// timer); a handler that fails there rolls back only its own event, and the others run again,
-// so it is only for handlers whose every effect is in the transaction.
+// while different checkouts overlap their commits and publish acks.
 package runner

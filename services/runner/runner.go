@@ -79,10 +79,6 @@ type Config struct {
 	// Concurrency is how many messages are handled at once, each checkout's events one
 	// after the other (see lanes). Default 1: one at a time, in stream order.
 	Concurrency int
-	// GroupCommit lets concurrent events share one bbolt transaction and its fsync (see
-	// group). Only for handlers whose every effect is in the transaction: a handler may
-	// then run more than once per delivery. Needs DB and a Concurrency above 1.
-	GroupCommit bool
 }
 
 func (c *Config) setDefaults() {
@@ -136,7 +132,6 @@ type Runner struct {
 	// again without being in it was being handled when a process died.
 	retried   map[uint64]bool
 	retriedMu sync.Mutex
-	group     *group // set while Run runs, with GroupCommit
 	// ownDecoder: the routes whose Decoder makes the envelope (and may derive its checkout ID)
 	ownDecoder map[string]bool
 	log        *slog.Logger
@@ -227,10 +222,6 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer stop()
 	r.log.Info("consuming", "subjects", subjects)
 	// In-flight work finishes even when shutdown has begun.
-	if r.cfg.GroupCommit && r.cfg.DB != nil && r.cfg.Concurrency > 1 {
-		r.group = r.startGroup()
-		defer r.group.stop() // after the lanes are done with it
-	}
 	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
 	defer lanes.close()
 	var lastErr error
