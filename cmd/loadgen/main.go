@@ -42,6 +42,7 @@ func run() error {
 	flag.StringVar(&opt.Listen, "listen", "", "address of the in-process NATS server (default a free loopback port), to watch a run with the nats CLI")
 	flag.StringVar(&opt.DataDir, "data", "", "DATA_DIR of the in-process system (default: a temporary directory, removed afterwards)")
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
+	flag.StringVar(&opt.StripeURL, "stripe", "", "a Stripe emulator running elsewhere (jetcheckout stripe-emulator) instead of the in-process one")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
 	flag.Float64Var(&opt.Load.Rate, "rate", 0, "checkouts/s offered (open loop)")
 	flag.IntVar(&opt.Load.InFlight, "inflight", 0, "checkouts kept in flight (closed loop), instead of -rate")

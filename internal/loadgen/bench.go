@@ -35,6 +35,10 @@ type Options struct {
 	// long run never sells out (the demo's stock is tens of units). Against NATS_URL the
 	// stock is whatever that system has.
 	Stock int
+	// StripeURL, when set, is a Stripe emulator (or compatible API) running elsewhere, used
+	// with a test key instead of the in-process one: its memory then stays out of the
+	// process's figures.
+	StripeURL string
 	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
 	Concurrency int
 	Load        Load
@@ -134,6 +138,9 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 	}
 	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
 		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency}
+	if opt.StripeURL != "" {
+		cfg.StripeBase, cfg.StripeKey = opt.StripeURL, "sk_test_loadgen"
+	}
 	sys, err := app.Start(ctx, cfg, opt.Log)
 	if err != nil {
 		cleanup()
