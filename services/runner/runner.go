@@ -159,8 +159,7 @@ func New(cfg Config) (*Runner, error) {
 	for _, rt := range cfg.Routes {
 		if rt.Decode != nil {
 			r.ownDecoder[string(rt.Subject)] = true
-		}
-		if rt.Decode == nil {
+		} else {
 			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
 				return events.Decode(subject, data)
 			}
@@ -211,8 +210,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	// A small prefetch: every buffered message's AckWait is running while it waits, and a
-	// step may call Stripe or SMTP. (Batching for throughput is a later issue.)
+	// A small prefetch (twice the lanes): every buffered message's AckWait is running while
+	// it waits, and a step may call Stripe or SMTP.
 	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
 	it, err := cons.Messages(jetstream.PullMaxMessages(max(prefetch, 2*r.cfg.Concurrency)), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
