@@ -14,9 +14,12 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/loadgen"
 )
 
@@ -59,6 +62,11 @@ func run() error {
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole process (in-process: every service) to this file")
 	flag.StringVar(&heap, "memprofile", "", "write a heap profile of the whole process to this file after the runs (before the system stops)")
 	flag.StringVar(&tracing, "trace", "", "write an execution trace of the whole process to this file (go tool trace)")
+	flag.Func("items", "each cart's items as product:quantity,... (default tee-jetstream:1,stickers:2; the demo stocks few units: against NATS_URL pick what its stock allows)", func(v string) error {
+		items, err := parseItems(v)
+		opt.Load.Items = items
+		return err
+	})
 	flag.TextVar(&level, "log-level", slog.LevelWarn, "log level of the generator and of in-process services")
 	flag.Parse()
 	if doSweep {
@@ -133,4 +141,18 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.WriteHeapProfile(f)
+}
+
+// parseItems reads "product:quantity,...".
+func parseItems(v string) ([]events.CartItem, error) {
+	var items []events.CartItem
+	for _, part := range strings.Split(v, ",") {
+		id, qty, ok := strings.Cut(strings.TrimSpace(part), ":")
+		n, err := strconv.Atoi(qty)
+		if !ok || id == "" || err != nil || n < 1 {
+			return nil, fmt.Errorf("item %q: want product:quantity", part)
+		}
+		items = append(items, events.CartItem{ProductID: id, Quantity: n})
+	}
+	return items, nil
 }
