@@ -101,6 +101,9 @@ func (r RunResult) Held(p99BoundMS float64) bool {
 // WriteTable prints the report for people.
 func (rep Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d CPUs, %s, nats-server %s, %s; target %s\n", rep.Machine.CPUs, rep.Machine.GoVersion, rep.Machine.NATSServer, rep.Machine.OS, rep.Target)
+	if rep.Target != "in-process" {
+		fmt.Fprintln(w, "cpu and memory below are the generator's own: the services and nats-server run elsewhere")
+	}
 	c := rep.Ceiling
 	fmt.Fprintf(w, "raw JetStream ceiling (%d-byte msgs, file, R1, %.0fs each): sync 1 pub %.0f/s, sync 16 pubs %.0f/s, async %.0f/s, atomic batches of 100 %.0f/s\n\n",
 		c.MsgBytes, c.Seconds, c.Sync1, c.Sync16, c.Async, c.Batch100)
