@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
+.PHONY: run test fuzz hostile chaos chaos-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -129,3 +129,16 @@ e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
 ## hostile: the hostile-input corpus against the whole system (not in make test yet: see the test)
 hostile:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -tags hostile -run TestHostileInput ./internal/app
+
+## chaos: every service and nats-server as processes, killed at random under a load mix, then
+## reconciled (README.md, "Chaos"). CHAOS_SEED=n replays a run's faults.
+CHAOS_CHECKOUTS ?= 10000
+CHAOS_KILL_EVERY ?= 2s
+chaos:
+	CHAOS_CHECKOUTS=$(CHAOS_CHECKOUTS) CHAOS_KILL_EVERY=$(CHAOS_KILL_EVERY) \
+		$(GO) test -tags chaos -count=1 -v -timeout 8h -run '^TestChaos$$' ./internal/chaos
+
+## chaos-short: the bounded chaos run CI does (about a minute)
+chaos-short:
+	CHAOS_CHECKOUTS=150 CHAOS_KILL_EVERY=1s \
+		$(GO) test -tags chaos -count=1 -v -timeout 15m -run '^TestChaos$$' ./internal/chaos

@@ -132,6 +132,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	reconcile(&res, plans, initial, snap)
+	o.Log("%s", outcomes(plans, snap.terminals))
 	res.Elapsed = time.Since(start)
 	return res, nil
 }

@@ -152,6 +152,9 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 		}
 		confirmed := confirmedOrders(s.orders[p.ID])
 		m := mails[p.ID]
+		if m == nil {
+			m = &customerMail{}
+		}
 		switch end := ends[0]; end.Type {
 		case events.Completed:
 			res.Completed++
@@ -334,4 +337,38 @@ func mailsByCheckout(all []receivedMail, res *Result) map[string]*customerMail {
 		}
 	}
 	return out
+}
+
+// outcomes tells, per kind of checkout, how many completed and how many failed, and why.
+func outcomes(plans []planned, terminals map[string][]events.Envelope) string {
+	type tally struct {
+		completed int
+		failed    map[string]int
+	}
+	by := map[kind]*tally{}
+	for _, p := range plans {
+		t := by[p.Kind]
+		if t == nil {
+			t = &tally{failed: map[string]int{}}
+			by[p.Kind] = t
+		}
+		ends := terminals[p.ID]
+		switch {
+		case len(ends) == 0:
+			t.failed["(not ended)"]++
+		case ends[0].Type == events.Completed:
+			t.completed++
+		default:
+			var f events.CheckoutFailed
+			_ = ends[0].DecodePayload(&f)
+			t.failed[f.Code]++
+		}
+	}
+	var b strings.Builder
+	for _, m := range mix {
+		if t := by[m.kind]; t != nil {
+			fmt.Fprintf(&b, "\n  %-16s completed %4d  failed %v", m.kind, t.completed, t.failed)
+		}
+	}
+	return "outcomes by kind:" + b.String()
 }
