@@ -148,16 +148,22 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 	for range concurrency {
 		wg.Go(func() {
 			for p := range work {
-				if err := d.start(ctx, p); err != nil {
+				err := d.start(ctx, &p)
+				if err == nil {
+					select {
+					case <-ends.ended(p.ID):
+					case <-time.After(checkoutWait):
+					case <-ctx.Done():
+					}
+					if p.Late {
+						err = d.publish(ctx, p)
+					}
+				}
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
 					continue
-				}
-				select {
-				case <-ends.ended(p.ID):
-				case <-time.After(checkoutWait):
-				case <-ctx.Done():
 				}
 				mu.Lock()
 				if started++; started%500 == 0 {

@@ -18,7 +18,7 @@ type kind string
 
 const (
 	kindGood          kind = "good"            // in stock, a card that pays
-	kindDuplicate     kind = "duplicate"       // good, and its checkout.requested is published twice
+	kindDuplicate     kind = "duplicate"       // good, and its checkout.requested is published twice, at once or after it ended
 	kindLastUnits     kind = "last_units"      // competes for the few units of the scarce product
 	kindOutOfStock    kind = "out_of_stock"    // one line of a product with no stock
 	kindDeclined      kind = "declined"        // the card is declined
@@ -74,6 +74,11 @@ type planned struct {
 	Currency string
 	Address  events.Address
 	Items    []events.CartItem
+	// Late: a duplicate's second checkout.requested comes after the checkout ended (a
+	// customer's retry minutes later), not at once (a double click).
+	Late bool
+
+	cartID string // once created
 }
 
 var (
@@ -118,6 +123,8 @@ func plan(r *rand.Rand, n int) []planned {
 			// The sold-out product is sold in dollars only.
 			p.Currency, p.Address = "USD", california
 			p.Items = append(p.Items, events.CartItem{ProductID: soldOut, Quantity: 1})
+		case kindDuplicate:
+			p.Late = r.IntN(2) == 0
 		case kindDeclined:
 			p.PM = []string{"pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"}[r.IntN(2)]
 		case kindReviewApprove, kindReviewDeny:
@@ -137,42 +144,51 @@ type driver struct {
 	js jetstream.JetStream
 }
 
-// start creates p's cart and requests its checkout (twice for a duplicate).
-func (d driver) start(ctx context.Context, p planned) error {
+// start creates p's cart and requests its checkout (twice for a duplicate that is not late).
+func (d driver) start(ctx context.Context, p *planned) error {
 	var cart events.Cart
 	if err := retry(ctx, func() error {
-		return d.request(events.CartsCreate, events.CreateCart{CustomerID: "cus_" + p.ID, Currency: p.Currency, Items: p.Items}, &cart)
+		return d.call(events.CartsCreate, events.CreateCart{CustomerID: "cus_" + p.ID, Currency: p.Currency, Items: p.Items}, &cart)
 	}); err != nil {
 		return fmt.Errorf("%s: create cart: %w", p.ID, err)
 	}
-	body, err := json.Marshal(events.CheckoutRequest{
-		CheckoutID: p.ID, CartID: cart.ID, CustomerID: "cus_" + p.ID, CustomerEmail: p.Email,
-		PaymentMethodID: p.PM, ShippingAddress: p.Address, BillingAddress: p.Address,
-	})
-	if err != nil {
-		return err
-	}
+	p.cartID = cart.ID
 	times := 1
-	if p.Kind == kindDuplicate {
+	if p.Kind == kindDuplicate && !p.Late {
 		times = 2
 	}
 	for range times {
-		// No Nats-Msg-Id: the stream keeps both copies, as it would from a client that retried
-		// after losing the ack, and the checkout must run once.
-		if err := retry(ctx, func() error {
-			pubCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			_, err := d.js.Publish(pubCtx, string(events.Requested), body)
+		if err := d.publish(ctx, *p); err != nil {
 			return err
-		}); err != nil {
-			return fmt.Errorf("%s: publish checkout.requested: %w", p.ID, err)
 		}
 	}
 	return nil
 }
 
-// request calls a micro endpoint and decodes its answer into out.
-func (d driver) request(subject events.Subject, body, out any) error {
+// publish publishes p's checkout.requested, retried until the stream has it. There is no
+// Nats-Msg-Id: the stream keeps every copy, as it would from a client that retried after
+// losing the ack, and the checkout must still run once.
+func (d driver) publish(ctx context.Context, p planned) error {
+	body, err := json.Marshal(events.CheckoutRequest{
+		CheckoutID: p.ID, CartID: p.cartID, CustomerID: "cus_" + p.ID, CustomerEmail: p.Email,
+		PaymentMethodID: p.PM, ShippingAddress: p.Address, BillingAddress: p.Address,
+	})
+	if err != nil {
+		return err
+	}
+	if err := retry(ctx, func() error {
+		pubCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := d.js.Publish(pubCtx, string(events.Requested), body)
+		return err
+	}); err != nil {
+		return fmt.Errorf("%s: publish checkout.requested: %w", p.ID, err)
+	}
+	return nil
+}
+
+// call calls a micro endpoint and decodes its answer into out.
+func (d driver) call(subject events.Subject, body, out any) error {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return err

@@ -42,7 +42,7 @@ func (o operator) run(ctx context.Context) {
 // are left for the next round.
 func (o operator) review() {
 	var pending []fraud.Review
-	if err := o.driver.request(events.FraudReviews, struct{}{}, &pending); err != nil {
+	if err := o.driver.call(events.FraudReviews, struct{}{}, &pending); err != nil {
 		return
 	}
 	for _, r := range pending {
@@ -50,7 +50,7 @@ func (o operator) review() {
 		if o.plans[r.CheckoutID].Kind == kindReviewDeny {
 			decision = "deny"
 		}
-		_ = o.driver.request(events.FraudReview, fraud.ReviewRequest{CheckoutID: r.CheckoutID,
+		_ = o.driver.call(events.FraudReview, fraud.ReviewRequest{CheckoutID: r.CheckoutID,
 			ReviewDecision: events.ReviewDecision{Decision: decision, Reviewer: "chaos-operator"}}, nil)
 	}
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/internal/store"
@@ -28,6 +30,8 @@ type Result struct {
 	Kills, StripeFaults int
 	Emails              int      // deliveries the SMTP sink took
 	DuplicateEmails     int      // deliveries of a message already delivered
+	DuplicatePicks      int      // pick requests beyond the first of an order (the warehouse dedupes)
+	Stuck, DeadLetters  int      // checkout.stuck announcements; messages a service gave up on
 	Violations          []string // each broken promise, one line each
 	Elapsed             time.Duration
 }
@@ -38,13 +42,18 @@ func (r Result) Summary() string {
 	if r.Checkouts > 0 {
 		terminal = 100 * float64(r.Completed+r.Failed) / float64(r.Checkouts)
 	}
-	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d terminal=%.1f%% kills=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d seed=%d elapsed=%s",
-		r.Checkouts, r.Completed, r.Failed, terminal, r.Kills, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails, r.Seed, r.Elapsed.Round(time.Second))
+	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d terminal=%.1f%% kills=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d seed=%d elapsed=%s",
+		r.Checkouts, r.Completed, r.Failed, terminal, r.Kills, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
+		r.DuplicatePicks, r.Stuck, r.DeadLetters, r.Seed, r.Elapsed.Round(time.Second))
 }
 
 // state is everything reconciliation reads, once the services have stopped.
 type state struct {
 	terminals    map[string][]events.Envelope       // the stream's terminal events, by checkout
+	picks        map[string][]events.Envelope       // the WAREHOUSE stream's pick requests, by checkout
+	coordinator  map[string]coordinator.Status      // the coordinator's KV state, by checkout
+	stuck        int                                // checkout.stuck announcements
+	deadLetters  uint64                             // messages in DEADLETTER
 	orders       map[string][]events.Order          // the orders store, by checkout
 	stock        map[string]events.Stock            // the inventory store, by product
 	reservations map[string]inventory.Reservation   // by checkout, where one exists
@@ -60,8 +69,24 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 		reservations: map[string]inventory.Reservation{}, intents: map[string][]*stripe.PaymentIntent{},
 		refunded: map[string]int64{}, mails: st.smtp.mails()}
 	var err error
-	if s.terminals, err = readTerminals(ctx, js); err != nil {
+	if s.terminals, err = readStream(ctx, js, events.StreamCheckout, terminalSubjects...); err != nil {
 		return nil, fmt.Errorf("read terminal events: %w", err)
+	}
+	if s.picks, err = readStream(ctx, js, events.StreamWarehouse, string(events.WarehousePick)); err != nil {
+		return nil, fmt.Errorf("read pick requests: %w", err)
+	}
+	stuck, err := readStream(ctx, js, events.StreamCheckout, string(events.Stuck))
+	if err != nil {
+		return nil, fmt.Errorf("read stuck announcements: %w", err)
+	}
+	for _, es := range stuck {
+		s.stuck += len(es)
+	}
+	if s.deadLetters, err = streamSize(ctx, js, events.StreamDeadLetter); err != nil {
+		return nil, err
+	}
+	if s.coordinator, err = coordinatorStates(ctx, js, plans); err != nil {
+		return nil, err
 	}
 	quiet := slog.New(slog.DiscardHandler)
 	if err := withStore(st.dir, events.ServiceOrders, func(db *bolt.DB) error {
@@ -121,6 +146,42 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 	return s, nil
 }
 
+// coordinatorStates reads the status the coordinator keeps for each planned checkout.
+func coordinatorStates(ctx context.Context, js jetstream.JetStream, plans []planned) (map[string]coordinator.Status, error) {
+	kv, err := js.KeyValue(ctx, events.BucketCheckouts)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]coordinator.Status{}
+	for _, p := range plans {
+		entry, err := kv.Get(ctx, p.ID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("checkouts %s: %w", p.ID, err)
+		}
+		var st coordinator.State
+		if err := json.Unmarshal(entry.Value(), &st); err != nil {
+			return nil, fmt.Errorf("checkouts %s: %w", p.ID, err)
+		}
+		out[p.ID] = st.Status
+	}
+	return out, nil
+}
+
+func streamSize(ctx context.Context, js jetstream.JetStream, name string) (uint64, error) {
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
 // withStore opens a stopped service's bbolt file for f.
 func withStore(dir, service string, f func(*bolt.DB) error) error {
 	db, err := store.Open(filepath.Join(dir, service, service+".db"))
@@ -150,6 +211,11 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 		if len(ends) > 1 {
 			violate("%s (%s): %d terminal events %v", p.ID, p.Kind, len(ends), types(ends))
 		}
+		if st := s.coordinator[p.ID]; string(st) != strings.TrimPrefix(string(ends[0].Type), "checkout.") {
+			violate("%s: ended with %s, the coordinator's state says %q", p.ID, ends[0].Type, st)
+		}
+		picks := len(s.picks[p.ID])
+		res.DuplicatePicks += max(picks-1, 0)
 		confirmed := confirmedOrders(s.orders[p.ID])
 		m := mails[p.ID]
 		if m == nil {
@@ -166,6 +232,9 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 					sold[l.ProductID] += l.Quantity
 				}
 			}
+			if picks == 0 && !c.NeedsAttention {
+				violate("%s: completed, nothing for the warehouse to pick", p.ID)
+			}
 			if len(m.notices) > 0 {
 				violate("%s: completed, but the customer was told it failed", p.ID)
 			}
@@ -178,6 +247,9 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 			_ = end.DecodePayload(&f)
 			if len(confirmed) > 0 {
 				violate("%s: failed (%s at %s) but has order %s", p.ID, f.Code, f.Step, confirmed[0].ID)
+			}
+			if picks > 0 {
+				violate("%s: failed, but the warehouse was asked to pick it", p.ID)
 			}
 			if len(m.confirmations) > 0 {
 				violate("%s: failed, but the customer got a confirmation", p.ID)
@@ -201,6 +273,7 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 		}
 	}
 	checkStock(initial, sold, s, violate)
+	res.Stuck, res.DeadLetters = s.stuck, int(s.deadLetters)
 	slices.Sort(res.Violations)
 }
 

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/orders"
@@ -41,6 +42,14 @@ func TestReconcileFindsBrokenPromises(t *testing.T) {
 			"co-declined-won": {completed("co-declined-won", "10.00")},
 			"co-stranger":     {failed},
 		},
+		picks: map[string][]events.Envelope{
+			"co-good": {pick("co-good")}, "co-twice": {pick("co-twice"), pick("co-twice")},
+			"co-kept": {pick("co-kept")}, "co-declined-won": {pick("co-declined-won")},
+		},
+		coordinator: map[string]coordinator.Status{
+			"co-good": coordinator.StatusCompleted, "co-twice": coordinator.StatusCompleted,
+			"co-kept": coordinator.StatusFailed, "co-declined-won": coordinator.StatusFailing,
+		},
 		orders: map[string][]events.Order{
 			"co-good": {order("co-good", "10.00", 1)}, "co-twice": {order("co-twice", "10.00", 1)},
 			"co-declined-won": {order("co-declined-won", "10.00", 1)},
@@ -71,6 +80,8 @@ func TestReconcileFindsBrokenPromises(t *testing.T) {
 		"co-twice: email to someone-else@example.com",
 		"co-kept (declined): failed, but 500 minor units captured and 0 refunded",
 		"co-kept: ended, but its reservation",
+		"co-kept: failed, but the warehouse was asked to pick it",
+		"co-declined-won: ended with checkout.completed, the coordinator's state says \"failing\"",
 		"co-lost (good): no terminal event",
 		"co-declined-won: a declined checkout completed",
 		"co-declined-won: completed, no confirmation email",
@@ -87,9 +98,14 @@ func TestReconcileFindsBrokenPromises(t *testing.T) {
 			t.Errorf("the checkout that kept its promises was reported: %s", v)
 		}
 	}
-	if res.Completed != 3 || res.Failed != 1 || res.Emails != 4 || res.DuplicateEmails != 1 {
-		t.Errorf("completed %d failed %d emails %d duplicates %d", res.Completed, res.Failed, res.Emails, res.DuplicateEmails)
+	if res.Completed != 3 || res.Failed != 1 || res.Emails != 4 || res.DuplicateEmails != 1 || res.DuplicatePicks != 1 {
+		t.Errorf("completed %d failed %d emails %d duplicate emails %d duplicate picks %d",
+			res.Completed, res.Failed, res.Emails, res.DuplicateEmails, res.DuplicatePicks)
 	}
+}
+
+func pick(id string) events.Envelope {
+	return events.Must(id, events.WarehousePick, events.PickRequest{OrderID: "ord-" + id})
 }
 
 func found(all []string, prefix string) bool {

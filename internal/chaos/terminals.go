@@ -14,7 +14,7 @@ var terminalSubjects = []string{string(events.Completed), string(events.Failed)}
 
 // terminals follows the terminal events in the stream, so that workers know when their
 // checkout ended. An ordered consumer starts again where it was after a server restart.
-// (Reconcile reads the stream again from the start rather than trust this view.)
+// (Reconciliation reads the stream again from the start rather than trust this view.)
 type terminals struct {
 	consume jetstream.ConsumeContext
 
@@ -79,10 +79,10 @@ func (t *terminals) waitAll(ctx context.Context, plans []planned, limit time.Dur
 	}
 }
 
-// readTerminals reads every terminal event in the stream, from the start, by checkout.
-func readTerminals(ctx context.Context, js jetstream.JetStream) (map[string][]events.Envelope, error) {
+// readStream reads every event on subjects in a stream, from the start, by checkout.
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, subjects ...string) (map[string][]events.Envelope, error) {
 	out := map[string][]events.Envelope{}
-	cons, err := js.OrderedConsumer(ctx, events.StreamCheckout, jetstream.OrderedConsumerConfig{FilterSubjects: terminalSubjects})
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
 		return nil, err
 	}
