@@ -72,7 +72,7 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 	if s.terminals, err = readStream(ctx, js, events.StreamCheckout, terminalSubjects...); err != nil {
 		return nil, fmt.Errorf("read terminal events: %w", err)
 	}
-	if s.picks, err = readStream(ctx, js, events.StreamWarehouse, string(events.WarehousePick)); err != nil {
+	if s.picks, err = readQueue(ctx, js, events.StreamWarehouse); err != nil {
 		return nil, fmt.Errorf("read pick requests: %w", err)
 	}
 	stuck, err := readStream(ctx, js, events.StreamCheckout, string(events.Stuck))

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -112,4 +113,33 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, subj
 			return out, nil
 		}
 	}
+}
+
+// readQueue reads every message of a work-queue stream (which takes no ordered consumer)
+// one by one, by checkout, leaving them in the queue.
+func readQueue(ctx context.Context, js jetstream.JetStream, name string) (map[string][]events.Envelope, error) {
+	out := map[string][]events.Envelope{}
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out[e.CheckoutID] = append(out[e.CheckoutID], e)
+	}
+	return out, nil
 }
