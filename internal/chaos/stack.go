@@ -99,7 +99,7 @@ jetstream {
 	}
 	s.stripeURL = "http://" + emuAddr
 	s.emulator = newProcess("stripe-emulator", jetcheckout, []string{"stripe-emulator"},
-		[]string{"STRIPE_EMULATOR_LISTEN=" + emuAddr, "LOG_LEVEL=warn", "DATA_DIR=" + dir}, s.logFile("stripe-emulator"))
+		[]string{"STRIPE_EMULATOR_LISTEN=" + emuAddr, "LOG_LEVEL=warn"}, s.logFile("stripe-emulator"))
 	if err := s.emulator.run(); err != nil {
 		return nil, err
 	}
