@@ -140,5 +140,5 @@ chaos:
 
 ## chaos-short: the bounded chaos run CI does (about a minute)
 chaos-short:
-	CHAOS_CHECKOUTS=150 CHAOS_KILL_EVERY=1s \
+	CHAOS_CHECKOUTS=120 CHAOS_KILL_EVERY=2s CHAOS_CONCURRENCY=24 \
 		$(GO) test -tags chaos -count=1 -v -timeout 15m -run '^TestChaos$$' ./internal/chaos
