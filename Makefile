@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test bench chromium fuzz hostile tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: run test bench chromium fuzz hostile chaos chaos-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -170,3 +170,16 @@ e2e-cluster: images secrets compose-cli nats-cli
 ## hostile: only the hostile-input corpus against the whole system (make test runs it too)
 hostile:
 	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -run TestHostileInput ./internal/app
+
+## chaos: every service and nats-server as processes, killed at random under a load mix, then
+## reconciled (README.md, "Chaos"). CHAOS_SEED=n replays a run's faults.
+CHAOS_CHECKOUTS ?= 10000
+CHAOS_KILL_EVERY ?= 2s
+chaos:
+	CHAOS_CHECKOUTS=$(CHAOS_CHECKOUTS) CHAOS_KILL_EVERY=$(CHAOS_KILL_EVERY) \
+		$(GO) test -tags chaos -count=1 -v -timeout 8h -run '^TestChaos$$' ./internal/chaos
+
+## chaos-short: the bounded chaos run CI does (about a minute)
+chaos-short:
+	CHAOS_CHECKOUTS=120 CHAOS_KILL_EVERY=2s CHAOS_CONCURRENCY=24 \
+		$(GO) test -tags chaos -count=1 -v -timeout 15m -run '^TestChaos$$' ./internal/chaos

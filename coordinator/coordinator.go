@@ -31,6 +31,7 @@ type Config struct {
 // Coordinator applies step events to the checkouts' KV state and publishes its decisions.
 type Coordinator struct {
 	rules rules
+	js    jetstream.JetStream
 	kv    jetstream.KeyValue
 	log   *slog.Logger
 }
@@ -44,7 +45,7 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.Grace <= 0 {
 		cfg.Grace = 30 * time.Second
 	}
-	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, kv: kv, log: log}, nil
+	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv, log: log}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -97,7 +98,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		now := time.Now().UTC()
 		if rev == 0 && in.Type != events.Requested {
-			return c.orphan(ctx, in)
+			return c.beforeRequest(ctx, in, seq)
 		}
 		before, err := json.Marshal(st)
 		if err != nil {
@@ -146,20 +147,66 @@ func unchanged(before []byte, st *State, updated time.Time) bool {
 	return err == nil && bytes.Equal(before, after)
 }
 
-// orphanAttempts is how many deliveries an event of a checkout with no state waits for its
-// request to be applied (about 3 s with the runner's default delays). The request comes
-// first in the stream, but two coordinators, or a redelivered request, can apply it after.
-const orphanAttempts = 5
-
-// orphan handles an event of a checkout the coordinator has no state for. Until
-// orphanAttempts it is retried: its request may be on its way. Then the checkout was never
-// requested and the event is forged or stray. A step's success that can be undone is undone
-// (a reservation released, a charge refunded, an order cancelled), so nothing stays held or
-// charged for a checkout nobody asked for; anything else is refused with the reason.
-func (c *Coordinator) orphan(ctx context.Context, in events.Envelope) ([]events.Envelope, error) {
-	if runner.Attempt(ctx) < orphanAttempts {
-		return nil, fmt.Errorf("checkout %s: %s before its request was applied; waiting for it", in.CheckoutID, in.Type)
+// beforeRequest explains an event of a checkout whose request the coordinator has not
+// applied. The request comes first in the stream, but not always first to the coordinator:
+// a request delivered to a coordinator that died before acknowledging it is delivered again
+// only after AckWait, while the messages after it are delivered at once. So the event waits
+// (a transient error: it is retried) while a request before it in the stream may still be
+// unhandled; once none can be, its checkout was never requested (orphan).
+func (c *Coordinator) beforeRequest(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	waiting, err := c.requestPending(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("checkout %s: %s before its request: %w", in.CheckoutID, in.Type, err)
 	}
+	if waiting {
+		return nil, fmt.Errorf("checkout %s: %s came before its request, which is not handled yet", in.CheckoutID, in.Type)
+	}
+	return c.orphan(in)
+}
+
+// requestPending reports whether a checkout.requested before stream sequence seq may be
+// unhandled: one lies above the ack floor of the coordinator's consumer (below which every
+// message is handled). The ack of the message handled just before may still be on its way
+// to the server, so a floor that is behind is read again a few times before it is believed.
+func (c *Coordinator) requestPending(ctx context.Context, seq uint64) (bool, error) {
+	stream, err := c.js.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		return false, err
+	}
+	cons, err := stream.Consumer(ctx, events.ServiceCoordinator)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // nothing consumes for the coordinator: nothing is in flight
+	}
+	if err != nil {
+		return false, err
+	}
+	for try := range 4 {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.AckFloor.Stream+1 >= seq {
+			return false, nil
+		}
+		req, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(string(events.Requested)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || (err == nil && req.Sequence >= seq) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if try < 3 {
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	return true, nil
+}
+
+// orphan handles an event of a checkout that was never requested: forged or stray. A
+// step's success that can be undone is undone (a reservation released, a charge refunded,
+// an order cancelled), so nothing stays held or charged for a checkout nobody asked for;
+// anything else is refused with the reason.
+func (c *Coordinator) orphan(in events.Envelope) ([]events.Envelope, error) {
 	step, ok, found := events.Checkout.Outcome(in.Type)
 	if !found || !ok || step.Compensate == "" {
 		return nil, fmt.Errorf("%w: %s for checkout %s, which was never requested", events.ErrMalformed, in.Type, in.CheckoutID)

@@ -125,6 +125,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
+	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow} {
+		if v := getenv(name); v != "" {
+			parsed, err := time.ParseDuration(v)
+			if err != nil || parsed <= 0 {
+				return c, fmt.Errorf("%s %q: want a positive duration like 90s or 10m", name, v)
+			}
+			*d = parsed
+		}
+	}
 	if file := getenv("NATS_PASSWORD_FILE"); file != "" {
 		if c.NATSPassword != "" {
 			return c, errors.New("set NATS_PASSWORD or NATS_PASSWORD_FILE, not both")

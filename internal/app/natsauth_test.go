@@ -241,6 +241,24 @@ func TestNATSPermissions(t *testing.T) {
 	failedWith(t, watch, "co-auth-declined", events.CodeCardDeclined, events.StepProcessPayment)
 	failedWith(t, watch, "co-auth-3ds", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
 
+	t.Run("the coordinator looks up the next request in the stream", func(t *testing.T) {
+		// What it does for an event that came before its request (requestPending).
+		coord := connectAs(t, url, events.ServiceCoordinator, nats.CustomInboxPrefix(InboxPrefix(events.ServiceCoordinator)))
+		js, err := jetstream.New(coord.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := js.Stream(ctx, events.StreamCheckout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(string(events.Requested))); err != nil {
+			t.Errorf("the coordinator's lookup of the next request: %v", err)
+		}
+	})
+
 	t.Run("a service publishes only its own events", func(t *testing.T) {
 		payments := connectAs(t, url, events.ServicePayments, nats.CustomInboxPrefix(InboxPrefix(events.ServicePayments)))
 		payments.cannotPublish(t, string(events.OrderCreated))

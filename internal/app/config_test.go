@@ -1,0 +1,24 @@
+package app
+
+import (
+	"testing"
+	"time"
+)
+
+// TestWaitWindowsFromEnv: the chaos run (and an operator) shortens how long a fraud review
+// and 3-D Secure may wait; a value that is not a positive duration is refused at start.
+func TestWaitWindowsFromEnv(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cfg, err := ConfigFromEnv(env(map[string]string{"FRAUD_REVIEW_WINDOW": "90s", "PAYMENT_AUTH_WINDOW": "2m"}))
+	if err != nil || cfg.ReviewWindow != 90*time.Second || cfg.AuthWindow != 2*time.Minute {
+		t.Errorf("windows %s and %s (%v), want 1m30s and 2m", cfg.ReviewWindow, cfg.AuthWindow, err)
+	}
+	if cfg, err := ConfigFromEnv(env(nil)); err != nil || cfg.ReviewWindow != 0 || cfg.AuthWindow != 0 {
+		t.Errorf("unset: %s and %s (%v), want the services' defaults (0)", cfg.ReviewWindow, cfg.AuthWindow, err)
+	}
+	for _, bad := range []string{"soon", "-1m", "0s", "10"} {
+		if _, err := ConfigFromEnv(env(map[string]string{"PAYMENT_AUTH_WINDOW": bad})); err == nil {
+			t.Errorf("PAYMENT_AUTH_WINDOW=%s accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options of a run.
+type Options struct {
+	Seed        uint64        // every random choice derives from it
+	Checkouts   int           // how many checkouts the load starts
+	Concurrency int           // how many run at once (default 16)
+	KillEvery   time.Duration // about how often a process is killed while the load runs (0: never)
+	Root        string        // the module's root, to build the binaries from
+	Dir         string        // where the processes keep their data and logs
+	// Log prints progress; the summary is in the Result.
+	Log func(format string, args ...any)
+}
+
+// Bounds of the phases after the faults stop.
+const (
+	// checkoutWait is how long a worker waits for its checkout before starting the next.
+	checkoutWait = 3 * time.Minute
+	// terminalWait is how long every checkout has to end once the faults stop: enough for an
+	// abandoned 3-D Secure, an unanswered review and a refund that distrusts Stripe's search
+	// index (payments' SearchLag) to run out.
+	terminalWait = 5 * time.Minute
+	// idleWait is how long the services have to finish what the terminal events start
+	// (settling stock, failure notices).
+	idleWait = 2 * time.Minute
+)
+
+// Run starts the stack, drives the load under faults, stops the faults, waits for every
+// checkout to end and reconciles. It returns an error when the run itself could not be
+// carried out; violations are in the Result.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Concurrency == 0 {
+		o.Concurrency = 16
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	res := Result{Seed: o.Seed, Checkouts: o.Checkouts}
+	start := time.Now()
+	bin := filepath.Join(o.Dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return res, err
+	}
+	jetcheckout, natsServer, err := buildBinaries(ctx, o.Root, bin)
+	if err != nil {
+		return res, err
+	}
+	initial := initialStock(o.Checkouts)
+	st, err := startStack(ctx, o.Dir, jetcheckout, natsServer, initial)
+	if err != nil {
+		return res, err
+	}
+	defer st.stop()
+	o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.stripeURL, st.smtp.addr, o.Dir)
+
+	nc, err := nats.Connect(st.natsURL, nats.Name("chaos harness"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return res, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return res, err
+	}
+	ends, err := watchTerminals(ctx, js)
+	if err != nil {
+		return res, err
+	}
+	defer ends.stop()
+
+	// One generator per purpose, each from the seed, so that how fast the load goes does not
+	// change which faults are drawn.
+	plans := plan(rand.New(rand.NewPCG(o.Seed, 1)), o.Checkouts)
+	byID := make(map[string]planned, len(plans))
+	for _, p := range plans {
+		byID[p.ID] = p
+	}
+	d := driver{nc: nc, js: js}
+	opCtx, stopOperator := context.WithCancel(ctx)
+	defer stopOperator()
+	op := operator{driver: d, plans: byID, stripe: stripeClient(st.stripeURL), emulator: st.stripeURL}
+	go op.run(opCtx)
+
+	faultCtx, stopFaults := context.WithCancel(ctx)
+	k := &killer{stack: st, rand: rand.New(rand.NewPCG(o.Seed, 2)), every: o.KillEvery, log: o.Log}
+	sf := &stripeFaults{base: st.stripeURL, rand: rand.New(rand.NewPCG(o.Seed, 3)), log: o.Log}
+	var faults sync.WaitGroup
+	if o.KillEvery > 0 {
+		faults.Go(func() { k.run(faultCtx) })
+		faults.Go(func() { sf.run(faultCtx) })
+	}
+
+	loadErr := drive(ctx, d, plans, o.Concurrency, ends, o.Log)
+	stopFaults()
+	faults.Wait()
+	sf.clear(ctx)
+	res.Kills, res.StripeFaults = k.kills, sf.faults
+	if loadErr != nil {
+		return res, loadErr
+	}
+	o.Log("load done in %s; faults stopped after %d kills and %d stripe faults; waiting for every checkout to end",
+		time.Since(start).Round(time.Second), res.Kills, res.StripeFaults)
+	if err := st.waitHealthy(ctx, time.Minute); err != nil {
+		return res, err
+	}
+	ends.waitAll(ctx, plans, terminalWait)
+	if err := waitIdle(ctx, js, idleWait); err != nil {
+		o.Log("not idle: %v", err)
+	}
+	stopOperator()
+	if err := st.stopServices(); err != nil {
+		o.Log("stop services: %v", err)
+	}
+	snap, err := snapshot(ctx, st, js, plans)
+	if err != nil {
+		return res, err
+	}
+	reconcile(&res, plans, initial, snap)
+	o.Log("%s", outcomes(plans, snap.terminals))
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// drive starts the planned checkouts, concurrency at a time; each worker waits for its
+// checkout to end (or checkoutWait) before it starts the next.
+func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends *terminals, log func(string, ...any)) error {
+	work := make(chan planned)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	started := 0
+	for range concurrency {
+		wg.Go(func() {
+			for p := range work {
+				err := d.start(ctx, &p)
+				if err == nil {
+					select {
+					case <-ends.ended(p.ID):
+					case <-time.After(checkoutWait):
+					case <-ctx.Done():
+					}
+					if p.Late {
+						err = d.publish(ctx, p)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				mu.Lock()
+				if started++; started%500 == 0 {
+					log("%d checkouts started", started)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, p := range plans {
+		select {
+		case work <- p:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	return errors.Join(append(errs, ctx.Err())...)
+}
+
+// waitIdle waits until every durable consumer of the CHECKOUT stream has handled all it has
+// been given.
+func waitIdle(ctx context.Context, js jetstream.JetStream, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		busy, err := busyConsumers(ctx, js)
+		if err == nil && len(busy) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %v %v", limit, busy, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func busyConsumers(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	stream, err := js.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		return nil, err
+	}
+	var busy []string
+	list := stream.ListConsumers(ctx)
+	for info := range list.Info() {
+		if info.Config.Durable != "" && (info.NumPending > 0 || info.NumAckPending > 0) {
+			busy = append(busy, fmt.Sprintf("%s(%d pending, %d unacked)", info.Name, info.NumPending, info.NumAckPending))
+		}
+	}
+	return busy, list.Err()
+}

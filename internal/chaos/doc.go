@@ -1,0 +1,16 @@
+// Package chaos attacks the checkout's claim that it never loses money. It runs
+// nats-server (JetStream on disk, fsync on every write), every service and the Stripe
+// emulator as separate OS processes, drives a mix of checkouts through them while it
+// SIGKILLs services and the nats-server at random moments and switches Stripe faults on
+// and off, then stops the faults, waits for every checkout to end and reconciles what the
+// stores, the stream, the emulator and an SMTP sink hold (see Reconcile).
+//
+// Every random choice (the load mix, which process dies when, for how long, which Stripe
+// fault) comes from one seed, printed at the start: the same seed replays the same plan.
+// The operating system's scheduling is not replayed, so a replay exercises the same
+// faults, not necessarily the same interleaving.
+//
+// It runs from a test behind the chaos build tag: `make chaos` (long) and `make
+// chaos-short` (CI). The Stripe emulator keeps its state in memory, so it is never killed:
+// real Stripe does not forget PaymentIntents either.
+package chaos

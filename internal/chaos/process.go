@@ -1,0 +1,115 @@
+package chaos
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one OS process that is kept running, like a container with a restart policy:
+// when it exits (or is killed) it is started again, after the pause Kill asked for.
+type process struct {
+	name string
+	bin  string
+	args []string
+	env  []string
+	logs io.Writer
+
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	holdUntil time.Time
+	stopping  bool
+	starts    int
+	done      chan struct{}
+}
+
+// restartDelay is the least a dead process waits before it is started again, so a process
+// that cannot start (its NATS server is down) does not spin.
+const restartDelay = 200 * time.Millisecond
+
+func newProcess(name, bin string, args, env []string, logs io.Writer) *process {
+	return &process{name: name, bin: bin, args: args, env: env, logs: logs, done: make(chan struct{})}
+}
+
+// run starts the process and supervises it until stop.
+func (p *process) run() error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	go p.supervise()
+	return nil
+}
+
+func (p *process) start() error {
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	p.mu.Lock()
+	p.cmd = cmd
+	p.starts++
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *process) supervise() {
+	defer close(p.done)
+	for {
+		p.mu.Lock()
+		cmd := p.cmd
+		p.mu.Unlock()
+		_ = cmd.Wait()
+		p.mu.Lock()
+		stopping, wait := p.stopping, max(time.Until(p.holdUntil), restartDelay)
+		p.mu.Unlock()
+		if stopping {
+			return
+		}
+		time.Sleep(wait)
+		p.mu.Lock()
+		stopping = p.stopping
+		p.mu.Unlock()
+		if stopping {
+			return
+		}
+		for p.start() != nil {
+			time.Sleep(restartDelay)
+		}
+	}
+}
+
+// kill SIGKILLs the process; it is started again after pause.
+func (p *process) kill(pause time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holdUntil = time.Now().Add(pause)
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	}
+}
+
+// stop asks the process to finish (SIGTERM) and waits for it, killing it after grace.
+func (p *process) stop(grace time.Duration) error {
+	p.mu.Lock()
+	p.stopping = true
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+		return errors.New(p.name + " did not stop within " + grace.String() + ": killed")
+	}
+}

@@ -1,0 +1,118 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jetcheckout/jetcheckout/coordinator"
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/jetcheckout/jetcheckout/services/orders"
+	"github.com/shopspring/decimal"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// TestReconcileFindsBrokenPromises feeds reconciliation a state with one broken promise of
+// each kind, next to a checkout that kept them all, and expects each to be reported.
+func TestReconcileFindsBrokenPromises(t *testing.T) {
+	good := planned{ID: "co-good", Kind: kindGood, Email: "good@example.com"}
+	plans := []planned{
+		good,
+		{ID: "co-twice", Kind: kindGood, Email: "twice@example.com"},
+		{ID: "co-kept", Kind: kindDeclined, Email: "kept@example.com"},
+		{ID: "co-lost", Kind: kindGood, Email: "lost@example.com"},
+		{ID: "co-declined-won", Kind: kindDeclined, Email: "won@example.com"},
+	}
+	completed := func(id string, total string) events.Envelope {
+		return events.Must(id, events.Completed, events.CheckoutCompleted{OrderID: "ord-" + id, Total: decimal.RequireFromString(total), Currency: "USD"})
+	}
+	failed := events.Must("co-kept", events.Failed, events.CheckoutFailed{Step: events.StepProcessPayment, Code: "card_declined", CustomerEmail: "kept@example.com"})
+	order := func(id, total string, n int) events.Order {
+		return events.Order{ID: "ord-" + id, CheckoutID: id, Status: orders.StatusConfirmed,
+			Quote: events.Quote{Currency: "USD", Total: decimal.RequireFromString(total), Lines: []events.Line{{ProductID: "tee", Quantity: n}}}}
+	}
+	paid := func(id string, amount int64) *stripe.PaymentIntent {
+		return &stripe.PaymentIntent{ID: "pi_" + id, Status: stripe.PaymentIntentStatusSucceeded, AmountReceived: amount}
+	}
+	s := &state{
+		terminals: map[string][]events.Envelope{
+			"co-good":         {completed("co-good", "10.00")},
+			"co-twice":        {completed("co-twice", "10.00"), completed("co-twice", "10.00")},
+			"co-kept":         {failed},
+			"co-declined-won": {completed("co-declined-won", "10.00")},
+			"co-stranger":     {failed},
+		},
+		picks: map[string][]events.Envelope{
+			"co-good": {pick("co-good")}, "co-twice": {pick("co-twice"), pick("co-twice")},
+			"co-kept": {pick("co-kept")}, "co-declined-won": {pick("co-declined-won")},
+		},
+		coordinator: map[string]coordinator.Status{
+			"co-good": coordinator.StatusCompleted, "co-twice": coordinator.StatusCompleted,
+			"co-kept": coordinator.StatusFailed, "co-declined-won": coordinator.StatusFailing,
+		},
+		orders: map[string][]events.Order{
+			"co-good": {order("co-good", "10.00", 1)}, "co-twice": {order("co-twice", "10.00", 1)},
+			"co-declined-won": {order("co-declined-won", "10.00", 1)},
+		},
+		stock: map[string]events.Stock{"tee": {ProductID: "tee", Available: 5, Reserved: 1, Sold: 3}},
+		reservations: map[string]inventory.Reservation{
+			"co-kept": {CheckoutID: "co-kept", Status: inventory.Reserved, Items: []events.ReservedItem{{ProductID: "tee", Quantity: 1}}},
+		},
+		intents: map[string][]*stripe.PaymentIntent{
+			"co-good": {paid("co-good", 1000)}, "co-twice": {paid("co-twice", 1000), paid("co-twice2", 1000)},
+			"co-kept": {paid("co-kept", 500)}, "co-declined-won": {paid("co-declined-won", 1000)},
+		},
+		refunded: map[string]int64{},
+		mails: []receivedMail{
+			{MessageID: "<co-good.confirmation@x>", To: "good@example.com"},
+			{MessageID: "<co-good.confirmation@x>", To: "good@example.com"},
+			{MessageID: "<co-twice.confirmation@x>", To: "someone-else@example.com"},
+			{MessageID: "<co-kept.failure@x>", To: "kept@example.com"},
+		},
+	}
+	var res Result
+	reconcile(&res, plans, map[string]int{"tee": 10}, s)
+
+	want := []string{
+		"co-twice (good): 2 terminal events",
+		"co-twice (good): 2 PaymentIntents",
+		"co-twice: completed for 1000 minor units, but 2000 captured",
+		"co-twice: email to someone-else@example.com",
+		"co-kept (declined): failed, but 500 minor units captured and 0 refunded",
+		"co-kept: ended, but its reservation",
+		"co-kept: failed, but the warehouse was asked to pick it",
+		"co-declined-won: ended with checkout.completed, the coordinator's state says \"failing\"",
+		"co-lost (good): no terminal event",
+		"co-declined-won: a declined checkout completed",
+		"co-declined-won: completed, no confirmation email",
+		"co-stranger: terminal events",
+		"stock tee: 5 available + 1 reserved + 3 sold != 10 initial",
+	}
+	for _, w := range want {
+		if !found(res.Violations, w) {
+			t.Errorf("no violation %q", w)
+		}
+	}
+	for _, v := range res.Violations {
+		if strings.HasPrefix(v, "co-good") {
+			t.Errorf("the checkout that kept its promises was reported: %s", v)
+		}
+	}
+	if res.Completed != 3 || res.Failed != 1 || res.Emails != 4 || res.DuplicateEmails != 1 || res.DuplicatePicks != 1 {
+		t.Errorf("completed %d failed %d emails %d duplicate emails %d duplicate picks %d",
+			res.Completed, res.Failed, res.Emails, res.DuplicateEmails, res.DuplicatePicks)
+	}
+}
+
+func pick(id string) events.Envelope {
+	return events.Must(id, events.WarehousePick, events.PickRequest{OrderID: "ord-" + id})
+}
+
+func found(all []string, prefix string) bool {
+	for _, v := range all {
+		if strings.HasPrefix(v, prefix) {
+			return true
+		}
+	}
+	return false
+}

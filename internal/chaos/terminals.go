@@ -1,0 +1,145 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// terminalSubjects are the events that end a checkout.
+var terminalSubjects = []string{string(events.Completed), string(events.Failed)}
+
+// terminals follows the terminal events in the stream, so that workers know when their
+// checkout ended. An ordered consumer starts again where it was after a server restart.
+// (Reconciliation reads the stream again from the start rather than trust this view.)
+type terminals struct {
+	consume jetstream.ConsumeContext
+
+	mu      sync.Mutex
+	seen    map[string]bool
+	waiters map[string]chan struct{}
+}
+
+func watchTerminals(ctx context.Context, js jetstream.JetStream) (*terminals, error) {
+	t := &terminals{seen: map[string]bool{}, waiters: map[string]chan struct{}{}}
+	cons, err := js.OrderedConsumer(ctx, events.StreamCheckout, jetstream.OrderedConsumerConfig{FilterSubjects: terminalSubjects})
+	if err != nil {
+		return nil, err
+	}
+	t.consume, err = cons.Consume(func(m jetstream.Msg) {
+		if e, err := events.Decode(m.Subject(), m.Data()); err == nil {
+			t.end(e.CheckoutID)
+		}
+	})
+	return t, err
+}
+
+func (t *terminals) stop() { t.consume.Stop() }
+
+func (t *terminals) end(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.seen[id] {
+		t.seen[id] = true
+		if ch, ok := t.waiters[id]; ok {
+			close(ch)
+		}
+	}
+}
+
+// ended is closed once the checkout has a terminal event.
+func (t *terminals) ended(id string) <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ch, ok := t.waiters[id]
+	if !ok {
+		ch = make(chan struct{})
+		t.waiters[id] = ch
+		if t.seen[id] {
+			close(ch)
+		}
+	}
+	return ch
+}
+
+// waitAll waits until every planned checkout ended, or limit.
+func (t *terminals) waitAll(ctx context.Context, plans []planned, limit time.Duration) {
+	deadline := time.After(limit)
+	for _, p := range plans {
+		select {
+		case <-t.ended(p.ID):
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readStream reads every event on subjects in a stream, from the start, by checkout.
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, subjects ...string) (map[string][]events.Envelope, error) {
+	out := map[string][]events.Envelope{}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		var last jetstream.Msg
+		for m := range batch.Messages() {
+			n++
+			last = m
+			e, err := events.Decode(m.Subject(), m.Data())
+			if err != nil {
+				return nil, err
+			}
+			out[e.CheckoutID] = append(out[e.CheckoutID], e)
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return out, nil
+		}
+		if md, err := last.Metadata(); err == nil && md.NumPending == 0 {
+			return out, nil
+		}
+	}
+}
+
+// readQueue reads every message of a work-queue stream (which takes no ordered consumer)
+// one by one, by checkout, leaving them in the queue.
+func readQueue(ctx context.Context, js jetstream.JetStream, name string) (map[string][]events.Envelope, error) {
+	out := map[string][]events.Envelope{}
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			return nil, err
+		}
+		out[e.CheckoutID] = append(out[e.CheckoutID], e)
+	}
+	return out, nil
+}
