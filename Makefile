@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test chromium fuzz hostile chaos chaos-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: run test bench chromium fuzz hostile chaos chaos-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -30,6 +30,13 @@ chromium:
 
 vet:
 	$(GO) vet ./...
+
+## bench: the whole system in-process under load: the raw JetStream ceiling, then a sweep for
+## the highest rate held with p99 < 100 ms (docs/PERFORMANCE.md). BENCH_FLAGS changes the load.
+BENCH_FLAGS ?= -sweep -sweep-from 25 -duration 15s
+bench:
+	CGO_ENABLED=0 $(GO) build -o bin/loadgen ./cmd/loadgen
+	./bin/loadgen $(BENCH_FLAGS) -json bin/bench.json
 
 ## fuzz: each fuzz target for a few seconds (FUZZTIME), on top of the committed seed corpora
 FUZZTIME ?= 5s

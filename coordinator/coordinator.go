@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -99,10 +100,21 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if rev == 0 && in.Type != events.Requested {
 			return c.beforeRequest(ctx, in, seq)
 		}
+		before, err := json.Marshal(st)
+		if err != nil {
+			return nil, err
+		}
+		updated := st.UpdatedAt
 		if err := st.apply(c.rules, in); err != nil {
 			return nil, err
 		}
 		decisions := st.decide(c.rules, now)
+		if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
+			// A deadline or expiry that fired for nothing (its step answered, the checkout
+			// ended) is nothing on any later delivery too: no write to record it. Most
+			// deadlines end so, and each write is an fsync.
+			return nil, nil
+		}
 		st.Applied[in.ID] = applied{Seq: seq, Decisions: decisions}
 		outs, err := c.build(st, decisions, in, now)
 		if err != nil {
@@ -121,6 +133,18 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		return outs, nil
 	}
 	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
+}
+
+// timers are the events the server fires at their time, whatever happened meanwhile.
+var timers = map[events.Subject]bool{events.Deadline: true, events.InventoryExpired: true}
+
+// unchanged reports whether st still encodes as before but for its update time (every
+// event moves it to its own time), which was updated.
+func unchanged(before []byte, st *State, updated time.Time) bool {
+	same := *st
+	same.UpdatedAt = updated
+	after, err := json.Marshal(&same)
+	return err == nil && bytes.Equal(before, after)
 }
 
 // beforeRequest explains an event of a checkout whose request the coordinator has not

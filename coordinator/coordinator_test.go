@@ -324,3 +324,47 @@ func TestEventBeforeItsRequest(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, func() bool { return w.Count("co_stray", events.InventoryRelease) == 1 },
 		"a reservation of a checkout never requested was not undone once nothing before it was pending")
 }
+
+// TestAStaleDeadlineWritesNothing: a deadline that fires after its step answered changes
+// nothing, so the checkout's state is not written again; one that finds its step still
+// running fails it, as TestDeadlineFires shows.
+func TestAStaleDeadlineWritesNothing(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_answered"
+	if _, err := c.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := c.State(ctx, id)
+	deadline := st.Steps[events.StepValidateCart].Deadline
+	if _, err := c.Commit(ctx, forCheckout(t, id, events.CartValidated), 2); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := env.JS.KeyValue(ctx, events.BucketCheckouts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := kv.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := events.Must(id, events.Deadline, events.DeadlineReached{Step: events.StepValidateCart, Deadline: deadline})
+	outs, err := c.Commit(ctx, stale, 3)
+	if err != nil || len(outs) != 0 {
+		t.Fatalf("stale deadline: %d decisions, %v; want none", len(outs), err)
+	}
+	after, err := kv.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Revision() != before.Revision() {
+		t.Errorf("the stale deadline wrote the state (revision %d → %d)", before.Revision(), after.Revision())
+	}
+	if st, _, _ := c.State(ctx, id); st.Steps[events.StepValidateCart].Status != StepDone {
+		t.Errorf("validation is %s after its stale deadline, want done", st.Steps[events.StepValidateCart].Status)
+	}
+}

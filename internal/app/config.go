@@ -62,8 +62,23 @@ type Config struct {
 	ReviewWindow time.Duration
 	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).
 	AuthWindow time.Duration
-	Middleware map[string][]runner.Middleware // by service name
-	Hooks      map[string]runner.Hooks        // by service name: simulated crashes
+	// Concurrency (RUNNER_CONCURRENCY) is how many messages each service handles at once,
+	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency.
+	Concurrency int
+	Middleware  map[string][]runner.Middleware // by service name
+	Hooks       map[string]runner.Hooks        // by service name: simulated crashes
+}
+
+// DefaultConcurrency is how many messages a service handles at once by default: enough
+// checkouts overlapping their fsyncs and publish acks to keep the disk busy.
+const DefaultConcurrency = 16
+
+// concurrency is the configured Concurrency or its default.
+func (c Config) concurrency() int {
+	if c.Concurrency > 0 {
+		return c.Concurrency
+	}
+	return DefaultConcurrency
 }
 
 // emulatorKey is the test-mode key used with the embedded emulator; it is not a secret.
@@ -99,6 +114,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("JETSTREAM_REPLICAS %q: want 1 to 5 (JetStream's limit)", v)
 		}
 		c.Replicas = n
+	}
+	if v := getenv("RUNNER_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1024 {
+			return c, fmt.Errorf("RUNNER_CONCURRENCY %q: want 1 to 1024", v)
+		}
+		c.Concurrency = n
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)

@@ -17,4 +17,8 @@
 // failure, marked uncertain, becomes its outcome so the coordinator undoes it. Everything
 // else (undos, settlements) is never given up: retried with growing delays and announced on
 // checkout.stuck. A panicking handler is retried like a failing one.
+//
+// Throughput: with Concurrency above 1 the runner handles several messages at once in lanes,
+// one lane per checkout (hashed), so a checkout's events are still handled in stream order
+// while different checkouts overlap their commits and publish acks.
 package runner

@@ -27,7 +27,7 @@ func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.M
 
 func (r *Runner) nak(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, delay time.Duration, err error) {
 	log.Warn("will retry", "attempt", meta.NumDelivered, "delay", delay, "err", err)
-	r.retried[meta.Sequence.Stream] = true
+	r.markRetried(meta.Sequence.Stream)
 	if err := msg.NakWithDelay(delay); err != nil {
 		log.Warn("nak", "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -75,6 +76,9 @@ type Config struct {
 	RetryMax   time.Duration // longest redelivery delay, default 30s
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
 	Deadlines map[events.StepName]time.Duration
+	// Concurrency is how many messages are handled at once, each checkout's events one
+	// after the other (see lanes). Default 1: one at a time, in stream order.
+	Concurrency int
 }
 
 func (c *Config) setDefaults() {
@@ -126,8 +130,11 @@ type Runner struct {
 	undos  map[string]bool      // the routes that undo a step: never given up
 	// retried: stream sequences this process has asked to redeliver; a message delivered
 	// again without being in it was being handled when a process died.
-	retried map[uint64]bool
-	log     *slog.Logger
+	retried   map[uint64]bool
+	retriedMu sync.Mutex
+	// ownDecoder: the routes whose Decoder makes the envelope (and may derive its checkout ID)
+	ownDecoder map[string]bool
+	log        *slog.Logger
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -148,9 +155,11 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, log: cfg.Log.With("runner", cfg.Name)}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, ownDecoder: map[string]bool{}, log: cfg.Log.With("runner", cfg.Name)}
 	for _, rt := range cfg.Routes {
-		if rt.Decode == nil {
+		if rt.Decode != nil {
+			r.ownDecoder[string(rt.Subject)] = true
+		} else {
 			rt.Decode = func(subject string, data []byte, _ events.Origin) (events.Envelope, error) {
 				return events.Decode(subject, data)
 			}
@@ -201,20 +210,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	// A small prefetch: every buffered message's AckWait is running while it waits, and a
-	// step may call Stripe or SMTP. (Batching for throughput is a later issue.)
+	// A small prefetch (twice the lanes): every buffered message's AckWait is running while
+	// it waits, and a step may call Stripe or SMTP.
 	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
-	it, err := cons.Messages(jetstream.PullMaxMessages(prefetch), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(prefetch, 2*r.cfg.Concurrency)), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
 		return fmt.Errorf("runner %s: consume: %w", r.cfg.Name, err)
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	r.log.Info("consuming", "subjects", subjects)
+	// In-flight work finishes even when shutdown has begun.
+	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
+	defer lanes.close()
 	var lastErr error
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if crash := lanes.close(); crash != nil {
+				return crash
+			}
 			if ctx.Err() == nil {
 				// Nobody asked it to stop (the consumer was deleted, say): fail loudly
 				// rather than stay up without consuming.
@@ -232,8 +247,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Warn("fetch", "err", err)
 			continue
 		}
-		// In-flight work finishes even when shutdown has begun.
-		if err := r.process(context.WithoutCancel(ctx), msg); err != nil {
+		if err := lanes.send(msg); err != nil {
 			it.Stop()
 			return err
 		}
@@ -276,11 +290,10 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
 	step, isStep := r.steps[msg.Subject()]
 	attempts := int(meta.NumDelivered)
-	if !isStep && attempts%r.cfg.MaxDeliver == 0 && !r.retried[meta.Sequence.Stream] {
+	if retried := r.takeRetried(meta.Sequence.Stream); !isStep && attempts%r.cfg.MaxDeliver == 0 && !retried {
 		// Delivered again and again, never retried by this process: the process dies on it.
 		r.announceStuck(ctx, msg, meta, in, log, fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
 	}
-	delete(r.retried, meta.Sequence.Stream)
 
 	var outs []events.Envelope
 	switch {
@@ -347,6 +360,22 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	log.Debug("handled", "outputs", len(outs))
 	return nil
+}
+
+// markRetried notes that this process asked for seq to be redelivered.
+func (r *Runner) markRetried(seq uint64) {
+	r.retriedMu.Lock()
+	defer r.retriedMu.Unlock()
+	r.retried[seq] = true
+}
+
+// takeRetried reports whether this process asked for seq to be redelivered, and forgets it.
+func (r *Runner) takeRetried(seq uint64) bool {
+	r.retriedMu.Lock()
+	defer r.retriedMu.Unlock()
+	retried := r.retried[seq]
+	delete(r.retried, seq)
+	return retried
 }
 
 // expired reports a trigger older than the step's deadline: the step must not start.

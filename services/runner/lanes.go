@@ -1,0 +1,141 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"hash/fnv"
+	"sync"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// lanes handle messages concurrently, each checkout's in one lane, in stream order: events
+// of different checkouts overlap their commits and publish acks, while one checkout's
+// events are handled one after the other, as with a single lane. A message waiting in a
+// lane is not acked yet: if the process dies, it is redelivered like any other.
+type lanes struct {
+	r      *Runner
+	ctx    context.Context
+	stop   func() // stops the consumer's iterator: no more messages come
+	queues []chan jetstream.Msg
+
+	wg      sync.WaitGroup
+	closed  sync.Once
+	mu      sync.Mutex
+	crashed error // the first simulated crash (a hook's error): nothing more is handled
+}
+
+// laneQueue is how many messages may wait per lane: a lane busy with a slow checkout holds
+// up only the few behind it.
+const laneQueue = 4
+
+func (r *Runner) startLanes(ctx context.Context, stop func()) *lanes {
+	l := &lanes{r: r, ctx: ctx, stop: stop}
+	if r.cfg.Concurrency <= 1 {
+		return l // handled inline, one at a time
+	}
+	l.queues = make([]chan jetstream.Msg, r.cfg.Concurrency)
+	for i := range l.queues {
+		q := make(chan jetstream.Msg, laneQueue)
+		l.queues[i] = q
+		l.wg.Go(func() {
+			for msg := range q {
+				if l.err() != nil {
+					continue // the process is "dead": leave it unacked, to be redelivered
+				}
+				l.handle(msg)
+			}
+		})
+	}
+	return l
+}
+
+// send hands a message to its checkout's lane, or handles it at once with one lane. It
+// returns the simulated crash that stopped the runner, if one did.
+func (l *lanes) send(msg jetstream.Msg) error {
+	if l.queues == nil {
+		l.handle(msg)
+		return l.err()
+	}
+	if err := l.err(); err != nil {
+		return err
+	}
+	l.queues[laneOf(l.r.checkoutKey(msg), len(l.queues))] <- msg
+	return nil
+}
+
+// checkoutKey is what a message's lane is chosen by: its checkout ID. An envelope names it;
+// a message with a decoder of its own (the public request) is decoded for it, as its
+// checkout ID may be derived from the message, and its checkout's next events must follow
+// it in the same lane. Undecodable input goes to the lane of its bytes: it has no checkout.
+func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
+	if !r.ownDecoder[msg.Subject()] {
+		if id := envelopeCheckoutID(msg.Data()); id != nil {
+			return id
+		}
+		return msg.Data()
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return msg.Data()
+	}
+	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
+	in, err := r.routes[msg.Subject()].Decode(msg.Subject(), msg.Data(), from)
+	if err != nil || in.CheckoutID == "" {
+		return msg.Data()
+	}
+	return []byte(in.CheckoutID)
+}
+
+func (l *lanes) handle(msg jetstream.Msg) {
+	if err := l.r.process(l.ctx, msg); err != nil {
+		l.mu.Lock()
+		if l.crashed == nil {
+			l.crashed = err
+		}
+		l.mu.Unlock()
+		l.stop()
+	}
+}
+
+// close waits for the messages already in the lanes, and returns the crash if one happened.
+// It may be called more than once.
+func (l *lanes) close() error {
+	l.closed.Do(func() {
+		for _, q := range l.queues {
+			close(q)
+		}
+		l.wg.Wait()
+	})
+	return l.err()
+}
+
+func (l *lanes) err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.crashed
+}
+
+// laneOf picks the lane of a checkout key.
+func laneOf(key []byte, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write(key)
+	return int(h.Sum32() % uint32(n))
+}
+
+// envelopeCheckoutID reads an envelope's checkout_id without decoding it all: the field
+// comes before the payload in every envelope the runners write. Nil when absent.
+func envelopeCheckoutID(data []byte) []byte {
+	const field = `"checkout_id":"`
+	i := bytes.Index(data, []byte(field))
+	if i < 0 {
+		return nil
+	}
+	rest := data[i+len(field):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return nil
+	}
+	return rest[:j]
+}
