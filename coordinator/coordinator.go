@@ -161,8 +161,17 @@ func (c *Coordinator) beforeRequest(ctx context.Context, in events.Envelope, seq
 	if waiting {
 		return nil, fmt.Errorf("checkout %s: %s came before its request, which is not handled yet", in.CheckoutID, in.Type)
 	}
+	if runner.Attempt(ctx) < staleReadAttempts {
+		return nil, fmt.Errorf("checkout %s: no state for %s yet; reading again before believing it was never requested", in.CheckoutID, in.Type)
+	}
 	return c.orphan(in)
 }
+
+// staleReadAttempts is how many deliveries an event of a checkout with no state is read
+// again before the checkout is believed never requested. In a cluster a replica of the
+// bucket answers reads and may not have the other coordinator's write of the request yet
+// (seen in make e2e-cluster: a real reservation was undone as an orphan's).
+const staleReadAttempts = 3
 
 // requestPending reports whether a checkout.requested before stream sequence seq may be
 // unhandled: one lies above the ack floor of the coordinator's consumer (below which every
