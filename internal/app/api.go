@@ -87,7 +87,7 @@ func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *
 	js, err := jetstream.New(nc)
 	if err == nil {
 		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = topology.Ensure(setupCtx, js)
+		err = topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas))
 		cancel()
 	}
 	var a *api

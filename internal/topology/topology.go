@@ -114,7 +114,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if err != nil {
 		return err
 	}
-	if st.Config().Replicas == want.Replicas {
+	if st.Config().Replicas >= want.Replicas { // never fewer: see ensureStream
 		return nil
 	}
 	_, err = js.UpdateKeyValue(ctx, want)
@@ -140,9 +140,12 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	if slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
 		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
-		have.Replicas == want.Replicas {
+		have.Replicas >= want.Replicas {
 		return nil
 	}
+	// Replicas only grow: a process started without the cluster's setting (1 by default)
+	// must not shrink what the others made 3.
+	want.Replicas = max(want.Replicas, have.Replicas)
 	_, err = js.UpdateStream(ctx, want)
 	return err
 }
