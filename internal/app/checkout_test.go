@@ -34,9 +34,25 @@ func testConfig(dir string) Config {
 	}
 }
 
+// testLogger logs warnings and worse to stderr, where go test shows them on failure.
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// startEmulator runs a Stripe emulator of the test's own on a free loopback port.
+func startEmulator(t *testing.T) *stripeemu.Server {
+	t.Helper()
+	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emu.Close() })
+	return emu
+}
+
 func startSystem(t *testing.T, dir string) *System {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testLogger()
 	sys, err := Start(context.Background(), testConfig(dir), log)
 	if err != nil {
 		t.Fatal(err)

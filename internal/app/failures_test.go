@@ -1,8 +1,6 @@
 package app
 
 import (
-	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -137,7 +135,7 @@ func TestSameCheckoutTwice(t *testing.T) {
 // checkout is certainly waiting at its payment when the process stops.
 func TestRestartResumes(t *testing.T) {
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testLogger()
 	first, err := Start(t.Context(), testConfig(dir), log, "catalog", "inventory", "fraud", "coordinator")
 	if err != nil {
 		t.Fatal(err)

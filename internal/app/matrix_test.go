@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -56,7 +55,7 @@ func startRigOn(t *testing.T, dir string, emu *stripeemu.Server, tweaks ...tweak
 	for _, tw := range tweaks {
 		tw(&cfg)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testLogger()
 	sys, err := Start(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -245,11 +244,7 @@ func TestConfirmationFailsCompletesWithWarning(t *testing.T) {
 // fails and says so.
 func TestStepNeverAnswers(t *testing.T) {
 	dir := t.TempDir()
-	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
+	emu := startEmulator(t)
 	cfg := testConfig(dir)
 	cfg.StripeBase, cfg.StripeKey = emu.URL, "sk_test_matrix"
 	cfg.Grace = 300 * time.Millisecond
@@ -328,11 +323,7 @@ func TestCrashWindows(t *testing.T) {
 	for _, window := range []string{"after commit", "after publish"} {
 		t.Run(window, func(t *testing.T) {
 			dir := t.TempDir()
-			emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = emu.Close() })
+			emu := startEmulator(t)
 			crash := errors.New("simulated crash " + window)
 			var once atomic.Bool
 			die := func(in events.Envelope) error {

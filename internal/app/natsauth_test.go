@@ -17,7 +17,6 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -179,11 +178,7 @@ func (s *syncBuffer) String() string {
 func TestNATSPermissions(t *testing.T) {
 	srv := startSecuredServer(t)
 	url := srv.ClientURL()
-	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
+	emu := startEmulator(t)
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	t.Cleanup(func() {

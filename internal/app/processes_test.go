@@ -2,13 +2,10 @@ package app
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 )
 
 // TestOneServicePerProcess runs every service as its own System against one NATS server and
@@ -16,12 +13,8 @@ import (
 // in separate processes: the checkout completes with nothing shared but NATS.
 func TestOneServicePerProcess(t *testing.T) {
 	env := natstest.Start(t)
-	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	emu := startEmulator(t)
+	log := testLogger()
 
 	systems := map[string]*System{}
 	for _, name := range Services {

@@ -2,17 +2,14 @@ package app
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 )
 
 // TestReplicasTakeTurns runs two replicas of inventory on one data directory, as the
@@ -21,12 +18,8 @@ import (
 // and the same durable consumer, sells the next one, and the stock counts both.
 func TestReplicasTakeTurns(t *testing.T) {
 	env := natstest.Start(t)
-	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = emu.Close() })
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	emu := startEmulator(t)
+	log := testLogger()
 	cfg := testConfig(t.TempDir())
 	cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_replicas"
 	rest := cfg
