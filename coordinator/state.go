@@ -83,10 +83,13 @@ type State struct {
 	NeedsAttention  bool                           `json:"needs_attention,omitempty"`
 	Compensated     []events.StepName              `json:"compensated,omitempty"`
 	Decided         []string                       `json:"decided,omitempty"` // keys of every decision published
-	Applied         map[string]applied             `json:"applied"`
-	StartedAt       time.Time                      `json:"started_at"`
-	UpdatedAt       time.Time                      `json:"updated_at"`
-	EndedAt         time.Time                      `json:"ended_at,omitzero"`
+	// Timers are the deadline schedules the server holds for the checkout, by when they fire:
+	// normally one, at the earliest deadline of its running steps when it was scheduled.
+	Timers    []time.Time        `json:"timers,omitempty"`
+	Applied   map[string]applied `json:"applied"`
+	StartedAt time.Time          `json:"started_at"`
+	UpdatedAt time.Time          `json:"updated_at"`
+	EndedAt   time.Time          `json:"ended_at,omitzero"`
 }
 
 // rules are what the state machine needs besides the state: the DAG and the timing.
@@ -229,23 +232,35 @@ func (s *State) applyWaiting(r rules, step events.Step, in events.Envelope) erro
 	return nil
 }
 
+// applyDeadline: the checkout's timer fired. Every step still running or waiting whose
+// deadline has come by the timer's time fails (effect unknown, so it is undone); decide then
+// sets the next timer if steps still run. Nothing is recorded for a timer that finds the
+// checkout ended: most timers end so, and a write is an fsync.
 func (s *State) applyDeadline(r rules, in events.Envelope) error {
 	var d events.DeadlineReached
 	if err := in.DecodePayload(&d); err != nil {
 		return err
 	}
-	step, ok := r.flow.Step(d.Step)
-	if !ok {
+	if _, ok := r.flow.Step(d.Step); !ok {
 		return fmt.Errorf("%w: deadline of unknown step %q", events.ErrMalformed, d.Step)
 	}
-	st := s.Steps[step.Name]
-	if !st.active() || !st.Deadline.Equal(d.Deadline) {
-		return nil // it answered, or its deadline moved: this one is stale
+	if s.terminal() {
+		return nil
 	}
-	return s.fail(step, in.ID, in.Time, events.StepFailure{
-		Step: step.Name, Code: events.CodeDeadlineExceeded, Uncertain: true,
-		Message: fmt.Sprintf("%s did not finish by %s", step.Name, d.Deadline.Format(time.RFC3339)),
-	})
+	s.Timers = slices.DeleteFunc(s.Timers, func(t time.Time) bool { return t.Equal(d.Deadline) })
+	for _, step := range r.flow.Steps {
+		st := s.Steps[step.Name]
+		if !st.active() || st.Deadline.After(d.Deadline) {
+			continue // answered, or its deadline is later (it moved, or it started later)
+		}
+		if err := s.fail(step, in.ID, in.Time, events.StepFailure{
+			Step: step.Name, Code: events.CodeDeadlineExceeded, Uncertain: true,
+			Message: fmt.Sprintf("%s did not finish by %s", step.Name, st.Deadline.Format(time.RFC3339)),
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyExpiry: the reservation lapsed. A checkout still in progress cannot go on without it.
@@ -343,10 +358,8 @@ func (s *State) decide(r rules, now time.Time) []decision {
 		}
 	}
 	if !s.terminal() {
-		for _, step := range r.flow.Steps {
-			if st := s.Steps[step.Name]; st.active() {
-				due = append(due, decision{Type: events.Deadline, Step: step.Name, At: st.Deadline})
-			}
+		if timer, ok := s.timerDue(r.flow); ok {
+			due = append(due, timer)
 		}
 	}
 	var fresh []decision
@@ -358,6 +371,8 @@ func (s *State) decide(r rules, now time.Time) []decision {
 	}
 	for _, d := range fresh {
 		switch d.Type {
+		case events.Deadline:
+			s.Timers = append(s.Timers, d.At)
 		case events.Completed:
 			s.Status, s.EndedAt = StatusCompleted, now
 		case events.Failed:
@@ -365,6 +380,22 @@ func (s *State) decide(r rules, now time.Time) []decision {
 		}
 	}
 	return fresh
+}
+
+// timerDue returns the timer to schedule: one at the earliest deadline of the running
+// steps, unless a timer the server holds fires by then. One timer per checkout, not one per
+// step: a checkout that ends before its first deadline costs one schedule and one firing.
+func (s *State) timerDue(flow events.Flow) (decision, bool) {
+	var next decision
+	for _, step := range flow.Steps {
+		if st := s.Steps[step.Name]; st.active() && (next.At.IsZero() || st.Deadline.Before(next.At)) {
+			next = decision{Type: events.Deadline, Step: step.Name, At: st.Deadline}
+		}
+	}
+	if next.At.IsZero() || slices.ContainsFunc(s.Timers, func(t time.Time) bool { return !t.After(next.At) }) {
+		return decision{}, false
+	}
+	return next, true
 }
 
 func (s *State) allDone(names []events.StepName) bool {

@@ -160,9 +160,10 @@ func TestCompletionCarriesWarnings(t *testing.T) {
 	}
 }
 
-// TestDeadlines: every running step gets a deadline; one that fires for a step still
-// running fails it (effect unknown, so it is undone); a stale one changes nothing; waiting
-// for a person moves it.
+// TestDeadlines: a checkout has one timer, at the earliest deadline of its running steps;
+// when it fires, every step past its deadline fails (effect unknown, so it is undone) and
+// the next timer is set; a firing of a timer the checkout does not hold changes nothing;
+// waiting for a person moves a step's deadline.
 func TestDeadlines(t *testing.T) {
 	st := newState("co_1")
 	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
@@ -170,44 +171,80 @@ func TestDeadlines(t *testing.T) {
 	got := run(t, st, req)
 	wantValidate := t0.Add(events.DefaultDeadline + testRules.grace)
 	if len(got) != 1 || got[0].Type != events.Deadline || got[0].Step != events.StepValidateCart || !got[0].At.Equal(wantValidate) {
-		t.Fatalf("after the request: %+v, want validate's deadline at %s", got, wantValidate)
+		t.Fatalf("after the request: %+v, want one timer at validate's deadline %s", got, wantValidate)
 	}
 
 	validated := outcome(t, events.CartValidated)
 	validated.Time = t0.Add(time.Second)
-	got = run(t, st, validated)
-	if len(got) != 2 || got[0].Step != events.StepReserveInventory || got[1].Step != events.StepCheckFraud {
-		t.Fatalf("after validation: %+v, want deadlines for both branches", got)
+	if got := run(t, st, validated); len(timerDecisions(got)) != 0 {
+		t.Fatalf("after validation: %+v, want no second timer (the first fires before both branches' deadlines)", got)
 	}
 
 	// Fraud waits for a review: its deadline moves to the review's end.
 	until := t0.Add(time.Hour)
 	review := events.Must("co_1", events.FraudReviewPending, events.Waiting{Reason: "review", Until: until})
 	review.Time = t0.Add(2 * time.Second)
-	got = run(t, st, review)
-	if len(got) != 1 || got[0].Step != events.StepCheckFraud || !got[0].At.Equal(until.Add(testRules.grace)) {
-		t.Fatalf("after the review request: %+v", got)
+	if got := run(t, st, review); len(got) != 0 || !st.Steps[events.StepCheckFraud].Deadline.Equal(until.Add(testRules.grace)) {
+		t.Fatalf("after the review request: %+v, fraud's deadline %s", got, st.Steps[events.StepCheckFraud].Deadline)
 	}
-	stale := deadline(events.StepCheckFraud, validated.Time.Add(events.DefaultDeadline+testRules.grace))
-	if got := run(t, st, stale); len(got) != 0 || st.Steps[events.StepCheckFraud].Status != StepWaiting {
-		t.Fatalf("a stale deadline changed the checkout: %+v, fraud %s", got, st.Steps[events.StepCheckFraud].Status)
+
+	// The first timer fires: nothing is late yet; the next timer is set at inventory's deadline.
+	reserveBy := st.Steps[events.StepReserveInventory].Deadline
+	got = run(t, st, deadline(events.StepValidateCart, wantValidate))
+	if len(got) != 1 || got[0].Type != events.Deadline || got[0].Step != events.StepReserveInventory || !got[0].At.Equal(reserveBy) {
+		t.Fatalf("after the first timer: %+v, want the next timer at %s", got, reserveBy)
+	}
+	if st.Status != StatusRunning || !slices.Equal(st.Timers, []time.Time{reserveBy}) {
+		t.Fatalf("after the first timer: status %s, timers %v", st.Status, st.Timers)
+	}
+	// The same timer again (a copy), or one the checkout never set: nothing changes.
+	for _, stale := range []events.Envelope{deadline(events.StepValidateCart, wantValidate), deadline(events.StepCheckFraud, t0.Add(time.Second))} {
+		if got := run(t, st, stale); len(got) != 0 || st.Status != StatusRunning || len(st.Timers) != 1 {
+			t.Fatalf("a timer the checkout does not hold changed it: %+v, status %s, timers %v", got, st.Status, st.Timers)
+		}
 	}
 
 	// Inventory never answers: its deadline fails it, and since it may have reserved, it is
-	// released at once (the fraud review has nothing to undo and is not waited for).
-	got = run(t, st, deadline(events.StepReserveInventory, st.Steps[events.StepReserveInventory].Deadline))
+	// released at once (the fraud review has nothing to undo and is not waited for, but it
+	// still runs, so the next timer is set for it).
+	got = run(t, st, deadline(events.StepReserveInventory, reserveBy))
 	if st.Status != StatusFailing || !slices.Equal(types(got), []events.Subject{events.InventoryRelease}) {
 		t.Fatalf("after inventory's deadline: status %s, decisions %v, want the release", st.Status, types(got))
+	}
+	if ts := timerDecisions(got); len(ts) != 1 || !ts[0].At.Equal(until.Add(testRules.grace)) {
+		t.Fatalf("after inventory's deadline: timers %+v, want one at the review's end", ts)
 	}
 	// The reservation turns up late after all, then the release is confirmed.
 	got = run(t, st, outcome(t, events.InventoryReserved), outcome(t, events.InventoryReleased))
 	if !slices.Equal(types(got), []events.Subject{events.Failed}) || st.Failure.Code != events.CodeDeadlineExceeded {
 		t.Fatalf("end: %v, failure %+v", types(got), st.Failure)
 	}
-	// The review's deadline comes after the end: nothing more happens.
-	if got := run(t, st, deadline(events.StepCheckFraud, until.Add(testRules.grace))); len(got) != 0 {
-		t.Errorf("after the end: %v", got)
+	// The review's timer fires after the end: nothing more happens, nothing is recorded.
+	before := len(st.Timers)
+	if got := run(t, st, deadline(events.StepCheckFraud, until.Add(testRules.grace))); len(got) != 0 || len(st.Timers) != before {
+		t.Errorf("after the end: %v, timers %v", got, st.Timers)
 	}
+}
+
+// TestOneTimerPerCheckout: a checkout that ends before its first deadline schedules one
+// timer in all, however many steps it runs.
+func TestOneTimerPerCheckout(t *testing.T) {
+	st := newState("co_1")
+	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	req := events.Envelope{ID: "co_1:checkout.requested", Type: events.Requested, CheckoutID: "co_1", Time: t0, Payload: []byte(`{}`)}
+	all := []events.Envelope{req}
+	for _, s := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured,
+		events.OrderCreated, events.ConfirmationSent, events.LabelCreated, events.WarehouseNotified} {
+		all = append(all, outcome(t, s))
+	}
+	got := run(t, st, all...)
+	if st.Status != StatusCompleted || len(timerDecisions(got)) != 1 {
+		t.Fatalf("status %s, timers %+v: want completed with one timer", st.Status, timerDecisions(got))
+	}
+}
+
+func timerDecisions(ds []decision) []decision {
+	return slices.DeleteFunc(slices.Clone(ds), func(d decision) bool { return d.Type != events.Deadline })
 }
 
 func deadline(step events.StepName, at time.Time) events.Envelope {

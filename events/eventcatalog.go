@@ -105,7 +105,7 @@ func (f Flow) Catalog() []EventDoc {
 		EventDoc{Subject: FraudReviewDecided, Producer: "an operator (`fraud.review` request)", Consumers: []string{ServiceFraud}, Meaning: "approve or deny a checkout held for review"},
 		EventDoc{Subject: PaymentActionPending, Producer: ServicePayments, Consumers: []string{ServiceCoordinator}, Meaning: "process_payment waits for the customer to authenticate (3-D Secure) until `until`"},
 		EventDoc{Subject: PaymentRecheck, Producer: ServicePayments + " (scheduled)", Consumers: []string{ServicePayments}, Meaning: "look at a PaymentIntent awaiting authentication again"},
-		EventDoc{Subject: Deadline, Producer: ServiceCoordinator + " (scheduled)", Consumers: []string{ServiceCoordinator}, Meaning: "a step's deadline: if it has not answered, it failed"},
+		EventDoc{Subject: Deadline, Producer: ServiceCoordinator + " (scheduled)", Consumers: []string{ServiceCoordinator}, Meaning: "the checkout's timer: every step that has not answered by its deadline failed"},
 		EventDoc{Subject: InventoryExpire, Producer: ServiceInventory + " (scheduled)", Consumers: []string{ServiceInventory}, Meaning: "release a reservation left neither committed nor released"},
 		EventDoc{Subject: InventoryExpired, Producer: ServiceInventory, Consumers: []string{ServiceCoordinator}, Meaning: "a reservation expired and its stock is available again"},
 		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid (with warnings, or flagged for attention)"},

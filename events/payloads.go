@@ -335,7 +335,9 @@ type Waiting struct {
 	Reference  string    `json:"reference,omitempty"`   // what it waits on: the PaymentIntent, the review
 }
 
-// DeadlineReached is the payload of checkout.deadline.
+// DeadlineReached is the payload of checkout.deadline, the checkout's timer: it fires at
+// Deadline, the earliest deadline of the running steps when it was set (Step's). Every
+// step whose deadline has come by then fails, whichever it is.
 type DeadlineReached struct {
 	Step     StepName  `json:"step"`
 	Deadline time.Time `json:"deadline"`

@@ -159,18 +159,6 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 		if json.Unmarshal(e.Payload, &o) == nil {
 			c.OrderID, c.OrderNumber = o.ID, o.Number
 		}
-	case events.Deadline:
-		var d events.DeadlineReached
-		if json.Unmarshal(e.Payload, &d) == nil {
-			// A step that waits for a person moved its deadline; an earlier one fires harmlessly.
-			st := steps[d.Step]
-			moved := st != nil && st.Waiting != nil && d.Deadline.Before(st.Waiting.Until)
-			if st != nil && (st.State == StepRunning || st.State == StepWaiting) && !moved {
-				st.State, st.EndedAt, st.Waiting = StepFailed, e.Time, nil
-				st.Error = &events.StepFailure{Step: d.Step, Code: events.CodeDeadlineExceeded, Uncertain: true,
-					Message: "no answer by its deadline " + d.Deadline.Format(time.RFC3339)}
-			}
-		}
 	case events.InventoryExpired:
 		st := steps[events.StepReserveInventory]
 		st.State, st.CompensationEndedAt = StepCompensated, e.Time
@@ -179,18 +167,33 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 		if json.Unmarshal(e.Payload, &done) == nil {
 			c.OrderID, c.OrderNumber, c.PaymentIntentID = or(c.OrderID, done.OrderID), or(c.OrderNumber, done.OrderNumber), or(c.PaymentIntentID, done.PaymentIntentID)
 			c.Warnings, c.NeedsAttention = done.Warnings, done.NeedsAttention
+			for _, w := range done.Warnings {
+				failUnanswered(steps[w.Step], w, e.Time)
+			}
 		}
 		c.Status, c.EndedAt, *terminal = StatusCompleted, e.Time, true
 	case events.Failed:
 		var f events.CheckoutFailed
 		if json.Unmarshal(e.Payload, &f) == nil {
 			c.Failure = &events.StepFailure{Step: f.Step, Code: f.Code, Message: f.Message}
+			failUnanswered(steps[f.Step], *c.Failure, e.Time)
 			c.Compensated = f.Compensated
 			c.CartID, c.CustomerEmail = or(c.CartID, f.CartID), or(c.CustomerEmail, f.CustomerEmail)
 		}
 		c.Status, c.EndedAt, *terminal = StatusFailed, e.Time, true
 	}
 	applyStep(e, steps)
+}
+
+// failUnanswered marks a step that never answered as failed by what the terminal event
+// says of it: the coordinator gave up on it at a deadline (checkout.deadline is the
+// checkout's timer and does not say which steps were late when it fired).
+func failUnanswered(st *StepView, f events.StepFailure, at time.Time) {
+	if st == nil || (st.State != StepRunning && st.State != StepWaiting) {
+		return
+	}
+	f.Uncertain = f.Uncertain || f.Code == events.CodeDeadlineExceeded
+	st.State, st.EndedAt, st.Waiting, st.Error = StepFailed, at, nil, &f
 }
 
 // applyStep moves a step by one of its own subjects: outcome, waiting, compensation.
