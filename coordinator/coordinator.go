@@ -3,6 +3,8 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +92,11 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		if a, seen := st.Applied[in.ID]; seen {
 			if a.Seq != seq {
+				if in.Type == events.Requested && st.RequestDigest != "" && st.RequestDigest != requestDigest(in) {
+					return nil, fmt.Errorf("%w: checkout %s was already requested with other content (stream sequence %d); "+
+						"a checkout_id names one checkout: this request is ignored, publish a new checkout_id for a new checkout",
+						events.ErrMalformed, in.CheckoutID, a.Seq)
+				}
 				// A later copy: the first one's decisions were published before its ack.
 				c.log.Info("dropped a copy of an event already applied", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "applied_seq", a.Seq)
 				return nil, nil
@@ -133,6 +140,19 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		return outs, nil
 	}
 	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
+}
+
+// requestDigest fingerprints what a checkout.requested asks for (its fields, so a copy
+// encoded differently is still the same request), to tell a copy from a reuse of the
+// checkout_id for another checkout. A request that is not even JSON is its bytes.
+func requestDigest(in events.Envelope) string {
+	canonical := []byte(in.Payload)
+	var req events.CheckoutRequest
+	if json.Unmarshal(in.Payload, &req) == nil {
+		canonical, _ = json.Marshal(req) // a struct of strings: cannot fail
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:12])
 }
 
 // timers are the events the server fires at their time, whatever happened meanwhile.

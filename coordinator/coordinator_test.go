@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -366,5 +368,42 @@ func TestAStaleDeadlineWritesNothing(t *testing.T) {
 	}
 	if st, _, _ := c.State(ctx, id); st.Steps[events.StepValidateCart].Status != StepDone {
 		t.Errorf("validation is %s after its stale deadline, want done", st.Steps[events.StepValidateCart].Status)
+	}
+}
+
+// TestRequestReusedForOtherContent: a later checkout.requested with the same checkout_id
+// is a copy when it asks for the same thing (however it is encoded) and is dropped; one
+// that asks for something else is refused with the reason (the runner rejects it to
+// DEADLETTER and checkout.rejected), and the first request's checkout goes on untouched.
+func TestRequestReusedForOtherContent(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_reused"
+	addr := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "CA", PostalCode: "12345", Country: "US"}
+	req := events.CheckoutRequest{CheckoutID: id, CartID: "cart_1", CustomerID: "cus_1", CustomerEmail: "ada@example.com",
+		PaymentMethodID: "pm_card_visa", ShippingAddress: addr, BillingAddress: addr}
+	first, _ := json.Marshal(req)
+	if _, err := c.Commit(ctx, events.RequestEnvelope(first, events.Origin{StreamSeq: 1}), 1); err != nil {
+		t.Fatal(err)
+	}
+	// The same request, its fields in another order and spaced out.
+	var fields map[string]any
+	_ = json.Unmarshal(first, &fields)
+	reordered, _ := json.MarshalIndent(fields, "", "  ")
+	if outs, err := c.Commit(ctx, events.RequestEnvelope(reordered, events.Origin{StreamSeq: 7}), 7); err != nil || len(outs) != 0 {
+		t.Fatalf("a copy encoded differently: %d decisions, %v; want dropped", len(outs), err)
+	}
+	req.CartID = "cart_2"
+	other, _ := json.Marshal(req)
+	_, err = c.Commit(ctx, events.RequestEnvelope(other, events.Origin{StreamSeq: 9}), 9)
+	if !errors.Is(err, events.ErrMalformed) || !strings.Contains(err.Error(), "already requested with other content") {
+		t.Fatalf("a reuse for another cart: %v; want it refused as malformed with the reason", err)
+	}
+	if st, _, _ := c.State(ctx, id); st.CartID != "cart_1" || st.Status != StatusRunning {
+		t.Errorf("after the refused reuse: cart %s, status %s; want the first request's checkout untouched", st.CartID, st.Status)
 	}
 }

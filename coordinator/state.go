@@ -72,6 +72,7 @@ type State struct {
 	Status          Status                         `json:"status"`
 	Steps           map[events.StepName]*StepState `json:"steps"`
 	CartID          string                         `json:"cart_id,omitempty"`
+	RequestDigest   string                         `json:"request_digest,omitempty"` // what was asked: a reuse of the ID for other content is refused
 	CustomerEmail   string                         `json:"customer_email,omitempty"`
 	Quote           *events.Quote                  `json:"quote,omitempty"`
 	PaymentIntentID string                         `json:"payment_intent_id,omitempty"`
@@ -131,6 +132,7 @@ func (s *State) apply(r rules, in events.Envelope) error {
 		if req, err := events.ParseRequest(in); err == nil {
 			s.CartID, s.CustomerEmail = req.CartID, req.CustomerEmail
 		}
+		s.RequestDigest = requestDigest(in)
 		s.start(r, r.flow.Steps[0], in.Time)
 		return nil
 	case events.Deadline:

@@ -242,3 +242,45 @@ func TestDerivedCheckoutIDs(t *testing.T) {
 		t.Errorf("%d payment intents, want 1", n)
 	}
 }
+
+// TestCheckoutIDReusedForAnotherCart: a checkout_id names one checkout. The same request
+// again is a copy (dropped quietly); the same checkout_id for another cart is refused with
+// the reason, and nothing of it runs: one charge, one order, the other cart still open.
+func TestCheckoutIDReusedForAnotherCart(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	env := &natstest.Env{NC: sys.NC, JS: sys.JS}
+	w := env.Watch(t, "checkout.>")
+	first := createCart(t, sys, "USD", events.CartItem{ProductID: "stickers", Quantity: 1})
+	second := createCart(t, sys, "USD", events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	mugs := stock(t, sys, "mug-nats")
+	publishCheckout(t, sys, checkoutRequest("co-reused", first.ID, "pm_card_visa", california))
+	if end := w.Wait(t, "co-reused", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("ended in %s: %s", end.Type, end.Payload)
+	}
+	publishCheckout(t, sys, checkoutRequest("co-reused", first.ID, "pm_card_visa", california))
+	publishCheckout(t, sys, checkoutRequest("co-reused", second.ID, "pm_card_visa", california))
+
+	rejected := w.Wait(t, "co-reused", wait, events.Rejected)
+	var r events.RejectedInput
+	if err := rejected.DecodePayload(&r); err != nil || r.Consumer != events.ServiceCoordinator || !strings.Contains(r.Reason, "already requested with other content") {
+		t.Fatalf("rejection %+v (%v), want the coordinator's reason", r, err)
+	}
+	deadLetter(t, env, events.ServiceCoordinator, string(events.Requested))
+	env.WaitIdle(t, events.ServiceCoordinator)
+	env.WaitIdle(t, events.ServiceCatalog)
+	if n := w.Count("co-reused", events.Rejected); n != 1 {
+		t.Errorf("%d rejections, want 1 (the copy of the first request is dropped quietly)", n)
+	}
+	if n := w.Count("co-reused", events.Completed) + w.Count("co-reused", events.Failed); n != 1 {
+		t.Errorf("%d terminal events, want 1", n)
+	}
+	if pis := intents(sys, "co-reused"); len(pis) != 1 {
+		t.Errorf("%d payment intents, want 1", len(pis))
+	}
+	if got := stock(t, sys, "mug-nats"); got != mugs {
+		t.Errorf("the other cart's stock moved: %+v, before %+v", got, mugs)
+	}
+	if cart := request[events.Cart](t, sys.NC, events.CartsGet, events.GetCart{CartID: second.ID}); cart.Status == events.CartCheckedOut {
+		t.Errorf("the other cart checked out under a reused checkout_id")
+	}
+}
