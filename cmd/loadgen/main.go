@@ -39,6 +39,7 @@ func run() error {
 		profile string
 		tracing string
 		heap    string
+		heapAt  time.Duration
 		level   slog.Level
 	)
 	flag.StringVar(&opt.NATSURL, "nats", opt.NATSURL, "drive the services behind this NATS URL (default $NATS_URL; empty: start the whole system in-process)")
@@ -61,6 +62,7 @@ func run() error {
 	flag.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, then the table goes to stderr)")
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole process (in-process: every service) to this file")
 	flag.StringVar(&heap, "memprofile", "", "write a heap profile of the whole process to this file after the runs (before the system stops)")
+	flag.DurationVar(&heapAt, "memprofile-every", 0, "also write a heap profile every this long while the runs go on, to FILE.<seconds>s (with -memprofile): what grows")
 	flag.StringVar(&tracing, "trace", "", "write an execution trace of the whole process to this file (go tool trace)")
 	flag.Func("items", "each cart's items as product:quantity,... (default tee-jetstream:1,stickers:2; the demo stocks few units: against NATS_URL pick what its stock allows)", func(v string) error {
 		items, err := parseItems(v)
@@ -105,6 +107,9 @@ func run() error {
 	defer stop()
 	if heap != "" {
 		opt.AfterRuns = func() error { return writeHeapProfile(heap) }
+		if heapAt > 0 {
+			defer profileEvery(ctx, heapAt, heap)()
+		}
 	}
 	rep, err := loadgen.Run(ctx, opt)
 	table := os.Stdout
@@ -141,6 +146,30 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.WriteHeapProfile(f)
+}
+
+// profileEvery writes a heap profile to path.<seconds>s every interval until stopped.
+func profileEvery(ctx context.Context, interval time.Duration, path string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				at := fmt.Sprintf("%s.%ds", path, int(time.Since(start).Seconds()))
+				if err := writeHeapProfile(at); err != nil {
+					fmt.Fprintln(os.Stderr, "loadgen: heap profile:", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // parseItems reads "product:quantity,...".
