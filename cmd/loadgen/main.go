@@ -48,6 +48,8 @@ func run() error {
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
 	flag.StringVar(&opt.StripeURL, "stripe", "", "a Stripe emulator running elsewhere (jetcheckout stripe-emulator) instead of the in-process one")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
+	flag.DurationVar(&opt.HandledRetention, "handled-retention", 0, "how long in-process services keep handled-event records (default: the app's, a week)")
+	flag.DurationVar(&opt.CheckoutRetention, "checkout-retention", 0, "how long the in-process coordinator keeps an ended checkout's key (default: the app's, a week)")
 	flag.Float64Var(&opt.Load.Rate, "rate", 0, "checkouts/s offered (open loop)")
 	flag.IntVar(&opt.Load.InFlight, "inflight", 0, "checkouts kept in flight (closed loop), instead of -rate")
 	flag.DurationVar(&opt.Load.Duration, "duration", 20*time.Second, "how long requests are offered")
