@@ -71,8 +71,11 @@ type Config struct {
 	// (coordinator.DefaultRetention). Shorter ones are for measurements and tests.
 	HandledRetention  time.Duration
 	CheckoutRetention time.Duration
-	Middleware        map[string][]runner.Middleware // by service name
-	Hooks             map[string]runner.Hooks        // by service name: simulated crashes
+	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
+	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
+	RunsRetention time.Duration
+	Middleware    map[string][]runner.Middleware // by service name
+	Hooks         map[string]runner.Hooks        // by service name: simulated crashes
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough
@@ -132,7 +135,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
 	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
-		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention} {
+		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {
