@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -28,14 +29,24 @@ type Config struct {
 	Grace time.Duration
 	// Deadlines override the flow's per-step deadlines (tests use short ones).
 	Deadlines map[events.StepName]time.Duration
+	// Retention is how long an ended checkout's key stays after its last change, before the
+	// server removes it (a per-message TTL). Default DefaultRetention.
+	Retention time.Duration
 }
+
+// DefaultRetention keeps an ended checkout's key a week after its last change: far longer
+// than any copy of one of its events takes to come (see runner.DefaultRetention), so a copy
+// finds the key and is dropped as a copy. One that comes later still finds no key, and then
+// its own time tells it from a step done for a checkout never requested (see orphan).
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Coordinator applies step events to the checkouts' KV state and publishes its decisions.
 type Coordinator struct {
-	rules rules
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	log   *slog.Logger
+	rules     rules
+	js        jetstream.JetStream
+	kv        jetstream.KeyValue
+	retention time.Duration
+	log       *slog.Logger
 }
 
 // New opens the checkouts bucket (topology.Ensure creates it).
@@ -47,7 +58,11 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.Grace <= 0 {
 		cfg.Grace = 30 * time.Second
 	}
-	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv, log: log}, nil
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
+		retention: cfg.Retention, log: log}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -128,7 +143,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			return nil, err
 		}
 		err = c.save(ctx, st, rev)
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if conflict(err) {
 			continue // someone else changed the checkout: re-read and apply again
 		}
 		if err != nil {
@@ -231,12 +246,28 @@ func (c *Coordinator) requestPending(ctx context.Context, seq uint64) (bool, err
 	return true, nil
 }
 
-// orphan handles an event of a checkout that was never requested: forged or stray. A
-// step's success that can be undone is undone (a reservation released, a charge refunded,
-// an order cancelled), so nothing stays held or charged for a checkout nobody asked for;
-// anything else is refused with the reason.
+// orphan handles an event of a checkout that has no key: never requested (forged or
+// stray), or ended and removed after its retention. A step's success that can be undone is
+// undone (a reservation released, a charge refunded, an order cancelled), so nothing stays
+// held or charged for a checkout nobody asked for; anything else is refused with the reason.
+//
+// A removed checkout must not be undone by a late copy of one of its events: every event it
+// applied, and every timer it set, was made before its last change, so such an event is at
+// least the retention old when it finds no key. An event older than half the retention is
+// therefore dropped, with the reason in the log (half: room for the producers' clocks to
+// differ). A real step's success is made moments before it comes, unless the coordinator
+// was down for that long: then the log says to check it by hand.
 func (c *Coordinator) orphan(in events.Envelope) ([]events.Envelope, error) {
 	step, ok, found := events.Checkout.Outcome(in.Type)
+	if age := time.Since(in.Time); !in.Time.IsZero() && age > c.retention/2 {
+		log := c.log.Info
+		if found && ok && step.Compensate != "" {
+			log = c.log.Error
+		}
+		log("dropped an old event of a checkout with no state: a late copy of an ended checkout's event (its state was removed after the retention), or one made while the coordinator was down; nothing is undone",
+			"checkout_id", in.CheckoutID, "event_id", in.ID, "subject", in.Type, "event_age", age.Round(time.Second), "retention", c.retention)
+		return nil, nil
+	}
 	if !found || !ok || step.Compensate == "" {
 		return nil, fmt.Errorf("%w: %s for checkout %s, which was never requested", events.ErrMalformed, in.Type, in.CheckoutID)
 	}
@@ -289,17 +320,33 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, u
 	return st, entry.Revision(), nil
 }
 
+// save writes the checkout's state by compare-and-swap on rev. An ended checkout's state
+// is written with the retention as its TTL, so the server removes the key that long after
+// its last change; a change after the end (a late step undone) starts the time again.
 func (c *Coordinator) save(ctx context.Context, st *State, rev uint64) error {
 	raw, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	if rev == 0 {
+	switch {
+	case rev == 0:
 		_, err = c.kv.Create(ctx, st.CheckoutID, raw)
-	} else {
+	case st.terminal():
+		// KeyValue.Update takes no TTL: the same compare-and-swap publish, with one.
+		msg := &nats.Msg{Subject: "$KV." + events.BucketCheckouts + "." + st.CheckoutID, Data: raw}
+		_, err = c.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.retention))
+	default:
 		_, err = c.kv.Update(ctx, st.CheckoutID, raw, rev)
 	}
 	return err
+}
+
+// conflict reports a compare-and-swap that lost to another write (the server's code differs
+// between a single server and a replicated bucket).
+func conflict(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // build turns decisions into the events that carry them, at time now.

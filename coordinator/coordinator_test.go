@@ -407,3 +407,38 @@ func TestRequestReusedForOtherContent(t *testing.T) {
 		t.Errorf("after the refused reuse: cart %s, status %s; want the first request's checkout untouched", st.CartID, st.Status)
 	}
 }
+
+// TestNoStateAfterRetention: with no key for a checkout, a timer or a success older than
+// half the retention is dropped, not undone (a late event of an ended checkout whose key the
+// server removed), while a fresh success still is undone (an orphan). The old ones are not
+// refused either: handled, with the reason in the log.
+func TestNoStateAfterRetention(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, "checkout.>")
+	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler), Config{Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Runner(env.JS, func(rc *runner.Config) { rc.RetryBase = 10 * time.Millisecond })
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Run(t, r)
+
+	deadline := events.Must("co_removed_timer", events.Deadline, events.DeadlineReached{Step: events.StepCreateOrder, Deadline: time.Now()})
+	deadline.Time = time.Now().Add(-31 * time.Minute)
+	old := forCheckout(t, "co_removed", events.InventoryReserved)
+	old.Time = time.Now().Add(-31 * time.Minute)
+	fresh := forCheckout(t, "co_fresh_orphan", events.InventoryReserved)
+	fresh.Time = time.Now()
+	for _, e := range []events.Envelope{deadline, old, fresh} {
+		env.Publish(t, e)
+	}
+	w.Wait(t, "co_fresh_orphan", 10*time.Second, events.InventoryRelease)
+	env.WaitIdle(t, "coordinator")
+	for _, id := range []string{"co_removed_timer", "co_removed"} {
+		if all := w.All(id); len(all) != 1 {
+			t.Errorf("%s: %d events (the last %s), want only the one published: nothing undone, nothing refused", id, len(all), all[len(all)-1].Type)
+		}
+	}
+}

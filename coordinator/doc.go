@@ -18,6 +18,10 @@
 //
 // Each decision is recorded in the same compare-and-swap as the event that caused it, so it
 // is published once whatever order, duplication or redelivery the events arrive with.
+// An ended checkout's key is written with a TTL (Config.Retention, a week by default), so
+// the bucket does not grow with every checkout ever made; an event that finds no key and is
+// older than half that is a late copy of a removed checkout's event, and is dropped, never
+// undone.
 // Consumes: checkout.requested, every step's outcome, wait and undo confirmation,
 // checkout.deadline, checkout.inventory.expired. Emits: the coordinated triggers, the undo
 // commands, checkout.deadline (scheduled), checkout.completed, checkout.failed.

@@ -39,6 +39,7 @@ func run() error {
 		profile string
 		tracing string
 		heap    string
+		heapAt  time.Duration
 		level   slog.Level
 	)
 	flag.StringVar(&opt.NATSURL, "nats", opt.NATSURL, "drive the services behind this NATS URL (default $NATS_URL; empty: start the whole system in-process)")
@@ -47,6 +48,8 @@ func run() error {
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
 	flag.StringVar(&opt.StripeURL, "stripe", "", "a Stripe emulator running elsewhere (jetcheckout stripe-emulator) instead of the in-process one")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
+	flag.DurationVar(&opt.HandledRetention, "handled-retention", 0, "how long in-process services keep handled-event records (default: the app's, a week)")
+	flag.DurationVar(&opt.CheckoutRetention, "checkout-retention", 0, "how long the in-process coordinator keeps an ended checkout's key (default: the app's, a week)")
 	flag.Float64Var(&opt.Load.Rate, "rate", 0, "checkouts/s offered (open loop)")
 	flag.IntVar(&opt.Load.InFlight, "inflight", 0, "checkouts kept in flight (closed loop), instead of -rate")
 	flag.DurationVar(&opt.Load.Duration, "duration", 20*time.Second, "how long requests are offered")
@@ -61,6 +64,7 @@ func run() error {
 	flag.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file (- for stdout, then the table goes to stderr)")
 	flag.StringVar(&profile, "cpuprofile", "", "write a CPU profile of the whole process (in-process: every service) to this file")
 	flag.StringVar(&heap, "memprofile", "", "write a heap profile of the whole process to this file after the runs (before the system stops)")
+	flag.DurationVar(&heapAt, "memprofile-every", 0, "also write a heap profile every this long while the runs go on, to FILE.<seconds>s (with -memprofile): what grows")
 	flag.StringVar(&tracing, "trace", "", "write an execution trace of the whole process to this file (go tool trace)")
 	flag.Func("items", "each cart's items as product:quantity,... (default tee-jetstream:1,stickers:2; the demo stocks few units: against NATS_URL pick what its stock allows)", func(v string) error {
 		items, err := parseItems(v)
@@ -105,6 +109,9 @@ func run() error {
 	defer stop()
 	if heap != "" {
 		opt.AfterRuns = func() error { return writeHeapProfile(heap) }
+		if heapAt > 0 {
+			defer profileEvery(ctx, heapAt, heap)()
+		}
 	}
 	rep, err := loadgen.Run(ctx, opt)
 	table := os.Stdout
@@ -141,6 +148,30 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.WriteHeapProfile(f)
+}
+
+// profileEvery writes a heap profile to path.<seconds>s every interval until stopped.
+func profileEvery(ctx context.Context, interval time.Duration, path string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := time.Now()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				at := fmt.Sprintf("%s.%ds", path, int(time.Since(start).Seconds()))
+				if err := writeHeapProfile(at); err != nil {
+					fmt.Fprintln(os.Stderr, "loadgen: heap profile:", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // parseItems reads "product:quantity,...".

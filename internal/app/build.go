@@ -51,7 +51,7 @@ type Handles struct {
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
 	if name == events.ServiceCoordinator {
-		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines})
+		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines, Retention: d.cfg.CheckoutRetention})
 		if err != nil {
 			return nil, err
 		}
@@ -74,7 +74,8 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
-		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency()})
+		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(),
+		Retention: d.cfg.HandledRetention})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -65,8 +65,17 @@ type Config struct {
 	// Concurrency (RUNNER_CONCURRENCY) is how many messages each service handles at once,
 	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency.
 	Concurrency int
-	Middleware  map[string][]runner.Middleware // by service name
-	Hooks       map[string]runner.Hooks        // by service name: simulated crashes
+	// HandledRetention (HANDLED_RETENTION) is how long each service keeps the record of an
+	// event it handled (runner.DefaultRetention, a week, says why); CheckoutRetention
+	// (CHECKOUT_RETENTION) how long the coordinator keeps an ended checkout's key
+	// (coordinator.DefaultRetention). Shorter ones are for measurements and tests.
+	HandledRetention  time.Duration
+	CheckoutRetention time.Duration
+	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
+	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
+	RunsRetention time.Duration
+	Middleware    map[string][]runner.Middleware // by service name
+	Hooks         map[string]runner.Hooks        // by service name: simulated crashes
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough
@@ -125,7 +134,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
-	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow} {
+	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
+		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {

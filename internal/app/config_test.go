@@ -22,3 +22,17 @@ func TestWaitWindowsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionsFromEnv: how long handled records and ended checkouts are kept comes from the
+// environment (a measurement shortens them); unset leaves the defaults (a week).
+func TestRetentionsFromEnv(t *testing.T) {
+	vars := map[string]string{"HANDLED_RETENTION": "3m", "CHECKOUT_RETENTION": "5m"}
+	cfg, err := ConfigFromEnv(func(k string) string { return vars[k] })
+	if err != nil || cfg.HandledRetention != 3*time.Minute || cfg.CheckoutRetention != 5*time.Minute {
+		t.Errorf("retentions %s and %s (%v), want 3m and 5m", cfg.HandledRetention, cfg.CheckoutRetention, err)
+	}
+	vars = map[string]string{"CHECKOUT_RETENTION": "forever"}
+	if _, err := ConfigFromEnv(func(k string) string { return vars[k] }); err == nil {
+		t.Error("CHECKOUT_RETENTION=forever accepted")
+	}
+}

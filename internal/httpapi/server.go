@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	_ "embed"
@@ -31,6 +32,9 @@ type Config struct {
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Log      *slog.Logger
+	// RunsRetention is how long a checkout stays in the read model after its last change
+	// (default DefaultRunsRetention, the CHECKOUT stream's own).
+	RunsRetention time.Duration
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.
@@ -125,6 +129,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	wg.Go(func() {
 		errs <- (&Projector{JS: s.cfg.JS, Store: s.store, Log: s.log, Hub: s.hub}).Run(ctx)
 	})
+	wg.Go(func() { s.store.pruneEvery(ctx, cmp.Or(s.cfg.RunsRetention, DefaultRunsRetention), s.log) })
 	wg.Go(func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errs <- err

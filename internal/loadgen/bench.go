@@ -41,7 +41,11 @@ type Options struct {
 	StripeURL string
 	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
 	Concurrency int
-	Load        Load
+	// HandledRetention and CheckoutRetention of the in-process system (app.Config's; 0:
+	// their defaults, a week): shorter ones show in a run of minutes what a week of traffic
+	// reaches.
+	HandledRetention, CheckoutRetention time.Duration
+	Load                                Load
 	// Repeat runs the same load this many times on the same system (default 1).
 	Repeat int
 	// Sweep, when set, replaces Load's rate: rates are tried from Sweep.From up.
@@ -137,7 +141,8 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 		return nil, nil, err
 	}
 	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
-		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency}
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency,
+		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention}
 	if opt.StripeURL != "" {
 		cfg.StripeBase, cfg.StripeKey = opt.StripeURL, "sk_test_loadgen"
 	}

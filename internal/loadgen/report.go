@@ -130,10 +130,11 @@ func (r RunResult) writeTable(w io.Writer) {
 		r.CompletedPerSecond, r.FailedPerSecond, r.Ratios.CheckoutsPerSync16, r.Ratios.CheckoutsPerAsync, r.Ratios.WritesPerAsync)
 	fmt.Fprintf(w, "  cpu %.1fs (%.2f cores), peak RSS %.0f MB, heap %.0f MB\n",
 		r.Resources.CPUSeconds, r.Resources.CPUCores, r.Resources.PeakRSSMB, r.Resources.HeapMB)
-	if m := r.Memory; len(m) > 1 {
-		mid := m[len(m)/2]
-		fmt.Fprintf(w, "  memory: RSS %.0f MB at %.0fs, %.0f MB at %.0fs, %.0f MB at the end (heap %.0f, %.0f, %.0f MB)\n",
-			m[0].RSSMB, m[0].Seconds, mid.RSSMB, mid.Seconds, m[len(m)-1].RSSMB, m[0].HeapMB, mid.HeapMB, m[len(m)-1].HeapMB)
+	if len(r.Memory) > 1 {
+		fmt.Fprintln(w, "  memory (MB): t_s  RSS = anon + file  heap_in_use")
+		for _, m := range r.Memory {
+			fmt.Fprintf(w, "    %5.0f  %5.0f = %5.0f + %4.0f  %5.0f\n", m.Seconds, m.RSSMB, m.AnonMB, m.FileMB, m.HeapMB)
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  latency (ms)\tn\tp50\tp90\tp99\tmax\t")

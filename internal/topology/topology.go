@@ -17,6 +17,10 @@ import (
 // It is the first line of defence only: consumers dedupe by event ID themselves.
 const DuplicateWindow = 2 * time.Minute
 
+// KeyMarkerTTL is how long the checkouts bucket keeps the marker of a key the server removed
+// when its TTL ran out (a watcher sees the removal; then the marker goes too).
+const KeyMarkerTTL = time.Minute
+
 // MaxEventSize bounds one event; a larger publish is refused by the server.
 const MaxEventSize = 1 << 20
 
@@ -90,6 +94,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		History:     1,
 		Storage:     jetstream.FileStorage,
 		Replicas:    o.replicas,
+		// Per-key TTLs: the coordinator writes an ended checkout with one, so its key goes
+		// after the retention. The marker the server leaves when it removes one lasts a minute.
+		LimitMarkerTTL: KeyMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
 	}
@@ -97,7 +104,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 }
 
 // ensureBucket creates a bucket, or updates one whose replica count differs (a stack that
-// grew from one server to a cluster).
+// grew from one server to a cluster) or that predates per-key TTLs.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
 	kv, err := js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -114,9 +121,11 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	if err != nil {
 		return err
 	}
-	if st.Config().Replicas >= want.Replicas { // never fewer: see ensureStream
+	have := st.Config()
+	if have.Replicas >= want.Replicas && have.LimitMarkerTTL == want.LimitMarkerTTL {
 		return nil
 	}
+	want.Replicas = max(want.Replicas, have.Replicas) // never fewer: see ensureStream
 	_, err = js.UpdateKeyValue(ctx, want)
 	return err
 }

@@ -2,6 +2,7 @@ package topology_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -46,4 +47,38 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 	if err != nil || ws.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
 		t.Errorf("WAREHOUSE stream: %v", err)
 	}
+}
+
+// TestEnsureAllowsKeyTTLs: a checkouts bucket made before per-key TTLs (the coordinator
+// writes an ended checkout with one) is updated to allow them, and keeps its keys.
+func TestEnsureAllowsKeyTTLs(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteKeyValue(ctx, events.BucketCheckouts); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := env.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketCheckouts, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "co_before", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := topology.Ensure(ctx, env.JS); err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.LimitMarkerTTL() != topology.KeyMarkerTTL {
+		t.Fatalf("bucket status %v (%v): want key TTLs allowed", st, err)
+	}
+	if _, err := kv.Get(ctx, "co_before"); err != nil {
+		t.Errorf("the key written before the update: %v", err)
+	}
+	if _, err := kv.Create(ctx, "co_ttl", []byte(`{}`), jetstream.KeyTTL(time.Second)); err != nil {
+		t.Fatalf("a key with a TTL: %v", err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		_, err := kv.Get(ctx, "co_ttl")
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}, "the key with a 1s TTL is still there")
 }

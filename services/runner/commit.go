@@ -64,6 +64,9 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 			return err
 		}
 		Stamp(outs, in)
+		if err := index(tx, in.ID, time.Now()); err != nil {
+			return err
+		}
 		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 	})
 	return outs, err

@@ -79,6 +79,11 @@ type Config struct {
 	// Concurrency is how many messages are handled at once, each checkout's events one
 	// after the other (see lanes). Default 1: one at a time, in stream order.
 	Concurrency int
+	// Retention is how long a handled-event record is kept (DefaultRetention, which says
+	// why); PruneEvery is how often the expired ones are deleted (default a minute). With a
+	// CommitFunc the consumer keeps its own records and neither applies.
+	Retention  time.Duration
+	PruneEvery time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +105,12 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.PruneEvery == 0 {
+		c.PruneEvery = time.Minute
+	}
 }
 
 // Validate reports a configuration the runner cannot work with.
@@ -113,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: JS is required", c.Name)
 	case (c.DB == nil) == (c.Commit == nil):
 		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
+	case c.Retention < 0 || c.PruneEvery < 0:
+		return fmt.Errorf("runner %s: Retention and PruneEvery must not be negative", c.Name)
 	}
 	for _, r := range c.Routes {
 		if r.Subject == "" || (r.Handle == nil && c.Commit == nil) {
@@ -185,8 +198,16 @@ func New(cfg Config) (*Runner, error) {
 		return r, nil
 	}
 	err := cfg.DB.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(processedBucket)
-		return err
+		if _, err := tx.CreateBucketIfNotExists(processedBucket); err != nil {
+			return err
+		}
+		if tx.Bucket(handledAtBucket) != nil {
+			return nil
+		}
+		if _, err := tx.CreateBucket(handledAtBucket); err != nil {
+			return err
+		}
+		return indexLegacy(tx, time.Now())
 	})
 	return r, err
 }
@@ -219,6 +240,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	if r.cfg.DB != nil {
+		pruneCtx, stopPruning := context.WithCancel(ctx)
+		var pruning sync.WaitGroup
+		pruning.Go(func() { r.pruneLoop(pruneCtx, cons) })
+		defer pruning.Wait()
+		defer stopPruning()
+	}
 	r.log.Info("consuming", "subjects", subjects)
 	// In-flight work finishes even when shutdown has begun.
 	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
