@@ -24,7 +24,7 @@ type Config struct {
 	BaseURL string
 	// SecretKey is the secret (sk_...) or restricted (rk_...) API key. Never logged.
 	SecretKey string
-	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s AckWait
+	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s HandlerTimeout
 	// so a slow answer is retried rather than redelivered while still running.
 	HTTPTimeout time.Duration
 	// MaxNetworkRetries is stripe-go's own retries of a request; default 0, because the

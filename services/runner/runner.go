@@ -71,7 +71,14 @@ type Config struct {
 	// settlements) are never given up: every MaxDeliver attempts they are announced on
 	// checkout.stuck, and retried. Default 20.
 	MaxDeliver int
-	AckWait    time.Duration // default 30s; also the longest a handler may run
+	// AckWait is how long the server waits for an answer to a delivery before it delivers
+	// the message again: how soon the messages of a process that died come back. The
+	// runner sends heartbeats (InProgress) for the messages it holds, so it bounds no
+	// handler. Default DefaultAckWait.
+	AckWait time.Duration
+	// HandlerTimeout is the longest one message is handled (a step's deadline may end it
+	// sooner). Default 30s.
+	HandlerTimeout time.Duration
 	RetryBase  time.Duration // first redelivery delay of a transient failure, default 200ms
 	RetryMax   time.Duration // longest redelivery delay, default 30s
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
@@ -89,7 +96,10 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = 20
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = 30 * time.Second
 	}
 	if c.RetryBase == 0 {
 		c.RetryBase = 200 * time.Millisecond
@@ -113,6 +123,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: JS is required", c.Name)
 	case (c.DB == nil) == (c.Commit == nil):
 		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
+	case c.AckWait < 100*time.Millisecond:
+		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
 	}
 	for _, r := range c.Routes {
 		if r.Subject == "" || (r.Handle == nil && c.Commit == nil) {
@@ -145,6 +157,11 @@ type stepRoute struct {
 }
 
 var processedBucket = []byte("runner.processed")
+
+// DefaultAckWait is the consumers' AckWait: a few seconds, far below every step's deadline,
+// so a trigger held by a process that died is handled again in time. Heartbeats keep a
+// message held longer (a slow handler, or a lane's queue) from coming back meanwhile.
+const DefaultAckWait = 5 * time.Second
 
 // prefetch is how many messages the consumer buffers ahead of the one being handled.
 const prefetch = 8
@@ -210,8 +227,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	// A small prefetch (twice the lanes): every buffered message's AckWait is running while
-	// it waits, and a step may call Stripe or SMTP.
+	// A small prefetch (twice the lanes): a message buffered in the client library is not
+	// held yet and gets no heartbeats; it waits there only while every lane slot is taken.
 	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
 	it, err := cons.Messages(jetstream.PullMaxMessages(max(prefetch, 2*r.cfg.Concurrency)), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
@@ -268,7 +285,7 @@ func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 
 // process handles one message. It returns an error only when a hook simulates a crash.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckWait)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
 	defer cancel()
 	meta, err := msg.Metadata()
 	if err != nil {
