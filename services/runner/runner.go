@@ -49,6 +49,9 @@ type CommitFunc func(ctx context.Context, in events.Envelope, seq uint64) ([]eve
 // abandons the message where it is (no publish, no ack) and Run returns that error, as if
 // the process had died there.
 type Hooks struct {
+	// BeforeCommit: the handler ran (its calls to Stripe or SMTP were made), its
+	// transaction is not committed and is rolled back.
+	BeforeCommit func(in events.Envelope) error
 	AfterCommit  func(in events.Envelope) error // state committed, outputs not yet published
 	AfterPublish func(in events.Envelope) error // outputs in the stream, input not yet acked
 }
@@ -79,8 +82,8 @@ type Config struct {
 	// HandlerTimeout is the longest one message is handled (a step's deadline may end it
 	// sooner). Default 30s.
 	HandlerTimeout time.Duration
-	RetryBase  time.Duration // first redelivery delay of a transient failure, default 200ms
-	RetryMax   time.Duration // longest redelivery delay, default 30s
+	RetryBase      time.Duration // first redelivery delay of a transient failure, default 200ms
+	RetryMax       time.Duration // longest redelivery delay, default 30s
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
 	Deadlines map[events.StepName]time.Duration
 	// Concurrency is how many messages are handled at once, each checkout's events one
@@ -334,6 +337,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			defer stop()
 		}
 		outs, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		if c := (*crash)(nil); errors.As(err, &c) {
+			return c.err
+		}
 	}
 	if err != nil {
 		switch {
