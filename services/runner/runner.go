@@ -84,6 +84,10 @@ type Config struct {
 	HandlerTimeout time.Duration
 	RetryBase      time.Duration // first redelivery delay of a transient failure, default 200ms
 	RetryMax       time.Duration // longest redelivery delay, default 30s
+	// StuckAfter is how long an undo fails for (at RetryMax between attempts) before it is
+	// announced on checkout.stuck: an undo waiting a moment for Stripe is not news. One
+	// that fails for good is announced at once. Default 1 minute.
+	StuckAfter time.Duration
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
 	Deadlines map[events.StepName]time.Duration
 	// Concurrency is how many messages are handled at once, each checkout's events one
@@ -109,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 30 * time.Second
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = time.Minute
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -346,8 +353,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		case isStep && isPermanent(err):
 			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
 		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
-			// An undo is never given up: it is announced and retried at the longest delay.
-			if attempts == 1 || attempts%r.cfg.MaxDeliver == 0 {
+			// An undo is never given up: it is retried at the longest delay, and announced
+			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
+			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
 				r.announceStuck(ctx, msg, meta, in, log, err)
 			}
 			r.nak(msg, meta, log, r.cfg.RetryMax, err)
@@ -383,6 +391,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	log.Debug("handled", "outputs", len(outs))
 	return nil
+}
+
+// stuckAttempt is the attempt of an undo that comes StuckAfter after its first at the
+// earliest: the undo's retries are RetryMax apart (at least; the server never redelivers
+// sooner).
+func (r *Runner) stuckAttempt() int {
+	return 1 + int((r.cfg.StuckAfter+r.cfg.RetryMax-1)/r.cfg.RetryMax)
 }
 
 // markRetried notes that this process asked for seq to be redelivered.
