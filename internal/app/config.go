@@ -66,7 +66,10 @@ type Config struct {
 	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency.
 	Concurrency int
 	Middleware  map[string][]runner.Middleware // by service name
-	Hooks       map[string]runner.Hooks        // by service name: simulated crashes
+	// NATSWaiting hears why Start is still waiting for NATS at start (the health endpoint
+	// reports it).
+	NATSWaiting func(err error)
+	Hooks       map[string]runner.Hooks // by service name: simulated crashes
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough
