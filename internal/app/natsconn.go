@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -16,8 +17,8 @@ import (
 // on an inbox of its own (_INBOX_<service>), so its NATS user can be allowed to subscribe
 // to its replies and nobody else's (see natsauth.go). A server that is not reachable yet
 // (started after the services, or restarting) is dialled again with growing delays, up to
-// 5 s apart, until ctx ends; cfg.NATSWaiting hears why it is waiting. Refused credentials
-// are a deployment mistake: they stop it at once.
+// 5 s apart, until ctx ends; cfg.NATSWaiting hears why it is waiting. A server that answers
+// and refuses (credentials, TLS) is a deployment mistake: it stops the process at once.
 func connect(ctx context.Context, url string, cfg Config, log *slog.Logger, names []string) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("jetcheckout " + strings.Join(names, ",")),
@@ -49,7 +50,7 @@ func connect(ctx context.Context, url string, cfg Config, log *slog.Logger, name
 	opts = append(opts, cfg.natsAuthOptions()...)
 	dial := func() (*nats.Conn, error) {
 		nc, err := nats.Connect(url, opts...)
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		if err != nil && !unreachable(err) {
 			return nil, backoff.Permanent(err)
 		}
 		return nc, err
@@ -66,6 +67,15 @@ func connect(ctx context.Context, url string, cfg Config, log *slog.Logger, name
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// unreachable reports a connection error that waiting may cure: nothing listens yet
+// (nats.ErrNoServers is how a refused connection is reported), the name does not resolve
+// yet (a container not started), or the dial failed.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
 }
 
 // natsAuthOptions are the credentials and TLS settings of the configuration.
