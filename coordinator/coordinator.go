@@ -24,8 +24,10 @@ const maxConflicts = 64
 // Config of the coordinator's timing.
 type Config struct {
 	// Grace is how long after a step's own deadline the coordinator gives up on it: at
-	// least the runner's AckWait, the longest a handler runs. A step's answer can still come
-	// later (its publish was lost and is retried); such a late success is undone. Default 30s.
+	// least the runner's HandlerTimeout, the longest a handler runs. A step's answer can
+	// still come later (its publish was lost and is retried); such a late success is undone.
+	// Default 30s. A trigger held by a process that died comes back after the runner's
+	// AckWait (5s), well inside the step's own deadline (30s or more): neither needs to grow.
 	Grace time.Duration
 	// Deadlines override the flow's per-step deadlines (tests use short ones).
 	Deadlines map[events.StepName]time.Duration

@@ -56,7 +56,12 @@ func (a *api) Stop() error {
 
 // serveAPI is `jetcheckout api`: the HTTP API alone, against NATS_URL, as the api user.
 func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *health) error {
+	cfg.NATSWaiting = h.waitingForNATS
 	a, nc, err := startAPIProcess(ctx, cfg, log)
+	if ctx.Err() != nil && err != nil {
+		log.Info("stopped while starting", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -80,7 +85,7 @@ func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, 
 
 // startAPIProcess connects as the api user, ensures the topology and starts the API.
 func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *nats.Conn, error) {
-	nc, err := connect(cfg.NATSURL, cfg, log, []string{APIName})
+	nc, err := connect(ctx, cfg.NATSURL, cfg, log, []string{APIName})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -96,7 +96,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		}
 		s.StripeURL, stripeKey = s.Emulator.URL, emulatorKey
 	}
-	if s.NC, err = connect(s.NATSURL, cfg, log, names); err != nil {
+	if s.NC, err = connect(ctx, s.NATSURL, cfg, log, names); err != nil {
 		return nil, err
 	}
 	if s.JS, err = jetstream.New(s.NC); err != nil {

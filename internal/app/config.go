@@ -57,7 +57,7 @@ type Config struct {
 	Grace      time.Duration                     // the coordinator's grace after a step's deadline
 	MaxDeliver int                               // attempts before a step is given up
 	RetryBase  time.Duration                     // first redelivery delay
-	AckWait    time.Duration                     // how long an unacked message waits before redelivery
+	AckWait    time.Duration                     // how long an unanswered delivery waits before redelivery (runner.DefaultAckWait)
 	// ReviewWindow is how long a fraud review may wait for an operator (fraud's default otherwise).
 	ReviewWindow time.Duration
 	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).
@@ -76,6 +76,9 @@ type Config struct {
 	RunsRetention time.Duration
 	Middleware    map[string][]runner.Middleware // by service name
 	Hooks         map[string]runner.Hooks        // by service name: simulated crashes
+	// NATSWaiting hears why Start is still waiting for NATS at start (the health endpoint
+	// reports it).
+	NATSWaiting func(err error)
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough

@@ -50,6 +50,11 @@ type health struct {
 
 func (h *health) set(check func(context.Context) error) { h.check.Store(&check) }
 
+// waitingForNATS reports, until the next set, that the process is waiting for NATS.
+func (h *health) waitingForNATS(err error) {
+	h.set(func(context.Context) error { return fmt.Errorf("waiting for NATS: %w", err) })
+}
+
 func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != HealthPath {
 		http.NotFound(w, r)

@@ -136,7 +136,12 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 		defer release()
 		log.Info("running", "services", names)
 	}
+	cfg.NATSWaiting = h.waitingForNATS
 	sys, err := Start(ctx, cfg, log, names...)
+	if ctx.Err() != nil && err != nil {
+		log.Info("stopped while starting", "err", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

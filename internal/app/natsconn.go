@@ -5,16 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 )
 
 // connect dials NATS as the process's user. A process that runs one service takes replies
 // on an inbox of its own (_INBOX_<service>), so its NATS user can be allowed to subscribe
-// to its replies and nobody else's (see natsauth.go).
-func connect(url string, cfg Config, log *slog.Logger, names []string) (*nats.Conn, error) {
+// to its replies and nobody else's (see natsauth.go). A server that is not reachable yet
+// (started after the services, or restarting) is dialled again with growing delays, up to
+// 5 s apart, until ctx ends; cfg.NATSWaiting hears why it is waiting. A server that answers
+// and refuses (credentials, TLS) is a deployment mistake: it stops the process at once.
+func connect(ctx context.Context, url string, cfg Config, log *slog.Logger, names []string) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("jetcheckout " + strings.Join(names, ",")),
 		nats.MaxReconnects(-1),
@@ -43,11 +48,34 @@ func connect(url string, cfg Config, log *slog.Logger, names []string) (*nats.Co
 		opts = append(opts, nats.CustomInboxPrefix(InboxPrefix(names[0])))
 	}
 	opts = append(opts, cfg.natsAuthOptions()...)
-	nc, err := nats.Connect(url, opts...)
+	dial := func() (*nats.Conn, error) {
+		nc, err := nats.Connect(url, opts...)
+		if err != nil && !unreachable(err) {
+			return nil, backoff.Permanent(err)
+		}
+		return nc, err
+	}
+	wait := backoff.NewExponentialBackOff(backoff.WithInitialInterval(250*time.Millisecond),
+		backoff.WithMaxInterval(5*time.Second), backoff.WithMaxElapsedTime(0))
+	nc, err := backoff.RetryNotifyWithData(dial, backoff.WithContext(wait, ctx), func(err error, next time.Duration) {
+		log.Warn("waiting for NATS", "err", err, "retry_in", next.Round(time.Millisecond))
+		if cfg.NATSWaiting != nil {
+			cfg.NATSWaiting(err)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	return nc, nil
+}
+
+// unreachable reports a connection error that waiting may cure: nothing listens yet
+// (nats.ErrNoServers is how a refused connection is reported), the name does not resolve
+// yet (a container not started), or the dial failed.
+func unreachable(err error) bool {
+	var dns *net.DNSError
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
 }
 
 // natsAuthOptions are the credentials and TLS settings of the configuration.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ type Result struct {
 	Seed                uint64
 	Checkouts           int
 	Completed, Failed   int
+	FailedBy            map[string]int // failed checkouts by code and step, "deadline_exceeded@check_fraud"
 	Kills, StripeFaults int
 	Emails              int      // deliveries the SMTP sink took
 	DuplicateEmails     int      // deliveries of a message already delivered
@@ -42,8 +44,12 @@ func (r Result) Summary() string {
 	if r.Checkouts > 0 {
 		terminal = 100 * float64(r.Completed+r.Failed) / float64(r.Checkouts)
 	}
-	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d terminal=%.1f%% kills=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d seed=%d elapsed=%s",
-		r.Checkouts, r.Completed, r.Failed, terminal, r.Kills, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
+	var by []string
+	for _, k := range slices.Sorted(maps.Keys(r.FailedBy)) {
+		by = append(by, fmt.Sprintf("%s:%d", k, r.FailedBy[k]))
+	}
+	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d failed_by=[%s] terminal=%.1f%% kills=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d seed=%d elapsed=%s",
+		r.Checkouts, r.Completed, r.Failed, strings.Join(by, " "), terminal, r.Kills, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
 		r.DuplicatePicks, r.Stuck, r.DeadLetters, r.Seed, r.Elapsed.Round(time.Second))
 }
 
@@ -245,6 +251,10 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 			res.Failed++
 			var f events.CheckoutFailed
 			_ = end.DecodePayload(&f)
+			if res.FailedBy == nil {
+				res.FailedBy = map[string]int{}
+			}
+			res.FailedBy[f.Code+"@"+string(f.Step)]++
 			if len(confirmed) > 0 {
 				violate("%s: failed (%s at %s) but has order %s", p.ID, f.Code, f.Step, confirmed[0].ID)
 			}

@@ -66,12 +66,19 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 // show yet is retried before it is refused: the read may lag the coordinator's write.
 const askedAttempts = 3
 
+// askTimeout bounds the read of the coordinator's bucket. A request sent as the NATS server
+// dies is never answered; without a bound of its own it would wait out the step's deadline
+// and the payment would fail (seen in make chaos while nats-server was being killed).
+const askTimeout = 5 * time.Second
+
 // unasked returns the refusal of a payment the coordinator did not ask for, or nothing.
 func (s *Service) unasked(ctx context.Context, log *slog.Logger, in events.Envelope) ([]events.Envelope, error) {
 	if s.cfg.Asked == nil {
 		return nil, nil
 	}
-	asked, err := s.cfg.Asked(ctx, in.CheckoutID)
+	askCtx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	asked, err := s.cfg.Asked(askCtx, in.CheckoutID)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("ask the coordinator about checkout %s: %w", in.CheckoutID, err)

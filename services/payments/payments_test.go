@@ -374,6 +374,26 @@ func TestAnEmptySearchIsNotBelievedAtOnce(t *testing.T) {
 	}
 }
 
+// A read of the coordinator's bucket that is never answered (the request went to a NATS
+// server that died) does not wait out the step's deadline: it is given up and read again,
+// and the payment is charged.
+func TestALostReadOfTheCoordinatorIsRetried(t *testing.T) {
+	var looks atomic.Int32
+	h := start(t, options{asked: func(ctx context.Context, _ string) (bool, error) {
+		if looks.Add(1) == 1 {
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
+		return true, nil
+	}})
+	q := quote("pm_card_visa", "USD", "10.00")
+	h.Env.Publish(t, requested("co_lost_read", q))
+	h.captured(t, "co_lost_read", q, 1000)
+	if n := looks.Load(); n != 2 {
+		t.Errorf("the coordinator's bucket read %d times, want 2", n)
+	}
+}
+
 // A payment the coordinator did not ask for (forged, or stray) is refused before Stripe is
 // called, once a few reads have had the time to catch up with the coordinator's write;
 // one it asked for, even at the second look, is charged.

@@ -24,8 +24,8 @@ type Config struct {
 	BaseURL string
 	// SecretKey is the secret (sk_...) or restricted (rk_...) API key. Never logged.
 	SecretKey string
-	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s AckWait
-	// so a slow answer is retried rather than redelivered while still running.
+	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s HandlerTimeout
+	// so a slow answer fails its attempt, to be retried, before the runner gives up on it.
 	HTTPTimeout time.Duration
 	// MaxNetworkRetries is stripe-go's own retries of a request; default 0, because the
 	// runner redelivers the event and the same idempotency key makes that safe.

@@ -63,6 +63,11 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 		if err != nil {
 			return err
 		}
+		if hook := r.cfg.Hooks.BeforeCommit; hook != nil {
+			if err := hook(in); err != nil {
+				return &crash{err}
+			}
+		}
 		Stamp(outs, in)
 		if err := index(tx, in.ID, time.Now()); err != nil {
 			return err
@@ -71,6 +76,11 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 	})
 	return outs, err
 }
+
+// crash is a BeforeCommit hook's error: the process "dies" with the transaction rolled back.
+type crash struct{ err error }
+
+func (c *crash) Error() string { return c.err.Error() }
 
 // safely runs a handler, turning a panic into an error: the message is retried (and, if it
 // keeps failing, given up or announced) instead of crash-looping the process.

@@ -21,4 +21,14 @@
 // Throughput: with Concurrency above 1 the runner handles several messages at once in lanes,
 // one lane per checkout (hashed), so a checkout's events are still handled in stream order
 // while different checkouts overlap their commits and publish acks.
+//
+// Held messages: the consumer's AckWait is short (DefaultAckWait, 5s), so the messages of a
+// process that dies come back to the next one within seconds, long before a step's deadline.
+// Every message the runner holds (being handled, or waiting in its lane) longer than a
+// quarter of AckWait gets an InProgress heartbeat every quarter, so a slow handler (a Stripe
+// or SMTP call) keeps its message and the ones queued behind it. A heartbeat is not a
+// delivery: Attempt and MaxDeliver count only real redeliveries, and one after a crash is
+// deduplicated by the handled-event record like any other. HandlerTimeout (30s) bounds a
+// handler. Messages the client library has prefetched are not held yet: they wait there
+// only while all the lanes' slots are taken, and may then be redelivered (and deduplicated).
 package runner

@@ -13,12 +13,17 @@ import (
 // lanes handle messages concurrently, each checkout's in one lane, in stream order: events
 // of different checkouts overlap their commits and publish acks, while one checkout's
 // events are handled one after the other, as with a single lane. A message waiting in a
-// lane is not acked yet: if the process dies, it is redelivered like any other.
+// lane is not acked yet: the holder keeps it alive with heartbeats, and if the process dies
+// it is redelivered like any other.
 type lanes struct {
 	r      *Runner
 	ctx    context.Context
 	stop   func() // stops the consumer's iterator: no more messages come
-	queues []chan jetstream.Msg
+	held   *holder
+	queues []chan *heldMsg
+	// slots bounds the messages held at once across the lanes. While they are all taken the
+	// runner takes no more, and the rest stay in the consumer for other instances.
+	slots chan struct{}
 
 	wg      sync.WaitGroup
 	closed  sync.Once
@@ -26,42 +31,38 @@ type lanes struct {
 	crashed error // the first simulated crash (a hook's error): nothing more is handled
 }
 
-// laneQueue is how many messages may wait per lane: a lane busy with a slow checkout holds
-// up only the few behind it.
+// laneQueue is how many messages may wait per lane, on average: a lane busy with a slow
+// checkout may take more, as long as the others leave room.
 const laneQueue = 4
 
 func (r *Runner) startLanes(ctx context.Context, stop func()) *lanes {
-	l := &lanes{r: r, ctx: ctx, stop: stop}
-	if r.cfg.Concurrency <= 1 {
-		return l // handled inline, one at a time
-	}
-	l.queues = make([]chan jetstream.Msg, r.cfg.Concurrency)
+	n := max(r.cfg.Concurrency, 1)
+	l := &lanes{r: r, ctx: ctx, stop: stop, held: newHolder(r.cfg.AckWait), slots: make(chan struct{}, n*(laneQueue+1))}
+	l.queues = make([]chan *heldMsg, n)
 	for i := range l.queues {
-		q := make(chan jetstream.Msg, laneQueue)
+		q := make(chan *heldMsg, cap(l.slots)) // never full: the slots run out first
 		l.queues[i] = q
 		l.wg.Go(func() {
 			for msg := range q {
-				if l.err() != nil {
-					continue // the process is "dead": leave it unacked, to be redelivered
-				}
-				l.handle(msg)
+				if l.err() == nil {
+					l.handle(msg)
+				} // else the process is "dead": leave it unacked, to be redelivered
+				<-l.slots
 			}
 		})
 	}
 	return l
 }
 
-// send hands a message to its checkout's lane, or handles it at once with one lane. It
-// returns the simulated crash that stopped the runner, if one did.
+// send hands a message to its checkout's lane, once a slot is free. It returns the
+// simulated crash that stopped the runner, if one did.
 func (l *lanes) send(msg jetstream.Msg) error {
-	if l.queues == nil {
-		l.handle(msg)
-		return l.err()
-	}
 	if err := l.err(); err != nil {
 		return err
 	}
-	l.queues[laneOf(l.r.checkoutKey(msg), len(l.queues))] <- msg
+	held := l.held.hold(msg) // kept alive from now on, also while waiting for a slot
+	l.slots <- struct{}{}
+	l.queues[laneOf(l.r.checkoutKey(msg), len(l.queues))] <- held
 	return nil
 }
 
@@ -88,8 +89,9 @@ func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
 	return []byte(in.CheckoutID)
 }
 
-func (l *lanes) handle(msg jetstream.Msg) {
+func (l *lanes) handle(msg *heldMsg) {
 	if err := l.r.process(l.ctx, msg); err != nil {
+		l.held.stop() // a dead process sends no heartbeats
 		l.mu.Lock()
 		if l.crashed == nil {
 			l.crashed = err
@@ -107,6 +109,7 @@ func (l *lanes) close() error {
 			close(q)
 		}
 		l.wg.Wait()
+		l.held.stop()
 	})
 	return l.err()
 }

@@ -49,6 +49,9 @@ type CommitFunc func(ctx context.Context, in events.Envelope, seq uint64) ([]eve
 // abandons the message where it is (no publish, no ack) and Run returns that error, as if
 // the process had died there.
 type Hooks struct {
+	// BeforeCommit: the handler ran (its calls to Stripe or SMTP were made), its
+	// transaction is not committed and is rolled back.
+	BeforeCommit func(in events.Envelope) error
 	AfterCommit  func(in events.Envelope) error // state committed, outputs not yet published
 	AfterPublish func(in events.Envelope) error // outputs in the stream, input not yet acked
 }
@@ -71,9 +74,20 @@ type Config struct {
 	// settlements) are never given up: every MaxDeliver attempts they are announced on
 	// checkout.stuck, and retried. Default 20.
 	MaxDeliver int
-	AckWait    time.Duration // default 30s; also the longest a handler may run
-	RetryBase  time.Duration // first redelivery delay of a transient failure, default 200ms
-	RetryMax   time.Duration // longest redelivery delay, default 30s
+	// AckWait is how long the server waits for an answer to a delivery before it delivers
+	// the message again: how soon the messages of a process that died come back. The
+	// runner sends heartbeats (InProgress) for the messages it holds, so it bounds no
+	// handler. Default DefaultAckWait.
+	AckWait time.Duration
+	// HandlerTimeout is the longest one message is handled (a step's deadline may end it
+	// sooner). Default 30s.
+	HandlerTimeout time.Duration
+	RetryBase      time.Duration // first redelivery delay of a transient failure, default 200ms
+	RetryMax       time.Duration // longest redelivery delay, default 30s
+	// StuckAfter is how long an undo fails for (at RetryMax between attempts) before it is
+	// announced on checkout.stuck: an undo waiting a moment for Stripe is not news. One
+	// that fails for good is announced at once. Default 1 minute.
+	StuckAfter time.Duration
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
 	Deadlines map[events.StepName]time.Duration
 	// Concurrency is how many messages are handled at once, each checkout's events one
@@ -94,13 +108,19 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = 20
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = 30 * time.Second
 	}
 	if c.RetryBase == 0 {
 		c.RetryBase = 200 * time.Millisecond
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 30 * time.Second
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = time.Minute
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -126,6 +146,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
 	case c.Retention < 0 || c.PruneEvery < 0:
 		return fmt.Errorf("runner %s: Retention and PruneEvery must not be negative", c.Name)
+	case c.AckWait < 100*time.Millisecond:
+		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
 	}
 	for _, r := range c.Routes {
 		if r.Subject == "" || (r.Handle == nil && c.Commit == nil) {
@@ -158,6 +180,11 @@ type stepRoute struct {
 }
 
 var processedBucket = []byte("runner.processed")
+
+// DefaultAckWait is the consumers' AckWait: a few seconds, far below every step's deadline,
+// so a trigger held by a process that died is handled again in time. Heartbeats keep a
+// message held longer (a slow handler, or a lane's queue) from coming back meanwhile.
+const DefaultAckWait = 5 * time.Second
 
 // prefetch is how many messages the consumer buffers ahead of the one being handled.
 const prefetch = 8
@@ -231,8 +258,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	// A small prefetch (twice the lanes): every buffered message's AckWait is running while
-	// it waits, and a step may call Stripe or SMTP.
+	// A small prefetch (twice the lanes): a message buffered in the client library is not
+	// held yet and gets no heartbeats; it waits there only while every lane slot is taken.
 	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
 	it, err := cons.Messages(jetstream.PullMaxMessages(max(prefetch, 2*r.cfg.Concurrency)), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	if err != nil {
@@ -296,7 +323,7 @@ func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 
 // process handles one message. It returns an error only when a hook simulates a crash.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckWait)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
 	defer cancel()
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -345,14 +372,18 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			defer stop()
 		}
 		outs, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		if c := (*crash)(nil); errors.As(err, &c) {
+			return c.err
+		}
 	}
 	if err != nil {
 		switch {
 		case isStep && isPermanent(err):
 			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
 		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
-			// An undo is never given up: it is announced and retried at the longest delay.
-			if attempts == 1 || attempts%r.cfg.MaxDeliver == 0 {
+			// An undo is never given up: it is retried at the longest delay, and announced
+			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
+			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
 				r.announceStuck(ctx, msg, meta, in, log, err)
 			}
 			r.nak(msg, meta, log, r.cfg.RetryMax, err)
@@ -388,6 +419,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	log.Debug("handled", "outputs", len(outs))
 	return nil
+}
+
+// stuckAttempt is the attempt of an undo that comes StuckAfter after its first at the
+// earliest: the undo's retries are RetryMax apart (at least; the server never redelivers
+// sooner).
+func (r *Runner) stuckAttempt() int {
+	return 1 + int((r.cfg.StuckAfter+r.cfg.RetryMax-1)/r.cfg.RetryMax)
 }
 
 // markRetried notes that this process asked for seq to be redelivered.

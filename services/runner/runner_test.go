@@ -271,6 +271,32 @@ func TestAnUndoIsNeverGivenUp(t *testing.T) {
 	s.wantCalls(t, 3)
 }
 
+// An undo that fails for a moment (a refund waiting for Stripe) is not announced: only
+// once its retries have gone on for StuckAfter, then every MaxDeliver attempts.
+func TestAnUndoIsAnnouncedOnlyOnceItHasFailedForAWhile(t *testing.T) {
+	s := &step{fail: func(call int) error {
+		if call <= 5 {
+			return errors.New("no charge found yet")
+		}
+		return nil
+	}}
+	h := newHarness(t, s, func(c *Config) {
+		c.Name, c.RetryMax, c.StuckAfter = events.ServicePayments, 20*time.Millisecond, 50*time.Millisecond
+		c.Routes = []Route{{Subject: events.PaymentRefund, Handle: s.handle}}
+	})
+	h.run(t)
+	h.env.Publish(t, events.Must("co-1", events.PaymentRefund, events.Compensation{Reason: "test"}))
+	h.watch.Wait(t, "co-1", wait, output)
+	s.wantCalls(t, 6)
+	if n := h.watch.Count("co-1", events.Stuck); n != 1 {
+		t.Fatalf("%d stuck announcements, want 1", n)
+	}
+	var stuck events.StuckWork
+	if err := h.watch.Wait(t, "co-1", wait, events.Stuck).DecodePayload(&stuck); err != nil || stuck.Attempts != 4 {
+		t.Errorf("stuck %+v (%v): want it announced at attempt 4, the first 50ms after the first (retries 20ms apart)", stuck, err)
+	}
+}
+
 // A step's trigger refused for good (a Permanent error) fails the step at once.
 func TestAPermanentErrorFailsTheStep(t *testing.T) {
 	s := &step{fail: func(int) error { return Permanent(errors.New("order store refuses this payment")) }}
