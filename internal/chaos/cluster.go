@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -137,23 +138,41 @@ services:
   fraud-2: {environment: {FRAUD_REVIEW_WINDOW: %[2]s}}
 `, authWindow, reviewWindow)
 
-// seed writes the run's stock into a bbolt file and copies it, owned by the image's user,
-// into the inventory's volume through its created container.
+// seed writes the run's stock into a bbolt file and copies it into the inventory's volume
+// through its created container, as a tar stream: only there does the file keep its owner,
+// the image's user (docker cp of a file makes it root's; -a looks the user up in the
+// container, which has no getent).
 func (c *cluster) seed(ctx context.Context, initial map[string]int) error {
 	dir := filepath.Join(c.dir, "seed", events.ServiceInventory)
 	if err := seedInventory(dir, initial); err != nil {
 		return err
 	}
-	file := filepath.Join(dir, events.ServiceInventory+".db")
-	if err := os.Chown(file, imageUID, imageUID); err != nil {
-		return fmt.Errorf("seed the inventory's volume: %w (the file must belong to uid %d: run as root)", err, imageUID)
+	name := events.ServiceInventory + ".db"
+	raw, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(raw)), Uid: imageUID, Gid: imageUID, ModTime: time.Now()}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(raw); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
 	}
 	id, err := c.container(ctx, events.ServiceInventory)
 	if err != nil {
 		return err
 	}
-	_, err = c.run(ctx, "docker", "cp", "-a", file, id+":/data/"+events.ServiceInventory+".db")
-	return err
+	cmd := exec.CommandContext(ctx, "docker", "cp", "-", id+":/data")
+	cmd.Stdin = &archive
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("seed the inventory's volume: %v: %s", err, out)
+	}
+	return nil
 }
 
 // checkStock asks the running inventory for its stock: the run's, not the demo's.
