@@ -172,7 +172,7 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	started := 0
+	started, every := 0, max(len(plans)/10, 1) // ten progress lines
 	for range concurrency {
 		wg.Go(func() {
 			for p := range work {
@@ -194,8 +194,8 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 					continue
 				}
 				mu.Lock()
-				if started++; started%500 == 0 {
-					log("%d checkouts started", started)
+				if started++; started%every == 0 {
+					log("%d checkouts driven", started)
 				}
 				mu.Unlock()
 			}

@@ -29,14 +29,15 @@ func TestChaos(t *testing.T) {
 // TestChaosCluster is `make chaos-cluster`: the same load and reconciliation against the
 // compose cluster, on its own project (CHAOS_PROJECT, default jetcheckout-chaos-cluster),
 // with the Compose command of CHAOS_COMPOSE (the Makefile's, with the cluster's
-// variables). The same settings as TestChaos; CHAOS_KILL_EVERY (3s) is how often a
-// container fault starts. Ctrl-C tears the project down.
+// variables). The same settings as TestChaos, with CHAOS_CHECKOUTS 150 and
+// CHAOS_KILL_EVERY 3s (how often a
+// container fault starts). Ctrl-C tears the project down.
 func TestChaosCluster(t *testing.T) {
 	compose := strings.Fields(os.Getenv("CHAOS_COMPOSE"))
 	if len(compose) == 0 {
 		t.Skip("CHAOS_COMPOSE is not set: `make chaos-cluster` runs this")
 	}
-	opts := options(t, 250, 3*time.Second)
+	opts := options(t, 150, 3*time.Second)
 	project := os.Getenv("CHAOS_PROJECT")
 	if project == "" {
 		project = "jetcheckout-chaos-cluster"

@@ -50,11 +50,11 @@ func (c *cluster) attack(ctx context.Context, r *rand.Rand, every time.Duration,
 	natsBusy := func() bool {
 		return slices.ContainsFunc(natsNodes, func(n string) bool { return busy[n] })
 	}
-	defer wg.Wait()
 	for {
 		wait := every/2 + time.Duration(r.Int64N(int64(every)))
 		select {
 		case <-ctx.Done():
+			wg.Wait()
 			return faults
 		case <-time.After(wait):
 		}
@@ -73,7 +73,6 @@ func (c *cluster) attack(ctx context.Context, r *rand.Rand, every time.Duration,
 			continue
 		}
 		busy[victim] = true
-		faults++
 		mu.Unlock()
 		id := c.containers[victim]
 		log("%s %s, undone in %s", f.name, victim, pause.Round(time.Millisecond))
@@ -88,6 +87,9 @@ func (c *cluster) attack(ctx context.Context, r *rand.Rand, every time.Duration,
 				log("%s %s: %v", f.name, victim, err)
 				return
 			}
+			mu.Lock()
+			faults++
+			mu.Unlock()
 			time.Sleep(pause)
 			// Undone whatever happens, or the run measures an outage it caused itself.
 			for attempt := 1; ; attempt++ {
