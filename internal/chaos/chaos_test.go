@@ -30,8 +30,8 @@ func TestChaos(t *testing.T) {
 // compose cluster, on its own project (CHAOS_PROJECT, default jetcheckout-chaos-cluster),
 // with the Compose command of CHAOS_COMPOSE (the Makefile's, with the cluster's
 // variables). The same settings as TestChaos, with CHAOS_CHECKOUTS 150 and
-// CHAOS_KILL_EVERY 3s (how often a
-// container fault starts). Ctrl-C tears the project down.
+// CHAOS_KILL_EVERY 3s (how often a container fault starts). Ctrl-C tears the project
+// down.
 func TestChaosCluster(t *testing.T) {
 	compose := strings.Fields(os.Getenv("CHAOS_COMPOSE"))
 	if len(compose) == 0 {
