@@ -124,7 +124,7 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 	if c.network, err = c.run(ctx, "docker", "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", c.containers["nats"]); err != nil {
 		return err
 	}
-	return c.checkStock(initial)
+	return c.checkStock(ctx, initial)
 }
 
 // composeOverride shortens the windows of 3-D Secure and fraud reviews, as the local stack
@@ -176,14 +176,16 @@ func (c *cluster) seed(ctx context.Context, initial map[string]int) error {
 }
 
 // checkStock asks the running inventory for its stock: the run's, not the demo's.
-func (c *cluster) checkStock(initial map[string]int) error {
+func (c *cluster) checkStock(ctx context.Context, initial map[string]int) error {
 	nc, err := c.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	var all []events.Stock
-	if err := retry(context.Background(), func() error {
+	if err := retry(ctx, func() error {
 		return driver{nc: nc}.call(events.InventoryStock, struct{}{}, &all)
 	}); err != nil {
 		return err
