@@ -27,7 +27,7 @@ type Result struct {
 	Checkouts            int
 	Completed, Failed    int
 	Faults, StripeFaults int      // faults of the target (kills, stops, pauses, cut-offs); Stripe faults
-	Emails               int      // deliveries the SMTP sink took
+	Emails               int      // deliveries the mail server took (the SMTP sink, mailpit)
 	DuplicateEmails      int      // deliveries of a message already delivered
 	DuplicatePicks       int      // pick requests beyond the first of an order (the warehouse dedupes)
 	Stuck, DeadLetters   int      // checkout.stuck announcements; messages a service gave up on
