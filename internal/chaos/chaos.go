@@ -155,7 +155,16 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	if err := t.stopServices(ctx); err != nil {
 		o.Log("stop services: %v", err)
 	}
-	snap, err := snapshot(ctx, t, js, plans)
+	// A stream may still be electing a leader after the last fault (a node back a moment
+	// ago): its reads time out. They change nothing, so they are made again.
+	var snap *state
+	for attempt := 1; ; attempt++ {
+		if snap, err = snapshot(ctx, t, js, plans); err == nil || attempt == 5 || ctx.Err() != nil {
+			break
+		}
+		o.Log("reading the state (attempt %d): %v; again in 5 s", attempt, err)
+		time.Sleep(5 * time.Second)
+	}
 	if err != nil {
 		return res, err
 	}
