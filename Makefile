@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test bench chromium fuzz hostile chaos chaos-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -183,3 +183,16 @@ chaos:
 chaos-short:
 	CHAOS_CHECKOUTS=120 CHAOS_KILL_EVERY=2s CHAOS_CONCURRENCY=24 \
 		$(GO) test -tags chaos -count=1 -v -timeout 15m -run '^TestChaos$$' ./internal/chaos
+
+## chaos-cluster: the chaos load and reconciliation against the compose cluster (project
+## jetcheckout-chaos-cluster, torn down at the end) while NATS nodes and service containers are
+## killed, stopped, paused and cut off the network. 150 checkouts unless CHAOS_CHECKOUTS is given.
+chaos-cluster: images secrets compose-cli
+	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-chaos-cluster \
+		CHAOS_CHECKOUTS=$(if $(filter command line environment,$(origin CHAOS_CHECKOUTS)),$(CHAOS_CHECKOUTS),$(CHAOS_CLUSTER_CHECKOUTS)) \
+		$(COMPOSE_ENV) $(GO) test -tags chaos -count=1 -v -timeout 30m -run '^TestChaosCluster$$' ./internal/chaos
+CHAOS_CLUSTER_CHECKOUTS = 150
+
+## chaos-cluster-short: the bounded cluster run CI does (60 checkouts, about two minutes)
+chaos-cluster-short: CHAOS_CLUSTER_CHECKOUTS = 60
+chaos-cluster-short: chaos-cluster

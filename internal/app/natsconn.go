@@ -13,6 +13,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
+// A silent connection is given up after about pingInterval × (maxPingsOut + 1).
+const (
+	pingInterval = 5 * time.Second
+	maxPingsOut  = 3
+)
+
 // connect dials NATS as the process's user. A process that runs one service takes replies
 // on an inbox of its own (_INBOX_<service>), so its NATS user can be allowed to subscribe
 // to its replies and nobody else's (see natsauth.go). A server that is not reachable yet
@@ -24,6 +30,12 @@ func connect(ctx context.Context, url string, cfg Config, log *slog.Logger, name
 		nats.Name("jetcheckout " + strings.Join(names, ",")),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A connection can die without a word: the container cut off its network, the
+		// server's machine gone. Only unanswered pings tell; with the defaults (every 2
+		// min, 2 outstanding) a step service stayed blind for minutes while it held its
+		// replica lock, so the standby could not take over (make chaos-cluster).
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		// A refused publish or subscription (a permission the server does not grant) is
 		// reported asynchronously: say so loudly, it is a deployment mistake.
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {

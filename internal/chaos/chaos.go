@@ -13,6 +13,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Options of a run.
@@ -20,7 +21,7 @@ type Options struct {
 	Seed        uint64        // every random choice derives from it
 	Checkouts   int           // how many checkouts the load starts
 	Concurrency int           // how many run at once (default 16)
-	KillEvery   time.Duration // about how often a process is killed while the load runs (0: never)
+	KillEvery   time.Duration // about how often a fault starts while the load runs (0: never)
 	Root        string        // the module's root, to build the binaries from
 	Dir         string        // where the processes keep their data and logs
 	// Log prints progress; the summary is in the Result.
@@ -40,10 +41,56 @@ const (
 	idleWait = 2 * time.Minute
 )
 
-// Run starts the stack, drives the load under faults, stops the faults, waits for every
-// checkout to end and reconciles. It returns an error when the run itself could not be
-// carried out; violations are in the Result.
+// target is the system a run attacks: how the harness reaches it, the faults it takes,
+// and where its state is read from once its services have stopped. The local processes
+// (stack) and the compose cluster (cluster) are the two.
+type target interface {
+	// connect opens the harness's connection to NATS, reconnecting through any fault.
+	connect() (*nats.Conn, error)
+	// stripeURL is the base URL of the Stripe emulator, never faulted: real Stripe does
+	// not forget PaymentIntents.
+	stripeURL() string
+	// attack causes faults about every `every` until ctx ends, undoes each after a random
+	// pause, and returns how many it caused once every one is undone.
+	attack(ctx context.Context, r *rand.Rand, every time.Duration, log func(string, ...any)) int
+	// waitHealthy waits until every service is up and consuming again.
+	waitHealthy(ctx context.Context, limit time.Duration) error
+	// stopServices stops every service gracefully, so that their stores can be read.
+	stopServices(ctx context.Context) error
+	// withStore opens a stopped service's bbolt file for f.
+	withStore(ctx context.Context, service string, f func(*bolt.DB) error) error
+	// mails is every delivery the customers' mail server took.
+	mails(ctx context.Context) ([]receivedMail, error)
+}
+
+// Run starts the stack as local processes, drives the load under faults, stops the faults,
+// waits for every checkout to end and reconciles. It returns an error when the run itself
+// could not be carried out; violations are in the Result.
 func Run(ctx context.Context, o Options) (Result, error) {
+	start := time.Now()
+	bin := filepath.Join(o.Dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return Result{Seed: o.Seed, Checkouts: o.Checkouts}, err
+	}
+	jetcheckout, natsServer, err := buildBinaries(ctx, o.Root, bin)
+	if err != nil {
+		return Result{Seed: o.Seed, Checkouts: o.Checkouts}, err
+	}
+	initial := initialStock(o.Checkouts)
+	st, err := startStack(ctx, o.Dir, jetcheckout, natsServer, initial)
+	if err != nil {
+		return Result{Seed: o.Seed, Checkouts: o.Checkouts}, err
+	}
+	defer st.stop()
+	if o.Log != nil {
+		o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.emulatorURL, st.smtp.addr, o.Dir)
+	}
+	return attack(ctx, o, st, initial, start)
+}
+
+// attack drives the load against t while t takes faults, stops the faults, waits for every
+// checkout to end and reconciles what t holds against initial, the stock it started with.
+func attack(ctx context.Context, o Options, t target, initial map[string]int, start time.Time) (Result, error) {
 	if o.Concurrency == 0 {
 		o.Concurrency = 16
 	}
@@ -51,25 +98,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		o.Log = func(string, ...any) {}
 	}
 	res := Result{Seed: o.Seed, Checkouts: o.Checkouts}
-	start := time.Now()
-	bin := filepath.Join(o.Dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return res, err
-	}
-	jetcheckout, natsServer, err := buildBinaries(ctx, o.Root, bin)
-	if err != nil {
-		return res, err
-	}
-	initial := initialStock(o.Checkouts)
-	st, err := startStack(ctx, o.Dir, jetcheckout, natsServer, initial)
-	if err != nil {
-		return res, err
-	}
-	defer st.stop()
-	o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.stripeURL, st.smtp.addr, o.Dir)
-
-	nc, err := nats.Connect(st.natsURL, nats.Name("chaos harness"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+	nc, err := t.connect()
 	if err != nil {
 		return res, err
 	}
@@ -94,15 +123,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	d := driver{nc: nc, js: js}
 	opCtx, stopOperator := context.WithCancel(ctx)
 	defer stopOperator()
-	op := operator{driver: d, plans: byID, stripe: stripeClient(st.stripeURL), emulator: st.stripeURL}
+	op := operator{driver: d, plans: byID, stripe: stripeClient(t.stripeURL()), emulator: t.stripeURL()}
 	go op.run(opCtx)
 
 	faultCtx, stopFaults := context.WithCancel(ctx)
-	k := &killer{stack: st, rand: rand.New(rand.NewPCG(o.Seed, 2)), every: o.KillEvery, log: o.Log}
-	sf := &stripeFaults{base: st.stripeURL, rand: rand.New(rand.NewPCG(o.Seed, 3)), log: o.Log}
+	sf := &stripeFaults{base: t.stripeURL(), rand: rand.New(rand.NewPCG(o.Seed, 3)), log: o.Log}
 	var faults sync.WaitGroup
 	if o.KillEvery > 0 {
-		faults.Go(func() { k.run(faultCtx) })
+		faults.Go(func() { res.Faults = t.attack(faultCtx, rand.New(rand.NewPCG(o.Seed, 2)), o.KillEvery, o.Log) })
 		faults.Go(func() { sf.run(faultCtx) })
 	}
 
@@ -110,13 +138,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	stopFaults()
 	faults.Wait()
 	sf.clear(ctx)
-	res.Kills, res.StripeFaults = k.kills, sf.faults
+	res.StripeFaults = sf.faults
 	if loadErr != nil {
 		return res, loadErr
 	}
-	o.Log("load done in %s; faults stopped after %d kills and %d stripe faults; waiting for every checkout to end",
-		time.Since(start).Round(time.Second), res.Kills, res.StripeFaults)
-	if err := st.waitHealthy(ctx, time.Minute); err != nil {
+	o.Log("load done in %s; faults stopped after %d faults and %d stripe faults; waiting for every checkout to end",
+		time.Since(start).Round(time.Second), res.Faults, res.StripeFaults)
+	if err := t.waitHealthy(ctx, 3*time.Minute); err != nil {
 		return res, err
 	}
 	ends.waitAll(ctx, plans, terminalWait)
@@ -124,10 +152,19 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		o.Log("not idle: %v", err)
 	}
 	stopOperator()
-	if err := st.stopServices(); err != nil {
+	if err := t.stopServices(ctx); err != nil {
 		o.Log("stop services: %v", err)
 	}
-	snap, err := snapshot(ctx, st, js, plans)
+	// A stream may still be electing a leader after the last fault (a node back a moment
+	// ago): its reads time out. They change nothing, so they are made again.
+	var snap *state
+	for attempt := 1; ; attempt++ {
+		if snap, err = snapshot(ctx, t, js, plans); err == nil || attempt == 5 || ctx.Err() != nil {
+			break
+		}
+		o.Log("reading the state (attempt %d): %v; again in 5 s", attempt, err)
+		time.Sleep(5 * time.Second)
+	}
 	if err != nil {
 		return res, err
 	}
@@ -144,7 +181,7 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	started := 0
+	started, every := 0, max(len(plans)/10, 1) // ten progress lines
 	for range concurrency {
 		wg.Go(func() {
 			for p := range work {
@@ -166,8 +203,8 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 					continue
 				}
 				mu.Lock()
-				if started++; started%500 == 0 {
-					log("%d checkouts started", started)
+				if started++; started%every == 0 {
+					log("%d checkouts driven", started)
 				}
 				mu.Unlock()
 			}

@@ -5,8 +5,11 @@ package chaos
 import (
 	"context"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,15 +19,48 @@ import (
 // nothing), CHAOS_CONCURRENCY (16), CHAOS_DIR (default a temporary directory, kept when
 // the run fails). Replay a failure with its seed and the same settings.
 func TestChaos(t *testing.T) {
+	opts := options(t, 200, 2*time.Second)
+	t.Logf("chaos: seed=%d checkouts=%d kill_every=%s concurrency=%d dir=%s (replay: CHAOS_SEED=%d)",
+		opts.Seed, opts.Checkouts, opts.KillEvery, opts.Concurrency, opts.Dir, opts.Seed)
+	res, err := Run(context.Background(), opts)
+	judge(t, opts, res, err)
+}
+
+// TestChaosCluster is `make chaos-cluster`: the same load and reconciliation against the
+// compose cluster, on its own project (CHAOS_PROJECT, default jetcheckout-chaos-cluster),
+// with the Compose command of CHAOS_COMPOSE (the Makefile's, with the cluster's
+// variables). The same settings as TestChaos, with CHAOS_CHECKOUTS 150 and
+// CHAOS_KILL_EVERY 3s (how often a container fault starts). Ctrl-C tears the project
+// down.
+func TestChaosCluster(t *testing.T) {
+	compose := strings.Fields(os.Getenv("CHAOS_COMPOSE"))
+	if len(compose) == 0 {
+		t.Skip("CHAOS_COMPOSE is not set: `make chaos-cluster` runs this")
+	}
+	opts := options(t, 150, 3*time.Second)
+	project := os.Getenv("CHAOS_PROJECT")
+	if project == "" {
+		project = "jetcheckout-chaos-cluster"
+	}
+	t.Logf("chaos-cluster: seed=%d checkouts=%d fault_every=%s concurrency=%d project=%s dir=%s (replay: CHAOS_SEED=%d)",
+		opts.Seed, opts.Checkouts, opts.KillEvery, opts.Concurrency, project, opts.Dir, opts.Seed)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := RunCluster(ctx, opts, ClusterOptions{Compose: compose, Project: project})
+	judge(t, opts, res, err)
+}
+
+// options reads the run's settings from the environment.
+func options(t *testing.T, checkouts uint64, every time.Duration) Options {
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("CHAOS_SEED"); v != "" {
 		seed = mustUint(t, "CHAOS_SEED", v)
 	}
 	opts := Options{
 		Seed:        seed,
-		Checkouts:   int(envUint(t, "CHAOS_CHECKOUTS", 200)),
+		Checkouts:   int(envUint(t, "CHAOS_CHECKOUTS", checkouts)),
 		Concurrency: int(envUint(t, "CHAOS_CONCURRENCY", 16)),
-		KillEvery:   2 * time.Second,
+		KillEvery:   every,
 		Log:         func(format string, args ...any) { t.Logf(format, args...) },
 	}
 	if v := os.Getenv("CHAOS_KILL_EVERY"); v != "" {
@@ -45,10 +81,12 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("chaos: seed=%d checkouts=%d kill_every=%s concurrency=%d dir=%s (replay: CHAOS_SEED=%d)",
-		seed, opts.Checkouts, opts.KillEvery, opts.Concurrency, opts.Dir, seed)
+	return opts
+}
 
-	res, err := Run(context.Background(), opts)
+// judge fails the test on every violation and on a run that could not be carried out,
+// keeping the run's directory then.
+func judge(t *testing.T, opts Options, res Result, err error) {
 	for _, v := range res.Violations {
 		t.Errorf("violation: %s", v)
 	}

@@ -10,7 +10,12 @@
 // The operating system's scheduling is not replayed, so a replay exercises the same
 // faults, not necessarily the same interleaving.
 //
-// It runs from a test behind the chaos build tag: `make chaos` (long) and `make
-// chaos-short` (CI). The Stripe emulator keeps its state in memory, so it is never killed:
-// real Stripe does not forget PaymentIntents either.
+// The same load and reconciliation run against the three-node compose cluster (RunCluster,
+// `make chaos-cluster`): there the faults are docker's (kill, stop, pause, network
+// disconnect) on NATS nodes and service replicas, the stores are copied out of the
+// volumes, and the mail is mailpit's. A target is where a run's state comes from.
+//
+// It runs from tests behind the chaos build tag: `make chaos` (long), `make chaos-short`
+// (CI) and `make chaos-cluster`. The Stripe emulator keeps its state in memory, so it is
+// never faulted: real Stripe does not forget PaymentIntents either.
 package chaos

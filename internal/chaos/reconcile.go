@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -25,17 +24,17 @@ import (
 
 // Result is what a run did and what reconciliation found.
 type Result struct {
-	Seed                uint64
-	Checkouts           int
-	Completed, Failed   int
-	FailedBy            map[string]int // failed checkouts by code and step, "deadline_exceeded@check_fraud"
-	Kills, StripeFaults int
-	Emails              int      // deliveries the SMTP sink took
-	DuplicateEmails     int      // deliveries of a message already delivered
-	DuplicatePicks      int      // pick requests beyond the first of an order (the warehouse dedupes)
-	Stuck, DeadLetters  int      // checkout.stuck announcements; messages a service gave up on
-	Violations          []string // each broken promise, one line each
-	Elapsed             time.Duration
+	Seed                 uint64
+	Checkouts            int
+	Completed, Failed    int
+	FailedBy             map[string]int // failed checkouts by code and step, "deadline_exceeded@check_fraud"
+	Faults, StripeFaults int            // faults of the target (kills, stops, pauses, cut-offs); Stripe faults
+	Emails               int            // deliveries the mail server took (the SMTP sink, mailpit)
+	DuplicateEmails      int            // deliveries of a message already delivered
+	DuplicatePicks       int            // pick requests beyond the first of an order (the warehouse dedupes)
+	Stuck, DeadLetters   int            // checkout.stuck announcements; messages a service gave up on
+	Violations           []string       // each broken promise, one line each
+	Elapsed              time.Duration
 }
 
 // Summary is the run's one line.
@@ -48,8 +47,8 @@ func (r Result) Summary() string {
 	for _, k := range slices.Sorted(maps.Keys(r.FailedBy)) {
 		by = append(by, fmt.Sprintf("%s:%d", k, r.FailedBy[k]))
 	}
-	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d failed_by=[%s] terminal=%.1f%% kills=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d seed=%d elapsed=%s",
-		r.Checkouts, r.Completed, r.Failed, strings.Join(by, " "), terminal, r.Kills, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
+	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d failed_by=[%s] terminal=%.1f%% faults=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d seed=%d elapsed=%s",
+		r.Checkouts, r.Completed, r.Failed, strings.Join(by, " "), terminal, r.Faults, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
 		r.DuplicatePicks, r.Stuck, r.DeadLetters, r.Seed, r.Elapsed.Round(time.Second))
 }
 
@@ -68,13 +67,16 @@ type state struct {
 	mails        []receivedMail
 }
 
-// snapshot reads the stream (nats-server still runs), the services' bbolt files (they have
-// stopped), the emulator's PaymentIntents and refunds over its API, and the SMTP sink.
-func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []planned) (*state, error) {
+// snapshot reads the stream (NATS still runs), the services' bbolt files (they have
+// stopped), the emulator's PaymentIntents and refunds over its API, and the mail server.
+func snapshot(ctx context.Context, t target, js jetstream.JetStream, plans []planned) (*state, error) {
 	s := &state{orders: map[string][]events.Order{}, stock: map[string]events.Stock{},
 		reservations: map[string]inventory.Reservation{}, intents: map[string][]*stripe.PaymentIntent{},
-		refunded: map[string]int64{}, mails: st.smtp.mails()}
+		refunded: map[string]int64{}}
 	var err error
+	if s.mails, err = t.mails(ctx); err != nil {
+		return nil, fmt.Errorf("read emails: %w", err)
+	}
 	if s.terminals, err = readStream(ctx, js, events.StreamCheckout, terminalSubjects...); err != nil {
 		return nil, fmt.Errorf("read terminal events: %w", err)
 	}
@@ -95,7 +97,7 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 		return nil, err
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	if err := withStore(st.dir, events.ServiceOrders, func(db *bolt.DB) error {
+	if err := t.withStore(ctx, events.ServiceOrders, func(db *bolt.DB) error {
 		svc, err := orders.New(db, quiet)
 		if err != nil {
 			return err
@@ -108,7 +110,7 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 	}); err != nil {
 		return nil, err
 	}
-	if err := withStore(st.dir, events.ServiceInventory, func(db *bolt.DB) error {
+	if err := t.withStore(ctx, events.ServiceInventory, func(db *bolt.DB) error {
 		svc, err := inventory.New(db, quiet)
 		if err != nil {
 			return err
@@ -130,7 +132,7 @@ func snapshot(ctx context.Context, st *stack, js jetstream.JetStream, plans []pl
 	}); err != nil {
 		return nil, err
 	}
-	sc := stripeClient(st.stripeURL)
+	sc := stripeClient(t.stripeURL())
 	pis := sc.PaymentIntents.List(&stripe.PaymentIntentListParams{ListParams: stripe.ListParams{Context: ctx, Limit: stripe.Int64(100)}})
 	for pis.Next() {
 		pi := pis.PaymentIntent()
@@ -188,9 +190,9 @@ func streamSize(ctx context.Context, js jetstream.JetStream, name string) (uint6
 	return info.State.Msgs, nil
 }
 
-// withStore opens a stopped service's bbolt file for f.
-func withStore(dir, service string, f func(*bolt.DB) error) error {
-	db, err := store.Open(filepath.Join(dir, service, service+".db"))
+// openStore opens a stopped service's bbolt file for f.
+func openStore(path string, f func(*bolt.DB) error) error {
+	db, err := store.Open(path)
 	if err != nil {
 		return err
 	}

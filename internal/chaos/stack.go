@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/nats-io/nats.go"
+	bolt "go.etcd.io/bbolt"
 )
 
 // emulatorKey is the emulator's test-mode key; it is not a secret.
@@ -28,15 +31,15 @@ const (
 
 // stack is every process of a run and where it keeps its files.
 type stack struct {
-	dir       string
-	natsURL   string
-	stripeURL string
-	smtp      *smtpSink
-	nats      *process
-	emulator  *process
-	services  map[string]*process
-	health    map[string]string // service → its HEALTH_ADDR
-	logs      []*os.File
+	dir         string
+	natsURL     string
+	emulatorURL string
+	smtp        *smtpSink
+	nats        *process
+	emulator    *process
+	services    map[string]*process
+	health      map[string]string // service → its HEALTH_ADDR
+	logs        []*os.File
 }
 
 // buildBinaries compiles jetcheckout and the nats-server that go.mod pins into dir.
@@ -97,7 +100,7 @@ jetstream {
 	if err != nil {
 		return nil, err
 	}
-	s.stripeURL = "http://" + emuAddr
+	s.emulatorURL = "http://" + emuAddr
 	s.emulator = newProcess("stripe-emulator", jetcheckout, []string{"stripe-emulator"},
 		[]string{"STRIPE_EMULATOR_LISTEN=" + emuAddr, "LOG_LEVEL=warn"}, s.logFile("stripe-emulator"))
 	if err := s.emulator.run(); err != nil {
@@ -114,7 +117,7 @@ jetstream {
 		s.health[name] = addr
 		env := []string{
 			"NATS_URL=" + s.natsURL, "DATA_DIR=" + filepath.Join(dir, name), "HEALTH_ADDR=" + addr,
-			"STRIPE_API_BASE=" + s.stripeURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.addr,
+			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.addr,
 			"LOG_LEVEL=warn", "PAYMENT_AUTH_WINDOW=" + authWindow.String(), "FRAUD_REVIEW_WINDOW=" + reviewWindow.String(),
 		}
 		p := newProcess(name, jetcheckout, []string{"service", name}, env, s.logFile(name))
@@ -152,8 +155,28 @@ func (s *stack) waitHealthy(ctx context.Context, limit time.Duration) error {
 	return nil
 }
 
+func (s *stack) connect() (*nats.Conn, error) {
+	return nats.Connect(s.natsURL, nats.Name("chaos harness"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
+}
+
+func (s *stack) stripeURL() string { return s.emulatorURL }
+
+func (s *stack) attack(ctx context.Context, r *rand.Rand, every time.Duration, log func(string, ...any)) int {
+	k := &killer{stack: s, rand: r, every: every, log: log}
+	k.run(ctx)
+	return k.kills
+}
+
+func (s *stack) mails(context.Context) ([]receivedMail, error) { return s.smtp.mails(), nil }
+
+// withStore opens a stopped service's bbolt file, in its data directory, for f.
+func (s *stack) withStore(_ context.Context, service string, f func(*bolt.DB) error) error {
+	return openStore(filepath.Join(s.dir, service, service+".db"), f)
+}
+
 // stopServices stops every service gracefully, so their stores can be read.
-func (s *stack) stopServices() error {
+func (s *stack) stopServices(context.Context) error {
 	var errs []string
 	for name, p := range s.services {
 		if err := p.stop(40 * time.Second); err != nil {
