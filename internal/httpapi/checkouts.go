@@ -46,14 +46,22 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// checkRequest answers a request that cannot be a checkout with a 422 and the reason.
+func checkRequest(req events.CheckoutRequest) error {
+	if err := req.Validate(); err != nil {
+		return problem(http.StatusUnprocessableEntity, "%v", err)
+	}
+	return nil
+}
+
 // submit validates a checkout request, gives it its checkout ID and publishes it on
 // checkout.requested, answering only once the stream acknowledged it. With an idempotency
 // key the ID is derived from the key, so a retry is the same checkout: the stream drops
 // the copy within its duplicate window, and the catalog (which has handled that checkout's
 // request) after it. replayed reports a key seen before.
 func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
-	if err := req.Validate(); err != nil {
-		return answer, false, problem(http.StatusUnprocessableEntity, "%v", err)
+	if err := checkRequest(req); err != nil {
+		return answer, false, err
 	}
 	var hash string
 	switch {
