@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,7 +56,18 @@ func (s *stack) step(format string, args ...any) {
 
 // run runs a command in the repository and returns its stdout; stderr goes with an error.
 func (s *stack) run(extraEnv []string, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
+	return s.runWithin(0, extraEnv, name, args...)
+}
+
+// runWithin is run, the command killed after timeout (0: none).
+func (s *stack) runWithin(timeout time.Duration, extraEnv []string, name string, args ...string) (string, error) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = s.root
 	cmd.Env = append(os.Environ(), extraEnv...)
 	var out, errb bytes.Buffer
@@ -86,11 +98,16 @@ func (s *stack) mustDC(args ...string) string {
 
 // nats runs the nats CLI as a user (operator or checkout).
 func (s *stack) nats(user []string, args ...string) (string, error) {
+	return s.natsWithin(0, user, args...)
+}
+
+// natsWithin is nats, the CLI killed after timeout (0: none).
+func (s *stack) natsWithin(timeout time.Duration, user []string, args ...string) (string, error) {
 	vars := append([]string{"NATS_URL=" + s.natsURL}, user...)
 	if s.tls {
 		vars = append(vars, "NATS_CA="+filepath.Join(s.root, "deploy/secrets/tls/ca.pem"))
 	}
-	return s.run(vars, s.cli[0], append(append([]string{}, s.cli[1:]...), args...)...)
+	return s.runWithin(timeout, vars, s.cli[0], append(append([]string{}, s.cli[1:]...), args...)...)
 }
 
 func (s *stack) mustNATS(user []string, args ...string) string {
@@ -225,7 +242,14 @@ func newStack(t *testing.T) *stack {
 func (s *stack) history() (map[string][]events.Envelope, error) {
 	for attempt := 1; ; attempt++ {
 		held := s.streamInfo(events.StreamCheckout).State.Msgs
-		out, err := s.nats(s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
+		// The CLI can also wait for ever for an end it will not reach (seen once in
+		// make e2e-cluster, reading while the stopped node came back): bounded, read again.
+		out, err := s.natsWithin(historyWithin, s.operator, "sub", "checkout.>", "--stream", events.StreamCheckout, "--all", "--raw", "-T")
+		if err != nil && attempt < 5 {
+			s.step("reading the stream's history: %v: reading again", firstLine(err.Error()))
+			time.Sleep(time.Second)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -238,6 +262,14 @@ func (s *stack) history() (map[string][]events.Envelope, error) {
 		s.step("read %d of the %d events the stream held: reading again", read, held)
 		time.Sleep(time.Second)
 	}
+}
+
+// historyWithin bounds one read of the stream's history (a few hundred events).
+const historyWithin = 30 * time.Second
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // parseHistory groups the CLI's raw output by checkout and counts the messages in it.
