@@ -36,11 +36,13 @@ type Config struct {
 	Retention time.Duration
 }
 
-// DefaultRetention keeps an ended checkout's key a week after its last change: far longer
-// than any copy of one of its events takes to come (see runner.DefaultRetention), so a copy
-// finds the key and is dropped as a copy. One that comes later still finds no key, and then
-// its own time tells it from a step done for a checkout never requested (see orphan).
-const DefaultRetention = 7 * 24 * time.Hour
+// DefaultRetention keeps an ended checkout's key as long as the stream keeps its events
+// (events.CheckoutRetention, 30 days after its last change): any copy of one of its events,
+// even from a consumer reading the stream from its start, finds the key and is dropped as a
+// copy, and a checkout_id published again is refused or dropped, never run a second time.
+// With a shorter retention one that comes later finds no key, and then its own time tells it
+// from a step done for a checkout never requested (see orphan).
+const DefaultRetention = events.CheckoutRetention
 
 // Coordinator applies step events to the checkouts' KV state and publishes its decisions.
 type Coordinator struct {

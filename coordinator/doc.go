@@ -18,7 +18,7 @@
 //
 // Each decision is recorded in the same compare-and-swap as the event that caused it, so it
 // is published once whatever order, duplication or redelivery the events arrive with.
-// An ended checkout's key is written with a TTL (Config.Retention, a week by default), so
+// An ended checkout's key is written with a TTL (Config.Retention, 30 days by default: as long as the stream keeps events), so
 // the bucket does not grow with every checkout ever made; an event that finds no key and is
 // older than half that is a late copy of a removed checkout's event, and is dropped, never
 // undone.

@@ -1,5 +1,7 @@
 package events
 
+import "time"
+
 // Subject is a NATS subject. An event's Type is the subject it is published on.
 type Subject string
 
@@ -121,6 +123,13 @@ const (
 // Services lists them all, the coordinator last.
 var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServicePayments, ServiceOrders,
 	ServiceNotifications, ServiceShipping, ServiceCoordinator}
+
+// CheckoutRetention is how long the CHECKOUT stream keeps an event, and so how long
+// everything that recognises a copy of one keeps its memory of it (the services' handled
+// records, the coordinator's key of an ended checkout, the API's idempotency keys): a copy
+// can only come from the stream, or be published again while the original is in it, so it
+// always finds the memory that drops it, even if a consumer reads the stream from its start.
+const CheckoutRetention = 30 * 24 * time.Hour
 
 // Streams, buckets and the request-reply endpoints.
 const (

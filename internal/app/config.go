@@ -66,7 +66,7 @@ type Config struct {
 	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency.
 	Concurrency int
 	// HandledRetention (HANDLED_RETENTION) is how long each service keeps the record of an
-	// event it handled (runner.DefaultRetention, a week, says why); CheckoutRetention
+	// event it handled (runner.DefaultRetention, 30 days, says why); CheckoutRetention
 	// (CHECKOUT_RETENTION) how long the coordinator keeps an ended checkout's key
 	// (coordinator.DefaultRetention). Shorter ones are for measurements and tests.
 	HandledRetention  time.Duration

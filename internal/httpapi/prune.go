@@ -6,13 +6,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	bolt "go.etcd.io/bbolt"
 )
 
 // DefaultRunsRetention keeps a checkout in the read model for as long as the CHECKOUT stream
 // keeps its events (30 days): the runs the UI lists are the runs the stream can replay.
-const DefaultRunsRetention = 30 * 24 * time.Hour
+const DefaultRunsRetention = events.CheckoutRetention
 
 // pruneBatch bounds the checkouts one pruning transaction removes: the projector's commits
 // wait behind it.

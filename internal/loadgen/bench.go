@@ -42,8 +42,8 @@ type Options struct {
 	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
 	Concurrency int
 	// HandledRetention and CheckoutRetention of the in-process system (app.Config's; 0:
-	// their defaults, a week): shorter ones show in a run of minutes what a week of traffic
-	// reaches.
+	// their defaults, 30 days): shorter ones show in a run of minutes what a month of
+	// traffic reaches.
 	HandledRetention, CheckoutRetention time.Duration
 	Load                                Load
 	// Repeat runs the same load this many times on the same system (default 1).

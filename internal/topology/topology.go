@@ -56,7 +56,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  DuplicateWindow,
 		MaxMsgSize:  MaxEventSize,
-		MaxAge:      30 * 24 * time.Hour,
+		MaxAge:      events.CheckoutRetention,
 		AllowDirect: true, // `nats stream view` and direct gets read without a consumer
 		// Deadlines, payment re-checks and reservation expiries are messages the server
 		// publishes at their time: durable timers that survive any restart.

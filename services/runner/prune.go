@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -20,10 +21,12 @@ import (
 //     stream's 2-minute duplicate window only if the producer stays down that long;
 //   - a step's trigger copied later: refused anyway once older than the step's deadline.
 //
-// So only a producer down for longer than this with an input half-handled can make a copy
-// arrive after its record is gone. A week is far beyond any outage the stack is meant to
-// ride out without an operator, and the records of a week at the measured rates are a few GB.
-const DefaultRetention = 7 * 24 * time.Hour
+// Beyond those, a consumer reset (deleted and made again, reading the stream from its
+// start) delivers every event the stream still keeps. So a record is kept as long as the
+// stream keeps the event it guards (events.CheckoutRetention, 30 days): no copy can come
+// after its record is gone. About 10 KB per checkout in all services; a shorter retention
+// saves disk at the price of that guarantee.
+const DefaultRetention = events.CheckoutRetention
 
 // handledAtBucket indexes the records by when they were written: a key is the time (8 bytes,
 // big-endian Unix nanoseconds) and the event ID, so pruning walks the oldest first and never
