@@ -246,8 +246,8 @@ func (s *State) applyDeadline(r rules, in events.Envelope) error {
 	if _, ok := r.flow.Step(d.Step); !ok {
 		return fmt.Errorf("%w: deadline of unknown step %q", events.ErrMalformed, d.Step)
 	}
-	if s.terminal() {
-		return nil
+	if s.terminal() || !s.setTimer(d.Deadline) {
+		return nil // ended, or a timer it never set (stray or forged): nothing fails by it
 	}
 	s.Timers = slices.DeleteFunc(s.Timers, func(t time.Time) bool { return t.Equal(d.Deadline) })
 	for _, step := range r.flow.Steps {
@@ -384,6 +384,20 @@ func (s *State) decide(r rules, now time.Time) []decision {
 	return fresh
 }
 
+// setTimer reports whether at is a timer the checkout set: one it holds, or a step's own
+// deadline (the per-step timers of versions before one timer per checkout).
+func (s *State) setTimer(at time.Time) bool {
+	if slices.ContainsFunc(s.Timers, at.Equal) {
+		return true
+	}
+	for _, st := range s.Steps {
+		if st.active() && st.Deadline.Equal(at) {
+			return true
+		}
+	}
+	return false
+}
+
 // timerDue returns the timer to schedule: one at the earliest deadline of the running
 // steps, unless a timer the server holds fires by then. One timer per checkout, not one per
 // step: a checkout that ends before its first deadline costs one schedule and one firing.
@@ -398,6 +412,17 @@ func (s *State) timerDue(flow events.Flow) (decision, bool) {
 		return decision{}, false
 	}
 	return next, true
+}
+
+// alsoFailed are the failures of the steps other than the one that failed the checkout.
+func (s *State) alsoFailed(flow events.Flow) []events.StepFailure {
+	var out []events.StepFailure
+	for _, step := range flow.Steps {
+		if st := s.Steps[step.Name]; st != nil && st.Status == StepFailed && st.Failure != nil && step.Name != s.Failure.Step {
+			out = append(out, *st.Failure)
+		}
+	}
+	return out
 }
 
 func (s *State) allDone(names []events.StepName) bool {

@@ -197,8 +197,10 @@ func TestDeadlines(t *testing.T) {
 	if st.Status != StatusRunning || !slices.Equal(st.Timers, []time.Time{reserveBy}) {
 		t.Fatalf("after the first timer: status %s, timers %v", st.Status, st.Timers)
 	}
-	// The same timer again (a copy), or one the checkout never set: nothing changes.
-	for _, stale := range []events.Envelope{deadline(events.StepValidateCart, wantValidate), deadline(events.StepCheckFraud, t0.Add(time.Second))} {
+	// The same timer again (a copy), or one the checkout never set (stray, or forged far
+	// in the future to fail every step): nothing changes.
+	for _, stale := range []events.Envelope{deadline(events.StepValidateCart, wantValidate), deadline(events.StepCheckFraud, t0.Add(time.Second)),
+		deadline(events.StepCheckFraud, t0.Add(10*time.Hour))} {
 		if got := run(t, st, stale); len(got) != 0 || st.Status != StatusRunning || len(st.Timers) != 1 {
 			t.Fatalf("a timer the checkout does not hold changed it: %+v, status %s, timers %v", got, st.Status, st.Timers)
 		}
@@ -264,5 +266,33 @@ func TestApplyRejectsContradictions(t *testing.T) {
 	}
 	if err := st.apply(testRules, outcome(t, events.PaymentRefunded)); err == nil {
 		t.Error("a refund of a payment that never happened was accepted")
+	}
+}
+
+// TestBranchesLateTogether: inventory and fraud start together, so they share a deadline;
+// the one timer fails both, the reservation that may have happened is released, and the
+// checkout's failure names the first and carries the other.
+func TestBranchesLateTogether(t *testing.T) {
+	st := newState("co_1")
+	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	req := events.Envelope{ID: "co_1:checkout.requested", Type: events.Requested, CheckoutID: "co_1", Time: t0, Payload: []byte(`{}`)}
+	validated := outcome(t, events.CartValidated)
+	validated.Time = t0.Add(time.Second)
+	run(t, st, req, validated)
+	run(t, st, deadline(events.StepValidateCart, st.Timers[0])) // nothing late yet: the next timer
+	if len(st.Timers) != 1 || !st.Timers[0].Equal(st.Steps[events.StepCheckFraud].Deadline) {
+		t.Fatalf("timers %v, want one at the branches' deadline", st.Timers)
+	}
+	got := run(t, st, deadline(events.StepReserveInventory, st.Timers[0]))
+	if !slices.Equal(types(got), []events.Subject{events.InventoryRelease}) {
+		t.Fatalf("after the branches' deadline: %v, want the release", types(got))
+	}
+	got = run(t, st, outcome(t, events.InventoryReleased))
+	if !slices.Equal(types(got), []events.Subject{events.Failed}) {
+		t.Fatalf("end: %v", types(got))
+	}
+	also := st.alsoFailed(testRules.flow)
+	if st.Failure.Step != events.StepReserveInventory || len(also) != 1 || also[0].Step != events.StepCheckFraud || also[0].Code != events.CodeDeadlineExceeded {
+		t.Errorf("failure %+v, also failed %+v: want inventory, and fraud alongside", st.Failure, also)
 	}
 }

@@ -314,6 +314,8 @@ type CheckoutFailed struct {
 	Code        string     `json:"code"`
 	Message     string     `json:"message"`
 	Compensated []StepName `json:"compensated,omitempty"` // steps undone, in the order undone
+	// AlsoFailed are the other steps that failed, e.g. given up at the same deadline.
+	AlsoFailed []StepFailure `json:"also_failed,omitempty"`
 	// Whom to tell, when the checkout got far enough to know (for the failure notice).
 	CustomerEmail string `json:"customer_email,omitempty"`
 	CartID        string `json:"cart_id,omitempty"`

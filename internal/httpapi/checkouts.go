@@ -56,9 +56,9 @@ func checkRequest(req events.CheckoutRequest) error {
 
 // submit validates a checkout request, gives it its checkout ID and publishes it on
 // checkout.requested, answering only once the stream acknowledged it. With an idempotency
-// key the ID is derived from the key, so a retry is the same checkout: the stream drops
-// the copy within its duplicate window, and the catalog (which has handled that checkout's
-// request) after it. replayed reports a key seen before.
+// key the ID is derived from the key, so a retry is the same checkout: a key the read model
+// has accepted (for RUNS_RETENTION) is answered without publishing; a retry racing the first
+// is dropped by the stream's duplicate window. replayed reports a key seen before.
 func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
 	if err := checkRequest(req); err != nil {
 		return answer, false, err
@@ -87,6 +87,12 @@ func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key str
 	if seen && hash != "" && prior.RequestHash != hash {
 		return answer, false, problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new checkout")
 	}
+	if seen && hash != "" {
+		// A retry of an accepted request: it is in the stream (accepted means acknowledged),
+		// so it is answered, not published again, however long after the first it comes.
+		s.log.Info("checkout replayed", "checkout_id", req.CheckoutID, "cart_id", req.CartID)
+		return accepted(req), true, nil
+	}
 	if err := s.publish(ctx, req); err != nil {
 		return answer, false, err
 	}
@@ -98,8 +104,11 @@ func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key str
 	}
 	s.hub.Notify(req.CheckoutID)
 	s.log.Info("checkout accepted", "checkout_id", req.CheckoutID, "cart_id", req.CartID, "replayed", seen)
-	return Accepted202{CheckoutID: req.CheckoutID, CartID: req.CartID, Status: StatusAccepted,
-		StatusURL: "/checkouts/" + req.CheckoutID}, seen, nil
+	return accepted(req), seen, nil
+}
+
+func accepted(req events.CheckoutRequest) Accepted202 {
+	return Accepted202{CheckoutID: req.CheckoutID, CartID: req.CartID, Status: StatusAccepted, StatusURL: "/checkouts/" + req.CheckoutID}
 }
 
 // publish stores the request in the CHECKOUT stream and waits for the ack. Its Nats-Msg-Id

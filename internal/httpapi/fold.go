@@ -177,6 +177,14 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 		if json.Unmarshal(e.Payload, &f) == nil {
 			c.Failure = &events.StepFailure{Step: f.Step, Code: f.Code, Message: f.Message}
 			failUnanswered(steps[f.Step], *c.Failure, e.Time)
+			for _, also := range f.AlsoFailed {
+				failUnanswered(steps[also.Step], also, e.Time)
+			}
+			// What still runs or waits (a fraud review nobody needs now) ends with the checkout.
+			for name, st := range steps {
+				failUnanswered(st, events.StepFailure{Step: name, Code: events.CodeCheckoutCancelled,
+					Message: "the checkout ended before this step answered"}, e.Time)
+			}
 			c.Compensated = f.Compensated
 			c.CartID, c.CustomerEmail = or(c.CartID, f.CartID), or(c.CustomerEmail, f.CustomerEmail)
 		}

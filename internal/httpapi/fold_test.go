@@ -63,3 +63,44 @@ func TestFoldDeadlines(t *testing.T) {
 		})
 	}
 }
+
+// TestFoldStepsLeftAtTheEnd: when a checkout fails, the steps the failure carries as also
+// failed show their own failure, and a step still waiting (a fraud review nobody needs any
+// more) ends with the checkout instead of waiting for ever in the view.
+func TestFoldStepsLeftAtTheEnd(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ev := func(seq uint64, at time.Duration, typ events.Subject, payload any) Event {
+		raw, _ := json.Marshal(payload)
+		return Event{Seq: seq, ID: events.ID("co", typ), Type: typ, Time: t0.Add(at), Payload: raw}
+	}
+	start := []Event{
+		ev(1, 0, events.Requested, events.CheckoutRequest{CartID: "cart_1", CustomerID: "cus_1"}),
+		ev(2, time.Second, events.CartValidated, events.Quote{Currency: "USD"}),
+	}
+	stepOf := func(c Checkout, name events.StepName) StepView {
+		for _, s := range c.Steps {
+			if s.Name == name {
+				return s
+			}
+		}
+		return StepView{}
+	}
+
+	late := Fold("co", Accepted{}, append(append([]Event{}, start...),
+		ev(3, 61*time.Second, events.Failed, events.CheckoutFailed{Step: events.StepReserveInventory, Code: events.CodeDeadlineExceeded,
+			AlsoFailed: []events.StepFailure{{Step: events.StepCheckFraud, Code: events.CodeDeadlineExceeded, Message: "check_fraud did not finish"}}})))
+	if f := stepOf(late, events.StepCheckFraud); f.State != StepFailed || f.Error == nil || f.Error.Code != events.CodeDeadlineExceeded || !f.Error.Uncertain {
+		t.Errorf("fraud given up alongside inventory: %s %+v", f.State, f.Error)
+	}
+
+	sold := Fold("co", Accepted{}, append(append([]Event{}, start...),
+		ev(3, 2*time.Second, events.FraudReviewPending, events.Waiting{Reason: "review", Until: t0.Add(time.Hour)}),
+		ev(4, 3*time.Second, events.InventoryFailed, events.StepFailure{Code: events.CodeInsufficientStock, Message: "sold out"}),
+		ev(5, 4*time.Second, events.Failed, events.CheckoutFailed{Step: events.StepReserveInventory, Code: events.CodeInsufficientStock, Message: "sold out"})))
+	if f := stepOf(sold, events.StepCheckFraud); f.State != StepFailed || f.Error == nil || f.Error.Code != events.CodeCheckoutCancelled {
+		t.Errorf("a review left waiting when the checkout failed: %s %+v", f.State, f.Error)
+	}
+	if sold.Status != StatusFailed {
+		t.Errorf("status %s", sold.Status)
+	}
+}
