@@ -13,15 +13,7 @@ import (
 // steps were late); a step's own answer, or its wait for a person, stands whatever timer
 // fires.
 func TestFoldDeadlines(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	ev := func(seq uint64, at time.Duration, typ events.Subject, payload any) Event {
-		raw, _ := json.Marshal(payload)
-		return Event{Seq: seq, ID: events.ID("co", typ), Type: typ, Time: t0.Add(at), Payload: raw}
-	}
-	start := []Event{
-		ev(1, 0, events.Requested, events.CheckoutRequest{CartID: "cart_1", CustomerID: "cus_1"}),
-		ev(2, time.Second, events.CartValidated, events.Quote{Currency: "USD"}),
-	}
+	t0, ev, start := foldFixture()
 	deadline := ev(4, 40*time.Second, events.Deadline, events.DeadlineReached{Step: events.StepCheckFraud, Deadline: t0.Add(31 * time.Second)})
 	cases := []struct {
 		name       string
@@ -68,15 +60,7 @@ func TestFoldDeadlines(t *testing.T) {
 // failed show their own failure, and a step still waiting (a fraud review nobody needs any
 // more) ends with the checkout instead of waiting for ever in the view.
 func TestFoldStepsLeftAtTheEnd(t *testing.T) {
-	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	ev := func(seq uint64, at time.Duration, typ events.Subject, payload any) Event {
-		raw, _ := json.Marshal(payload)
-		return Event{Seq: seq, ID: events.ID("co", typ), Type: typ, Time: t0.Add(at), Payload: raw}
-	}
-	start := []Event{
-		ev(1, 0, events.Requested, events.CheckoutRequest{CartID: "cart_1", CustomerID: "cus_1"}),
-		ev(2, time.Second, events.CartValidated, events.Quote{Currency: "USD"}),
-	}
+	t0, ev, start := foldFixture()
 	stepOf := func(c Checkout, name events.StepName) StepView {
 		for _, s := range c.Steps {
 			if s.Name == name {
@@ -103,4 +87,19 @@ func TestFoldStepsLeftAtTheEnd(t *testing.T) {
 	if sold.Status != StatusFailed {
 		t.Errorf("status %s", sold.Status)
 	}
+}
+
+// foldFixture: a checkout's clock, a maker of its events, and its first two (requested at
+// t0, the cart validated a second later).
+func foldFixture() (time.Time, func(seq uint64, at time.Duration, typ events.Subject, payload any) Event, []Event) {
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ev := func(seq uint64, at time.Duration, typ events.Subject, payload any) Event {
+		raw, _ := json.Marshal(payload)
+		return Event{Seq: seq, ID: events.ID("co", typ), Type: typ, Time: t0.Add(at), Payload: raw}
+	}
+	start := []Event{
+		ev(1, 0, events.Requested, events.CheckoutRequest{CartID: "cart_1", CustomerID: "cus_1"}),
+		ev(2, time.Second, events.CartValidated, events.Quote{Currency: "USD"}),
+	}
+	return t0, ev, start
 }
