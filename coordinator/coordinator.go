@@ -126,9 +126,11 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if rev == 0 && in.Type != events.Requested {
 			return c.beforeRequest(ctx, in, seq)
 		}
-		before, err := json.Marshal(st)
-		if err != nil {
-			return nil, err
+		var before []byte // a timer's state before it, to tell one that fired for nothing
+		if timers[in.Type] {
+			if before, err = json.Marshal(st); err != nil {
+				return nil, err
+			}
 		}
 		updated := st.UpdatedAt
 		if err := st.apply(c.rules, in); err != nil {
