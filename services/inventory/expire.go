@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -16,7 +17,20 @@ const expiryKey = "inventory.expire"
 // once the reservation has held its units for ReservationTTL. Schedules have a precision of
 // one second, so the time is rounded up: a reservation never expires early.
 func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
-	at := now.Add(s.cfg.ReservationTTL).Truncate(time.Second).Add(time.Second)
+	return expiryAt(res, now.Add(s.cfg.ReservationTTL))
+}
+
+// expiryNow brings a settled reservation's expiry forward to the next second, in the slot
+// of the one scheduled at its reservation, which it replaces. The server fires it at once
+// (the inventory finds the reservation settled and does nothing) and then forgets the
+// slot, instead of keeping it, and its share of memory, for the rest of ReservationTTL:
+// what the server holds stays bounded by the checkouts in flight, not by the last hour's.
+func expiryNow(res Reservation, now time.Time) events.Envelope {
+	return expiryAt(res, now)
+}
+
+func expiryAt(res Reservation, at time.Time) events.Envelope {
+	at = at.Truncate(time.Second).Add(time.Second)
 	e := events.Must(res.CheckoutID, events.InventoryExpire, events.Expiry{ReservationID: res.ID})
 	e.ID = fmt.Sprintf("%s:%d", e.ID, at.UnixMilli())
 	e.Schedule = &events.Schedule{At: at, Key: expiryKey}
@@ -24,7 +38,8 @@ func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
 }
 
 // expire releases a reservation that is still held when its time is up, and says so;
-// one that was committed or released meanwhile is left alone, silently.
+// one that was committed or released meanwhile is left alone, silently, and without a
+// commit: that is how nearly every expiry ends (see expiryNow).
 func (s *Service) expire(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var exp events.Expiry
 	if err := in.DecodePayload(&exp); err != nil {
@@ -38,10 +53,10 @@ func (s *Service) expire(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	switch {
 	case !found || res.ID != exp.ReservationID:
 		log.Warn("expiry of an unknown reservation: nothing to do")
-		return nil, nil
+		return nil, runner.Unchanged
 	case res.Status != Reserved:
 		log.Debug("reservation settled before its expiry", "status", res.Status)
-		return nil, nil
+		return nil, runner.Unchanged
 	}
 	if err := settle(tx, &res, releaseUnits, Expired); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/services/runner"
@@ -23,6 +24,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 	if err != nil {
 		return nil, err
 	}
+	var expired []events.Envelope // the held reservation's expiry, brought forward
 	switch {
 	case !found:
 		log.Info("release before any reservation: nothing held", "reason", cmd.Reason)
@@ -35,6 +37,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 			return nil, err
 		}
 		log.Info("stock released", "reservation_id", res.ID, "reason", cmd.Reason)
+		expired = append(expired, expiryNow(res, time.Now()))
 	case res.Status == Committed:
 		log.Error("release of a sold reservation refused", "reservation_id", res.ID, "reason", cmd.Reason)
 		return nil, runner.Permanent(fmt.Errorf("checkout %s: reservation %s is already sold, it cannot be released", in.CheckoutID, res.ID))
@@ -45,7 +48,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 	if res.Status == Released {
 		released = events.Release{ReservationID: res.ID, Items: res.Items}
 	}
-	return []events.Envelope{events.Must(in.CheckoutID, events.InventoryReleased, released)}, nil
+	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryReleased, released)}, expired...), nil
 }
 
 // commit turns a completed checkout's reservation into a sale.
@@ -59,6 +62,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	if err != nil {
 		return nil, err
 	}
+	var expired []events.Envelope // the held reservation's expiry, brought forward
 	switch {
 	case !found:
 		log.Debug("completed checkout reserved nothing here")
@@ -68,6 +72,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 			return nil, err
 		}
 		log.Info("reservation sold", "reservation_id", res.ID)
+		expired = append(expired, expiryNow(res, time.Now()))
 	case res.Status == Committed:
 		log.Info("reservation already sold", "reservation_id", res.ID)
 	case res.Status == Expired:
@@ -82,7 +87,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 		log.Error("completed checkout holds no stock", "status", res.Status)
 		return nil, nil
 	}
-	return []events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, nil
+	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, expired...), nil
 }
 
 // settle ends a held reservation: its units move out of reserved, and it takes status.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -74,6 +75,9 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 		}
 		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
 	})
+	if errors.Is(err, Unchanged) {
+		return nil, nil
+	}
 	return outs, err
 }
 

@@ -8,7 +8,9 @@
 // not handled again. If it is a redelivery of the very message that was recorded (same
 // stream sequence) its outputs may never have reached the stream, so they are published
 // again; a second copy of the event published later is acknowledged and dropped, because
-// its first copy was acked only after its outputs were stored in the stream.
+// its first copy was acked only after its outputs were stored in the stream. A handler
+// whose event changed nothing and would change nothing again (Unchanged: a timer that finds
+// its work done) is acked with no record and no commit.
 //
 // Errors are sorted. A malformed input (events.ErrMalformed) is terminated, copied to
 // DEADLETTER and announced on checkout.rejected. A step's trigger has a deadline: an

@@ -25,3 +25,9 @@ func isPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p) || errors.Is(err, events.ErrMalformed)
 }
+
+// Unchanged is what a handler returns for an event that changed nothing, caused nothing,
+// and would change nothing if it came again (a timer that finds its work already done):
+// the runner rolls the transaction back and keeps no record of it, so the event costs no
+// commit (two fsyncs), and acknowledges it.
+var Unchanged = errors.New("the event changed nothing")

@@ -79,6 +79,33 @@ func TestRepublishesOutputsOfACommittedRedelivery(t *testing.T) {
 	}
 }
 
+// A handler that says its event changed nothing leaves nothing behind: what it wrote is
+// rolled back, no record is kept (a copy runs it again, to the same nothing), nothing is
+// published, and the message is acknowledged, not retried.
+func TestAnUnchangedEventLeavesNoRecord(t *testing.T) {
+	s := &step{fail: func(int) error { return Unchanged }}
+	h := newHarness(t, s, nil)
+	h.run(t)
+	in, _ := h.publish(t, "co-1", "first")
+	h.settle(t)
+	h.wantState(t, "co-1", 0, 0)
+	s.wantCalls(t, 1)
+	err := h.db.View(func(tx *bolt.Tx) error {
+		if found, err := store.Get(tx.Bucket(processedBucket), in.ID, &record{}); err != nil || found {
+			return fmt.Errorf("record of %s kept: %v %v", in.ID, found, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+
+	h.publish(t, "co-1", "copy")
+	h.settle(t)
+	s.wantCalls(t, 2)
+	h.wantState(t, "co-1", 0, 0)
+}
+
 // The same crash seen from outside: the commit succeeds, the publish fails. The message
 // must not be acked; its redelivery publishes the stored outputs without handling again.
 func TestRetriesAFailedPublishWithoutHandlingAgain(t *testing.T) {
