@@ -56,6 +56,7 @@ func run() error {
 	flag.DurationVar(&opt.Load.Drain, "drain", 60*time.Second, "how long to wait for open checkouts after the last request")
 	flag.IntVar(&opt.Repeat, "repeat", 1, "runs of the same load on the same system")
 	flag.DurationVar(&opt.CeilingFor, "ceiling", 3*time.Second, "how long each raw JetStream ceiling measurement publishes (0 skips it)")
+	flag.BoolVar(&opt.BatchCurve, "batch-curve", false, "also measure atomic batches of 1 to 100 messages from 1 and 8 publishers (what batching can buy on this disk)")
 	flag.BoolVar(&doSweep, "sweep", false, "find the highest rate held with p99 under -p99 (rates from -sweep-from, doubling, then bisecting)")
 	flag.Float64Var(&sweep.From, "sweep-from", 50, "the sweep's first rate")
 	flag.IntVar(&sweep.Steps, "sweep-steps", 3, "bisection steps after the first rate that did not hold")

@@ -52,6 +52,9 @@ type Options struct {
 	Sweep *Sweep
 	// CeilingFor is how long each raw-ceiling measurement publishes (0 skips it).
 	CeilingFor time.Duration
+	// BatchCurve adds to the ceiling what atomic batches of 1 to 100 messages cost, from one
+	// publisher and from 8 (Ceiling.BatchCurve; 12 more measurements of CeilingFor).
+	BatchCurve bool
 	// AfterRuns, when set, is called after the last run while the system still runs (a
 	// heap profile, say).
 	AfterRuns func() error
@@ -79,7 +82,7 @@ func Run(ctx context.Context, opt Options) (rep Report, err error) {
 	}
 	if opt.CeilingFor > 0 {
 		opt.Log.Info("measuring the raw JetStream ceiling", "each", opt.CeilingFor)
-		if rep.Ceiling, err = measureCeiling(ctx, js, opt.CeilingFor); err != nil {
+		if rep.Ceiling, err = measureCeiling(ctx, js, opt.CeilingFor, opt.BatchCurve); err != nil {
 			return rep, err
 		}
 	}

@@ -2,10 +2,12 @@ package loadgen
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
 )
 
 // A short run against the whole system in-process: every request offered ends completed,
@@ -78,5 +80,31 @@ func TestCheckoutIDOf(t *testing.T) {
 		if got := checkoutIDOf([]byte(data)); got != want {
 			t.Errorf("checkoutIDOf(%s) = %q, want %q", data, got, want)
 		}
+	}
+}
+
+// The ceiling with its batch curve: a point for every size and publisher count, each from
+// batches that were stored, and the scratch stream gone afterwards.
+func TestCeilingMeasuresTheBatchCurve(t *testing.T) {
+	env := natstest.Start(t)
+	c, err := measureCeiling(context.Background(), env.JS, 100*time.Millisecond, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sync1 <= 0 || c.Sync16 <= 0 || c.Async <= 0 || c.Batch100 <= 0 {
+		t.Errorf("ceiling %+v", c)
+	}
+	if len(c.BatchCurve) != len(curveSizes)*len(curvePublishers) {
+		t.Fatalf("%d points on the curve, want %d", len(c.BatchCurve), len(curveSizes)*len(curvePublishers))
+	}
+	for i, p := range c.BatchCurve {
+		wantPubs, wantSize := curvePublishers[i/len(curveSizes)], curveSizes[i%len(curveSizes)]
+		if p.Publishers != wantPubs || p.Size != wantSize || p.BatchesPerS <= 0 || p.MeanMS <= 0 ||
+			math.Abs(p.MsgsPerS-p.BatchesPerS*float64(p.Size)) > 1e-6*p.MsgsPerS {
+			t.Errorf("point %d: %+v, want %d publishers, batches of %d", i, p, wantPubs, wantSize)
+		}
+	}
+	if _, err := env.JS.Stream(context.Background(), ceilingStream); err == nil {
+		t.Error("the ceiling's scratch stream was left behind")
 	}
 }

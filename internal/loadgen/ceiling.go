@@ -30,12 +30,33 @@ type Ceiling struct {
 	Async  float64 `json:"async_msgs_per_s"`
 	// Batch100 publishes atomic batches of 100 messages, one after the other.
 	Batch100 float64 `json:"atomic_batch_100_msgs_per_s"`
-	Seconds  float64 `json:"seconds_each"`
-	MsgBytes int     `json:"msg_bytes"`
+	// BatchCurve, when asked for (Options.BatchCurve), is what atomic batches of each size
+	// cost, from one publisher and from several at once: what amortising the sync by
+	// batching can buy on this server and disk.
+	BatchCurve []BatchPoint `json:"atomic_batch_curve,omitempty"`
+	Seconds    float64      `json:"seconds_each"`
+	MsgBytes   int          `json:"msg_bytes"`
 }
 
-// measureCeiling publishes for d each way into a fresh scratch stream.
-func measureCeiling(ctx context.Context, js jetstream.JetStream, d time.Duration) (Ceiling, error) {
+// BatchPoint is one measurement of atomic batches of Size messages from Publishers at once,
+// each publisher sending its next batch when the last one's ack came.
+type BatchPoint struct {
+	Publishers  int     `json:"publishers"`
+	Size        int     `json:"size"`
+	MsgsPerS    float64 `json:"msgs_per_s"`
+	BatchesPerS float64 `json:"batches_per_s"`
+	MeanMS      float64 `json:"mean_batch_ms"` // publish of the first message to the commit's ack
+}
+
+// batchCurve: the sizes and publisher counts of Ceiling.BatchCurve.
+var (
+	curveSizes      = []int{1, 2, 5, 10, 25, 100}
+	curvePublishers = []int{1, 8}
+)
+
+// measureCeiling publishes for d each way into a fresh scratch stream; with curve, also
+// atomic batches of every size in curveSizes from each count of curvePublishers.
+func measureCeiling(ctx context.Context, js jetstream.JetStream, d time.Duration, curve bool) (Ceiling, error) {
 	c := Ceiling{Seconds: d.Seconds(), MsgBytes: ceilingMsgSize}
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: ceilingStream, Subjects: []string{"loadgen.ceiling"}, Storage: jetstream.FileStorage, Replicas: 1,
@@ -64,26 +85,59 @@ func measureCeiling(ctx context.Context, js jetstream.JetStream, d time.Duration
 	if err := s.Purge(ctx); err != nil {
 		return c, err
 	}
-	c.Batch100, err = batchRate(ctx, js, payload, 100, d)
-	return c, err
+	p, err := batchRate(ctx, js, payload, 1, 100, d)
+	c.Batch100 = p.MsgsPerS
+	if err != nil || !curve {
+		return c, err
+	}
+	for _, pubs := range curvePublishers {
+		for _, size := range curveSizes {
+			if err := s.Purge(ctx); err != nil {
+				return c, err
+			}
+			p, err := batchRate(ctx, js, payload, pubs, size, d)
+			if err != nil {
+				return c, err
+			}
+			c.BatchCurve = append(c.BatchCurve, p)
+		}
+	}
+	return c, nil
 }
 
-// batchRate: one publisher sending atomic batches of size messages, each after the last
+// batchRate: publishers each sending atomic batches of size messages, each after the last
 // one's ack.
-func batchRate(ctx context.Context, js jetstream.JetStream, payload []byte, size int, d time.Duration) (float64, error) {
+func batchRate(ctx context.Context, js jetstream.JetStream, payload []byte, publishers, size int, d time.Duration) (BatchPoint, error) {
+	var batches, busy atomic.Int64 // busy: nanoseconds spent waiting for batches
+	var firstErr error
+	var once sync.Once
 	start := time.Now()
-	var n int
-	for time.Since(start) < d {
-		msgs := make([]*nats.Msg, size)
-		for i := range msgs {
-			msgs[i] = &nats.Msg{Subject: "loadgen.ceiling", Data: payload, Header: nats.Header{}}
-		}
-		if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{}); err != nil {
-			return 0, fmt.Errorf("ceiling: atomic batch: %w", err)
-		}
-		n += size
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				msgs := make([]*nats.Msg, size)
+				for i := range msgs {
+					msgs[i] = &nats.Msg{Subject: "loadgen.ceiling", Data: payload, Header: nats.Header{}}
+				}
+				sent := time.Now()
+				if _, err := jetstreamext.PublishMsgBatch(ctx, js, msgs, jetstreamext.BatchFlowControl{}); err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("ceiling: atomic batch: %w", err) })
+					return
+				}
+				busy.Add(int64(time.Since(sent)))
+				batches.Add(1)
+			}
+		})
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	wg.Wait()
+	secs, n := time.Since(start).Seconds(), batches.Load()
+	p := BatchPoint{Publishers: publishers, Size: size, MsgsPerS: float64(n*int64(size)) / secs, BatchesPerS: float64(n) / secs}
+	if n > 0 {
+		p.MeanMS = float64(busy.Load()) / float64(n) / 1e6
+	}
+	return p, firstErr
 }
 
 // syncRate: publishers each waiting for every ack before the next publish.

@@ -105,8 +105,18 @@ func (rep Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(w, "cpu and memory below are the generator's own: the services and nats-server run elsewhere")
 	}
 	c := rep.Ceiling
-	fmt.Fprintf(w, "raw JetStream ceiling (%d-byte msgs, file, R1, %.0fs each): sync 1 pub %.0f/s, sync 16 pubs %.0f/s, async %.0f/s, atomic batches of 100 %.0f/s\n\n",
+	fmt.Fprintf(w, "raw JetStream ceiling (%d-byte msgs, file, R1, %gs each): sync 1 pub %.0f/s, sync 16 pubs %.0f/s, async %.0f/s, atomic batches of 100 %.0f/s\n\n",
 		c.MsgBytes, c.Seconds, c.Sync1, c.Sync16, c.Async, c.Batch100)
+	if len(c.BatchCurve) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(w, "atomic batches, each publisher sending its next batch after the last one's ack:")
+		fmt.Fprintln(tw, "  publishers\tsize\tmsgs/s\tbatches/s\tmean ms per batch\t")
+		for _, p := range c.BatchCurve {
+			fmt.Fprintf(tw, "  %d\t%d\t%.0f\t%.0f\t%.2f\t\n", p.Publishers, p.Size, p.MsgsPerS, p.BatchesPerS, p.MeanMS)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
 	for _, r := range rep.Runs {
 		r.writeTable(w)
 	}
