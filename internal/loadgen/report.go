@@ -104,7 +104,18 @@ func (rep Report) WriteTable(w io.Writer) {
 	if rep.Target != "in-process" {
 		fmt.Fprintln(w, "cpu and memory below are the generator's own: the services and nats-server run elsewhere")
 	}
-	c := rep.Ceiling
+	if c := rep.Ceiling; c.Seconds > 0 {
+		c.writeTable(w)
+	}
+	for _, r := range rep.Runs {
+		r.writeTable(w)
+	}
+	if s := rep.Sweep; s != nil {
+		fmt.Fprintf(w, "sweep: highest rate held with p99 < %.0f ms: %.0f checkouts/s (tried %v)\n", s.P99BoundMS, s.BestRate, s.Tried)
+	}
+}
+
+func (c Ceiling) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "raw JetStream ceiling (%d-byte msgs, file, R1, %gs each): sync 1 pub %.0f/s, sync 16 pubs %.0f/s, async %.0f/s, atomic batches of 100 %.0f/s\n\n",
 		c.MsgBytes, c.Seconds, c.Sync1, c.Sync16, c.Async, c.Batch100)
 	if len(c.BatchCurve) > 0 {
@@ -116,12 +127,6 @@ func (rep Report) WriteTable(w io.Writer) {
 		}
 		tw.Flush()
 		fmt.Fprintln(w)
-	}
-	for _, r := range rep.Runs {
-		r.writeTable(w)
-	}
-	if s := rep.Sweep; s != nil {
-		fmt.Fprintf(w, "sweep: highest rate held with p99 < %.0f ms: %.0f checkouts/s (tried %v)\n", s.P99BoundMS, s.BestRate, s.Tried)
 	}
 }
 
@@ -136,8 +141,12 @@ func (r RunResult) writeTable(w io.Writer) {
 	for why, n := range r.Failures {
 		fmt.Fprintf(w, "  failed at %s: %d\n", why, n)
 	}
-	fmt.Fprintf(w, "  completed %.1f/s, failed %.1f/s; %.3f of sync-16 ceiling, %.3f of async; stream writes %.2f of async ceiling\n",
-		r.CompletedPerSecond, r.FailedPerSecond, r.Ratios.CheckoutsPerSync16, r.Ratios.CheckoutsPerAsync, r.Ratios.WritesPerAsync)
+	fmt.Fprintf(w, "  completed %.1f/s, failed %.1f/s", r.CompletedPerSecond, r.FailedPerSecond)
+	if r.Ratios.CheckoutsPerAsync > 0 { // the ceiling was measured
+		fmt.Fprintf(w, "; %.3f of sync-16 ceiling, %.3f of async; stream writes %.2f of async ceiling",
+			r.Ratios.CheckoutsPerSync16, r.Ratios.CheckoutsPerAsync, r.Ratios.WritesPerAsync)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  cpu %.1fs (%.2f cores), peak RSS %.0f MB, heap %.0f MB\n",
 		r.Resources.CPUSeconds, r.Resources.CPUCores, r.Resources.PeakRSSMB, r.Resources.HeapMB)
 	if len(r.Memory) > 1 {
