@@ -143,8 +143,11 @@ func (s *Service) closeReview(_ context.Context, tx *bolt.Tx, in events.Envelope
 		return nil, err
 	}
 	r, found, err := loadReview(tx, in.CheckoutID)
-	if err != nil || !found || r.Status != ReviewPending {
+	if err != nil {
 		return nil, err
+	}
+	if !found || r.Status != ReviewPending {
+		return nil, runner.Unchanged // most failed checkouts were never held for review
 	}
 	r.Status = ReviewClosed
 	s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)

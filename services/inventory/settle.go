@@ -66,7 +66,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	switch {
 	case !found:
 		log.Debug("completed checkout reserved nothing here")
-		return nil, nil
+		return nil, runner.Unchanged
 	case res.Status == Reserved:
 		if err := settle(tx, &res, sellUnits, Committed); err != nil {
 			return nil, err
