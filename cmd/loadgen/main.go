@@ -74,6 +74,9 @@ func run() error {
 	})
 	flag.TextVar(&level, "log-level", slog.LevelWarn, "log level of the generator and of in-process services")
 	flag.Parse()
+	if opt.BatchCurve && opt.CeilingFor <= 0 {
+		return fmt.Errorf("-batch-curve is part of the ceiling: give -ceiling a duration above 0")
+	}
 	if doSweep {
 		opt.Sweep = &sweep
 		if opt.Load.Rate == 0 && opt.Load.InFlight == 0 {

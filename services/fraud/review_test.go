@@ -294,4 +294,16 @@ func TestAFailedCheckoutClosesItsReview(t *testing.T) {
 	if pending, err := h.svc.PendingReviews(); err != nil || len(pending) != 0 {
 		t.Errorf("pending reviews %v (%v)", pending, err)
 	}
+
+	// A failed checkout that was never held for review changes nothing and is acknowledged.
+	h.Env.Publish(t, events.Must("co_never", events.Failed, events.CheckoutFailed{Step: events.StepValidateCart, Code: events.CodeInvalidRequest, Message: "bad"}))
+	h.Env.Publish(t, events.Must("co_after", events.CartValidated, testQuote())) // handled after it
+	h.Expect(t, "co_after", events.FraudCleared, nil, events.FraudFailed, events.FraudReviewPending)
+	h.Idle(t)
+	if _, found, err := h.svc.Review("co_never"); err != nil || found {
+		t.Errorf("review of co_never: found %v (%v)", found, err)
+	}
+	if n := h.Watch.Count("co_never", events.Rejected); n != 0 {
+		t.Errorf("%d rejections of a failed checkout never reviewed", n)
+	}
 }

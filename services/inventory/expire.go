@@ -25,6 +25,9 @@ func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
 // (the inventory finds the reservation settled and does nothing) and then forgets the
 // slot, instead of keeping it, and its share of memory, for the rest of ReservationTTL:
 // what the server holds stays bounded by the checkouts in flight, not by the last hour's.
+// (After a crash of the inventory between its reservation's commit and publish, the
+// republished hour-long expiry can take the slot back: it then fires, to no effect, in an
+// hour.)
 func expiryNow(res Reservation, now time.Time) events.Envelope {
 	return expiryAt(res, now)
 }
