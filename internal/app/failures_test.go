@@ -107,6 +107,7 @@ func TestSameCheckoutTwice(t *testing.T) {
 	if end := w.Wait(t, "co-twice", wait, events.Completed, events.Failed); end.Type != events.Completed {
 		t.Fatalf("first checkout ended in %s: %s", end.Type, end.Payload)
 	}
+	waitCheckedOut(t, sys, cart.ID)
 	publishCheckout(t, sys, body) // the same message again, after it completed
 	publishCheckout(t, sys, checkoutRequest("co-again", cart.ID, "pm_card_visa", tokyo))
 	failedWith(t, w, "co-again", events.CodeCartCheckedOut, events.StepValidateCart)
@@ -227,6 +228,7 @@ func TestDerivedCheckoutIDs(t *testing.T) {
 		t.Errorf("derived checkout ID %q", first)
 	}
 
+	waitCheckedOut(t, sys, cart.ID)
 	env.PublishRaw(t, string(events.Requested), body, "") // the same JSON, a new message
 	natstest.Eventually(t, wait, func() bool { return len(terminal()[events.Failed]) == 1 }, "the second attempt did not fail")
 	second := terminal()[events.Failed][0]
@@ -241,6 +243,17 @@ func TestDerivedCheckoutIDs(t *testing.T) {
 	if n := len(intents(sys, first)) + len(intents(sys, second)); n != 1 {
 		t.Errorf("%d payment intents, want 1", n)
 	}
+}
+
+// waitCheckedOut waits until the catalog has checked the cart out. Its completion and a
+// later request for the same cart are different checkouts, so they may run on different
+// lanes of the catalog: a request handled first finds the cart still in its checkout
+// (cart_in_checkout), not checked out.
+func waitCheckedOut(t *testing.T, sys *System, cartID string) {
+	t.Helper()
+	natstest.Eventually(t, wait, func() bool {
+		return request[events.Cart](t, sys.NC, events.CartsGet, events.GetCart{CartID: cartID}).Status == events.CartCheckedOut
+	}, "cart %s was never checked out", cartID)
 }
 
 // TestCheckoutIDReusedForAnotherCart: a checkout_id names one checkout. The same request
