@@ -172,7 +172,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			return nil, err
 		}
 		c.states.put(st, saved)
-		if len(decisions) > 0 {
+		if len(decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
 			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", st.Status)
 		}
 		return outs, nil

@@ -342,12 +342,16 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		r.reject(ctx, msg, meta, "", err)
 		return nil
 	}
-	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+	// The message's logger is made only when something is logged: With formats its
+	// attributes at once, and most messages log nothing.
+	log := func() *slog.Logger {
+		return r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+	}
 	step, isStep := r.steps[msg.Subject()]
 	attempts := int(meta.NumDelivered)
 	if retried := r.takeRetried(meta.Sequence.Stream); !isStep && attempts%r.cfg.MaxDeliver == 0 && !retried {
 		// Delivered again and again, never retried by this process: the process dies on it.
-		r.announceStuck(ctx, msg, meta, in, log, fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
+		r.announceStuck(ctx, msg, meta, in, log(), fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
 	}
 
 	var outs []events.Envelope
@@ -384,9 +388,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			// An undo is never given up: it is retried at the longest delay, and announced
 			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
 			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
-				r.announceStuck(ctx, msg, meta, in, log, err)
+				r.announceStuck(ctx, msg, meta, in, log(), err)
 			}
-			r.nak(msg, meta, log, r.cfg.RetryMax, err)
+			r.nak(msg, meta, log(), r.cfg.RetryMax, err)
 			return nil
 		case isPermanent(err):
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
@@ -397,7 +401,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	if err != nil {
-		r.retry(ctx, msg, meta, in, log, err)
+		r.retry(ctx, msg, meta, in, log(), err)
 		return nil
 	}
 	if hook := r.cfg.Hooks.AfterCommit; hook != nil {
@@ -406,7 +410,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	if err := r.publish(ctx, outs); err != nil {
-		r.retry(ctx, msg, meta, in, log, fmt.Errorf("publish outputs: %w", err))
+		r.retry(ctx, msg, meta, in, log(), fmt.Errorf("publish outputs: %w", err))
 		return nil
 	}
 	if hook := r.cfg.Hooks.AfterPublish; hook != nil {
@@ -415,9 +419,11 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	if err := msg.Ack(); err != nil {
-		log.Warn("ack", "err", err)
+		log().Warn("ack", "err", err)
 	}
-	log.Debug("handled", "outputs", len(outs))
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("handled", "outputs", len(outs))
+	}
 	return nil
 }
 
