@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -355,18 +356,19 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 
 	var outs []events.Envelope
+	var data []json.RawMessage // outs' wire form, when encoded already
 	switch {
 	case isStep && attempts > r.cfg.MaxDeliver:
 		// Delivered again after the last attempt: the process died handling it (a
 		// poison message). Give up without running the handler again.
-		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
 			fmt.Sprintf("%s was tried %d times and never finished", step.Name, attempts-1))
 	case isStep && step.expired(in, time.Now()) && attempts > 1:
 		// Tried before, and out of time now: its effect is unknown, and its input is kept.
-		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
+		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s did not finish within %s of its trigger after %d attempts", step.Name, step.deadline, attempts-1))
 	case isStep && step.expired(in, time.Now()):
-		outs, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
+		outs, data, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), false))
 	default:
 		hctx := ctx
@@ -375,7 +377,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
 			defer stop()
 		}
-		outs, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		outs, data, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
 		if c := (*crash)(nil); errors.As(err, &c) {
 			return c.err
 		}
@@ -383,7 +385,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		switch {
 		case isStep && isPermanent(err):
-			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
+			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
 		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
 			// An undo is never given up: it is retried at the longest delay, and announced
 			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
@@ -396,7 +398,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
 			return nil
 		case isStep && attempts >= r.cfg.MaxDeliver:
-			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
 				fmt.Sprintf("%s failed %d times; last error: %v", step.Name, attempts, err))
 		}
 	}
@@ -409,7 +411,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 	}
-	if err := r.publish(ctx, outs); err != nil {
+	if err := r.publish(ctx, outs, data); err != nil {
 		r.retry(ctx, msg, meta, in, log(), fmt.Errorf("publish outputs: %w", err))
 		return nil
 	}
