@@ -2,10 +2,10 @@ package coordinator
 
 import "sync"
 
-// cachedStates bounds the states kept: a few times the checkouts in flight at a thousand a
-// second, so a checkout's next event finds its state; past it an arbitrary one is dropped
-// (its next event reads the bucket).
-const cachedStates = 4096
+// cachedStates bounds the states kept. Only running checkouts are kept (an ended one's
+// state leaves the cache with its last event), so this is a second of checkouts at a
+// thousand a second; past it an arbitrary one is dropped (its next event reads the bucket).
+const cachedStates = 1024
 
 // stateCache keeps the state this coordinator last wrote for a checkout, with the revision
 // it wrote, so the checkout's next event starts from it instead of reading and decoding

@@ -171,7 +171,9 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if err != nil {
 			return nil, err
 		}
-		c.states.put(st, saved)
+		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
+			c.states.put(st, saved)
+		}
 		if len(decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
 			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", st.Status)
 		}

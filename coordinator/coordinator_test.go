@@ -492,6 +492,17 @@ func TestCachedStateOfAnotherWriter(t *testing.T) {
 	if outs := commit(b, forCheckout(t, id, events.FraudCleared), 9); len(outs) != 0 {
 		t.Errorf("a later copy, on a stale cached state: %d decisions, want it dropped", len(outs))
 	}
+	if _, _, ok := a.states.take(id); !ok {
+		t.Error("a keeps no state of the running checkout it wrote last")
+	}
+	commit(b, forCheckout(t, id, events.PaymentFailed), 5) // the checkout fails, its stock released
+	commit(b, forCheckout(t, id, events.InventoryReleased), 6)
+	if st, _, _ := b.State(ctx, id); st.Status != StatusFailed {
+		t.Fatalf("checkout %s after its payment failed and its stock was released, want failed", st.Status)
+	}
+	if _, _, ok := b.states.take(id); ok {
+		t.Error("b keeps the state of the checkout it ended: nothing starts from it")
+	}
 	st, _, _ := a.State(ctx, id)
 	for typ, seq := range map[events.Subject]uint64{events.InventoryReserved: 3, events.FraudCleared: 4} {
 		if got := st.Applied[events.ID(id, typ)].Seq; got != seq {
