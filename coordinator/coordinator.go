@@ -51,6 +51,7 @@ type Coordinator struct {
 	kv        jetstream.KeyValue
 	retention time.Duration
 	log       *slog.Logger
+	states    *stateCache
 }
 
 // New opens the checkouts bucket (topology.Ensure creates it).
@@ -66,7 +67,7 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 		cfg.Retention = DefaultRetention
 	}
 	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, log: log}, nil
+		retention: cfg.Retention, log: log, states: newStateCache(cachedStates)}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -103,13 +104,23 @@ func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config
 
 // Commit applies one event to its checkout's state by compare-and-swap and returns the
 // decisions to publish. It is a runner.CommitFunc.
+//
+// It starts from the state this coordinator wrote last for the checkout when it has it (see
+// stateCache), and from the bucket otherwise. A cached state is trusted only for a write,
+// whose compare-and-swap fails if anyone wrote since; an outcome without a write (a copy
+// dropped, decisions published again, a timer that changes nothing) is decided on a read.
 func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	read := false // read the bucket even when a state is cached
 	for range maxConflicts {
-		st, rev, err := c.load(ctx, in.CheckoutID)
+		st, rev, cached, err := c.begin(ctx, in.CheckoutID, read)
 		if err != nil {
 			return nil, err
 		}
 		if a, seen := st.Applied[in.ID]; seen {
+			if cached {
+				read = true
+				continue
+			}
 			if a.Seq != seq {
 				if in.Type == events.Requested && st.RequestDigest != "" && st.RequestDigest != requestDigest(in) {
 					return nil, fmt.Errorf("%w: checkout %s was already requested with other content (stream sequence %d); "+
@@ -138,6 +149,10 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		decisions := st.decide(c.rules, now)
 		if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
+			if cached {
+				read = true
+				continue
+			}
 			// A deadline or expiry that fired for nothing (its step answered, the checkout
 			// ended) is nothing on any later delivery too: no write to record it. Most
 			// deadlines end so, and each write is an fsync.
@@ -148,19 +163,33 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if err != nil {
 			return nil, err
 		}
-		err = c.save(ctx, st, rev)
+		saved, err := c.save(ctx, st, rev)
 		if conflict(err) {
+			read = true
 			continue // someone else changed the checkout: re-read and apply again
 		}
 		if err != nil {
 			return nil, err
 		}
-		if len(decisions) > 0 {
+		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
+			c.states.put(st, saved)
+		}
+		if len(decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
 			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", st.Status)
 		}
 		return outs, nil
 	}
 	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
+}
+
+// begin returns the state an event starts from: the cached one (cached true) unless read
+// is set or none is cached, else the bucket's.
+func (c *Coordinator) begin(ctx context.Context, checkoutID string, read bool) (st *State, rev uint64, cached bool, err error) {
+	if st, rev, cached = c.states.take(checkoutID); cached && !read {
+		return st, rev, true, nil
+	}
+	st, rev, err = c.load(ctx, checkoutID)
+	return st, rev, false, err
 }
 
 // requestDigest fingerprints what a checkout.requested asks for (its fields, so a copy
@@ -329,22 +358,26 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, u
 // save writes the checkout's state by compare-and-swap on rev. An ended checkout's state
 // is written with the retention as its TTL, so the server removes the key that long after
 // its last change; a change after the end (a late step undone) starts the time again.
-func (c *Coordinator) save(ctx context.Context, st *State, rev uint64) error {
+// It returns the revision written.
+func (c *Coordinator) save(ctx context.Context, st *State, rev uint64) (uint64, error) {
 	raw, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch {
 	case rev == 0:
-		_, err = c.kv.Create(ctx, st.CheckoutID, raw)
+		return c.kv.Create(ctx, st.CheckoutID, raw)
 	case st.terminal():
 		// KeyValue.Update takes no TTL: the same compare-and-swap publish, with one.
 		msg := &nats.Msg{Subject: "$KV." + events.BucketCheckouts + "." + st.CheckoutID, Data: raw}
-		_, err = c.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.retention))
+		ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.retention))
+		if err != nil {
+			return 0, err
+		}
+		return ack.Sequence, nil
 	default:
-		_, err = c.kv.Update(ctx, st.CheckoutID, raw, rev)
+		return c.kv.Update(ctx, st.CheckoutID, raw, rev)
 	}
-	return err
 }
 
 // conflict reports a compare-and-swap that lost to another write (the server's code differs

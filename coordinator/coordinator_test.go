@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -439,6 +440,73 @@ func TestNoStateAfterRetention(t *testing.T) {
 	for _, id := range []string{"co_removed_timer", "co_removed"} {
 		if all := w.All(id); len(all) != 1 {
 			t.Errorf("%s: %d events (the last %s), want only the one published: nothing undone, nothing refused", id, len(all), all[len(all)-1].Type)
+		}
+	}
+}
+
+// TestCachedStateOfAnotherWriter: a coordinator starts an event from the state it wrote
+// last, but another coordinator sharing the bucket may have written since. Its write then
+// fails the compare-and-swap and the event is applied to what the bucket holds: the fan-in
+// still decides once, and a copy the stale state has not seen is still dropped as a copy.
+func TestCachedStateOfAnotherWriter(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	var a, b *Coordinator
+	for _, c := range []**Coordinator{&a, &b} {
+		var err error
+		if *c, err = New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv, err := env.JS.KeyValue(ctx, events.BucketCheckouts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_two_writers"
+	commit := func(c *Coordinator, e events.Envelope, seq uint64) []events.Envelope {
+		t.Helper()
+		outs, err := c.Commit(ctx, e, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return outs
+	}
+	commit(a, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1)
+	commit(a, forCheckout(t, id, events.CartValidated), 2)
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, rev, ok := a.states.take(id); !ok || rev != entry.Revision() || st.Steps[events.StepValidateCart].Status != StepDone {
+		t.Fatalf("a's cached state: found %v at revision %d, want the one it wrote at %d", ok, rev, entry.Revision())
+	} else {
+		a.states.put(st, rev)
+	}
+
+	commit(b, forCheckout(t, id, events.InventoryReserved), 3) // a's cached state is stale now
+	outs := commit(a, forCheckout(t, id, events.FraudCleared), 4)
+	if n := len(slices.DeleteFunc(outs, func(o events.Envelope) bool { return o.Type != events.PaymentRequested })); n != 1 {
+		t.Fatalf("fraud cleared after inventory reserved by the other coordinator: %d payment requests, want 1", n)
+	}
+	// b's cached state has not seen fraud cleared; a later copy of it is still a copy.
+	if outs := commit(b, forCheckout(t, id, events.FraudCleared), 9); len(outs) != 0 {
+		t.Errorf("a later copy, on a stale cached state: %d decisions, want it dropped", len(outs))
+	}
+	if _, _, ok := a.states.take(id); !ok {
+		t.Error("a keeps no state of the running checkout it wrote last")
+	}
+	commit(b, forCheckout(t, id, events.PaymentFailed), 5) // the checkout fails, its stock released
+	commit(b, forCheckout(t, id, events.InventoryReleased), 6)
+	if st, _, _ := b.State(ctx, id); st.Status != StatusFailed {
+		t.Fatalf("checkout %s after its payment failed and its stock was released, want failed", st.Status)
+	}
+	if _, _, ok := b.states.take(id); ok {
+		t.Error("b keeps the state of the checkout it ended: nothing starts from it")
+	}
+	st, _, _ := a.State(ctx, id)
+	for typ, seq := range map[events.Subject]uint64{events.InventoryReserved: 3, events.FraudCleared: 4} {
+		if got := st.Applied[events.ID(id, typ)].Seq; got != seq {
+			t.Errorf("%s applied at sequence %d, want %d", typ, got, seq)
 		}
 	}
 }

@@ -2,9 +2,11 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -12,10 +14,60 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// record is what the runner keeps per handled event ID.
+// record is what the runner keeps per handled event ID. Outputs are the events' wire form
+// (the JSON of their envelopes), encoded once for the record and for the publish.
 type record struct {
 	Seq     uint64            `json:"seq"`
-	Outputs []events.Envelope `json:"outputs,omitempty"`
+	Outputs []json.RawMessage `json:"outputs,omitempty"`
+}
+
+// encode is the record's JSON as json.Marshal writes it. The outputs are compact JSON
+// already (from json.Marshal), so they are copied rather than compacted again, which scans
+// every byte of them.
+func (rec record) encode() []byte {
+	n := len(`{"seq":,"outputs":[]}`) + 20
+	for _, d := range rec.Outputs {
+		n += len(d) + 1
+	}
+	b := append(make([]byte, 0, n), `{"seq":`...)
+	b = strconv.AppendUint(b, rec.Seq, 10)
+	if len(rec.Outputs) > 0 {
+		b = append(b, `,"outputs":[`...)
+		for i, d := range rec.Outputs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, d...)
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// wire encodes outs for the record and the publish.
+func wire(outs []events.Envelope) ([]json.RawMessage, error) {
+	if len(outs) == 0 {
+		return nil, nil
+	}
+	data := make([]json.RawMessage, len(outs))
+	for i, e := range outs {
+		var err error
+		if data[i], err = e.Encode(); err != nil {
+			return nil, err
+		}
+	}
+	return data, nil
+}
+
+// unwire decodes a record's outputs, to publish them again.
+func unwire(data []json.RawMessage) ([]events.Envelope, error) {
+	outs := make([]events.Envelope, len(data))
+	for i, d := range data {
+		if err := json.Unmarshal(d, &outs[i]); err != nil {
+			return nil, fmt.Errorf("recorded output %d: %w", i, err)
+		}
+	}
+	return outs, nil
 }
 
 type attemptKey struct{}
@@ -33,18 +85,21 @@ func Attempt(ctx context.Context) int {
 }
 
 // apply hands the event to the service's store of state: the consumer's own CommitFunc, or
-// the route's handler in a bbolt transaction.
-func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+// the route's handler in a bbolt transaction. It returns the outputs and, when it has
+// encoded them, their wire form (nil otherwise).
+func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, []json.RawMessage, error) {
 	if r.cfg.Commit != nil {
-		return r.cfg.Commit(ctx, in, seq)
+		outs, err := r.cfg.Commit(ctx, in, seq)
+		return outs, nil, err
 	}
 	return r.commit(ctx, in, seq, route.Handle)
 }
 
 // commit runs handle and records its outputs in one transaction, or returns what to
-// publish for an event already handled.
-func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, handle Handler) ([]events.Envelope, error) {
+// publish for an event already handled, with the outputs' wire form.
+func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, handle Handler) ([]events.Envelope, []json.RawMessage, error) {
 	var outs []events.Envelope
+	var data []json.RawMessage
 	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(processedBucket)
 		var rec record
@@ -54,8 +109,10 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 		}
 		if found {
 			if rec.Seq == seq {
-				outs = rec.Outputs // redelivered: its outputs may not have reached the stream
-				return nil
+				// redelivered: its outputs may not have reached the stream
+				data = rec.Outputs
+				outs, err = unwire(data)
+				return err
 			}
 			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
 			return nil
@@ -70,15 +127,18 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 			}
 		}
 		Stamp(outs, in)
+		if data, err = wire(outs); err != nil {
+			return err
+		}
 		if err := index(tx, in.ID, time.Now()); err != nil {
 			return err
 		}
-		return store.Put(b, in.ID, record{Seq: seq, Outputs: outs})
+		return b.Put([]byte(in.ID), record{Seq: seq, Outputs: data}.encode())
 	})
 	if errors.Is(err, Unchanged) {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return outs, err
+	return outs, data, err
 }
 
 // crash is a BeforeCommit hook's error: the process "dies" with the transaction rolled back.
@@ -99,7 +159,7 @@ func safely(ctx context.Context, tx *bolt.Tx, in events.Envelope, handle Handler
 
 // recordFailure records, as the outcome of in, the failure of its step: the handler does
 // not run. A redelivery publishes the same failure again.
-func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFailure) ([]events.Envelope, error) {
+func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFailure) ([]events.Envelope, []json.RawMessage, error) {
 	failed, _ := events.Checkout.Step(f.Step)
 	return r.commit(context.Background(), in, seq, func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
 		return []events.Envelope{events.Must(in.CheckoutID, failed.Failed, f)}, nil

@@ -42,7 +42,7 @@ func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jet
 	})
 	stuck.ID = fmt.Sprintf("%s:%s:%d:%d", stuck.ID, r.cfg.Name, meta.Sequence.Stream, attempts)
 	stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
-	if err := r.publish(ctx, []events.Envelope{stuck}); err != nil {
+	if err := r.publish(ctx, []events.Envelope{stuck}, nil); err != nil {
 		log.Error("announce stuck work", "err", err)
 	}
 }
@@ -50,10 +50,10 @@ func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jet
 // giveUp ends a step that cannot finish: its input goes to DEADLETTER with the reason, and
 // the step's failure, marked uncertain (an attempt may have had its effect), becomes its
 // outcome, so the coordinator undoes it and the checkout ends.
-func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, step stepRoute, code, reason string) ([]events.Envelope, error) {
+func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, step stepRoute, code, reason string) ([]events.Envelope, []json.RawMessage, error) {
 	r.log.Error("giving up", "checkout_id", in.CheckoutID, "event_id", in.ID, "step", step.Name, "attempts", meta.NumDelivered, "reason", reason)
 	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return r.recordFailure(in, meta.Sequence.Stream, step.failure(code, reason, true))
 }
@@ -74,7 +74,7 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	})
 	e.ID += ":" + r.cfg.Name + ":" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	e.Time = time.Now().UTC()
-	if err := r.publish(ctx, []events.Envelope{e}); err != nil {
+	if err := r.publish(ctx, []events.Envelope{e}, nil); err != nil {
 		r.log.Error("announce rejection", "err", err)
 	}
 	if err := msg.TermWithReason(truncate(reason, 200)); err != nil {

@@ -33,7 +33,7 @@ func TestPruneKeepsWhatMayBeDeliveredAgain(t *testing.T) {
 	handle := h.runner.routes[string(input)].Handle
 	for i := range n {
 		in := events.Must(fmt.Sprintf("co-%d", i), input, map[string]string{})
-		if _, err := h.runner.commit(context.Background(), in, uint64(i+1), handle); err != nil {
+		if _, _, err := h.runner.commit(context.Background(), in, uint64(i+1), handle); err != nil {
 			t.Fatal(err)
 		}
 	}

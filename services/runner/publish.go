@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -10,15 +11,18 @@ import (
 )
 
 // publish sends the outputs together and waits for every stream ack. A scheduled output
-// waits on its schedule subject until the server publishes it at its time.
-func (r *Runner) publish(ctx context.Context, outs []events.Envelope) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(outs))
-	for _, e := range outs {
-		data, err := e.Encode()
-		if err != nil {
+// waits on its schedule subject until the server publishes it at its time. data is the
+// outputs' wire form when the caller has it (nil: encoded here).
+func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []json.RawMessage) error {
+	if data == nil {
+		var err error
+		if data, err = wire(outs); err != nil {
 			return err
 		}
-		msg := &nats.Msg{Subject: string(e.Type), Data: data}
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(outs))
+	for i, e := range outs {
+		msg := &nats.Msg{Subject: string(e.Type), Data: data[i]}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.ID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()

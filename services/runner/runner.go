@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -342,27 +343,32 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		r.reject(ctx, msg, meta, "", err)
 		return nil
 	}
-	log := r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+	// The message's logger is made only when something is logged: With formats its
+	// attributes at once, and most messages log nothing.
+	log := func() *slog.Logger {
+		return r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
+	}
 	step, isStep := r.steps[msg.Subject()]
 	attempts := int(meta.NumDelivered)
 	if retried := r.takeRetried(meta.Sequence.Stream); !isStep && attempts%r.cfg.MaxDeliver == 0 && !retried {
 		// Delivered again and again, never retried by this process: the process dies on it.
-		r.announceStuck(ctx, msg, meta, in, log, fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
+		r.announceStuck(ctx, msg, meta, in, log(), fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
 	}
 
 	var outs []events.Envelope
+	var data []json.RawMessage // outs' wire form, when encoded already
 	switch {
 	case isStep && attempts > r.cfg.MaxDeliver:
 		// Delivered again after the last attempt: the process died handling it (a
 		// poison message). Give up without running the handler again.
-		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
 			fmt.Sprintf("%s was tried %d times and never finished", step.Name, attempts-1))
 	case isStep && step.expired(in, time.Now()) && attempts > 1:
 		// Tried before, and out of time now: its effect is unknown, and its input is kept.
-		outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
+		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s did not finish within %s of its trigger after %d attempts", step.Name, step.deadline, attempts-1))
 	case isStep && step.expired(in, time.Now()):
-		outs, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
+		outs, data, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), false))
 	default:
 		hctx := ctx
@@ -371,7 +377,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
 			defer stop()
 		}
-		outs, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		outs, data, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
 		if c := (*crash)(nil); errors.As(err, &c) {
 			return c.err
 		}
@@ -379,25 +385,25 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		switch {
 		case isStep && isPermanent(err):
-			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
+			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
 		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
 			// An undo is never given up: it is retried at the longest delay, and announced
 			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
 			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
-				r.announceStuck(ctx, msg, meta, in, log, err)
+				r.announceStuck(ctx, msg, meta, in, log(), err)
 			}
-			r.nak(msg, meta, log, r.cfg.RetryMax, err)
+			r.nak(msg, meta, log(), r.cfg.RetryMax, err)
 			return nil
 		case isPermanent(err):
 			r.reject(ctx, msg, meta, in.CheckoutID, err)
 			return nil
 		case isStep && attempts >= r.cfg.MaxDeliver:
-			outs, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
+			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
 				fmt.Sprintf("%s failed %d times; last error: %v", step.Name, attempts, err))
 		}
 	}
 	if err != nil {
-		r.retry(ctx, msg, meta, in, log, err)
+		r.retry(ctx, msg, meta, in, log(), err)
 		return nil
 	}
 	if hook := r.cfg.Hooks.AfterCommit; hook != nil {
@@ -405,8 +411,8 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			return err
 		}
 	}
-	if err := r.publish(ctx, outs); err != nil {
-		r.retry(ctx, msg, meta, in, log, fmt.Errorf("publish outputs: %w", err))
+	if err := r.publish(ctx, outs, data); err != nil {
+		r.retry(ctx, msg, meta, in, log(), fmt.Errorf("publish outputs: %w", err))
 		return nil
 	}
 	if hook := r.cfg.Hooks.AfterPublish; hook != nil {
@@ -415,9 +421,11 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		}
 	}
 	if err := msg.Ack(); err != nil {
-		log.Warn("ack", "err", err)
+		log().Warn("ack", "err", err)
 	}
-	log.Debug("handled", "outputs", len(outs))
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("handled", "outputs", len(outs))
+	}
 	return nil
 }
 

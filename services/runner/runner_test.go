@@ -63,7 +63,7 @@ func TestRepublishesOutputsOfACommittedRedelivery(t *testing.T) {
 	h := newHarness(t, s, nil)
 	in, seq := h.publish(t, "co-1", "")
 	// The first life of the service: handled and committed, then crashed before publishing.
-	if _, err := h.runner.commit(context.Background(), in, seq, h.runner.routes[string(input)].Handle); err != nil {
+	if _, _, err := h.runner.commit(context.Background(), in, seq, h.runner.routes[string(input)].Handle); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.outputsInStream(t); n != 0 {
@@ -394,7 +394,7 @@ func TestPublishesScheduledOutputsAtTheirTime(t *testing.T) {
 	at := time.Now().Add(time.Second).Truncate(time.Second)
 	later := events.Must("co-1", events.Deadline, events.DeadlineReached{Step: events.StepProcessPayment, Deadline: at})
 	later.Schedule = &events.Schedule{At: at, Key: "deadline.test"}
-	if err := h.runner.publish(context.Background(), []events.Envelope{later}); err != nil {
+	if err := h.runner.publish(context.Background(), []events.Envelope{later}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The server stores the due event in the stream itself (no core NATS publish to watch).
