@@ -31,9 +31,10 @@ chromium:
 vet:
 	$(GO) vet ./...
 
-## bench: the whole system in-process under load: the raw JetStream ceiling, then a sweep for
-## the highest rate held with p99 < 100 ms (docs/PERFORMANCE.md). BENCH_FLAGS changes the load.
-BENCH_FLAGS ?= -sweep -sweep-from 25 -duration 15s
+## bench: the whole system in-process under load: the raw JetStream ceiling with its atomic batch
+## curve, then a sweep for the highest rate held with p99 < 100 ms (docs/PERFORMANCE.md).
+## BENCH_FLAGS changes the load.
+BENCH_FLAGS ?= -sweep -sweep-from 25 -duration 15s -batch-curve
 bench:
 	CGO_ENABLED=0 $(GO) build -o bin/loadgen ./cmd/loadgen
 	./bin/loadgen $(BENCH_FLAGS) -json bin/bench.json
