@@ -108,7 +108,8 @@ func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config
 // It starts from the state this coordinator wrote last for the checkout when it has it (see
 // stateCache), and from the bucket otherwise. A cached state is trusted only for a write,
 // whose compare-and-swap fails if anyone wrote since; an outcome without a write (a copy
-// dropped, decisions published again, a timer that changes nothing) is decided on a read.
+// dropped, decisions published again, a timer that changes nothing, an event refused) is
+// decided on a read.
 func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error) {
 	read := false // read the bucket even when a state is cached
 	for range maxConflicts {
@@ -145,6 +146,10 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		updated := st.UpdatedAt
 		if err := st.apply(c.rules, in); err != nil {
+			if cached { // a stale state may refuse what the bucket's accepts: refuse only on a read
+				read = true
+				continue
+			}
 			return nil, err
 		}
 		decisions := st.decide(c.rules, now)
@@ -161,6 +166,10 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		st.Applied[in.ID] = applied{Seq: seq, Decisions: decisions}
 		outs, err := c.build(st, decisions, in, now)
 		if err != nil {
+			if cached {
+				read = true
+				continue
+			}
 			return nil, err
 		}
 		saved, err := c.save(ctx, st, rev)

@@ -510,3 +510,39 @@ func TestCachedStateOfAnotherWriter(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleCachedStateRefusesNothing: a cached state another coordinator has moved past can
+// refuse an event the bucket's state accepts (here an undo's confirmation for a step it still
+// sees running). A refusal writes nothing, so it is decided on a fresh read: the refund is
+// decided, not the confirmation dead-lettered with the checkout left failing for ever.
+func TestStaleCachedStateRefusesNothing(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	var a, b *Coordinator
+	for _, c := range []**Coordinator{&a, &b} {
+		var err error
+		if *c, err = New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := "co_stale_refusal"
+	commit := func(c *Coordinator, e events.Envelope, seq uint64) []events.Envelope {
+		t.Helper()
+		outs, err := c.Commit(ctx, e, seq)
+		if err != nil {
+			t.Fatalf("%s: %v", e.Type, err)
+		}
+		return outs
+	}
+	commit(a, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1)
+	for i, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared, events.PaymentCaptured} {
+		commit(a, forCheckout(t, id, typ), uint64(i+2)) // a caches create_order running
+	}
+	if outs := commit(b, forCheckout(t, id, events.OrderFailed+uncertain), 6); len(outs) != 1 || outs[0].Type != events.OrderCancel {
+		t.Fatalf("order given up: decided %v, want its cancel", outs)
+	}
+	outs := commit(a, forCheckout(t, id, events.OrderCancelled), 7)
+	if len(outs) != 1 || outs[0].Type != events.PaymentRefund {
+		t.Fatalf("order cancelled, seen from a stale cached state: decided %v, want the payment's refund", outs)
+	}
+}
