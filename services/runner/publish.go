@@ -14,7 +14,7 @@ import (
 // waits on its schedule subject until the server publishes it at its time. data is the
 // outputs' wire form when the caller has it (nil: encoded here).
 func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []json.RawMessage) error {
-	if data == nil {
+	if len(data) != len(outs) { // not given, or not theirs: encode them here
 		var err error
 		if data, err = wire(outs); err != nil {
 			return err
