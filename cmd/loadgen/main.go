@@ -47,6 +47,7 @@ func run() error {
 	flag.StringVar(&opt.DataDir, "data", "", "DATA_DIR of the in-process system (default: a temporary directory, removed afterwards)")
 	flag.IntVar(&opt.Stock, "stock", 10_000_000, "units of every product stocked before an in-process system starts")
 	flag.StringVar(&opt.StripeURL, "stripe", "", "a Stripe emulator running elsewhere (jetcheckout stripe-emulator) instead of the in-process one")
+	flag.DurationVar(&opt.StripeLatency, "stripe-latency", 0, "the in-process Stripe emulator answers every call this much later, as real Stripe does (e.g. 300ms)")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
 	flag.DurationVar(&opt.HandledRetention, "handled-retention", 0, "how long in-process services keep handled-event records (default: the app's, 30 days)")
 	flag.DurationVar(&opt.CheckoutRetention, "checkout-retention", 0, "how long the in-process coordinator keeps an ended checkout's key (default: the app's, 30 days)")
@@ -76,6 +77,9 @@ func run() error {
 	flag.Parse()
 	if opt.BatchCurve && opt.CeilingFor <= 0 {
 		return fmt.Errorf("-batch-curve is part of the ceiling: give -ceiling a duration above 0")
+	}
+	if opt.StripeLatency > 0 && (opt.StripeURL != "" || opt.NATSURL != "") {
+		return fmt.Errorf("-stripe-latency applies to the in-process Stripe emulator: not with -stripe or NATS_URL (set a latency fault on that emulator instead)")
 	}
 	if doSweep {
 		opt.Sweep = &sweep

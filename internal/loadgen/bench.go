@@ -14,6 +14,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/deploy"
 	"github.com/jetcheckout/jetcheckout/internal/app"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,6 +40,10 @@ type Options struct {
 	// with a test key instead of the in-process one: its memory then stays out of the
 	// process's figures.
 	StripeURL string
+	// StripeLatency, when set, starts the in-process emulator answering every call this much
+	// later: real Stripe takes hundreds of milliseconds to confirm a PaymentIntent, the
+	// emulator on loopback about one.
+	StripeLatency time.Duration
 	// Concurrency of each in-process service (app.Config.Concurrency; 0: its default).
 	Concurrency int
 	// HandledRetention and CheckoutRetention of the in-process system (app.Config's; 0:
@@ -66,7 +71,7 @@ func Run(ctx context.Context, opt Options) (rep Report, err error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	rep = Report{Target: "in-process"}
+	rep = Report{Target: "in-process", StripeLatencyMS: ms(opt.StripeLatency)}
 	nc, stop, err := connectTarget(ctx, opt)
 	if err != nil {
 		return rep, err
@@ -148,6 +153,16 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention}
 	if opt.StripeURL != "" {
 		cfg.StripeBase, cfg.StripeKey = opt.StripeURL, "sk_test_loadgen"
+	} else if opt.StripeLatency > 0 {
+		late := stripeemu.Fault{Delay: opt.StripeLatency}
+		emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New(stripeemu.WithFault(func(stripeemu.Call) stripeemu.Fault { return late })))
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		removeDir := cleanup
+		cleanup = func() { _ = emu.Close(); removeDir() }
+		cfg.StripeBase, cfg.StripeKey = emu.URL, "sk_test_loadgen"
 	}
 	sys, err := app.Start(ctx, cfg, opt.Log)
 	if err != nil {

@@ -11,10 +11,13 @@ import (
 
 // Report is one invocation's figures: the machine, the ceiling, and each measured run.
 type Report struct {
-	Machine Machine     `json:"machine"`
-	Target  string      `json:"target"` // "in-process" or the NATS URL
-	Ceiling Ceiling     `json:"ceiling"`
-	Runs    []RunResult `json:"runs"`
+	Machine Machine `json:"machine"`
+	Target  string  `json:"target"` // "in-process" or the NATS URL
+	// StripeLatencyMS is how late the in-process Stripe emulator answered every call (0:
+	// at once, as loopback does; real Stripe takes hundreds of milliseconds).
+	StripeLatencyMS float64     `json:"stripe_latency_ms,omitempty"`
+	Ceiling         Ceiling     `json:"ceiling"`
+	Runs            []RunResult `json:"runs"`
 	// Sweep, when one ran, is the highest offered rate that held (see SweepResult).
 	Sweep *SweepResult `json:"sweep,omitempty"`
 }
@@ -101,6 +104,9 @@ func (r RunResult) Held(p99BoundMS float64) bool {
 // WriteTable prints the report for people.
 func (rep Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d CPUs, %s, nats-server %s, %s; target %s\n", rep.Machine.CPUs, rep.Machine.GoVersion, rep.Machine.NATSServer, rep.Machine.OS, rep.Target)
+	if rep.StripeLatencyMS > 0 {
+		fmt.Fprintf(w, "stripe: every call answered %.0f ms late\n", rep.StripeLatencyMS)
+	}
 	if rep.Target != "in-process" {
 		fmt.Fprintln(w, "cpu and memory below are the generator's own: the services and nats-server run elsewhere")
 	}

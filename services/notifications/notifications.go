@@ -72,13 +72,13 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // checkout.failed.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.ConfirmationRequested, Handle: s.sendConfirmation},
-		{Subject: events.Failed, Handle: s.sendFailureNotice},
+		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation},
+		{Subject: events.Failed, Call: s.sendFailureNotice},
 	}
 }
 
 // sendConfirmation is send_order_confirmation.
-func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) sendConfirmation(ctx context.Context, in events.Envelope) (runner.Handler, error) {
 	var order events.Order
 	if err := in.DecodePayload(&order); err != nil {
 		return nil, err
@@ -87,13 +87,13 @@ func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.E
 		return nil, fmt.Errorf("%w: %s payload needs order_id and order_number", events.ErrMalformed, in.Type)
 	}
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "confirmation", "order_number", order.Number)
-	sent, err := s.sendOnce(ctx, tx.Bucket(sentBucket), in, log, SentEmail{OrderID: order.ID}, func() (Message, error) {
+	sent, err := s.sendOnce(ctx, sentBucket, in, log, SentEmail{OrderID: order.ID}, func() (Message, error) {
 		return render(in.CheckoutID, order, s.from, s.dateOr(order.CreatedAt))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("send confirmation of %s: %w", order.Number, err)
 	}
-	return []events.Envelope{events.Must(in.CheckoutID, events.ConfirmationSent, sent.event())}, nil
+	return recordSent(sentBucket, in.CheckoutID, sent, events.Must(in.CheckoutID, events.ConfirmationSent, sent.event())), nil
 }
 
 // sendFailureNotice tells the customer of a failed checkout what happened, whether money
@@ -101,7 +101,7 @@ func (s *Service) sendConfirmation(ctx context.Context, tx *bolt.Tx, in events.E
 // (and announced as stuck by the runner), never given up; but an address the mail server
 // refuses (5xx: no such mailbox) is rejected with the server's reason, since no retry
 // will change it (the event stays in DEADLETTER for a replay).
-func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) sendFailureNotice(ctx context.Context, in events.Envelope) (runner.Handler, error) {
 	var failed events.CheckoutFailed
 	if err := in.DecodePayload(&failed); err != nil {
 		return nil, err
@@ -109,9 +109,9 @@ func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "failure_notice", "code", failed.Code)
 	if failed.CustomerEmail == "" {
 		log.Info("no failure notice: the checkout failed before its customer's email address was known")
-		return nil, nil
+		return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) { return nil, nil }, nil
 	}
-	sent, err := s.sendOnce(ctx, tx.Bucket(noticesBucket), in, log, SentEmail{}, func() (Message, error) {
+	sent, err := s.sendOnce(ctx, noticesBucket, in, log, SentEmail{}, func() (Message, error) {
 		return renderFailure(in.CheckoutID, failed, s.from, s.dateOr(in.Time))
 	})
 	if refused(err) {
@@ -120,15 +120,17 @@ func (s *Service) sendFailureNotice(ctx context.Context, tx *bolt.Tx, in events.
 	if err != nil {
 		return nil, fmt.Errorf("send failure notice: %w", err)
 	}
-	return []events.Envelope{events.Must(in.CheckoutID, events.FailureNoticeSent, sent.event())}, nil
+	return recordSent(noticesBucket, in.CheckoutID, sent, events.Must(in.CheckoutID, events.FailureNoticeSent, sent.event())), nil
 }
 
-// sendOnce sends the checkout's message that build renders, unless b records it as sent
-// already, and records it (rec, completed) in the handler's transaction: the record
-// commits with the event's outputs. The runner handles one event at a time.
-func (s *Service) sendOnce(ctx context.Context, b *bolt.Bucket, in events.Envelope, log *slog.Logger, rec SentEmail, build func() (Message, error)) (SentEmail, error) {
+// sendOnce sends the checkout's message that build renders, unless bucket records it as
+// sent already, and returns its record (rec, completed). It runs with no transaction open,
+// so a slow mail server holds up this checkout alone; recordSent saves the record with the
+// event's outputs. A checkout's events are handled one at a time, so nothing records the
+// message meanwhile.
+func (s *Service) sendOnce(ctx context.Context, bucket []byte, in events.Envelope, log *slog.Logger, rec SentEmail, build func() (Message, error)) (SentEmail, error) {
 	var sent SentEmail
-	if found, err := store.Get(b, in.CheckoutID, &sent); err != nil || found {
+	if found, err := store.View(s.db, bucket, in.CheckoutID, &sent); err != nil || found {
 		return sent, err
 	}
 	msg, err := build()
@@ -139,11 +141,15 @@ func (s *Service) sendOnce(ctx context.Context, b *bolt.Bucket, in events.Envelo
 		return SentEmail{}, err
 	}
 	rec.MessageID, rec.To, rec.SentAt = msg.ID, msg.To, s.now().UTC()
-	if err := store.Put(b, in.CheckoutID, rec); err != nil {
-		return SentEmail{}, err
-	}
 	log.Info("email sent", "message_id", msg.ID)
 	return rec, nil
+}
+
+// recordSent is the handler that records a sent message in bucket and emits out.
+func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Envelope) runner.Handler {
+	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
+		return []events.Envelope{out}, store.Put(tx.Bucket(bucket), checkoutID, sent)
+	}
 }
 
 // event is the announcement of a sent email.

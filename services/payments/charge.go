@@ -15,32 +15,34 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// begin decodes the event's payload into v and loads the checkout's record.
-func (s *Service) begin(tx *bolt.Tx, in events.Envelope, v any) (*slog.Logger, Record, bool, error) {
+// begin decodes the event's payload into v and reads the checkout's record, with no
+// transaction open: the calls to Stripe that follow hold no lock. The handler that records
+// their outcome checks that the record is still the one read (commitRecord).
+func (s *Service) begin(in events.Envelope, v any) (*slog.Logger, Record, bool, error) {
 	if err := in.DecodePayload(v); err != nil {
 		return nil, Record{}, false, err
 	}
-	rec, found, err := loadRecord(tx, in.CheckoutID)
+	rec, found, err := s.Payment(in.CheckoutID)
 	return s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID), rec, found, err
 }
 
 // processPayment charges the quote's total once per checkout.
-func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runner.Handler, error) {
 	var quote events.Quote
-	log, rec, found, err := s.begin(tx, in, &quote)
+	log, seen, found, err := s.begin(in, &quote)
 	if err != nil {
 		return nil, err
 	}
 	if found {
 		// Another event for a checkout already paid, or waiting (copies of this one never
 		// get here): one payment per checkout, never a second call to Stripe.
-		log.Info("payment already under way or settled, reporting it again", "status", rec.Status, "payment_intent", rec.PaymentIntentID)
-		return []events.Envelope{rec.outcome()}, nil
+		log.Info("payment already under way or settled, reporting it again", "status", seen.Status, "payment_intent", seen.PaymentIntentID)
+		return report(seen.outcome()), nil
 	}
 	if refused, err := s.unasked(ctx, log, in); refused != nil || err != nil {
-		return refused, err
+		return report(refused...), err
 	}
-	rec = Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency, Quote: quote}
+	rec := Record{CheckoutID: in.CheckoutID, Amount: quote.Total, Currency: quote.Currency, Quote: quote}
 	if err := s.pay(ctx, log, &rec, quote); err != nil {
 		return nil, err
 	}
@@ -56,10 +58,29 @@ func (s *Service) processPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 	default:
 		log.Info("payment failed", "payment_intent", rec.PaymentIntentID, "code", rec.FailureCode, "reason", rec.FailureMessage)
 	}
-	if err := saveRecord(tx, rec); err != nil {
-		return nil, err
+	return commitRecord(seen, found, rec, outs...), nil
+}
+
+// commitRecord is the handler that saves what a call to Stripe did (rec) and emits outs, if the
+// checkout's record is still the one the call began from (seen, or none). Nothing else
+// writes it while the call is made (a checkout's events are handled one at a time); were
+// it changed, the event is tried again from the new record, with the same idempotency keys.
+func commitRecord(seen Record, found bool, rec Record, outs ...events.Envelope) runner.Handler {
+	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
+		now, stillFound, err := loadRecord(tx, rec.CheckoutID)
+		if err != nil {
+			return nil, err
+		}
+		if stillFound != found || !now.UpdatedAt.Equal(seen.UpdatedAt) {
+			return nil, fmt.Errorf("the payment record of %s changed while Stripe was called; trying again", rec.CheckoutID)
+		}
+		return outs, saveRecord(tx, rec)
 	}
-	return outs, nil
+}
+
+// report is the handler that emits outs and saves nothing.
+func report(outs ...events.Envelope) runner.Handler {
+	return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) { return outs, nil }
 }
 
 // askedAttempts is how many deliveries a payment request the coordinator's bucket does not

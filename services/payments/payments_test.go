@@ -2,6 +2,7 @@ package payments_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -40,6 +41,7 @@ type options struct {
 	maxDeliver  int           // the runner's, default its own
 	searchLag   time.Duration // default 300ms
 	asked       func(ctx context.Context, checkoutID string) (bool, error)
+	concurrency int // the runner's lanes, default one
 }
 
 // start runs the service behind the real runner on an embedded JetStream, talking to the
@@ -67,7 +69,8 @@ func start(t *testing.T, o options) *harness {
 	if o.searchLag == 0 {
 		o.searchLag = 300 * time.Millisecond
 	}
-	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver}
+	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver,
+		Concurrency: o.concurrency}
 	h.Harness, h.svc = steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
 		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout,
 			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag, Asked: o.asked})
@@ -182,6 +185,38 @@ func TestChargesTheQuoteTotalInMinorUnits(t *testing.T) {
 				t.Fatalf("automatic payment methods: %+v", pi.AutomaticPaymentMethods)
 			}
 		})
+	}
+}
+
+// A slow answer from Stripe holds up its own checkout, not the others: the first charge
+// is held until another checkout's charge reaches Stripe meanwhile. Made in the store's
+// transaction, the calls would queue behind it: the first would be refused (a 503, retried)
+// and Stripe would see more creates than checkouts.
+func TestASlowStripeCallDoesNotHoldOtherCheckouts(t *testing.T) {
+	const checkouts = 6
+	second := make(chan struct{})
+	var once sync.Once
+	h := start(t, options{concurrency: 4, fault: func(n int32) stripeemu.Fault {
+		if n > 1 {
+			once.Do(func() { close(second) })
+			return stripeemu.Fault{}
+		}
+		select {
+		case <-second:
+			return stripeemu.Fault{}
+		case <-time.After(5 * time.Second):
+			return stripeemu.Fault{Status: http.StatusServiceUnavailable}
+		}
+	}})
+	q := quote("pm_card_visa", "USD", "10.00")
+	for i := range checkouts {
+		h.Env.Publish(t, requested(fmt.Sprintf("co_%d", i), q))
+	}
+	for i := range checkouts {
+		h.captured(t, fmt.Sprintf("co_%d", i), q, 1000)
+	}
+	if n := h.creates.Load(); n != checkouts {
+		t.Errorf("Stripe saw %d creates for %d checkouts: the first call held the others up", n, checkouts)
 	}
 }
 

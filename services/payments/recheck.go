@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/stripe/stripe-go/v76"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Messages for a 3-D Secure authentication that did not end in a payment.
@@ -21,17 +21,18 @@ const (
 // authentication. It reports the payment captured once the customer completed it, failed
 // when the bank refused it, and cancels it when the customer did not finish by AuthUntil;
 // until then it schedules the next look.
-func (s *Service) recheckPayment(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) recheckPayment(ctx context.Context, in events.Envelope) (runner.Handler, error) {
 	var check events.Recheck
-	log, rec, found, err := s.begin(tx, in, &check)
+	log, seen, found, err := s.begin(in, &check)
 	if err != nil {
 		return nil, err
 	}
-	if !found || rec.Status != AwaitingAction || rec.PaymentIntentID != check.PaymentIntentID {
+	if !found || seen.Status != AwaitingAction || seen.PaymentIntentID != check.PaymentIntentID {
 		// Settled meanwhile, or voided by the compensation: nothing waits any more.
-		log.Info("recheck of a payment that no longer waits: nothing to do", "status", rec.Status, "payment_intent", check.PaymentIntentID)
-		return nil, nil
+		log.Info("recheck of a payment that no longer waits: nothing to do", "status", seen.Status, "payment_intent", check.PaymentIntentID)
+		return report(), nil
 	}
+	rec := seen
 	pi, err := s.getIntent(ctx, rec.PaymentIntentID)
 	if err != nil {
 		return nil, fmt.Errorf("read payment intent %s: %w", rec.PaymentIntentID, short(err))
@@ -41,7 +42,7 @@ func (s *Service) recheckPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		rec.IntentStatus = string(pi.Status)
 		next := rec.recheck(s.nextRecheck(rec, now))
 		log.Debug("still waiting for the customer's authentication", "payment_intent", pi.ID, "intent_status", pi.Status, "until", rec.AuthUntil)
-		return []events.Envelope{next}, saveRecord(tx, rec)
+		return commitRecord(seen, found, rec, next), nil
 	}
 	timedOut := stillWaiting(pi.Status)
 	// Out of time, or the authentication failed: make sure the intent cannot be paid later.
@@ -62,7 +63,7 @@ func (s *Service) recheckPayment(ctx context.Context, tx *bolt.Tx, in events.Env
 		rec.fail(events.CodeAuthenticationFailed, authFailedMessage)
 		log.Info("3-D Secure failed: payment cancelled", "payment_intent", pi.ID)
 	}
-	return []events.Envelope{rec.outcome()}, saveRecord(tx, rec)
+	return commitRecord(seen, found, rec, rec.outcome()), nil
 }
 
 // nextRecheck is when to look at a waiting intent again: never after AuthUntil, so that

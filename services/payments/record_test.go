@@ -1,11 +1,16 @@
 package payments
 
 import (
+	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The client secret in the authentication page's URL never reaches the event log.
@@ -21,5 +26,59 @@ func TestWaitingEventCarriesNoClientSecret(t *testing.T) {
 	}
 	if w.Reference != "pi_1" {
 		t.Errorf("reference %q, want the PaymentIntent", w.Reference)
+	}
+}
+
+// The record a call to Stripe began from must still be there when its outcome is saved:
+// one written meanwhile is not overwritten, and the event is tried again.
+func TestCommitRecordKeepsARecordWrittenDuringTheCall(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "payments.db"), bucketPayments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	put := func(r Record) {
+		t.Helper()
+		if err := db.Update(func(tx *bolt.Tx) error { return saveRecord(tx, r) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() Record {
+		t.Helper()
+		var r Record
+		if _, err := store.View(db, bucketPayments, "co_1", &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	commit := func(h runner.Handler) error {
+		return db.Update(func(tx *bolt.Tx) error {
+			_, err := h(context.Background(), tx, events.Envelope{})
+			return err
+		})
+	}
+
+	put(Record{CheckoutID: "co_1", Status: AwaitingAction, PaymentIntentID: "pi_1"})
+	seen := get()
+	captured := seen
+	captured.Status = Captured
+	handle := commitRecord(seen, true, captured)
+	time.Sleep(time.Millisecond) // UpdatedAt tells the writes apart
+	put(Record{CheckoutID: "co_1", Status: Voided, PaymentIntentID: "pi_1"})
+	if err := commit(handle); err == nil {
+		t.Error("saved over a record written while Stripe was called")
+	}
+	if got := get(); got.Status != Voided {
+		t.Errorf("status %s, want the record written meanwhile (voided)", got.Status)
+	}
+
+	if err := commit(commitRecord(get(), true, captured)); err != nil {
+		t.Fatalf("record unchanged since the call: %v", err)
+	}
+	if got := get(); got.Status != Captured {
+		t.Errorf("status %s, want captured", got.Status)
+	}
+	if err := commit(commitRecord(Record{}, false, Record{CheckoutID: "co_1", Status: Failed})); err == nil {
+		t.Error("a call that found no record saved over one")
 	}
 }

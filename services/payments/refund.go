@@ -13,7 +13,6 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
-	bolt "go.etcd.io/bbolt"
 )
 
 // refundPayment gives back whatever the checkout's payment took, once. The coordinator
@@ -21,12 +20,13 @@ import (
 // whether Stripe charged (a timeout after the charge, retries run out, a deadline): then
 // there is no record of a capture, and Stripe is searched for the checkout's intents. It
 // needs the confirmation whether or not there was anything to refund.
-func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) refundPayment(ctx context.Context, in events.Envelope) (runner.Handler, error) {
 	var comp events.Compensation
-	log, rec, found, err := s.begin(tx, in, &comp)
+	log, seen, found, err := s.begin(in, &comp)
 	if err != nil {
 		return nil, err
 	}
+	rec := seen
 	switch {
 	case found && rec.Status == Captured:
 		refund, err := s.refundAll(ctx, rec.CheckoutID, rec.PaymentIntentID, comp.Reason)
@@ -66,9 +66,9 @@ func (s *Service) refundPayment(ctx context.Context, tx *bolt.Tx, in events.Enve
 		}
 	default:
 		log.Info("nothing to refund", "status", rec.Status, "refund", rec.RefundID)
-		return []events.Envelope{rec.refund()}, nil
+		return report(rec.refund()), nil
 	}
-	return []events.Envelope{rec.refund()}, saveRecord(tx, rec)
+	return commitRecord(seen, found, rec, rec.refund()), nil
 }
 
 // sweep refunds every intent that succeeded and cancels every one that could still be

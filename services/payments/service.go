@@ -127,9 +127,9 @@ func newStripeClient(cfg Config, log *slog.Logger) *client.API {
 // Routes are the service's steps.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.PaymentRequested, Handle: s.processPayment},
-		{Subject: events.PaymentRecheck, Handle: s.recheckPayment},
-		{Subject: events.PaymentRefund, Handle: s.refundPayment},
+		{Subject: events.PaymentRequested, Call: s.processPayment},
+		{Subject: events.PaymentRecheck, Call: s.recheckPayment},
+		{Subject: events.PaymentRefund, Call: s.refundPayment},
 	}
 }
 

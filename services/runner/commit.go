@@ -92,7 +92,48 @@ func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq
 		outs, err := r.cfg.Commit(ctx, in, seq)
 		return outs, nil, err
 	}
-	return r.commit(ctx, in, seq, route.Handle)
+	handle := route.Handle
+	if route.Call != nil {
+		var err error
+		if handle, err = r.call(ctx, route, in); errors.Is(err, Unchanged) {
+			return nil, nil, nil
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
+	return r.commit(ctx, in, seq, handle)
+}
+
+// call makes a Call route's calls, with no transaction open, and returns the handler that
+// records them. An event handled already makes no call: commit finds its record and does
+// what it does for any handled event.
+func (r *Runner) call(ctx context.Context, route Route, in events.Envelope) (handle Handler, err error) {
+	var handled bool
+	err = r.cfg.DB.View(func(tx *bolt.Tx) error {
+		handled = tx.Bucket(processedBucket).Get([]byte(in.ID)) != nil
+		return nil
+	})
+	if err != nil || handled {
+		return notAgain, err
+	}
+	defer recovered(&err, "call")
+	if handle, err = route.Call(ctx, in); err != nil {
+		return nil, err
+	}
+	return r.wrap(route.Subject, handle), nil
+}
+
+// notAgain stands for the handler of an event handled already, which commit never runs.
+func notAgain(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
+	return nil, errors.New("the event's record went while it was handled again; retrying")
+}
+
+// wrap applies the runner's middleware to a route's handler.
+func (r *Runner) wrap(route events.Subject, handle Handler) Handler {
+	for i := len(r.cfg.Middleware) - 1; i >= 0; i-- {
+		handle = r.cfg.Middleware[i](route, handle)
+	}
+	return handle
 }
 
 // commit runs handle and records its outputs in one transaction, or returns what to
@@ -149,12 +190,15 @@ func (c *crash) Error() string { return c.err.Error() }
 // safely runs a handler, turning a panic into an error: the message is retried (and, if it
 // keeps failing, given up or announced) instead of crash-looping the process.
 func safely(ctx context.Context, tx *bolt.Tx, in events.Envelope, handle Handler) (outs []events.Envelope, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
-		}
-	}()
+	defer recovered(&err, "handler")
 	return handle(ctx, tx, in)
+}
+
+// recovered, deferred, turns a panic of what into *err.
+func recovered(err *error, what string) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%s panicked: %v\n%s", what, p, debug.Stack())
+	}
 }
 
 // recordFailure records, as the outcome of in, the failure of its step: the handler does

@@ -12,6 +12,10 @@
 // whose event changed nothing and would change nothing again (Unchanged: a timer that finds
 // its work done) is acked with no record and no commit.
 //
+// A step that calls the outside world (Stripe, SMTP) is a Call route: its calls are made
+// before the transaction, with no lock held, so a slow answer holds up only its own
+// checkout, and the handler it returns records what they did.
+//
 // Errors are sorted. A malformed input (events.ErrMalformed) is terminated, copied to
 // DEADLETTER and announced on checkout.rejected. A step's trigger has a deadline: an
 // expired one is refused, and a trigger that keeps failing (MaxDeliver attempts), fails for

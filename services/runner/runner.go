@@ -38,7 +38,16 @@ func DecodeRequest(_ string, data []byte, from events.Origin) (events.Envelope, 
 type Route struct {
 	Subject events.Subject
 	Handle  Handler
-	Decode  Decoder // nil: events.Decode
+	// Call, set instead of Handle, is for a step that calls the outside world (Stripe,
+	// SMTP): it makes its calls with no transaction open and returns the handler that
+	// records what they did. In the transaction a call would hold bbolt's one writer lock,
+	// and every lane of the service would wait behind it: with Stripe answering in 300 ms,
+	// three payments a second. Call runs only for an event not handled yet, and its
+	// checkout's other events wait in its lane meanwhile; it may run again for the same
+	// event (a retry, a crash before the commit), so its calls carry idempotency keys.
+	// Middleware wraps the handler it returns.
+	Call   func(ctx context.Context, in events.Envelope) (Handler, error)
+	Decode Decoder // nil: events.Decode
 }
 
 // CommitFunc applies an event to a store of state exactly once and returns the events to
@@ -151,8 +160,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
 	}
 	for _, r := range c.Routes {
-		if r.Subject == "" || (r.Handle == nil && c.Commit == nil) {
+		if r.Subject == "" || (r.Handle == nil && r.Call == nil && c.Commit == nil) {
 			return fmt.Errorf("runner %s: a route needs a subject and a handler", c.Name)
+		}
+		if r.Handle != nil && r.Call != nil {
+			return fmt.Errorf("runner %s: route %s: set Handle or Call, not both", c.Name, r.Subject)
 		}
 	}
 	return nil
@@ -205,8 +217,8 @@ func New(cfg Config) (*Runner, error) {
 				return events.Decode(subject, data)
 			}
 		}
-		for i := len(cfg.Middleware) - 1; i >= 0 && rt.Handle != nil; i-- {
-			rt.Handle = cfg.Middleware[i](rt.Subject, rt.Handle)
+		if rt.Handle != nil {
+			rt.Handle = r.wrap(rt.Subject, rt.Handle)
 		}
 		r.routes[string(rt.Subject)] = rt
 		if step, ok := events.Checkout.TriggeredBy(cfg.Name, rt.Subject); ok {
