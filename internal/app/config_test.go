@@ -3,6 +3,8 @@ package app
 import (
 	"testing"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
 )
 
 // TestWaitWindowsFromEnv: the chaos run (and an operator) shortens how long a fraud review
@@ -34,5 +36,26 @@ func TestRetentionsFromEnv(t *testing.T) {
 	vars = map[string]string{"CHECKOUT_RETENTION": "forever"}
 	if _, err := ConfigFromEnv(func(k string) string { return vars[k] }); err == nil {
 		t.Error("CHECKOUT_RETENTION=forever accepted")
+	}
+}
+
+// The services that wait on Stripe or SMTP keep more messages at once by default; a
+// configured concurrency applies to every service.
+func TestConcurrencyByService(t *testing.T) {
+	for _, c := range []struct {
+		configured int
+		service    string
+		want       int
+	}{
+		{0, events.ServicePayments, DefaultCallingConcurrency},
+		{0, events.ServiceNotifications, DefaultCallingConcurrency},
+		{0, events.ServiceCatalog, DefaultConcurrency},
+		{0, events.ServiceCoordinator, DefaultConcurrency},
+		{4, events.ServicePayments, 4},
+		{4, events.ServiceInventory, 4},
+	} {
+		if got := (Config{Concurrency: c.configured}).concurrency(c.service); got != c.want {
+			t.Errorf("RUNNER_CONCURRENCY %d, %s: %d, want %d", c.configured, c.service, got, c.want)
+		}
 	}
 }
