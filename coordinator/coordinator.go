@@ -150,7 +150,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 				read = true
 				continue
 			}
-			return nil, err
+			return c.refuse(ctx, in, err)
 		}
 		decisions := st.decide(c.rules, now)
 		if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
@@ -180,11 +180,12 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if err != nil {
 			return nil, err
 		}
+		status := st.Status // st is the cache's once put there
 		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
 			c.states.put(st, saved)
 		}
 		if len(decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
-			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", st.Status)
+			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", status)
 		}
 		return outs, nil
 	}
@@ -244,6 +245,23 @@ func (c *Coordinator) beforeRequest(ctx context.Context, in events.Envelope, seq
 		return nil, fmt.Errorf("checkout %s: no state for %s yet; reading again before believing it was never requested", in.CheckoutID, in.Type)
 	}
 	return c.orphan(in)
+}
+
+// refuse answers an event its checkout's state refused (err), as read from the bucket. In a
+// cluster that read may come from a replica behind the other coordinator's last write (an
+// undo's confirmation then looks like one for a step never undone, a timer like one never
+// set): the event is read again on its next deliveries before it is believed. A refused
+// event is then terminated with the reason; a stray timer is dropped, since nothing fails
+// by it.
+func (c *Coordinator) refuse(ctx context.Context, in events.Envelope, err error) ([]events.Envelope, error) {
+	if runner.Attempt(ctx) < staleReadAttempts {
+		return nil, fmt.Errorf("checkout %s: %s refused on this read of its state (%v); reading again before believing it", in.CheckoutID, in.Type, err)
+	}
+	if errors.Is(err, errStrayTimer) {
+		c.log.Info("dropped a timer the checkout never set", "checkout_id", in.CheckoutID, "event_id", in.ID)
+		return nil, nil
+	}
+	return nil, err
 }
 
 // staleReadAttempts is how many deliveries an event of a checkout with no state is read

@@ -356,7 +356,12 @@ func TestAStaleDeadlineWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := events.Must(id, events.Deadline, events.DeadlineReached{Step: events.StepValidateCart, Deadline: deadline})
-	outs, err := c.Commit(ctx, stale, 3)
+	// Its first deliveries read again (a replica may not show the write that set it yet);
+	// then it is dropped.
+	if outs, err := c.Commit(runner.WithAttempt(ctx, 1), stale, 3); err == nil || errors.Is(err, events.ErrMalformed) || len(outs) != 0 {
+		t.Fatalf("stale deadline, first delivery: %d decisions, %v; want a retry", len(outs), err)
+	}
+	outs, err := c.Commit(runner.WithAttempt(ctx, staleReadAttempts), stale, 3)
 	if err != nil || len(outs) != 0 {
 		t.Fatalf("stale deadline: %d decisions, %v; want none", len(outs), err)
 	}
@@ -544,5 +549,35 @@ func TestStaleCachedStateRefusesNothing(t *testing.T) {
 	outs := commit(a, forCheckout(t, id, events.OrderCancelled), 7)
 	if len(outs) != 1 || outs[0].Type != events.PaymentRefund {
 		t.Fatalf("order cancelled, seen from a stale cached state: decided %v, want the payment's refund", outs)
+	}
+}
+
+// TestARefusalIsReadAgainBeforeItIsBelieved: in a cluster a read of the bucket may lag the
+// other coordinator's last write, so an event the state read refuses (here the confirmation
+// of an undo never asked for, as a lagging replica would show one just decided) is retried
+// on its first deliveries and refused only on the last: the refusal of a real confirmation
+// would leave its checkout failing for ever, a refund never decided.
+func TestARefusalIsReadAgainBeforeItIsBelieved(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	c, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_refused"
+	if _, err := c.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
+		t.Fatal(err)
+	}
+	released := forCheckout(t, id, events.InventoryReleased)
+	for attempt := 1; attempt < staleReadAttempts; attempt++ {
+		if _, err := c.Commit(runner.WithAttempt(ctx, attempt), released, 2); err == nil || errors.Is(err, events.ErrMalformed) {
+			t.Fatalf("delivery %d: %v; want a retry, not a refusal", attempt, err)
+		}
+	}
+	if _, err := c.Commit(runner.WithAttempt(ctx, staleReadAttempts), released, 2); !errors.Is(err, events.ErrMalformed) {
+		t.Fatalf("delivery %d: %v; want it refused as malformed", staleReadAttempts, err)
+	}
+	if st, _, _ := c.State(ctx, id); st.Status != StatusRunning {
+		t.Errorf("status %s after the refusals, want running", st.Status)
 	}
 }

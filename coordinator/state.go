@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -234,6 +235,10 @@ func (s *State) applyWaiting(r rules, step events.Step, in events.Envelope) erro
 	return nil
 }
 
+// errStrayTimer: a deadline timer the checkout never set (stray or forged), or one this
+// read of the bucket does not show set yet. Nothing fails by it.
+var errStrayTimer = errors.New("a timer the checkout never set")
+
 // applyDeadline: the checkout's timer fired. Every step still running or waiting whose
 // deadline has come by the timer's time fails (effect unknown, so it is undone); decide then
 // sets the next timer if steps still run. Nothing is recorded for a timer that finds the
@@ -246,8 +251,11 @@ func (s *State) applyDeadline(r rules, in events.Envelope) error {
 	if _, ok := r.flow.Step(d.Step); !ok {
 		return fmt.Errorf("%w: deadline of unknown step %q", events.ErrMalformed, d.Step)
 	}
-	if s.terminal() || !s.setTimer(d.Deadline) {
-		return nil // ended, or a timer it never set (stray or forged): nothing fails by it
+	if s.terminal() {
+		return nil // ended: nothing fails by it
+	}
+	if !s.setTimer(d.Deadline) {
+		return errStrayTimer
 	}
 	s.Timers = slices.DeleteFunc(s.Timers, func(t time.Time) bool { return t.Equal(d.Deadline) })
 	for _, step := range r.flow.Steps {

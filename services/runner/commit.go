@@ -72,7 +72,9 @@ func unwire(data []json.RawMessage) ([]events.Envelope, error) {
 
 type attemptKey struct{}
 
-func withAttempt(ctx context.Context, n int) context.Context {
+// WithAttempt is the context the runner gives a handler or CommitFunc on its message's n-th
+// delivery (see Attempt); tests of handlers use it to stand for the runner.
+func WithAttempt(ctx context.Context, n int) context.Context {
 	return context.WithValue(ctx, attemptKey{}, n)
 }
 

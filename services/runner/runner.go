@@ -389,7 +389,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
 			defer stop()
 		}
-		outs, data, err = r.apply(withAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		outs, data, err = r.apply(WithAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
 		if c := (*crash)(nil); errors.As(err, &c) {
 			return c.err
 		}
