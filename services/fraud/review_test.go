@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"encoding/json"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	"strings"
 	"testing"
 	"time"
@@ -305,5 +306,8 @@ func TestAFailedCheckoutClosesItsReview(t *testing.T) {
 	}
 	if n := h.Watch.Count("co_never", events.Rejected); n != 0 {
 		t.Errorf("%d rejections of a failed checkout never reviewed", n)
+	}
+	if handled, err := runner.Handled(h.DB, events.ID("co_never", events.Failed)); err != nil || handled {
+		t.Errorf("a record kept of the failure that changed nothing: %v %v (it costs a commit)", handled, err)
 	}
 }

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"errors"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -22,4 +23,7 @@ func TestCompletionThatReservedNothingChangesNothing(t *testing.T) {
 		t.Errorf("reservation of co-none: %v, want none", err)
 	}
 	h.wantStock(t, "mug-nats", 100, 0, 0)
+	if handled, err := runner.Handled(h.DB, events.ID("co-none", events.Completed)); err != nil || handled {
+		t.Errorf("a record kept of the completion that changed nothing: %v %v (it costs a commit)", handled, err)
+	}
 }

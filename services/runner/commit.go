@@ -223,3 +223,15 @@ func Stamp(outs []events.Envelope, cause events.Envelope) {
 		}
 	}
 }
+
+// Handled reports whether the runner on db keeps a record of the event: it was handled
+// and committed, and a copy of it will be dropped. An event that changed nothing
+// (Unchanged) leaves none.
+func Handled(db *bolt.DB, eventID string) (found bool, err error) {
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(processedBucket)
+		found = b != nil && b.Get([]byte(eventID)) != nil
+		return nil
+	})
+	return found, err
+}
