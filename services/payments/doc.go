@@ -29,5 +29,9 @@
 // compensation comes after its retries ran out or its deadline passed, which makes the
 // window in which a search misses a charge small, not empty.
 //
+// Every call to Stripe is made outside the bbolt transaction (runner.Route.Call), so a
+// slow answer holds up its own checkout only; the handler it returns saves the Record if
+// it is still the one the call began from.
+//
 // State (bbolt): payments (checkout ID → Record), read with Service.Payment.
 package payments
