@@ -139,6 +139,30 @@ func TestSMTPDeliversWithAuth(t *testing.T) {
 	}
 }
 
+// A slow mail server holds up its own checkout's email, not the others': the first
+// connection waits until another checkout's email reaches the server meanwhile. Sent from
+// inside the store's transaction, the sends would queue behind it, and the first would be
+// turned away and sent again.
+func TestASlowMailServerDoesNotHoldOtherCheckouts(t *testing.T) {
+	server := startSMTP(t, &smtpServer{holdFirst: true})
+	h := startWith(t, runner.Config{Name: "notifications", Concurrency: 4},
+		Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}, RetryFor: time.Second})
+	const checkouts = 6
+	for i := range checkouts {
+		id := fmt.Sprintf("co_%d", i)
+		h.Env.Publish(t, events.Must(id, events.ConfirmationRequested, jpyOrder(id)))
+	}
+	for i := range checkouts {
+		h.sent(t, fmt.Sprintf("co_%d", i))
+	}
+	if n := len(server.messages()); n != checkouts {
+		t.Errorf("the server received %d messages, want %d", n, checkouts)
+	}
+	if n := server.connections(); n != checkouts {
+		t.Errorf("%d connections for %d emails: the first send held the others up", n, checkouts)
+	}
+}
+
 func TestSMTPUpgradesWithSTARTTLS(t *testing.T) {
 	serverTLS, roots := selfSigned(t)
 	server := startSMTP(t, &smtpServer{tls: serverTLS, user: "mailer", password: "pw"})

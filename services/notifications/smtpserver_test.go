@@ -26,9 +26,13 @@ type smtpServer struct {
 	noSuchUser     string      // a recipient refused with 550, as a mailbox that does not exist
 	user, password string      // when set, AUTH PLAIN with them is required
 	tls            *tls.Config // when set, STARTTLS is offered
+	// holdFirst keeps the first connection waiting until a second one comes, as a slow
+	// server would; after 5 s alone it is turned away with 421.
+	holdFirst bool
 
 	mu       sync.Mutex
 	conns    int
+	second   chan struct{} // closed when the second connection comes
 	received []received
 }
 
@@ -70,8 +74,22 @@ func (s *smtpServer) serve(conn net.Conn) {
 	c := textproto.NewConn(conn)
 	s.mu.Lock()
 	s.conns++
-	turnAway := s.conns <= s.failFirst
+	n, turnAway := s.conns, s.conns <= s.failFirst
+	if s.second == nil {
+		s.second = make(chan struct{})
+	}
+	if n == 2 {
+		close(s.second)
+	}
+	second := s.second
 	s.mu.Unlock()
+	if s.holdFirst && n == 1 {
+		select {
+		case <-second:
+		case <-time.After(5 * time.Second):
+			turnAway = true
+		}
+	}
 	if turnAway {
 		_ = c.PrintfLine("421 4.3.2 busy, try again later")
 		return
