@@ -129,7 +129,7 @@ up: images secrets compose-cli $(if $(TLS),certs)
 	$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) up -d
 	@echo "waiting for every container to be healthy..."
 	@deploy/wait-healthy.sh $(PROJECT) 180
-	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; go tool nats sub 'checkout.>'"
+	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} go tool nats sub 'checkout.>'"
 
 ## down: stop the stack (SIGTERM; in-flight work finishes); its volumes stay for the next `make up`
 down: secrets compose-cli
@@ -158,7 +158,7 @@ up-cluster: images secrets compose-cli
 	$(COMPOSE_ENV) $(CLUSTER) up -d
 	@echo "waiting for every container to be healthy..."
 	@deploy/wait-healthy.sh $(CLUSTER_PROJECT) 300
-	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; go tool nats sub 'checkout.>'"
+	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} go tool nats sub 'checkout.>'"
 
 ## down-cluster: stop the cluster stack; its volumes stay
 down-cluster: secrets compose-cli
