@@ -100,8 +100,9 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 		c.env = append(c.env, p.variable+"="+port)
 	}
 
-	// A run killed before it could tear down leaves its project behind: start clean.
-	if _, err := c.dc(ctx, "down", "-v", "--remove-orphans"); err != nil {
+	// A run killed before it could tear down leaves its project behind: start clean. A
+	// network Docker keeps endpoints of removed containers on stays, and up reuses it.
+	if _, err := c.dc(ctx, "down", "-v", "--remove-orphans"); err != nil && !strings.Contains(err.Error(), "has active endpoints") {
 		return err
 	}
 	if _, err := c.dc(ctx, "up", "--no-start"); err != nil {
