@@ -88,7 +88,7 @@ func Attempt(ctx context.Context) int {
 
 // apply hands the event to the service's store of state: the consumer's own CommitFunc, or
 // the route's handler in a bbolt transaction. It returns the outputs and, when it has
-// encoded them, their wire form (nil otherwise).
+// encoded them, their wire form (nil otherwise), or Unchanged when nothing was committed.
 func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq uint64) ([]events.Envelope, []json.RawMessage, error) {
 	if r.cfg.Commit != nil {
 		outs, err := r.cfg.Commit(ctx, in, seq)
@@ -97,9 +97,7 @@ func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq
 	handle := route.Handle
 	if route.Call != nil {
 		var err error
-		if handle, err = r.call(ctx, route, in); errors.Is(err, Unchanged) {
-			return nil, nil, nil
-		} else if err != nil {
+		if handle, err = r.call(ctx, route, in); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -178,9 +176,6 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 		}
 		return b.Put([]byte(in.ID), record{Seq: seq, Outputs: data}.encode())
 	})
-	if errors.Is(err, Unchanged) {
-		return nil, nil, nil
-	}
 	return outs, data, err
 }
 

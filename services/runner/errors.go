@@ -30,6 +30,7 @@ func isPermanent(err error) bool {
 // caused nothing, and would change nothing if it came again (a timer that finds its work
 // already done): the runner rolls the transaction back and keeps no record of it, so the
 // event costs no commit (two fsyncs), and acknowledges it. Outputs returned with it are
-// dropped. Never for a step's trigger, which must always answer with its outcome, and not
-// for a consumer with its own CommitFunc, where it is an error like any other.
+// dropped. Not for a step's trigger, which must always answer with its outcome (the runner
+// fails the step, Permanent), and not for a consumer with its own CommitFunc, where it is an
+// error like any other.
 var Unchanged = errors.New("the event changed nothing")

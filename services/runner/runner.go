@@ -393,6 +393,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		if c := (*crash)(nil); errors.As(err, &c) {
 			return c.err
 		}
+		if errors.Is(err, Unchanged) && r.cfg.Commit == nil {
+			err = nil // acked with no record and nothing to publish
+			if isStep {
+				// Acked with no outcome, the step would wait out its deadline and be undone.
+				err = Permanent(fmt.Errorf("%s answered Unchanged: a step's trigger must answer with its outcome", step.Name))
+			}
+		}
 	}
 	if err != nil {
 		switch {

@@ -341,6 +341,23 @@ func TestAPermanentErrorFailsTheStep(t *testing.T) {
 	h.deadLetter(t, events.ServicePayments)
 }
 
+// Unchanged is no answer for a step's trigger: acked with no outcome, the step would wait
+// out its deadline. It fails the step at once instead, with the reason.
+func TestAStepTriggerAnsweredUnchangedFailsTheStep(t *testing.T) {
+	s := &step{fail: func(int) error { return Unchanged }}
+	h := newHarness(t, s, func(c *Config) { c.Name = events.ServicePayments })
+	h.run(t)
+	h.publish(t, "co-1", "")
+	var f events.StepFailure
+	if err := h.watch.Wait(t, "co-1", wait, events.PaymentFailed).DecodePayload(&f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Code != events.CodeStepFailed || !strings.Contains(f.Message, "Unchanged") {
+		t.Errorf("failure %+v", f)
+	}
+	s.wantCalls(t, 1)
+}
+
 // A trigger older than its step's deadline is refused without running the step: the
 // coordinator may already have given up on it.
 func TestRefusesAnExpiredTrigger(t *testing.T) {
