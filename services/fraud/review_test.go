@@ -2,7 +2,6 @@ package fraud
 
 import (
 	"encoding/json"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go/micro"
 )
 

@@ -2,10 +2,10 @@ package inventory
 
 import (
 	"errors"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
 // A completed checkout that reserved nothing here (its cart held nothing stocked, say)

@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -145,10 +146,18 @@ func (s *Service) sendOnce(ctx context.Context, bucket []byte, in events.Envelop
 	return rec, nil
 }
 
-// recordSent is the handler that records a sent message in bucket and emits out.
+// recordSent is the handler that records a sent message in bucket and emits out. A record
+// there already (only a copy of the event outside its checkout's lane could have made it)
+// stays, and is what is announced.
 func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Envelope) runner.Handler {
 	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
-		return []events.Envelope{out}, store.Put(tx.Bucket(bucket), checkoutID, sent)
+		b := tx.Bucket(bucket)
+		var first SentEmail
+		if found, err := store.Get(b, checkoutID, &first); err != nil || found {
+			out.Payload, err = json.Marshal(first.event())
+			return []events.Envelope{out}, err
+		}
+		return []events.Envelope{out}, store.Put(b, checkoutID, sent)
 	}
 }
 

@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	bolt "go.etcd.io/bbolt"
 )
@@ -290,4 +292,40 @@ func (h harness) deliveries(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return info.Delivered.Consumer
+}
+
+// A message recorded as sent while another send of it was under way (a copy of the event
+// outside its checkout's lane) stays recorded, and is the one announced.
+func TestRecordSentKeepsTheFirstRecord(t *testing.T) {
+	db := steptest.DB(t, "notifications")
+	if err := store.EnsureBuckets(db, sentBucket); err != nil {
+		t.Fatal(err)
+	}
+	first := SentEmail{OrderID: "ord_1", To: "ada@example.com", MessageID: "<first@jetcheckout>", SentAt: time.Now().UTC()}
+	second := first
+	second.MessageID = "<second@jetcheckout>"
+	commit := func(sent SentEmail) events.EmailSent {
+		t.Helper()
+		var got events.EmailSent
+		err := db.Update(func(tx *bolt.Tx) error {
+			outs, err := recordSent(sentBucket, "co_1", sent, events.Must("co_1", events.ConfirmationSent, sent.event()))(context.Background(), tx, events.Envelope{})
+			if err != nil {
+				return err
+			}
+			return outs[0].DecodePayload(&got)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := commit(first); got.MessageID != first.MessageID {
+		t.Fatalf("announced %s, want %s", got.MessageID, first.MessageID)
+	}
+	if got := commit(second); got.MessageID != first.MessageID {
+		t.Errorf("a second send announced %s, want the first record's %s", got.MessageID, first.MessageID)
+	}
+	if rec, _, err := (&Service{db: db}).Sent("co_1"); err != nil || rec.MessageID != first.MessageID {
+		t.Errorf("record %+v (%v), want the first", rec, err)
+	}
 }

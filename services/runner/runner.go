@@ -22,7 +22,8 @@ import (
 type Handler func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error)
 
 // Middleware wraps every handler of a runner: cross-cutting behaviour (fault injection in
-// tests and chaos runs, say) without touching the steps.
+// tests and chaos runs, say) without touching the steps. For a Call route it wraps the
+// handler the call returns, so it runs after the call to the outside world was made.
 type Middleware func(route events.Subject, next Handler) Handler
 
 // Decoder turns a raw message into an envelope; from identifies the message.
@@ -165,6 +166,9 @@ func (c Config) Validate() error {
 		}
 		if r.Handle != nil && r.Call != nil {
 			return fmt.Errorf("runner %s: route %s: set Handle or Call, not both", c.Name, r.Subject)
+		}
+		if r.Call != nil && c.Commit != nil {
+			return fmt.Errorf("runner %s: route %s: Call needs DB, not Commit", c.Name, r.Subject)
 		}
 	}
 	return nil
