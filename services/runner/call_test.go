@@ -104,9 +104,7 @@ func TestNoCallForAnEventHandledAlready(t *testing.T) {
 		cfg.Hooks.AfterCommit = func(events.Envelope) error { return crash }
 	})
 	h.publish(t, "co-1", "")
-	if err := h.runner.Run(context.Background()); !errors.Is(err, crash) {
-		t.Fatalf("Run returned %v, want the simulated crash", err)
-	}
+	h.runUntilCrash(t, crash)
 	c.wantCalls(t, 1)
 
 	h.restart(t, c)
@@ -128,9 +126,7 @@ func TestACallIsMadeAgainAfterACrashBeforeTheCommit(t *testing.T) {
 		cfg.Hooks.BeforeCommit = func(events.Envelope) error { return crash }
 	})
 	h.publish(t, "co-1", "")
-	if err := h.runner.Run(context.Background()); !errors.Is(err, crash) {
-		t.Fatalf("Run returned %v, want the simulated crash", err)
-	}
+	h.runUntilCrash(t, crash)
 	h.wantState(t, "co-1", 0, 0)
 
 	h.restart(t, c)

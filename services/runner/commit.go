@@ -108,12 +108,7 @@ func (r *Runner) apply(ctx context.Context, route Route, in events.Envelope, seq
 // records them. An event handled already makes no call: commit finds its record and does
 // what it does for any handled event.
 func (r *Runner) call(ctx context.Context, route Route, in events.Envelope) (handle Handler, err error) {
-	var handled bool
-	err = r.cfg.DB.View(func(tx *bolt.Tx) error {
-		handled = tx.Bucket(processedBucket).Get([]byte(in.ID)) != nil
-		return nil
-	})
-	if err != nil || handled {
+	if handled, err := Handled(r.cfg.DB, in.ID); err != nil || handled {
 		return notAgain, err
 	}
 	defer recovered(&err, "call")

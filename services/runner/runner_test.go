@@ -326,7 +326,15 @@ func TestAnUndoIsAnnouncedOnlyOnceItHasFailedForAWhile(t *testing.T) {
 
 // A step's trigger refused for good (a Permanent error) fails the step at once.
 func TestAPermanentErrorFailsTheStep(t *testing.T) {
-	s := &step{fail: func(int) error { return Permanent(errors.New("order store refuses this payment")) }}
+	h := wantStepFailed(t, Permanent(errors.New("order store refuses this payment")), "order store refuses")
+	h.deadLetter(t, events.ServicePayments)
+}
+
+// wantStepFailed runs a step whose handler answers err once, and checks the step failed
+// with step_failed and a message holding reason, the handler called once.
+func wantStepFailed(t *testing.T, err error, reason string) *harness {
+	t.Helper()
+	s := &step{fail: func(int) error { return err }}
 	h := newHarness(t, s, func(c *Config) { c.Name = events.ServicePayments })
 	h.run(t)
 	h.publish(t, "co-1", "")
@@ -334,28 +342,17 @@ func TestAPermanentErrorFailsTheStep(t *testing.T) {
 	if err := h.watch.Wait(t, "co-1", wait, events.PaymentFailed).DecodePayload(&f); err != nil {
 		t.Fatal(err)
 	}
-	if f.Code != events.CodeStepFailed || !strings.Contains(f.Message, "order store refuses") {
+	if f.Code != events.CodeStepFailed || !strings.Contains(f.Message, reason) {
 		t.Errorf("failure %+v", f)
 	}
 	s.wantCalls(t, 1)
-	h.deadLetter(t, events.ServicePayments)
+	return h
 }
 
 // Unchanged is no answer for a step's trigger: acked with no outcome, the step would wait
 // out its deadline. It fails the step at once instead, with the reason.
 func TestAStepTriggerAnsweredUnchangedFailsTheStep(t *testing.T) {
-	s := &step{fail: func(int) error { return Unchanged }}
-	h := newHarness(t, s, func(c *Config) { c.Name = events.ServicePayments })
-	h.run(t)
-	h.publish(t, "co-1", "")
-	var f events.StepFailure
-	if err := h.watch.Wait(t, "co-1", wait, events.PaymentFailed).DecodePayload(&f); err != nil {
-		t.Fatal(err)
-	}
-	if f.Code != events.CodeStepFailed || !strings.Contains(f.Message, "Unchanged") {
-		t.Errorf("failure %+v", f)
-	}
-	s.wantCalls(t, 1)
+	wantStepFailed(t, Unchanged, "Unchanged")
 }
 
 // A trigger older than its step's deadline is refused without running the step: the
@@ -386,9 +383,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	crash := errors.New("simulated crash")
 	h := newHarness(t, s, func(c *Config) { c.Hooks.AfterCommit = func(events.Envelope) error { return crash } })
 	h.publish(t, "co-1", "")
-	if err := h.runner.Run(context.Background()); !errors.Is(err, crash) {
-		t.Fatalf("Run returned %v, want the simulated crash", err)
-	}
+	h.runUntilCrash(t, crash)
 	if n := h.outputsInStream(t); n != 0 {
 		t.Fatalf("%d outputs published before the crash", n)
 	}
@@ -591,6 +586,14 @@ func newHarness(t *testing.T, s *step, tweak func(*Config)) *harness {
 }
 
 func (h *harness) run(t *testing.T) { natstest.Run(t, h.runner) }
+
+// runUntilCrash runs the runner until a hook stops it with the simulated crash.
+func (h *harness) runUntilCrash(t *testing.T, crash error) {
+	t.Helper()
+	if err := h.runner.Run(context.Background()); !errors.Is(err, crash) {
+		t.Fatalf("Run returned %v, want the simulated crash", err)
+	}
+}
 
 // runUntil runs the runner until ctx ends, for the tests of stopping; done gets Run's result.
 func (h *harness) runUntil(ctx context.Context) (done <-chan error) {
