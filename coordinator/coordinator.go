@@ -52,6 +52,9 @@ type Coordinator struct {
 	retention time.Duration
 	log       *slog.Logger
 	states    *stateCache
+	// read is a direct get of a checkout's state (loadState), answered by any replica of
+	// the bucket; tests make it lag as a replica can.
+	read func(ctx context.Context, id string) (*State, uint64, error)
 }
 
 // New opens the checkouts bucket (topology.Ensure creates it).
@@ -66,8 +69,9 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
+	read := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
 	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, log: log, states: newStateCache(cachedStates)}, nil
+		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), read: read}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -106,20 +110,22 @@ func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config
 // decisions to publish. It is a runner.CommitFunc.
 //
 // It starts from the state this coordinator wrote last for the checkout when it has it (see
-// stateCache), and from the bucket otherwise. A cached state is trusted only for a write,
-// whose compare-and-swap fails if anyone wrote since; an outcome without a write (a copy
-// dropped, decisions published again, a timer that changes nothing, an event refused) is
-// decided on a read.
+// stateCache), and from the bucket otherwise. A cached state, or one a replica answered, is
+// trusted for a write, whose compare-and-swap the leader checks; after a conflict the
+// state is read from the leader. An outcome without a write is decided on a read: a copy
+// dropped, decisions published again, a timer that changes nothing on any read; an event
+// refused, or one whose checkout has no state, only on the leader's read.
 func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error) {
-	read := false // read the bucket even when a state is cached
+	from := fromCache
 	for range maxConflicts {
-		st, rev, cached, err := c.begin(ctx, in.CheckoutID, read)
+		st, rev, got, err := c.begin(ctx, in.CheckoutID, from)
 		if err != nil {
 			return nil, err
 		}
+		cached := got == fromCache
 		if a, seen := st.Applied[in.ID]; seen {
 			if cached {
-				read = true
+				from = fromReplica
 				continue
 			}
 			if a.Seq != seq {
@@ -136,6 +142,10 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		now := time.Now().UTC()
 		if rev == 0 && in.Type != events.Requested {
+			if got != fromLeader { // a replica may not have the request's write yet
+				from = fromLeader
+				continue
+			}
 			return c.beforeRequest(ctx, in, seq)
 		}
 		var before []byte // a timer's state before it, to tell one that fired for nothing
@@ -146,8 +156,8 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		}
 		updated := st.UpdatedAt
 		if err := st.apply(c.rules, in); err != nil {
-			if cached { // a stale state may refuse what the bucket's accepts: refuse only on a read
-				read = true
+			if got != fromLeader { // a stale state may refuse what the leader's accepts
+				from = fromLeader
 				continue
 			}
 			return c.refuse(ctx, in, err)
@@ -155,7 +165,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		decisions := st.decide(c.rules, now)
 		if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
 			if cached {
-				read = true
+				from = fromReplica
 				continue
 			}
 			// A deadline or expiry that fired for nothing (its step answered, the checkout
@@ -167,15 +177,15 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		outs, err := c.build(st, decisions, in, now)
 		if err != nil {
 			if cached {
-				read = true
+				from = fromReplica
 				continue
 			}
 			return nil, err
 		}
 		saved, err := c.save(ctx, st, rev)
 		if conflict(err) {
-			read = true
-			continue // someone else changed the checkout: re-read and apply again
+			from = fromLeader // someone else changed the checkout: apply again to the state the leader checks against
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -192,14 +202,28 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
 }
 
-// begin returns the state an event starts from: the cached one (cached true) unless read
-// is set or none is cached, else the bucket's.
-func (c *Coordinator) begin(ctx context.Context, checkoutID string, read bool) (st *State, rev uint64, cached bool, err error) {
-	if st, rev, cached = c.states.take(checkoutID); cached && !read {
-		return st, rev, true, nil
+// source is where an event's state is read from, from the cheapest to the surest.
+type source int
+
+const (
+	fromCache   source = iota // the state this coordinator wrote last, when it has it
+	fromReplica               // a direct get, which any replica of the bucket answers
+	fromLeader                // the bucket stream's leader (readLeader)
+)
+
+// begin returns the state an event starts from, read from where from says (the bucket when
+// nothing is cached), and where it was read from.
+func (c *Coordinator) begin(ctx context.Context, checkoutID string, from source) (st *State, rev uint64, got source, err error) {
+	st, rev, cached := c.states.take(checkoutID) // taken in any case: a state read anew replaces it
+	switch {
+	case cached && from == fromCache:
+		return st, rev, fromCache, nil
+	case from == fromLeader:
+		st, rev, err = readLeader(ctx, c.js, checkoutID)
+		return st, rev, fromLeader, err
 	}
-	st, rev, err = c.load(ctx, checkoutID)
-	return st, rev, false, err
+	st, rev, err = c.read(ctx, checkoutID)
+	return st, rev, fromReplica, err
 }
 
 // requestDigest fingerprints what a checkout.requested asks for (its fields, so a copy
@@ -247,12 +271,13 @@ func (c *Coordinator) beforeRequest(ctx context.Context, in events.Envelope, seq
 	return c.orphan(in)
 }
 
-// refuse answers an event its checkout's state refused (err), as read from the bucket. In a
-// cluster that read may come from a replica behind the other coordinator's last write (an
-// undo's confirmation then looks like one for a step never undone, a timer like one never
-// set): the event is read again on its next deliveries before it is believed. A refused
-// event is then terminated with the reason; a stray timer is dropped, since nothing fails
-// by it.
+// refuse answers an event its checkout's state refused (err), as the bucket's leader has it.
+// A replica's read may be behind the other coordinator's last write (an undo's confirmation
+// then looks like one for a step never undone, a timer like one never set), which is why the
+// refusal was read on the leader; and since not even the leader's read is certain while the
+// leader changes (nats-server promises no read-after-write), the event is read again on its
+// next deliveries before it is believed. A refused event is then terminated with the
+// reason; a stray timer is dropped, since nothing fails by it.
 func (c *Coordinator) refuse(ctx context.Context, in events.Envelope, err error) ([]events.Envelope, error) {
 	if runner.Attempt(ctx) < staleReadAttempts {
 		return nil, fmt.Errorf("checkout %s: %s refused on this read of its state (%v); reading again before believing it", in.CheckoutID, in.Type, err)
@@ -264,10 +289,11 @@ func (c *Coordinator) refuse(ctx context.Context, in events.Envelope, err error)
 	return nil, err
 }
 
-// staleReadAttempts is how many deliveries an event of a checkout with no state is read
-// again before the checkout is believed never requested. In a cluster a replica of the
-// bucket answers reads and may not have the other coordinator's write of the request yet
-// (seen in make e2e-cluster: a real reservation was undone as an orphan's).
+// staleReadAttempts is how many deliveries an event of a checkout with no state, or one its
+// state refuses, is read again before it is believed. In a cluster a replica of the bucket
+// answers direct gets and may not have the other coordinator's write yet (seen in make
+// e2e-cluster: a real reservation was undone as an orphan's); the leader is read before
+// either is believed, and these deliveries cover a leader that has just changed.
 const staleReadAttempts = 3
 
 // requestPending reports whether a checkout.requested before stream sequence seq may be
@@ -346,27 +372,35 @@ func (c *Coordinator) orphan(in events.Envelope) ([]events.Envelope, error) {
 	return []events.Envelope{undo}, nil
 }
 
-// State returns a checkout's state; found is false for an unknown checkout.
+// State returns a checkout's state as the bucket's leader has it; found is false for an
+// unknown checkout.
 func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, found bool, err error) {
-	st, rev, err := c.load(ctx, checkoutID)
+	st, rev, err := readLeader(ctx, c.js, checkoutID)
 	return st, rev > 0, err
-}
-
-func (c *Coordinator) load(ctx context.Context, id string) (*State, uint64, error) {
-	return loadState(ctx, c.kv, id)
 }
 
 // StepActive reports whether a checkout's step is running or waiting in the coordinator's
 // bucket: what a service asks before work it must do only when the coordinator asked for it.
-// A read may lag the coordinator's last write by a moment (a replica answers it).
-func StepActive(ctx context.Context, kv jetstream.KeyValue, checkoutID string, step events.StepName) (bool, error) {
+// A yes from a replica's read is enough (the step never stops being asked for before it
+// runs); a no is confirmed on the leader, since a replica may not have the coordinator's
+// last write yet. Even the leader's no may be stale while the leader changes: retry it.
+func StepActive(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, checkoutID string, step events.StepName) (bool, error) {
 	st, rev, err := loadState(ctx, kv, checkoutID)
+	if err == nil && rev > 0 && st.Steps[step].active() {
+		return true, nil
+	}
+	if err == nil {
+		st, rev, err = readLeader(ctx, js, checkoutID)
+	}
 	if err != nil || rev == 0 {
 		return false, err
 	}
 	return st.Steps[step].active(), nil
 }
 
+// loadState reads a checkout's state with a direct get (the KV client's get; the bucket
+// allows them), which any replica answers: cheap, and good enough to start a write, whose
+// compare-and-swap the leader checks, but it may lag the last write by a moment.
 func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, uint64, error) {
 	entry, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -375,11 +409,51 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, u
 	if err != nil {
 		return nil, 0, fmt.Errorf("load checkout %s: %w", id, err)
 	}
+	return decodeState(id, entry.Value(), entry.Revision())
+}
+
+// readLeader reads a checkout's state from the bucket stream's leader
+// ($JS.API.STREAM.MSG.GET, not a direct get), which has every write it acknowledged: what an
+// outcome decided without a write (a refusal, a checkout believed never requested, a payment
+// believed not asked for) is read from.
+func readLeader(ctx context.Context, js jetstream.JetStream, id string) (*State, uint64, error) {
+	legacy, err := js.Conn().JetStream() // its message get asks the leader unless told to get directly
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok { // as the KV client bounds its own get
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
+		defer cancel()
+	}
+	msg, err := legacy.GetLastMsg(bucketStream, bucketSubject(id), nats.Context(ctx))
+	if errors.Is(err, nats.ErrMsgNotFound) {
+		return newState(id), 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load checkout %s from the leader: %w", id, err)
+	}
+	if msg.Header.Get(kvOperation) != "" || msg.Header.Get(jetstream.MarkerReasonHeader) != "" {
+		return newState(id), 0, nil // deleted, or removed at its TTL: no state, as the KV client's get says
+	}
+	return decodeState(id, msg.Data, msg.Sequence)
+}
+
+// The checkouts bucket as the stream under it: its name, a key's subject, and the header
+// the KV client marks a delete or purge with.
+const (
+	bucketStream = "KV_" + events.BucketCheckouts
+	kvOperation  = "KV-Operation"
+)
+
+func bucketSubject(id string) string { return "$KV." + events.BucketCheckouts + "." + id }
+
+func decodeState(id string, raw []byte, rev uint64) (*State, uint64, error) {
 	st := newState(id)
-	if err := json.Unmarshal(entry.Value(), st); err != nil {
+	if err := json.Unmarshal(raw, st); err != nil {
 		return nil, 0, fmt.Errorf("decode checkout %s: %w", id, err)
 	}
-	return st, entry.Revision(), nil
+	return st, rev, nil
 }
 
 // save writes the checkout's state by compare-and-swap on rev. An ended checkout's state
@@ -396,7 +470,7 @@ func (c *Coordinator) save(ctx context.Context, st *State, rev uint64) (uint64, 
 		return c.kv.Create(ctx, st.CheckoutID, raw)
 	case st.terminal():
 		// KeyValue.Update takes no TTL: the same compare-and-swap publish, with one.
-		msg := &nats.Msg{Subject: "$KV." + events.BucketCheckouts + "." + st.CheckoutID, Data: raw}
+		msg := &nats.Msg{Subject: bucketSubject(st.CheckoutID), Data: raw}
 		ack, err := c.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(c.retention))
 		if err != nil {
 			return 0, err

@@ -581,3 +581,102 @@ func TestARefusalIsReadAgainBeforeItIsBelieved(t *testing.T) {
 		t.Errorf("status %s after the refusals, want running", st.Status)
 	}
 }
+
+// lagging makes c's direct gets of checkout id answer as a replica that has not applied the
+// bucket's writes since then: the key as it is now.
+func lagging(t *testing.T, c *Coordinator, id string) {
+	t.Helper()
+	then, err := c.kv.Get(context.Background(), id)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+	c.read = func(_ context.Context, key string) (*State, uint64, error) {
+		if key != id {
+			t.Fatalf("read %s; want only %s", key, id)
+		}
+		if then == nil {
+			return newState(id), 0, nil
+		}
+		return decodeState(id, then.Value(), then.Revision())
+	}
+}
+
+// In a cluster an undo's confirmation can reach the other coordinator while the replica that
+// answers its reads has not applied the writes before it. There it looks like one for a
+// step never done (refused), or it applies to a state the bucket has moved past (its
+// compare-and-swap fails). Either way it is applied again to the leader's state and
+// decided at once, on its first delivery: not refused as malformed if the replica stays
+// behind, nor failed after its conflicts.
+func TestAStaleReadIsSettledOnTheLeader(t *testing.T) {
+	for name, lagsFrom := range map[string]events.Subject{
+		"refused by a state that never saw the reservation": events.CartValidated,
+		"applied to a state that has moved on":              events.InventoryReserved,
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := natstest.Start(t)
+			ctx := context.Background()
+			a, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{}) // the other coordinator
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := "co_lagging"
+			if _, err := a.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
+				t.Fatal(err)
+			}
+			var seq uint64 = 1
+			for _, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudFailed} {
+				seq++
+				outs, err := a.Commit(ctx, forCheckout(t, id, typ), seq)
+				if err != nil {
+					t.Fatalf("%s: %v", typ, err)
+				}
+				if typ == lagsFrom {
+					lagging(t, b, id)
+				}
+				if typ == events.FraudFailed && !slices.ContainsFunc(outs, func(e events.Envelope) bool { return e.Type == events.InventoryRelease }) {
+					t.Fatalf("fraud failed, decisions %v; want the reservation released", outs)
+				}
+			}
+			outs, err := b.Commit(runner.WithAttempt(ctx, 1), forCheckout(t, id, events.InventoryReleased), seq+1)
+			if err != nil {
+				t.Fatalf("the release's first delivery: %v; want it applied", err)
+			}
+			if !slices.ContainsFunc(outs, func(e events.Envelope) bool { return e.Type == events.Failed }) {
+				t.Errorf("decisions %v; want the checkout failed once the reservation is released", outs)
+			}
+			if st, _, _ := a.State(ctx, id); st.Status != StatusFailed || st.Steps[events.StepReserveInventory].Status != StepCompensated {
+				t.Errorf("state %s with the reservation %s; want failed, the reservation compensated", st.Status, st.Steps[events.StepReserveInventory].Status)
+			}
+		})
+	}
+}
+
+// An event of a checkout whose request a lagging replica does not show yet is not taken for
+// one of a checkout never requested, even on the delivery where that would be believed.
+func TestNoStateIsConfirmedOnTheLeader(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	a, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "co_unseen"
+	lagging(t, b, id)
+	if _, err := a.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(runner.WithAttempt(ctx, staleReadAttempts), forCheckout(t, id, events.CartValidated), 2); err != nil {
+		t.Fatalf("cart validated, as the replica does not show the request: %v; want it applied", err)
+	}
+	if st, _, _ := a.State(ctx, id); st.Steps[events.StepValidateCart].Status != StepDone {
+		t.Errorf("cart validation %s; want done", st.Steps[events.StepValidateCart].Status)
+	}
+}

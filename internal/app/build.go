@@ -135,7 +135,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 			return nil, err
 		}
 		asked := func(ctx context.Context, checkoutID string) (bool, error) {
-			return coordinator.StepActive(ctx, kv, checkoutID, events.StepProcessPayment)
+			return coordinator.StepActive(ctx, d.js, kv, checkoutID, events.StepProcessPayment)
 		}
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow,
 			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked})
