@@ -207,13 +207,27 @@ func (s *stack) checkoutOverHTTP(email string) string {
 	return ""
 }
 
+// down removes the project's containers, volumes and network. Docker may keep counting
+// endpoints of removed containers on the network (seen after make e2e-cluster: for an hour,
+// until the next run's `down` failed on it); Compose then stops before the volumes, which
+// down removes itself, so that no run starts on an earlier one's data. The network stays,
+// and the next `up` reuses it.
+func (s *stack) down() error {
+	_, err := s.dc("down", "-v", "--remove-orphans")
+	if err == nil || !strings.Contains(err.Error(), "has active endpoints") {
+		return err
+	}
+	s.step("the project's network stays (Docker kept endpoints of removed containers); removing its volumes")
+	vols, err := s.run(nil, "docker", "volume", "ls", "-q", "--filter", "label=com.docker.compose.project="+s.project)
+	if err != nil || strings.TrimSpace(vols) == "" {
+		return err
+	}
+	_, err = s.run(nil, "docker", append([]string{"volume", "rm"}, strings.Fields(vols)...)...)
+	return err
+}
+
 // teardown removes the project, its volumes and network; on failure it shows first what
 // the containers were doing.
-// staleNetwork reports a `down` that removed every container but not the project's network,
-// which Docker still counts endpoints of removed containers on (seen after make e2e-cluster:
-// for an hour, until the next run's `down` failed on it). The next `up` reuses the network.
-func staleNetwork(err error) bool { return strings.Contains(err.Error(), "has active endpoints") }
-
 func (s *stack) teardown(failed bool) {
 	if failed {
 		ps, _ := s.dc("ps")
@@ -221,7 +235,7 @@ func (s *stack) teardown(failed bool) {
 		fmt.Printf("--- compose ps\n%s\n--- compose logs (last 30 lines each)\n%s\n", ps, logs)
 	}
 	s.step("tearing down (down -v)")
-	if _, err := s.dc("down", "-v", "--remove-orphans"); err != nil {
+	if err := s.down(); err != nil {
 		fmt.Println("teardown:", err)
 	}
 }
@@ -486,10 +500,8 @@ func (s *stack) begin() {
 	}()
 	t.Cleanup(teardown)
 	// A run killed before it could tear down leaves its project behind: start clean.
-	if _, err := s.dc("down", "-v", "--remove-orphans"); err != nil && !staleNetwork(err) {
+	if err := s.down(); err != nil {
 		t.Fatal(err)
-	} else if err != nil {
-		s.step("an earlier run's network stays (Docker kept endpoints of removed containers); up reuses it")
 	}
 
 	s.step("starting the stack")

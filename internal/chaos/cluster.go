@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -86,33 +85,17 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 		return err
 	}
 	c.compose = append(slices.Clone(co.Compose), "-p", co.Project, "-f", filepath.Join(c.root, "docker-compose.yml"), "-f", override)
-	c.ports = map[string]int{}
-	for _, p := range []struct{ service, variable string }{
-		{"nats", "NATS_PORT"}, {"nats-2", "NATS_2_PORT"}, {"nats-3", "NATS_3_PORT"}, {"stripe-emulator", "STRIPE_EMULATOR_PORT"},
-		{"mailpit", "MAILPIT_PORT"}, {"nats-monitor", "NATS_MONITOR_PORT"}, {"api", "API_PORT"},
-	} {
-		addr, err := freeAddr()
-		if err != nil {
+	// The host ports are picked here, not left to Docker, so that a container keeps its port
+	// when the chaos restarts it. Between the pick and the start another process may take
+	// one (Docker then says it "is already allocated"): the stack starts again on new ports.
+	for attempt := 1; ; attempt++ {
+		err = c.up(ctx, initial)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "port is already allocated") {
 			return err
 		}
-		_, port, _ := net.SplitHostPort(addr)
-		c.ports[p.service], _ = strconv.Atoi(port)
-		c.env = append(c.env, p.variable+"="+port)
-	}
-
-	// A run killed before it could tear down leaves its project behind: start clean. A
-	// network Docker keeps endpoints of removed containers on stays, and up reuses it.
-	if _, err := c.dc(ctx, "down", "-v", "--remove-orphans"); err != nil && !strings.Contains(err.Error(), "has active endpoints") {
-		return err
-	}
-	if _, err := c.dc(ctx, "up", "--no-start"); err != nil {
-		return err
-	}
-	if err := c.seed(ctx, initial); err != nil {
-		return err
-	}
-	if _, err := c.dc(ctx, "up", "-d"); err != nil {
-		return err
 	}
 	if err := c.waitHealthy(ctx, 5*time.Minute); err != nil {
 		return err
@@ -126,6 +109,35 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 		return err
 	}
 	return c.checkStock(ctx, initial)
+}
+
+// up picks the host ports, starts the stack clean, and seeds the inventory before it starts.
+func (c *cluster) up(ctx context.Context, initial map[string]int) error {
+	published := []struct{ service, variable string }{
+		{"nats", "NATS_PORT"}, {"nats-2", "NATS_2_PORT"}, {"nats-3", "NATS_3_PORT"}, {"stripe-emulator", "STRIPE_EMULATOR_PORT"},
+		{"mailpit", "MAILPIT_PORT"}, {"nats-monitor", "NATS_MONITOR_PORT"}, {"api", "API_PORT"},
+	}
+	ports, err := freePorts(len(published)) // all different, unlike separate picks
+	if err != nil {
+		return err
+	}
+	c.ports, c.env = map[string]int{}, nil
+	for i, p := range published {
+		c.ports[p.service] = ports[i]
+		c.env = append(c.env, fmt.Sprintf("%s=%d", p.variable, ports[i]))
+	}
+	// A run killed before it could tear down leaves its project behind: start clean.
+	if err := c.down(ctx); err != nil {
+		return err
+	}
+	if _, err := c.dc(ctx, "up", "--no-start"); err != nil {
+		return err
+	}
+	if err := c.seed(ctx, initial); err != nil {
+		return err
+	}
+	_, err = c.dc(ctx, "up", "-d")
+	return err
 }
 
 // composeOverride shortens the windows of 3-D Secure and fraud reviews, as the local stack
@@ -275,9 +287,27 @@ func (c *cluster) teardown(failed bool) {
 		}
 	}
 	c.log("tearing down project %s (down -v)", c.project())
-	if _, err := c.dc(ctx, "down", "-v", "--remove-orphans"); err != nil {
+	if err := c.down(ctx); err != nil {
 		c.log("teardown: %v", err)
 	}
+}
+
+// down removes the project's containers, volumes and network. Docker may keep counting
+// endpoints of removed containers on the network; Compose then stops before the volumes,
+// which down removes itself: a run on an earlier run's data finds its checkout IDs taken
+// and its services' records made. The network stays, and the next `up` reuses it.
+func (c *cluster) down(ctx context.Context) error {
+	_, err := c.dc(ctx, "down", "-v", "--remove-orphans")
+	if err == nil || !strings.Contains(err.Error(), "has active endpoints") {
+		return err
+	}
+	c.log("the project's network stays (Docker kept endpoints of removed containers); removing its volumes")
+	vols, err := c.run(ctx, "docker", "volume", "ls", "-q", "--filter", "label=com.docker.compose.project="+c.project())
+	if err != nil || vols == "" {
+		return err
+	}
+	_, err = c.run(ctx, "docker", append([]string{"volume", "rm"}, strings.Fields(vols)...)...)
+	return err
 }
 
 func (c *cluster) project() string {

@@ -217,6 +217,20 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// freePorts picks n free loopback ports, all different: each is held until all are picked.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 // logFile is where a process's output goes, appended across its restarts. A file, not a
 // pipe, so a killed process leaves nothing half-copied.
 func (s *stack) logFile(name string) *os.File {
