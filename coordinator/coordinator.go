@@ -52,9 +52,9 @@ type Coordinator struct {
 	retention time.Duration
 	log       *slog.Logger
 	states    *stateCache
-	// read is a direct get of a checkout's state (loadState), answered by any replica of
-	// the bucket; tests make it lag as a replica can.
-	read func(ctx context.Context, id string) (*State, uint64, error)
+	// readReplica is a direct get of a checkout's state (loadState), answered by any replica
+	// of the bucket; tests make it lag as a replica can.
+	readReplica func(ctx context.Context, id string) (*State, uint64, error)
 }
 
 // New opens the checkouts bucket (topology.Ensure creates it).
@@ -69,9 +69,9 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
-	read := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
+	readReplica := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
 	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), read: read}, nil
+		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), readReplica: readReplica}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -222,7 +222,7 @@ func (c *Coordinator) begin(ctx context.Context, checkoutID string, from source)
 		st, rev, err = readLeader(ctx, c.js, checkoutID)
 		return st, rev, fromLeader, err
 	}
-	st, rev, err = c.read(ctx, checkoutID)
+	st, rev, err = c.readReplica(ctx, checkoutID)
 	return st, rev, fromReplica, err
 }
 
@@ -381,17 +381,11 @@ func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, 
 
 // StepActive reports whether a checkout's step is running or waiting in the coordinator's
 // bucket: what a service asks before work it must do only when the coordinator asked for it.
-// A yes from a replica's read is enough (the step never stops being asked for before it
-// runs); a no is confirmed on the leader, since a replica may not have the coordinator's
-// last write yet. Even the leader's no may be stale while the leader changes: retry it.
-func StepActive(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, checkoutID string, step events.StepName) (bool, error) {
-	st, rev, err := loadState(ctx, kv, checkoutID)
-	if err == nil && rev > 0 && st.Steps[step].active() {
-		return true, nil
-	}
-	if err == nil {
-		st, rev, err = readLeader(ctx, js, checkoutID)
-	}
+// It asks the bucket's leader: a replica may answer yes for a step the coordinator has just
+// given up on, or no for one it has just started. The answer can still go stale the moment
+// after (a step past its deadline fails, and its late success is undone).
+func StepActive(ctx context.Context, js jetstream.JetStream, checkoutID string, step events.StepName) (bool, error) {
+	st, rev, err := readLeader(ctx, js, checkoutID)
 	if err != nil || rev == 0 {
 		return false, err
 	}
@@ -417,26 +411,48 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, id string) (*State, u
 // outcome decided without a write (a refusal, a checkout believed never requested, a payment
 // believed not asked for) is read from.
 func readLeader(ctx context.Context, js jetstream.JetStream, id string) (*State, uint64, error) {
-	legacy, err := js.Conn().JetStream() // its message get asks the leader unless told to get directly
+	if !events.ValidCheckoutID(id) { // as the KV client refuses a key that is a wildcard
+		return nil, 0, fmt.Errorf("load checkout %q: not a checkout ID", id)
+	}
+	// The older JetStream client's message get asks the leader unless told to get directly.
+	var api nats.JSOpt
+	switch o := js.Options(); {
+	case o.Domain != "":
+		api = nats.Domain(o.Domain)
+	case o.APIPrefix != "":
+		api = nats.APIPrefix(o.APIPrefix)
+	default:
+		api = nats.APIPrefix(jetstream.DefaultAPIPrefix)
+	}
+	legacy, err := js.Conn().JetStream(api)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, ok := ctx.Deadline(); !ok { // as the KV client bounds its own get
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, js.Options().DefaultTimeout)
-		defer cancel()
-	}
-	msg, err := legacy.GetLastMsg(bucketStream, bucketSubject(id), nats.Context(ctx))
+	msg, err := legacy.GetLastMsg(bucketStream, bucketSubject(id), nats.Context(ctx)) // bounded as the client's calls are
 	if errors.Is(err, nats.ErrMsgNotFound) {
 		return newState(id), 0, nil
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("load checkout %s from the leader: %w", id, err)
 	}
-	if msg.Header.Get(kvOperation) != "" || msg.Header.Get(jetstream.MarkerReasonHeader) != "" {
-		return newState(id), 0, nil // deleted, or removed at its TTL: no state, as the KV client's get says
+	if removed(msg.Header) {
+		return newState(id), 0, nil
 	}
 	return decodeState(id, msg.Data, msg.Sequence)
+}
+
+// removed reports a key's delete or purge marker, or the marker the server leaves when it
+// removes a message at its TTL: a key with no state, as the KV client's get reads them.
+func removed(h nats.Header) bool {
+	switch h.Get(kvOperation) {
+	case "DEL", "PURGE":
+		return true
+	}
+	switch h.Get(jetstream.MarkerReasonHeader) {
+	case "MaxAge", "Purge", "Remove":
+		return true
+	}
+	return false
 }
 
 // The checkouts bucket as the stream under it: its name, a key's subject, and the header

@@ -18,12 +18,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
+// newCoordinator is a coordinator with the default timing, fed by nothing: the test commits.
+func newCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
 	t.Helper()
 	c, err := New(context.Background(), env.JS, slog.New(slog.DiscardHandler), Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+func startCoordinator(t *testing.T, env *natstest.Env) *Coordinator {
+	t.Helper()
+	c := newCoordinator(t, env)
 	r, err := c.Runner(env.JS)
 	if err != nil {
 		t.Fatal(err)
@@ -590,7 +597,7 @@ func lagging(t *testing.T, c *Coordinator, id string) {
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatal(err)
 	}
-	c.read = func(_ context.Context, key string) (*State, uint64, error) {
+	c.readReplica = func(_ context.Context, key string) (*State, uint64, error) {
 		if key != id {
 			t.Fatalf("read %s; want only %s", key, id)
 		}
@@ -615,14 +622,8 @@ func TestAStaleReadIsSettledOnTheLeader(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			env := natstest.Start(t)
 			ctx := context.Background()
-			a, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{}) // the other coordinator
-			if err != nil {
-				t.Fatal(err)
-			}
+			a := newCoordinator(t, env)
+			b := newCoordinator(t, env) // the other coordinator
 			id := "co_lagging"
 			if _, err := a.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
 				t.Fatal(err)
@@ -648,8 +649,8 @@ func TestAStaleReadIsSettledOnTheLeader(t *testing.T) {
 			if !slices.ContainsFunc(outs, func(e events.Envelope) bool { return e.Type == events.Failed }) {
 				t.Errorf("decisions %v; want the checkout failed once the reservation is released", outs)
 			}
-			if st, _, _ := a.State(ctx, id); st.Status != StatusFailed || st.Steps[events.StepReserveInventory].Status != StepCompensated {
-				t.Errorf("state %s with the reservation %s; want failed, the reservation compensated", st.Status, st.Steps[events.StepReserveInventory].Status)
+			if st, _, err := a.State(ctx, id); err != nil || st.Status != StatusFailed || st.Steps[events.StepReserveInventory].Status != StepCompensated {
+				t.Errorf("state %+v (%v); want failed, the reservation compensated", st, err)
 			}
 		})
 	}
@@ -660,14 +661,8 @@ func TestAStaleReadIsSettledOnTheLeader(t *testing.T) {
 func TestNoStateIsConfirmedOnTheLeader(t *testing.T) {
 	env := natstest.Start(t)
 	ctx := context.Background()
-	a, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(ctx, env.JS, slog.New(slog.DiscardHandler), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newCoordinator(t, env)
+	b := newCoordinator(t, env)
 	id := "co_unseen"
 	lagging(t, b, id)
 	if _, err := a.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
@@ -676,7 +671,51 @@ func TestNoStateIsConfirmedOnTheLeader(t *testing.T) {
 	if _, err := b.Commit(runner.WithAttempt(ctx, staleReadAttempts), forCheckout(t, id, events.CartValidated), 2); err != nil {
 		t.Fatalf("cart validated, as the replica does not show the request: %v; want it applied", err)
 	}
-	if st, _, _ := a.State(ctx, id); st.Steps[events.StepValidateCart].Status != StepDone {
-		t.Errorf("cart validation %s; want done", st.Steps[events.StepValidateCart].Status)
+	if st, _, err := a.State(ctx, id); err != nil || st.Steps[events.StepValidateCart].Status != StepDone {
+		t.Errorf("state %+v (%v); want the cart validated", st, err)
+	}
+}
+
+// StepActive, what payments asks before it charges, answers from the bucket's leader: yes
+// while the payment runs, no once it ended or for a checkout never requested, and an error
+// for what is not a checkout ID rather than a wildcard's answer.
+func TestStepActive(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	c := newCoordinator(t, env)
+	id := "co_paying"
+	if _, err := c.Commit(ctx, events.RequestEnvelope(requestOf(id), events.Origin{StreamSeq: 1}), 1); err != nil {
+		t.Fatal(err)
+	}
+	paying := func() bool {
+		t.Helper()
+		active, err := StepActive(ctx, env.JS, id, events.StepProcessPayment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return active
+	}
+	for i, typ := range []events.Subject{events.CartValidated, events.InventoryReserved, events.FraudCleared} {
+		if paying() {
+			t.Fatalf("the payment runs before %s", typ)
+		}
+		if _, err := c.Commit(ctx, forCheckout(t, id, typ), uint64(i+2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !paying() {
+		t.Fatal("the payment does not run once both branches succeeded")
+	}
+	if _, err := c.Commit(ctx, forCheckout(t, id, events.PaymentFailed), 5); err != nil {
+		t.Fatal(err)
+	}
+	if paying() {
+		t.Error("the payment still runs after it failed")
+	}
+	if active, err := StepActive(ctx, env.JS, "co_never", events.StepProcessPayment); err != nil || active {
+		t.Errorf("a checkout never requested: %v, %v; want no", active, err)
+	}
+	if _, err := StepActive(ctx, env.JS, "co_*", events.StepProcessPayment); err == nil {
+		t.Error("a wildcard for a checkout ID was read")
 	}
 }

@@ -5,7 +5,10 @@
 // only by compare-and-swap on the key's revision (a conflict is retried by re-reading, never
 // by overwriting). A running checkout's next event starts from the state this coordinator
 // wrote last, kept in memory with its revision, rather than from a read: the compare-and-swap
-// catches a write by anyone else, and an outcome that writes nothing (a refusal too) is decided on a read.
+// catches a write by anyone else (the event is then applied again to the state read from the
+// bucket stream's leader). An outcome that writes nothing is decided on a read: a refusal, or
+// an event of a checkout with no state, only on the leader's, since a replica answering a
+// direct get may not have the latest write yet.
 // Everything it decides follows from that state and the DAG declared in events.Flow:
 //
 //   - the triggers of the coordinated steps (process_payment once both branches succeeded;

@@ -130,12 +130,8 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js) }
 		return s.Routes(), nil
 	case events.ServicePayments:
-		kv, err := d.js.KeyValue(ctx, events.BucketCheckouts)
-		if err != nil {
-			return nil, err
-		}
 		asked := func(ctx context.Context, checkoutID string) (bool, error) {
-			return coordinator.StepActive(ctx, d.js, kv, checkoutID, events.StepProcessPayment)
+			return coordinator.StepActive(ctx, d.js, checkoutID, events.StepProcessPayment)
 		}
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow,
 			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked})

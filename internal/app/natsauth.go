@@ -78,15 +78,15 @@ func serviceUser(name string) NATSUser {
 	switch name {
 	case events.ServiceCoordinator:
 		// Its state: puts by compare-and-swap, gets by direct get (the bucket allows them) and
-		// from the leader (to confirm a refusal); and the next request after its ack floor, for
-		// an event that came before its request.
+		// from the stream's leader (after a conflict, and before an outcome without a write);
+		// and the next request after its ack floor, for an event that came before its request.
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 	case events.ServicePayments:
-		// Reads only: it charges only when the coordinator's state shows the payment running
-		// (a no is confirmed on the leader).
-		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+kv+".>", "$JS.API.STREAM.MSG.GET."+kv)
+		// Reads only, from the stream's leader: it charges only when the coordinator's state
+		// shows the payment running.
+		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
 	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {

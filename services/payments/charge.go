@@ -84,7 +84,8 @@ func report(outs ...events.Envelope) runner.Handler {
 }
 
 // askedAttempts is how many deliveries a payment request the coordinator's bucket does not
-// show yet is retried before it is refused: the read may lag the coordinator's write.
+// show yet is retried before it is refused. The bucket's leader is asked, which has every
+// write it acknowledged; the retries cover a leader that has just changed.
 const askedAttempts = 3
 
 // askTimeout bounds the read of the coordinator's bucket. A request sent as the NATS server
