@@ -153,7 +153,11 @@ func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Env
 	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
 		b := tx.Bucket(bucket)
 		var first SentEmail
-		if found, err := store.Get(b, checkoutID, &first); err != nil || found {
+		found, err := store.Get(b, checkoutID, &first)
+		if err != nil {
+			return nil, err
+		}
+		if found {
 			out.Payload, err = json.Marshal(first.event())
 			return []events.Envelope{out}, err
 		}
