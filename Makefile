@@ -101,7 +101,7 @@ images:
 	docker build -q -f deploy/Dockerfile --target nats -t $(NATS_IMAGE) $(IMAGE_CONTEXT)
 	docker build -q -f deploy/Dockerfile --target mailpit -t $(MAILPIT_IMAGE) $(IMAGE_CONTEXT)
 
-## secrets: a random password per NATS user in deploy/secrets/*.env (git-ignored; kept once made)
+## secrets: a random password per NATS user and a signing key per service in deploy/secrets/*.env (git-ignored; kept once made)
 secrets:
 	@$(GO) run ./cmd/jetcheckout nats-secrets $(SECRETS)
 

@@ -330,6 +330,11 @@ func (s *State) absorbResult(in events.Envelope) error {
 		if err := in.DecodePayload(&p); err != nil {
 			return err
 		}
+		// Believed only from payments (its signature, checked before this), which publishes
+		// a capture once its record is committed; and only for what was asked of it.
+		if s.Quote == nil || !p.Amount.Equal(s.Quote.Total) || p.Currency != s.Quote.Currency {
+			return fmt.Errorf("%w: captured %s %s, but the payment asked was for the quote's total", events.ErrMalformed, p.Amount, p.Currency)
+		}
 		s.PaymentIntentID = p.PaymentIntentID
 	case events.OrderCreated:
 		var o events.Order

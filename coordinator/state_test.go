@@ -271,6 +271,27 @@ func TestApplyRejectsContradictions(t *testing.T) {
 	}
 }
 
+// A capture is believed only for what the coordinator asked payments to charge: the quote's
+// total, in its currency (a capture for less, or in another currency, is a forgery or a bug).
+func TestACaptureMustBeForTheQuote(t *testing.T) {
+	for name, p := range map[string]events.Payment{
+		"another amount":   {PaymentIntentID: "pi_1", Amount: decimal.RequireFromString("0.01"), Currency: "USD"},
+		"another currency": {PaymentIntentID: "pi_1", Amount: decimal.RequireFromString("10.00"), Currency: "EUR"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := newState("co_1")
+			run(t, st, outcome(t, events.CartValidated), outcome(t, events.InventoryReserved), outcome(t, events.FraudCleared))
+			q := quote()
+			q.Total, q.Currency, q.Lines[0].Total, q.Subtotal = p.Amount, p.Currency, p.Amount, p.Amount
+			p.Quote = q // consistent in itself: only the coordinator's own quote tells
+			e := events.Must("co_1", events.PaymentCaptured, p)
+			if err := st.apply(testRules, e); !errors.Is(err, events.ErrMalformed) {
+				t.Errorf("a capture of %s %s for a quote of 10.00 USD: %v, want it refused", p.Amount, p.Currency, err)
+			}
+		})
+	}
+}
+
 // TestBranchesLateTogether: inventory and fraud start together, so they share a deadline;
 // the one timer fails both, the reservation that may have happened is released, and the
 // checkout's failure names the first and carries the other.

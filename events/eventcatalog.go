@@ -14,6 +14,7 @@ type EventDoc struct {
 	Producer  string
 	Consumers []string
 	Meaning   string
+	signer    string // whose key signs it (SignerOf)
 }
 
 // payloads names the payload type of every subject. Requested carries a bare
@@ -102,7 +103,8 @@ func (f Flow) Catalog() []EventDoc {
 	}
 	docs = append(docs,
 		EventDoc{Subject: FraudReviewPending, Producer: ServiceFraud, Consumers: []string{ServiceCoordinator}, Meaning: "check_fraud waits for an operator's decision until `until`"},
-		EventDoc{Subject: FraudReviewDecided, Producer: "an operator (`fraud.review` request)", Consumers: []string{ServiceFraud}, Meaning: "approve or deny a checkout held for review"},
+		EventDoc{Subject: FraudReviewDecided, Producer: "an operator (`fraud.review` request)", Consumers: []string{ServiceFraud}, Meaning: "approve or deny a checkout held for review",
+			signer: ServiceFraud}, // the service answering the request publishes it
 		EventDoc{Subject: PaymentActionPending, Producer: ServicePayments, Consumers: []string{ServiceCoordinator}, Meaning: "process_payment waits for the customer to authenticate (3-D Secure) until `until`"},
 		EventDoc{Subject: PaymentRecheck, Producer: ServicePayments + " (scheduled)", Consumers: []string{ServicePayments}, Meaning: "look at a PaymentIntent awaiting authentication again"},
 		EventDoc{Subject: Deadline, Producer: ServiceCoordinator + " (scheduled)", Consumers: []string{ServiceCoordinator}, Meaning: "the checkout's timer: every step that has not answered by its deadline failed"},
@@ -119,6 +121,7 @@ func (f Flow) Catalog() []EventDoc {
 	)
 	for i := range docs {
 		docs[i].Payload = PayloadOf(docs[i].Subject)
+		docs[i].signer = signerOf(docs[i])
 	}
 	return docs
 }

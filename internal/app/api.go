@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
-	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -25,9 +24,9 @@ type api struct {
 
 // startAPI serves the HTTP API and the run UI on cfg.HTTPAddr with nc and js, and returns
 // once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil).
-func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, emu *httpapi.Emulator) (*api, error) {
+func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator) (*api, error) {
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken,
-		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention})
+		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention, Keys: keys})
 	if err != nil {
 		return nil, err
 	}
@@ -83,21 +82,23 @@ func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, 
 	return a.Stop()
 }
 
-// startAPIProcess connects as the api user, ensures the topology and starts the API.
+// startAPIProcess connects as the api user, waits for the topology and starts the API.
 func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *nats.Conn, error) {
+	keys, err := cfg.signingKeys(nil) // it checks events, and signs none
+	if err != nil {
+		return nil, nil, err
+	}
 	nc, err := connect(ctx, cfg.NATSURL, cfg, log, []string{APIName})
 	if err != nil {
 		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas))
-		cancel()
+		err = ensureTopology(ctx, false, js, cfg)
 	}
 	var a *api
 	if err == nil {
-		a, err = startAPI(ctx, cfg, log, nc, js, nil)
+		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil)
 	}
 	if err != nil {
 		nc.Close()

@@ -44,6 +44,8 @@ type System struct {
 	Emulator  *stripeemu.Server
 	NC        *nats.Conn
 	JS        jetstream.JetStream
+	// Keys sign the events of the services this process runs and check everyone's.
+	Keys *events.Keys
 	Handles
 
 	log     *slog.Logger
@@ -70,6 +72,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		}
 	}
 	s := &System{Config: cfg, NATSURL: cfg.NATSURL, log: log, failed: make(chan struct{})}
+	if s.Keys, err = cfg.signingKeys(names); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -102,12 +107,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return nil, err
 	}
-	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelSetup()
-	if err := topology.Ensure(setupCtx, s.JS, topology.Replicas(cfg.Replicas)); err != nil {
+	if err := ensureTopology(ctx, s.Server != nil, s.JS, cfg); err != nil {
 		return nil, err
 	}
-	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey, keys: s.Keys}
 	for _, n := range names {
 		u, err := build(setupCtx, n, d, &s.Handles)
 		if err != nil {
@@ -135,6 +140,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		})
 	}
 	return s, nil
+}
+
+// ensureTopology creates the streams and the bucket for the process that owns its server
+// (embedded), and otherwise waits for the setup role to have made them: a service's or the
+// API's NATS user may not create or change a stream.
+func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, cfg Config) error {
+	if embedded {
+		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas))
+	}
+	return topology.Await(ctx, js, cfg.NATSWaiting, topology.Replicas(cfg.Replicas))
 }
 
 func (s *System) fail(err error) {

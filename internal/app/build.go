@@ -33,6 +33,7 @@ type deps struct {
 	js        jetstream.JetStream
 	stripeURL string
 	stripeKey string
+	keys      *events.Keys
 }
 
 // Handles are the running services, for the tests and the operator tools to read from.
@@ -58,7 +59,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		h.Coordinator = c
 		r, err := c.Runner(d.js, func(rc *runner.Config) {
 			rc.MaxDeliver, rc.RetryBase, rc.AckWait, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.AckWait, d.cfg.Hooks[name]
-			rc.Concurrency = d.cfg.concurrency(name)
+			rc.Concurrency, rc.Keys = d.cfg.concurrency(name), d.keys
 		})
 		return &unit{name: name, runner: r}, err
 	}
@@ -75,7 +76,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
-		Retention: d.cfg.HandledRetention})
+		Retention: d.cfg.HandledRetention, Keys: d.keys})
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -127,7 +128,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 			return nil, err
 		}
 		h.Fraud = s
-		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js) }
+		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js, d.keys) }
 		return s.Routes(), nil
 	case events.ServicePayments:
 		asked := func(ctx context.Context, checkoutID string) (bool, error) {

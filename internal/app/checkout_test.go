@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,11 +29,31 @@ import (
 const wait = 20 * time.Second
 
 func testConfig(dir string) Config {
+	public, seeds := testSigningKeys()
 	return Config{
 		NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
 		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn,
+		SigningPublic: public, SigningSeeds: seeds,
 	}
 }
+
+// testSigningKeys are the signing keys every process of the package's tests shares, as
+// SIGNING_PUBLIC_KEYS and SIGNING_SEED_<SERVICE> would give them.
+var testSigningKeys = sync.OnceValues(func() ([]string, map[string]string) {
+	env, err := SigningEnv()
+	if err != nil {
+		panic(err)
+	}
+	public, seeds := signingFromEnv(func(key string) string {
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == key {
+				return v
+			}
+		}
+		return ""
+	})
+	return public, seeds
+})
 
 // testLogger logs warnings and worse to stderr, where go test shows them on failure.
 func testLogger() *slog.Logger {

@@ -37,6 +37,11 @@ type Config struct {
 	// runner is consuming, 503 with the reason otherwise. Empty serves nothing.
 	HealthAddr string
 
+	// SigningPublic (SIGNING_PUBLIC_KEYS) and SigningSeeds (SIGNING_SEED_<SERVICE>, never
+	// logged) are the events' signing keys (signing.go).
+	SigningPublic []string
+	SigningSeeds  map[string]string
+
 	HTTPAddr   string // HTTP_ADDR: the HTTP API and run UI (default 127.0.0.1:8080)
 	AdminToken string // ADMIN_TOKEN: guards the review endpoints (never logged; `run` makes one when unset)
 
@@ -133,6 +138,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
 		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
 	}
+	c.SigningPublic, c.SigningSeeds = signingFromEnv(getenv)
 	if v := getenv("JETSTREAM_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 5 {

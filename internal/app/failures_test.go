@@ -181,8 +181,7 @@ func TestDuplicatedBranchCompletions(t *testing.T) {
 	}
 	for _, typ := range []events.Subject{events.FraudCleared, events.InventoryReserved, events.FraudCleared} {
 		e := w.Wait(t, "co-dup", time.Second, typ)
-		data, _ := e.Encode()
-		env.PublishRaw(t, string(typ), data, e.ID+"-again-"+time.Now().String())
+		env.Republish(t, w.Msg("co-dup", typ), e.ID+"-again-"+time.Now().String())
 	}
 	env.WaitIdle(t, "coordinator")
 	env.WaitIdle(t, "payments")

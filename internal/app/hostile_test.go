@@ -1,7 +1,10 @@
 // The hostile-input corpus: every consumed subject gets malformed, forged and replayed
 // events; each must be rejected with a reason, fail the checkout it names with one, or, for a
 // well-formed success of a checkout nobody requested, be undone. Stock and money must end
-// as they were. `make test` runs it; `make hostile` runs it alone.
+// as they were. The corpus is signed by each subject's producer, as a producer with a bug
+// would publish it, so that what the services check behind the signature is tested too; its
+// forged-origin part (unsigned, signed by another service, a service claiming another's name)
+// must be rejected outright. `make test` runs it; `make hostile` runs it alone.
 
 package app
 
@@ -17,6 +20,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -97,6 +101,45 @@ func hostileCorpus(subject events.Subject, n *int) []sample {
 	return out
 }
 
+// forgery is how a forged-origin sample is signed: nobody, or a service that is not the
+// subject's producer, under its own name or the producer's.
+type forgery int
+
+const (
+	signedByProducer forgery = iota
+	unsigned
+	signedByAnother
+	anotherClaimingTheProducer
+)
+
+var forgeries = map[forgery]string{unsigned: "unsigned", signedByAnother: "signed by another service",
+	anotherClaimingTheProducer: "signed by another service in the producer's name"}
+
+// signFor signs data on subject as f says, with keys holding every service's seed.
+func signFor(t *testing.T, keys *events.Keys, subject events.Subject, data []byte, f forgery) nats.Header {
+	t.Helper()
+	producer, _ := events.SignerOf(subject)
+	if producer == "" || f == unsigned {
+		return nats.Header{} // checkout.requested is public: signatures mean nothing there
+	}
+	other := events.ServiceShipping
+	if producer == other || producer == "*" {
+		other = events.ServiceOrders
+	}
+	signer := producer
+	if signer == "*" || f != signedByProducer {
+		signer = other
+	}
+	h, err := keys.Header(signer, subject, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f == anotherClaimingTheProducer {
+		h[events.SignerHeader] = []string{producer}
+	}
+	return h
+}
+
 func TestHostileInput(t *testing.T) {
 	sys := startSystem(t, t.TempDir())
 	env := &natstest.Env{NC: sys.NC, JS: sys.JS}
@@ -131,22 +174,23 @@ func TestHostileInput(t *testing.T) {
 		}
 	}
 
-	publish := func(subject string, data []byte, msgID string) (uint64, error) {
+	publish := func(subject string, data []byte, h nats.Header, msgID string) (uint64, error) {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		ack, err := sys.JS.Publish(pctx, subject, data, jetstream.WithMsgID(msgID))
+		ack, err := sys.JS.PublishMsg(pctx, &nats.Msg{Subject: subject, Data: data, Header: h}, jetstream.WithMsgID(msgID))
 		if err != nil {
 			return 0, err
 		}
 		return ack.Sequence, nil
 	}
 	var corpus []sample
+	forged := map[uint64]string{} // the forged-origin samples: they must be rejected outright
 	n := 0
 	for _, subject := range subjects {
 		for _, s := range hostileCorpus(subject, &n) {
 			name, data, _ := strings.Cut(s.name, "\x00")
 			s.name = name
-			seq, err := publish(s.subject, []byte(data), fmt.Sprintf("hostile-%d", len(corpus)))
+			seq, err := publish(s.subject, []byte(data), signFor(t, sys.Keys, subject, []byte(data), signedByProducer), fmt.Sprintf("hostile-%d", len(corpus)))
 			if err != nil {
 				t.Fatalf("publish %s on %s: %v", name, s.subject, err)
 			}
@@ -156,16 +200,31 @@ func TestHostileInput(t *testing.T) {
 			}
 			corpus = append(corpus, s)
 		}
-		if _, err := publish(string(subject), make([]byte, 1<<20), "hostile-huge-"+string(subject)); err == nil {
+		if _, err := publish(string(subject), make([]byte, 1<<20), nil, "hostile-huge-"+string(subject)); err == nil {
 			t.Errorf("a 1 MiB message on %s was accepted", subject)
 		}
+		if subject == events.Requested {
+			continue // public: nothing to forge
+		}
+		// Forged origin: the real checkout's own event of this subject where it has one (a
+		// replay that would be dropped as a copy if believed), else a well-formed one for a
+		// checkout of its own.
+		data := []byte(forgedEvent(t, w, subject, &n))
+		for f, how := range forgeries {
+			seq, err := publish(string(subject), data, signFor(t, sys.Keys, subject, data, f), fmt.Sprintf("forged-%s-%d", subject, f))
+			if err != nil {
+				t.Fatalf("publish %s %s: %v", how, subject, err)
+			}
+			forged[seq] = how + " on " + string(subject)
+			corpus = append(corpus, sample{name: how, subject: string(subject), seq: seq})
+		}
 	}
-	// Replays: the real checkout's events again, latest first, as new messages.
-	real := w.All("co-hostile-real")
+	// Replays: the real checkout's events again, latest first, as new messages, signed as
+	// they came.
+	real := w.Msgs("co-hostile-real")
 	for i := len(real) - 1; i >= 0; i-- {
-		raw, _ := real[i].Encode()
-		if _, err := publish(string(real[i].Type), raw, fmt.Sprintf("replay-%d", i)); err != nil {
-			t.Fatalf("replay %s: %v", real[i].Type, err)
+		if _, err := publish(real[i].Subject, real[i].Data, signatureOf(real[i]), fmt.Sprintf("replay-%d", i)); err != nil {
+			t.Fatalf("replay %s: %v", real[i].Subject, err)
 		}
 	}
 	// Every service settles: payments refuses what the coordinator did not ask for before
@@ -199,6 +258,16 @@ func TestHostileInput(t *testing.T) {
 		var r events.RejectedInput
 		if e.Type == events.Rejected && e.DecodePayload(&r) == nil && r.Reason != "" {
 			rejected[r.StreamSequence] = append(rejected[r.StreamSequence], r.Consumer+": "+r.Reason)
+		}
+	}
+	for seq, what := range forged {
+		if len(rejected[seq]) == 0 {
+			t.Errorf("%s (seq %d) was not rejected", what, seq)
+		}
+		for _, reason := range rejected[seq] {
+			if !strings.Contains(reason, "not from its producer") {
+				t.Errorf("%s (seq %d) rejected for another reason: %s", what, seq, reason)
+			}
 		}
 	}
 	for _, s := range corpus {
@@ -243,6 +312,34 @@ func TestHostileInput(t *testing.T) {
 	if pis := intents(sys, "co-after-hostile"); len(pis) != 1 || pis[0].Status != "succeeded" {
 		t.Errorf("payment intents %+v, want one succeeded", pis)
 	}
+}
+
+// forgedEvent is a well-formed event of subject: the real checkout's where it has one.
+func forgedEvent(t *testing.T, w *natstest.Watcher, subject events.Subject, n *int) string {
+	t.Helper()
+	if m := w.Msg("co-hostile-real", subject); m != nil {
+		return string(m.Data)
+	}
+	*n++
+	id := fmt.Sprintf("hx-%d", *n)
+	e := events.Must(id, subject, events.StepFailure{Step: events.StepProcessPayment, Code: events.CodeCardDeclined, Message: "forged"})
+	e.Time = time.Now().UTC()
+	data, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// signatureOf is the signature a message came with.
+func signatureOf(m *nats.Msg) nats.Header {
+	h := nats.Header{}
+	for _, k := range []string{events.SignerHeader, events.SignatureHeader} {
+		if v := m.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	return h
 }
 
 func allStock(t *testing.T, sys *System) []events.Stock {

@@ -22,18 +22,22 @@ const usage = `usage: jetcheckout <command>
   api                  the HTTP API and run UI alone, against NATS_URL
   service NAME...      run some services against NATS_URL, e.g. "service payments"
                        (services: catalog inventory fraud payments orders notifications shipping coordinator)
+  setup [-once]        as the setup user, create or update the streams and the bucket (which no
+                       service may), then keep them so (restoring any change) until stopped
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
   events               print the event catalog as a Markdown table
   healthcheck [URL]    exit 0 when URL (default: this container's HEALTH_ADDR) answers 2xx
   nats-config          print nats-server's accounts block: one user per service, derived from events/
-  nats-secrets DIR     write a random password per NATS user as env files in DIR (existing ones kept)
+  nats-secrets DIR     write a random password per NATS user, and a signing key per service, as env
+                       files in DIR (existing ones kept)
   nats-certs DIR       write a development CA, server and client certificate for NATS TLS into DIR
 
 Configuration comes from the environment: NATS_URL, NATS_USER, NATS_PASSWORD (or
 NATS_PASSWORD_FILE), NATS_CREDS, NATS_CA, NATS_CERT, NATS_KEY, NATS_LISTEN, DATA_DIR,
 STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME,
 SMTP_PASSWORD, MAIL_FROM, LOG_LEVEL, LOG_FORMAT, HEALTH_ADDR, HTTP_ADDR, ADMIN_TOKEN,
-HANDLED_RETENTION, CHECKOUT_RETENTION, RUNS_RETENTION (see README.md).
+HANDLED_RETENTION, CHECKOUT_RETENTION, RUNS_RETENTION, SIGNING_PUBLIC_KEYS,
+SIGNING_SEED_<SERVICE> (see README.md).
 `
 
 // Main runs a command and returns the process's exit code.
@@ -107,6 +111,12 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			return 2
 		}
 		err = serve(ctx, stop, cfg, log, h, stdout, false, args[1:]...)
+	case "setup":
+		if cfg.NATSURL == "" {
+			fmt.Fprintln(stderr, "jetcheckout: setup needs NATS_URL (`run` sets up its embedded server itself)")
+			return 2
+		}
+		err = runSetup(ctx, cfg, log, h, len(args) > 1 && args[1] == "-once")
 	case "stripe-emulator":
 		h.set(func(ctx context.Context) error { return dialable(ctx, cfg.StripeEmulatorAddr) })
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)
@@ -148,7 +158,7 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	var api *api
 	var apiDone <-chan error
 	if banner { // `run`: the HTTP API too
-		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.emulatorControl()); err != nil {
+		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.Keys, sys.emulatorControl()); err != nil {
 			sys.Stop()
 			return err
 		}

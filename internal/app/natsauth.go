@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 )
 
 // NATSUser is one user of the NATS authorization that `jetcheckout nats-config` prints,
@@ -35,6 +34,9 @@ const (
 	NATSOperator = "operator"
 	// NATSCheckout may only publish checkout.requested: a storefront's back end.
 	NATSCheckout = "checkout"
+	// NATSSetup creates and updates the streams and the bucket (`jetcheckout setup`): the
+	// only user besides the operator that may.
+	NATSSetup = "setup"
 )
 
 // NATSAccount is the account the checkout's users share: its streams are visible to all of
@@ -48,9 +50,6 @@ var endpoints = map[string][]events.Subject{
 	events.ServiceFraud:     {events.FraudReviews, events.FraudReview},
 }
 
-// streams are those every process creates or checks at start (topology.Ensure).
-var streams = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
-
 // NATSUsers lists every user: one per service, then the HTTP API, the checkout publisher and
 // the operator.
 func NATSUsers() []NATSUser {
@@ -58,7 +57,7 @@ func NATSUsers() []NATSUser {
 	for _, name := range events.Services {
 		users = append(users, serviceUser(name))
 	}
-	return append(users, apiUser(),
+	return append(users, apiUser(), setupUser(),
 		NATSUser{Name: NATSCheckout, Comment: "a storefront: publishes checkout.requested and nothing else (an acknowledged publish takes its ack on " + InboxPrefix(NATSCheckout) + ")",
 			Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(NATSCheckout) + ".>"}},
 		NATSUser{Name: NATSOperator, Comment: "the nats CLI of whoever runs the shop: everything"},
@@ -101,14 +100,14 @@ func serviceUser(name string) NATSUser {
 	return u
 }
 
-// consumerGrants are the JetStream API calls of a process that ensures the topology and
-// consumes its own durable consumer, name, on the CHECKOUT stream.
+// consumerGrants are the JetStream API calls of a process that waits for the topology
+// (topology.Await: stream infos only; it may not create, change, purge or delete a stream)
+// and consumes its own durable consumer, name, on the CHECKOUT stream: it may create and
+// update that consumer, and no other.
 func consumerGrants(name string) []string {
-	// The account's JetStream info: creating the bucket asks for it.
-	grants := []string{"$JS.API.INFO"}
-	for _, s := range streams {
-		// Every process ensures the topology at start, so start order does not matter.
-		grants = append(grants, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	var grants []string
+	for _, s := range topology.Names {
+		grants = append(grants, "$JS.API.STREAM.INFO."+s)
 	}
 	consumer := events.StreamCheckout + "." + name
 	return append(grants,
@@ -131,6 +130,17 @@ func apiUser() NATSUser {
 	return u
 }
 
+// setupUser creates and updates the streams and the bucket (topology.Ensure), and nothing
+// else: it neither publishes events nor reads them, purges nor deletes.
+func setupUser() NATSUser {
+	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams and the bucket, nothing else",
+		Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(NATSSetup) + ".>"}}
+	for _, s := range topology.Names {
+		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	}
+	return u
+}
+
 // requestProducer finds the endpoint named in a producer like "an operator (`fraud.review`
 // request)": the service answering it publishes the event on the operator's behalf.
 var requestProducer = regexp.MustCompile("`([^`]+)` request")
@@ -139,8 +149,9 @@ var requestProducer = regexp.MustCompile("`([^`]+)` request")
 // is published by the server at its time: its producer publishes only to its slot,
 // checkout.scheduled.<checkout_id>.<key>, where each key starts with the event's name
 // ("inventory.expire", "deadline.<step>"). The server does not check the schedule's target
-// against the publisher's permissions, so the slot is all that keeps one service from
-// scheduling another's events.
+// against the publisher's permissions: a holder of a slot can make it fire any subject of the
+// stream. What stops that is on the consumer's side: an event is believed only signed by its
+// producer and fired from its producer's slot (events.Keys.Verify, events.CheckScheduler).
 func publishGrants(d events.EventDoc, name string) []string {
 	subject := string(d.Subject)
 	switch producer := d.Producer; {
@@ -241,12 +252,30 @@ func WriteNATSSecrets(dir string) error {
 		return err
 	}
 	// The HTTP API's admin token (the review queue), kept once made like the passwords.
-	admin := filepath.Join(dir, "admin.env")
-	_, err = readEnvFile(admin, "ADMIN_TOKEN")
-	if errors.Is(err, fs.ErrNotExist) {
-		return os.WriteFile(admin, []byte("ADMIN_TOKEN="+randomPassword()+"\n"), 0o600)
+	if _, err := keptEnv(filepath.Join(dir, "admin.env"), "ADMIN_TOKEN", func() (string, error) { return randomPassword(), nil }); err != nil {
+		return err
 	}
-	return err
+	return writeSigningSecrets(dir)
+}
+
+// writeSigningSecrets gives each service's env file its signing seed, kept once made, and
+// writes signing.env with every service's public key (what every process reads).
+func writeSigningSecrets(dir string) error {
+	seeds := map[string]string{}
+	for _, s := range events.Services {
+		kept, err := keptSeeds(filepath.Join(dir, s+".env"), []string{s})
+		if err != nil {
+			return err
+		}
+		seeds[s] = kept[s]
+	}
+	public, err := publicKeys(seeds)
+	if err != nil {
+		return err
+	}
+	body := "# Every service's public signing key: not secret, but made with the seeds beside it.\n" +
+		SigningPublicVar + "=" + strings.Join(public, ",") + "\n"
+	return os.WriteFile(filepath.Join(dir, "signing.env"), []byte(body), 0o600)
 }
 
 // RouteUser is the user the nodes of a NATS cluster authenticate each other as.
@@ -269,12 +298,10 @@ func clusterRoutes(password string) string {
 // there is none.
 func keptPassword(dir, user string) (string, error) {
 	path := filepath.Join(dir, user+".env")
-	password, err := readEnvFile(path, "NATS_PASSWORD")
-	if errors.Is(err, fs.ErrNotExist) {
-		password = randomPassword()
-		err = os.WriteFile(path, []byte("NATS_USER="+user+"\nNATS_PASSWORD="+password+"\n"), 0o600)
+	if _, err := keptEnv(path, "NATS_USER", func() (string, error) { return user, nil }); err != nil {
+		return "", err
 	}
-	return password, err
+	return keptEnv(path, "NATS_PASSWORD", func() (string, error) { return randomPassword(), nil })
 }
 
 // readEnvFile returns the value of key in a KEY=VALUE file.
@@ -293,8 +320,13 @@ func readEnvFile(path, key string) (string, error) {
 	if err := sc.Err(); err != nil {
 		return "", err
 	}
-	return "", fmt.Errorf("%s: no %s", path, key)
+	return "", &missingKeyError{path: path, key: key}
 }
+
+// missingKeyError: the env file exists but does not set the key.
+type missingKeyError struct{ path, key string }
+
+func (e *missingKeyError) Error() string { return e.path + ": no " + e.key }
 
 // randomPassword is 192 random bits in hex: nothing a config file or shell would quote.
 func randomPassword() string {

@@ -18,6 +18,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -188,6 +189,12 @@ func TestNATSPermissions(t *testing.T) {
 		}
 	})
 
+	// The setup role makes the streams, which no service's user may.
+	setup := testConfig(t.TempDir())
+	setup.NATSURL, setup.NATSUser, setup.NATSPassword = url, NATSSetup, natsPassword(NATSSetup)
+	if err := runSetup(context.Background(), setup, log, &health{}, true); err != nil {
+		t.Fatalf("setup as the setup user: %v", err)
+	}
 	systems := map[string]*System{}
 	for _, name := range Services {
 		cfg := testConfig(t.TempDir())
@@ -285,7 +292,7 @@ func TestNATSPermissions(t *testing.T) {
 		payments.cannotSubscribe(t, "_INBOX.>")
 		payments.cannotSubscribe(t, InboxPrefix(events.ServiceCoordinator)+".>")
 		inventory := connectAs(t, url, events.ServiceInventory)
-		// A scheduled event is published by the server, unchecked: the slot is the guard.
+		// Another service's schedule slot.
 		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.deadline."+string(events.StepProcessPayment))
 		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.payment.recheck")
 		notice := connectAs(t, url, events.ServiceNotifications)
@@ -316,6 +323,86 @@ func TestNATSPermissions(t *testing.T) {
 		api.cannotPublish(t, string(events.FraudReviewDecided))
 		api.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServicePayments)
 		api.cannotSubscribe(t, "checkout.>")
+	})
+	t.Run("only the setup role changes a stream, a bucket or another's consumer", func(t *testing.T) {
+		for _, u := range NATSUsers() {
+			if u.Name == NATSOperator || u.Name == NATSCheckout { // the checkout user: below
+				continue
+			}
+			p := connectAs(t, url, u.Name, nats.CustomInboxPrefix(InboxPrefix(u.Name)))
+			for _, stream := range topology.Names {
+				for _, call := range []string{"DELETE", "PURGE", "MSG.DELETE"} {
+					p.cannotPublish(t, "$JS.API.STREAM."+call+"."+stream)
+				}
+				if u.Name != NATSSetup {
+					p.cannotPublish(t, "$JS.API.STREAM.UPDATE."+stream)
+					p.cannotPublish(t, "$JS.API.STREAM.CREATE."+stream)
+				}
+			}
+			p.cannotPublish(t, "$JS.API.STREAM.CREATE.EVIL")
+			p.cannotPublish(t, "$JS.API.CONSUMER.DELETE."+events.StreamCheckout+"."+events.ServiceCoordinator)
+			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+".evil")
+			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE.KV_"+events.BucketCheckouts+".evil")
+			if u.Name == NATSSetup {
+				p.cannotPublish(t, string(events.PaymentCaptured))
+				p.cannotSubscribe(t, "checkout.>")
+			}
+		}
+	})
+	t.Run("a schedule cannot fire another service's event", func(t *testing.T) {
+		// A checkout waits for 3-D Secure; inventory's user, holding inventory's signing key,
+		// schedules a checkout.payment.captured from its own slot (the server fires any
+		// target in the stream). The coordinator must not believe it: no order, no shipment.
+		start("co-forged-schedule", "pm_card_authenticationRequired", "ada@example.com")
+		watch.Wait(t, "co-forged-schedule", wait, events.PaymentActionPending)
+		quote := watch.Wait(t, "co-forged-schedule", time.Second, events.CartValidated)
+		var q events.Quote
+		if err := quote.DecodePayload(&q); err != nil {
+			t.Fatal(err)
+		}
+		public, seeds := testSigningKeys()
+		inventoryKeys, err := events.NewKeys(public, map[string]string{events.ServiceInventory: seeds[events.ServiceInventory]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		inventory := connectAs(t, url, events.ServiceInventory, nats.CustomInboxPrefix(InboxPrefix(events.ServiceInventory)))
+		js, err := jetstream.New(inventory.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		captured := events.Must("co-forged-schedule", events.PaymentCaptured, events.Payment{PaymentIntentID: "pi_forged", Amount: q.Total, Currency: q.Currency, Quote: q})
+		captured.Time = time.Now().UTC()
+		data, _ := captured.Encode()
+		for i, claim := range []string{events.ServiceInventory, events.ServicePayments} {
+			h, err := inventoryKeys.Header(events.ServiceInventory, events.PaymentCaptured, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h[events.SignerHeader] = []string{claim}
+			msg := &nats.Msg{Subject: string(events.Scheduled) + ".co-forged-schedule.inventory.expire" + strings.Repeat(".x", i), Data: data, Header: h}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = js.PublishMsg(ctx, msg, jetstream.WithScheduleAt(time.Now().Add(time.Second)), jetstream.WithScheduleTarget(string(events.PaymentCaptured)))
+			cancel()
+			if err != nil {
+				t.Fatalf("inventory schedules a captured payment in its slot (the server allows it): %v", err)
+			}
+		}
+		failedWith(t, watch, "co-forged-schedule", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
+		for _, typ := range []events.Subject{events.OrderRequested, events.OrderCreated, events.LabelRequested, events.Completed} {
+			if n := watch.Count("co-forged-schedule", typ); n != 0 {
+				t.Errorf("%d %s after a forged capture", n, typ)
+			}
+		}
+		natstest.Eventually(t, wait, func() bool {
+			n := 0
+			for _, e := range watch.All("co-forged-schedule") {
+				var r events.RejectedInput
+				if e.Type == events.Rejected && e.DecodePayload(&r) == nil && r.Subject == string(events.PaymentCaptured) && strings.Contains(r.Reason, "not from its producer") {
+					n++
+				}
+			}
+			return n >= 2
+		}, "the forged captures were not rejected as not from their producer")
 	})
 	t.Run("the checkout user publishes checkout.requested and nothing else", func(t *testing.T) {
 		for _, d := range events.Checkout.Catalog() {

@@ -41,8 +41,7 @@ func TestLateCopyAfterTheCheckoutIsRemoved(t *testing.T) {
 
 	for _, typ := range []events.Subject{events.InventoryReserved, events.PaymentCaptured, events.OrderCreated} {
 		e := r.watch.Wait(t, "co-late", time.Second, typ)
-		data, _ := e.Encode()
-		r.env.PublishRaw(t, string(typ), data, e.ID+"-late-copy")
+		r.env.Republish(t, r.watch.Msg("co-late", typ), e.ID+"-late-copy")
 	}
 	r.env.WaitIdle(t, "coordinator")
 	for _, service := range []string{"inventory", "payments", "orders"} {

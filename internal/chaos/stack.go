@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/app"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/nats-io/nats.go"
@@ -109,17 +110,22 @@ jetstream {
 	if err := seedInventory(filepath.Join(dir, events.ServiceInventory), initial); err != nil {
 		return nil, err
 	}
+	// Every process signs with its service's key and checks the others' (SIGNING_*).
+	signing, err := app.SigningEnv()
+	if err != nil {
+		return nil, err
+	}
 	for _, name := range events.Services {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
 		}
 		s.health[name] = addr
-		env := []string{
+		env := append([]string{
 			"NATS_URL=" + s.natsURL, "DATA_DIR=" + filepath.Join(dir, name), "HEALTH_ADDR=" + addr,
 			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.addr,
 			"LOG_LEVEL=warn", "PAYMENT_AUTH_WINDOW=" + authWindow.String(), "FRAUD_REVIEW_WINDOW=" + reviewWindow.String(),
-		}
+		}, signing...)
 		p := newProcess(name, jetcheckout, []string{"service", name}, env, s.logFile(name))
 		s.services[name] = p
 		if err := p.run(); err != nil {

@@ -26,6 +26,7 @@ type Projector struct {
 	Store *Store
 	Log   *slog.Logger
 	Hub   *Hub
+	Keys  *events.Keys // nil: events are not checked
 }
 
 // Run consumes until ctx is cancelled.
@@ -110,11 +111,15 @@ func (p *Projector) apply(ctx context.Context, batch []jetstream.Msg) error {
 }
 
 // decode turns a stream message into an event of a checkout. What is not an event of a
-// checkout (a schedule waiting for its time, a malformed message) is skipped: the
-// services report those on checkout.rejected.
+// checkout (a schedule waiting for its time, a malformed message, one not from its
+// producer) is skipped: the services report those on checkout.rejected.
 func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
 	meta, err := m.Metadata()
 	if err != nil || strings.HasPrefix(m.Subject(), string(events.Scheduled)+".") {
+		return StreamEvent{}, false
+	}
+	if err := p.verify(m); err != nil {
+		p.Log.Warn("read model: skip", "subject", m.Subject(), "seq", meta.Sequence.Stream, "err", err)
 		return StreamEvent{}, false
 	}
 	var env events.Envelope
@@ -130,6 +135,24 @@ func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
 	}
 	return StreamEvent{CheckoutID: env.CheckoutID, Event: Event{Seq: meta.Sequence.Stream, ID: env.ID, Type: env.Type,
 		CausationID: env.CausationID, Time: at.UTC(), Payload: env.Payload}}, true
+}
+
+// verify refuses a message not from its producer (events.Keys.Verify, events.CheckScheduler).
+func (p *Projector) verify(m jetstream.Msg) error {
+	h := m.Headers()
+	if p.Keys != nil {
+		if err := p.Keys.Verify(events.Subject(m.Subject()), h.Get(events.SignerHeader), h.Get(events.SignatureHeader), m.Data()); err != nil {
+			return err
+		}
+	}
+	if h.Get(events.SchedulerHeader) == "" {
+		return nil
+	}
+	env, err := events.Decode(m.Subject(), m.Data())
+	if err != nil {
+		return err
+	}
+	return events.CheckScheduler(env, h.Get(events.SchedulerHeader))
 }
 
 // Hub tells the live streams of a checkout that it changed.

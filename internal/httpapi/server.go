@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,6 +36,9 @@ type Config struct {
 	// RunsRetention is how long a checkout stays in the read model after its last change
 	// (default DefaultRunsRetention, the CHECKOUT stream's own).
 	RunsRetention time.Duration
+	// Keys check that every event the run view shows came from its producer (nil: shown
+	// unchecked, for tests of the API alone).
+	Keys *events.Keys
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.
@@ -127,7 +131,7 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	errs := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		errs <- (&Projector{JS: s.cfg.JS, Store: s.store, Log: s.log, Hub: s.hub}).Run(ctx)
+		errs <- (&Projector{JS: s.cfg.JS, Store: s.store, Log: s.log, Hub: s.hub, Keys: s.cfg.Keys}).Run(ctx)
 	})
 	wg.Go(func() { s.store.pruneEvery(ctx, cmp.Or(s.cfg.RunsRetention, DefaultRunsRetention), s.log) })
 	wg.Go(func() {

@@ -74,6 +74,23 @@ func (e *Env) PublishRaw(t testing.TB, subject string, data []byte, msgID string
 	}
 }
 
+// Republish stores a copy of a message as it came, headers (its signature) included, under
+// a Nats-Msg-Id of its own: what a producer that publishes again does.
+func (e *Env) Republish(t testing.TB, m *nats.Msg, msgID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := &nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}
+	for _, h := range []string{events.SignerHeader, events.SignatureHeader} {
+		if v := m.Header.Get(h); v != "" {
+			c.Header.Set(h, v)
+		}
+	}
+	if _, err := e.JS.PublishMsg(ctx, c, jetstream.WithMsgID(msgID)); err != nil {
+		t.Fatalf("publish %s: %v", m.Subject, err)
+	}
+}
+
 // Watcher records every envelope published on a subject pattern after it started.
 type Watcher struct {
 	mu   sync.Mutex
@@ -102,6 +119,30 @@ func (e *Env) Watch(t testing.TB, pattern string) *Watcher {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return w
+}
+
+// Msg is the message of the first envelope of type typ checkout id has seen, as it came.
+func (w *Watcher) Msg(id string, typ events.Subject) *nats.Msg {
+	for _, m := range w.Msgs(id) {
+		if m.Subject == string(typ) {
+			return m
+		}
+	}
+	return nil
+}
+
+// Msgs are the messages of checkout id's envelopes, as they came, in arrival order.
+func (w *Watcher) Msgs(id string) []*nats.Msg {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*nats.Msg
+	for _, m := range w.raw {
+		var env events.Envelope
+		if json.Unmarshal(m.Data, &env) == nil && env.CheckoutID == id {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // All returns the envelopes of checkout id (every checkout when id is ""), in arrival order.

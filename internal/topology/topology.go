@@ -1,5 +1,7 @@
-// Package topology creates the JetStream streams and buckets that events/ names. Every
-// process calls Ensure at start; it is idempotent, so start order does not matter.
+// Package topology creates the JetStream streams and buckets that events/ names. The setup
+// role (`jetcheckout setup`, or the embedded server's one process) calls Ensure; the services
+// and the HTTP API, whose NATS users may not create or change a stream, call Await, which
+// waits for it. Both are idempotent, so start order does not matter.
 package topology
 
 import (
@@ -27,7 +29,17 @@ const MaxEventSize = 1 << 20
 // Option changes what Ensure creates.
 type Option func(*options)
 
-type options struct{ replicas int }
+type options struct {
+	replicas int
+	changed  func(name, how string)
+}
+
+// OnChange tells changed each stream or bucket Ensure creates or updates ("created",
+// "updated"): the setup role logs them, so a stream edited behind its back shows up as
+// restored.
+func OnChange(changed func(name, how string)) Option {
+	return func(o *options) { o.changed = changed }
+}
 
 // Replicas sets how many copies of every stream and bucket a JetStream cluster keeps: 1 on
 // a single server; 3 in a three-node cluster, so losing one node loses no acknowledged
@@ -84,11 +96,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		Replicas:    o.replicas,
 	}}
 	for _, cfg := range streams {
-		if err := ensureStream(ctx, js, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg, o.changed); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 		}
 	}
-	if err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+	if err := ensureBucket(ctx, js, o.changed, jetstream.KeyValueConfig{
 		Bucket:      events.BucketCheckouts,
 		Description: "The coordinator's per-checkout state, changed only by compare-and-swap.",
 		History:     1,
@@ -103,16 +115,64 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	return nil
 }
 
+// Names are the streams Ensure makes, the bucket's among them.
+var Names = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
+
+// Await returns once every stream and the bucket exist, as they are: a process whose NATS
+// user may not create or change them runs on what the setup role made. When one is missing it
+// tries Ensure, which succeeds where the user may (a server without authorization), and
+// otherwise waits for `jetcheckout setup`, telling waiting why.
+func Await(ctx context.Context, js jetstream.JetStream, waiting func(error), opts ...Option) error {
+	for {
+		missing, err := Missing(ctx, js)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if err == nil {
+			attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = Ensure(attempt, js, opts...)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			err = fmt.Errorf("waiting for the setup role (`jetcheckout setup`) to create %v: %w", missing, err)
+		}
+		if waiting != nil {
+			waiting(err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Missing lists the streams (the bucket's too) that do not exist yet.
+func Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	var missing []string
+	for _, name := range Names {
+		_, err := js.Stream(ctx, name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			missing = append(missing, name)
+		case err != nil:
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return missing, nil
+}
+
 // ensureBucket creates a bucket, or updates one whose replica count differs (a stack that
 // grew from one server to a cluster) or that predates per-key TTLs.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) error {
+func ensureBucket(ctx context.Context, js jetstream.JetStream, changed func(name, how string), want jetstream.KeyValueConfig) error {
 	kv, err := js.KeyValue(ctx, want.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		_, err = js.CreateKeyValue(ctx, want)
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			return nil // another process created it a moment ago
 		}
-		return err
+		return report(err, changed, "KV_"+want.Bucket, "created")
 	}
 	if err != nil {
 		return err
@@ -122,25 +182,37 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 		return err
 	}
 	have := st.Config()
-	if have.Replicas >= want.Replicas && have.LimitMarkerTTL == want.LimitMarkerTTL {
+	if have.Replicas >= want.Replicas && have.LimitMarkerTTL == want.LimitMarkerTTL && have.History == want.History &&
+		unlimited(have.MaxBytes) == unlimited(want.MaxBytes) && unlimited(int64(have.MaxValueSize)) == unlimited(int64(want.MaxValueSize)) {
 		return nil
 	}
 	want.Replicas = max(want.Replicas, have.Replicas) // never fewer: see ensureStream
 	_, err = js.UpdateKeyValue(ctx, want)
+	return report(err, changed, "KV_"+want.Bucket, "updated")
+}
+
+// unlimited maps the server's "no limit" (-1) and an unset limit (0) to one value.
+func unlimited(limit int64) int64 { return max(limit, 0) }
+
+// report tells changed about a change that succeeded.
+func report(err error, changed func(name, how string), name, how string) error {
+	if err == nil && changed != nil {
+		changed(name, how)
+	}
 	return err
 }
 
 // ensureStream creates a stream, or updates it only when what we set differs: every process
 // calls Ensure at start, and a needless update while others create consumers is churn the
 // server does not need.
-func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, changed func(name, how string)) error {
 	s, err := js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return nil // another process created it a moment ago
 		}
-		return err
+		return report(err, changed, want.Name, "created")
 	}
 	if err != nil {
 		return err
@@ -148,7 +220,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	have := s.CachedInfo().Config
 	if slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
 		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
-		have.MaxMsgSize == want.MaxMsgSize && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		unlimited(int64(have.MaxMsgSize)) == unlimited(int64(want.MaxMsgSize)) && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
+		unlimited(have.MaxMsgs) == unlimited(want.MaxMsgs) && unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
+		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard &&
 		have.Replicas >= want.Replicas {
 		return nil
 	}
@@ -156,5 +230,5 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	// must not shrink what the others made 3.
 	want.Replicas = max(want.Replicas, have.Replicas)
 	_, err = js.UpdateStream(ctx, want)
-	return err
+	return report(err, changed, want.Name, "updated")
 }

@@ -26,19 +26,23 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 	if cfg.Storage != jetstream.FileStorage || cfg.Duplicates != topology.DuplicateWindow {
 		t.Errorf("CHECKOUT stream: storage %v, duplicate window %v", cfg.Storage, cfg.Duplicates)
 	}
-	cfg.MaxAge = time.Hour // someone changed it by hand
+	cfg.MaxAge, cfg.MaxMsgs = time.Hour, 5 // someone changed it by hand, or with a stolen credential
 	if _, err := env.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := topology.Ensure(ctx, env.JS); err != nil {
+	var changed []string
+	if err := topology.Ensure(ctx, env.JS, topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
 		t.Fatal(err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Config.MaxAge == time.Hour {
-		t.Error("Ensure left a drifted stream as it was")
+	if info.Config.MaxAge == time.Hour || info.Config.MaxMsgs == 5 {
+		t.Errorf("Ensure left a drifted stream as it was: max age %v, max messages %d", info.Config.MaxAge, info.Config.MaxMsgs)
+	}
+	if len(changed) != 1 || changed[0] != events.StreamCheckout+" updated" {
+		t.Errorf("changes reported: %v, want the CHECKOUT stream updated", changed)
 	}
 	if _, err := env.JS.KeyValue(ctx, events.BucketCheckouts); err != nil {
 		t.Errorf("bucket: %v", err)

@@ -38,7 +38,7 @@ type ReviewReply struct {
 // A decision is published to js as checkout.fraud.review_decided and replied to once the
 // stream has it. Error codes: "400" malformed, "404" no review for the checkout, "409"
 // already decided or expired. Stop the returned service to stop serving.
-func (s *Service) Serve(nc *nats.Conn, js jetstream.JetStream) (micro.Service, error) {
+func (s *Service) Serve(nc *nats.Conn, js jetstream.JetStream, keys *events.Keys) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        events.ServiceFraud,
 		Version:     Version,
@@ -53,7 +53,7 @@ func (s *Service) Serve(nc *nats.Conn, js jetstream.JetStream) (micro.Service, e
 		handle  func([]byte) (any, error)
 	}{
 		{"reviews", events.FraudReviews, s.listReviews},
-		{"review", events.FraudReview, func(data []byte) (any, error) { return s.decide(js, data) }},
+		{"review", events.FraudReview, func(data []byte) (any, error) { return s.decide(js, keys, data) }},
 	}
 	for _, e := range endpoints {
 		if err := svc.AddEndpoint(e.name, microx.Handler(s.log, e.handle), micro.WithEndpointSubject(string(e.subject))); err != nil {
@@ -75,7 +75,7 @@ func (s *Service) listReviews(data []byte) (any, error) {
 
 // decide checks an operator's decision against the review and publishes it; the review
 // changes when the runner applies the event (applyDecision), which checks again.
-func (s *Service) decide(js jetstream.JetStream, data []byte) (any, error) {
+func (s *Service) decide(js jetstream.JetStream, keys *events.Keys, data []byte) (any, error) {
 	var req ReviewRequest
 	if err := microx.Decode(events.FraudReview, data, &req); err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func (s *Service) decide(js jetstream.JetStream, data []byte) (any, error) {
 
 	e := events.Must(req.CheckoutID, events.FraudReviewDecided, req.ReviewDecision)
 	e.CausationID, e.Time = events.ID(req.CheckoutID, events.FraudReviewPending), now
-	ack, err := publish(js, e)
+	ack, err := publish(js, keys, e)
 	if err != nil {
 		return nil, fmt.Errorf("checkout %s: publish %s: %w", req.CheckoutID, e.Type, err)
 	}
@@ -114,15 +114,20 @@ func (s *Service) decide(js jetstream.JetStream, data []byte) (any, error) {
 	return ReviewReply{CheckoutID: req.CheckoutID, Decision: req.Decision, Accepted: true}, nil
 }
 
-// publish stores e in its stream, its ID as Nats-Msg-Id, and waits for the ack.
-func publish(js jetstream.JetStream, e events.Envelope) (*jetstream.PubAck, error) {
+// publish stores e, signed as fraud's, in its stream, its ID as Nats-Msg-Id, and waits for
+// the ack.
+func publish(js jetstream.JetStream, keys *events.Keys, e events.Envelope) (*jetstream.PubAck, error) {
 	data, err := e.Encode()
+	if err != nil {
+		return nil, err
+	}
+	h, err := keys.Header(events.ServiceFraud, e.Type, data)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	return js.Publish(ctx, string(e.Type), data, jetstream.WithMsgID(e.ID))
+	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
 }
 
 // conflict is a "409" error reply: the request is well formed but the review's state

@@ -34,7 +34,7 @@ func start(t *testing.T) harness {
 		}
 		return svc, err
 	})
-	h.Serve(t, func(nc *nats.Conn) (micro.Service, error) { return svc.Serve(nc, h.Env.JS) })
+	h.Serve(t, func(nc *nats.Conn) (micro.Service, error) { return svc.Serve(nc, h.Env.JS, nil) })
 	return harness{h, svc, clk}
 }
 

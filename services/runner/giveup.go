@@ -88,6 +88,12 @@ func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 	dl := nats.NewMsg(events.DeadLetterSubject(r.cfg.Name))
 	dl.Data = msg.Data()
+	// As it came, signature too: re-driven, it is believed as the original was, or not.
+	for _, h := range []string{events.SignerHeader, events.SignatureHeader} {
+		if v := msg.Headers().Get(h); v != "" {
+			dl.Header.Set(h, v)
+		}
+	}
 	dl.Header.Set(events.HeaderDeadSubject, msg.Subject())
 	dl.Header.Set(events.HeaderDeadSequence, seq)
 	dl.Header.Set(events.HeaderDeadReason, truncate(reason, 1000))

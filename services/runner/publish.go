@@ -22,7 +22,11 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(outs))
 	for i, e := range outs {
-		msg := &nats.Msg{Subject: string(e.Type), Data: data[i]}
+		h, err := r.cfg.Keys.Header(r.cfg.Name, e.Type, data[i])
+		if err != nil {
+			return err
+		}
+		msg := &nats.Msg{Subject: string(e.Type), Data: data[i], Header: h}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.ID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()

@@ -109,6 +109,10 @@ type Config struct {
 	// CommitFunc the consumer keeps its own records and neither applies.
 	Retention  time.Duration
 	PruneEvery time.Duration
+	// Keys sign what the runner publishes with the key of the service it runs for (Name),
+	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
+	// signs nor verifies: for tests of one service alone. The processes always set it.
+	Keys *events.Keys
 }
 
 func (c *Config) setDefaults() {
@@ -159,6 +163,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: Retention and PruneEvery must not be negative", c.Name)
 	case c.AckWait < 100*time.Millisecond:
 		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
+	case c.Keys != nil && !c.Keys.Signs(c.Name):
+		return fmt.Errorf("runner %s: Keys hold no signing key of %s", c.Name, c.Name)
 	}
 	for _, r := range c.Routes {
 		if r.Subject == "" || (r.Handle == nil && r.Call == nil && c.Commit == nil) {
@@ -353,8 +359,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		r.reject(ctx, msg, meta, "", fmt.Errorf("no handler for subject %s", msg.Subject()))
 		return nil
 	}
-	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
-	in, err := route.Decode(msg.Subject(), msg.Data(), from)
+	in, err := r.decode(msg, meta, route)
 	if err != nil {
 		r.reject(ctx, msg, meta, "", err)
 		return nil
@@ -450,6 +455,22 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		log().Debug("handled", "outputs", len(outs))
 	}
 	return nil
+}
+
+// decode believes a message only from its producer (signed by it, fired from its own
+// schedule) and turns it into an envelope.
+func (r *Runner) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata, route Route) (events.Envelope, error) {
+	h := msg.Headers()
+	if r.cfg.Keys != nil {
+		if err := r.cfg.Keys.Verify(events.Subject(msg.Subject()), h.Get(events.SignerHeader), h.Get(events.SignatureHeader), msg.Data()); err != nil {
+			return events.Envelope{}, err
+		}
+	}
+	in, err := route.Decode(msg.Subject(), msg.Data(), events.Origin{MsgID: h.Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp})
+	if err != nil {
+		return in, err
+	}
+	return in, events.CheckScheduler(in, h.Get(events.SchedulerHeader))
 }
 
 // stuckAttempt is the attempt of an undo that comes StuckAfter after its first at the

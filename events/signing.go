@@ -1,0 +1,246 @@
+package events
+
+import (
+	"encoding/base64"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nkeys"
+)
+
+// An event is believed only from the service the flow declares as its producer: whoever may
+// publish, schedule or replay a message on a subject, the consumer checks that the event was
+// signed by that service's key (an nkey, ed25519). NATS permissions keep a user to its own
+// subjects, but a server-side message schedule publishes to whatever target its holder names,
+// and an operator's or a leaked credential reaches every subject: the signature is what
+// survives all of them.
+const (
+	// SignerHeader names the service that signed the event.
+	SignerHeader = "Jetcheckout-Signer"
+	// SignatureHeader is the ed25519 signature (base64url) of the subject, a newline, and the data.
+	SignatureHeader = "Jetcheckout-Signature"
+	// SchedulerHeader is set by nats-server on a message it published from a schedule: the
+	// subject the schedule waited on.
+	SchedulerHeader = "Nats-Scheduler"
+)
+
+// ErrForged marks an event whose origin is not its producer: unsigned, signed by another
+// service or with a key nobody holds, or fired from another service's schedule. Like
+// ErrMalformed, retrying it cannot help.
+var ErrForged = fmt.Errorf("%w: not from its producer", ErrMalformed)
+
+// anyService signs the events every service may publish (checkout.stuck, checkout.rejected).
+const anyService = "*"
+
+// origin is who may sign an event of the checkout flow, and whether it is ever scheduled.
+type origin struct {
+	signer    string // a service, anyService, or "" for the public checkout.requested
+	scheduled bool
+}
+
+// origins are the Checkout flow's, by subject, read once from its catalog.
+var origins = sync.OnceValue(func() map[Subject]origin {
+	m := map[Subject]origin{}
+	for _, d := range Checkout.Catalog() {
+		m[d.Subject] = origin{signer: d.signer, scheduled: strings.HasSuffix(d.Producer, " (scheduled)")}
+	}
+	return m
+})
+
+// SignerOf is the service whose key signs an event of the checkout flow: its producer, "*"
+// for an event any service may publish, "" for the public checkout.requested, which is
+// judged by what it holds. found is false for a subject the flow does not declare.
+func SignerOf(subject Subject) (signer string, found bool) {
+	o, found := origins()[subject]
+	return o.signer, found
+}
+
+// signerOf derives the signer of a catalog entry from its producer.
+func signerOf(d EventDoc) string {
+	switch p := strings.TrimSuffix(d.Producer, " (scheduled)"); {
+	case d.Subject == Requested:
+		return ""
+	case p == "any service":
+		return anyService
+	case slices.Contains(Services, p):
+		return p
+	}
+	return d.signer // set where the entry is declared (an operator's request answered by a service)
+}
+
+// Keys are the services' public signing keys, and the private keys of the services this
+// process runs.
+type Keys struct {
+	public map[string][]nkeys.KeyPair // by service: more than one while a key is rotated
+	own    map[string]nkeys.KeyPair
+}
+
+// NewKeys reads public keys ("service=UABC...", several of a service while its key is
+// rotated) and the seeds of the services this process signs for (by service). A seed whose
+// public key is not listed for its service is an error: the others would refuse its events.
+func NewKeys(public []string, seeds map[string]string) (*Keys, error) {
+	k := &Keys{public: map[string][]nkeys.KeyPair{}, own: map[string]nkeys.KeyPair{}}
+	for _, entry := range public {
+		service, key, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		if !ok || !slices.Contains(Services, service) {
+			return nil, fmt.Errorf("signing key %q: want <service>=<public nkey>, one of the services %v", entry, Services)
+		}
+		kp, err := nkeys.FromPublicKey(strings.TrimSpace(key))
+		if err != nil {
+			return nil, fmt.Errorf("signing key of %s: %w", service, err)
+		}
+		k.public[service] = append(k.public[service], kp)
+	}
+	for _, service := range slices.Sorted(maps.Keys(seeds)) {
+		kp, err := nkeys.FromSeed([]byte(seeds[service]))
+		if err != nil {
+			return nil, fmt.Errorf("signing seed of %s: %w", service, err) // never the seed itself
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(k.public[service], func(p nkeys.KeyPair) bool { q, _ := p.PublicKey(); return q == pub }) {
+			return nil, fmt.Errorf("the signing seed of %s is not one of its public keys (%s is not listed)", service, pub)
+		}
+		k.own[service] = kp
+	}
+	return k, nil
+}
+
+// GenerateSeed makes a new signing key and returns its seed and public key.
+func GenerateSeed() (seed, public string, err error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", "", err
+	}
+	s, err := kp.Seed()
+	if err != nil {
+		return "", "", err
+	}
+	public, err = kp.PublicKey()
+	return string(s), public, err
+}
+
+// PublicKeyOf is the public key of a seed.
+func PublicKeyOf(seed string) (string, error) {
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return "", err
+	}
+	return kp.PublicKey()
+}
+
+// Signs reports whether this process holds service's private key.
+func (k *Keys) Signs(service string) bool { return k != nil && k.own[service] != nil }
+
+// Sign signs an event of subject published by service: the values of SignerHeader and
+// SignatureHeader.
+func (k *Keys) Sign(service string, subject Subject, data []byte) (signer, signature string, err error) {
+	kp := k.own[service]
+	if kp == nil {
+		return "", "", fmt.Errorf("no signing key for service %s in this process", service)
+	}
+	sig, err := kp.Sign(signed(subject, data))
+	if err != nil {
+		return "", "", err
+	}
+	return service, base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+// Header is a new message header carrying the signature of service's event of subject:
+// empty when k is nil (a test of one service alone, whose events nobody verifies).
+func (k *Keys) Header(service string, subject Subject, data []byte) (map[string][]string, error) {
+	h := map[string][]string{}
+	if k == nil {
+		return h, nil
+	}
+	signer, sig, err := k.Sign(service, subject, data)
+	if err != nil {
+		return nil, err
+	}
+	h[SignerHeader], h[SignatureHeader] = []string{signer}, []string{sig}
+	return h, nil
+}
+
+// Verify checks that the event of subject came from the service the flow declares as its
+// producer. A subject nobody declared is refused too. Errors wrap ErrForged.
+func (k *Keys) Verify(subject Subject, signer, signature string, data []byte) error {
+	want, declared := SignerOf(subject)
+	switch {
+	case !declared:
+		return fmt.Errorf("%w: %s is no event of the flow", ErrForged, subject)
+	case want == "":
+		return nil // checkout.requested: anyone's, validated by what it holds
+	case signer == "" || signature == "":
+		return fmt.Errorf("%w: %s is not signed (want %s's signature)", ErrForged, subject, producerName(want))
+	case want != anyService && signer != want:
+		return fmt.Errorf("%w: %s signed by %q, but only %s publishes it", ErrForged, subject, signer, want)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(signature)
+	if err != nil {
+		return fmt.Errorf("%w: %s: the signature is not base64url", ErrForged, subject)
+	}
+	for _, kp := range k.public[signer] {
+		if kp.Verify(signed(subject, data), sig) == nil {
+			return nil
+		}
+	}
+	if len(k.public[signer]) == 0 {
+		return fmt.Errorf("%w: %s signed by %q, which has no public key here", ErrForged, subject, signer)
+	}
+	return fmt.Errorf("%w: %s: the signature is not %s's", ErrForged, subject, signer)
+}
+
+// CheckScheduler refuses an event the server fired from a schedule other than its own: a
+// scheduled event is fired from its producer's slot (Envelope.ScheduleSubject), and its key
+// starts with the event's name. Anything else is a schedule whose holder named a target it may
+// not publish (the server checks only that the target is in the stream). scheduler is the
+// SchedulerHeader, "" for a message published directly.
+func CheckScheduler(in Envelope, scheduler string) error {
+	if scheduler == "" {
+		return nil
+	}
+	name := strings.TrimPrefix(string(in.Type), "checkout.")
+	if in.Schedule == nil || scheduler != in.ScheduleSubject() ||
+		(in.Schedule.Key != name && !strings.HasPrefix(in.Schedule.Key, name+".")) {
+		return fmt.Errorf("%w: %s fired by the schedule %s, which is not its own", ErrForged, in.Type, scheduler)
+	}
+	if !origins()[in.Type].scheduled {
+		return fmt.Errorf("%w: %s is never scheduled, but came from the schedule %s", ErrForged, in.Type, scheduler)
+	}
+	return nil
+}
+
+// PublicKeys lists the public keys in the form NewKeys reads, sorted.
+func (k *Keys) PublicKeys() []string {
+	var out []string
+	for service, kps := range k.public {
+		for _, kp := range kps {
+			pub, _ := kp.PublicKey()
+			out = append(out, service+"="+pub)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func producerName(signer string) string {
+	if signer == anyService {
+		return "a service"
+	}
+	return signer
+}
+
+// signed is what a signature covers: the subject binds it to the event type (a scheduled
+// event is signed for its target), the data to the checkout and payload.
+func signed(subject Subject, data []byte) []byte {
+	b := make([]byte, 0, len(subject)+1+len(data))
+	b = append(b, subject...)
+	b = append(b, '\n')
+	return append(b, data...)
+}

@@ -1,0 +1,65 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// setupEvery is how often `jetcheckout setup` checks the streams again: a stream changed
+// behind its back (by hand, or with a stolen credential) is put back and logged.
+const setupEvery = time.Minute
+
+// runSetup is `jetcheckout setup`, the setup role: as the setup user it creates or updates
+// the streams and the bucket, which no service's or API's user may. With once it then exits;
+// otherwise it stays, healthy, and restores them every setupEvery until stopped.
+func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once bool) error {
+	cfg.NATSWaiting = h.waitingForNATS
+	nc, err := connect(ctx, cfg.NATSURL, cfg, log, []string{NATSSetup})
+	if err != nil {
+		return err
+	}
+	defer drain(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	watching := false // after the first pass, a change is news: someone else made it
+	opts := []topology.Option{topology.Replicas(cfg.Replicas), topology.OnChange(func(name, how string) {
+		if watching {
+			log.Warn("setup: a stream was changed behind the setup role's back: restored", "stream", name, "how", how)
+			return
+		}
+		log.Info("setup: "+how, "stream", name)
+	})}
+	ensure := func() error {
+		attempt, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return topology.Ensure(attempt, js, opts...)
+	}
+	if err := ensure(); err != nil {
+		return err
+	}
+	log.Info("setup: the streams and the bucket are as they should be", "replicas", max(cfg.Replicas, 1))
+	if once {
+		return nil
+	}
+	h.set(func(context.Context) error { return nil })
+	watching = true
+	tick := time.NewTicker(setupEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if err := ensure(); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("setup: check the streams", "err", err)
+			}
+		}
+	}
+}
