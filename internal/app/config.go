@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -39,6 +40,9 @@ type Config struct {
 
 	HTTPAddr   string // HTTP_ADDR: the HTTP API and run UI (default 127.0.0.1:8080)
 	AdminToken string // ADMIN_TOKEN: guards the review endpoints (never logged; `run` makes one when unset)
+	// AdminTokenFile is where `run` keeps the admin token it made (DATA_DIR/admin-token,
+	// mode 0600): the banner names the file, never the token.
+	AdminTokenFile string
 
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
@@ -205,13 +209,16 @@ func (c Config) EmbeddedStripe() bool { return c.StripeKey == "" && c.StripeBase
 // Outbox is where email goes when no SMTP server is configured.
 func (c Config) Outbox() string { return filepath.Join(c.DataDir, "outbox") }
 
-// Logger builds the process's logger; main passes it down.
-func (c Config) Logger() *slog.Logger {
+// Logger builds the process's logger on stdout; main passes it down.
+func (c Config) Logger() *slog.Logger { return c.LoggerTo(os.Stdout) }
+
+// LoggerTo builds the process's logger on w.
+func (c Config) LoggerTo(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stdout, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // validateNATSAuth explains credentials or TLS settings that cannot work together.
