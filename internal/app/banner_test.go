@@ -17,7 +17,9 @@ func runUntilBanner(t *testing.T, env map[string]string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, cancel, []string{"run"}, func(k string) string { return env[k] }, &stdout, &stderr) }()
+	go func() {
+		code <- run(ctx, cancel, []string{"run"}, func(k string) string { return env[k] }, &stdout, &stderr)
+	}()
 	deadline := time.Now().Add(wait)
 	for !strings.Contains(stdout.String(), "Stop with Ctrl-C") {
 		select {
