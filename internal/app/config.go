@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
@@ -43,6 +45,13 @@ type Config struct {
 	// AdminTokenFile is where `run` keeps the admin token it made (DATA_DIR/admin-token,
 	// mode 0600): the banner names the file, never the token.
 	AdminTokenFile string
+
+	// RateClient (CHECKOUT_RATE_CLIENT, default 30/1m) and RateEmail (CHECKOUT_RATE_EMAIL,
+	// default 10/1h) limit the checkouts started over HTTP per client address and per
+	// customer email; 0 is no limit. TrustedProxies (TRUSTED_PROXIES, addresses or CIDR
+	// prefixes, default none) are the proxies whose X-Forwarded-For names the client.
+	RateClient, RateEmail httpapi.Rate
+	TrustedProxies        []netip.Prefix
 
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
@@ -144,6 +153,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.Replicas = n
 	}
+	if err := c.frontDoor(getenv); err != nil {
+		return c, err
+	}
 	if v := getenv("RUNNER_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1024 {
@@ -176,6 +188,27 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		c.NATSPassword = strings.TrimRight(string(raw), "\r\n")
 	}
 	return c, c.Validate()
+}
+
+// Default limits of the checkouts started over HTTP.
+const (
+	DefaultRateClient = "30/1m"
+	DefaultRateEmail  = "10/1h"
+)
+
+// frontDoor reads the HTTP API's limits on checkouts started without a token.
+func (c *Config) frontDoor(getenv func(string) string) error {
+	var err error
+	if c.RateClient, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_CLIENT"), DefaultRateClient)); err != nil {
+		return fmt.Errorf("CHECKOUT_RATE_CLIENT %w", err)
+	}
+	if c.RateEmail, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_EMAIL"), DefaultRateEmail)); err != nil {
+		return fmt.Errorf("CHECKOUT_RATE_EMAIL %w", err)
+	}
+	if c.TrustedProxies, err = httpapi.ParsePrefixes(getenv("TRUSTED_PROXIES")); err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES %w", err)
+	}
+	return nil
 }
 
 // Validate explains the first setting that cannot work.

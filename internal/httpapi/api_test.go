@@ -37,7 +37,8 @@ type env struct {
 	base string
 }
 
-func start(t *testing.T) *env {
+// start runs the whole checkout and the API; opts change the API's configuration.
+func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -47,8 +48,12 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(sys.Stop)
-	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", DataDir: dir, AdminToken: adminToken, NC: sys.NC, JS: sys.JS, Log: log,
-		Emulator: &httpapi.Emulator{URL: sys.StripeURL, Key: "sk_test_jetcheckout_emulator"}})
+	cfg := httpapi.Config{Addr: "127.0.0.1:0", DataDir: dir, AdminToken: adminToken, NC: sys.NC, JS: sys.JS, Log: log,
+		Emulator: &httpapi.Emulator{URL: sys.StripeURL, Key: "sk_test_jetcheckout_emulator"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

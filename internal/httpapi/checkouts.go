@@ -30,8 +30,14 @@ type Accepted202 struct {
 
 // processCheckout: POST /checkout/process.
 func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
+	if err := s.limitClient(w, r); err != nil {
+		return err
+	}
 	var req events.CheckoutRequest
 	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := s.limitEmail(w, req.CustomerEmail); err != nil {
 		return err
 	}
 	answer, replayed, err := s.submit(r.Context(), req, r.Header.Get("Idempotency-Key"))

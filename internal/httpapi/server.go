@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -32,6 +33,11 @@ type Config struct {
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Log      *slog.Logger
+	// RateClient and RateEmail limit the checkouts started without a token, per client
+	// address and per customer email (zero: no limit). TrustedProxies are the proxies
+	// whose X-Forwarded-For names the client (none: the connection's peer is the client).
+	RateClient, RateEmail Rate
+	TrustedProxies        []netip.Prefix
 	// RunsRetention is how long a checkout stays in the read model after its last change
 	// (default DefaultRunsRetention, the CHECKOUT stream's own).
 	RunsRetention time.Duration
@@ -58,7 +64,8 @@ func (c Config) Validate() error {
 
 // Server is the HTTP API and the run UI.
 type Server struct {
-	cfg   Config
+	cfg                 Config
+	perClient, perEmail *limiter
 	log   *slog.Logger
 	store *Store
 	hub   *Hub
@@ -78,7 +85,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: st, hub: &Hub{}, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Log, store: st, hub: &Hub{}, mux: http.NewServeMux(),
+		perClient: newLimiter(cfg.RateClient, "client"), perEmail: newLimiter(cfg.RateEmail, "customer email")}
 	if s.ui, err = newUI(s); err != nil {
 		st.Close()
 		return nil, err

@@ -308,6 +308,12 @@ func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, er
 		again.Error = "Pick at least one product."
 		return "store", again, nil
 	}
+	if err := u.s.limitClient(w, r); err != nil {
+		return again.refused(err)
+	}
+	if err := u.s.limitEmail(w, email); err != nil {
+		return again.refused(err)
+	}
 	customer := "cus_" + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
