@@ -66,11 +66,11 @@ func (c Config) Validate() error {
 type Server struct {
 	cfg                 Config
 	perClient, perEmail *limiter
-	log   *slog.Logger
-	store *Store
-	hub   *Hub
-	ui    *ui
-	mux   *http.ServeMux
+	log                 *slog.Logger
+	store               *Store
+	hub                 *Hub
+	ui                  *ui
+	mux                 *http.ServeMux
 }
 
 // New opens the read model and builds the routes.
