@@ -41,7 +41,10 @@ type Config struct {
 	HealthAddr string
 
 	HTTPAddr   string // HTTP_ADDR: the HTTP API and run UI (default 127.0.0.1:8080)
-	AdminToken string // ADMIN_TOKEN: guards the review endpoints (never logged; `run` makes one when unset)
+	AdminToken string // ADMIN_TOKEN: guards the review endpoints and customers' data (never logged; `run` makes one when unset)
+	// ReaderToken (READER_TOKEN, never logged) reads customers' personal data in the API and
+	// the UI, and decides nothing.
+	ReaderToken string
 	// AdminTokenFile is where `run` keeps the admin token it made (DATA_DIR/admin-token,
 	// mode 0600): the banner names the file, never the token.
 	AdminTokenFile string
@@ -137,6 +140,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		HealthAddr:         getenv("HEALTH_ADDR"),
 		HTTPAddr:           or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
 		AdminToken:         getenv("ADMIN_TOKEN"),
+		ReaderToken:        getenv("READER_TOKEN"),
 		StripeKey:          getenv("STRIPE_SECRET_KEY"),
 		StripeBase:         getenv("STRIPE_API_BASE"),
 		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),

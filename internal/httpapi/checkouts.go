@@ -229,7 +229,7 @@ func (s *Server) getCheckout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, visible(c, s.roleOf(credential(r, false))))
 	return nil
 }
 
@@ -312,6 +312,7 @@ func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errors.New("response writer cannot stream")
 	}
+	who := s.roleOf(credential(r, false))
 	changed, stop := s.hub.Subscribe(id)
 	defer stop()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -325,7 +326,7 @@ func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil // the headers are out: end the stream, the client reconnects
 		}
-		raw, _ := json.Marshal(c)
+		raw, _ := json.Marshal(visible(c, who))
 		if _, err := fmt.Fprintf(w, "event: checkout\nid: %d\ndata: %s\n\n", c.Events, raw); err != nil {
 			return nil
 		}
