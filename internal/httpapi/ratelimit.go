@@ -90,9 +90,15 @@ func (l *limiter) refuse(w http.ResponseWriter, d time.Duration) error {
 	return problem(http.StatusTooManyRequests, "too many checkouts for this %s (at most %s); retry after %s", l.what, l.rate, d.Round(time.Second))
 }
 
-// limitClient refuses a checkout from a client over its rate.
+// limitClient refuses a checkout from a client over its rate. An IPv6 client is its /64:
+// one host usually has a whole /64 to pick addresses from.
 func (s *Server) limitClient(w http.ResponseWriter, r *http.Request) error {
-	if d := s.perClient.wait(clientAddr(r, s.cfg.TrustedProxies), time.Now()); d > 0 {
+	key := clientAddr(r, s.cfg.TrustedProxies)
+	if a, err := netip.ParseAddr(key); err == nil && a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		key = p.String()
+	}
+	if d := s.perClient.wait(key, time.Now()); d > 0 {
 		return s.perClient.refuse(w, d)
 	}
 	return nil
