@@ -74,3 +74,44 @@ func BenchmarkEncodeOrderCreated(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSign and BenchmarkVerify: what signing adds to publishing an event, and checking
+// it to consuming one (compare with BenchmarkDecodeOrderCreated).
+func BenchmarkSign(b *testing.B) {
+	data := benchOrder(b)
+	k := benchKeys(b)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, _, err := k.Sign(ServiceOrders, OrderCreated, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	data := benchOrder(b)
+	k := benchKeys(b)
+	signer, sig, err := k.Sign(ServiceOrders, OrderCreated, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if err := k.Verify(OrderCreated, signer, sig, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchKeys(b *testing.B) *Keys {
+	b.Helper()
+	seed, pub, err := GenerateSeed()
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := NewKeys([]string{ServiceOrders + "=" + pub}, map[string]string{ServiceOrders: seed})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k
+}

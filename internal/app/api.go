@@ -25,8 +25,9 @@ type api struct {
 // startAPI serves the HTTP API and the run UI on cfg.HTTPAddr with nc and js, and returns
 // once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil).
 func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator) (*api, error) {
-	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken,
-		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention, Keys: keys})
+	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
+		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
+		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, TrustedProxies: cfg.TrustedProxies, Keys: keys})
 	if err != nil {
 		return nil, err
 	}

@@ -244,10 +244,15 @@ then in a third create a cart and check it out:
   ls %s
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())
 	if s.APIURL != "" {
+		// Where the token is, never the token: terminals and their logs are read by others.
+		where := "the ADMIN_TOKEN you set"
+		if s.Config.AdminTokenFile != "" {
+			where = "in " + s.Config.AdminTokenFile + " (set ADMIN_TOKEN to choose it)"
+		}
 		fmt.Fprintf(w, `
 Or over HTTP: the run UI and demo store at %s/ui/ (the API: %s/openapi.yaml);
-  admin token for the review queue: %s (set ADMIN_TOKEN to choose it)
-`, s.APIURL, s.APIURL, s.Config.AdminToken)
+  admin token for the review queue and the customers' data: %s
+`, s.APIURL, s.APIURL, where)
 	}
 	fmt.Fprintln(w, "Stop with Ctrl-C (in-flight work finishes first).")
 }

@@ -3,8 +3,10 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
@@ -43,7 +46,20 @@ type Config struct {
 	SigningSeeds  map[string]string
 
 	HTTPAddr   string // HTTP_ADDR: the HTTP API and run UI (default 127.0.0.1:8080)
-	AdminToken string // ADMIN_TOKEN: guards the review endpoints (never logged; `run` makes one when unset)
+	AdminToken string // ADMIN_TOKEN: guards the review endpoints and customers' data (never logged; `run` makes one when unset)
+	// ReaderToken (READER_TOKEN, never logged) reads customers' personal data in the API and
+	// the UI, and decides nothing.
+	ReaderToken string
+	// AdminTokenFile is where `run` keeps the admin token it made (DATA_DIR/admin-token,
+	// mode 0600): the banner names the file, never the token.
+	AdminTokenFile string
+
+	// RateClient (CHECKOUT_RATE_CLIENT, default 30/1m) and RateEmail (CHECKOUT_RATE_EMAIL,
+	// default 10/1h) limit the checkouts started over HTTP per client address and per
+	// customer email; 0 is no limit. TrustedProxies (TRUSTED_PROXIES, addresses or CIDR
+	// prefixes, default none) are the proxies whose X-Forwarded-For names the client.
+	RateClient, RateEmail httpapi.Rate
+	TrustedProxies        []netip.Prefix
 
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
@@ -129,6 +145,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		HealthAddr:         getenv("HEALTH_ADDR"),
 		HTTPAddr:           or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
 		AdminToken:         getenv("ADMIN_TOKEN"),
+		ReaderToken:        getenv("READER_TOKEN"),
 		StripeKey:          getenv("STRIPE_SECRET_KEY"),
 		StripeBase:         getenv("STRIPE_API_BASE"),
 		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),
@@ -145,6 +162,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("JETSTREAM_REPLICAS %q: want 1 to 5 (JetStream's limit)", v)
 		}
 		c.Replicas = n
+	}
+	if err := c.frontDoor(getenv); err != nil {
+		return c, err
 	}
 	if v := getenv("RUNNER_CONCURRENCY"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -180,6 +200,27 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
+// Default limits of the checkouts started over HTTP.
+const (
+	DefaultRateClient = "30/1m"
+	DefaultRateEmail  = "10/1h"
+)
+
+// frontDoor reads the HTTP API's limits on checkouts started without a token.
+func (c *Config) frontDoor(getenv func(string) string) error {
+	var err error
+	if c.RateClient, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_CLIENT"), DefaultRateClient)); err != nil {
+		return fmt.Errorf("CHECKOUT_RATE_CLIENT %w", err)
+	}
+	if c.RateEmail, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_EMAIL"), DefaultRateEmail)); err != nil {
+		return fmt.Errorf("CHECKOUT_RATE_EMAIL %w", err)
+	}
+	if c.TrustedProxies, err = httpapi.ParsePrefixes(getenv("TRUSTED_PROXIES")); err != nil {
+		return fmt.Errorf("TRUSTED_PROXIES %w", err)
+	}
+	return nil
+}
+
 // Validate explains the first setting that cannot work.
 func (c Config) Validate() error {
 	if c.NATSURL == "" {
@@ -211,13 +252,16 @@ func (c Config) EmbeddedStripe() bool { return c.StripeKey == "" && c.StripeBase
 // Outbox is where email goes when no SMTP server is configured.
 func (c Config) Outbox() string { return filepath.Join(c.DataDir, "outbox") }
 
-// Logger builds the process's logger; main passes it down.
-func (c Config) Logger() *slog.Logger {
+// Logger builds the process's logger on stdout; main passes it down.
+func (c Config) Logger() *slog.Logger { return c.LoggerTo(os.Stdout) }
+
+// LoggerTo builds the process's logger on w.
+func (c Config) LoggerTo(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: c.LogLevel}
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stdout, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stdout, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // validateNATSAuth explains credentials or TLS settings that cannot work together.

@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -36,12 +39,21 @@ Configuration comes from the environment: NATS_URL, NATS_USER, NATS_PASSWORD (or
 NATS_PASSWORD_FILE), NATS_CREDS, NATS_CA, NATS_CERT, NATS_KEY, NATS_LISTEN, DATA_DIR,
 STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_EMULATOR_LISTEN, SMTP_ADDR, SMTP_USERNAME,
 SMTP_PASSWORD, MAIL_FROM, LOG_LEVEL, LOG_FORMAT, HEALTH_ADDR, HTTP_ADDR, ADMIN_TOKEN,
+READER_TOKEN, CHECKOUT_RATE_CLIENT, CHECKOUT_RATE_EMAIL, TRUSTED_PROXIES,
 HANDLED_RETENTION, CHECKOUT_RETENTION, RUNS_RETENTION, SIGNING_PUBLIC_KEYS,
 SIGNING_SEED_<SERVICE> (see README.md).
 `
 
-// Main runs a command and returns the process's exit code.
+// Main runs a command and returns the process's exit code; SIGINT or SIGTERM stops it.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, stop, args, getenv, stdout, stderr)
+}
+
+// run is Main until ctx ends; unhook restores the default handling of the signals. The
+// logs go to stdout too.
+func run(ctx context.Context, unhook func(), args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -78,9 +90,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "jetcheckout: configuration:", err)
 		return 2
 	}
-	log := cfg.Logger()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	log := cfg.LoggerTo(stdout)
 	h := &health{}
 	if cfg.HealthAddr != "" {
 		if err := serveHealth(ctx, cfg.HealthAddr, h, log); err != nil {
@@ -92,15 +102,19 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 	switch args[0] {
 	case "run":
 		if cfg.AdminToken == "" {
-			cfg.AdminToken = randomPassword() // shown in the banner, for this run only
+			// Never printed: the banner says which file holds it.
+			if cfg.AdminToken, cfg.AdminTokenFile, err = adminTokenFile(cfg.DataDir); err != nil {
+				log.Error("stopped", "err", err)
+				return 1
+			}
 		}
-		err = serve(ctx, stop, cfg, log, h, stdout, true)
+		err = serve(ctx, unhook, cfg, log, h, stdout, true)
 	case "api":
 		if cfg.NATSURL == "" {
 			fmt.Fprintln(stderr, "jetcheckout: api needs NATS_URL (use `run` for everything embedded)")
 			return 2
 		}
-		err = serveAPI(ctx, stop, cfg, log, h)
+		err = serveAPI(ctx, unhook, cfg, log, h)
 	case "service":
 		if len(args) < 2 {
 			fmt.Fprint(stderr, usage)
@@ -110,7 +124,7 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, "jetcheckout: service needs NATS_URL (use `run` for everything embedded)")
 			return 2
 		}
-		err = serve(ctx, stop, cfg, log, h, stdout, false, args[1:]...)
+		err = serve(ctx, unhook, cfg, log, h, stdout, false, args[1:]...)
 	case "setup":
 		if cfg.NATSURL == "" {
 			fmt.Fprintln(stderr, "jetcheckout: setup needs NATS_URL (`run` sets up its embedded server itself)")
@@ -186,6 +200,24 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// adminTokenFile is the admin token `run` makes when ADMIN_TOKEN is unset: kept in a file
+// only its owner reads (DATA_DIR/admin-token), the same across restarts, so that a signed-in
+// browser stays signed in.
+func adminTokenFile(dataDir string) (token, path string, err error) {
+	path = filepath.Join(dataDir, "admin-token")
+	if raw, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(raw))) >= 16 {
+		return strings.TrimSpace(string(raw)), path, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", "", fmt.Errorf("admin token: %w", err)
+	}
+	token = randomPassword()
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("admin token: %w", err)
+	}
+	return token, path, nil
 }
 
 // dialable reports whether something accepts connections on addr.

@@ -32,12 +32,16 @@ const (
 	adminToken = "test-admin-token"
 )
 
+// asAdmin is the header of a request with the admin token: customers' data needs it.
+var asAdmin = []string{"Authorization", "Bearer " + adminToken}
+
 type env struct {
 	sys  *app.System
 	base string
 }
 
-func start(t *testing.T) *env {
+// start runs the whole checkout and the API; opts change the API's configuration.
+func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -47,8 +51,12 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(sys.Stop)
-	srv, err := httpapi.New(httpapi.Config{Addr: "127.0.0.1:0", DataDir: dir, AdminToken: adminToken, NC: sys.NC, JS: sys.JS, Log: log,
-		Emulator: &httpapi.Emulator{URL: sys.StripeURL, Key: "sk_test_jetcheckout_emulator"}})
+	cfg := httpapi.Config{Addr: "127.0.0.1:0", DataDir: dir, AdminToken: adminToken, NC: sys.NC, JS: sys.JS, Log: log,
+		Emulator: &httpapi.Emulator{URL: sys.StripeURL, Key: "sk_test_jetcheckout_emulator"}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := httpapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +233,7 @@ func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
 	if n := len(intents(e.sys, first.CheckoutID)); n != 1 {
 		t.Errorf("%d PaymentIntents for the checkout, want 1", n)
 	}
-	evs := ok[struct{ Events []httpapi.Event }](t, e, http.StatusOK, "GET", "/checkouts/"+first.CheckoutID+"/events", nil).Events
+	evs := ok[struct{ Events []httpapi.Event }](t, e, http.StatusOK, "GET", "/checkouts/"+first.CheckoutID+"/events", nil, asAdmin...).Events
 	counts := map[events.Subject]int{}
 	for _, ev := range evs {
 		counts[ev.Type]++
@@ -291,7 +299,7 @@ func TestValidationErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			status, hdr, raw := e.do(t, c.method, c.path, c.body)
+			status, hdr, raw := e.do(t, c.method, c.path, c.body, asAdmin...)
 			var p httpapi.Problem
 			if err := json.Unmarshal(raw, &p); err != nil || status != c.want || p.Status != c.want ||
 				hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(p.Detail, c.detail) {
@@ -300,7 +308,7 @@ func TestValidationErrors(t *testing.T) {
 		})
 	}
 	// Nothing was published by the refused requests.
-	page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil)
+	page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil, asAdmin...)
 	if len(page.Checkouts) != 0 {
 		t.Errorf("refused requests left checkouts: %+v", page.Checkouts)
 	}
@@ -315,7 +323,6 @@ func TestReviewFlow(t *testing.T) {
 		t.Fatalf("check_fraud while held: %+v", s)
 	}
 
-	bearer := []string{"Authorization", "Bearer " + adminToken}
 	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
 		if status, _, raw := e.do(t, "GET", "/reviews", nil, h...); status != http.StatusUnauthorized {
 			t.Fatalf("GET /reviews with %v: %d %s", h, status, raw)
@@ -324,25 +331,25 @@ func TestReviewFlow(t *testing.T) {
 			t.Fatalf("POST review with %v: %d %s", h, status, raw)
 		}
 	}
-	list := ok[struct{ Reviews []fraud.Review }](t, e, http.StatusOK, "GET", "/reviews", nil, bearer...)
+	list := ok[struct{ Reviews []fraud.Review }](t, e, http.StatusOK, "GET", "/reviews", nil, asAdmin...)
 	if len(list.Reviews) != 1 || list.Reviews[0].CheckoutID != a.CheckoutID {
 		t.Fatalf("reviews: %+v", list)
 	}
-	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "maybe", Reviewer: "ada"}, bearer...); status != http.StatusUnprocessableEntity {
+	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "maybe", Reviewer: "ada"}, asAdmin...); status != http.StatusUnprocessableEntity {
 		t.Fatalf("bad decision: %d %s", status, raw)
 	}
-	if status, _, raw := e.do(t, "POST", "/checkouts/co_unknown/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada"}, bearer...); status != http.StatusNotFound {
+	if status, _, raw := e.do(t, "POST", "/checkouts/co_unknown/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada"}, asAdmin...); status != http.StatusNotFound {
 		t.Fatalf("review of an unknown checkout: %d %s", status, raw)
 	}
-	ok[map[string]any](t, e, http.StatusAccepted, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada", Note: "known customer"}, bearer...)
+	ok[map[string]any](t, e, http.StatusAccepted, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "approve", Reviewer: "ada", Note: "known customer"}, asAdmin...)
 	c = e.ended(t, a.CheckoutID)
 	if c.Status != httpapi.StatusCompleted || step(c, events.StepCheckFraud).State != httpapi.StepDone {
 		t.Fatalf("approved checkout: %s %+v", c.Status, c.Failure)
 	}
-	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "deny", Reviewer: "ada"}, bearer...); status != http.StatusConflict {
+	if status, _, raw := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", events.ReviewDecision{Decision: "deny", Reviewer: "ada"}, asAdmin...); status != http.StatusConflict {
 		t.Fatalf("second decision: %d %s", status, raw)
 	}
-	if list := ok[struct{ Reviews []any }](t, e, http.StatusOK, "GET", "/reviews", nil, bearer...); len(list.Reviews) != 0 {
+	if list := ok[struct{ Reviews []any }](t, e, http.StatusOK, "GET", "/reviews", nil, asAdmin...); len(list.Reviews) != 0 {
 		t.Errorf("reviews after the decision: %+v", list)
 	}
 }
@@ -356,22 +363,22 @@ func TestListingFiltersSearchAndPages(t *testing.T) {
 		e.ended(t, a.CheckoutID)
 		ids = append(ids, a.CheckoutID)
 	}
-	failed := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?status=failed", nil)
+	failed := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?status=failed", nil, asAdmin...)
 	if len(failed.Checkouts) != 1 || failed.Checkouts[0].ID != ids[1] {
 		t.Errorf("status=failed: %+v", failed.Checkouts)
 	}
-	found := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q="+failed.Checkouts[0].CartID, nil)
+	found := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q="+failed.Checkouts[0].CartID, nil, asAdmin...)
 	if len(found.Checkouts) != 1 || found.Checkouts[0].ID != ids[1] {
 		t.Errorf("search by cart: %+v", found.Checkouts)
 	}
-	if byCustomer := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q=cus_ada", nil); len(byCustomer.Checkouts) != 3 {
+	if byCustomer := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts?q=cus_ada", nil, asAdmin...); len(byCustomer.Checkouts) != 3 {
 		t.Errorf("search by customer: %d checkouts", len(byCustomer.Checkouts))
 	}
 	// One per page, newest first, each exactly once.
 	var walked []string
 	path := "/checkouts?limit=1"
 	for range 5 {
-		page := ok[httpapi.Page](t, e, http.StatusOK, "GET", path, nil)
+		page := ok[httpapi.Page](t, e, http.StatusOK, "GET", path, nil, asAdmin...)
 		for _, c := range page.Checkouts {
 			walked = append(walked, c.ID)
 		}
@@ -464,7 +471,7 @@ func TestUIForms(t *testing.T) {
 	if c := e.ended(t, strings.TrimPrefix(runs[0], "/ui/checkouts/")); c.Status != httpapi.StatusCompleted {
 		t.Errorf("store order ended %s", c.Status)
 	}
-	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil); len(page.Checkouts) != 1 {
+	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil, asAdmin...); len(page.Checkouts) != 1 {
 		t.Errorf("%d checkouts after a double submit, want 1", len(page.Checkouts))
 	}
 }

@@ -30,8 +30,17 @@ type Accepted202 struct {
 
 // processCheckout: POST /checkout/process.
 func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
+	if err := s.limitClient(w, r); err != nil {
+		return err
+	}
 	var req events.CheckoutRequest
 	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkRequest(req); err != nil {
+		return err // before the email's limit: a request without an email is a 422
+	}
+	if err := s.limitEmail(w, req.CustomerEmail); err != nil {
 		return err
 	}
 	answer, replayed, err := s.submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
@@ -56,14 +65,20 @@ func checkRequest(req events.CheckoutRequest) error {
 
 // submit validates a checkout request, gives it its checkout ID and publishes it on
 // checkout.requested, answering only once the stream acknowledged it. With an idempotency
-// key the ID is derived from the key, so a retry is the same checkout: a key the read model
-// has accepted (for RUNS_RETENTION) is answered without publishing; a retry racing the first
-// is dropped by the stream's duplicate window. replayed reports a key seen before.
+// key the ID is derived from the key, so a retry is the same checkout. replayed reports a
+// request for a checkout that exists already: its answer says where that checkout is now.
+//
+// The stream decides which request a checkout ID stands for, in one step: it stores the
+// first checkout.requested with the ID's Nats-Msg-Id and acks every later one within its
+// duplicate window as a duplicate of it. A duplicate is then compared with what the stream
+// holds (read back through the read model, which folds every stored request: no read
+// grant beyond the API's own consumer): the same request is a replay, another is a 422.
+// Checking first and publishing after, as before, let two racing requests both pass the
+// check. The read model's answer before publishing covers a retry after the window.
 func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
 	if err := checkRequest(req); err != nil {
 		return answer, false, err
 	}
-	var hash string
 	switch {
 	case key != "":
 		if len(key) > 255 {
@@ -74,28 +89,37 @@ func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key str
 			return answer, false, problem(http.StatusBadRequest, "send checkout_id or an Idempotency-Key, not both")
 		}
 		req.CheckoutID = id
-		body, _ := json.Marshal(req)
-		sum := sha256.Sum256(body)
-		hash = hex.EncodeToString(sum[:])
 	case req.CheckoutID == "":
 		req.CheckoutID = newCheckoutID()
 	}
-	prior, seen, err := s.store.Accepted(req.CheckoutID)
+	hash := requestHash(req)
+	stored, err := s.storedHash(req.CheckoutID)
 	if err != nil {
 		return answer, false, err
 	}
-	if seen && hash != "" && prior.RequestHash != hash {
-		return answer, false, problem(http.StatusUnprocessableEntity, "this Idempotency-Key was used with a different request; use a new key for a new checkout")
+	if stored == "" {
+		ack, err := s.publish(ctx, req)
+		if err != nil {
+			return answer, false, err
+		}
+		if !ack.Duplicate {
+			s.accept(req, hash)
+			return accepted(req), false, nil
+		}
+		if stored, err = s.awaitStoredHash(ctx, req.CheckoutID); err != nil {
+			return answer, false, err
+		}
 	}
-	if seen && hash != "" {
-		// A retry of an accepted request: it is in the stream (accepted means acknowledged),
-		// so it is answered, not published again, however long after the first it comes.
-		s.log.Info("checkout replayed", "checkout_id", req.CheckoutID, "cart_id", req.CartID)
-		return accepted(req), true, nil
+	if stored != hash {
+		return answer, false, problem(http.StatusUnprocessableEntity, "this Idempotency-Key (or checkout_id) was used with a different request; use a new key for a new checkout")
 	}
-	if err := s.publish(ctx, req); err != nil {
-		return answer, false, err
-	}
+	s.log.Info("checkout replayed", "checkout_id", req.CheckoutID, "cart_id", req.CartID)
+	return s.replay(req), true, nil
+}
+
+// accept records a request the stream stored: GET answers it before the stream's copy is
+// folded in.
+func (s *Server) accept(req events.CheckoutRequest, hash string) {
 	if _, err := s.store.Accept(req.CheckoutID, Accepted{At: time.Now().UTC(), CartID: req.CartID, CustomerID: req.CustomerID,
 		CustomerEmail: req.CustomerEmail, RequestHash: hash}); err != nil {
 		// The request is in the stream: the checkout runs, and the read model learns of it
@@ -103,28 +127,91 @@ func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key str
 		s.log.Warn("record accepted checkout", "checkout_id", req.CheckoutID, "err", err)
 	}
 	s.hub.Notify(req.CheckoutID)
-	s.log.Info("checkout accepted", "checkout_id", req.CheckoutID, "cart_id", req.CartID, "replayed", seen)
-	return accepted(req), seen, nil
+	s.log.Info("checkout accepted", "checkout_id", req.CheckoutID, "cart_id", req.CartID)
+}
+
+// replay answers a retried request with where its checkout is now.
+func (s *Server) replay(req events.CheckoutRequest) Accepted202 {
+	a := accepted(req)
+	if c, err := s.store.Checkout(req.CheckoutID); err == nil {
+		a.Status = c.Status
+	}
+	return a
+}
+
+// requestHash identifies a request: a retry hashes the same, another request not.
+func requestHash(req events.CheckoutRequest) string {
+	body, _ := json.Marshal(req) // a struct of strings: cannot fail
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+// storedHash is the hash of the request the read model knows for checkout id: the one
+// this API accepted, or the one the stream holds; "" when it knows none.
+func (s *Server) storedHash(id string) (string, error) {
+	if a, seen, err := s.store.Accepted(id); err != nil || (seen && a.RequestHash != "") {
+		return a.RequestHash, err
+	}
+	evs, err := s.store.Events(id)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	for _, e := range evs {
+		if e.Type != events.Requested {
+			continue
+		}
+		var stored events.CheckoutRequest
+		if json.Unmarshal(e.Payload, &stored) != nil {
+			return "malformed", nil // matches no request
+		}
+		return requestHash(stored), nil
+	}
+	return "", nil
+}
+
+// awaitStoredHash waits until the read model has folded the request the stream acked ours
+// as a duplicate of, and returns its hash.
+func (s *Server) awaitStoredHash(ctx context.Context, id string) (string, error) {
+	changed, stop := s.hub.Subscribe(id)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	for {
+		hash, err := s.storedHash(id)
+		if hash != "" || err != nil {
+			return hash, err
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", problem(http.StatusServiceUnavailable, "checkout %s was requested already and its request is not readable yet; retry with the same Idempotency-Key", id)
+		}
+	}
 }
 
 func accepted(req events.CheckoutRequest) Accepted202 {
 	return Accepted202{CheckoutID: req.CheckoutID, CartID: req.CartID, Status: StatusAccepted, StatusURL: "/checkouts/" + req.CheckoutID}
 }
 
-// publish stores the request in the CHECKOUT stream and waits for the ack. Its Nats-Msg-Id
-// is the request's event ID, so the stream drops a retry within its duplicate window.
-func (s *Server) publish(ctx context.Context, req events.CheckoutRequest) error {
+// publish stores the request in the CHECKOUT stream and returns the stream's ack. Its
+// Nats-Msg-Id is the request's event ID, so the stream keeps one request per checkout
+// within its duplicate window and acks the others as duplicates.
+func (s *Server) publish(ctx context.Context, req events.CheckoutRequest) (*jetstream.PubAck, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	if _, err := s.cfg.JS.Publish(ctx, string(events.Requested), body, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested))); err != nil {
+	ack, err := s.cfg.JS.Publish(ctx, string(events.Requested), body, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested)))
+	if err != nil {
 		s.log.Error("publish checkout request", "checkout_id", req.CheckoutID, "err", err)
-		return problem(http.StatusServiceUnavailable, "the checkout could not be stored (%v); nothing was started, retry with the same Idempotency-Key", err)
+		return nil, problem(http.StatusServiceUnavailable, "the checkout could not be stored (%v); nothing was started, retry with the same Idempotency-Key", err)
 	}
-	return nil
+	return ack, nil
 }
 
 // idempotentID is the checkout ID of an idempotency key: the same key, the same checkout.
@@ -145,7 +232,7 @@ func (s *Server) getCheckout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c)
+	writeJSON(w, http.StatusOK, visible(c, s.roleOf(credential(r, false))))
 	return nil
 }
 
@@ -228,6 +315,7 @@ func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errors.New("response writer cannot stream")
 	}
+	who := s.roleOf(credential(r, false))
 	changed, stop := s.hub.Subscribe(id)
 	defer stop()
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -241,7 +329,7 @@ func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil // the headers are out: end the stream, the client reconnects
 		}
-		raw, _ := json.Marshal(c)
+		raw, _ := json.Marshal(visible(c, who))
 		if _, err := fmt.Fprintf(w, "event: checkout\nid: %d\ndata: %s\n\n", c.Events, raw); err != nil {
 			return nil
 		}

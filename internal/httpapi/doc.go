@@ -8,4 +8,9 @@
 // a bbolt file (api.db), one view per checkout computed from that checkout's events and
 // the DAG in events.Checkout (Fold). It consumes: every checkout event. It emits:
 // checkout.requested.
+//
+// The front door (auth.go, ratelimit.go): customers' data needs the reader or admin token
+// (a checkout's own URL answers anyone, redacted); checkouts started without a token are
+// rate-limited per client and per email; the UI's forms refuse other origins and the
+// review form needs its CSRF token.
 package httpapi

@@ -3,15 +3,14 @@ package httpapi
 import (
 	"cmp"
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,15 +23,23 @@ import (
 type Config struct {
 	Addr    string // host:port to listen on
 	DataDir string // where the read model's bbolt file (api.db) goes
-	// AdminToken guards the review endpoints (Authorization: Bearer, or the UI's cookie).
-	// Empty refuses them all.
+	// AdminToken guards the review endpoints and reads customers' personal data
+	// (Authorization: Bearer, or the UI's cookie). Empty refuses the reviews.
 	AdminToken string
+	// ReaderToken reads customers' personal data (checkout lists, events, the UI's pages),
+	// and nothing more. Without either token, a checkout shows only its redacted view.
+	ReaderToken string
 	// Emulator, when set, is the Stripe emulator the demo plays the customer's 3-D Secure
 	// page on; the run page then offers to complete or fail it.
 	Emulator *Emulator
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Log      *slog.Logger
+	// RateClient and RateEmail limit the checkouts started without a token, per client
+	// address and per customer email (zero: no limit). TrustedProxies are the proxies
+	// whose X-Forwarded-For names the client (none: the connection's peer is the client).
+	RateClient, RateEmail Rate
+	TrustedProxies        []netip.Prefix
 	// RunsRetention is how long a checkout stays in the read model after its last change
 	// (default DefaultRunsRetention, the CHECKOUT stream's own).
 	RunsRetention time.Duration
@@ -62,12 +69,13 @@ func (c Config) Validate() error {
 
 // Server is the HTTP API and the run UI.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	store *Store
-	hub   *Hub
-	ui    *ui
-	mux   *http.ServeMux
+	cfg                 Config
+	perClient, perEmail *limiter
+	log                 *slog.Logger
+	store               *Store
+	hub                 *Hub
+	ui                  *ui
+	mux                 *http.ServeMux
 }
 
 // New opens the read model and builds the routes.
@@ -82,7 +90,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, store: st, hub: &Hub{}, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Log, store: st, hub: &Hub{}, mux: http.NewServeMux(),
+		perClient: newLimiter(cfg.RateClient, "client"), perEmail: newLimiter(cfg.RateEmail, "customer email")}
 	if s.ui, err = newUI(s); err != nil {
 		st.Close()
 		return nil, err
@@ -94,12 +103,12 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("POST /checkout/process", s.handle(s.processCheckout))
-	m.HandleFunc("GET /checkouts", s.handle(s.listCheckouts))
+	m.HandleFunc("GET /checkouts", s.handle(s.need(reader, s.listCheckouts)))
 	m.HandleFunc("GET /checkouts/{id}", s.handle(s.getCheckout))
-	m.HandleFunc("GET /checkouts/{id}/events", s.handle(s.checkoutEvents))
+	m.HandleFunc("GET /checkouts/{id}/events", s.handle(s.need(reader, s.checkoutEvents)))
 	m.HandleFunc("GET /checkouts/{id}/stream", s.handle(s.streamCheckout))
-	m.HandleFunc("POST /checkouts/{id}/review", s.handle(s.admin(s.reviewCheckout)))
-	m.HandleFunc("GET /reviews", s.handle(s.admin(s.listReviews)))
+	m.HandleFunc("POST /checkouts/{id}/review", s.handle(s.need(admin, s.reviewCheckout)))
+	m.HandleFunc("GET /reviews", s.handle(s.need(admin, s.listReviews)))
 	m.HandleFunc("POST /carts", s.handle(s.createCart))
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
@@ -155,34 +164,6 @@ func (s *Server) Run(ctx context.Context, ready func(addr string)) error {
 	}
 	wg.Wait()
 	return errors.Join(runErr, s.store.Close())
-}
-
-// admin guards h with the admin token: an Authorization: Bearer header, or the cookie the
-// UI's sign-in sets.
-func (s *Server) admin(h handlerFunc) handlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if s.cfg.AdminToken == "" {
-			return problem(http.StatusForbidden, "no ADMIN_TOKEN is configured, so the admin endpoints are off")
-		}
-		if !s.isAdmin(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="jetcheckout admin"`)
-			return problem(http.StatusUnauthorized, "this endpoint needs the admin token: Authorization: Bearer <ADMIN_TOKEN>")
-		}
-		return h(w, r)
-	}
-}
-
-func (s *Server) isAdmin(r *http.Request) bool {
-	if s.cfg.AdminToken == "" {
-		return false
-	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		if c, err := r.Cookie(adminCookie); err == nil {
-			token = c.Value
-		}
-	}
-	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) == 1
 }
 
 //go:embed openapi.yaml

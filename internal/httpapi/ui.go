@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -23,10 +24,6 @@ import (
 
 //go:embed web
 var webFS embed.FS
-
-// adminCookie carries the admin token for the UI after sign-in (HttpOnly, SameSite=Strict:
-// another site's form cannot use it).
-const adminCookie = "jetcheckout_admin"
 
 // ui is the run UI: server-rendered pages, a little JavaScript for live updates.
 type ui struct {
@@ -65,13 +62,34 @@ func (u *ui) routes(m *http.ServeMux) {
 	m.HandleFunc("GET /ui/{$}", u.page(u.list))
 	m.HandleFunc("GET /ui/checkouts/{id}", u.page(u.checkout))
 	m.HandleFunc("GET /ui/checkouts/{id}/fragment", u.page(u.checkout))
-	m.HandleFunc("POST /ui/checkouts/{id}/3ds", u.page(u.authenticate))
+	if u.s.cfg.Emulator != nil { // the demo's 3-D Secure button: only with the emulator
+		m.HandleFunc("POST /ui/checkouts/{id}/3ds", u.post(u.authenticate))
+	}
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
-	m.HandleFunc("POST /ui/reviews/{id}", u.page(u.decide))
-	m.HandleFunc("POST /ui/login", u.page(u.login))
+	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
+	m.HandleFunc("POST /ui/login", u.post(u.login))
 	m.HandleFunc("GET /ui/store", u.page(u.store))
-	m.HandleFunc("POST /ui/store", u.page(u.placeOrder))
+	m.HandleFunc("POST /ui/store", u.post(u.placeOrder))
 }
+
+// crossOrigin refuses a browser's request that another origin's page made (by
+// Sec-Fetch-Site, or Origin against Host); a request no browser made passes, and the
+// forms that act with the sign-in cookie check their CSRF token too.
+var crossOrigin = http.NewCrossOriginProtection()
+
+// post is a UI handler of a form: only from the UI's own pages, its body bounded.
+func (u *ui) post(h pageFunc) http.HandlerFunc {
+	return u.page(func(w http.ResponseWriter, r *http.Request) (string, any, error) {
+		if err := crossOrigin.Check(r); err != nil {
+			return "", nil, problem(http.StatusForbidden, "a page of another site cannot post this form")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		return h(w, r)
+	})
+}
+
+// role is what the request's sign-in (or bearer token) lets it do.
+func (u *ui) role(r *http.Request) role { return u.s.roleOf(credential(r, true)) }
 
 // page is a UI handler: it renders a template with data, or an error page.
 type pageFunc func(w http.ResponseWriter, r *http.Request) (name string, data any, err error)
@@ -86,7 +104,7 @@ func (u *ui) page(h pageFunc) http.HandlerFunc {
 				p = &problemError{Problem{Status: http.StatusInternalServerError, Title: "Internal error", Detail: "something went wrong; please retry"}}
 			}
 			w.WriteHeader(p.Status)
-			name, data = "list", listData{Error: p.Detail, Page: Page{}}
+			name, data = "list", listData{Error: p.Detail, Page: Page{}, SignIn: p.Status == http.StatusUnauthorized}
 		}
 		if name == "" {
 			return // redirected
@@ -109,12 +127,16 @@ func (u *ui) page(h pageFunc) http.HandlerFunc {
 
 type listData struct {
 	Error  string
+	SignIn bool // offer the sign-in form
 	Query  Query
 	Page   Page
 	Counts map[string]int
 }
 
-func (u *ui) list(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+func (u *ui) list(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	if err := u.s.allowed(w, u.role(r), reader); err != nil {
+		return "", nil, err
+	}
 	q, err := parseQuery(r)
 	if err != nil {
 		return "", nil, err
@@ -135,6 +157,8 @@ type checkoutData struct {
 	// customer on the emulator.
 	ThreeDS string
 	Message string
+	// SignedOut: the page shows no customer and no events (they hold addresses).
+	SignedOut bool
 }
 
 func (u *ui) checkout(_ http.ResponseWriter, r *http.Request) (string, any, error) {
@@ -143,22 +167,33 @@ func (u *ui) checkout(_ http.ResponseWriter, r *http.Request) (string, any, erro
 	if err != nil {
 		return "", nil, err
 	}
-	evs, err := u.s.store.Events(id)
-	if err != nil {
-		return "", nil, err
-	}
-	d := checkoutData{Checkout: c, DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Events: evs, Message: r.URL.Query().Get("message")}
-	if u.s.cfg.Emulator != nil {
-		for _, s := range c.Steps {
-			if s.Name == events.StepProcessPayment && s.State == StepWaiting && s.Waiting != nil {
-				d.ThreeDS = s.Waiting.Reference
-			}
+	who := u.role(r)
+	d := checkoutData{Checkout: visible(c, who), DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Message: r.URL.Query().Get("message"), SignedOut: who < reader}
+	if !d.SignedOut {
+		if d.Events, err = u.s.store.Events(id); err != nil {
+			return "", nil, err
 		}
+	}
+	if u.s.cfg.Emulator != nil {
+		d.ThreeDS = awaitingAuthentication(c)
 	}
 	return "checkout", d, nil
 }
 
-// authenticate plays the customer on the emulator's 3-D Secure page.
+// awaitingAuthentication is the PaymentIntent of checkout c that waits for 3-D Secure, as
+// the payment step reported it; "" when none does.
+func awaitingAuthentication(c Checkout) string {
+	for _, s := range c.Steps {
+		if s.Name == events.StepProcessPayment && s.State == StepWaiting && s.Waiting != nil && strings.HasPrefix(s.Waiting.Reference, "pi_") {
+			return s.Waiting.Reference
+		}
+	}
+	return ""
+}
+
+// authenticate plays the customer on the emulator's 3-D Secure page, for the intent this
+// checkout's payment step waits on: the intent comes from the checkout's own events, never
+// from the form, and the emulator checks that the intent is this checkout's.
 func (u *ui) authenticate(w http.ResponseWriter, r *http.Request) (string, any, error) {
 	id := r.PathValue("id")
 	c, err := u.s.checkout(id)
@@ -166,15 +201,18 @@ func (u *ui) authenticate(w http.ResponseWriter, r *http.Request) (string, any, 
 		return "", nil, err
 	}
 	emu := u.s.cfg.Emulator
-	pi := r.FormValue("payment_intent")
 	result := r.FormValue("result")
-	if emu == nil || !strings.HasPrefix(pi, "pi_") || (result != "complete" && result != "fail") {
-		return "", nil, problem(http.StatusBadRequest, "nothing to authenticate here")
+	if result != "complete" && result != "fail" {
+		return "", nil, problem(http.StatusBadRequest, "result must be complete or fail")
 	}
-	if c.PaymentIntentID != "" {
-		return "", nil, problem(http.StatusConflict, "the payment is already captured")
+	pi := awaitingAuthentication(c)
+	if pi == "" {
+		return "", nil, problem(http.StatusConflict, "checkout %s waits for no 3-D Secure", id)
 	}
-	body, _ := json.Marshal(map[string]string{"result": result})
+	if named := r.FormValue("payment_intent"); named != "" && named != pi {
+		return "", nil, problem(http.StatusForbidden, "that PaymentIntent is not the payment of checkout %s", id)
+	}
+	body, _ := json.Marshal(map[string]string{"result": result, "checkout_id": id})
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, emu.URL+"/_emulator/payment_intents/"+url.PathEscape(pi)+"/authenticate", bytes.NewReader(body))
@@ -202,11 +240,13 @@ type reviewsData struct {
 	Reviews  any
 	Message  string
 	Reviewer string
+	CSRF     string // the decision forms' token
 }
 
 func (u *ui) reviews(_ http.ResponseWriter, r *http.Request) (string, any, error) {
-	d := reviewsData{Enabled: u.s.cfg.AdminToken != "", Admin: u.s.isAdmin(r), Message: r.URL.Query().Get("message"), Reviewer: "operator"}
+	d := reviewsData{Enabled: u.s.cfg.AdminToken != "", Admin: u.role(r) == admin, Message: r.URL.Query().Get("message"), Reviewer: "operator"}
 	if d.Admin {
+		d.CSRF = csrfToken(credential(r, true))
 		reviews, err := u.s.reviews(r.Context())
 		if err != nil {
 			return "", nil, err
@@ -216,17 +256,28 @@ func (u *ui) reviews(_ http.ResponseWriter, r *http.Request) (string, any, error
 	return "reviews", d, nil
 }
 
+// login signs in with the admin or the reader token: a cookie holds it, only once it is
+// known to be one of them.
 func (u *ui) login(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: r.FormValue("token"), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, "/ui/reviews", http.StatusSeeOther)
+	token := r.FormValue("token")
+	if u.s.roleOf(token) == anonymous {
+		return "", nil, problem(http.StatusUnauthorized, "that is neither the admin nor the reader token")
+	}
+	http.SetCookie(w, &http.Cookie{Name: signInCookie, Value: token, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, "/ui/") || strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, "/ui//") {
+		next = "/ui/" // only back into the UI, never to another site
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
 	return "", nil, nil
 }
 
 func (u *ui) decide(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if !u.s.isAdmin(r) {
+	if u.role(r) != admin {
 		return "", nil, problem(http.StatusUnauthorized, "sign in with the admin token first")
+	}
+	if subtle.ConstantTimeCompare([]byte(r.FormValue("csrf")), []byte(csrfToken(credential(r, true)))) != 1 {
+		return "", nil, problem(http.StatusForbidden, "this form is not from the review page (no valid CSRF token); open the review queue again")
 	}
 	id := r.PathValue("id")
 	_, err := u.s.decide(r.Context(), id, events.ReviewDecision{Decision: r.FormValue("decision"), Reviewer: r.FormValue("reviewer"), Note: r.FormValue("note")})
@@ -272,7 +323,6 @@ var demoAddress = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", Cit
 // placeOrder makes a cart of the chosen products and checks it out, as an app would with
 // POST /carts and POST /checkout/process; the form's key makes a double submit one order.
 func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		return "", nil, problem(http.StatusBadRequest, "bad form: %v", err)
 	}
@@ -307,6 +357,12 @@ func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, er
 	if len(items) == 0 {
 		again.Error = "Pick at least one product."
 		return "store", again, nil
+	}
+	if err := u.s.limitClient(w, r); err != nil {
+		return again.refused(err)
+	}
+	if err := u.s.limitEmail(w, email); err != nil {
+		return again.refused(err)
 	}
 	customer := "cus_" + strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {

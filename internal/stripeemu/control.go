@@ -88,6 +88,9 @@ func ruleJSON(r FaultRule) faultJSON {
 // authenticationJSON is the body of POST /_emulator/payment_intents/{id}/authenticate.
 type authenticationJSON struct {
 	Result string `json:"result"` // "complete" or "fail"
+	// CheckoutID, when set, must be the intent's metadata.checkout_id: the demo's button
+	// acts for one checkout and never completes another's intent.
+	CheckoutID string `json:"checkout_id,omitempty"`
 }
 
 // control serves the emulator's own endpoints (see the package documentation).
@@ -125,7 +128,7 @@ func (e *Emulator) control(r *http.Request, c Call) response {
 		if err := decodeStrict(c.body, &j); err != nil || (j.Result != "complete" && j.Result != "fail") {
 			return refuse(invalid("", "result", `The body must be {"result": "complete"} or {"result": "fail"}.`))
 		}
-		pi, err := e.authenticate3DS(parts[1], j.Result == "complete")
+		pi, err := e.authenticate3DS(parts[1], j.CheckoutID, j.Result == "complete")
 		if err != nil {
 			return refuse(err)
 		}

@@ -48,7 +48,7 @@
 //	GET    /_emulator/faults      the rules in force, with what is left of their counts
 //	DELETE /_emulator/faults      switch every rule off
 //	DELETE /_emulator/faults/{id} switch one rule off
-//	POST   /_emulator/payment_intents/{id}/authenticate   {"result": "complete" | "fail"}
+//	POST   /_emulator/payment_intents/{id}/authenticate   {"result": "complete" | "fail", "checkout_id": optional: must be the intent's metadata.checkout_id}
 //	       plays the customer on the 3D Secure page, as CompleteAuthentication; answers
 //	       with the PaymentIntent.
 //

@@ -99,15 +99,15 @@ func (pi *intent) view() PaymentIntentView {
 // payment_intent_authentication_failure error. Over HTTP it is
 // POST /_emulator/payment_intents/{id}/authenticate.
 func (e *Emulator) CompleteAuthentication(id string, approved bool) error {
-	_, err := e.authenticate3DS(id, approved)
+	_, err := e.authenticate3DS(id, "", approved)
 	return err
 }
 
-func (e *Emulator) authenticate3DS(id string, approved bool) (*intentJSON, error) {
+func (e *Emulator) authenticate3DS(id, checkoutID string, approved bool) (*intentJSON, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	pi, found := e.intents[id]
-	if !found {
+	if !found || (checkoutID != "" && pi.metadata["checkout_id"] != checkoutID) {
 		return nil, noSuch(http.StatusNotFound, "payment_intent", "intent", id)
 	}
 	if pi.status != statusRequiresAction {

@@ -1,0 +1,347 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// These tests try the front door as an attacker (or an unlucky client) would.
+
+// answer is one HTTP answer.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// TestIdempotencyKeyRaceHasOneWinner: requests racing with one Idempotency-Key and two
+// different bodies both got 202 (the check and the publish were two steps), and the read
+// model then showed the cart that did not run. Now the stream picks one request: every
+// copy of it gets 202 for the same checkout, every copy of the other 422, and the
+// checkout that runs is the winner's.
+func TestIdempotencyKeyRaceHasOneWinner(t *testing.T) {
+	e := start(t)
+	for round := range 3 {
+		carts := []events.Cart{e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 1}), e.cart(t, events.CartItem{ProductID: "mug-nats", Quantity: 1})}
+		key := fmt.Sprintf("race-%d", round)
+		answers := make([]answer, 6) // bodies A, B, A, B, A, B
+		var wg sync.WaitGroup
+		ready := make(chan struct{})
+		for i := range answers {
+			wg.Go(func() {
+				<-ready
+				status, hdr, raw := e.do(t, "POST", "/checkout/process", request(carts[i%2].ID, "ada@example.com", "pm_card_visa"), "Idempotency-Key", key)
+				answers[i] = answer{status, hdr, raw}
+			})
+		}
+		close(ready)
+		wg.Wait()
+		winners := map[string]string{} // cart → checkout
+		for i, a := range answers {
+			switch a.status {
+			case http.StatusAccepted:
+				var got httpapi.Accepted202
+				if err := json.Unmarshal(a.body, &got); err != nil {
+					t.Fatal(err)
+				}
+				winners[carts[i%2].ID] = got.CheckoutID
+			case http.StatusUnprocessableEntity:
+			default:
+				t.Fatalf("round %d request %d: %d %s", round, i, a.status, a.body)
+			}
+		}
+		if len(winners) != 1 {
+			t.Fatalf("round %d: 202 for %d different requests with one key: %v", round, len(winners), answers)
+		}
+		for i, a := range answers {
+			if _, won := winners[carts[i%2].ID]; won != (a.status == http.StatusAccepted) {
+				t.Fatalf("round %d: request %d (cart %s) answered %d %s; winners %v", round, i, carts[i%2].ID, a.status, a.body, winners)
+			}
+		}
+		for cart, id := range winners {
+			c := e.ended(t, id)
+			if c.CartID != cart || c.Status != httpapi.StatusCompleted {
+				t.Errorf("round %d: checkout %s ran cart %s and %s, want the winner's %s completed", round, id, c.CartID, c.Status, cart)
+			}
+			// A retry after it ended says where it is now, not "accepted".
+			again := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart, "ada@example.com", "pm_card_visa"), "Idempotency-Key", key)
+			if again.CheckoutID != id || again.Status != httpapi.StatusCompleted {
+				t.Errorf("round %d: retry answered %+v, want %s completed", round, again, id)
+			}
+		}
+	}
+}
+
+// requested counts the checkout requests the stream holds.
+func (e *env) requested(t *testing.T) uint64 {
+	t.Helper()
+	st, err := e.sys.JS.Stream(context.Background(), events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(string(events.Requested)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[string(events.Requested)]
+}
+
+// limited checks a 429: Retry-After in seconds, a problem saying why.
+func limited(t *testing.T, status int, hdr http.Header, raw []byte, why string) {
+	t.Helper()
+	var p httpapi.Problem
+	_ = json.Unmarshal(raw, &p)
+	if retry, err := strconv.Atoi(hdr.Get("Retry-After")); status != http.StatusTooManyRequests || err != nil || retry < 1 ||
+		hdr.Get("Content-Type") != "application/problem+json" || !strings.Contains(p.Detail, why) {
+		t.Fatalf("over the limit: %d %v %s, want 429 with Retry-After and a problem about the %s", status, hdr, raw, why)
+	}
+}
+
+// TestCheckoutRateLimits: 2,000 unauthenticated checkouts in 34 s sent 2,000 emails. Now a
+// client, and a customer email, gets so many checkouts, then a 429 with Retry-After, and
+// nothing is published for a refused request.
+func TestCheckoutRateLimits(t *testing.T) {
+	t.Run("client", func(t *testing.T) {
+		e := start(t, func(c *httpapi.Config) { c.RateClient = httpapi.Rate{N: 3, Per: time.Hour} })
+		for i := range 3 {
+			ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(fmt.Sprintf("cart_%d", i), fmt.Sprintf("c%d@example.com", i), "pm_card_visa"))
+		}
+		before := e.requested(t)
+		// Another address in X-Forwarded-For changes nothing: no proxy is trusted.
+		status, hdr, raw := e.do(t, "POST", "/checkout/process", request("cart_x", "x@example.com", "pm_card_visa"), "X-Forwarded-For", "192.0.2.7")
+		limited(t, status, hdr, raw, "client")
+		if after := e.requested(t); after != before || before != 3 {
+			t.Errorf("checkout requests in the stream: %d before the refused one, %d after; want 3 and 3", before, after)
+		}
+	})
+	t.Run("email", func(t *testing.T) {
+		e := start(t, func(c *httpapi.Config) { c.RateEmail = httpapi.Rate{N: 2, Per: time.Hour} })
+		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_1", "victim@example.com", "pm_card_visa"))
+		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_2", "victim@example.com", "pm_card_visa"))
+		status, hdr, raw := e.do(t, "POST", "/checkout/process", request("cart_3", "Victim@Example.COM", "pm_card_visa"))
+		limited(t, status, hdr, raw, "customer email")
+		if n := e.requested(t); n != 2 {
+			t.Errorf("%d checkout requests in the stream, want 2", n)
+		}
+		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_4", "other@example.com", "pm_card_visa"))
+	})
+}
+
+// signIn posts the UI's sign-in form and returns its status and the cookie it set (nil
+// when none), without following the redirect.
+func (e *env) signIn(t *testing.T, token string) (int, *http.Cookie) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.base+"/ui/login", strings.NewReader(url.Values{"token": {token}, "next": {"/ui/reviews"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", e.base)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Value != "" {
+			return resp.StatusCode, c
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// TestPersonalDataNeedsAToken: GET /checkouts, a checkout's events and the UI showed every
+// customer's email and addresses to anyone. Now they need the reader or admin token; a
+// checkout's status URL still answers anyone, without who the customer is.
+func TestPersonalDataNeedsAToken(t *testing.T) {
+	const readerToken = "test-reader-token"
+	e := start(t, func(c *httpapi.Config) { c.ReaderToken = readerToken })
+	cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_visa"))
+	e.ended(t, a.CheckoutID)
+	personal := []string{"ada@example.com", "cus_ada", "1 Market St"}
+	leaks := func(raw []byte) []string {
+		var found []string
+		for _, p := range personal {
+			if strings.Contains(string(raw), p) {
+				found = append(found, p)
+			}
+		}
+		return found
+	}
+	reader := []string{"Authorization", "Bearer " + readerToken}
+	_, cookie := e.signIn(t, readerToken)
+	if cookie == nil {
+		t.Fatal("signing in with the reader token set no cookie")
+	}
+	withCookie := []string{"Cookie", cookie.String()}
+	for _, c := range []struct {
+		path      string
+		anonymous int      // the status without a token
+		shows     []string // what the token shows
+	}{
+		{"/checkouts", http.StatusUnauthorized, personal[:2]},
+		{"/checkouts/" + a.CheckoutID + "/events", http.StatusUnauthorized, personal},
+		{"/checkouts/" + a.CheckoutID, http.StatusOK, personal[:2]},
+		{"/checkouts/" + a.CheckoutID + "/stream", http.StatusOK, personal[:2]},
+		{"/ui/", http.StatusUnauthorized, personal[:2]},
+		{"/ui/checkouts/" + a.CheckoutID, http.StatusOK, personal},
+	} {
+		status, _, raw := e.do(t, "GET", c.path, nil)
+		if status != c.anonymous || len(leaks(raw)) > 0 {
+			t.Errorf("anonymous GET %s: %d showing %v, want %d showing none", c.path, status, leaks(raw), c.anonymous)
+		}
+		header := reader
+		if strings.HasPrefix(c.path, "/ui/") {
+			header = withCookie
+		}
+		status, _, raw = e.do(t, "GET", c.path, nil, header...)
+		if status != http.StatusOK || len(leaks(raw)) < len(c.shows) {
+			t.Errorf("GET %s with the reader token: %d showing %v, want 200 showing %v", c.path, status, leaks(raw), c.shows)
+		}
+	}
+	// The status URL of the 202 still tells its customer how it went.
+	if c := ok[httpapi.Checkout](t, e, http.StatusOK, "GET", a.StatusURL, nil); c.Status != httpapi.StatusCompleted || c.CartID != cart.ID {
+		t.Errorf("anonymous status URL: %+v", c)
+	}
+	// Reading is all the reader token does.
+	if status, _, _ := e.do(t, "GET", "/reviews", nil, reader...); status != http.StatusUnauthorized {
+		t.Errorf("GET /reviews with the reader token: %d, want 401", status)
+	}
+}
+
+// TestUIFormsRefuseOtherOrigins: the review form, signed in by cookie, took a post from any
+// page, and /ui/login stored any value as the cookie. Now sign-in checks the token before
+// setting a cookie, a form from another origin is refused, a form without the page's CSRF
+// token is refused, the JSON API ignores the cookie, and the review stays pending through
+// all of it; the review page's own form still decides.
+func TestUIFormsRefuseOtherOrigins(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "keyboard-bbolt", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "eve@review.test", "pm_card_visa"))
+	e.until(t, a.CheckoutID, "held for review", func(c httpapi.Checkout) bool { return c.Status == httpapi.StatusWaiting })
+
+	if status, cookie := e.signIn(t, "guessed-token"); cookie != nil || status != http.StatusUnauthorized {
+		t.Fatalf("sign-in with a wrong token: %d, cookie %v", status, cookie)
+	}
+	_, cookie := e.signIn(t, adminToken)
+	if cookie == nil {
+		t.Fatal("sign-in with the admin token set no cookie")
+	}
+	jar := []string{"Cookie", cookie.String()}
+	_, _, page := e.do(t, "GET", "/ui/reviews", nil, jar...)
+	m := regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("the review page has no CSRF token:\n%s", page)
+	}
+	approve := func(csrf string, header ...string) int {
+		form := url.Values{"decision": {"approve"}, "reviewer": {"mallory"}, "csrf": {csrf}}.Encode()
+		status, _, _ := e.do(t, "POST", "/ui/reviews/"+a.CheckoutID, form, append(append([]string{"Content-Type", "application/x-www-form-urlencoded"}, jar...), header...)...)
+		return status
+	}
+	for name, status := range map[string]int{
+		"another origin":            approve(string(m[1]), "Origin", "http://evil.example"),
+		"another site (fetch meta)": approve(string(m[1]), "Sec-Fetch-Site", "cross-site"),
+		"no CSRF token":             approve("", "Origin", e.base),
+		"a wrong CSRF token":        approve(strings.Repeat("0", 64), "Origin", e.base),
+	} {
+		if status != http.StatusForbidden {
+			t.Errorf("approve from %s: %d, want 403", name, status)
+		}
+	}
+	// A text/plain form can post JSON to the API: the cookie does not sign it in there.
+	status, _, _ := e.do(t, "POST", "/checkouts/"+a.CheckoutID+"/review", `{"decision":"approve","reviewer":"mallory"}`,
+		append([]string{"Content-Type", "text/plain"}, jar...)...)
+	if status != http.StatusUnauthorized {
+		t.Errorf("JSON review with the cookie alone: %d, want 401", status)
+	}
+	reviews := ok[struct{ Reviews []fraud.Review }](t, e, http.StatusOK, "GET", "/reviews", nil, asAdmin...).Reviews
+	if len(reviews) != 1 || reviews[0].CheckoutID != a.CheckoutID {
+		t.Fatalf("reviews after the refused posts: %+v, want %s still pending", reviews, a.CheckoutID)
+	}
+	if order, found, _ := e.sys.Orders.OrderByCheckout(a.CheckoutID); found {
+		t.Fatalf("an order was made: %+v", order)
+	}
+	if status := approve(string(m[1]), "Origin", e.base); status != http.StatusOK {
+		t.Fatalf("approve from the review page: %d, want 200 (after its redirect to the queue)", status)
+	}
+	if c := e.ended(t, a.CheckoutID); c.Status != httpapi.StatusCompleted {
+		t.Errorf("approved checkout ended %s", c.Status)
+	}
+}
+
+// TestThreeDSButtonActsOnItsOwnCheckout: the demo's 3-D Secure button completed whatever
+// PaymentIntent the form named. Now checkout A's button refuses B's intent (B's stays
+// requires_action), the emulator refuses an intent of another checkout, and without the
+// embedded emulator the button does not exist.
+func TestThreeDSButtonActsOnItsOwnCheckout(t *testing.T) {
+	e := start(t)
+	waiting := map[string]string{} // checkout → its intent
+	var ids []string
+	for range 2 {
+		cart := e.cart(t, events.CartItem{ProductID: "mug-nats", Quantity: 1})
+		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_authenticationRequired"))
+		e.until(t, a.CheckoutID, "waiting for 3-D Secure", func(c httpapi.Checkout) bool { return c.Status == httpapi.StatusWaiting })
+		pis := intents(e.sys, a.CheckoutID)
+		if len(pis) != 1 || pis[0].Status != "requires_action" {
+			t.Fatalf("intents of %s: %+v", a.CheckoutID, pis)
+		}
+		waiting[a.CheckoutID] = pis[0].ID
+		ids = append(ids, a.CheckoutID)
+	}
+	a, b := ids[0], ids[1]
+	form := url.Values{"payment_intent": {waiting[b]}, "result": {"complete"}}.Encode()
+	status, _, _ := e.do(t, "POST", "/ui/checkouts/"+a+"/3ds", form, "Content-Type", "application/x-www-form-urlencoded", "Origin", e.base)
+	if status != http.StatusForbidden {
+		t.Errorf("A's button with B's intent: %d, want 403", status)
+	}
+	// The emulator itself: B's intent named as A's.
+	body := `{"result":"complete","checkout_id":"` + a + `"}`
+	req, _ := http.NewRequest("POST", e.sys.StripeURL+"/_emulator/payment_intents/"+waiting[b]+"/authenticate", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer sk_test_jetcheckout_emulator")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("emulator: B's intent authenticated for A: %d, want 404", resp.StatusCode)
+	}
+	for _, id := range ids {
+		if pis := intents(e.sys, id); pis[0].Status != "requires_action" {
+			t.Errorf("intent of %s is %s after the refused attempts, want requires_action", id, pis[0].Status)
+		}
+	}
+	// A's own button (no intent in the form) completes A, and only A.
+	status, _, _ = e.do(t, "POST", "/ui/checkouts/"+a+"/3ds", "result=complete", "Content-Type", "application/x-www-form-urlencoded", "Origin", e.base)
+	if status != http.StatusOK && status != http.StatusSeeOther {
+		t.Fatalf("A's own button: %d", status)
+	}
+	if c := e.ended(t, a); c.Status != httpapi.StatusCompleted {
+		t.Errorf("A ended %s", c.Status)
+	}
+	if pis := intents(e.sys, b); pis[0].Status != "requires_action" {
+		t.Errorf("B's intent is %s, want requires_action", pis[0].Status)
+	}
+
+	t.Run("no emulator", func(t *testing.T) {
+		e := start(t, func(c *httpapi.Config) { c.Emulator = nil })
+		status, _, _ := e.do(t, "POST", "/ui/checkouts/"+a+"/3ds", "result=complete", "Content-Type", "application/x-www-form-urlencoded")
+		if status != http.StatusNotFound {
+			t.Errorf("the 3-D Secure button without the emulator: %d, want 404", status)
+		}
+	})
+}
