@@ -139,6 +139,13 @@ const (
 	CodeReservationExpired = "reservation_expired"
 	// CodeNotRequested: a step refused work the coordinator did not ask for (forged or stray).
 	CodeNotRequested = "not_requested"
+	// CodeHoldLimitExceeded: the reservation would have the customer (by email, customer ID
+	// or payment method) hold more of a product in unfinished checkouts than the inventory
+	// allows one customer.
+	CodeHoldLimitExceeded = "hold_limit_exceeded"
+	// CodeReturnURLNotAllowed: the request's return_url is not https, or not on the shop's
+	// allow-list of return origins.
+	CodeReturnURLNotAllowed = "return_url_not_allowed"
 )
 
 // Reservation reports a reservation of every line of a quote.
