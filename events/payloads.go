@@ -106,6 +106,9 @@ type StepFailure struct {
 	// Uncertain is set when the step gave up without knowing whether its effect happened
 	// (a deadline, retries run out): the step is undone as if it had succeeded.
 	Uncertain bool `json:"uncertain,omitempty"`
+	// Products names, as the catalog does, the products the failure is about (those short
+	// of stock, say), for the customer's failure notice. Never the customer's own text.
+	Products []string `json:"products,omitempty"`
 }
 
 // Failure codes a step reports. Services may add their own; these are the common ones.
@@ -326,6 +329,8 @@ type CheckoutFailed struct {
 	// Whom to tell, when the checkout got far enough to know (for the failure notice).
 	CustomerEmail string `json:"customer_email,omitempty"`
 	CartID        string `json:"cart_id,omitempty"`
+	// Products are the failed step's (StepFailure.Products), for the failure notice.
+	Products []string `json:"products,omitempty"`
 }
 
 // Validate: a failed checkout says where and why.

@@ -62,10 +62,11 @@ func held(b *bolt.Bucket, holderKey, productID string) (int, error) {
 }
 
 // overLimit explains each item that would take one of the holders over max units of its
-// product, or returns "" when none would. max < 0 means no limit.
-func overLimit(tx *bolt.Tx, hs []holder, items []events.ReservedItem, names map[string]string, max int) (string, error) {
+// product, and names those products; it returns "" when none would. max < 0 means no
+// limit.
+func overLimit(tx *bolt.Tx, hs []holder, items []events.ReservedItem, names map[string]string, max int) (reason string, products []string, err error) {
 	if max < 0 {
-		return "", nil
+		return "", nil, nil
 	}
 	b := tx.Bucket(bucketHolds)
 	var over []string
@@ -73,18 +74,19 @@ func overLimit(tx *bolt.Tx, hs []holder, items []events.ReservedItem, names map[
 		for _, h := range hs {
 			n, err := held(b, h.key, it.ProductID)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			if n+it.Quantity > max {
 				over = append(over, fmt.Sprintf("%s: %d wanted, %d already held by this %s", names[it.ProductID], it.Quantity, n, h.what))
+				products = append(products, names[it.ProductID])
 				break // one reason per product is enough
 			}
 		}
 	}
 	if len(over) == 0 {
-		return "", nil
+		return "", nil, nil
 	}
-	return fmt.Sprintf("a customer may hold at most %d of a product in unfinished checkouts: %s", max, strings.Join(over, "; ")), nil
+	return fmt.Sprintf("a customer may hold at most %d of a product in unfinished checkouts: %s", max, strings.Join(over, "; ")), products, nil
 }
 
 // countHolds adds sign × each item's quantity to what each of the reservation's holders

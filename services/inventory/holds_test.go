@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ func (h *harness) try(t *testing.T, checkoutID string, q events.Quote, reserved 
 		return
 	}
 	f := h.refusal(t, checkoutID)
-	if f.Code != events.CodeHoldLimitExceeded || !strings.Contains(f.Message, "at most 4") || !strings.Contains(f.Message, "Sticker Pack (stickers)") {
+	if f.Code != events.CodeHoldLimitExceeded || !strings.Contains(f.Message, "at most 4") || !strings.Contains(f.Message, "Sticker Pack (stickers)") ||
+		!slices.Equal(f.Products, []string{"Sticker Pack (stickers)"}) {
 		t.Errorf("%s: refusal %+v, want %s naming the limit and the product", checkoutID, f, events.CodeHoldLimitExceeded)
 	}
 	h.wantStatus(t, checkoutID, Refused)

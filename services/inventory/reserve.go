@@ -53,12 +53,12 @@ func hold(tx *bolt.Tx, checkoutID string, quote events.Quote, max int) (Reservat
 	items, names := perProduct(quote.Lines)
 	hs := holdersOf(quote)
 	refused := Reservation{CheckoutID: checkoutID, Items: items, Status: Refused}
-	over, err := overLimit(tx, hs, items, names, max)
+	over, products, err := overLimit(tx, hs, items, names, max)
 	if err != nil {
 		return Reservation{}, err
 	}
 	if over != "" {
-		refused.Code, refused.Reason = events.CodeHoldLimitExceeded, over
+		refused.Code, refused.Reason, refused.Products = events.CodeHoldLimitExceeded, over, products
 		return refused, nil
 	}
 	var short []string
@@ -69,6 +69,7 @@ func hold(tx *bolt.Tx, checkoutID string, quote events.Quote, max int) (Reservat
 		}
 		if st.Available < it.Quantity {
 			short = append(short, fmt.Sprintf("%s: %d wanted, %d available", names[it.ProductID], it.Quantity, st.Available))
+			refused.Products = append(refused.Products, names[it.ProductID])
 		}
 	}
 	if len(short) > 0 {
@@ -115,7 +116,7 @@ func reserveOutcome(res Reservation) events.Envelope {
 			code = events.CodeInsufficientStock
 		}
 		return events.Must(res.CheckoutID, events.InventoryFailed, events.StepFailure{
-			Step: events.StepReserveInventory, Code: code, Message: res.Reason})
+			Step: events.StepReserveInventory, Code: code, Message: res.Reason, Products: res.Products})
 	case res.ID == "":
 		// The release came before the reservation: the checkout is already being undone.
 		return events.Must(res.CheckoutID, events.InventoryFailed, events.StepFailure{

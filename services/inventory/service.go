@@ -35,8 +35,9 @@ type Reservation struct {
 	CheckoutID string                `json:"checkout_id"`
 	Items      []events.ReservedItem `json:"items,omitempty"`
 	Status     string                `json:"status"`
-	Reason     string                `json:"reason,omitempty"` // why it was refused
-	Code       string                `json:"code,omitempty"`   // the refusal's failure code
+	Reason     string                `json:"reason,omitempty"`   // why it was refused
+	Code       string                `json:"code,omitempty"`     // the refusal's failure code
+	Products   []string              `json:"products,omitempty"` // the refusal's products, by name
 	// Holders are the customer's identities (see holdersOf) its units count against while
 	// it is Reserved.
 	Holders []string `json:"holders,omitempty"`
