@@ -27,7 +27,8 @@ type api struct {
 // once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil).
 func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, emu *httpapi.Emulator) (*api, error) {
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken,
-		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention})
+		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
+		ReturnURLs: cfg.ReturnURLs})
 	if err != nil {
 		return nil, err
 	}

@@ -46,9 +46,14 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkRequest answers a request that cannot be a checkout with a 422 and the reason.
-func checkRequest(req events.CheckoutRequest) error {
-	if err := req.Validate(); err != nil {
+// checkRequest answers a request that cannot be a checkout with a 422 and the reason: the
+// rules validate_cart applies, its return_url's included, before anything is published.
+func (s *Server) checkRequest(req events.CheckoutRequest) error {
+	err := req.Validate()
+	if err == nil {
+		err = s.cfg.ReturnURLs.Check(req.ReturnURL)
+	}
+	if err != nil {
 		return problem(http.StatusUnprocessableEntity, "%v", err)
 	}
 	return nil
@@ -60,7 +65,7 @@ func checkRequest(req events.CheckoutRequest) error {
 // has accepted (for RUNS_RETENTION) is answered without publishing; a retry racing the first
 // is dropped by the stream's duplicate window. replayed reports a key seen before.
 func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
-	if err := checkRequest(req); err != nil {
+	if err := s.checkRequest(req); err != nil {
 		return answer, false, err
 	}
 	var hash string

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -35,6 +36,9 @@ type Config struct {
 	// RunsRetention is how long a checkout stays in the read model after its last change
 	// (default DefaultRunsRetention, the CHECKOUT stream's own).
 	RunsRetention time.Duration
+	// ReturnURLs is where a checkout may send its customer back to (RETURN_URL_ALLOW), as
+	// the catalog's validate_cart applies it: a request it would refuse is answered 422.
+	ReturnURLs events.ReturnURLRule
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.
