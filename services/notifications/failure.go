@@ -127,6 +127,9 @@ var cartProven = map[string]bool{
 	events.CodeUnsupportedCountry: true,
 }
 
+// Notifies reports whether a failed checkout gets a failure notice.
+func Notifies(f events.CheckoutFailed) bool { return noticeRefusal(f) == "" }
+
 // noticeRefusal says why a failed checkout gets no notice, or "" when it gets one.
 func noticeRefusal(f events.CheckoutFailed) string {
 	switch {
