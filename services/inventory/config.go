@@ -19,7 +19,9 @@ type Config struct {
 	// units are available again. It must outlast the longest a healthy checkout can take
 	// between its reservation and its end, waits for people included: a fraud review may
 	// wait 30 minutes for an operator and 3-D Secure 10 minutes for the customer, so keep
-	// it well above 40 minutes. Default DefaultReservationTTL (1h).
+	// it well above 40 minutes (the app refuses to start otherwise). It is also the longest
+	// any checkout can keep its units from other customers. Default DefaultReservationTTL
+	// (1h).
 	ReservationTTL time.Duration
 	// MaxHoldPerCustomer is how many units of one product a customer may hold in its
 	// unfinished checkouts together, counted by email, by customer ID and by payment method
