@@ -544,7 +544,7 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 	case events.Failed:
 		f := st.Failure
 		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
-			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID}, nil
+			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID, Products: f.Products}, nil
 	case events.ConfirmationRequested, events.LabelRequested:
 		if st.Order == nil {
 			return nil, st.missing(d.Type, "an order")

@@ -106,6 +106,9 @@ type StepFailure struct {
 	// Uncertain is set when the step gave up without knowing whether its effect happened
 	// (a deadline, retries run out): the step is undone as if it had succeeded.
 	Uncertain bool `json:"uncertain,omitempty"`
+	// Products names, as the catalog does, the products the failure is about (those short
+	// of stock, say), for the customer's failure notice. Never the customer's own text.
+	Products []string `json:"products,omitempty"`
 }
 
 // Failure codes a step reports. Services may add their own; these are the common ones.
@@ -139,6 +142,13 @@ const (
 	CodeReservationExpired = "reservation_expired"
 	// CodeNotRequested: a step refused work the coordinator did not ask for (forged or stray).
 	CodeNotRequested = "not_requested"
+	// CodeHoldLimitExceeded: the reservation would have the customer (by email, customer ID
+	// or payment method) hold more of a product in unfinished checkouts than the inventory
+	// allows one customer.
+	CodeHoldLimitExceeded = "hold_limit_exceeded"
+	// CodeReturnURLNotAllowed: the request's return_url is not https, or not on the shop's
+	// allow-list of return origins.
+	CodeReturnURLNotAllowed = "return_url_not_allowed"
 )
 
 // Reservation reports a reservation of every line of a quote.
@@ -319,6 +329,8 @@ type CheckoutFailed struct {
 	// Whom to tell, when the checkout got far enough to know (for the failure notice).
 	CustomerEmail string `json:"customer_email,omitempty"`
 	CartID        string `json:"cart_id,omitempty"`
+	// Products are the failed step's (StepFailure.Products), for the failure notice.
+	Products []string `json:"products,omitempty"`
 }
 
 // Validate: a failed checkout says where and why.

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -52,7 +54,106 @@ func (r CheckoutRequest) Validate() error {
 	if err := r.ShippingAddress.validate("shipping_address"); err != nil {
 		return err
 	}
-	return r.BillingAddress.validate("billing_address")
+	if err := r.BillingAddress.validate("billing_address"); err != nil {
+		return err
+	}
+	if r.ReturnURL != "" {
+		if _, err := parseWebURL("return_url", r.ReturnURL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxURLLength is the longest return_url accepted: browsers and Stripe handle 2,000.
+const maxURLLength = 2000
+
+// parseWebURL parses an absolute http or https URL with a host and no credentials. Its
+// error does not quote the value: it may be anybody's text.
+func parseWebURL(field, raw string) (*url.URL, error) {
+	if len(raw) > maxURLLength {
+		return nil, fmt.Errorf("%s must be at most %d characters", field, maxURLLength)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs() || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, fmt.Errorf("%s must be an absolute https URL like https://shop.example/checkout/done", field)
+	case u.Host == "" || u.Opaque != "":
+		return nil, fmt.Errorf("%s must name a host, like https://shop.example/checkout/done", field)
+	case u.User != nil:
+		return nil, fmt.Errorf("%s must not carry a user name or password", field)
+	case slices.Contains(strings.Split(u.Path, "/"), ".."):
+		return nil, fmt.Errorf("%s must not climb out of its path with \"..\"", field)
+	}
+	return u, nil
+}
+
+// ReturnURLRule says where a checkout may send its customer back to after 3-D Secure (its
+// return_url): the zero rule accepts any https URL; with an allow-list, only URLs under one
+// of its entries, http ones included (a local demo on http://localhost, say). It is applied
+// before anything is reserved: by the catalog's validate_cart and by the HTTP API.
+type ReturnURLRule struct {
+	allow []*url.URL
+}
+
+// ParseReturnURLAllow reads an allow-list (RETURN_URL_ALLOW): comma-separated origins
+// (https://shop.example, http://localhost:8080), each allowing every path of its origin,
+// or prefixes ending in "/" (https://shop.example/checkout/). Empty gives the zero rule.
+func ParseReturnURLAllow(list string) (ReturnURLRule, error) {
+	var r ReturnURLRule
+	for entry := range strings.SplitSeq(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		u, err := parseWebURL("RETURN_URL_ALLOW entry", entry)
+		if err != nil {
+			return ReturnURLRule{}, fmt.Errorf("%w (got %q)", err, entry)
+		}
+		if u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && !strings.HasSuffix(u.Path, "/")) {
+			return ReturnURLRule{}, fmt.Errorf("RETURN_URL_ALLOW entry %q: want an origin like https://shop.example or a prefix ending in \"/\"", entry)
+		}
+		if u.Path == "/" {
+			u.Path = "" // the whole origin
+		}
+		r.allow = append(r.allow, u)
+	}
+	return r, nil
+}
+
+// Check explains why raw is not an acceptable return_url; none ("") is acceptable.
+func (r ReturnURLRule) Check(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := parseWebURL("return_url", raw)
+	if err != nil {
+		return err
+	}
+	if len(r.allow) == 0 {
+		if u.Scheme != "https" {
+			return errors.New("return_url must be an https URL")
+		}
+		return nil
+	}
+	for _, a := range r.allow {
+		if strings.EqualFold(u.Scheme, a.Scheme) && strings.EqualFold(u.Host, a.Host) && strings.HasPrefix(u.Path, a.Path) {
+			return nil
+		}
+	}
+	return errors.New("return_url is not on this shop's list of allowed return addresses (RETURN_URL_ALLOW)")
+}
+
+// String lists the allowed prefixes, for the start-up log.
+func (r ReturnURLRule) String() string {
+	if len(r.allow) == 0 {
+		return "any https URL"
+	}
+	s := make([]string, len(r.allow))
+	for i, a := range r.allow {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // Origin identifies one published message: the Nats-Msg-Id its publisher gave it, else its

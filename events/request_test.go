@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,71 @@ func TestDecodeEnvelope(t *testing.T) {
 	} {
 		if _, err := Decode(string(CartFailed), []byte(body)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestReturnURLRule(t *testing.T) {
+	hostile := []string{
+		"javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>",
+		"//evil.example/x", "/relative", "https://shop.example@evil.example/", "https:///nohost",
+		"https://" + strings.Repeat("a", 2000) + ".example/",
+	}
+	for _, raw := range hostile {
+		if _, err := parseWebURL("return_url", raw); err == nil {
+			t.Errorf("%.40q parsed as a web URL", raw)
+		}
+		if err := (ReturnURLRule{}).Check(raw); err == nil || strings.Contains(err.Error(), raw) {
+			t.Errorf("%.40q: the zero rule said %v; want a refusal that does not quote it", raw, err)
+		}
+	}
+	zero := ReturnURLRule{}
+	for raw, ok := range map[string]bool{
+		"": true, "https://shop.example/return?co=1": true,
+		"http://evil.example/": false, "http://localhost:8080/back": false, "ftp://shop.example/": false,
+	} {
+		if err := zero.Check(raw); (err == nil) != ok {
+			t.Errorf("zero rule, %q: %v, want ok %v", raw, err, ok)
+		}
+	}
+
+	allow, err := ParseReturnURLAllow(" https://shop.example, http://localhost:8080 ,https://pay.example/checkout/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for raw, ok := range map[string]bool{
+		"https://shop.example":                      true,
+		"https://SHOP.example/any/path?x=1":         true,
+		"http://localhost:8080/ui/return":           true,
+		"https://pay.example/checkout/done":         true,
+		"https://pay.example/other":                 false,
+		"https://pay.example/checkout/../x":         false,
+		"http://localhost:9999/":                    false,
+		"http://shop.example/":                      false, // the origin is https
+		"https://shop.example.evil.example/":        false,
+		"https://evil.example/":                     false,
+		"javascript:alert(1)//https://shop.example": false,
+	} {
+		if err := allow.Check(raw); (err == nil) != ok {
+			t.Errorf("allow-list, %q: %v, want ok %v", raw, err, ok)
+		}
+	}
+	for _, bad := range []string{"shop.example", "https://shop.example/checkout", "https://x.example/?a=1", "javascript:x"} {
+		if _, err := ParseReturnURLAllow(bad); err == nil {
+			t.Errorf("allow-list %q accepted", bad)
+		}
+	}
+	if got := allow.String(); got != "https://shop.example,http://localhost:8080,https://pay.example/checkout/" {
+		t.Errorf("String() = %q", got)
+	}
+}
+
+func TestRequestReturnURLSyntax(t *testing.T) {
+	for raw, ok := range map[string]bool{"": true, "https://shop.example/r": true, "http://evil.example/": true, "javascript:alert(1)": false} {
+		body := strings.Replace(goodRequest, `{"cart_id"`, `{"return_url":`+strconv.Quote(raw)+`,"cart_id"`, 1)
+		_, err := ParseRequest(RequestEnvelope([]byte(body), Origin{}))
+		if (err == nil) != ok {
+			t.Errorf("return_url %q: %v, want ok %v", raw, err, ok)
 		}
 	}
 }

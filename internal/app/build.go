@@ -91,7 +91,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(db, log, rates)
+		s, err := catalog.New(db, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs))
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +105,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		h.Catalog, u.serve = s, s.Serve
 		return s.Routes(), nil
 	case events.ServiceInventory:
-		s, err := inventory.New(db, log)
+		s, err := inventory.NewWithConfig(db, log, inventory.Config{ReservationTTL: d.cfg.ReservationTTL, MaxHoldPerCustomer: d.cfg.MaxHoldPerCustomer})
 		if err != nil {
 			return nil, err
 		}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
@@ -83,6 +87,18 @@ type Config struct {
 	ReviewWindow time.Duration
 	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).
 	AuthWindow time.Duration
+	// ReservationTTL (INVENTORY_RESERVATION_TTL) is the longest any checkout holds stock,
+	// whatever it waits for (inventory.DefaultReservationTTL otherwise, 1h); the waits for
+	// people must fit in it (see holdsBounded).
+	ReservationTTL time.Duration
+	// MaxHoldPerCustomer (INVENTORY_MAX_HOLD_PER_CUSTOMER) is how many units of one product
+	// a customer may hold in unfinished checkouts: 0 is the inventory's default (10), a
+	// negative value no limit ("0" in the environment).
+	MaxHoldPerCustomer int
+	// ReturnURLs (RETURN_URL_ALLOW) is where a checkout may send its customer back to
+	// after 3-D Secure: any https URL when empty, else only under the listed origins or
+	// prefixes.
+	ReturnURLs events.ReturnURLRule
 	// Concurrency (RUNNER_CONCURRENCY) is how many messages each service handles at once,
 	// each checkout's in order (runner.Config.Concurrency); default DefaultConcurrency, and
 	// DefaultCallingConcurrency for payments and notifications.
@@ -173,11 +189,26 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.Concurrency = n
 	}
+	if v := getenv("INVENTORY_MAX_HOLD_PER_CUSTOMER"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("INVENTORY_MAX_HOLD_PER_CUSTOMER %q: want a number of units, 0 for no limit", v)
+		}
+		c.MaxHoldPerCustomer = n
+		if n == 0 {
+			c.MaxHoldPerCustomer = -1
+		}
+	}
+	var err error
+	if c.ReturnURLs, err = events.ParseReturnURLAllow(getenv("RETURN_URL_ALLOW")); err != nil {
+		return c, err
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("LOG_LEVEL"), "info"))); err != nil {
 		return c, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
 	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
-		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention} {
+		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention,
+		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {
@@ -242,7 +273,36 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("DATA_DIR must not be empty")
 	}
+	if err := c.holdsBounded(); err != nil {
+		return err
+	}
 	return c.validateNATSAuth()
+}
+
+// MaxReservationTTL is the longest INVENTORY_RESERVATION_TTL accepted: no checkout should
+// keep goods from other customers for longer than a day.
+const MaxReservationTTL = 24 * time.Hour
+
+// holdSlack is what a checkout needs on top of its waits for people: the other steps,
+// the coordinator's grace after a deadline, the compensation.
+const holdSlack = 5 * time.Minute
+
+// holdsBounded checks that every hold of stock has an end no later than the reservation's
+// expiry, and that the expiry is no later than MaxReservationTTL: a fraud review and then
+// 3-D Secure, each waiting out its window, plus holdSlack, must fit in it, or a customer who
+// authenticates on time would find the stock gone.
+func (c Config) holdsBounded() error {
+	ttl := cmp.Or(c.ReservationTTL, inventory.DefaultReservationTTL)
+	review := cmp.Or(c.ReviewWindow, fraud.DefaultConfig().ReviewWindow)
+	auth := cmp.Or(c.AuthWindow, payments.DefaultAuthWindow)
+	switch {
+	case ttl > MaxReservationTTL:
+		return fmt.Errorf("INVENTORY_RESERVATION_TTL %s: at most %s", ttl, MaxReservationTTL)
+	case review+auth+holdSlack > ttl:
+		return fmt.Errorf("FRAUD_REVIEW_WINDOW (%s) + PAYMENT_AUTH_WINDOW (%s) + %s for the other steps must fit in INVENTORY_RESERVATION_TTL (%s): "+
+			"shorten the windows or lengthen the TTL", review, auth, holdSlack, ttl)
+	}
+	return nil
 }
 
 // EmbeddedStripe reports whether the in-process emulator stands in for Stripe: when no key

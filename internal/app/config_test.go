@@ -80,3 +80,34 @@ func TestFrontDoorFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldSettingsFromEnv: the hold limit, the reservation TTL that bounds every hold and
+// the return_url allow-list come from the environment, and settings that cannot work
+// together are refused at start.
+func TestHoldSettingsFromEnv(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cfg, err := ConfigFromEnv(env(map[string]string{"INVENTORY_MAX_HOLD_PER_CUSTOMER": "3", "INVENTORY_RESERVATION_TTL": "20m",
+		"FRAUD_REVIEW_WINDOW": "5m", "PAYMENT_AUTH_WINDOW": "5m", "RETURN_URL_ALLOW": "https://shop.example, http://localhost:8080"}))
+	if err != nil || cfg.MaxHoldPerCustomer != 3 || cfg.ReservationTTL != 20*time.Minute ||
+		cfg.ReturnURLs.String() != "https://shop.example,http://localhost:8080" {
+		t.Errorf("limit %d, TTL %s, return URLs %s (%v)", cfg.MaxHoldPerCustomer, cfg.ReservationTTL, cfg.ReturnURLs, err)
+	}
+	if cfg, err := ConfigFromEnv(env(map[string]string{"INVENTORY_MAX_HOLD_PER_CUSTOMER": "0"})); err != nil || cfg.MaxHoldPerCustomer >= 0 {
+		t.Errorf("0 must switch the limit off: %d (%v)", cfg.MaxHoldPerCustomer, err)
+	}
+	if cfg, err := ConfigFromEnv(env(nil)); err != nil || cfg.MaxHoldPerCustomer != 0 || cfg.ReturnURLs.String() != "any https URL" {
+		t.Errorf("unset: limit %d, return URLs %s (%v), want the defaults", cfg.MaxHoldPerCustomer, cfg.ReturnURLs, err)
+	}
+	for name, vars := range map[string]map[string]string{
+		"limit not a number":    {"INVENTORY_MAX_HOLD_PER_CUSTOMER": "ten"},
+		"negative limit":        {"INVENTORY_MAX_HOLD_PER_CUSTOMER": "-1"},
+		"waits outlast the TTL": {"INVENTORY_RESERVATION_TTL": "30m"}, // 30m review + 10m 3-D Secure
+		"long review window":    {"FRAUD_REVIEW_WINDOW": "2h"},
+		"TTL over a day":        {"INVENTORY_RESERVATION_TTL": "48h", "FRAUD_REVIEW_WINDOW": "40h"},
+		"allow-list not a URL":  {"RETURN_URL_ALLOW": "shop.example"},
+	} {
+		if _, err := ConfigFromEnv(env(vars)); err == nil {
+			t.Errorf("%s: %v accepted", name, vars)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/jetcheckout/jetcheckout/services/notifications"
 	"github.com/jetcheckout/jetcheckout/services/orders"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stripe/stripe-go/v76"
@@ -266,7 +267,7 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 			if len(m.confirmations) > 0 {
 				violate("%s: failed, but the customer got a confirmation", p.ID)
 			}
-			if f.CustomerEmail != "" && len(m.notices) == 0 {
+			if notifications.Notifies(f) && len(m.notices) == 0 {
 				violate("%s: failed (%s), no failure notice", p.ID, f.Code)
 			}
 		}

@@ -270,6 +270,8 @@ func TestValidationErrors(t *testing.T) {
 	good := request("cart_x", "ada@example.com", "pm_card_visa")
 	noEmail := good
 	noEmail.CustomerEmail = ""
+	script, plainHTTP := good, good
+	script.ReturnURL, plainHTTP.ReturnURL = "javascript:alert(document.cookie)", "http://evil.example/phish"
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -283,6 +285,8 @@ func TestValidationErrors(t *testing.T) {
 		{"trailing data", "POST", "/checkout/process", `{"cart_id":"c"} {}`, 400, "trailing"},
 		{"missing email", "POST", "/checkout/process", noEmail, 422, "customer_email"},
 		{"card number", "POST", "/checkout/process", request("c", "ada@example.com", "4242424242424242"), 422, "payment_method_id"},
+		{"script return_url", "POST", "/checkout/process", script, 422, "return_url must be an absolute https URL"},
+		{"http return_url", "POST", "/checkout/process", plainHTTP, 422, "return_url must be an https URL"},
 		{"too large", "POST", "/checkout/process", `{"cart_id":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "larger"},
 		{"bad status filter", "GET", "/checkouts?status=done", nil, 400, "status must be"},
 		{"bad limit", "GET", "/checkouts?limit=0", nil, 400, "limit"},

@@ -37,7 +37,7 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	if _, err := readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkRequest(req); err != nil {
+	if err := s.checkRequest(req); err != nil {
 		return err // before the email's limit: a request without an email is a 422
 	}
 	if err := s.limitEmail(w, req.CustomerEmail); err != nil {
@@ -55,9 +55,14 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkRequest answers a request that cannot be a checkout with a 422 and the reason.
-func checkRequest(req events.CheckoutRequest) error {
-	if err := req.Validate(); err != nil {
+// checkRequest answers a request that cannot be a checkout with a 422 and the reason: the
+// rules validate_cart applies, its return_url's included, before anything is published.
+func (s *Server) checkRequest(req events.CheckoutRequest) error {
+	err := req.Validate()
+	if err == nil {
+		err = s.cfg.ReturnURLs.Check(req.ReturnURL)
+	}
+	if err != nil {
 		return problem(http.StatusUnprocessableEntity, "%v", err)
 	}
 	return nil
@@ -76,7 +81,7 @@ func checkRequest(req events.CheckoutRequest) error {
 // Checking first and publishing after, as before, let two racing requests both pass the
 // check. The read model's answer before publishing covers a retry after the window.
 func (s *Server) submit(ctx context.Context, req events.CheckoutRequest, key string) (answer Accepted202, replayed bool, err error) {
-	if err := checkRequest(req); err != nil {
+	if err := s.checkRequest(req); err != nil {
 		return answer, false, err
 	}
 	switch {

@@ -30,7 +30,7 @@ func FuzzBodies(f *testing.F) {
 		var req events.CheckoutRequest
 		if read(t, body, &req) {
 			var p *problemError
-			if err := checkRequest(req); err != nil && (!errors.As(err, &p) || p.Status != http.StatusUnprocessableEntity || p.Detail == "") {
+			if err := (&Server{}).checkRequest(req); err != nil && (!errors.As(err, &p) || p.Status != http.StatusUnprocessableEntity || p.Detail == "") {
 				t.Fatalf("a decoded checkout request refused as %#v, want a 422 with the reason", err)
 			}
 		}

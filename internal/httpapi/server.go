@@ -46,6 +46,9 @@ type Config struct {
 	// Keys check that every event the run view shows came from its producer (nil: shown
 	// unchecked, for tests of the API alone).
 	Keys *events.Keys
+	// ReturnURLs is where a checkout may send its customer back to (RETURN_URL_ALLOW), as
+	// the catalog's validate_cart applies it: a request it would refuse is answered 422.
+	ReturnURLs events.ReturnURLRule
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.

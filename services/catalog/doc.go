@@ -2,7 +2,8 @@
 // validate_cart_items.
 //
 // Consumes:
-//   - checkout.requested: checks the request, the cart (its owner, status and items) and
+//   - checkout.requested: checks the request (its return_url against the shop's rule,
+//     WithReturnURLs: code return_url_not_allowed), the cart (its owner, status and items) and
 //     the products, prices the cart for the shipping address (see Price) and holds the
 //     cart for the checkout. Emits checkout.cart.validated with an events.Quote, or
 //     checkout.cart.failed with an events.StepFailure.

@@ -27,14 +27,24 @@ var ErrProductNotFound = errors.New("product not found")
 
 // Service is the catalog: products, carts and the validate_cart_items step.
 type Service struct {
-	db    *bolt.DB
-	log   *slog.Logger
-	rates Rates
+	db         *bolt.DB
+	log        *slog.Logger
+	rates      Rates
+	returnURLs events.ReturnURLRule
+}
+
+// Option changes a setting of New.
+type Option func(*Service)
+
+// WithReturnURLs sets where a checkout may send its customer back to after 3-D Secure;
+// without it, any https URL (the zero events.ReturnURLRule).
+func WithReturnURLs(rule events.ReturnURLRule) Option {
+	return func(s *Service) { s.returnURLs = rule }
 }
 
 // New creates the catalog's buckets in db. Carts are priced with rates (see LoadRates);
 // they are sold only in the currencies rates has shipping for.
-func New(db *bolt.DB, log *slog.Logger, rates Rates) (*Service, error) {
+func New(db *bolt.DB, log *slog.Logger, rates Rates, opts ...Option) (*Service, error) {
 	if db == nil || log == nil {
 		return nil, errors.New("catalog: db and log are required")
 	}
@@ -44,7 +54,11 @@ func New(db *bolt.DB, log *slog.Logger, rates Rates) (*Service, error) {
 	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	return &Service{db: db, log: log, rates: rates}, nil
+	s := &Service{db: db, log: log, rates: rates}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Seed stores products when the catalog has none yet (the first start) and reports

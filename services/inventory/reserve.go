@@ -31,7 +31,7 @@ func (s *Service) reserve(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 		return []events.Envelope{reserveOutcome(res)}, nil
 	}
 
-	if res, err = hold(tx, in.CheckoutID, quote.Lines); err != nil {
+	if res, err = hold(tx, in.CheckoutID, quote, s.cfg.MaxHoldPerCustomer); err != nil {
 		return nil, err
 	}
 	if err := saveReservation(tx, res); err != nil {
@@ -47,9 +47,20 @@ func (s *Service) reserve(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 }
 
 // hold reserves the lines' quantities, added up per product, in one change: when any
-// product is short nothing is held and the reservation is Refused, naming each.
-func hold(tx *bolt.Tx, checkoutID string, lines []events.Line) (Reservation, error) {
-	items, names := perProduct(lines)
+// product is short, or would take the customer over max units of it in unfinished
+// checkouts, nothing is held and the reservation is Refused, naming each.
+func hold(tx *bolt.Tx, checkoutID string, quote events.Quote, max int) (Reservation, error) {
+	items, names := perProduct(quote.Lines)
+	hs := holdersOf(quote)
+	refused := Reservation{CheckoutID: checkoutID, Items: items, Status: Refused}
+	over, products, err := overLimit(tx, hs, items, names, max)
+	if err != nil {
+		return Reservation{}, err
+	}
+	if over != "" {
+		refused.Code, refused.Reason, refused.Products = events.CodeHoldLimitExceeded, over, products
+		return refused, nil
+	}
 	var short []string
 	for _, it := range items {
 		var st events.Stock // a product never stocked has none available
@@ -58,16 +69,21 @@ func hold(tx *bolt.Tx, checkoutID string, lines []events.Line) (Reservation, err
 		}
 		if st.Available < it.Quantity {
 			short = append(short, fmt.Sprintf("%s: %d wanted, %d available", names[it.ProductID], it.Quantity, st.Available))
+			refused.Products = append(refused.Products, names[it.ProductID])
 		}
 	}
 	if len(short) > 0 {
-		return Reservation{CheckoutID: checkoutID, Items: items, Status: Refused,
-			Reason: "not enough stock of " + strings.Join(short, "; ")}, nil
+		refused.Code, refused.Reason = events.CodeInsufficientStock, "not enough stock of "+strings.Join(short, "; ")
+		return refused, nil
 	}
 	if err := moveStock(tx, items, reserveUnits); err != nil {
 		return Reservation{}, err
 	}
-	return Reservation{ID: "res_" + checkoutID, CheckoutID: checkoutID, Items: items, Status: Reserved}, nil
+	res := Reservation{ID: "res_" + checkoutID, CheckoutID: checkoutID, Items: items, Status: Reserved}
+	for _, h := range hs {
+		res.Holders = append(res.Holders, h.key)
+	}
+	return res, countHolds(tx, res, +1)
 }
 
 // perProduct adds up the lines' quantities per product, ordered by product ID, with each
@@ -95,8 +111,12 @@ func perProduct(lines []events.Line) ([]events.ReservedItem, map[string]string) 
 func reserveOutcome(res Reservation) events.Envelope {
 	switch {
 	case res.Status == Refused:
+		code := res.Code
+		if code == "" { // refused before codes were recorded: stock was short
+			code = events.CodeInsufficientStock
+		}
 		return events.Must(res.CheckoutID, events.InventoryFailed, events.StepFailure{
-			Step: events.StepReserveInventory, Code: events.CodeInsufficientStock, Message: res.Reason})
+			Step: events.StepReserveInventory, Code: code, Message: res.Reason, Products: res.Products})
 	case res.ID == "":
 		// The release came before the reservation: the checkout is already being undone.
 		return events.Must(res.CheckoutID, events.InventoryFailed, events.StepFailure{

@@ -35,7 +35,12 @@ type Reservation struct {
 	CheckoutID string                `json:"checkout_id"`
 	Items      []events.ReservedItem `json:"items,omitempty"`
 	Status     string                `json:"status"`
-	Reason     string                `json:"reason,omitempty"` // why it was refused
+	Reason     string                `json:"reason,omitempty"`   // why it was refused
+	Code       string                `json:"code,omitempty"`     // the refusal's failure code
+	Products   []string              `json:"products,omitempty"` // the refusal's products, by name
+	// Holders are the customer's identities (see holdersOf) its units count against while
+	// it is Reserved.
+	Holders []string `json:"holders,omitempty"`
 }
 
 // Errors of the read methods.
@@ -66,7 +71,7 @@ func NewWithConfig(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := store.EnsureBuckets(db, bucketStock, bucketReservations); err != nil {
+	if err := store.EnsureBuckets(db, bucketStock, bucketReservations, bucketHolds); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	return &Service{db: db, log: log, cfg: cfg}, nil

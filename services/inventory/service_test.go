@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -257,7 +258,8 @@ func TestShortStockHoldsNothing(t *testing.T) {
 	f := h.refusal(t, "co-short")
 	if f.Code != events.CodeInsufficientStock ||
 		!strings.Contains(f.Message, "Saga Hoodie (hoodie-saga): 4 wanted, 3 available") ||
-		!strings.Contains(f.Message, "Unobtainium (unobtainium): 1 wanted, 0 available") || strings.Contains(f.Message, "Mug") {
+		!strings.Contains(f.Message, "Unobtainium (unobtainium): 1 wanted, 0 available") || strings.Contains(f.Message, "Mug") ||
+		!slices.Equal(f.Products, []string{"Saga Hoodie (hoodie-saga)", "Unobtainium (unobtainium)"}) {
 		t.Errorf("failure = %+v", f)
 	}
 	h.wantStock(t, "mug-nats", 100, 0, 0)

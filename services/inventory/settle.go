@@ -90,10 +90,16 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, expired...), nil
 }
 
-// settle ends a held reservation: its units move out of reserved, and it takes status.
+// settle ends a reservation: its units move out of reserved, and it takes status. One
+// that was still held no longer counts against its customer's hold limit.
 func settle(tx *bolt.Tx, res *Reservation, move func(st *events.Stock, n int), status string) error {
 	if err := moveStock(tx, res.Items, move); err != nil {
 		return err
+	}
+	if res.Status == Reserved {
+		if err := countHolds(tx, *res, -1); err != nil {
+			return err
+		}
 	}
 	res.Status = status
 	return saveReservation(tx, *res)

@@ -9,8 +9,11 @@
 //   - checkout.failed (events.CheckoutFailed): the failure notice, in plain words: what
 //     happened (by failure code), that nothing was charged or that the charge was refunded
 //     (process_payment among the compensated steps), and what the customer can do. Emits
-//     checkout.notice.sent (events.EmailSent, without an order ID). A checkout that failed
-//     before its customer's address was known gets no notice and emits nothing. This is
+//     checkout.notice.sent (events.EmailSent, without an order ID). The notice quotes
+//     nothing the request's sender wrote except what was checked against a real cart: a
+//     checkout that failed before its customer's address was known, or whose request
+//     validate_cart could not tie to a cart of its customer (malformed, unknown or someone
+//     else's cart, refused return_url), gets no notice and emits nothing. This is
 //     not a step: a send that keeps failing is retried for good and announced on
 //     checkout.stuck by the runner.
 //

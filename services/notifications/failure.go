@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/mail"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -102,11 +103,59 @@ var explanations = map[string]explanation{
 		what: "The checkout was cancelled before it could finish.",
 		todo: "Please check out again when you are ready.",
 	},
-	events.CodeInvalidRequest:   checkAgain,
-	events.CodeDeadlineExceeded: technicalProblem,
-	events.CodeRetriesExhausted: technicalProblem,
-	events.CodeStepFailed:       technicalProblem,
-	events.CodeOrderFailed:      technicalProblem,
+	events.CodeHoldLimitExceeded: {
+		what: "You already have as many of some items held in unfinished checkouts as we hold for one customer.",
+		todo: "Please complete your other checkouts, or wait until they end and release their items, then check out again; or lower the quantity.",
+	},
+	events.CodeInvalidRequest:      checkAgain,
+	events.CodeReturnURLNotAllowed: checkAgain,
+	events.CodeDeadlineExceeded:    technicalProblem,
+	events.CodeRetriesExhausted:    technicalProblem,
+	events.CodeStepFailed:          technicalProblem,
+	events.CodeOrderFailed:         technicalProblem,
+}
+
+// cartProven are the codes with which validate_cart refuses a cart it found, owned by the
+// customer ID of the request: the only failures of validate_cart that tell anybody. Any
+// other (a malformed request, a cart that does not exist or is someone else's, a refused
+// return_url, a technical failure) came from a request nothing vouches for: its email
+// address and cart ID are anybody's text, so the shop does not write to that address.
+// The client learns of the failure from the checkout's status (GET /checkouts/{id}).
+var cartProven = map[string]bool{
+	events.CodeCartEmpty: true, events.CodeCartCheckedOut: true, events.CodeCartInCheckout: true,
+	events.CodeProductNotFound: true, events.CodeCurrencyMismatch: true, events.CodeInvalidQuantity: true,
+	events.CodeUnsupportedCountry: true,
+}
+
+// Notifies reports whether a failed checkout gets a failure notice.
+func Notifies(f events.CheckoutFailed) bool { return noticeRefusal(f) == "" }
+
+// noticeRefusal says why a failed checkout gets no notice, or "" when it gets one.
+func noticeRefusal(f events.CheckoutFailed) string {
+	switch {
+	case f.CustomerEmail == "":
+		return "the checkout failed before its customer's email address was known"
+	case f.Step == events.StepValidateCart && !cartProven[f.Code]:
+		return "the request was not tied to a cart of its customer, so its email address is not trusted"
+	}
+	return ""
+}
+
+// maxProducts is how many products a notice names; a cart rarely has more short at once.
+const maxProducts = 10
+
+// productList names the products a failure is about: " (Saga Hoodie, Mug)", or "".
+func productList(products []string) string {
+	var names []string
+	for _, p := range products[:min(len(products), maxProducts)] {
+		if p = clean(p); p != "" {
+			names = append(names, p)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ": " + strings.Join(names, ", ")
 }
 
 // explain says what a failure code means for the customer.
@@ -137,6 +186,9 @@ type failureView struct {
 
 func failureViewOf(checkoutID string, f events.CheckoutFailed) failureView {
 	e := explain(f.Code)
+	if list := productList(f.Products); list != "" {
+		e.what = strings.TrimSuffix(e.what, ".") + list + "."
+	}
 	v := failureView{What: e.what, Todo: e.todo, Money: notChargedSentence,
 		Reference: "Your reference: " + clean(checkoutID) + "."}
 	if slices.Contains(f.Compensated, events.StepProcessPayment) {

@@ -2,9 +2,11 @@ package notifications
 
 import (
 	"encoding/json"
+	"fmt"
 	"html"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,7 @@ func TestEveryKnownCodeIsExplained(t *testing.T) {
 		events.CodeUnsupportedCountry, events.CodeInsufficientStock, events.CodeFraudRejected, events.CodeCardDeclined,
 		events.CodeInsufficientFunds, events.CodePaymentFailed, events.CodeOrderFailed, events.CodeAuthenticationFailed, events.CodeAuthenticationAbandoned,
 		events.CodeCheckoutCancelled, events.CodeDeadlineExceeded, events.CodeRetriesExhausted, events.CodeStepFailed,
-		events.CodeFraudReviewDenied, events.CodeReservationExpired,
+		events.CodeFraudReviewDenied, events.CodeReservationExpired, events.CodeHoldLimitExceeded, events.CodeReturnURLNotAllowed,
 	} {
 		if _, ok := explanations[code]; !ok {
 			t.Errorf("code %s has no explanation", code)
@@ -273,5 +275,54 @@ func TestRefusedNoticeIsRejected(t *testing.T) {
 	}
 	if n := len(server.messages()); n != 0 {
 		t.Errorf("%d messages received", n)
+	}
+}
+
+// An attacker's POST /checkout/process with a sentence and a link for a cart ID and
+// anybody's address: validate_cart fails it, and the shop writes to nobody. A real cart
+// that fails for real still gets its notice, naming the products.
+func TestFailureNoticeQuotesNoUntrustedText(t *testing.T) {
+	server := startSMTP(t, &smtpServer{})
+	h := start(t, Config{Transport: TransportSMTP, SMTP: SMTPConfig{Addr: server.Addr}})
+	const spam = "Your account is locked. Verify it at https://evil.example/login"
+	attack := func(code string) events.CheckoutFailed {
+		return events.CheckoutFailed{Step: events.StepValidateCart, Code: code, Message: fmt.Sprintf("cart %q does not exist", spam),
+			CustomerEmail: "victim@example.com", CartID: spam}
+	}
+	for i, code := range []string{events.CodeCartNotFound, events.CodeInvalidRequest, events.CodeReturnURLNotAllowed, events.CodeDeadlineExceeded} {
+		h.Env.Publish(t, events.Must(fmt.Sprintf("co-spam-%d", i), events.Failed, attack(code)))
+	}
+	genuine := failedCheckout(events.CodeInsufficientStock)
+	genuine.Step, genuine.Products = events.StepReserveInventory, []string{"Saga Hoodie (hoodie-saga)"}
+	h.Env.Publish(t, events.Must("co-real", events.Failed, genuine))
+	empty := events.CheckoutFailed{Step: events.StepValidateCart, Code: events.CodeCartEmpty, CustomerEmail: "bob@example.com", CartID: "cart_bob"}
+	h.Env.Publish(t, events.Must("co-empty", events.Failed, empty))
+	h.Wait(t, "co-real", events.FailureNoticeSent)
+	h.Wait(t, "co-empty", events.FailureNoticeSent)
+	h.Idle(t)
+
+	got := server.messages()
+	var to []string
+	for _, m := range got {
+		to = append(to, m.to...)
+		if s := string(m.data); strings.Contains(s, "evil.example") || strings.Contains(s, "account is locked") {
+			t.Errorf("an email to %v quotes the attacker:\n%s", m.to, s)
+		}
+	}
+	if len(got) != 2 || !slices.Contains(to, "ada@example.com") || !slices.Contains(to, "bob@example.com") {
+		t.Fatalf("emails to %v, want one to ada@example.com and one to bob@example.com", to)
+	}
+	for _, m := range got {
+		if p := parseEmail(t, m.data); m.to[0] == "ada@example.com" && !strings.Contains(p.text, "no longer in stock in the quantity you asked for: Saga Hoodie (hoodie-saga).") {
+			t.Errorf("the out-of-stock notice does not name the product:\n%s", p.text)
+		}
+	}
+	for i := range 4 {
+		if n := h.Watch.Count(fmt.Sprintf("co-spam-%d", i), events.FailureNoticeSent); n != 0 {
+			t.Errorf("co-spam-%d: %d notices announced", i, n)
+		}
+	}
+	if !strings.Contains(h.Logs(), "email address is not trusted") {
+		t.Error("the reason for sending nothing was not logged")
 	}
 }

@@ -108,8 +108,8 @@ func (s *Service) sendFailureNotice(ctx context.Context, in events.Envelope) (ru
 		return nil, err
 	}
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "failure_notice", "code", failed.Code)
-	if failed.CustomerEmail == "" {
-		log.Info("no failure notice: the checkout failed before its customer's email address was known")
+	if why := noticeRefusal(failed); why != "" {
+		log.Info("no failure notice: " + why)
 		return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) { return nil, nil }, nil
 	}
 	sent, err := s.sendOnce(ctx, noticesBucket, in, log, SentEmail{}, func() (Message, error) {

@@ -46,12 +46,15 @@ type Config struct {
 	Asked func(ctx context.Context, checkoutID string) (bool, error)
 }
 
+// DefaultAuthWindow is how long a customer has to finish 3-D Secure by default.
+const DefaultAuthWindow = 10 * time.Minute
+
 func (c *Config) setDefaults() {
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = 20 * time.Second
 	}
 	if c.AuthWindow == 0 {
-		c.AuthWindow = 10 * time.Minute
+		c.AuthWindow = DefaultAuthWindow
 	}
 	if c.RecheckEvery == 0 {
 		c.RecheckEvery = 2 * time.Second
