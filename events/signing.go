@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
 	"maps"
@@ -75,41 +76,50 @@ func signerOf(d EventDoc) string {
 // Keys are the services' public signing keys, and the private keys of the services this
 // process runs.
 type Keys struct {
-	public map[string][]nkeys.KeyPair // by service: more than one while a key is rotated
-	own    map[string]nkeys.KeyPair
+	public map[string][]ed25519.PublicKey // by service: more than one while a key is rotated
+	// own are decoded once: nkeys derives the key from the seed again on every Sign, which
+	// doubles a signature's cost.
+	own map[string]ed25519.PrivateKey
 }
 
 // NewKeys reads public keys ("service=UABC...", several of a service while its key is
 // rotated) and the seeds of the services this process signs for (by service). A seed whose
 // public key is not listed for its service is an error: the others would refuse its events.
 func NewKeys(public []string, seeds map[string]string) (*Keys, error) {
-	k := &Keys{public: map[string][]nkeys.KeyPair{}, own: map[string]nkeys.KeyPair{}}
+	k := &Keys{public: map[string][]ed25519.PublicKey{}, own: map[string]ed25519.PrivateKey{}}
 	for _, entry := range public {
 		service, key, ok := strings.Cut(strings.TrimSpace(entry), "=")
 		if !ok || !slices.Contains(Services, service) {
 			return nil, fmt.Errorf("signing key %q: want <service>=<public nkey>, one of the services %v", entry, Services)
 		}
-		kp, err := nkeys.FromPublicKey(strings.TrimSpace(key))
+		raw, err := nkeys.Decode(nkeys.PrefixByteUser, []byte(strings.TrimSpace(key)))
 		if err != nil {
 			return nil, fmt.Errorf("signing key of %s: %w", service, err)
 		}
-		k.public[service] = append(k.public[service], kp)
+		k.public[service] = append(k.public[service], ed25519.PublicKey(raw))
 	}
 	for _, service := range slices.Sorted(maps.Keys(seeds)) {
-		kp, err := nkeys.FromSeed([]byte(seeds[service]))
-		if err != nil {
-			return nil, fmt.Errorf("signing seed of %s: %w", service, err) // never the seed itself
+		prefix, raw, err := nkeys.DecodeSeed([]byte(seeds[service]))
+		if err != nil || prefix != nkeys.PrefixByteUser {
+			return nil, fmt.Errorf("signing seed of %s: not a user nkey seed (SU...): %v", service, err) // never the seed itself
 		}
-		pub, err := kp.PublicKey()
-		if err != nil {
-			return nil, err
+		priv := ed25519.NewKeyFromSeed(raw)
+		pub := priv.Public().(ed25519.PublicKey)
+		if !slices.ContainsFunc(k.public[service], func(p ed25519.PublicKey) bool { return p.Equal(pub) }) {
+			return nil, fmt.Errorf("the signing seed of %s is not one of its public keys (%s is not listed)", service, encodePublic(pub))
 		}
-		if !slices.ContainsFunc(k.public[service], func(p nkeys.KeyPair) bool { q, _ := p.PublicKey(); return q == pub }) {
-			return nil, fmt.Errorf("the signing seed of %s is not one of its public keys (%s is not listed)", service, pub)
-		}
-		k.own[service] = kp
+		k.own[service] = priv
 	}
 	return k, nil
+}
+
+// encodePublic is a public key as an nkey (U...).
+func encodePublic(pub ed25519.PublicKey) string {
+	s, err := nkeys.Encode(nkeys.PrefixByteUser, pub)
+	if err != nil {
+		return fmt.Sprintf("%x", []byte(pub))
+	}
+	return string(s)
 }
 
 // GenerateSeed makes a new signing key and returns its seed and public key.
@@ -141,15 +151,11 @@ func (k *Keys) Signs(service string) bool { return k != nil && k.own[service] !=
 // Sign signs an event of subject published by service: the values of SignerHeader and
 // SignatureHeader.
 func (k *Keys) Sign(service string, subject Subject, data []byte) (signer, signature string, err error) {
-	kp := k.own[service]
-	if kp == nil {
+	priv := k.own[service]
+	if priv == nil {
 		return "", "", fmt.Errorf("no signing key for service %s in this process", service)
 	}
-	sig, err := kp.Sign(signed(subject, data))
-	if err != nil {
-		return "", "", err
-	}
-	return service, base64.RawURLEncoding.EncodeToString(sig), nil
+	return service, base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, signed(subject, data))), nil
 }
 
 // Header is a new message header carrying the signature of service's event of subject:
@@ -185,8 +191,8 @@ func (k *Keys) Verify(subject Subject, signer, signature string, data []byte) er
 	if err != nil {
 		return fmt.Errorf("%w: %s: the signature is not base64url", ErrForged, subject)
 	}
-	for _, kp := range k.public[signer] {
-		if kp.Verify(signed(subject, data), sig) == nil {
+	for _, pub := range k.public[signer] {
+		if ed25519.Verify(pub, signed(subject, data), sig) {
 			return nil
 		}
 	}
@@ -219,10 +225,9 @@ func CheckScheduler(in Envelope, scheduler string) error {
 // PublicKeys lists the public keys in the form NewKeys reads, sorted.
 func (k *Keys) PublicKeys() []string {
 	var out []string
-	for service, kps := range k.public {
-		for _, kp := range kps {
-			pub, _ := kp.PublicKey()
-			out = append(out, service+"="+pub)
+	for service, pubs := range k.public {
+		for _, pub := range pubs {
+			out = append(out, service+"="+encodePublic(pub))
 		}
 	}
 	sort.Strings(out)
