@@ -29,18 +29,23 @@ func Health(s *server.Server) error {
 	return nil
 }
 
+// maxRestarts is how many in-process restarts in a row may fail to bring JetStream back
+// before Recover gives up for the process to be restarted.
+const maxRestarts = 3
+
 // probeSize is what the recovery probe writes: JetStream restarts only when at least this
 // much fits, so a disk with a few bytes free does not start it only to fill at once.
 const probeSize = 1 << 20
 
 // Recover watches the server's JetStream every interval until ctx ends. When it cannot
-// store (see Health), Recover logs why once, then, every interval, writes and syncs a
-// probe file of probeSize in the store directory and removes it; once that succeeds it
-// restarts JetStream in-process with the configuration it started with, which recovers
-// every stream and consumer from disk as a server start does (clients' pull requests
-// resume on their own after a missed heartbeat). Nothing acknowledged is lost: a stream's
-// failed write was never acknowledged, and every acknowledged one was synced
-// (SyncAlways). Recover returns an error only when JetStream cannot be started again: the
+// store (see Health), Recover logs why once, then, from the next interval on while it
+// still cannot, writes and syncs a probe file of probeSize in the store directory and
+// removes it; once that succeeds it restarts JetStream in-process with the configuration
+// it started with, which recovers every stream and consumer from disk as a server start
+// does (clients' pull requests resume on their own after a missed heartbeat). Nothing
+// acknowledged is lost: a stream's failed write was never acknowledged, and every
+// acknowledged one was synced (SyncAlways). Recover returns an error only when JetStream
+// cannot be started again, or maxRestarts restarts in a row left it unable to store: the
 // process should then exit, for its supervisor to restart it on the same directory.
 func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval time.Duration) error {
 	cfg := s.JetStreamConfig()
@@ -48,6 +53,7 @@ func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval t
 		return errors.New("natsserver: JetStream is not running")
 	}
 	var down error
+	restarts := 0 // in a row, without JetStream storing again
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
@@ -60,18 +66,23 @@ func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval t
 		switch {
 		case err == nil && down != nil:
 			log.Warn("JetStream stores again", "was", down.Error())
-			down = nil
+			down, restarts = nil, 0
 			continue
 		case err == nil:
 			continue
-		case down == nil:
-			log.Error("JetStream cannot store: checkouts wait; it restarts when the disk has room", "err", err, "store_dir", cfg.StoreDir)
+		case down == nil: // wait one more interval: a stream being deleted looks the same for a moment
+			log.Error("JetStream is down: checkouts wait until it restarts, once the disk has room", "err", err, "store_dir", cfg.StoreDir)
 			down = err
+			continue
 		}
 		if probe(cfg.StoreDir) != nil {
 			continue
 		}
+		if restarts == maxRestarts {
+			return fmt.Errorf("natsserver: JetStream still cannot store after %d restarts in-process: %w", restarts, err)
+		}
 		log.Warn("disk has room again: restarting JetStream", "store_dir", cfg.StoreDir)
+		restarts++
 		if err := restart(s, *cfg); err != nil {
 			return fmt.Errorf("natsserver: JetStream could not be restarted after %v: %w", down, err)
 		}
