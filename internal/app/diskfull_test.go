@@ -61,7 +61,7 @@ func TestDiskFullRecovers(t *testing.T) {
 		initial[s.ProductID] = s
 	}
 
-	load := startLoad(sys)
+	load := startLoad(t, sys)
 	natstest.Eventually(t, wait, func() bool { return load.ackedCount() >= 5 }, "no checkout acknowledged before the disk filled")
 	filler := filepath.Join(dir, "filler")
 	fillDisk(t, filler)
@@ -100,8 +100,11 @@ func TestDiskFullRecovers(t *testing.T) {
 	}
 
 	var ends map[string]events.Envelope
+	var readErr error
 	waitFor(t, wait, func() bool {
-		ends = storedTerminals(t, sys.JS)
+		if ends, readErr = storedTerminals(sys.JS); readErr != nil {
+			return false
+		}
 		for id := range acked {
 			if _, ok := ends[id]; !ok {
 				return false
@@ -109,7 +112,7 @@ func TestDiskFullRecovers(t *testing.T) {
 		}
 		return true
 	}, func() string {
-		return fmt.Sprintf("acknowledged checkouts without a terminal event: %v", missing(acked, ends))
+		return fmt.Sprintf("acknowledged checkouts without a terminal event: %v (reading the stream: %v)", missing(acked, ends), readErr)
 	})
 	// A publish that timed out may have been stored all the same: let every service
 	// finish what the stream holds before counting what was sold.
@@ -117,7 +120,9 @@ func TestDiskFullRecovers(t *testing.T) {
 	for _, name := range Services {
 		env.WaitIdle(t, name)
 	}
-	ends = storedTerminals(t, sys.JS)
+	if ends, err = storedTerminals(sys.JS); err != nil {
+		t.Fatal(err)
+	}
 	sold := map[string]int{}
 	for id, e := range ends {
 		items, ours := load.items(id)
@@ -214,9 +219,11 @@ func get(t *testing.T, url string) (int, string) {
 
 // load publishes checkouts one after another, as a shop would, until stopped: each with a
 // cart of its own of a sticker pack, every third with the limited hoodie too (3 in stock),
-// so some fail and release what they reserved.
+// so some fail and release what they reserved. Carts made in advance keep the checkouts
+// coming while the catalog cannot store new ones.
 type load struct {
 	sys    *System
+	spare  []events.Cart // made before the disk filled
 	cancel context.CancelFunc
 	done   chan struct{}
 	mu     sync.Mutex
@@ -225,9 +232,12 @@ type load struct {
 	failed int // publishes not acknowledged
 }
 
-func startLoad(sys *System) *load {
+func startLoad(t *testing.T, sys *System) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{sys: sys, cancel: cancel, done: make(chan struct{}), carts: map[string][]events.CartItem{}, acked: map[string]bool{}}
+	for range 10 {
+		l.spare = append(l.spare, createCart(t, sys, "USD", events.CartItem{ProductID: "stickers", Quantity: 1}))
+	}
 	go func() {
 		defer close(l.done)
 		for i := 0; ctx.Err() == nil; i++ {
@@ -243,13 +253,12 @@ func (l *load) checkout(ctx context.Context, i int) {
 	if i%3 == 0 {
 		items = append(items, events.CartItem{ProductID: "hoodie-saga", Quantity: 1})
 	}
-	raw, _ := json.Marshal(events.CreateCart{CustomerID: "cus_ada", Currency: "USD", Items: items})
-	reply, err := l.sys.NC.Request(string(events.CartsCreate), raw, 2*time.Second)
-	if err != nil || reply.Header.Get("Nats-Service-Error-Code") != "" {
-		return // the catalog cannot store the cart either while the disk is full
+	cart, err := l.newCart(items)
+	if err != nil && len(l.spare) > 0 { // the catalog cannot store it either while the disk is full
+		cart, items, err = l.spare[0], l.spare[0].Items, nil
+		l.spare = l.spare[1:]
 	}
-	var cart events.Cart
-	if json.Unmarshal(reply.Data, &cart) != nil {
+	if err != nil {
 		return
 	}
 	id := fmt.Sprintf("co-disk-%04d", i)
@@ -273,6 +282,19 @@ func (l *load) failedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.failed
+}
+
+func (l *load) newCart(items []events.CartItem) (events.Cart, error) {
+	var cart events.Cart
+	raw, _ := json.Marshal(events.CreateCart{CustomerID: "cus_ada", Currency: "USD", Items: items})
+	reply, err := l.sys.NC.Request(string(events.CartsCreate), raw, 2*time.Second)
+	if err == nil && reply.Header.Get("Nats-Service-Error-Code") != "" {
+		err = errors.New(reply.Header.Get("Nats-Service-Error"))
+	}
+	if err == nil {
+		err = json.Unmarshal(reply.Data, &cart)
+	}
+	return cart, err
 }
 
 func (l *load) ackedCount() int {
@@ -299,22 +321,23 @@ func (l *load) stop() map[string]bool {
 
 // storedTerminals reads every checkout.completed and checkout.failed the CHECKOUT stream
 // holds, by checkout: what was stored, not merely published.
-func storedTerminals(t *testing.T, js jetstream.JetStream) map[string]events.Envelope {
-	t.Helper()
+func storedTerminals(js jetstream.JetStream) (map[string]events.Envelope, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, events.StreamCheckout, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{string(events.Completed), string(events.Failed)}})
+	cons, err := js.CreateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{
+		FilterSubjects: []string{string(events.Completed), string(events.Failed)},
+		AckPolicy:      jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
+	defer func() { _ = js.DeleteConsumer(ctx, events.StreamCheckout, cons.CachedInfo().Name) }()
 	out := map[string]events.Envelope{}
-	for {
-		batch, err := cons.FetchNoWait(100)
+	for n := -1; n != 0; { // until a fetch waits its whole second for nothing
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		n := 0
+		n = 0
 		for m := range batch.Messages() {
 			n++
 			var e events.Envelope
@@ -322,13 +345,11 @@ func storedTerminals(t *testing.T, js jetstream.JetStream) map[string]events.Env
 				out[e.CheckoutID] = e
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return out
+		if err := batch.Error(); err != nil {
+			return nil, err
 		}
 	}
+	return out, nil
 }
 
 func missing(acked map[string]bool, ends map[string]events.Envelope) []string {
