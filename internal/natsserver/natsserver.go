@@ -1,5 +1,6 @@
 // Package natsserver runs nats-server in-process with JetStream on disk, for `make run`
-// and for tests.
+// and for tests: its log goes to an *slog.Logger, Health says when JetStream cannot store,
+// and Recover restarts JetStream in-process once a full disk has room again.
 package natsserver
 
 import (
