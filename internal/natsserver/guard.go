@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -38,15 +39,16 @@ const maxRestarts = 3
 const probeSize = 1 << 20
 
 // Recover watches the server's JetStream every interval until ctx ends. When it cannot
-// store (see Health), Recover logs why once, then, from the next interval on while it
-// still cannot, writes and syncs a probe file of probeSize in the store directory and
-// removes it; once that succeeds it restarts JetStream in-process with the configuration
-// it started with, which recovers every stream and consumer from disk as a server start
-// does (clients' pull requests resume on their own after a missed heartbeat). Nothing
-// acknowledged is lost: a stream's failed write was never acknowledged, and every
-// acknowledged one was synced (SyncAlways). Recover returns an error only when JetStream
-// cannot be started again, or maxRestarts restarts in a row left it unable to store: the
-// process should then exit, for its supervisor to restart it on the same directory.
+// store (see Health) because it is disabled or a stream keeps a write error, Recover logs
+// why once, then, every interval while it still cannot, writes and syncs a probe file of
+// probeSize in the store directory and removes it; once that succeeds it restarts
+// JetStream in-process with the configuration it started with, which recovers every stream
+// and consumer from disk as a server start does (clients' pull requests resume on their
+// own after a missed heartbeat). Nothing acknowledged is lost: a stream's failed write was
+// never acknowledged, and every acknowledged one was synced (SyncAlways). Recover returns
+// an error only when JetStream cannot be started again, or maxRestarts restarts in a row
+// left it unable to store: the process should then exit, for its supervisor to restart it
+// on the same directory.
 func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval time.Duration) error {
 	cfg := s.JetStreamConfig()
 	if cfg == nil {
@@ -63,6 +65,9 @@ func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval t
 		case <-tick.C:
 		}
 		err := Health(s)
+		if err != nil && s.JetStreamEnabled() && !strings.Contains(err.Error(), "write error") {
+			continue // not what a restart clears (a stream still loading, say): /healthz tells
+		}
 		switch {
 		case err == nil && down != nil:
 			log.Warn("JetStream stores again", "was", down.Error())
@@ -70,10 +75,9 @@ func Recover(ctx context.Context, s *server.Server, log *slog.Logger, interval t
 			continue
 		case err == nil:
 			continue
-		case down == nil: // wait one more interval: a stream being deleted looks the same for a moment
+		case down == nil:
 			log.Error("JetStream is down: checkouts wait until it restarts, once the disk has room", "err", err, "store_dir", cfg.StoreDir)
 			down = err
-			continue
 		}
 		if probe(cfg.StoreDir) != nil {
 			continue
