@@ -17,11 +17,16 @@ test: vet
 	@[ -n "$(RACE)" ] || echo "no C compiler: running the tests without the race detector"
 	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -timeout 15m ./...
 	@$(CHROMIUM_NOTE)
+	@$(DISKFULL_NOTE)
 
 # The run UI's browser test (internal/httpapi) needs chromium; without it the test skips.
 CHROMIUM_NOTE = if command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; then \
 	echo "browser test: chromium found; screenshots in .artifacts/browser/"; \
 	else echo "browser test SKIPPED: no chromium (make chromium, or apt-get install -y chromium)"; fi
+
+# The disk-full test (internal/app TestDiskFullRecovers) mounts a 64 MB tmpfs: root only.
+DISKFULL_NOTE = if [ "$$(id -u)" = 0 ]; then echo "disk-full test: run as root (it skips, saying why, only if mount fails)"; \
+	else echo "disk-full test SKIPPED: it mounts a tmpfs, which needs root"; fi
 
 ## chromium: install Debian's chromium for the browser test (needs apt-get and root)
 chromium:

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -23,10 +22,11 @@ type api struct {
 }
 
 // startAPI serves the HTTP API and the run UI on cfg.HTTPAddr with nc and js, and returns
-// once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil).
-func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator) (*api, error) {
+// once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil);
+// health is what its GET /healthz reports.
+func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator, health func(context.Context) error) (*api, error) {
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
-		Emulator: emu, NC: nc, JS: js, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
+		Emulator: emu, NC: nc, JS: js, Health: health, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
 		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys})
 	if err != nil {
 		return nil, err
@@ -66,12 +66,11 @@ func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, 
 		return err
 	}
 	defer drain(nc)
-	h.set(func(context.Context) error {
-		if st := nc.Status(); st != nats.CONNECTED {
-			return fmt.Errorf("NATS connection %s", st)
-		}
-		return nil
-	})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return errors.Join(err, a.Stop())
+	}
+	h.set(jetStreamReady(nc, js))
 	log.Info("http api listening", "url", a.URL)
 	select {
 	case <-ctx.Done():
@@ -99,7 +98,7 @@ func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *
 	}
 	var a *api
 	if err == nil {
-		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil)
+		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil, jetStreamReady(nc, js))
 	}
 	if err != nil {
 		nc.Close()

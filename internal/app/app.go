@@ -23,6 +23,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 )
 
+// recoverInterval is how often the embedded server's JetStream is checked, and, when it
+// cannot store, how often the disk is probed for room to restart it.
+const recoverInterval = 2 * time.Second
+
 // Services lists every service a process can run.
 var Services = events.Services
 
@@ -86,7 +90,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		if err != nil {
 			return nil, fmt.Errorf("NATS_LISTEN port: %w", err)
 		}
-		s.Server, err = natsserver.Start(natsserver.Config{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream")})
+		s.Server, err = natsserver.Start(natsserver.Config{Host: host, Port: port, StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+			Log: log.With("component", "nats-server")})
 		if err != nil {
 			return nil, err
 		}
@@ -132,6 +137,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	if s.Server != nil { // a full disk stops JetStream's writes until it restarts: restart it
+		s.wg.Go(func() {
+			if err := natsserver.Recover(runCtx, s.Server, log.With("component", "nats-server"), recoverInterval); err != nil {
+				s.fail(err)
+			}
+		})
+	}
 	for _, u := range s.units {
 		s.wg.Go(func() {
 			if err := u.runner.Run(runCtx); err != nil {

@@ -59,6 +59,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		h.Coordinator = c
 		r, err := c.Runner(d.js, func(rc *runner.Config) {
 			rc.MaxDeliver, rc.RetryBase, rc.AckWait, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.AckWait, d.cfg.Hooks[name]
+			rc.HandlerTimeout = d.cfg.HandlerTimeout
 			rc.Concurrency, rc.Keys = d.cfg.concurrency(name), d.keys
 		})
 		return &unit{name: name, runner: r}, err
@@ -75,7 +76,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
-		Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
+		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
 		Retention: d.cfg.HandledRetention, Keys: d.keys})
 	if err != nil {
 		db.Close()

@@ -83,6 +83,9 @@ type Config struct {
 	MaxDeliver int                               // attempts before a step is given up
 	RetryBase  time.Duration                     // first redelivery delay
 	AckWait    time.Duration                     // how long an unanswered delivery waits before redelivery (runner.DefaultAckWait)
+	// HandlerTimeout is the longest a step handles one message (runner's default, 30 s):
+	// also how long a publish the server never answers (a full disk) holds its checkout.
+	HandlerTimeout time.Duration
 	// ReviewWindow is how long a fraud review may wait for an operator (fraud's default otherwise).
 	ReviewWindow time.Duration
 	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).

@@ -13,15 +13,18 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // HealthPath is where HEALTH_ADDR answers.
 const HealthPath = "/healthz"
 
 // Ready reports why the system is not doing its work, or nil: connected to NATS, no
-// service stopped, and every runner consuming (a pull request waiting at the server, or
-// messages delivered and not yet acknowledged).
+// service stopped, the embedded server's JetStream (if any) able to store, and every
+// runner consuming (a pull request waiting at the server, or messages delivered and not
+// yet acknowledged).
 func (s *System) Ready(ctx context.Context) error {
 	select {
 	case <-s.failed:
@@ -30,6 +33,11 @@ func (s *System) Ready(ctx context.Context) error {
 	}
 	if st := s.NC.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("NATS connection %s", st)
+	}
+	if s.Server != nil {
+		if err := natsserver.Health(s.Server); err != nil {
+			return err
+		}
 	}
 	for _, u := range s.units {
 		c, err := s.JS.Consumer(ctx, events.StreamCheckout, u.name)
@@ -41,6 +49,21 @@ func (s *System) Ready(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// jetStreamReady is the health of a process that uses NATS but runs no runner (the API
+// alone): connected, and JetStream answering for its account (a server that disabled
+// JetStream, out of resources, says so here).
+func jetStreamReady(nc *nats.Conn, js jetstream.JetStream) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if st := nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("NATS connection %s", st)
+		}
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return fmt.Errorf("JetStream: %w", err)
+		}
+		return nil
+	}
 }
 
 // health is what HEALTH_ADDR serves; check is nil until there is something to check.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 )
@@ -74,5 +75,23 @@ func TestNATSCredentialsFromEnv(t *testing.T) {
 		if _, err := ConfigFromEnv(env(vars)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// `jetcheckout api` is healthy while JetStream answers, and says why not once the server
+// has disabled it (as nats-server does when it runs out of resources).
+func TestAPIHealthNeedsJetStream(t *testing.T) {
+	env := natstest.Start(t)
+	ready := jetStreamReady(env.NC, env.JS)
+	if err := ready(t.Context()); err != nil {
+		t.Fatalf("with JetStream: %v", err)
+	}
+	if err := env.Server.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second) // as the health endpoint gives it
+	defer cancel()
+	if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("with JetStream disabled: %v", err)
 	}
 }

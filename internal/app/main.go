@@ -172,7 +172,7 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	var api *api
 	var apiDone <-chan error
 	if banner { // `run`: the HTTP API too
-		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.Keys, sys.emulatorControl()); err != nil {
+		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.Keys, sys.emulatorControl(), sys.Ready); err != nil {
 			sys.Stop()
 			return err
 		}

@@ -40,6 +40,9 @@ type Config struct {
 	// whose X-Forwarded-For names the client (none: the connection's peer is the client).
 	RateClient, RateEmail Rate
 	TrustedProxies        []netip.Prefix
+	// Health, when set, says why the system cannot take checkouts now (JetStream cannot
+	// store, say); GET /healthz then answers 503 with the reason. Nil: always ok.
+	Health func(context.Context) error
 	// RunsRetention is how long a checkout stays in the read model after its last change
 	// (default DefaultRunsRetention, the CHECKOUT stream's own).
 	RunsRetention time.Duration
@@ -116,13 +119,24 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
 	m.HandleFunc("GET /openapi.yaml", serveOpenAPI)
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	m.HandleFunc("GET /healthz", s.healthz)
 	s.ui.routes(m)
 	m.HandleFunc("/", s.handle(func(http.ResponseWriter, *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource; the API is described at /openapi.yaml")
 	}))
+}
+
+// healthz answers 200 {"status":"ok"}, or 503 {"status":"unavailable","reason":...}.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.cfg.Health(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // ServeHTTP serves the API and the UI.

@@ -1,9 +1,12 @@
 // Package natsserver runs nats-server in-process with JetStream on disk, for `make run`
-// and for tests.
+// and for tests: its log goes to an *slog.Logger, Health says when JetStream cannot store,
+// and Recover restarts JetStream in-process once a full disk has room again.
 package natsserver
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -15,6 +18,9 @@ type Config struct {
 	Host     string // default 127.0.0.1
 	Port     int    // default 4222; -1 picks a free port
 	StoreDir string // JetStream's directory
+	// Log receives the server's notices, warnings and errors (nil: discarded); its debug
+	// lines too when Log is enabled at Debug. The server never traces: that logs payloads.
+	Log *slog.Logger
 }
 
 // Start runs a server and waits until it accepts connections. JetStream syncs every write
@@ -47,6 +53,9 @@ func Start(cfg Config) (*server.Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsserver: %w", err)
+	}
+	if cfg.Log != nil {
+		s.SetLoggerV2(slogLogger{cfg.Log}, cfg.Log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
