@@ -70,7 +70,7 @@ func serveAPI(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, 
 	if err != nil {
 		return errors.Join(err, a.Stop())
 	}
-	h.set(jetStreamReady(nc, js))
+	h.set(jetStreamReady(nc, js, cfg.NATSMonitorURL))
 	log.Info("http api listening", "url", a.URL)
 	select {
 	case <-ctx.Done():
@@ -98,7 +98,7 @@ func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *
 	}
 	var a *api
 	if err == nil {
-		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil, jetStreamReady(nc, js))
+		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil, jetStreamReady(nc, js, cfg.NATSMonitorURL))
 	}
 	if err != nil {
 		nc.Close()

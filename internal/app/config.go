@@ -40,6 +40,11 @@ type Config struct {
 	NATSCert     string // NATS_CERT: client certificate, for servers that verify clients
 	NATSKey      string // NATS_KEY: its private key
 
+	// NATSMonitorURL (NATS_MONITOR_URL) is nats-server's monitoring address (e.g.
+	// http://nats:8222); when set, the health check also reports the server's own /healthz
+	// (a full disk stalls its streams without a word to its clients).
+	NATSMonitorURL string
+
 	// HealthAddr (HEALTH_ADDR, host:port) serves GET /healthz: 200 once connected and every
 	// runner is consuming, 503 with the reason otherwise. Empty serves nothing.
 	HealthAddr string
@@ -162,6 +167,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		NATSCert:           getenv("NATS_CERT"),
 		NATSKey:            getenv("NATS_KEY"),
 		HealthAddr:         getenv("HEALTH_ADDR"),
+		NATSMonitorURL:     getenv("NATS_MONITOR_URL"),
 		HTTPAddr:           or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
 		AdminToken:         getenv("ADMIN_TOKEN"),
 		ReaderToken:        getenv("READER_TOKEN"),

@@ -39,6 +39,9 @@ func (s *System) Ready(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := monitorHealth(ctx, s.Config.NATSMonitorURL); err != nil {
+		return err
+	}
 	for _, u := range s.units {
 		c, err := s.JS.Consumer(ctx, events.StreamCheckout, u.name)
 		if err != nil {
@@ -52,9 +55,10 @@ func (s *System) Ready(ctx context.Context) error {
 }
 
 // jetStreamReady is the health of a process that uses NATS but runs no runner (the API
-// alone): connected, and JetStream answering for its account (a server that disabled
-// JetStream, out of resources, says so here).
-func jetStreamReady(nc *nats.Conn, js jetstream.JetStream) func(context.Context) error {
+// alone): connected, JetStream answering for its account (a server that disabled
+// JetStream, out of resources, says so here), and the server's own health when its
+// monitoring port is known.
+func jetStreamReady(nc *nats.Conn, js jetstream.JetStream, monitorURL string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if st := nc.Status(); st != nats.CONNECTED {
 			return fmt.Errorf("NATS connection %s", st)
@@ -62,8 +66,34 @@ func jetStreamReady(nc *nats.Conn, js jetstream.JetStream) func(context.Context)
 		if _, err := js.AccountInfo(ctx); err != nil {
 			return fmt.Errorf("JetStream: %w", err)
 		}
+		return monitorHealth(ctx, monitorURL)
+	}
+}
+
+// monitorHealth asks a nats-server's monitoring port (NATS_MONITOR_URL) whether it can do its
+// work: a client cannot tell that the server's streams stopped storing (a full disk leaves
+// JetStream enabled and every publish unanswered), but the server's own /healthz says so.
+// An empty URL checks nothing.
+func monitorHealth(ctx context.Context, monitorURL string) error {
+	if monitorURL == "" {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(monitorURL, "/")+"/healthz", nil)
+	if err != nil {
+		return fmt.Errorf("NATS_MONITOR_URL: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("nats-server's health (NATS_MONITOR_URL): %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("nats-server unhealthy (NATS_MONITOR_URL): %d %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // health is what HEALTH_ADDR serves; check is nil until there is something to check.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // HEALTH_ADDR answers 503 until the system is up and every runner consumes, then 200;
@@ -82,7 +84,7 @@ func TestNATSCredentialsFromEnv(t *testing.T) {
 // has disabled it (as nats-server does when it runs out of resources).
 func TestAPIHealthNeedsJetStream(t *testing.T) {
 	env := natstest.Start(t)
-	ready := jetStreamReady(env.NC, env.JS)
+	ready := jetStreamReady(env.NC, env.JS, "")
 	if err := ready(t.Context()); err != nil {
 		t.Fatalf("with JetStream: %v", err)
 	}
@@ -93,5 +95,29 @@ func TestAPIHealthNeedsJetStream(t *testing.T) {
 	defer cancel()
 	if err := ready(ctx); err == nil || !strings.Contains(err.Error(), "JetStream") {
 		t.Errorf("with JetStream disabled: %v", err)
+	}
+}
+
+// With NATS_MONITOR_URL a process reports the server's own health, which is what tells a
+// stalled store (a client sees only unanswered publishes): asked of a real nats-server's
+// monitoring port, healthy, then not once its JetStream is gone.
+func TestHealthAsksTheServersMonitor(t *testing.T) {
+	opts := &server.Options{Host: "127.0.0.1", Port: -1, HTTPHost: "127.0.0.1", HTTPPort: -1, JetStream: true, StoreDir: t.TempDir()}
+	srv := runServer(t, opts)
+	monitor := fmt.Sprintf("http://%s", srv.MonitorAddr())
+	if err := monitorHealth(t.Context(), monitor); err != nil {
+		t.Fatalf("a healthy server: %v", err)
+	}
+	if err := monitorHealth(t.Context(), ""); err != nil {
+		t.Errorf("no URL checks nothing: %v", err)
+	}
+	if err := srv.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	if err := monitorHealth(t.Context(), monitor); err == nil || !strings.Contains(err.Error(), "nats-server unhealthy") {
+		t.Errorf("a server without JetStream: %v, want it unhealthy", err)
+	}
+	if err := monitorHealth(t.Context(), "http://127.0.0.1:1"); err == nil {
+		t.Error("a monitor nobody answers passed")
 	}
 }
