@@ -127,6 +127,8 @@ func apiUser() NATSUser {
 		}
 	}
 	u.Publish = append(u.Publish, consumerGrants(APIName)...)
+	// Its health check asks JetStream for the account's info (a read).
+	u.Publish = append(u.Publish, "$JS.API.INFO")
 	return u
 }
 

@@ -309,6 +309,8 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		defer drain(nc)
 		defer a.Stop()
+		// Its health check (what compose's healthcheck asks) may ask what it asks.
+		httpJSON[map[string]any](t, "GET", a.URL+"/healthz", "", "")
 		cart := httpJSON[events.Cart](t, "POST", a.URL+"/carts", `{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"stickers","quantity":1}]}`, "")
 		body := checkoutRequestFor("", cart.ID, "pm_card_visa", "ada@example.com")
 		accepted := httpJSON[struct {
