@@ -104,7 +104,7 @@ func (r *Runner) Rebuild(ctx context.Context, floor, last uint64) (int, error) {
 			return 0, err
 		}
 	}
-	n := 0
+	n, done, behind := 0, uint64(0), 0
 	for {
 		var m *jetstream.RawStreamMsg
 		for _, c := range next {
@@ -112,18 +112,42 @@ func (r *Runner) Rebuild(ctx context.Context, floor, last uint64) (int, error) {
 				m = c
 			}
 		}
+		if m == nil && done < last {
+			// The consumer was given a message at last: a direct get answered by a replica
+			// that is behind has not got it yet. Ask again, for a while.
+			if behind++; behind > replicaWaits {
+				r.log.Error("replay: the stream did not return the messages up to the last one the consumer was given; the rebuilt view may lack them",
+					"replayed_to", done, "delivered", last)
+				return n, nil
+			}
+			select {
+			case <-ctx.Done():
+				return n, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			for subject := range next {
+				if next[subject], err = nextOn(ctx, stream, subject, done+1); err != nil {
+					return n, err
+				}
+			}
+			continue
+		}
 		if m == nil || m.Sequence > last {
 			return n, nil
 		}
 		if err := r.replay(ctx, stream, m, floor); err != nil {
 			return n, err
 		}
-		n++
+		n, done = n+1, m.Sequence
 		if next[m.Subject], err = nextOn(ctx, stream, m.Subject, m.Sequence+1); err != nil {
 			return n, err
 		}
 	}
 }
+
+// replicaWaits is how many times (100 ms apart) the replay asks again for messages a replica
+// behind the stream's leader may not have yet.
+const replicaWaits = 50
 
 // nextOn is the stream's first message on subject at or after seq, nil when there is none.
 func nextOn(ctx context.Context, stream jetstream.Stream, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {
