@@ -48,6 +48,18 @@ type Handles struct {
 	Coordinator   *coordinator.Coordinator
 }
 
+// Rebuildable are the services whose bbolt file is a view of the events they consume
+// alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
+// stream when the service starts (runner.Config.Rebuild). Not the others:
+//   - payments and notifications record calls to Stripe and SMTP that no event holds;
+//   - catalog holds carts, made by request endpoints, not events;
+//   - inventory seeds its stock from the catalog file at start, and whether a reservation
+//     gets the last item depends on the order in which concurrent checkouts commit, which
+//     the stream does not keep.
+//
+// Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
+var Rebuildable = map[string]bool{events.ServiceOrders: true, events.ServiceShipping: true, events.ServiceFraud: true}
+
 // build makes one service: its bbolt file under DATA_DIR, the service, its runner.
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
@@ -77,7 +89,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
-		Retention: d.cfg.HandledRetention, Keys: d.keys})
+		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: Rebuildable[name]})
 	if err != nil {
 		db.Close()
 		return nil, err

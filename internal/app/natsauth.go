@@ -87,6 +87,10 @@ func serviceUser(name string) NATSUser {
 		// shows the payment running.
 		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
 	}
+	if Rebuildable[name] {
+		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
+		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
+	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {
 		for _, e := range eps {

@@ -76,7 +76,7 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 		return nil, err
 	}
 	if !found {
-		if a, err = s.assess(tx, in.CheckoutID, q); err != nil {
+		if a, err = s.assess(tx, in, q); err != nil {
 			return nil, err
 		}
 	}
@@ -102,9 +102,9 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 
 // assess scores the quote and stores the assessment, and the review when the risk is in
 // the review band.
-func (s *Service) assess(tx *bolt.Tx, checkoutID string, q events.Quote) (Assessment, error) {
-	risk := s.cfg.Score(q)
-	now := s.now().UTC()
+func (s *Service) assess(tx *bolt.Tx, in events.Envelope, q events.Quote) (Assessment, error) {
+	checkoutID, risk := in.CheckoutID, s.cfg.Score(q)
+	now := runner.EventTime(in) // the review's window runs from when the cart was validated
 	a := Assessment{CheckoutID: checkoutID, RiskAssessment: risk, Rejected: s.cfg.Rejects(risk), HeldForReview: s.cfg.Reviews(risk),
 		RejectAt: s.cfg.RejectAt, ReviewAt: s.cfg.ReviewAt, AssessedAt: now}
 	if err := store.Put(tx.Bucket(assessmentsBucket), checkoutID, a); err != nil {

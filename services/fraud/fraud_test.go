@@ -43,7 +43,7 @@ type clock struct{ ns atomic.Int64 }
 
 func newClock() *clock {
 	c := &clock{}
-	c.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	c.ns.Store(time.Now().UTC().Truncate(time.Second).UnixNano()) // now: the runner checks deadlines on its own clock
 	return c
 }
 

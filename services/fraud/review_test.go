@@ -20,10 +20,13 @@ func reviewQuote() events.Quote {
 	return q
 }
 
-// held publishes a checkout that is held for review and waits for its Waiting event.
+// held publishes a checkout that is held for review, validated at the test's clock (the
+// review's window runs from then), and waits for its Waiting event.
 func (h harness) held(t *testing.T, checkoutID string) events.Waiting {
 	t.Helper()
-	h.Env.Publish(t, events.Must(checkoutID, events.CartValidated, reviewQuote()))
+	in := events.Must(checkoutID, events.CartValidated, reviewQuote())
+	in.Time = h.clock.now()
+	h.Env.Publish(t, in)
 	var w events.Waiting
 	h.Expect(t, checkoutID, events.FraudReviewPending, &w, events.FraudCleared, events.FraudFailed)
 	return w

@@ -1,5 +1,7 @@
 // Package orders runs the create_order step: exactly one order per checkout, numbered
-// JC-000001, JC-000002, ... in the order they are created.
+// JC- and the stream sequence of its order request (JC-000042): unique, growing in the order
+// the requests were made, not consecutive, and the same when the view is rebuilt from the
+// stream. Order times are their events' times.
 //
 // Consumes: checkout.payment.captured (events.Payment).
 // Emits: checkout.order.created (events.Order), again with the same order when the

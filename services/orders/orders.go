@@ -31,7 +31,6 @@ const (
 type Service struct {
 	db  *bolt.DB
 	log *slog.Logger
-	now func() time.Time
 }
 
 // New creates the service's buckets.
@@ -42,7 +41,7 @@ func New(db *bolt.DB, log *slog.Logger) (*Service, error) {
 	if err := store.EnsureBuckets(db, ordersBucket, byCheckoutBucket, cancelledBucket); err != nil {
 		return nil, fmt.Errorf("orders: %w", err)
 	}
-	return &Service{db: db, log: log, now: time.Now}, nil
+	return &Service{db: db, log: log}, nil
 }
 
 // Routes binds create_order to its trigger, and its undo.
@@ -53,7 +52,7 @@ func (s *Service) Routes() []runner.Route {
 	}
 }
 
-func (s *Service) createOrder(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) createOrder(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var p events.Payment
 	if err := in.DecodePayload(&p); err != nil {
 		return nil, err
@@ -65,7 +64,7 @@ func (s *Service) createOrder(_ context.Context, tx *bolt.Tx, in events.Envelope
 			Message: "the checkout was cancelled before its order could be created",
 		})}, nil
 	}
-	order, err := s.orderFor(tx, in.CheckoutID, p)
+	order, err := orderFor(tx, s.log, in, runner.Sequence(ctx), p)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +79,7 @@ func (s *Service) cancelOrder(_ context.Context, tx *bolt.Tx, in events.Envelope
 	if err := in.DecodePayload(&c); err != nil {
 		return nil, err
 	}
-	if err := tx.Bucket(cancelledBucket).Put([]byte(in.CheckoutID), []byte(s.now().UTC().Format(time.RFC3339Nano))); err != nil {
+	if err := tx.Bucket(cancelledBucket).Put([]byte(in.CheckoutID), []byte(runner.EventTime(in).Format(time.RFC3339Nano))); err != nil {
 		return nil, err
 	}
 	var out events.Cancellation
@@ -100,8 +99,12 @@ func (s *Service) cancelOrder(_ context.Context, tx *bolt.Tx, in events.Envelope
 	return []events.Envelope{events.Must(in.CheckoutID, events.OrderCancelled, out)}, nil
 }
 
-// orderFor returns the checkout's order, creating it the first time.
-func (s *Service) orderFor(tx *bolt.Tx, checkoutID string, p events.Payment) (events.Order, error) {
+// orderFor returns the checkout's order, creating it the first time, numbered with the
+// stream sequence of its request: unique, growing in the order requests were made, and the
+// same when the view is rebuilt from the stream (a counter would follow the order in which
+// concurrent checkouts happened to commit).
+func orderFor(tx *bolt.Tx, log *slog.Logger, in events.Envelope, seq uint64, p events.Payment) (events.Order, error) {
+	checkoutID := in.CheckoutID
 	orders, index := tx.Bucket(ordersBucket), tx.Bucket(byCheckoutBucket)
 	var order events.Order
 	if id := index.Get([]byte(checkoutID)); id != nil {
@@ -111,9 +114,8 @@ func (s *Service) orderFor(tx *bolt.Tx, checkoutID string, p events.Payment) (ev
 		}
 		return order, err
 	}
-	seq, err := orders.NextSequence()
-	if err != nil {
-		return order, err
+	if seq == 0 {
+		return order, errors.New("orders: an order is numbered by its request's stream sequence, and this one has none")
 	}
 	order = events.Order{
 		ID:              "ord_" + checkoutID,
@@ -121,7 +123,7 @@ func (s *Service) orderFor(tx *bolt.Tx, checkoutID string, p events.Payment) (ev
 		CheckoutID:      checkoutID,
 		PaymentIntentID: p.PaymentIntentID,
 		Status:          StatusConfirmed,
-		CreatedAt:       s.now().UTC(),
+		CreatedAt:       runner.EventTime(in),
 		Quote:           p.Quote,
 	}
 	if err := store.Put(orders, order.ID, order); err != nil {
@@ -130,7 +132,7 @@ func (s *Service) orderFor(tx *bolt.Tx, checkoutID string, p events.Payment) (ev
 	if err := index.Put([]byte(checkoutID), []byte(order.ID)); err != nil {
 		return order, err
 	}
-	s.log.Info("order created", "checkout_id", checkoutID, "order_id", order.ID, "order_number", order.Number)
+	log.Info("order created", "checkout_id", checkoutID, "order_id", order.ID, "order_number", order.Number)
 	return order, nil
 }
 

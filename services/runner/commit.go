@@ -72,6 +72,20 @@ func unwire(data []json.RawMessage) ([]events.Envelope, error) {
 
 type attemptKey struct{}
 
+type sequenceKey struct{}
+
+// withSequence is the context of a handler of the message at stream sequence seq.
+func withSequence(ctx context.Context, seq uint64) context.Context {
+	return context.WithValue(ctx, sequenceKey{}, seq)
+}
+
+// Sequence is the stream sequence of the message a handler runs for (0 outside a runner):
+// the same at every delivery and in a replay, so a handler may derive numbers from it.
+func Sequence(ctx context.Context) uint64 {
+	n, _ := ctx.Value(sequenceKey{}).(uint64)
+	return n
+}
+
 // WithAttempt is the context the runner gives a handler or CommitFunc on its message's n-th
 // delivery (see Attempt); tests of handlers use it to stand for the runner.
 func WithAttempt(ctx context.Context, n int) context.Context {
@@ -202,12 +216,15 @@ func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFail
 	})
 }
 
-// Stamp fills in what outputs inherit from the event that caused them.
+// Stamp fills in what outputs inherit from the event that caused them, and the time they
+// are published at unless set already (a replay sets the time the stream has).
 func Stamp(outs []events.Envelope, cause events.Envelope) {
 	now := time.Now().UTC()
 	for i := range outs {
 		outs[i].CausationID = cause.ID
-		outs[i].Time = now
+		if outs[i].Time.IsZero() {
+			outs[i].Time = now
+		}
 		if outs[i].CheckoutID == "" {
 			outs[i].CheckoutID = cause.CheckoutID
 		}
@@ -224,4 +241,13 @@ func Handled(db *bolt.DB, eventID string) (found bool, err error) {
 		return nil
 	})
 	return found, err
+}
+
+// EventTime is when in happened, for what a handler stores or emits: the event's own time,
+// so a replay rebuilds the same view (the process clock only for an event without one).
+func EventTime(in events.Envelope) time.Time {
+	if in.Time.IsZero() {
+		return time.Now().UTC()
+	}
+	return in.Time.UTC()
 }

@@ -37,4 +37,10 @@
 // deduplicated by the handled-event record like any other. HandlerTimeout (30s) bounds a
 // handler. Messages the client library has prefetched are not held yet: they wait there
 // only while all the lanes' slots are taken, and may then be redelivered (and deduplicated).
+//
+// A lost view: a runner that starts on a new bbolt file while its consumer has handled
+// messages before rebuilds the file from the stream first when Config.Rebuild says the
+// service's view is a pure function of its events, and logs an error otherwise (rebuild.go).
+// Handlers of such a service take times from their event (EventTime) and numbers from its
+// stream sequence (Sequence), never from the process.
 package runner

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -109,6 +110,12 @@ type Config struct {
 	// CommitFunc the consumer keeps its own records and neither applies.
 	Retention  time.Duration
 	PruneEvery time.Duration
+	// Rebuild says the service's view is a pure function of the events it consumes: a
+	// runner that starts on a new bbolt file while its consumer has handled messages
+	// before (the view was lost) replays them into the file first (see rebuild.go).
+	// Without it such a start is logged as an error and consuming goes on from where the
+	// consumer is. Not with Call routes or a CommitFunc.
+	Rebuild bool
 	// Keys sign what the runner publishes with the key of the service it runs for (Name),
 	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
 	// signs nor verifies: for tests of one service alone. The processes always set it.
@@ -163,6 +170,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: Retention and PruneEvery must not be negative", c.Name)
 	case c.AckWait < 100*time.Millisecond:
 		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
+	case c.Rebuild && c.Commit != nil:
+		return fmt.Errorf("runner %s: Rebuild needs DB, not Commit", c.Name)
 	case c.Keys != nil && !c.Keys.Signs(c.Name):
 		return fmt.Errorf("runner %s: Keys hold no signing key of %s", c.Name, c.Name)
 	}
@@ -172,6 +181,9 @@ func (c Config) Validate() error {
 		}
 		if r.Handle != nil && r.Call != nil {
 			return fmt.Errorf("runner %s: route %s: set Handle or Call, not both", c.Name, r.Subject)
+		}
+		if r.Call != nil && c.Rebuild {
+			return fmt.Errorf("runner %s: route %s calls the outside world: its view cannot be rebuilt from the stream", c.Name, r.Subject)
 		}
 		if r.Call != nil && c.Commit != nil {
 			return fmt.Errorf("runner %s: route %s: Call needs DB, not Commit", c.Name, r.Subject)
@@ -193,6 +205,9 @@ type Runner struct {
 	// ownDecoder: the routes whose Decoder makes the envelope (and may derive its checkout ID)
 	ownDecoder map[string]bool
 	log        *slog.Logger
+	// fresh: New found no runner buckets in the file; if the consumer handled messages
+	// before, the view is lost (recoverView).
+	fresh bool
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -248,6 +263,7 @@ func New(cfg Config) (*Runner, error) {
 		return r, nil
 	}
 	err := cfg.DB.Update(func(tx *bolt.Tx) error {
+		r.fresh = tx.Bucket(processedBucket) == nil || tx.Bucket(rebuildingBucket) != nil
 		if _, err := tx.CreateBucketIfNotExists(processedBucket); err != nil {
 			return err
 		}
@@ -280,6 +296,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
+	}
+	if err := r.recoverView(ctx, cons); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while it rebuilt: the next start goes on with it
+		}
+		return err
 	}
 	// A small prefetch (twice the lanes): a message buffered in the client library is not
 	// held yet and gets no heartbeats; it waits there only while every lane slot is taken.
@@ -398,7 +420,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
 			defer stop()
 		}
-		outs, data, err = r.apply(WithAttempt(hctx, attempts), route, in, meta.Sequence.Stream)
+		outs, data, err = r.apply(withSequence(WithAttempt(hctx, attempts), meta.Sequence.Stream), route, in, meta.Sequence.Stream)
 		if c := (*crash)(nil); errors.As(err, &c) {
 			return c.err
 		}
@@ -460,13 +482,17 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 // decode believes a message only from its producer (signed by it, fired from its own
 // schedule) and turns it into an envelope.
 func (r *Runner) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata, route Route) (events.Envelope, error) {
-	h := msg.Headers()
+	return r.decodeRaw(route, msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+}
+
+// decodeRaw is decode for a message as the stream stored it (a live delivery, or a replay).
+func (r *Runner) decodeRaw(route Route, subject string, h nats.Header, data []byte, seq uint64, stored time.Time) (events.Envelope, error) {
 	if r.cfg.Keys != nil {
-		if err := r.cfg.Keys.Verify(events.Subject(msg.Subject()), h.Get(events.SignerHeader), h.Get(events.SignatureHeader), msg.Data()); err != nil {
+		if err := r.cfg.Keys.Verify(events.Subject(subject), h.Get(events.SignerHeader), h.Get(events.SignatureHeader), data); err != nil {
 			return events.Envelope{}, err
 		}
 	}
-	in, err := route.Decode(msg.Subject(), msg.Data(), events.Origin{MsgID: h.Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp})
+	in, err := route.Decode(subject, data, events.Origin{MsgID: h.Get(jetstream.MsgIDHeader), StreamSeq: seq, Stored: stored})
 	if err != nil {
 		return in, err
 	}

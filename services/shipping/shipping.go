@@ -52,7 +52,6 @@ type Service struct {
 	db  *bolt.DB
 	log *slog.Logger
 	cfg Config
-	now func() time.Time
 }
 
 // New applies defaults to cfg, validates it and creates the service's buckets.
@@ -67,7 +66,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := store.EnsureBuckets(db, labelsBucket, picksBucket); err != nil {
 		return nil, fmt.Errorf("shipping: %w", err)
 	}
-	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
+	return &Service{db: db, log: log, cfg: cfg}, nil
 }
 
 // Routes binds both steps; they share the service's runner and bbolt file.
@@ -98,7 +97,7 @@ func (s *Service) createLabel(_ context.Context, tx *bolt.Tx, in events.Envelope
 			Carrier:        s.cfg.Carrier,
 			TrackingNumber: TrackingNumber(order.ID),
 			Address:        order.ShippingAddress,
-			CreatedAt:      s.now().UTC(),
+			CreatedAt:      runner.EventTime(in),
 		}
 		if err := store.Put(b, order.ID, label); err != nil {
 			return nil, err
@@ -132,7 +131,7 @@ func (s *Service) notifyWarehouse(_ context.Context, tx *bolt.Tx, in events.Enve
 	if !found {
 		// The pick's ID is the ID of the envelope that carries it, which the WAREHOUSE
 		// stream dedupes on: the warehouse can quote it back.
-		pick = Pick{ID: events.ID(in.CheckoutID, events.WarehousePick), PickRequest: pickRequest(sh), QueuedAt: s.now().UTC()}
+		pick = Pick{ID: events.ID(in.CheckoutID, events.WarehousePick), PickRequest: pickRequest(sh), QueuedAt: runner.EventTime(in)}
 		if err := store.Put(b, sh.Order.ID, pick); err != nil {
 			return nil, err
 		}

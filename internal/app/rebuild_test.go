@@ -1,0 +1,305 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/services/fraud"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/services/shipping"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestLostViewIsRebuilt runs every service as its own System (as separate processes do),
+// runs checkouts that complete, fail, are compensated, given up and held for a review, then
+// for each service whose view is rebuildable: stops it, deletes its bbolt file and starts
+// it again. The rebuilt file equals the lost one byte for byte (determinism), nothing is
+// published again, and a checkout afterwards completes. Payments and notifications, whose
+// views record calls to Stripe and SMTP, start on a lost file as before, loudly, and call
+// nothing again.
+func TestLostViewIsRebuilt(t *testing.T) {
+	env := natstest.Start(t)
+	emu := startEmulator(t)
+	logs := newLogRecorder(testLogger().Handler())
+	log := slog.New(logs)
+	dirs := map[string]string{}
+	start := func(name string) *System {
+		t.Helper()
+		cfg := testConfig(dirs[name])
+		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_rebuild"
+		switch name {
+		case events.ServiceOrders:
+			withMiddleware(name, failingFor(events.OrderRequested, "co-rb-noorder", runner.Permanent(errors.New("the order store refused it"))))(&cfg)
+		case events.ServiceShipping:
+			withMaxDeliver(3)(&cfg)
+			withMiddleware(name, failingFor(events.LabelRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
+		}
+		sys, err := Start(context.Background(), cfg, log, name)
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		t.Cleanup(sys.Stop)
+		return sys
+	}
+	systems := map[string]*System{}
+	for _, name := range Services {
+		dirs[name] = t.TempDir()
+		systems[name] = start(name)
+	}
+	w := env.Watch(t, "checkout.>")
+	checkout := func(id, pm, email string, product ...string) {
+		cart := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: append(product, "mug-nats")[0], Quantity: 1})
+		publishCheckout(t, systems[events.ServiceCatalog], checkoutRequestFor(id, cart.ID, pm, email))
+	}
+	ends := map[string]events.Subject{
+		"co-rb-happy": events.Completed, "co-rb-declined": events.Failed, "co-rb-fraud": events.Failed,
+		"co-rb-noorder": events.Failed, "co-rb-noship": events.Completed, "co-rb-review": events.Completed,
+	}
+	checkout("co-rb-happy", "pm_card_visa", "ada@example.com")
+	checkout("co-rb-declined", "pm_card_chargeDeclined", "ada@example.com")
+	checkout("co-rb-fraud", "pm_card_visa", "ada@fraud.test")
+	checkout("co-rb-noorder", "pm_card_visa", "ada@example.com")
+	checkout("co-rb-noship", "pm_card_visa", "ada@example.com")
+	checkout("co-rb-review", "pm_card_visa", "ada@review.test")
+	// Checkouts at once, handled in the services' lanes side by side: commit order is not
+	// stream order, and the rebuilt view must not depend on it.
+	for i := range 12 {
+		id := fmt.Sprintf("co-rb-many-%d", i)
+		ends[id] = events.Completed
+		checkout(id, "pm_card_visa", "ada@example.com", []string{"tee-jetstream", "stickers", "poster-route66"}[i%3]) // under the hold limit
+	}
+	w.Wait(t, "co-rb-review", wait, events.FraudReviewPending)
+	request[fraud.ReviewReply](t, systems[events.ServiceFraud].NC, events.FraudReview,
+		fraud.ReviewRequest{CheckoutID: "co-rb-review", ReviewDecision: events.ReviewDecision{Decision: events.ReviewApprove, Reviewer: "alice"}})
+	for id, want := range ends {
+		if end := w.Wait(t, id, wait, events.Completed, events.Failed); end.Type != want {
+			t.Fatalf("%s ended in %s (%s), want %s", id, end.Type, end.Payload, want)
+		}
+	}
+	for _, name := range Services {
+		(&natstest.Env{JS: env.JS}).WaitIdle(t, name)
+	}
+	orderCreated := w.Count("co-rb-happy", events.OrderCreated)
+	if orderCreated != 1 || w.Count("co-rb-noorder", events.OrderCancelled) != 1 || w.Count("co-rb-noship", events.LabelFailed) != 1 {
+		t.Fatalf("the checkouts did not run as planned: %v / %v / %v", w.All("co-rb-happy"), w.All("co-rb-noorder"), w.All("co-rb-noship"))
+	}
+	published := len(w.All(""))
+
+	for _, name := range slices.Sorted(maps.Keys(Rebuildable)) {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dirs[name], name+".db")
+			systems[name].Stop()
+			live := dump(t, path)
+			if len(live["runner.processed"]) == 0 {
+				t.Fatalf("%s handled nothing before its file was lost", name)
+			}
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			mark := logs.len()
+			systems[name] = start(name)
+			natstest.Eventually(t, wait, func() bool { return logs.has(mark, "view rebuilt from the stream", name) },
+				"%s did not say it rebuilt its view", name)
+			systems[name].Stop()
+			for _, line := range logs.since(mark) {
+				if strings.Contains(line, "replay:") && strings.Contains(line, "level=ERROR") {
+					t.Errorf("replay error: %s", line)
+				}
+			}
+			sameView(t, live, dump(t, path))
+			systems[name] = start(name) // on its rebuilt file: no rebuild, it consumes
+			if n := len(w.All("")); n != published {
+				t.Errorf("%d events published while %s rebuilt its view: %v", n-published, name, w.All("")[published:])
+			}
+		})
+	}
+
+	// Payments and notifications: they carry on from their consumer's position, saying so.
+	for _, name := range []string{events.ServicePayments, events.ServiceNotifications} {
+		systems[name].Stop()
+		if err := os.Remove(filepath.Join(dirs[name], name+".db")); err != nil {
+			t.Fatal(err)
+		}
+		mark := logs.len()
+		systems[name] = start(name)
+		natstest.Eventually(t, wait, func() bool { return logs.has(mark, "VIEW LOST", name) }, "%s started on a lost file silently", name)
+	}
+
+	checkout("co-rb-after", "pm_card_visa", "ada@example.com")
+	if end := w.Wait(t, "co-rb-after", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("the checkout after the rebuilds ended in %s: %s", end.Type, end.Payload)
+	}
+	for id := range ends {
+		for _, typ := range []events.Subject{events.OrderCreated, events.OrderCancelled, events.LabelCreated, events.WarehouseNotified,
+			events.FraudCleared, events.PaymentCaptured, events.ConfirmationSent, events.FailureNoticeSent} {
+			if n := w.Count(id, typ); n > 1 {
+				t.Errorf("%s: %d %s", id, n, typ)
+			}
+		}
+		if n := len(intentsOf(emu.Emulator, id)); n > 1 {
+			t.Errorf("%s: %d payment intents", id, n)
+		}
+	}
+	orders := systems[events.ServiceOrders].Orders
+	for id, want := range map[string]string{"co-rb-happy": "confirmed", "co-rb-noship": "confirmed", "co-rb-review": "confirmed", "co-rb-after": "confirmed"} {
+		if o, found, err := orders.OrderByCheckout(id); err != nil || !found || o.Status != want {
+			t.Errorf("%s: order %+v found=%v err=%v, want %s", id, o, found, err, want)
+		}
+	}
+	if _, found, _ := systems[events.ServiceShipping].Shipping.Label("ord_co-rb-after"); !found {
+		t.Error("no label for the checkout after the rebuild")
+	}
+	if label, found, _ := systems[events.ServiceShipping].Shipping.Label("ord_co-rb-happy"); !found || label.TrackingNumber != shipping.TrackingNumber("ord_co-rb-happy") {
+		t.Errorf("the rebuilt label of co-rb-happy: %+v found=%v", label, found)
+	}
+}
+
+// failingFor is middleware that makes one route of a service fail with err for one checkout.
+func failingFor(route events.Subject, checkoutID string, err error) runner.Middleware {
+	return func(subject events.Subject, next runner.Handler) runner.Handler {
+		if subject != route {
+			return next
+		}
+		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if in.CheckoutID == checkoutID {
+				return nil, err
+			}
+			return next(ctx, tx, in)
+		}
+	}
+}
+
+// dump reads every bucket of a closed bbolt file: bucket → key → value.
+func dump(t *testing.T, path string) map[string]map[string][]byte {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string]map[string][]byte{}
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			kv := map[string][]byte{}
+			out[string(name)] = kv
+			return b.ForEach(func(k, v []byte) error {
+				kv[string(k)] = bytes.Clone(v)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameView compares a rebuilt file with the lost one, byte for byte per bucket, except the
+// runner's handled_at index: its keys are when this process wrote each record (for pruning),
+// a local fact; it has one entry per record all the same.
+func sameView(t *testing.T, live, rebuilt map[string]map[string][]byte) {
+	t.Helper()
+	for _, bucket := range slices.Sorted(maps.Keys(live)) {
+		if bucket == "runner.handled_at" {
+			if len(rebuilt[bucket]) != len(live[bucket]) {
+				t.Errorf("%s: %d entries, want %d", bucket, len(rebuilt[bucket]), len(live[bucket]))
+			}
+			continue
+		}
+		for k, v := range live[bucket] {
+			if got, ok := rebuilt[bucket][k]; !ok {
+				t.Errorf("%s: %s is missing from the rebuilt view", bucket, k)
+			} else if !bytes.Equal(got, v) {
+				t.Errorf("%s: %s differs:\n rebuilt %s\n    live %s", bucket, k, got, v)
+			}
+		}
+		for k := range rebuilt[bucket] {
+			if _, ok := live[bucket][k]; !ok {
+				t.Errorf("%s: %s is in the rebuilt view only", bucket, k)
+			}
+		}
+	}
+	for bucket := range rebuilt {
+		if _, ok := live[bucket]; !ok {
+			t.Errorf("bucket %s is in the rebuilt view only", bucket)
+		}
+	}
+}
+
+// logRecorder keeps what is logged, and passes it on.
+type logRecorder struct {
+	next  slog.Handler
+	mu    *sync.Mutex
+	lines *[]string
+	attrs string
+}
+
+func newLogRecorder(next slog.Handler) *logRecorder {
+	return &logRecorder{next: next, mu: &sync.Mutex{}, lines: &[]string{}}
+}
+
+func (l *logRecorder) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn || l.next.Enabled(ctx, level)
+}
+
+func (l *logRecorder) Handle(ctx context.Context, r slog.Record) error {
+	line := fmt.Sprintf("level=%s msg=%q%s", r.Level, r.Message, l.attrs)
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	l.mu.Lock()
+	*l.lines = append(*l.lines, line)
+	l.mu.Unlock()
+	if l.next.Enabled(ctx, r.Level) {
+		return l.next.Handle(ctx, r)
+	}
+	return nil
+}
+
+func (l *logRecorder) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *l
+	for _, a := range attrs {
+		c.attrs += " " + a.String()
+	}
+	c.next = l.next.WithAttrs(attrs)
+	return &c
+}
+
+func (l *logRecorder) WithGroup(name string) slog.Handler {
+	c := *l
+	c.next = l.next.WithGroup(name)
+	return &c
+}
+
+func (l *logRecorder) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(*l.lines)
+}
+
+func (l *logRecorder) since(mark int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone((*l.lines)[mark:])
+}
+
+// has reports whether a line logged since mark says msg, by the runner of service.
+func (l *logRecorder) has(mark int, msg, service string) bool {
+	for _, line := range l.since(mark) {
+		if strings.Contains(line, msg) && strings.Contains(line, "runner="+service) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,295 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A view is lost when the runner starts on a new bbolt file (its buckets did not exist)
+// while its durable consumer has had messages delivered: the data directory was deleted, or
+// the machine is gone. The consumer carries on after what it was acked for, so without a
+// rebuild everything the view held before is silently missing.
+//
+// With Config.Rebuild (a service whose view is a pure function of the events it consumes)
+// the runner first replays, in stream order, every message of its subjects up to the last
+// one the consumer delivered, through the same decoding and signature check and the routes'
+// handlers, committing the view and the handled-event records as live handling does, and
+// publishing nothing: the outputs are in the stream already. It replays up to the last
+// delivered message, not only to the ack floor, because with Concurrency above 1 messages
+// above the floor may be acked already and never come back; those that do come back
+// (unacked ones) find their record and republish its outputs, as after a crash.
+//
+// What live handling decided from outside the event is taken from the stream: a step
+// trigger that the runner gave up on or refused as expired (its failure, caused by the
+// trigger, with a code only the runner gives, is in the stream) gets that failure recorded
+// again, and the handler does not run. Each output is looked up in the stream by its ID
+// (from the input on, on its subject): it takes the stream's time, so the record is the one
+// live handling wrote, and an output that is missing or differs is logged as an error
+// (determinism: the handler or its configuration changed, or it reads a clock).
+
+// maxLookups bounds the messages read to find one output in the stream: a checkout's
+// output comes soon after its input, behind the outputs of the checkouts in flight then.
+const maxLookups = 512
+
+// rebuildingBucket marks a rebuild under way: a runner stopped in the middle (or killed)
+// finds it and replays again, the messages replayed already being no-ops.
+var rebuildingBucket = []byte("runner.rebuilding")
+
+// recoverView rebuilds or reports a lost view; it runs before the consumer is read.
+func (r *Runner) recoverView(ctx context.Context, cons jetstream.Consumer) error {
+	if !r.fresh || r.cfg.DB == nil {
+		return nil
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("runner %s: consumer info: %w", r.cfg.Name, err)
+	}
+	floor, last := info.AckFloor.Stream, info.Delivered.Stream
+	if last == 0 {
+		return nil // a new consumer: nothing was handled, nothing is lost
+	}
+	if !r.cfg.Rebuild {
+		r.log.Error("VIEW LOST: this service's data file is new but its consumer has handled messages before; "+
+			"its view cannot be rebuilt from the stream (it records calls to the outside world, or requests), "+
+			"so what it held is gone and it goes on from the consumer's position", "ack_floor", floor, "delivered", last)
+		return nil
+	}
+	r.log.Warn("view lost: rebuilding it from the stream before consuming", "ack_floor", floor, "delivered", last)
+	start := time.Now()
+	err = r.cfg.DB.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(rebuildingBucket)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("runner %s: mark the rebuild: %w", r.cfg.Name, err)
+	}
+	n, err := r.Rebuild(ctx, floor, last)
+	if err != nil {
+		return fmt.Errorf("runner %s: rebuild the view: %w", r.cfg.Name, err)
+	}
+	if err := r.cfg.DB.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(rebuildingBucket) }); err != nil {
+		return fmt.Errorf("runner %s: end the rebuild: %w", r.cfg.Name, err)
+	}
+	r.fresh = false
+	r.log.Warn("view rebuilt from the stream", "messages", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Rebuild replays the runner's subjects from the stream's start up to stream sequence last
+// into its file (see recoverView) and returns how many messages it replayed. Outputs
+// missing from the stream are errors for inputs at or below floor (acked: their outputs
+// were stored), and expected above it. It publishes nothing.
+func (r *Runner) Rebuild(ctx context.Context, floor, last uint64) (int, error) {
+	stream, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
+	if err != nil {
+		return 0, err
+	}
+	if first := stream.CachedInfo().State.FirstSeq; first > 1 {
+		r.log.Warn("the stream no longer holds its messages before this sequence: the rebuilt view lacks what they did", "first_seq", first)
+	}
+	// A merge of one cursor per subject, each read with direct gets of its next message.
+	next := map[string]*jetstream.RawStreamMsg{}
+	for _, subject := range slices.Sorted(maps.Keys(r.routes)) {
+		if next[subject], err = nextOn(ctx, stream, subject, 1); err != nil {
+			return 0, err
+		}
+	}
+	n, done, behind := 0, uint64(0), 0
+	for {
+		var m *jetstream.RawStreamMsg
+		for _, c := range next {
+			if c != nil && (m == nil || c.Sequence < m.Sequence) {
+				m = c
+			}
+		}
+		if m == nil && done < last {
+			// The consumer was given a message at last: a direct get answered by a replica
+			// that is behind has not got it yet. Ask again, for a while.
+			if behind++; behind > replicaWaits {
+				r.log.Error("replay: the stream did not return the messages up to the last one the consumer was given; the rebuilt view may lack them",
+					"replayed_to", done, "delivered", last)
+				return n, nil
+			}
+			select {
+			case <-ctx.Done():
+				return n, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			for subject := range next {
+				if next[subject], err = nextOn(ctx, stream, subject, done+1); err != nil {
+					return n, err
+				}
+			}
+			continue
+		}
+		if m == nil || m.Sequence > last {
+			return n, nil
+		}
+		if err := r.replay(ctx, stream, m, floor); err != nil {
+			return n, err
+		}
+		n, done = n+1, m.Sequence
+		if next[m.Subject], err = nextOn(ctx, stream, m.Subject, m.Sequence+1); err != nil {
+			return n, err
+		}
+	}
+}
+
+// replicaWaits is how many times (100 ms apart) the replay asks again for messages a replica
+// behind the stream's leader may not have yet.
+const replicaWaits = 50
+
+// nextOn is the stream's first message on subject at or after seq, nil when there is none.
+func nextOn(ctx context.Context, stream jetstream.Stream, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %d: %w", subject, seq, err)
+	}
+	return m, nil
+}
+
+// replay applies one stored message as live handling did, publishing nothing. It returns
+// an error only when the replay cannot go on (the file or the stream fails); a message the
+// handler refuses now is logged and skipped, as live handling would have rejected it.
+func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstream.RawStreamMsg, floor uint64) error {
+	route := r.routes[m.Subject]
+	in, err := r.decodeRaw(route, m.Subject, m.Header, m.Data, m.Sequence, m.Time)
+	if err != nil {
+		r.log.Info("replay: skipped a message live handling rejected", "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
+		return nil
+	}
+	handle := route.Handle
+	if step, ok := r.steps[m.Subject]; ok {
+		given, err := r.givenUp(ctx, stream, in, m.Sequence, step)
+		if err != nil {
+			return err
+		}
+		if given != nil {
+			handle = func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
+				return []events.Envelope{*given}, nil
+			}
+		}
+	}
+	var lookupErr error
+	checked := func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+		outs, err := handle(ctx, tx, in)
+		if err == nil {
+			lookupErr = r.checkOutputs(ctx, stream, in, m.Sequence, floor, outs)
+		}
+		return outs, err
+	}
+	_, _, err = r.commit(withSequence(WithAttempt(ctx, 1), m.Sequence), in, m.Sequence, checked)
+	switch {
+	case lookupErr != nil:
+		return lookupErr
+	case err == nil || errors.Is(err, Unchanged):
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case isPermanent(err) || errors.Is(err, events.ErrMalformed):
+		r.log.Info("replay: skipped a message the handler refuses for good, as live handling did", "checkout_id", in.CheckoutID,
+			"event_id", in.ID, "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
+		return nil
+	}
+	r.log.Error("replay: the handler failed on a message live handling got past; skipped", "checkout_id", in.CheckoutID,
+		"event_id", in.ID, "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
+	return nil
+}
+
+// givenUp returns the failure the runner recorded for a step trigger instead of running
+// its handler (given up, or expired), when the stream holds one; nil otherwise.
+func (r *Runner) givenUp(ctx context.Context, stream jetstream.Stream, in events.Envelope, seq uint64, step stepRoute) (*events.Envelope, error) {
+	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.ID(in.CheckoutID, step.Failed), seq)
+	if m == nil || err != nil {
+		return nil, err
+	}
+	if r.cfg.Keys != nil && r.cfg.Keys.Verify(events.Subject(m.Subject), m.Header.Get(events.SignerHeader), m.Header.Get(events.SignatureHeader), m.Data) != nil {
+		return nil, nil // not the runner's own
+	}
+	e, err := events.Decode(m.Subject, m.Data)
+	if err != nil {
+		return nil, nil
+	}
+	var f events.StepFailure
+	if e.CausationID != in.ID || e.DecodePayload(&f) != nil {
+		return nil, nil
+	}
+	switch f.Code {
+	case events.CodeDeadlineExceeded, events.CodeRetriesExhausted, events.CodeStepFailed:
+		return &e, nil
+	}
+	return nil, nil // the handler's own failure: it answers the same again
+}
+
+// checkOutputs looks each output up in the stream and gives it the stream's time (one
+// Stamp gave every output of an event the same), so its record is the one live handling
+// wrote; what is missing or differs is logged. Outputs kept elsewhere (the WAREHOUSE work
+// queue) and scheduled ones (stored under their schedule's subject) are not looked up.
+func (r *Runner) checkOutputs(ctx context.Context, stream jetstream.Stream, in events.Envelope, seq, floor uint64, outs []events.Envelope) error {
+	var stamped time.Time
+	for i, out := range outs {
+		if out.Schedule != nil || !strings.HasPrefix(string(out.Type), "checkout.") {
+			continue
+		}
+		log := r.log.With("checkout_id", in.CheckoutID, "event_id", out.ID, "input_id", in.ID, "stream_seq", seq)
+		m, err := r.streamCopy(ctx, stream, string(out.Type), out.ID, seq)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			if seq <= floor {
+				log.Error("replay: the rebuilt output is not in the stream (not deterministic?)")
+			}
+			continue
+		}
+		stored, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			log.Error("replay: the stream's copy of the output does not decode", "err", err)
+			continue
+		}
+		stamped = stored.Time
+		outs[i].Time = stored.Time
+		rebuilt := []events.Envelope{outs[i]}
+		Stamp(rebuilt, in)
+		if data, err := rebuilt[0].Encode(); err != nil || !bytes.Equal(data, m.Data) {
+			log.Error("replay: the rebuilt output differs from the stream's (not deterministic?)", "rebuilt", string(data), "stored", string(m.Data))
+		}
+	}
+	if !stamped.IsZero() {
+		for i := range outs {
+			outs[i].Time = stamped
+		}
+	}
+	return nil
+}
+
+// streamCopy finds the message with Nats-Msg-Id id on subject after stream sequence from
+// (the input that caused it), reading at most maxLookups messages; nil when there is none.
+func (r *Runner) streamCopy(ctx context.Context, stream jetstream.Stream, subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
+	seq := from + 1
+	for range maxLookups {
+		m, err := nextOn(ctx, stream, subject, seq)
+		if m == nil || err != nil {
+			return nil, err
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) == id {
+			return m, nil
+		}
+		seq = m.Sequence + 1
+	}
+	r.log.Warn("replay: gave up looking for an output in the stream", "event_id", id, "subject", subject, "from_seq", from)
+	return nil, nil
+}

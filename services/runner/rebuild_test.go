@@ -1,0 +1,107 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A service that calls the outside world records what no event holds: its view cannot be
+// rebuilt from the stream, and asking for it is a configuration error.
+func TestRebuildRefusesCallRoutes(t *testing.T) {
+	env := natstest.Start(t)
+	cfg := Config{Name: "payments", JS: env.JS, DB: newStepDB(t), Rebuild: true, Routes: []Route{{Subject: events.PaymentRequested,
+		Call: func(context.Context, events.Envelope) (Handler, error) { return nil, nil }}}}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "cannot be rebuilt") {
+		t.Fatalf("New = %v, want a refusal of Rebuild with a Call route", err)
+	}
+}
+
+// A rebuild stopped half-way (the process stopped or killed) is finished by the next start:
+// what was replayed already is not applied twice, nothing is published, and the view ends
+// as the lost one was.
+func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
+	ctx, stop := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	checkouts := []string{"co-1", "co-2", "co-3", "co-4", "co-5"}
+	for _, id := range checkouts {
+		h.publish(t, id, "")
+	}
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+
+	// The file is lost; the new one's rebuild is stopped at its third message.
+	h.db = newStepDB(t)
+	cfg := h.runner.cfg
+	cfg.DB = h.db
+	ctx, stop = context.WithCancel(context.Background())
+	defer stop()
+	calls := 0
+	cfg.Middleware = []Middleware{func(_ events.Subject, next Handler) Handler {
+		return func(hctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if calls++; calls == 3 {
+				stop()
+			}
+			return next(hctx, tx, in)
+		}
+	}}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("a rebuild stopped half-way: Run = %v, want nil", err)
+	}
+	if calls >= len(checkouts) {
+		t.Fatalf("the rebuild was not stopped half-way (%d calls)", calls)
+	}
+
+	cfg.Middleware = nil
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	natstest.Eventually(t, wait, func() bool {
+		handled, _ := Handled(h.db, events.ID("co-5", input))
+		return handled
+	}, "the rebuild was not finished")
+	h.settle(t)
+	for _, id := range checkouts {
+		var n int
+		if err := h.db.View(func(tx *bolt.Tx) error { _, err := store.Get(tx.Bucket(effectsBucket), id, &n); return err }); err != nil || n != 1 {
+			t.Errorf("checkout %s applied %d times in the rebuilt store (%v), want 1", id, n, err)
+		}
+		if n := h.watch.Count(id, output); n != 1 {
+			t.Errorf("checkout %s: %s published %d times, want 1", id, output, n)
+		}
+	}
+	err = h.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(rebuildingBucket) != nil {
+			return errors.New("the rebuild is still marked as under way")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+func newStepDB(t *testing.T) *bolt.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "step.db"), effectsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
