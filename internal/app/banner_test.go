@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
 )
 
 // runUntilBanner runs `jetcheckout run` with env until its banner is out, stops it and
 // returns everything it wrote (logs and banner).
 func runUntilBanner(t *testing.T, env map[string]string) string {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr natstest.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	code := make(chan int, 1)

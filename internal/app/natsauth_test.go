@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -155,24 +154,6 @@ func (p *probe) cannotSubscribe(t *testing.T, subject string) {
 	p.refused(t, "subscribe to", subject, func() error { _, err := p.SubscribeSync(subject); return err })
 }
 
-// syncBuffer is a log destination shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // With the generated authorization, every service runs as its own NATS user in its own
 // System, as in the compose stack: checkouts that touch every step, compensation,
 // schedule and endpoint complete, and no service is refused anything. Then each user tries
@@ -181,7 +162,7 @@ func TestNATSPermissions(t *testing.T) {
 	srv := startSecuredServer(t)
 	url := srv.ClientURL()
 	emu := startEmulator(t)
-	var logs syncBuffer
+	var logs natstest.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	t.Cleanup(func() {
 		if strings.Contains(logs.String(), "Permissions Violation") {

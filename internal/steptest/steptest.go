@@ -5,12 +5,10 @@
 package steptest
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +35,7 @@ type Harness struct {
 	DB    *bolt.DB
 	Watch *natstest.Watcher // every checkout event published since Start
 	cfg   runner.Config
-	logs  *lockedBuffer
+	logs  *natstest.LogBuffer
 }
 
 // Start opens <cfg.Name>.db, builds the service on it with build, and runs the service's
@@ -45,7 +43,7 @@ type Harness struct {
 // DB, Log and Routes are filled in; its other fields (retry delays...) are used as given.
 func Start[S Service](t testing.TB, cfg runner.Config, build func(db *bolt.DB, log *slog.Logger) (S, error)) (*Harness, S) {
 	t.Helper()
-	h := &Harness{Env: natstest.Start(t), DB: DB(t, cfg.Name), logs: &lockedBuffer{}}
+	h := &Harness{Env: natstest.Start(t), DB: DB(t, cfg.Name), logs: &natstest.LogBuffer{}}
 	log := newLogger(io.MultiWriter(t.Output(), h.logs))
 	svc, err := build(h.DB, log)
 	if err != nil {
@@ -179,21 +177,4 @@ func (h *Harness) WaitCount(t testing.TB, checkoutID string, typ events.Subject,
 func (h *Harness) Idle(t testing.TB) {
 	t.Helper()
 	h.Env.WaitIdle(t, h.cfg.Name)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
