@@ -223,3 +223,15 @@ func ParseRequest(e Envelope) (CheckoutRequest, error) {
 	}
 	return r, nil
 }
+
+// Mailbox makes the spellings of one mailbox one key, "" for what is no address:
+// ADA+1@Example.com is ada@example.com. What counts per customer (holds, the rate of
+// checkouts) counts per mailbox, so a +tag is not a new customer.
+func Mailbox(email string) string {
+	local, domain, ok := strings.Cut(strings.ToLower(strings.TrimSpace(email)), "@")
+	if !ok {
+		return ""
+	}
+	local, _, _ = strings.Cut(local, "+")
+	return local + "@" + domain
+}

@@ -173,6 +173,30 @@ func (k *Keys) Header(service string, subject Subject, data []byte) (map[string]
 	return h, nil
 }
 
+// MsgID is the Nats-Msg-Id an event is published with. The CHECKOUT stream drops a message
+// whose Msg-Id it has seen within its duplicate window, whoever published it; an event's ID
+// is derived from its checkout and type, so anyone who may publish into the stream could
+// publish junk under a coming event's ID and have the real one dropped (a refund, a
+// deadline). A signed event's Msg-Id therefore also carries the start of its signature: no
+// one else can make it, and the same bytes republished get the same one, so a republish is
+// still dropped. The WAREHOUSE queue, where only shipping publishes, keeps the bare ID (the
+// pick's idempotency key for the warehouse), as does an unsigned event.
+func MsgID(e Envelope, header map[string][]string) string {
+	sig := header[SignatureHeader]
+	if len(sig) == 0 || len(sig[0]) < msgIDSignature || e.Type == WarehousePick {
+		return e.ID
+	}
+	return e.ID + "#" + sig[0][:msgIDSignature]
+}
+
+// msgIDSignature is how much of the signature a Msg-Id carries: 132 bits.
+const msgIDSignature = 22
+
+// IsMsgIDOf reports whether msgID is one MsgID gives event id.
+func IsMsgIDOf(msgID, id string) bool {
+	return msgID == id || strings.HasPrefix(msgID, id+"#") && len(msgID) == len(id)+1+msgIDSignature
+}
+
 // Verify checks that the event of subject came from the service the flow declares as its
 // producer. A subject nobody declared is refused too. Errors wrap ErrForged.
 func (k *Keys) Verify(subject Subject, signer, signature string, data []byte) error {

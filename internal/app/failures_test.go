@@ -300,3 +300,28 @@ func TestCheckoutIDReusedForAnotherCart(t *testing.T) {
 		t.Errorf("the other cart checked out under a reused checkout_id")
 	}
 }
+
+// TestPreemptedMsgIDs: the stream drops a message whose Nats-Msg-Id it has seen, whoever sent
+// it, and an event's ID is derived from its checkout and type. Junk published beforehand under
+// every ID a checkout's events will carry (as any holder of a credential into the stream
+// could) must not drop a single one of them: the checkout completes, charged once.
+func TestPreemptedMsgIDs(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	env := &natstest.Env{NC: sys.NC, JS: sys.JS}
+	w := env.Watch(t, "checkout.>")
+	const id = "co-preempted"
+	for _, d := range events.Checkout.Catalog() {
+		if d.Subject == events.Requested || strings.HasSuffix(string(d.Subject), ">") {
+			continue
+		}
+		env.PublishRaw(t, string(events.Stuck), []byte(`{"junk":true}`), events.ID(id, d.Subject))
+	}
+	cart := createCart(t, sys, "USD", events.CartItem{ProductID: "stickers", Quantity: 1})
+	publishCheckout(t, sys, checkoutRequest(id, cart.ID, "pm_card_visa", california))
+	if end := w.Wait(t, id, wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("ended in %s: %s", end.Type, end.Payload)
+	}
+	if pis := intents(sys, id); len(pis) != 1 || pis[0].Status != "succeeded" {
+		t.Errorf("payment intents %+v, want one succeeded", pis)
+	}
+}

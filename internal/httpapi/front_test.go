@@ -134,6 +134,9 @@ func TestCheckoutRateLimits(t *testing.T) {
 		ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request("cart_2", "victim@example.com", "pm_card_visa"))
 		status, hdr, raw := e.do(t, "POST", "/checkout/process", request("cart_3", "Victim@Example.COM", "pm_card_visa"))
 		limited(t, status, hdr, raw, "customer email")
+		// A +tag is the same mailbox: it gets no budget of its own.
+		status, hdr, raw = e.do(t, "POST", "/checkout/process", request("cart_5", "victim+2@example.com", "pm_card_visa"))
+		limited(t, status, hdr, raw, "customer email")
 		if n := e.requested(t); n != 2 {
 			t.Errorf("%d checkout requests in the stream, want 2", n)
 		}

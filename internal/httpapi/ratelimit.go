@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/events"
 	"golang.org/x/time/rate"
 )
 
@@ -105,9 +106,10 @@ func (s *Server) limitClient(w http.ResponseWriter, r *http.Request) error {
 }
 
 // limitEmail refuses a checkout for a customer email over its rate: each checkout may
-// email its customer, so this bounds the mail one address gets from the shop.
+// email its customer, so this bounds the mail one mailbox gets from the shop (its +tags
+// are the same mailbox).
 func (s *Server) limitEmail(w http.ResponseWriter, email string) error {
-	if d := s.perEmail.wait(strings.ToLower(strings.TrimSpace(email)), time.Now()); d > 0 {
+	if d := s.perEmail.wait(events.Mailbox(email), time.Now()); d > 0 {
 		return s.perEmail.refuse(w, d)
 	}
 	return nil

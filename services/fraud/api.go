@@ -127,7 +127,7 @@ func publish(js jetstream.JetStream, keys *events.Keys, e events.Envelope) (*jet
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
-	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
+	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID)) // a second decision must be a duplicate: see decide
 }
 
 // conflict is a "409" error reply: the request is well formed but the review's state

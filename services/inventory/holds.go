@@ -27,7 +27,7 @@ type holder struct {
 // not a customer's card, so they are not counted.
 func holdersOf(q events.Quote) []holder {
 	var hs []holder
-	if email := normalEmail(q.CustomerEmail); email != "" {
+	if email := events.Mailbox(q.CustomerEmail); email != "" {
 		hs = append(hs, holder{"email:" + email, "customer email"})
 	}
 	if id := strings.TrimSpace(q.CustomerID); id != "" {
@@ -37,17 +37,6 @@ func holdersOf(q events.Quote) []holder {
 		hs = append(hs, holder{"payment_method:" + pm, "payment method"})
 	}
 	return hs
-}
-
-// normalEmail makes the spellings of one mailbox one key: ADA+1@Example.com is
-// ada@example.com.
-func normalEmail(email string) string {
-	local, domain, ok := strings.Cut(strings.ToLower(strings.TrimSpace(email)), "@")
-	if !ok {
-		return ""
-	}
-	local, _, _ = strings.Cut(local, "+")
-	return local + "@" + domain
 }
 
 func holdKey(holderKey, productID string) []byte { return []byte(holderKey + "\x00" + productID) }

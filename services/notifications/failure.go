@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/mail"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -189,15 +190,32 @@ func failureViewOf(checkoutID string, f events.CheckoutFailed) failureView {
 	if list := productList(f.Products); list != "" {
 		e.what = strings.TrimSuffix(e.what, ".") + list + "."
 	}
-	v := failureView{What: e.what, Todo: e.todo, Money: notChargedSentence,
-		Reference: "Your reference: " + clean(checkoutID) + "."}
+	v := failureView{What: e.what, Todo: e.todo, Money: notChargedSentence, Reference: reference(checkoutID, f.CartID)}
 	if slices.Contains(f.Compensated, events.StepProcessPayment) {
 		v.Money = refundedSentence
 	}
-	if cart := clean(f.CartID); cart != "" {
-		v.Reference = "Your reference: " + clean(checkoutID) + " (cart " + cart + ")."
-	}
 	return v
+}
+
+// shopMadeID is the form of the checkout IDs the shop makes (co_ and 96 bits in hex).
+var shopMadeID = regexp.MustCompile(`^co_[0-9a-f]{24}$`)
+
+// reference quotes only identifiers the shop made: the cart's (a notice goes out only for a
+// cart found and tied to its customer), and the checkout ID when the shop made it. A client
+// may choose its checkout ID, 64 characters of its own words ("ACCOUNT-LOCKED-call-..."):
+// that one is never quoted in shop-branded mail.
+func reference(checkoutID, cartID string) string {
+	var parts []string
+	if shopMadeID.MatchString(checkoutID) {
+		parts = append(parts, checkoutID)
+	}
+	if cart := clean(cartID); cart != "" {
+		parts = append(parts, "cart "+cart)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "Your reference: " + strings.Join(parts, ", ") + "."
 }
 
 const failureSubject = "We could not complete your order"

@@ -69,9 +69,10 @@ func TestRenderFailureNotice(t *testing.T) {
 		{"cart already checked out", failedCheckout(events.CodeCartCheckedOut),
 			[]string{"already been checked out", "earlier order"}, false},
 	}
+	const shopMade = "co_0123456789abcdef01234567" // a checkout ID the shop made: quoted
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := renderFailure("co-7", tt.failed, defaultFrom(t), date)
+			m, err := renderFailure(shopMade, tt.failed, defaultFrom(t), date)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +80,7 @@ func TestRenderFailureNotice(t *testing.T) {
 			if p.subject != "We could not complete your order" {
 				t.Errorf("Subject = %q", p.subject)
 			}
-			if id := p.header.Get("Message-ID"); id != "<co-7.failure@jetcheckout.local>" || id != m.ID || m.Name != "co-7.failure" {
+			if id := p.header.Get("Message-ID"); id != "<"+shopMade+".failure@jetcheckout.local>" || id != m.ID || m.Name != shopMade+".failure" {
 				t.Errorf("Message-ID %q, message says %q, name %q", id, m.ID, m.Name)
 			}
 			if to, err := p.header.AddressList("To"); err != nil || len(to) != 1 || to[0].Address != "ada@example.com" || m.To != "ada@example.com" {
@@ -89,12 +90,12 @@ func TestRenderFailureNotice(t *testing.T) {
 				t.Errorf("Date = %v (%v)", d, err)
 			}
 			for _, body := range []string{p.text, html.UnescapeString(p.html)} {
-				for _, want := range append(tt.mention, "What happened:", "What you can do:", "co-7 (cart cart-7)") {
+				for _, want := range append(tt.mention, "What happened:", "What you can do:", "Your reference: "+shopMade+", cart cart-7.") {
 					if !strings.Contains(body, want) {
 						t.Errorf("body lacks %q:\n%s", want, body)
 					}
 				}
-				if strings.Contains(body, tt.failed.Code) || strings.Contains(body, "_") || strings.Contains(body, "stripe said") {
+				if body := strings.ReplaceAll(body, shopMade, ""); strings.Contains(body, tt.failed.Code) || strings.Contains(body, "_") || strings.Contains(body, "stripe said") {
 					t.Errorf("body shows the code or the internal message:\n%s", body)
 				}
 				refunded, notCharged := strings.Contains(body, "has been refunded"), strings.Contains(body, "not been charged")
@@ -295,10 +296,12 @@ func TestFailureNoticeQuotesNoUntrustedText(t *testing.T) {
 	genuine := failedCheckout(events.CodeInsufficientStock)
 	genuine.Step, genuine.Products = events.StepReserveInventory, []string{"Saga Hoodie (hoodie-saga)"}
 	h.Env.Publish(t, events.Must("co-real", events.Failed, genuine))
+	// A real cart of the attacker's own, a declined card, and a checkout ID chosen to read
+	// as a message.
 	empty := events.CheckoutFailed{Step: events.StepValidateCart, Code: events.CodeCartEmpty, CustomerEmail: "bob@example.com", CartID: "cart_bob"}
-	h.Env.Publish(t, events.Must("co-empty", events.Failed, empty))
+	h.Env.Publish(t, events.Must("ACCOUNT-LOCKED-call-1-800-555-0199", events.Failed, empty))
 	h.Wait(t, "co-real", events.FailureNoticeSent)
-	h.Wait(t, "co-empty", events.FailureNoticeSent)
+	h.Wait(t, "ACCOUNT-LOCKED-call-1-800-555-0199", events.FailureNoticeSent)
 	h.Idle(t)
 
 	got := server.messages()
@@ -307,6 +310,11 @@ func TestFailureNoticeQuotesNoUntrustedText(t *testing.T) {
 		to = append(to, m.to...)
 		if s := string(m.data); strings.Contains(s, "evil.example") || strings.Contains(s, "account is locked") {
 			t.Errorf("an email to %v quotes the attacker:\n%s", m.to, s)
+		}
+		// What a reader sees (the Message-ID header, which mail programs do not show, still
+		// names the checkout: it is how a resend is recognised).
+		if p := parseEmail(t, m.data); strings.Contains(p.subject+p.text+p.html, "ACCOUNT-LOCKED") {
+			t.Errorf("an email to %v quotes a client-chosen checkout ID:\n%s", m.to, p.text)
 		}
 	}
 	if len(got) != 2 || !slices.Contains(to, "ada@example.com") || !slices.Contains(to, "bob@example.com") {

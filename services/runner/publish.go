@@ -27,7 +27,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 			return err
 		}
 		msg := &nats.Msg{Subject: string(e.Type), Data: data[i], Header: h}
-		opts := []jetstream.PublishOpt{jetstream.WithMsgID(e.ID)}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(events.MsgID(e, h))}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()
 			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(string(e.Type)))

@@ -285,7 +285,7 @@ func (r *Runner) streamCopy(ctx context.Context, stream jetstream.Stream, subjec
 		if m == nil || err != nil {
 			return nil, err
 		}
-		if m.Header.Get(jetstream.MsgIDHeader) == id {
+		if events.IsMsgIDOf(m.Header.Get(jetstream.MsgIDHeader), id) {
 			return m, nil
 		}
 		seq = m.Sequence + 1
