@@ -55,33 +55,41 @@ func (r *Runner) recoverView(ctx context.Context, cons jetstream.Consumer) error
 		return fmt.Errorf("runner %s: consumer info: %w", r.cfg.Name, err)
 	}
 	floor, last := info.AckFloor.Stream, info.Delivered.Stream
-	if last == 0 {
-		return nil // a new consumer: nothing was handled, nothing is lost
-	}
-	if !r.cfg.Rebuild {
+	switch {
+	case last == 0:
+		return r.endRecovery() // a new consumer: nothing was handled, nothing is lost
+	case !r.cfg.Rebuild:
 		r.log.Error("VIEW LOST: this service's data file is new but its consumer has handled messages before; "+
 			"its view cannot be rebuilt from the stream (it records calls to the outside world, or requests), "+
 			"so what it held is gone and it goes on from the consumer's position", "ack_floor", floor, "delivered", last)
-		return nil
+		return r.endRecovery()
 	}
 	r.log.Warn("view lost: rebuilding it from the stream before consuming", "ack_floor", floor, "delivered", last)
 	start := time.Now()
-	err = r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(rebuildingBucket)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("runner %s: mark the rebuild: %w", r.cfg.Name, err)
-	}
 	n, err := r.Rebuild(ctx, floor, last)
 	if err != nil {
 		return fmt.Errorf("runner %s: rebuild the view: %w", r.cfg.Name, err)
 	}
-	if err := r.cfg.DB.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(rebuildingBucket) }); err != nil {
-		return fmt.Errorf("runner %s: end the rebuild: %w", r.cfg.Name, err)
+	if err := r.endRecovery(); err != nil {
+		return err
+	}
+	r.log.Warn("view rebuilt from the stream", "messages", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// endRecovery removes the mark New left on a new file, once its view is rebuilt or known to
+// need none.
+func (r *Runner) endRecovery() error {
+	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(rebuildingBucket) == nil {
+			return nil
+		}
+		return tx.DeleteBucket(rebuildingBucket)
+	})
+	if err != nil {
+		return fmt.Errorf("runner %s: end the view's recovery: %w", r.cfg.Name, err)
 	}
 	r.fresh = false
-	r.log.Warn("view rebuilt from the stream", "messages", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -96,6 +96,45 @@ func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 	}
 }
 
+// A process that made the new file's buckets and stopped before it looked at its consumer
+// (a failed start, a signal) must not leave the next start thinking the view is there: the
+// mark is made with the buckets, and the next start rebuilds.
+func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
+	ctx, stop := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	checkouts := []string{"co-1", "co-2", "co-3"}
+	for _, id := range checkouts {
+		h.publish(t, id, "")
+	}
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+
+	h.db = newStepDB(t)
+	cfg := h.runner.cfg
+	cfg.DB = h.db
+	if _, err := New(cfg); err != nil { // and the process stops here
+		t.Fatal(err)
+	}
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	natstest.Eventually(t, wait, func() bool {
+		handled, _ := Handled(h.db, events.ID("co-3", input))
+		return handled
+	}, "the view lost before its rebuild started was never rebuilt")
+	for _, id := range checkouts {
+		var n int
+		if err := h.db.View(func(tx *bolt.Tx) error { _, err := store.Get(tx.Bucket(effectsBucket), id, &n); return err }); err != nil || n != 1 {
+			t.Errorf("checkout %s applied %d times in the rebuilt store (%v), want 1", id, n, err)
+		}
+	}
+}
+
 func newStepDB(t *testing.T) *bolt.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "step.db"), effectsBucket)

@@ -264,6 +264,13 @@ func New(cfg Config) (*Runner, error) {
 	}
 	err := cfg.DB.Update(func(tx *bolt.Tx) error {
 		r.fresh = tx.Bucket(processedBucket) == nil || tx.Bucket(rebuildingBucket) != nil
+		if tx.Bucket(processedBucket) == nil {
+			// Marked in the transaction that makes the file's buckets: a process that stops
+			// before recoverView decided still finds the view to be recovered.
+			if _, err := tx.CreateBucket(rebuildingBucket); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.CreateBucketIfNotExists(processedBucket); err != nil {
 			return err
 		}
