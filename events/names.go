@@ -141,6 +141,9 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
+	// BucketViews is the Object Store bucket of the rebuildable services' view snapshots: one
+	// object per service, named after it, replaced at each snapshot.
+	BucketViews = "views"
 
 	CheckoutSubjects   = "checkout.>"
 	WarehouseSubjects  = "warehouse.>"

@@ -158,6 +158,34 @@ func (k *Keys) Sign(service string, subject Subject, data []byte) (signer, signa
 	return service, base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, signed(subject, data))), nil
 }
 
+// SignFor signs data that is no event (a snapshot's digest, say) as service, for purpose: a
+// purpose is never an event's subject, so a signature made for one never passes for the other.
+func (k *Keys) SignFor(service, purpose string, data []byte) (string, error) {
+	if strings.HasPrefix(purpose, "checkout.") {
+		return "", fmt.Errorf("%s is an event's subject, not a purpose", purpose)
+	}
+	_, sig, err := k.Sign(service, Subject(purpose), data)
+	return sig, err
+}
+
+// VerifyFrom checks that signature, over data for purpose, is service's (SignFor). Errors
+// wrap ErrForged.
+func (k *Keys) VerifyFrom(service, purpose, signature string, data []byte) error {
+	if strings.HasPrefix(purpose, "checkout.") {
+		return fmt.Errorf("%w: %s is an event's subject, not a purpose", ErrForged, purpose)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(signature)
+	if err != nil || signature == "" {
+		return fmt.Errorf("%w: %s: no base64url signature", ErrForged, purpose)
+	}
+	for _, pub := range k.public[service] {
+		if ed25519.Verify(pub, signed(Subject(purpose), data), sig) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s: the signature is not %s's", ErrForged, purpose, service)
+}
+
 // Header is a new message header carrying the signature of service's event of subject:
 // empty when k is nil (a test of one service alone, whose events nobody verifies).
 func (k *Keys) Header(service string, subject Subject, data []byte) (map[string][]string, error) {

@@ -60,6 +60,15 @@ type Handles struct {
 // Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
 var Rebuildable = map[string]bool{events.ServiceOrders: true, events.ServiceShipping: true, events.ServiceFraud: true}
 
+// snapshots is the bucket of the service's view snapshots: only a rebuildable view has them
+// (one restored is replayed forward from the stream).
+func snapshots(name string) string {
+	if Rebuildable[name] {
+		return events.BucketViews
+	}
+	return ""
+}
+
 // build makes one service: its bbolt file under DATA_DIR, the service, its runner.
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
@@ -89,7 +98,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
-		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: Rebuildable[name]})
+		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery})
 	if err != nil {
 		db.Close()
 		return nil, err

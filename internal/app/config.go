@@ -117,6 +117,10 @@ type Config struct {
 	// (coordinator.DefaultRetention). Shorter ones are for measurements and tests.
 	HandledRetention  time.Duration
 	CheckoutRetention time.Duration
+	// SnapshotEvery (SNAPSHOT_EVERY) is how often each rebuildable service (Rebuildable)
+	// puts a copy of its view in the views bucket, when it changed: a lost view is restored
+	// from it and only what came after is replayed (runner.Config.Snapshots). Default a minute.
+	SnapshotEvery time.Duration
 	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
 	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
 	RunsRetention time.Duration
@@ -217,7 +221,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
 		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention,
-		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL} {
+		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL, "SNAPSHOT_EVERY": &c.SnapshotEvery} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {

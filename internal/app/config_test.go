@@ -39,6 +39,14 @@ func TestRetentionsFromEnv(t *testing.T) {
 	if _, err := ConfigFromEnv(func(k string) string { return vars[k] }); err == nil {
 		t.Error("CHECKOUT_RETENTION=forever accepted")
 	}
+	vars = map[string]string{"SNAPSHOT_EVERY": "30s"}
+	if cfg, err := ConfigFromEnv(func(k string) string { return vars[k] }); err != nil || cfg.SnapshotEvery != 30*time.Second {
+		t.Errorf("SNAPSHOT_EVERY=30s: %s (%v)", cfg.SnapshotEvery, err)
+	}
+	vars = map[string]string{"SNAPSHOT_EVERY": "-1m"}
+	if _, err := ConfigFromEnv(func(k string) string { return vars[k] }); err == nil || !strings.Contains(err.Error(), "SNAPSHOT_EVERY") {
+		t.Errorf("SNAPSHOT_EVERY=-1m: %v, want a clear error", err)
+	}
 }
 
 // The services that wait on Stripe or SMTP keep more messages at once by default; a

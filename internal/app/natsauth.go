@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -90,6 +91,7 @@ func serviceUser(name string) NATSUser {
 	if Rebuildable[name] {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
 		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
+		u.Publish = append(u.Publish, snapshotGrants(name)...)
 	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {
@@ -118,6 +120,23 @@ func consumerGrants(name string) []string {
 		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
 		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
 		"$JS.ACK."+consumer+".>")
+}
+
+// snapshotGrants are what the Object Store client needs to put and get name's snapshot in
+// the views bucket (runner.Config.Snapshots): its own object's meta subject only, but any
+// chunk subject (a put writes under a new random one), the purge of the old chunks after a
+// put (the stream's purge, whatever it filters), the direct get of the object's meta, and the
+// ordered consumer a get reads the chunks with (its flow control answers, for a large file,
+// and its removal).
+// Integrity does not rest on them: a snapshot is believed only signed by its service.
+func snapshotGrants(name string) []string {
+	stream, bucket := "OBJ_"+events.BucketViews, "$O."+events.BucketViews
+	return []string{
+		bucket + ".C.>", bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name)),
+		"$JS.API.STREAM.PURGE." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
+		"$JS.API.CONSUMER.CREATE." + stream + ".>",
+		"$JS.API.CONSUMER.DELETE." + stream + ".*", "$JS.FC." + stream + ".>",
+	}
 }
 
 // apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's and fraud's

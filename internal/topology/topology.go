@@ -53,8 +53,8 @@ func Replicas(n int) Option {
 	}
 }
 
-// Ensure creates or updates the CHECKOUT, WAREHOUSE and DEADLETTER streams and the
-// checkouts bucket.
+// Ensure creates or updates the CHECKOUT, WAREHOUSE and DEADLETTER streams, the
+// checkouts bucket and the views bucket (snapshots).
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
 	for _, opt := range opts {
@@ -112,11 +112,45 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
 	}
+	if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
+		Bucket:      events.BucketViews,
+		Description: "Snapshots of the rebuildable services' views: one object per service, replaced at each snapshot.",
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", events.BucketViews, err)
+	}
 	return nil
 }
 
+// ensureObjectStore creates an Object Store bucket, or gives it more replicas (see
+// ensureStream).
+func ensureObjectStore(ctx context.Context, js jetstream.JetStream, changed func(name, how string), want jetstream.ObjectStoreConfig) error {
+	obs, err := js.ObjectStore(ctx, want.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = js.CreateObjectStore(ctx, want)
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil // another process created it a moment ago
+		}
+		return report(err, changed, "OBJ_"+want.Bucket, "created")
+	}
+	if err != nil {
+		return err
+	}
+	st, err := obs.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Replicas() >= want.Replicas && st.Description() == want.Description {
+		return nil
+	}
+	want.Replicas = max(want.Replicas, st.Replicas())
+	_, err = js.UpdateObjectStore(ctx, want)
+	return report(err, changed, "OBJ_"+want.Bucket, "updated")
+}
+
 // Names are the streams Ensure makes, the bucket's among them.
-var Names = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts}
+var Names = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts, "OBJ_" + events.BucketViews}
 
 // Await returns once every stream and the bucket exist, as they are: a process whose NATS
 // user may not create or change them runs on what the setup role made. When one is missing it

@@ -47,6 +47,9 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 	if _, err := env.JS.KeyValue(ctx, events.BucketCheckouts); err != nil {
 		t.Errorf("bucket: %v", err)
 	}
+	if _, err := env.JS.ObjectStore(ctx, events.BucketViews); err != nil {
+		t.Errorf("the views bucket: %v", err)
+	}
 	ws, err := env.JS.Stream(ctx, events.StreamWarehouse)
 	if err != nil || ws.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
 		t.Errorf("WAREHOUSE stream: %v", err)

@@ -66,14 +66,18 @@ func (r *Runner) recoverView(ctx context.Context, cons jetstream.Consumer) error
 	}
 	r.log.Warn("view lost: rebuilding it from the stream before consuming", "ack_floor", floor, "delivered", last)
 	start := time.Now()
-	n, err := r.Rebuild(ctx, floor, last)
+	from, err := r.rebuildFrom(ctx, last)
+	if err != nil {
+		return fmt.Errorf("runner %s: start the rebuild: %w", r.cfg.Name, err)
+	}
+	n, err := r.Rebuild(ctx, from, floor, last)
 	if err != nil {
 		return fmt.Errorf("runner %s: rebuild the view: %w", r.cfg.Name, err)
 	}
 	if err := r.endRecovery(); err != nil {
 		return err
 	}
-	r.log.Warn("view rebuilt from the stream", "messages", n, "took", time.Since(start).Round(time.Millisecond))
+	r.log.Warn("view rebuilt from the stream", "messages", n, "from_seq", from, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -93,26 +97,26 @@ func (r *Runner) endRecovery() error {
 	return nil
 }
 
-// Rebuild replays the runner's subjects from the stream's start up to stream sequence last
-// into its file (see recoverView) and returns how many messages it replayed. Outputs
-// missing from the stream are errors for inputs at or below floor (acked: their outputs
+// Rebuild replays the runner's subjects from stream sequence from (1, or after a restored
+// snapshot) up to last into its file (see recoverView) and returns how many messages it
+// replayed. Outputs missing from the stream are errors for inputs at or below floor (acked: their outputs
 // were stored), and expected above it. It publishes nothing.
-func (r *Runner) Rebuild(ctx context.Context, floor, last uint64) (int, error) {
+func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, error) {
 	stream, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
 	if err != nil {
 		return 0, err
 	}
-	if first := stream.CachedInfo().State.FirstSeq; first > 1 {
+	if first := stream.CachedInfo().State.FirstSeq; first > from {
 		r.log.Warn("the stream no longer holds its messages before this sequence: the rebuilt view lacks what they did", "first_seq", first)
 	}
 	// A merge of one cursor per subject, each read with direct gets of its next message.
 	next := map[string]*jetstream.RawStreamMsg{}
 	for _, subject := range slices.Sorted(maps.Keys(r.routes)) {
-		if next[subject], err = nextOn(ctx, stream, subject, 1); err != nil {
+		if next[subject], err = nextOn(ctx, stream, subject, from); err != nil {
 			return 0, err
 		}
 	}
-	n, done, behind := 0, uint64(0), 0
+	n, done, behind := 0, from-1, 0
 	for {
 		var m *jetstream.RawStreamMsg
 		for _, c := range next {

@@ -116,6 +116,11 @@ type Config struct {
 	// Without it such a start is logged as an error and consuming goes on from where the
 	// consumer is. Not with Call routes or a CommitFunc.
 	Rebuild bool
+	// Snapshots is the Object Store bucket where a rebuildable view is copied every
+	// SnapshotEvery (default a minute) when it changed, so that a rebuild restores the copy
+	// and replays only what came after it (see snapshot.go). Empty: no snapshots. Needs Rebuild.
+	Snapshots     string
+	SnapshotEvery time.Duration
 	// Keys sign what the runner publishes with the key of the service it runs for (Name),
 	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
 	// signs nor verifies: for tests of one service alone. The processes always set it.
@@ -153,6 +158,9 @@ func (c *Config) setDefaults() {
 	if c.PruneEvery == 0 {
 		c.PruneEvery = time.Minute
 	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = time.Minute
+	}
 }
 
 // Validate reports a configuration the runner cannot work with.
@@ -170,6 +178,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: Retention and PruneEvery must not be negative", c.Name)
 	case c.AckWait < 100*time.Millisecond:
 		return fmt.Errorf("runner %s: AckWait %v: want at least 100ms (heartbeats go every quarter of it)", c.Name, c.AckWait)
+	case c.Snapshots != "" && !c.Rebuild:
+		return fmt.Errorf("runner %s: Snapshots need Rebuild: only a rebuildable view can be restored from one", c.Name)
+	case c.SnapshotEvery < 0:
+		return fmt.Errorf("runner %s: SnapshotEvery must not be negative", c.Name)
 	case c.Rebuild && c.Commit != nil:
 		return fmt.Errorf("runner %s: Rebuild needs DB, not Commit", c.Name)
 	case c.Keys != nil && !c.Keys.Signs(c.Name):
@@ -323,6 +335,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		pruneCtx, stopPruning := context.WithCancel(ctx)
 		var pruning sync.WaitGroup
 		pruning.Go(func() { r.pruneLoop(pruneCtx, cons) })
+		if r.cfg.Snapshots != "" {
+			pruning.Go(func() { r.snapshotLoop(pruneCtx, cons) })
+		}
 		defer pruning.Wait()
 		defer stopPruning()
 	}

@@ -1,0 +1,225 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
+)
+
+// snapshotRun: checkouts handled by a runner that snapshots its view, then more handled by
+// one that takes none, then the file lost. It returns the harness on the new, empty file,
+// the config to start its runner with (logging to logs), and the checkouts, those after
+// the snapshot last.
+func snapshotRun(t *testing.T, before, after int) (*harness, Config, *natstest.LogBuffer, []string) {
+	t.Helper()
+	h := newHarness(t, &step{}, func(c *Config) {
+		c.Rebuild, c.Snapshots, c.SnapshotEvery = true, events.BucketViews, 20*time.Millisecond
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	var ids []string
+	var seq uint64
+	for i := range before {
+		ids = append(ids, fmt.Sprintf("co-%d", i))
+		_, seq = h.publish(t, ids[i], "")
+	}
+	h.settle(t)
+	natstest.Eventually(t, wait, func() bool { return snapshotSeq(t, h) >= seq }, "no snapshot covers stream sequence %d", seq)
+	stop()
+	wantStopped(t, done)
+
+	cfg := h.runner.cfg
+	cfg.SnapshotEvery = time.Hour
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop = context.WithCancel(context.Background())
+	done = h.runUntil(ctx)
+	for i := range after {
+		ids = append(ids, fmt.Sprintf("co-late-%d", i))
+		h.publish(t, ids[len(ids)-1], "")
+	}
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+
+	h.db = newStepDB(t)
+	logs := &natstest.LogBuffer{}
+	cfg.DB = h.db
+	cfg.Log = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil))
+	return h, cfg, logs, ids
+}
+
+// snapshotSeq is the stream sequence the runner's snapshot covers, 0 when there is none.
+func snapshotSeq(t *testing.T, h *harness) uint64 {
+	t.Helper()
+	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(context.Background(), consumer)
+	if err != nil {
+		return 0
+	}
+	seq, _ := strconv.ParseUint(info.Headers.Get(snapshotSeqHeader), 10, 64)
+	return seq
+}
+
+// rebuilt waits for the rebuild's log line and returns how many messages it replayed.
+func rebuilt(t *testing.T, logs *natstest.LogBuffer) int {
+	t.Helper()
+	re := regexp.MustCompile(`msg="view rebuilt from the stream" .*messages=(\d+)`)
+	var m []string
+	natstest.Eventually(t, wait, func() bool { m = re.FindStringSubmatch(logs.String()); return m != nil }, "the view was not rebuilt")
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// wantRebuilt checks the rebuilt view holds each checkout once, and nothing was published again.
+func wantRebuilt(t *testing.T, h *harness, ids []string) {
+	t.Helper()
+	natstest.Eventually(t, wait, func() bool {
+		handled, _ := Handled(h.db, events.ID(ids[len(ids)-1], input))
+		return handled
+	}, "the last checkout is not in the rebuilt view")
+	h.settle(t)
+	for _, id := range ids {
+		wantEffects(t, h, id, 1)
+		if n := h.watch.Count(id, output); n != 1 {
+			t.Errorf("checkout %s: %s published %d times, want 1", id, output, n)
+		}
+	}
+	if n := h.outputsInStream(t); n != uint64(len(ids)) {
+		t.Errorf("%d %s in the stream, want %d", n, output, len(ids))
+	}
+}
+
+func wantEffects(t *testing.T, h *harness, id string, want int) {
+	t.Helper()
+	var n int
+	if err := h.db.View(func(tx *bolt.Tx) error { _, err := store.Get(tx.Bucket(effectsBucket), id, &n); return err }); err != nil || n != want {
+		t.Errorf("checkout %s applied %d times in the rebuilt view (%v), want %d", id, n, err, want)
+	}
+}
+
+// A view lost after a snapshot is restored from it, and only what came after is replayed;
+// a rebuild stopped after the restore goes on from there, on the restored file, even
+// with the snapshot gone meanwhile.
+func TestRebuildRestoresSnapshot(t *testing.T) {
+	h, cfg, logs, ids := snapshotRun(t, 6, 3)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	calls := 0
+	cfg.Middleware = []Middleware{func(_ events.Subject, next Handler) Handler {
+		return func(hctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if calls++; calls == 2 {
+				stop()
+			}
+			return next(hctx, tx, in)
+		}
+	}}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("a rebuild stopped half-way: Run = %v, want nil", err)
+	}
+	if !strings.Contains(logs.String(), "view restored from its snapshot") {
+		t.Fatal("the view was not restored from its snapshot")
+	}
+	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(context.Background(), consumer); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg.Middleware = nil
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	if n := rebuilt(t, logs); n > 3 {
+		t.Errorf("the rebuild replayed %d messages, want at most the 3 after the snapshot", n)
+	}
+	if !strings.Contains(logs.String(), "going on with an interrupted rebuild of a restored snapshot") {
+		t.Error("the interrupted rebuild did not go on from its restored snapshot")
+	}
+	wantRebuilt(t, h, ids)
+}
+
+// A snapshot whose contents were changed (its signed digest no longer matches) is refused,
+// and the view is rebuilt from the stream's start, still right.
+func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
+	h, cfg, logs, ids := snapshotRun(t, 4, 2)
+	ctx := context.Background()
+	obs, err := h.env.JS.ObjectStore(ctx, events.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := obs.Get(ctx, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := res.Info()
+	data, err := io.ReadAll(res)
+	res.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A record of a checkout never handled, in place of one: the file is still a bbolt file.
+	forged := strings.Replace(string(data), "co-1", "co-9", 1)
+	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, strings.NewReader(forged)); err != nil {
+		t.Fatal(err)
+	}
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	if n := rebuilt(t, logs); n != len(ids) {
+		t.Errorf("the rebuild replayed %d messages, want all %d from the stream's start", n, len(ids))
+	}
+	if !strings.Contains(logs.String(), "do not match its signed digest") {
+		t.Error("the tampered snapshot was not refused for its digest")
+	}
+	wantRebuilt(t, h, ids)
+	wantEffects(t, h, "co-9", 0)
+}
+
+// With no snapshot in the bucket the rebuild replays from the stream's start, saying so.
+func TestRebuildWithoutSnapshot(t *testing.T) {
+	h, cfg, logs, ids := snapshotRun(t, 3, 2)
+	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := obs.Delete(context.Background(), consumer); err != nil {
+		t.Fatal(err)
+	}
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	if n := rebuilt(t, logs); n != len(ids) {
+		t.Errorf("the rebuild replayed %d messages, want all %d", n, len(ids))
+	}
+	if !strings.Contains(logs.String(), "no usable snapshot of the view: replaying the stream from its start") {
+		t.Error("the rebuild from the start did not say why")
+	}
+	wantRebuilt(t, h, ids)
+}
