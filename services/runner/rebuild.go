@@ -199,7 +199,10 @@ func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstre
 	checked := func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 		outs, err := handle(ctx, tx, in)
 		if err == nil {
+			// A read of the stream that failed aborts the commit: the record would carry
+			// outputs not matched with (nor timed from) their stored copies.
 			lookupErr = r.checkOutputs(ctx, stream, in, m.Sequence, floor, outs)
+			err = lookupErr
 		}
 		return outs, err
 	}
