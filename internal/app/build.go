@@ -85,14 +85,14 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		})
 		return &unit{name: name, runner: r}, err
 	}
-	db, err := store.Open(filepath.Join(d.cfg.DataDir, name+".db"))
+	db, closeDB, err := openStore(filepath.Join(d.cfg.DataDir, name+".db"), Rebuildable[name], log)
 	if err != nil {
 		return nil, err
 	}
-	u := &unit{name: name, close: db.Close}
+	u := &unit{name: name, close: closeDB}
 	routes, err := buildService(ctx, name, db, log, d, h, u)
 	if err != nil {
-		db.Close()
+		closeDB()
 		return nil, err
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
@@ -100,10 +100,31 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
 		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery})
 	if err != nil {
-		db.Close()
+		closeDB()
 		return nil, err
 	}
 	return u, nil
+}
+
+// openStore opens a service's file: a view the stream rebuilds (unsynced commits, a file not
+// closed cleanly discarded and rebuilt) for the rebuildable services, else a store synced on
+// every commit.
+func openStore(path string, view bool, log *slog.Logger) (*bolt.DB, func() error, error) {
+	if !view {
+		db, err := store.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return db, db.Close, nil
+	}
+	v, err := store.OpenView(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v.Discarded {
+		log.Warn("the view was not closed cleanly (a crash or a kill): it is rebuilt from its snapshot and the stream", "path", path)
+	}
+	return v.DB, v.Close, nil
 }
 
 func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logger, d deps, h *Handles, u *unit) ([]runner.Route, error) {

@@ -1,5 +1,6 @@
-// Package store opens a service's bbolt file. Every commit is fsynced (bbolt's default):
-// a step acknowledges its input only after its state is on disk.
+// Package store opens a service's bbolt file. Open's commits are fsynced (bbolt's default):
+// a step acknowledges its input only after its state is on disk. OpenView's are not: the
+// file is a view the stream rebuilds, discarded when it was not closed cleanly (view.go).
 package store
 
 import (
