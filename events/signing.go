@@ -201,20 +201,25 @@ func (k *Keys) Header(service string, subject Subject, data []byte) (map[string]
 	return h, nil
 }
 
-// MsgID is the Nats-Msg-Id an event is published with. The CHECKOUT stream drops a message
-// whose Msg-Id it has seen within its duplicate window, whoever published it; an event's ID
-// is derived from its checkout and type, so anyone who may publish into the stream could
-// publish junk under a coming event's ID and have the real one dropped (a refund, a
-// deadline). A signed event's Msg-Id therefore also carries the start of its signature: no
-// one else can make it, and the same bytes republished get the same one, so a republish is
-// still dropped. The WAREHOUSE queue, where only shipping publishes, keeps the bare ID (the
-// pick's idempotency key for the warehouse), as does an unsigned event.
-func MsgID(e Envelope, header map[string][]string) string {
-	sig := header[SignatureHeader]
-	if len(sig) == 0 || len(sig[0]) < msgIDSignature || e.Type == WarehousePick {
-		return e.ID
+// MsgID is the Nats-Msg-Id service publishes event e with. The CHECKOUT stream drops a
+// message whose Msg-Id it has seen within its duplicate window, whoever published it; an
+// event's ID is derived from its checkout and type, so anyone who may publish into the stream
+// could publish junk under a coming event's ID and have the real one dropped (a refund, a
+// deadline). So the Msg-Id also carries the start of the producer's signature of the ID: no
+// one else can make it, and it is the same however often the event is published, whatever
+// its bytes (a decision made again after a crash carries a new time), so every copy is still
+// dropped. The WAREHOUSE queue, where only shipping publishes, keeps the bare ID (the pick's
+// idempotency key for the warehouse), as does a process without keys.
+func (k *Keys) MsgID(service string, e Envelope) (string, error) {
+	if k == nil || e.Type == WarehousePick {
+		return e.ID, nil
 	}
-	return e.ID + "#" + sig[0][:msgIDSignature]
+	priv := k.own[service]
+	if priv == nil {
+		return "", fmt.Errorf("no signing key for service %s in this process", service)
+	}
+	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(priv, []byte("Nats-Msg-Id\n"+e.ID)))
+	return e.ID + "#" + sig[:msgIDSignature], nil
 }
 
 // msgIDSignature is how much of the signature a Msg-Id carries: 132 bits.

@@ -186,29 +186,32 @@ func TestCheckScheduler(t *testing.T) {
 }
 
 // Whoever may publish into the stream can derive an event's ID, but not its Msg-Id: that
-// carries the start of the producer's signature, the same for the same bytes.
+// carries the start of the producer's signature of the ID, the same whatever the event's
+// bytes, so every copy of the event is dropped by the stream as one.
 func TestMsgIDCannotBePreempted(t *testing.T) {
 	k, _ := testKeys(t, ServiceCoordinator)
 	refund := Must("co_1", PaymentRefund, Compensation{})
-	_, sig, data := sign(t, k, ServiceCoordinator, refund)
-	h := map[string][]string{SignatureHeader: {sig}}
-	id := MsgID(refund, h)
-	if id == refund.ID || !IsMsgIDOf(id, refund.ID) {
-		t.Errorf("Msg-Id %q: want the event ID and more, recognised as the event's", id)
+	id, err := k.MsgID(ServiceCoordinator, refund)
+	if err != nil || id == refund.ID || !IsMsgIDOf(id, refund.ID) {
+		t.Fatalf("Msg-Id %q (%v): want the event ID and more, recognised as the event's", id, err)
 	}
-	_, again, _ := sign(t, k, ServiceCoordinator, refund)
-	if MsgID(refund, map[string][]string{SignatureHeader: {again}}) != id {
-		t.Error("the same event signed again got another Msg-Id: a republish would be stored twice")
+	again := refund
+	again.Time = time.Now() // decided again after a crash: other bytes, the same event
+	if other, _ := k.MsgID(ServiceCoordinator, again); other != id {
+		t.Error("the same event made again got another Msg-Id: the stream would keep both")
+	}
+	other, _ := testKeys(t, ServiceCoordinator)
+	if theirs, _ := other.MsgID(ServiceCoordinator, refund); theirs == id {
+		t.Error("another key made the same Msg-Id")
 	}
 	if IsMsgIDOf(refund.ID+"#forged", refund.ID) || IsMsgIDOf("co_1:checkout.payment.refunded", refund.ID) {
 		t.Error("a Msg-Id nobody signed was taken for the event's")
 	}
-	_ = data
 	pick := Must("co_1", WarehousePick, PickRequest{})
-	if MsgID(pick, h) != pick.ID {
+	if p, _ := k.MsgID(ServiceCoordinator, pick); p != pick.ID {
 		t.Error("the pick's Msg-Id is the warehouse's idempotency key: it must stay the event ID")
 	}
-	if MsgID(refund, nil) != refund.ID {
-		t.Error("an unsigned event keeps its ID as Msg-Id")
+	if p, _ := (*Keys)(nil).MsgID(ServiceCoordinator, refund); p != refund.ID {
+		t.Error("without keys an event keeps its ID as Msg-Id")
 	}
 }

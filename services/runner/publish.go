@@ -26,8 +26,12 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 		if err != nil {
 			return err
 		}
+		msgID, err := r.cfg.Keys.MsgID(r.cfg.Name, e)
+		if err != nil {
+			return err
+		}
 		msg := &nats.Msg{Subject: string(e.Type), Data: data[i], Header: h}
-		opts := []jetstream.PublishOpt{jetstream.WithMsgID(events.MsgID(e, h))}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()
 			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(string(e.Type)))
