@@ -44,29 +44,12 @@ func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 	h.db = newStepDB(t)
 	cfg := h.runner.cfg
 	cfg.DB = h.db
-	ctx, stop = context.WithCancel(context.Background())
-	defer stop()
-	calls := 0
-	cfg.Middleware = []Middleware{func(_ events.Subject, next Handler) Handler {
-		return func(hctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if calls++; calls == 3 {
-				stop()
-			}
-			return next(hctx, tx, in)
-		}
-	}}
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(ctx); err != nil {
-		t.Fatalf("a rebuild stopped half-way: Run = %v, want nil", err)
-	}
+	calls := runStoppedAt(t, cfg, 3)
 	if calls >= len(checkouts) {
 		t.Fatalf("the rebuild was not stopped half-way (%d calls)", calls)
 	}
 
-	cfg.Middleware = nil
+	var err error
 	if h.runner, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +116,31 @@ func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
 			t.Errorf("checkout %s applied %d times in the rebuilt store (%v), want 1", id, n, err)
 		}
 	}
+}
+
+// runStoppedAt runs a runner on cfg, stopping it as its handlers take their nth message (a
+// rebuild stopped half-way), and returns how many they took.
+func runStoppedAt(t *testing.T, cfg Config, n int) int {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	calls := 0
+	cfg.Middleware = []Middleware{func(_ events.Subject, next Handler) Handler {
+		return func(hctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if calls++; calls == n {
+				stop()
+			}
+			return next(hctx, tx, in)
+		}
+	}}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(ctx); err != nil {
+		t.Fatalf("a rebuild stopped half-way: Run = %v, want nil", err)
+	}
+	return calls
 }
 
 func newStepDB(t *testing.T) *bolt.DB {

@@ -120,24 +120,7 @@ func wantEffects(t *testing.T, h *harness, id string, want int) {
 // with the snapshot gone meanwhile.
 func TestRebuildRestoresSnapshot(t *testing.T) {
 	h, cfg, logs, ids := snapshotRun(t, 6, 3)
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	calls := 0
-	cfg.Middleware = []Middleware{func(_ events.Subject, next Handler) Handler {
-		return func(hctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if calls++; calls == 2 {
-				stop()
-			}
-			return next(hctx, tx, in)
-		}
-	}}
-	r, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Run(ctx); err != nil {
-		t.Fatalf("a rebuild stopped half-way: Run = %v, want nil", err)
-	}
+	runStoppedAt(t, cfg, 2)
 	if !strings.Contains(logs.String(), "view restored from its snapshot") {
 		t.Fatal("the view was not restored from its snapshot")
 	}
@@ -149,7 +132,6 @@ func TestRebuildRestoresSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg.Middleware = nil
 	if h.runner, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
