@@ -80,7 +80,7 @@ func TestCluster(t *testing.T) {
 	run := time.Now().UTC().Format("150405")
 	s.begin()
 
-	for _, stream := range []string{events.StreamCheckout, "KV_" + events.BucketCheckouts} {
+	for _, stream := range []string{events.StreamCheckout, events.TimerStream(events.ServiceCoordinator), "KV_" + events.BucketCheckouts} {
 		info := s.streamInfo(stream)
 		if info.Config.Replicas != 3 || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != 2 {
 			t.Fatalf("%s: %d replicas, leader %q, followers %+v; want 3 replicas", stream, info.Config.Replicas, info.Cluster.Leader, info.Cluster.Replicas)

@@ -20,8 +20,9 @@ type Envelope struct {
 	Time          time.Time       `json:"time"`
 	SchemaVersion int             `json:"schema_version"`
 	Payload       json.RawMessage `json:"payload"`
-	// Schedule, when set, asks the server to publish the event at a later time: it waits on
-	// Scheduled.<checkout_id>.<key>, and a later event with the same key replaces it.
+	// Schedule, when set, asks the server to publish the event at a later time: it waits in
+	// its producer's timer stream (ScheduleSubject), and a later event with the same key
+	// replaces it.
 	Schedule *Schedule `json:"schedule,omitempty"`
 }
 
@@ -29,11 +30,6 @@ type Envelope struct {
 type Schedule struct {
 	At  time.Time `json:"at"`
 	Key string    `json:"key"`
-}
-
-// ScheduleSubject is the subject a scheduled event waits on until it is due.
-func (e Envelope) ScheduleSubject() string {
-	return string(Scheduled) + "." + e.CheckoutID + "." + e.Schedule.Key
 }
 
 // ErrMalformed marks input that can never be processed: retrying it cannot help.

@@ -60,9 +60,6 @@ func PayloadOf(s Subject) string {
 	if p, ok := payloads[s]; ok {
 		return reflect.TypeOf(p).Name()
 	}
-	if s == Scheduled+".>" {
-		return "the event it becomes"
-	}
 	if strings.HasSuffix(string(s), ".failed") {
 		return "StepFailure"
 	}
@@ -116,7 +113,6 @@ func (f Flow) Catalog() []EventDoc {
 		EventDoc{Subject: FailureNoticeSent, Producer: ServiceNotifications, Meaning: "the customer was told in plain words why the checkout failed"},
 		EventDoc{Subject: Stuck, Producer: "any service", Meaning: "a compensation or settlement keeps failing; still retried; look at it"},
 		EventDoc{Subject: Rejected, Producer: "any service", Meaning: "an input that can never be processed, and why (terminated; a copy is in DEADLETTER)"},
-		EventDoc{Subject: Scheduled + ".>", Producer: "any service", Meaning: "scheduled events waiting for their time (server-side message schedules)"},
 		EventDoc{Subject: WarehousePick, Producer: ServiceShipping, Consumers: []string{"the warehouse (work queue " + StreamWarehouse + ")"}, Meaning: "pick and pack an order"},
 	)
 	for i := range docs {

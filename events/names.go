@@ -61,11 +61,14 @@ const (
 )
 
 // Deadline is published by the server at a time the coordinator scheduled: a step that has
-// not answered by then has failed. Scheduled messages wait on subjects under Scheduled.
-const (
-	Deadline  Subject = "checkout.deadline"
-	Scheduled Subject = "checkout.scheduled"
-)
+// not answered by then has failed. Scheduled events wait in their producer's timer stream
+// (timers.go).
+const Deadline Subject = "checkout.deadline"
+
+// LegacySchedules is where scheduled events waited inside CHECKOUT before they moved to timer
+// streams: a CHECKOUT migrated from then keeps the ones pending at the migration as inert
+// messages (their timers were made again in the timer streams), which readers skip.
+const LegacySchedules Subject = "checkout.scheduled"
 
 // Reservations that are neither committed nor released expire.
 const (

@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -151,7 +152,7 @@ func TestRotatedKeys(t *testing.T) {
 func TestCheckScheduler(t *testing.T) {
 	expire := Must("co_1", InventoryExpire, Expiry{})
 	expire.Schedule = &Schedule{At: time.Now(), Key: "inventory.expire"}
-	if err := CheckScheduler(expire, "checkout.scheduled.co_1.inventory.expire"); err != nil {
+	if err := CheckScheduler(expire, "timer.inventory.wait.co_1.inventory.expire"); err != nil {
 		t.Errorf("inventory's own expiry: %v", err)
 	}
 	if err := CheckScheduler(expire, ""); err != nil {
@@ -159,7 +160,7 @@ func TestCheckScheduler(t *testing.T) {
 	}
 	deadline := Must("co_1", Deadline, DeadlineReached{})
 	deadline.Schedule = &Schedule{At: time.Now(), Key: "deadline.check_fraud"}
-	if err := CheckScheduler(deadline, "checkout.scheduled.co_1.deadline.check_fraud"); err != nil {
+	if err := CheckScheduler(deadline, "timer.coordinator.wait.co_1.deadline.check_fraud"); err != nil {
 		t.Errorf("the coordinator's deadline: %v", err)
 	}
 
@@ -169,15 +170,16 @@ func TestCheckScheduler(t *testing.T) {
 		e         Envelope
 		scheduler string
 	}{
-		"a captured payment from inventory's slot":     {captured, "checkout.scheduled.co_1.inventory.expire"},
-		"an expiry fired from another checkout's slot": {expire, "checkout.scheduled.co_2.inventory.expire"},
-		"a deadline from inventory's slot":             {deadline, "checkout.scheduled.co_1.inventory.expire"},
+		"a captured payment from inventory's slot":     {captured, "timer.inventory.wait.co_1.inventory.expire"},
+		"an expiry fired from another checkout's slot": {expire, "timer.inventory.wait.co_2.inventory.expire"},
+		"a deadline from inventory's slot":             {deadline, "timer.inventory.wait.co_1.inventory.expire"},
+		"a deadline from inventory's timers":           {deadline, "timer.inventory.wait.co_1.deadline.check_fraud"},
 	}
 	captured.Schedule = &Schedule{At: time.Now(), Key: "payment.captured"}
 	forged["a captured payment scheduled in its own name"] = struct {
 		e         Envelope
 		scheduler string
-	}{captured, "checkout.scheduled.co_1.payment.captured"}
+	}{captured, "timer.payments.wait.co_1.payment.captured"}
 	for name, tc := range forged {
 		if err := CheckScheduler(tc.e, tc.scheduler); !errors.Is(err, ErrForged) {
 			t.Errorf("%s: %v, want ErrForged", name, err)
@@ -213,5 +215,29 @@ func TestMsgIDCannotBePreempted(t *testing.T) {
 	}
 	if p, _ := (*Keys)(nil).MsgID(ServiceCoordinator, refund); p != refund.ID {
 		t.Error("without keys an event keeps its ID as Msg-Id")
+	}
+}
+
+// Each producer's scheduled events wait in its own timer stream and fire onto subjects
+// that only that stream's source into CHECKOUT maps back.
+func TestTimers(t *testing.T) {
+	want := map[string][]Subject{
+		ServiceCoordinator: {Deadline},
+		ServiceInventory:   {InventoryExpire},
+		ServicePayments:    {PaymentRecheck},
+	}
+	if got := Timed(); !reflect.DeepEqual(got, want) {
+		t.Errorf("timed = %v, want %v", got, want)
+	}
+	e := Must("co_1", InventoryExpire, Expiry{})
+	e.Schedule = &Schedule{At: time.Now(), Key: "inventory.expire"}
+	if got := e.ScheduleSubject(); got != "timer.inventory.wait.co_1.inventory.expire" {
+		t.Errorf("slot = %s", got)
+	}
+	if got := e.FireSubject(); got != "timer.inventory.fire.inventory.expire" || got != FireSubject(ServiceInventory, InventoryExpire) {
+		t.Errorf("fire subject = %s", got)
+	}
+	if got := TimerSlots(ServiceInventory, InventoryExpire); got != "timer.inventory.wait.*.inventory.expire" {
+		t.Errorf("slots = %s", got)
 	}
 }

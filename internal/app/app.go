@@ -112,7 +112,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return nil, err
 	}
-	if err := ensureTopology(ctx, s.Server != nil, s.JS, cfg); err != nil {
+	if err := ensureTopology(ctx, s.Server != nil, s.JS, cfg, log); err != nil {
 		return nil, err
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
@@ -157,8 +157,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 // ensureTopology creates the streams and the bucket for the process that owns its server
 // (embedded), and otherwise waits for the setup role to have made them: a service's or the
 // API's NATS user may not create or change a stream.
-func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, cfg Config) error {
+func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
 	if embedded {
+		if err := migrate(ctx, js, cfg, log); err != nil {
+			return err
+		}
 		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas))

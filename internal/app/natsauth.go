@@ -155,13 +155,31 @@ func apiUser() NATSUser {
 	return u
 }
 
-// setupUser creates and updates the streams and the bucket (topology.Ensure), and nothing
-// else: it neither publishes events nor reads them, purges nor deletes.
+// setupUser creates and updates the streams and the buckets (topology.Ensure), and migrates
+// a CHECKOUT that predates the timer streams (topology.Migrate: it deletes and remakes
+// CHECKOUT through a copy, moves its consumers and pending schedules). It neither publishes
+// events nor reads them, except the pending schedules it moves. Deleting CHECKOUT gives it
+// no more than it had: a stream update can already cut a stream's history.
 func setupUser() NATSUser {
-	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams and the bucket, nothing else",
+	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams and the buckets, migrates CHECKOUT, nothing else",
 		Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(NATSSetup) + ".>"}}
 	for _, s := range topology.Names {
 		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	}
+	checkout, migration := events.StreamCheckout, topology.MigrationStream
+	u.Publish = append(u.Publish,
+		"$JS.API.STREAM.DELETE."+checkout, "$JS.API.STREAM.INFO."+migration, "$JS.API.STREAM.CREATE."+migration,
+		"$JS.API.STREAM.UPDATE."+migration, "$JS.API.STREAM.DELETE."+migration,
+		"$JS.API.CONSUMER.LIST."+checkout, "$JS.API.CONSUMER.LIST."+migration,
+		"$JS.API.CONSUMER.CREATE."+migration+".>", "$JS.API.CONSUMER.CREATE."+checkout+".>",
+		"$JS.API.CONSUMER.RESET."+checkout+".*",
+		// The pending schedules it moves: read by direct get, and published again.
+		"$JS.API.DIRECT.GET."+checkout+"."+string(events.LegacySchedules)+".>")
+	for _, producer := range events.Timekeepers() {
+		for _, typ := range events.Timed()[producer] {
+			slot := events.TimerSlots(producer, typ)
+			u.Publish = append(u.Publish, slot, slot+".>")
+		}
 	}
 	return u
 }
@@ -171,21 +189,18 @@ func setupUser() NATSUser {
 var requestProducer = regexp.MustCompile("`([^`]+)` request")
 
 // publishGrants are the subjects name may publish for one catalog entry. A scheduled event
-// is published by the server at its time: its producer publishes only to its slot,
-// checkout.scheduled.<checkout_id>.<key>, where each key starts with the event's name
-// ("inventory.expire", "deadline.<step>"). The server does not check the schedule's target
-// against the publisher's permissions: a holder of a slot can make it fire any subject of the
-// stream. What stops that is on the consumer's side: an event is believed only signed by its
-// producer and fired from its producer's slot (events.Keys.Verify, events.CheckScheduler).
+// is fired by the server at its time: its producer publishes only to its slots in its own
+// timer stream (events.TimerSlots), which no other user may write; CHECKOUT sources from that
+// stream only the fire subjects of the events the producer schedules.
 func publishGrants(d events.EventDoc, name string) []string {
 	subject := string(d.Subject)
 	switch producer := d.Producer; {
 	case producer == name:
 		return []string{subject}
 	case producer == name+" (scheduled)":
-		slot := string(events.Scheduled) + ".*." + strings.TrimPrefix(subject, "checkout.")
+		slot := events.TimerSlots(name, d.Subject)
 		return []string{slot, slot + ".>"}
-	case producer == "any service" && d.Subject != events.Scheduled+".>":
+	case producer == "any service":
 		return []string{subject}
 	}
 	if m := requestProducer.FindStringSubmatch(d.Producer); m != nil && slices.Contains(endpoints[name], events.Subject(m[1])) {

@@ -46,9 +46,6 @@ func TestNATSAuthFileIsGenerated(t *testing.T) {
 // leave an event nobody may publish.
 func TestEveryEventHasAPublisher(t *testing.T) {
 	for _, d := range events.Checkout.Catalog() {
-		if d.Subject == events.Scheduled+".>" {
-			continue // the slots of the scheduled events below
-		}
 		var grants []string
 		for _, u := range NATSUsers() {
 			if u.Name == NATSCheckout && d.Subject == events.Requested {
@@ -314,9 +311,10 @@ func TestNATSPermissions(t *testing.T) {
 		payments.cannotSubscribe(t, "_INBOX.>")
 		payments.cannotSubscribe(t, InboxPrefix(events.ServiceCoordinator)+".>")
 		inventory := connectAs(t, url, events.ServiceInventory)
-		// Another service's schedule slot.
-		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.deadline."+string(events.StepProcessPayment))
-		inventory.cannotPublish(t, string(events.Scheduled)+".co-auth-ok.payment.recheck")
+		// Another service's timers.
+		inventory.cannotPublish(t, "timer.coordinator.wait.co-auth-ok.deadline."+string(events.StepProcessPayment))
+		inventory.cannotPublish(t, "timer.payments.wait.co-auth-ok.payment.recheck")
+		inventory.cannotPublish(t, events.FireSubject(events.ServiceInventory, events.InventoryExpire))
 		notice := connectAs(t, url, events.ServiceNotifications)
 		notice.cannotPublish(t, string(events.Requested))
 		notice.cannotSubscribe(t, string(events.CartsCreate))
@@ -359,6 +357,9 @@ func TestNATSPermissions(t *testing.T) {
 					if call == "PURGE" && stream == "OBJ_"+events.BucketViews && Rebuildable[u.Name] {
 						continue // a put of its snapshot purges the chunks of the one it replaces
 					}
+					if call == "DELETE" && stream == events.StreamCheckout && u.Name == NATSSetup {
+						continue // it remakes CHECKOUT in a migration (topology.Migrate)
+					}
 					p.cannotPublish(t, "$JS.API.STREAM."+call+"."+stream)
 				}
 				if u.Name != NATSSetup {
@@ -368,7 +369,9 @@ func TestNATSPermissions(t *testing.T) {
 			}
 			p.cannotPublish(t, "$JS.API.STREAM.CREATE.EVIL")
 			p.cannotPublish(t, "$JS.API.CONSUMER.DELETE."+events.StreamCheckout+"."+events.ServiceCoordinator)
-			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+".evil")
+			if u.Name != NATSSetup { // it puts the consumers back in a migration
+				p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+".evil")
+			}
 			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE.KV_"+events.BucketCheckouts+".evil")
 			if u.Name == NATSSetup {
 				p.cannotPublish(t, string(events.PaymentCaptured))
@@ -378,8 +381,10 @@ func TestNATSPermissions(t *testing.T) {
 	})
 	t.Run("a schedule cannot fire another service's event", func(t *testing.T) {
 		// A checkout waits for 3-D Secure; inventory's user, holding inventory's signing key,
-		// schedules a checkout.payment.captured from its own slot (the server fires any
-		// target in the stream). The coordinator must not believe it: no order, no shipment.
+		// schedules a checkout.payment.captured: in CHECKOUT (which allows no schedules), and
+		// from its own timer slot onto a fire subject of its own stream that is not its
+		// expiry's (the server fires any target inside the stream). The coordinator must
+		// never see it: no order, no shipment.
 		start("co-forged-schedule", "pm_card_authenticationRequired", "ada@example.com")
 		watch.Wait(t, "co-forged-schedule", wait, events.PaymentActionPending)
 		quote := watch.Wait(t, "co-forged-schedule", time.Second, events.CartValidated)
@@ -400,36 +405,90 @@ func TestNATSPermissions(t *testing.T) {
 		captured := events.Must("co-forged-schedule", events.PaymentCaptured, events.Payment{PaymentIntentID: "pi_forged", Amount: q.Total, Currency: q.Currency, Quote: q})
 		captured.Time = time.Now().UTC()
 		data, _ := captured.Encode()
-		for i, claim := range []string{events.ServiceInventory, events.ServicePayments} {
-			h, err := inventoryKeys.Header(events.ServiceInventory, events.PaymentCaptured, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			h[events.SignerHeader] = []string{claim}
-			msg := &nats.Msg{Subject: string(events.Scheduled) + ".co-forged-schedule.inventory.expire" + strings.Repeat(".x", i), Data: data, Header: h}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = js.PublishMsg(ctx, msg, jetstream.WithScheduleAt(time.Now().Add(time.Second)), jetstream.WithScheduleTarget(string(events.PaymentCaptured)))
-			cancel()
-			if err != nil {
-				t.Fatalf("inventory schedules a captured payment in its slot (the server allows it): %v", err)
-			}
+		h, err := inventoryKeys.Header(events.ServiceInventory, events.PaymentCaptured, data)
+		if err != nil {
+			t.Fatal(err)
 		}
+		h[events.SignerHeader] = []string{events.ServicePayments}
+		schedule := func(subject, target string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: h},
+				jetstream.WithScheduleAt(time.Now().Add(time.Second)), jetstream.WithScheduleTarget(target))
+			return err
+		}
+		if err := schedule(string(events.InventoryReserved), string(events.PaymentCaptured)); err == nil {
+			t.Error("CHECKOUT took a message schedule")
+		}
+		slot := events.Envelope{Type: events.InventoryExpire, CheckoutID: "co-forged-schedule", Schedule: &events.Schedule{Key: "inventory.expire.x"}}.ScheduleSubject()
+		forged := events.FireSubject(events.ServiceInventory, events.PaymentCaptured)
+		if err := schedule(slot, forged); err != nil {
+			t.Fatalf("inventory schedules a captured payment in its slot (the server allows it): %v", err)
+		}
+		ops, err := jetstream.New(operator.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		timers, err := ops.Stream(context.Background(), events.TimerStream(events.ServiceInventory))
+		if err != nil {
+			t.Fatal(err)
+		}
+		natstest.Eventually(t, wait, func() bool {
+			_, err := timers.GetLastMsgForSubject(context.Background(), forged)
+			return err == nil
+		}, "the server never fired the forged schedule onto %s", forged)
 		failedWith(t, watch, "co-forged-schedule", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
 		for _, typ := range []events.Subject{events.OrderRequested, events.OrderCreated, events.LabelRequested, events.Completed} {
 			if n := watch.Count("co-forged-schedule", typ); n != 0 {
 				t.Errorf("%d %s after a forged capture", n, typ)
 			}
 		}
-		natstest.Eventually(t, wait, func() bool {
-			n := 0
-			for _, e := range watch.All("co-forged-schedule") {
-				var r events.RejectedInput
-				if e.Type == events.Rejected && e.DecodePayload(&r) == nil && r.Subject == string(events.PaymentCaptured) && strings.Contains(r.Reason, "not from its producer") {
-					n++
+		if n := countInStream(t, ops, events.StreamCheckout, string(events.PaymentCaptured), "co-forged-schedule"); n != 0 {
+			t.Errorf("CHECKOUT took %d fired captures from inventory's timers", n)
+		}
+	})
+	t.Run("no publish removes history", func(t *testing.T) {
+		// A roll-up header on any publish would purge the stream (or the subject) it lands in,
+		// and a Nats-Scheduler purge would cancel a schedule: CHECKOUT refuses both, whoever
+		// sends them, and a timer stream takes publishes from its owner only.
+		ops, err := jetstream.New(operator.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream, err := ops.Stream(context.Background(), events.StreamCheckout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := stream.CachedInfo().State.Msgs
+		for _, u := range NATSUsers() {
+			subject := checkoutSubjectOf(u)
+			if subject == "" {
+				continue
+			}
+			js, err := jetstream.New(connectAs(t, url, u.Name, nats.CustomInboxPrefix(InboxPrefix(u.Name))).Conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, hdr := range []nats.Header{
+				{"Nats-Rollup": {"all"}},
+				{"Nats-Rollup": {"sub"}},
+				{"Nats-Scheduler": {"timer.coordinator.wait.co-auth-3ds.deadline.x"}, "Nats-Schedule-Next": {"purge"}},
+			} {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: []byte(`{}`), Header: hdr})
+				cancel()
+				if err == nil {
+					t.Errorf("%s published %v on %s", u.Name, hdr, subject)
 				}
 			}
-			return n >= 2
-		}, "the forged captures were not rejected as not from their producer")
+		}
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs < before || !info.Config.DenyPurge || !info.Config.DenyDelete || info.Config.AllowRollup || info.Config.AllowMsgSchedules {
+			t.Errorf("CHECKOUT after the attempts: %d messages (%d before), config %+v", info.State.Msgs, before, info.Config)
+		}
 	})
 	t.Run("the checkout user publishes checkout.requested and nothing else", func(t *testing.T) {
 		for _, d := range events.Checkout.Catalog() {
@@ -445,6 +504,43 @@ func TestNATSPermissions(t *testing.T) {
 		checkout.cannotSubscribe(t, "checkout.>")
 		checkout.cannotSubscribe(t, "_INBOX.>")
 	})
+}
+
+// checkoutSubjectOf is a CHECKOUT subject u may publish, "" if none.
+func checkoutSubjectOf(u NATSUser) string {
+	for _, s := range u.Publish {
+		if strings.HasPrefix(s, "checkout.") && !strings.ContainsAny(s, "*>") {
+			return s
+		}
+	}
+	return ""
+}
+
+// countInStream counts the messages on subject of checkoutID in stream.
+func countInStream(t *testing.T, js jetstream.JetStream, stream, subject, checkoutID string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for pending := info.NumPending; pending > 0; pending-- {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e events.Envelope
+		if json.Unmarshal(m.Data(), &e) == nil && e.CheckoutID == checkoutID {
+			n++
+		}
+	}
+	return n
 }
 
 // make secrets writes a password per user and the cluster's route credentials, and keeps
@@ -500,4 +596,57 @@ func httpJSON[T any](t *testing.T, method, url, body, token string) T {
 		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, raw)
 	}
 	return out
+}
+
+// The setup user may migrate a CHECKOUT made before the timer streams: every call the
+// migration makes is within its grants.
+func TestSetupMigratesAsTheSetupUser(t *testing.T) {
+	srv := startSecuredServer(t)
+	url := srv.ClientURL()
+	ops, err := jetstream.New(connectAs(t, url, NATSOperator).Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := ops.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamCheckout, Subjects: []string{events.CheckoutSubjects},
+		Storage: jetstream.FileStorage, AllowDirect: true, AllowMsgSchedules: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.Publish(ctx, string(events.Requested), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	expire := events.Must("co_old", events.InventoryExpire, events.Expiry{})
+	expire.Schedule = &events.Schedule{At: time.Now().Add(time.Hour), Key: "inventory.expire"}
+	data, _ := expire.Encode()
+	if _, err := ops.PublishMsg(ctx, &nats.Msg{Subject: string(events.LegacySchedules) + ".co_old.inventory.expire", Data: data},
+		jetstream.WithScheduleAt(expire.Schedule.At), jetstream.WithScheduleTarget(string(events.InventoryExpire))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ops.CreateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{Durable: events.ServiceCatalog, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs natstest.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	setup := testConfig(t.TempDir())
+	setup.NATSURL, setup.NATSUser, setup.NATSPassword = url, NATSSetup, natsPassword(NATSSetup)
+	if err := runSetup(ctx, setup, log, &health{}, true); err != nil {
+		t.Fatalf("setup: %v\n%s", err, logs.String())
+	}
+	if strings.Contains(logs.String(), "Permissions Violation") || !strings.Contains(logs.String(), "CHECKOUT migrated") {
+		t.Errorf("setup's log:\n%s", logs.String())
+	}
+	if missing, err := topology.Missing(ctx, ops); err != nil || len(missing) != 0 {
+		t.Errorf("after the migration, missing %v (%v)", missing, err)
+	}
+	if _, err := ops.Consumer(ctx, events.StreamCheckout, events.ServiceCatalog); err != nil {
+		t.Errorf("catalog's consumer: %v", err)
+	}
+	timers, err := ops.Stream(ctx, events.TimerStream(events.ServiceInventory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := timers.GetLastMsgForSubject(ctx, expire.ScheduleSubject()); err != nil {
+		t.Errorf("the pending expiry was not moved: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -36,6 +37,9 @@ func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once
 		}
 		log.Info("setup: "+how, "stream", name)
 	})}
+	if err := migrate(ctx, js, cfg, log); err != nil {
+		return err
+	}
 	ensure := func() error {
 		attempt, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -62,4 +66,18 @@ func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once
 			}
 		}
 	}
+}
+
+// migrate makes a CHECKOUT stream from before the timer streams into today's
+// (topology.Migrate), telling the log each step: the services wait meanwhile.
+func migrate(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
+	began := time.Now()
+	did, err := topology.Migrate(ctx, js, func(step string) { log.Warn("setup: migrating CHECKOUT: " + step) }, topology.Replicas(cfg.Replicas))
+	if err != nil {
+		return fmt.Errorf("migrate CHECKOUT (run setup again: it goes on where it stopped): %w", err)
+	}
+	if did {
+		log.Warn("setup: CHECKOUT migrated: its schedules are in the timer streams, and no publish can purge it", "took", time.Since(began).Round(time.Millisecond))
+	}
+	return nil
 }

@@ -111,11 +111,11 @@ func (p *Projector) apply(ctx context.Context, batch []jetstream.Msg) error {
 }
 
 // decode turns a stream message into an event of a checkout. What is not an event of a
-// checkout (a schedule waiting for its time, a malformed message, one not from its
-// producer) is skipped: the services report those on checkout.rejected.
+// checkout (a schedule a migrated stream kept from before the timer streams, a malformed
+// message, one not from its producer) is skipped: the services report those on checkout.rejected.
 func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
 	meta, err := m.Metadata()
-	if err != nil || strings.HasPrefix(m.Subject(), string(events.Scheduled)+".") {
+	if err != nil || strings.HasPrefix(m.Subject(), string(events.LegacySchedules)+".") {
 		return StreamEvent{}, false
 	}
 	if err := p.verify(m); err != nil {

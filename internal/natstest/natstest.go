@@ -98,26 +98,28 @@ type Watcher struct {
 	raw  []*nats.Msg
 }
 
-// Watch subscribes to pattern (e.g. "checkout.>").
-func (e *Env) Watch(t testing.TB, pattern string) *Watcher {
+// Watch subscribes to patterns (e.g. "checkout.>").
+func (e *Env) Watch(t testing.TB, patterns ...string) *Watcher {
 	t.Helper()
 	w := &Watcher{}
-	sub, err := e.NC.Subscribe(pattern, func(m *nats.Msg) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.raw = append(w.raw, m)
-		var env events.Envelope
-		if json.Unmarshal(m.Data, &env) == nil && env.ID != "" {
-			w.seen = append(w.seen, env)
+	for _, pattern := range patterns {
+		sub, err := e.NC.Subscribe(pattern, func(m *nats.Msg) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.raw = append(w.raw, m)
+			var env events.Envelope
+			if json.Unmarshal(m.Data, &env) == nil && env.ID != "" {
+				w.seen = append(w.seen, env)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	if err != nil {
-		t.Fatal(err)
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
 	}
 	if err := e.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return w
 }
 

@@ -33,7 +33,7 @@ type Service interface {
 type Harness struct {
 	Env   *natstest.Env
 	DB    *bolt.DB
-	Watch *natstest.Watcher // every checkout event published since Start
+	Watch *natstest.Watcher // every checkout event and every timer set since Start
 	cfg   runner.Config
 	logs  *natstest.LogBuffer
 }
@@ -51,7 +51,7 @@ func Start[S Service](t testing.TB, cfg runner.Config, build func(db *bolt.DB, l
 	}
 	cfg.JS, cfg.DB, cfg.Log, cfg.Routes = h.Env.JS, h.DB, log, svc.Routes()
 	h.cfg = cfg
-	h.Watch = h.Env.Watch(t, events.CheckoutSubjects)
+	h.Watch = h.Env.Watch(t, events.CheckoutSubjects, events.TimerSubjects("*"))
 	h.AddRunner(t)
 	return h, svc
 }

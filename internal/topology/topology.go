@@ -53,28 +53,25 @@ func Replicas(n int) Option {
 	}
 }
 
-// Ensure creates or updates the CHECKOUT, WAREHOUSE and DEADLETTER streams, the
-// checkouts bucket and the views bucket (snapshots).
+// Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE and DEADLETTER
+// streams, the checkouts bucket and the views bucket (snapshots).
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	streams := []jetstream.StreamConfig{{
-		Name:        events.StreamCheckout,
-		Description: "Every checkout event: requests, step outcomes, compensations, terminal events.",
-		Subjects:    []string{events.CheckoutSubjects},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Duplicates:  DuplicateWindow,
-		MaxMsgSize:  MaxEventSize,
-		MaxAge:      events.CheckoutRetention,
-		AllowDirect: true, // `nats stream view` and direct gets read without a consumer
-		// Deadlines, payment re-checks and reservation expiries are messages the server
-		// publishes at their time: durable timers that survive any restart.
-		AllowMsgSchedules: true,
-		Replicas:          o.replicas,
-	}, {
+	var streams []jetstream.StreamConfig
+	for _, producer := range events.Timekeepers() {
+		streams = append(streams, timerStream(producer, o.replicas))
+	}
+	old, err := streamConfig(ctx, js, events.StreamCheckout)
+	if err != nil {
+		return err
+	}
+	if legacy(old) {
+		return ErrNeedsMigration
+	}
+	streams = append(streams, checkoutStream(o.replicas), jetstream.StreamConfig{
 		Name:        events.StreamWarehouse,
 		Description: "Pick requests for the warehouse, removed once a picker acknowledges them.",
 		Subjects:    []string{events.WarehouseSubjects},
@@ -84,7 +81,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
 		Replicas:    o.replicas,
-	}, {
+	}, jetstream.StreamConfig{
 		Name:        events.StreamDeadLetter,
 		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
 		Subjects:    []string{events.DeadLetterSubjects},
@@ -94,7 +91,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		MaxAge:      90 * 24 * time.Hour,
 		AllowDirect: true,
 		Replicas:    o.replicas,
-	}}
+	})
 	for _, cfg := range streams {
 		if err := ensureStream(ctx, js, cfg, o.changed); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
@@ -149,8 +146,81 @@ func ensureObjectStore(ctx context.Context, js jetstream.JetStream, changed func
 	return report(err, changed, "OBJ_"+want.Bucket, "updated")
 }
 
-// Names are the streams Ensure makes, the bucket's among them.
-var Names = []string{events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_" + events.BucketCheckouts, "OBJ_" + events.BucketViews}
+// checkoutStream is CHECKOUT's configuration.
+func checkoutStream(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        events.StreamCheckout,
+		Description: "Every checkout event: requests, step outcomes, compensations, terminal events.",
+		Subjects:    []string{events.CheckoutSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  DuplicateWindow,
+		MaxMsgSize:  MaxEventSize,
+		MaxAge:      events.CheckoutRetention,
+		AllowDirect: true, // `nats stream view` and direct gets read without a consumer
+		// Every service publishes here, so nothing a publish can carry may remove history: no
+		// roll-ups (so no message schedules: they live in the timer streams sourced below),
+		// no purge, no message delete. Only age removes an event.
+		DenyDelete: true,
+		DenyPurge:  true,
+		Sources:    timerSources(),
+		Replicas:   replicas,
+	}
+}
+
+// Names are the streams Ensure makes, the buckets' among them.
+var Names = append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "OBJ_"+events.BucketViews)
+
+func timerStreams() []string {
+	var names []string
+	for _, producer := range events.Timekeepers() {
+		names = append(names, events.TimerStream(producer))
+	}
+	return names
+}
+
+// timerStream holds producer's scheduled events until they are due, and then the events
+// the server fired, until CHECKOUT has taken them (it keeps them as long as CHECKOUT keeps
+// events, so a CHECKOUT that lags, or is rebuilt from its sources, finds them).
+func timerStream(producer string, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        events.TimerStream(producer),
+		Description: "The scheduled events of " + producer + ": each waits in its slot until the server fires it, and CHECKOUT takes it.",
+		Subjects:    []string{events.TimerSubjects(producer)},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  DuplicateWindow,
+		MaxMsgSize:  MaxEventSize,
+		MaxAge:      events.CheckoutRetention,
+		AllowDirect: true,
+		// Schedules force roll-ups on: only producer may publish here (internal/app's NATS
+		// permissions), so only its own timers are its to remove.
+		AllowMsgSchedules: true,
+		Replicas:          replicas,
+	}
+}
+
+// timerSources are CHECKOUT's sources: from each timer stream, exactly the fire subjects of
+// the events its producer schedules, each back on its event's subject.
+func timerSources() []*jetstream.StreamSource {
+	var sources []*jetstream.StreamSource
+	for _, producer := range events.Timekeepers() {
+		src := &jetstream.StreamSource{Name: events.TimerStream(producer)}
+		for _, typ := range events.Timed()[producer] {
+			src.SubjectTransforms = append(src.SubjectTransforms, jetstream.SubjectTransformConfig{
+				Source: events.FireSubject(producer, typ), Destination: string(typ)})
+		}
+		sources = append(sources, src)
+	}
+	return sources
+}
+
+// sameSources compares what Ensure sets of a stream's sources.
+func sameSources(have, want []*jetstream.StreamSource) bool {
+	return slices.EqualFunc(have, want, func(a, b *jetstream.StreamSource) bool {
+		return a.Name == b.Name && a.FilterSubject == b.FilterSubject && slices.Equal(a.SubjectTransforms, b.SubjectTransforms)
+	})
+}
 
 // Await returns once every stream and the bucket exist, as they are: a process whose NATS
 // user may not create or change them runs on what the setup role made. When one is missing it
@@ -182,19 +252,28 @@ func Await(ctx context.Context, js jetstream.JetStream, waiting func(error), opt
 	}
 }
 
-// Missing lists the streams (the bucket's too) that do not exist yet.
+// Missing lists the streams (the buckets' too) that do not exist yet, or not as they must
+// be: a CHECKOUT still to be migrated, or being migrated, is missing.
 func Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
 	var missing []string
 	for _, name := range Names {
-		_, err := js.Stream(ctx, name)
+		s, err := js.Stream(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):
 			missing = append(missing, name)
 		case err != nil:
 			return nil, fmt.Errorf("stream %s: %w", name, err)
+		case name == events.StreamCheckout && legacy(&s.CachedInfo().Config):
+			missing = append(missing, name+" (to be migrated by `jetcheckout setup`)")
 		}
 	}
 	return missing, nil
+}
+
+// legacy reports a CHECKOUT that Migrate has still to make anew: one that allows message
+// schedules, or the mirror it is made from.
+func legacy(checkout *jetstream.StreamConfig) bool {
+	return checkout != nil && (checkout.AllowMsgSchedules || checkout.Mirror != nil)
 }
 
 // ensureBucket creates a bucket, or updates one whose replica count differs (a stack that
@@ -257,6 +336,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		unlimited(int64(have.MaxMsgSize)) == unlimited(int64(want.MaxMsgSize)) && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
 		unlimited(have.MaxMsgs) == unlimited(want.MaxMsgs) && unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
 		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard &&
+		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && sameSources(have.Sources, want.Sources) &&
 		have.Replicas >= want.Replicas {
 		return nil
 	}

@@ -112,7 +112,7 @@ func TestSettledReservationOutlivesItsExpiry(t *testing.T) {
 	h.Wait(t, "co-undone", events.InventoryReleased)
 
 	ctx := context.Background()
-	stream, err := h.Env.JS.Stream(ctx, events.StreamCheckout)
+	timers, err := h.Env.JS.Stream(ctx, events.TimerStream(events.ServiceInventory))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,9 +121,9 @@ func TestSettledReservationOutlivesItsExpiry(t *testing.T) {
 		if n := h.Watch.Count(id, events.InventoryExpired); n != 0 {
 			t.Errorf("%s: a settled reservation expired", id)
 		}
-		slot := string(events.Scheduled) + "." + id + "." + expiryKey
+		slot := events.Envelope{Type: events.InventoryExpire, CheckoutID: id, Schedule: &events.Schedule{Key: expiryKey}}.ScheduleSubject()
 		natstest.Eventually(t, steptest.Timeout, func() bool {
-			_, err := stream.GetLastMsgForSubject(ctx, slot)
+			_, err := timers.GetLastMsgForSubject(ctx, slot)
 			return errors.Is(err, jetstream.ErrMsgNotFound)
 		}, "%s: the server still holds its expiry schedule on %s", id, slot)
 	}

@@ -34,7 +34,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()
-			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(string(e.Type)))
+			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(e.FireSubject()))
 		}
 		f, err := r.cfg.JS.PublishMsgAsync(msg, opts...)
 		if err != nil {
