@@ -75,7 +75,7 @@ var Settlers = map[Subject][]string{
 // Catalog lists every event with its producer and consumers, derived from Flow.
 func (f Flow) Catalog() []EventDoc {
 	first := f.Steps[0]
-	docs := []EventDoc{{Subject: Requested, Producer: "you (the client)", Consumers: []string{first.Service},
+	docs := []EventDoc{{Subject: Requested, Producer: "you (the client)", Consumers: []string{first.Service, ServiceCoordinator},
 		Meaning: "start a checkout (a bare JSON object, no envelope)"}}
 	coordinated := f.Coordinated()
 	for _, s := range f.Steps {
@@ -120,6 +120,19 @@ func (f Flow) Catalog() []EventDoc {
 		docs[i].signer = signerOf(docs[i])
 	}
 	return docs
+}
+
+// ConsumedBy lists the subjects the catalog says service consumes, sorted: the filter of its
+// durable consumer.
+func (f Flow) ConsumedBy(service string) []string {
+	var subjects []string
+	for _, d := range f.Catalog() {
+		if slices.Contains(d.Consumers, service) {
+			subjects = append(subjects, string(d.Subject))
+		}
+	}
+	slices.Sort(subjects)
+	return subjects
 }
 
 func joinNames(names []StepName) string {

@@ -94,7 +94,7 @@ func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = ensureTopology(ctx, false, js, cfg, log)
+		err = ensureTopology(ctx, false, js, cfg, log, APIName)
 	}
 	var a *api
 	if err == nil {

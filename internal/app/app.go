@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
 	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return nil, err
 	}
-	if err := ensureTopology(ctx, s.Server != nil, s.JS, cfg, log); err != nil {
+	if err := ensureTopology(ctx, s.Server != nil, s.JS, cfg, log, names...); err != nil {
 		return nil, err
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
@@ -154,19 +155,35 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	return s, nil
 }
 
-// ensureTopology creates the streams and the bucket for the process that owns its server
-// (embedded), and otherwise waits for the setup role to have made them: a service's or the
-// API's NATS user may not create or change a stream.
-func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, cfg Config, log *slog.Logger) error {
+// ensureTopology creates the streams, the buckets and every consumer for the process that
+// owns its server (embedded), and otherwise waits for the setup role to have made them and
+// the consumers of the processes named (a service's, or APIName): a service's or the API's
+// NATS user may not create or change a stream or a consumer.
+func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, cfg Config, log *slog.Logger, names ...string) error {
 	if embedded {
 		if err := migrate(ctx, js, cfg, log); err != nil {
 			return err
 		}
 		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas))
+		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(append(Services, APIName)...)...))
 	}
-	return topology.Await(ctx, js, cfg.NATSWaiting, topology.Replicas(cfg.Replicas))
+	return topology.Await(ctx, js, cfg.NATSWaiting, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(names...)...))
+}
+
+// consumers are the durable consumers on CHECKOUT of the processes named: what the setup role
+// creates, and what each process binds to.
+func consumers(names ...string) []jetstream.ConsumerConfig {
+	var cfgs []jetstream.ConsumerConfig
+	for _, name := range names {
+		switch {
+		case name == APIName:
+			cfgs = append(cfgs, httpapi.ConsumerConfig())
+		case slices.Contains(Services, name):
+			cfgs = append(cfgs, runner.ConsumerConfig(name, events.Checkout.ConsumedBy(name), runner.DefaultAckWait))
+		}
+	}
+	return cfgs
 }
 
 func (s *System) fail(err error) {

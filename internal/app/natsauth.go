@@ -108,8 +108,9 @@ func serviceUser(name string) NATSUser {
 
 // consumerGrants are the JetStream API calls of a process that waits for the topology
 // (topology.Await: stream infos only; it may not create, change, purge or delete a stream)
-// and consumes its own durable consumer, name, on the CHECKOUT stream: it may create and
-// update that consumer, and no other.
+// and consumes its own durable consumer, name, on the CHECKOUT stream, which the setup role
+// made: it may read that consumer's info, fetch and ack, but not create or change it (a wider
+// filter would show it every event).
 func consumerGrants(name string) []string {
 	var grants []string
 	for _, s := range topology.Names {
@@ -117,7 +118,6 @@ func consumerGrants(name string) []string {
 	}
 	consumer := events.StreamCheckout + "." + name
 	return append(grants,
-		"$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>",
 		"$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer,
 		"$JS.ACK."+consumer+".>")
 }
@@ -155,7 +155,8 @@ func apiUser() NATSUser {
 	return u
 }
 
-// setupUser creates and updates the streams and the buckets (topology.Ensure), and migrates
+// setupUser creates and updates the streams, the buckets and every process's durable consumer
+// on CHECKOUT (topology.Ensure), and migrates
 // a CHECKOUT that predates the timer streams (topology.Migrate: it deletes and remakes
 // CHECKOUT through a copy, moves its consumers and pending schedules). It neither publishes
 // events nor reads them, except the pending schedules it moves. Deleting CHECKOUT gives it
@@ -172,7 +173,7 @@ func setupUser() NATSUser {
 		"$JS.API.STREAM.UPDATE."+migration, "$JS.API.STREAM.DELETE."+migration,
 		"$JS.API.CONSUMER.LIST."+checkout, "$JS.API.CONSUMER.LIST."+migration,
 		"$JS.API.CONSUMER.CREATE."+migration+".>", "$JS.API.CONSUMER.CREATE."+checkout+".>",
-		"$JS.API.CONSUMER.RESET."+checkout+".*",
+		"$JS.API.CONSUMER.RESET."+checkout+".*", "$JS.API.CONSUMER.INFO."+checkout+".*",
 		// The pending schedules it moves: read by direct get, and published again.
 		"$JS.API.DIRECT.GET."+checkout+"."+string(events.LegacySchedules)+".>")
 	for _, producer := range events.Timekeepers() {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,6 +306,9 @@ func TestNATSPermissions(t *testing.T) {
 		payments.cannotPublish(t, events.DeadLetterSubject(events.ServiceOrders))
 		payments.cannotPublish(t, "$JS.API.STREAM.DELETE."+events.StreamCheckout)
 		payments.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServiceOrders)
+		// Not even its own: re-made with a wider filter it would read every event.
+		payments.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServicePayments)
+		payments.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+"."+events.ServicePayments+".checkout.>")
 		payments.cannotPublish(t, "$JS.ACK."+events.StreamCheckout+"."+events.ServiceOrders+".1.1.1.1.1")
 		payments.cannotPublish(t, "$KV."+events.BucketCheckouts+".co-auth-ok")
 		payments.cannotSubscribe(t, "checkout.>")
@@ -648,5 +652,21 @@ func TestSetupMigratesAsTheSetupUser(t *testing.T) {
 	}
 	if _, err := timers.GetLastMsgForSubject(ctx, expire.ScheduleSubject()); err != nil {
 		t.Errorf("the pending expiry was not moved: %v", err)
+	}
+}
+
+// Each service's durable consumer, as the setup role makes it from the event catalog, is the
+// one its runner binds to: the subjects it routes, no more (a wider filter would show it
+// events it has no business reading) and no fewer (it would never see them).
+func TestConsumersAreWhatTheRunnersRoute(t *testing.T) {
+	sys := startSystem(t, t.TempDir())
+	want := map[string][]string{}
+	for _, cfg := range consumers(Services...) {
+		want[cfg.Durable] = cfg.FilterSubjects
+	}
+	for _, u := range sys.units {
+		if got := u.runner.Subjects(); !slices.Equal(got, want[u.name]) {
+			t.Errorf("%s routes %v; the catalog gives its consumer %v", u.name, got, want[u.name])
+		}
 	}
 }

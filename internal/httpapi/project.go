@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -29,9 +30,10 @@ type Projector struct {
 	Keys  *events.Keys // nil: events are not checked
 }
 
-// Run consumes until ctx is cancelled.
-func (p *Projector) Run(ctx context.Context) error {
-	cons, err := p.JS.CreateOrUpdateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{
+// ConsumerConfig is the read model's durable consumer: every checkout event, acked in
+// batches (the setup role creates it: topology.Consumers).
+func ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
 		Durable:        ConsumerName,
 		Description:    "the HTTP API's read model of every checkout",
 		FilterSubjects: []string{events.CheckoutSubjects},
@@ -39,7 +41,12 @@ func (p *Projector) Run(ctx context.Context) error {
 		AckWait:        30 * time.Second,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxAckPending:  4 * batchSize,
-	})
+	}
+}
+
+// Run consumes until ctx is cancelled.
+func (p *Projector) Run(ctx context.Context) error {
+	cons, err := topology.Bind(ctx, p.JS, events.StreamCheckout, ConsumerConfig())
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -30,8 +30,9 @@ const MaxEventSize = 1 << 20
 type Option func(*options)
 
 type options struct {
-	replicas int
-	changed  func(name, how string)
+	replicas  int
+	changed   func(name, how string)
+	consumers []jetstream.ConsumerConfig
 }
 
 // OnChange tells changed each stream or bucket Ensure creates or updates ("created",
@@ -54,7 +55,7 @@ func Replicas(n int) Option {
 }
 
 // Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE and DEADLETTER
-// streams, the checkouts bucket and the views bucket (snapshots).
+// streams, the checkouts bucket, the views bucket (snapshots), and the consumers of opts.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
 	for _, opt := range opts {
@@ -117,7 +118,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketViews, err)
 	}
-	return nil
+	return ensureConsumers(ctx, js, o)
 }
 
 // ensureObjectStore creates an Object Store bucket, or gives it more replicas (see
@@ -228,7 +229,7 @@ func sameSources(have, want []*jetstream.StreamSource) bool {
 // otherwise waits for `jetcheckout setup`, telling waiting why.
 func Await(ctx context.Context, js jetstream.JetStream, waiting func(error), opts ...Option) error {
 	for {
-		missing, err := Missing(ctx, js)
+		missing, err := Missing(ctx, js, opts...)
 		if err == nil && len(missing) == 0 {
 			return nil
 		}
@@ -253,8 +254,13 @@ func Await(ctx context.Context, js jetstream.JetStream, waiting func(error), opt
 }
 
 // Missing lists the streams (the buckets' too) that do not exist yet, or not as they must
-// be: a CHECKOUT still to be migrated, or being migrated, is missing.
-func Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+// be: a CHECKOUT still to be migrated, or being migrated, is missing; and then the consumers
+// of opts (Consumers) that do not exist yet.
+func Missing(ctx context.Context, js jetstream.JetStream, opts ...Option) ([]string, error) {
+	o := options{}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var missing []string
 	for _, name := range Names {
 		s, err := js.Stream(ctx, name)
@@ -267,7 +273,10 @@ func Missing(ctx context.Context, js jetstream.JetStream) ([]string, error) {
 			missing = append(missing, name+" (to be migrated by `jetcheckout setup`)")
 		}
 	}
-	return missing, nil
+	if len(missing) > 0 {
+		return missing, nil
+	}
+	return missingConsumers(ctx, js, o)
 }
 
 // legacy reports a CHECKOUT that Migrate has still to make anew: one that allows message

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -297,19 +298,28 @@ func New(cfg Config) (*Runner, error) {
 	return r, err
 }
 
+// ConsumerConfig is the durable consumer of the runner name, on the subjects it routes: the
+// setup role creates it (topology.Consumers), and the runner binds to it (topology.Bind),
+// creating it only where its NATS user may (a server without authorization).
+func ConsumerConfig(name string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "checkout step runner " + name,
+		FilterSubjects: slices.Sorted(slices.Values(subjects)),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1, // the runner decides when to give up, and on what
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+}
+
+// Subjects are the subjects the runner routes, sorted.
+func (r *Runner) Subjects() []string { return slices.Sorted(maps.Keys(r.routes)) }
+
 // Run consumes until ctx is cancelled, then stops fetching, finishes the messages already
 // delivered to it and returns.
 func (r *Runner) Run(ctx context.Context) error {
-	subjects := slices.Sorted(maps.Keys(r.routes))
-	cons, err := r.cfg.JS.CreateOrUpdateConsumer(ctx, r.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        r.cfg.Name,
-		Description:    "checkout step runner " + r.cfg.Name,
-		FilterSubjects: subjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     -1, // the runner decides when to give up, and on what
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	cons, err := topology.Bind(ctx, r.cfg.JS, r.cfg.Stream, ConsumerConfig(r.cfg.Name, r.Subjects(), r.cfg.AckWait))
 	if ctx.Err() != nil {
 		return nil // stopped before it started
 	}
@@ -341,7 +351,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer pruning.Wait()
 		defer stopPruning()
 	}
-	r.log.Info("consuming", "subjects", subjects)
+	r.log.Info("consuming", "subjects", r.Subjects())
 	// In-flight work finishes even when shutdown has begun.
 	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
 	defer lanes.close()

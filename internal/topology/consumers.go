@@ -1,0 +1,82 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Consumers has Ensure create or fix these durable consumers on CHECKOUT, and Await wait for
+// them. A consumer's filter decides what its reader sees, customers' addresses among it, so
+// the setup role makes them; a service's or the API's NATS user may only bind to its own,
+// fetch and ack (Bind).
+func Consumers(cfgs ...jetstream.ConsumerConfig) Option {
+	return func(o *options) { o.consumers = append(o.consumers, cfgs...) }
+}
+
+// Bind returns the durable consumer want.Durable on stream as it is when it has want's
+// filter, ack policy and ack wait (the setup role made it so), and otherwise creates or
+// updates it, which succeeds only where the user may (a server without authorization).
+func Bind(ctx context.Context, js jetstream.JetStream, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cons, err := js.Consumer(ctx, stream, want.Durable)
+	if err == nil && sameConsumer(cons.CachedInfo().Config, want) {
+		return cons, nil
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return js.CreateOrUpdateConsumer(ctx, stream, want)
+}
+
+// sameConsumer compares what Bind and Ensure set of a consumer.
+func sameConsumer(have, want jetstream.ConsumerConfig) bool {
+	filters := func(c jetstream.ConsumerConfig) []string {
+		f := slices.Clone(c.FilterSubjects)
+		if c.FilterSubject != "" {
+			f = append(f, c.FilterSubject)
+		}
+		slices.Sort(f)
+		return f
+	}
+	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
+		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending)
+}
+
+// ensureConsumers creates each consumer missing on CHECKOUT, and puts back one whose
+// filter or acks were changed.
+func ensureConsumers(ctx context.Context, js jetstream.JetStream, o options) error {
+	for _, want := range o.consumers {
+		cons, err := js.Consumer(ctx, events.StreamCheckout, want.Durable)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			_, err = js.CreateConsumer(ctx, events.StreamCheckout, want)
+			err = report(err, o.changed, "consumer "+want.Durable, "created")
+		case err == nil && !sameConsumer(cons.CachedInfo().Config, want):
+			_, err = js.UpdateConsumer(ctx, events.StreamCheckout, want)
+			err = report(err, o.changed, "consumer "+want.Durable, "updated")
+		}
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", want.Durable, err)
+		}
+	}
+	return nil
+}
+
+// missingConsumers lists the consumers of o that do not exist on CHECKOUT yet.
+func missingConsumers(ctx context.Context, js jetstream.JetStream, o options) ([]string, error) {
+	var missing []string
+	for _, want := range o.consumers {
+		_, err := js.Consumer(ctx, events.StreamCheckout, want.Durable)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			missing = append(missing, "consumer "+want.Durable)
+		case err != nil:
+			return nil, fmt.Errorf("consumer %s: %w", want.Durable, err)
+		}
+	}
+	return missing, nil
+}
