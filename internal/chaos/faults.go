@@ -7,20 +7,27 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/internal/app"
 )
 
 // killer SIGKILLs a random service, or the nats-server, about every `every`, and lets it
-// start again after a random pause.
+// start again after a random pause; a service whose file is a view (app.Rebuildable) may
+// lose its data directory too, and must rebuild it from its snapshot and the stream.
 type killer struct {
 	stack *stack
 	rand  *rand.Rand
 	every time.Duration
 	log   func(format string, args ...any)
 	kills int
+	wipes int
 }
 
 // natsShare is the share of kills that hit the nats-server rather than a service.
 const natsShare = 0.15
+
+// wipeShare is the share of a rebuildable service's kills that also delete its data directory.
+const wipeShare = 0.5
 
 func (k *killer) run(ctx context.Context) {
 	names := make([]string, 0, len(k.stack.services))
@@ -36,13 +43,21 @@ func (k *killer) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		victim, pause := k.stack.nats, 500*time.Millisecond+time.Duration(k.rand.Int64N(int64(2500*time.Millisecond)))
+		victim, pause, wipe := k.stack.nats, 500*time.Millisecond+time.Duration(k.rand.Int64N(int64(2500*time.Millisecond))), ""
 		if k.rand.Float64() >= natsShare {
 			name := names[k.rand.IntN(len(names))]
 			victim, pause = k.stack.services[name], time.Duration(k.rand.Int64N(int64(3*time.Second)))
+			if app.Rebuildable[name] && k.rand.Float64() < wipeShare {
+				wipe = k.stack.dataDir(name)
+			}
 		}
-		k.log("kill %s, restart in %s", victim.name, pause.Round(time.Millisecond))
-		victim.kill(pause)
+		if wipe != "" {
+			k.log("kill %s and delete its data directory, restart in %s", victim.name, pause.Round(time.Millisecond))
+			k.wipes++
+		} else {
+			k.log("kill %s, restart in %s", victim.name, pause.Round(time.Millisecond))
+		}
+		victim.kill(pause, wipe)
 		k.kills++
 	}
 }

@@ -23,6 +23,7 @@ type process struct {
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	holdUntil time.Time
+	wipe      string // a directory to remove once the process has died, before its restart
 	stopping  bool
 	starts    int
 	done      chan struct{}
@@ -67,8 +68,12 @@ func (p *process) supervise() {
 		p.mu.Unlock()
 		_ = cmd.Wait()
 		p.mu.Lock()
-		stopping, wait := p.stopping, max(time.Until(p.holdUntil), restartDelay)
+		stopping, wait, wipe := p.stopping, max(time.Until(p.holdUntil), restartDelay), p.wipe
+		p.wipe = ""
 		p.mu.Unlock()
+		if wipe != "" {
+			_ = os.RemoveAll(wipe) // its disk is gone: it starts on an empty data directory
+		}
 		if stopping {
 			return
 		}
@@ -85,11 +90,12 @@ func (p *process) supervise() {
 	}
 }
 
-// kill SIGKILLs the process; it is started again after pause.
-func (p *process) kill(pause time.Duration) {
+// kill SIGKILLs the process; it is started again after pause, on an empty dir when wipe
+// names one (its data directory: the machine it ran on is gone).
+func (p *process) kill(pause time.Duration, wipe string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.holdUntil = time.Now().Add(pause)
+	p.holdUntil, p.wipe = time.Now().Add(pause), wipe
 	if p.cmd != nil && p.cmd.Process != nil {
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}

@@ -122,7 +122,7 @@ jetstream {
 		}
 		s.health[name] = addr
 		env := append([]string{
-			"NATS_URL=" + s.natsURL, "DATA_DIR=" + filepath.Join(dir, name), "HEALTH_ADDR=" + addr,
+			"NATS_URL=" + s.natsURL, "DATA_DIR=" + s.dataDir(name), "HEALTH_ADDR=" + addr,
 			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.addr,
 			"LOG_LEVEL=warn", "PAYMENT_AUTH_WINDOW=" + authWindow.String(), "FRAUD_REVIEW_WINDOW=" + reviewWindow.String(),
 		}, signing...)
@@ -171,14 +171,18 @@ func (s *stack) stripeURL() string { return s.emulatorURL }
 func (s *stack) attack(ctx context.Context, r *rand.Rand, every time.Duration, log func(string, ...any)) int {
 	k := &killer{stack: s, rand: r, every: every, log: log}
 	k.run(ctx)
+	log("%d kills, %d of them with the service's data directory deleted", k.kills, k.wipes)
 	return k.kills
 }
+
+// dataDir is service name's DATA_DIR.
+func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, name) }
 
 func (s *stack) mails(context.Context) ([]receivedMail, error) { return s.smtp.mails(), nil }
 
 // withStore opens a stopped service's bbolt file, in its data directory, for f.
 func (s *stack) withStore(_ context.Context, service string, f func(*bolt.DB) error) error {
-	return openStore(filepath.Join(s.dir, service, service+".db"), f)
+	return openStore(filepath.Join(s.dataDir(service), service+".db"), f)
 }
 
 // stopServices stops every service gracefully, so their stores can be read.
