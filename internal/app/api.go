@@ -27,7 +27,7 @@ type api struct {
 func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator, health func(context.Context) error) (*api, error) {
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
 		Emulator: emu, NC: nc, JS: js, Health: health, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
-		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys})
+		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, RateWrongToken: cfg.RateWrongToken, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys})
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,9 @@ type Config struct {
 	// prefixes, default none) are the proxies whose X-Forwarded-For names the client.
 	RateClient, RateEmail httpapi.Rate
 	TrustedProxies        []netip.Prefix
+	// RateWrongToken (WRONG_TOKEN_RATE, default 10/15m) limits the wrong tokens a client may
+	// present to the API or the UI's sign-in; 0 is no limit.
+	RateWrongToken httpapi.Rate
 
 	StripeKey          string // STRIPE_SECRET_KEY: with no STRIPE_API_BASE, real Stripe
 	StripeBase         string // STRIPE_API_BASE: a Stripe-compatible API (e.g. the emulator)
@@ -248,9 +251,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 const (
 	DefaultRateClient = "30/1m"
 	DefaultRateEmail  = "10/1h"
+	// DefaultRateWrongToken bounds guessing a token: 10 wrong ones, then one every 90 s.
+	DefaultRateWrongToken = "10/15m"
 )
 
-// frontDoor reads the HTTP API's limits on checkouts started without a token.
+// frontDoor reads the HTTP API's limits on checkouts started without a token, and on wrong
+// tokens.
 func (c *Config) frontDoor(getenv func(string) string) error {
 	var err error
 	if c.RateClient, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_CLIENT"), DefaultRateClient)); err != nil {
@@ -258,6 +264,9 @@ func (c *Config) frontDoor(getenv func(string) string) error {
 	}
 	if c.RateEmail, err = httpapi.ParseRate(or(getenv("CHECKOUT_RATE_EMAIL"), DefaultRateEmail)); err != nil {
 		return fmt.Errorf("CHECKOUT_RATE_EMAIL %w", err)
+	}
+	if c.RateWrongToken, err = httpapi.ParseRate(or(getenv("WRONG_TOKEN_RATE"), DefaultRateWrongToken)); err != nil {
+		return fmt.Errorf("WRONG_TOKEN_RATE %w", err)
 	}
 	if c.TrustedProxies, err = httpapi.ParsePrefixes(getenv("TRUSTED_PROXIES")); err != nil {
 		return fmt.Errorf("TRUSTED_PROXIES %w", err)

@@ -70,19 +70,20 @@ func TestConcurrencyByService(t *testing.T) {
 	}
 }
 
-// TestFrontDoorFromEnv: the checkout rate limits are on by default, 0 turns one off, and
+// TestFrontDoorFromEnv: the checkout and wrong-token rate limits are on by default, 0 turns one off, and
 // X-Forwarded-For is trusted only from the proxies named.
 func TestFrontDoorFromEnv(t *testing.T) {
 	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
 	cfg, err := ConfigFromEnv(env(nil))
-	if err != nil || cfg.RateClient != (httpapi.Rate{N: 30, Per: time.Minute}) || cfg.RateEmail != (httpapi.Rate{N: 10, Per: time.Hour}) || cfg.TrustedProxies != nil {
-		t.Errorf("defaults: %v %v %v (%v)", cfg.RateClient, cfg.RateEmail, cfg.TrustedProxies, err)
+	if err != nil || cfg.RateClient != (httpapi.Rate{N: 30, Per: time.Minute}) || cfg.RateEmail != (httpapi.Rate{N: 10, Per: time.Hour}) ||
+		cfg.RateWrongToken != (httpapi.Rate{N: 10, Per: 15 * time.Minute}) || cfg.TrustedProxies != nil {
+		t.Errorf("defaults: %v %v %v %v (%v)", cfg.RateClient, cfg.RateEmail, cfg.RateWrongToken, cfg.TrustedProxies, err)
 	}
-	cfg, err = ConfigFromEnv(env(map[string]string{"CHECKOUT_RATE_CLIENT": "0", "CHECKOUT_RATE_EMAIL": "3/10m", "TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}))
-	if err != nil || cfg.RateClient.N != 0 || cfg.RateEmail != (httpapi.Rate{N: 3, Per: 10 * time.Minute}) || len(cfg.TrustedProxies) != 2 {
-		t.Errorf("set: %v %v %v (%v)", cfg.RateClient, cfg.RateEmail, cfg.TrustedProxies, err)
+	cfg, err = ConfigFromEnv(env(map[string]string{"CHECKOUT_RATE_CLIENT": "0", "CHECKOUT_RATE_EMAIL": "3/10m", "WRONG_TOKEN_RATE": "5/1h", "TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}))
+	if err != nil || cfg.RateClient.N != 0 || cfg.RateEmail != (httpapi.Rate{N: 3, Per: 10 * time.Minute}) || cfg.RateWrongToken != (httpapi.Rate{N: 5, Per: time.Hour}) || len(cfg.TrustedProxies) != 2 {
+		t.Errorf("set: %v %v %v %v (%v)", cfg.RateClient, cfg.RateEmail, cfg.RateWrongToken, cfg.TrustedProxies, err)
 	}
-	for k, bad := range map[string]string{"CHECKOUT_RATE_CLIENT": "30", "CHECKOUT_RATE_EMAIL": "ten/1h", "TRUSTED_PROXIES": "proxy.local"} {
+	for k, bad := range map[string]string{"CHECKOUT_RATE_CLIENT": "30", "CHECKOUT_RATE_EMAIL": "ten/1h", "WRONG_TOKEN_RATE": "10", "TRUSTED_PROXIES": "proxy.local"} {
 		if _, err := ConfigFromEnv(env(map[string]string{k: bad})); err == nil || !strings.Contains(err.Error(), k) {
 			t.Errorf("%s=%s: %v", k, bad, err)
 		}

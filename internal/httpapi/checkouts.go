@@ -233,11 +233,15 @@ func newCheckoutID() string {
 
 // getCheckout: GET /checkouts/{id}.
 func (s *Server) getCheckout(w http.ResponseWriter, r *http.Request) error {
+	who, err := s.bearerRole(w, r)
+	if err != nil {
+		return err
+	}
 	c, err := s.checkout(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, visible(c, s.roleOf(credential(r, false))))
+	writeJSON(w, http.StatusOK, visible(c, who))
 	return nil
 }
 
@@ -312,6 +316,10 @@ func parseQuery(r *http.Request) (Query, error) {
 // streamCheckout: GET /checkouts/{id}/stream, server-sent events. Each change sends the
 // whole checkout as a "checkout" event; the stream ends after the terminal state.
 func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
+	who, err := s.bearerRole(w, r)
+	if err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	if _, err := s.checkout(id); err != nil {
 		return err
@@ -320,7 +328,6 @@ func (s *Server) streamCheckout(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errors.New("response writer cannot stream")
 	}
-	who := s.roleOf(credential(r, false))
 	changed, stop := s.hub.Subscribe(id)
 	defer stop()
 	w.Header().Set("Content-Type", "text/event-stream")

@@ -144,25 +144,33 @@ func TestCheckoutRateLimits(t *testing.T) {
 	})
 }
 
-// signIn posts the UI's sign-in form and returns its status and the cookie it set (nil
-// when none), without following the redirect.
-func (e *env) signIn(t *testing.T, token string) (int, *http.Cookie) {
+// signIn posts the UI's sign-in form (with header) and returns its answer and the cookie it
+// set (nil when none), without following the redirect.
+func (e *env) signIn(t *testing.T, token string, header ...string) (*http.Response, *http.Cookie) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", e.base+"/ui/login", strings.NewReader(url.Values{"token": {token}, "next": {"/ui/reviews"}}.Encode()))
+	return e.postForm(t, "/ui/login", url.Values{"token": {token}, "next": {"/ui/reviews"}}, header...)
+}
+
+// postForm posts a UI form from the UI's own origin (with header) and returns its answer
+// and the cookie it set (nil when none), without following a redirect.
+func (e *env) postForm(t *testing.T, path string, form url.Values, header ...string) (*http.Response, *http.Cookie) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.base+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", e.base)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noRedirect.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	for _, c := range resp.Cookies() {
-		if c.Value != "" {
-			return resp.StatusCode, c
-		}
+	if cs := resp.Cookies(); len(cs) > 0 {
+		return resp, cs[0]
 	}
-	return resp.StatusCode, nil
+	return resp, nil
 }
 
 // TestPersonalDataNeedsAToken: GET /checkouts, a checkout's events and the UI showed every
@@ -186,7 +194,7 @@ func TestPersonalDataNeedsAToken(t *testing.T) {
 	}
 	reader := []string{"Authorization", "Bearer " + readerToken}
 	_, cookie := e.signIn(t, readerToken)
-	if cookie == nil {
+	if cookie == nil || cookie.Value == "" {
 		t.Fatal("signing in with the reader token set no cookie")
 	}
 	withCookie := []string{"Cookie", cookie.String()}
@@ -236,11 +244,11 @@ func TestUIFormsRefuseOtherOrigins(t *testing.T) {
 	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "eve@review.test", "pm_card_visa"))
 	e.until(t, a.CheckoutID, "held for review", func(c httpapi.Checkout) bool { return c.Status == httpapi.StatusWaiting })
 
-	if status, cookie := e.signIn(t, "guessed-token"); cookie != nil || status != http.StatusUnauthorized {
-		t.Fatalf("sign-in with a wrong token: %d, cookie %v", status, cookie)
+	if resp, cookie := e.signIn(t, "guessed-token"); cookie != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("sign-in with a wrong token: %d, cookie %v", resp.StatusCode, cookie)
 	}
 	_, cookie := e.signIn(t, adminToken)
-	if cookie == nil {
+	if cookie == nil || cookie.Value == "" {
 		t.Fatal("sign-in with the admin token set no cookie")
 	}
 	jar := []string{"Cookie", cookie.String()}
@@ -249,9 +257,11 @@ func TestUIFormsRefuseOtherOrigins(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the review page has no CSRF token:\n%s", page)
 	}
+	var after []byte // the page after the last approve
 	approve := func(csrf string, header ...string) int {
 		form := url.Values{"decision": {"approve"}, "reviewer": {"mallory"}, "csrf": {csrf}}.Encode()
-		status, _, _ := e.do(t, "POST", "/ui/reviews/"+a.CheckoutID, form, append(append([]string{"Content-Type", "application/x-www-form-urlencoded"}, jar...), header...)...)
+		status, _, page := e.do(t, "POST", "/ui/reviews/"+a.CheckoutID, form, append(append([]string{"Content-Type", "application/x-www-form-urlencoded"}, jar...), header...)...)
+		after = page
 		return status
 	}
 	for name, status := range map[string]int{
@@ -277,8 +287,8 @@ func TestUIFormsRefuseOtherOrigins(t *testing.T) {
 	if order, found, _ := e.sys.Orders.OrderByCheckout(a.CheckoutID); found {
 		t.Fatalf("an order was made: %+v", order)
 	}
-	if status := approve(string(m[1]), "Origin", e.base); status != http.StatusOK {
-		t.Fatalf("approve from the review page: %d, want 200 (after its redirect to the queue)", status)
+	if status := approve(string(m[1]), "Origin", e.base); status != http.StatusOK || !strings.Contains(string(after), "Approved: the checkout goes on.") {
+		t.Fatalf("approve from the review page: %d, want 200 (after its redirect to the queue) saying it was approved:\n%s", status, after)
 	}
 	if c := e.ended(t, a.CheckoutID); c.Status != httpapi.StatusCompleted {
 		t.Errorf("approved checkout ended %s", c.Status)
@@ -329,9 +339,9 @@ func TestThreeDSButtonActsOnItsOwnCheckout(t *testing.T) {
 		}
 	}
 	// A's own button (no intent in the form) completes A, and only A.
-	status, _, _ = e.do(t, "POST", "/ui/checkouts/"+a+"/3ds", "result=complete", "Content-Type", "application/x-www-form-urlencoded", "Origin", e.base)
-	if status != http.StatusOK && status != http.StatusSeeOther {
-		t.Fatalf("A's own button: %d", status)
+	status, _, page := e.do(t, "POST", "/ui/checkouts/"+a+"/3ds", "result=complete", "Content-Type", "application/x-www-form-urlencoded", "Origin", e.base)
+	if status != http.StatusOK || !strings.Contains(string(page), "3-D Secure completed") {
+		t.Fatalf("A's own button: %d, want 200 (after its redirect to the run page) saying 3-D Secure completed", status)
 	}
 	if c := e.ended(t, a); c.Status != httpapi.StatusCompleted {
 		t.Errorf("A ended %s", c.Status)
@@ -347,4 +357,138 @@ func TestThreeDSButtonActsOnItsOwnCheckout(t *testing.T) {
 			t.Errorf("the 3-D Secure button without the emulator: %d, want 404", status)
 		}
 	})
+}
+
+// TestUIShowsNoTextFromTheURL: the review queue and the run page showed whatever
+// ?message= said, so a link could put "call this number" on the shop's own page. Now a
+// page shows only the notices of a fixed set of codes; any other text in its URL is not
+// on the page.
+func TestUIShowsNoTextFromTheURL(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_visa"))
+	e.ended(t, a.CheckoutID)
+	const phish = "Your payment failed. Call 0800 555 0199 to keep your order"
+	lure := url.Values{"message": {phish}, "notice": {phish}, "msg": {phish}, "error": {phish}}.Encode()
+	for _, path := range []string{"/ui/reviews", "/ui/checkouts/" + a.CheckoutID, "/ui/checkouts/" + a.CheckoutID + "/fragment", "/ui/store", "/ui/"} {
+		for _, header := range [][]string{nil, asAdmin} {
+			status, _, page := e.do(t, "GET", path+"?"+lure, nil, header...)
+			if strings.Contains(string(page), "0800 555 0199") {
+				t.Errorf("GET %s?%s (signed in: %v): %d showing the URL's text", path, lure, header != nil, status)
+			}
+		}
+	}
+	// A known code shows its own text.
+	if _, _, page := e.do(t, "GET", "/ui/checkouts/"+a.CheckoutID+"?notice=3ds-refused", nil); !strings.Contains(string(page), "refused the 3-D Secure answer") {
+		t.Error("the run page does not show the notice of a known code")
+	}
+}
+
+// TestSignInCookieIsNotTheToken: the UI's sign-in cookie held the admin token itself, so
+// a copied cookie was the token for good. Now it holds the ID of a session the server
+// keeps (HttpOnly, SameSite=Strict, Secure over TLS): a forged or old-style cookie signs
+// nobody in, and signing out ends the session on the server too.
+func TestSignInCookieIsNotTheToken(t *testing.T) {
+	e := start(t, func(c *httpapi.Config) { c.TrustedProxies, _ = httpapi.ParsePrefixes("127.0.0.1") })
+	resp, cookie := e.signIn(t, adminToken)
+	if resp.StatusCode != http.StatusSeeOther || cookie == nil || cookie.Name != "jetcheckout_session" {
+		t.Fatalf("sign-in: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	for _, raw := range resp.Header.Values("Set-Cookie") {
+		if strings.Contains(raw, adminToken) {
+			t.Fatalf("the cookie holds the token: %s", raw)
+		}
+	}
+	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Secure || cookie.MaxAge <= 0 {
+		t.Errorf("cookie over plain HTTP: %s, want HttpOnly, SameSite=Strict, a Max-Age, not Secure", cookie)
+	}
+	// Through a TLS-terminating proxy the cookie is Secure.
+	if _, c := e.signIn(t, adminToken, "X-Forwarded-Proto", "https"); c == nil || !c.Secure {
+		t.Errorf("cookie behind a TLS proxy: %v, want Secure", c)
+	}
+	// Reader sign-ins are sessions too, each its own.
+	if _, c := e.signIn(t, adminToken); c == nil || c.Value == cookie.Value {
+		t.Error("a second sign-in got the first one's session")
+	}
+
+	reviews := func(cookie string) (int, bool) {
+		status, _, page := e.do(t, "GET", "/ui/reviews", nil, "Cookie", cookie)
+		return status, strings.Contains(string(page), "Nothing waits for a decision") // the empty queue, as the admin sees it
+	}
+	if status, admin := reviews("jetcheckout_session=" + cookie.Value); status != http.StatusOK || !admin {
+		t.Fatalf("review queue with the session: %d, admin %v", status, admin)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/", nil, "Cookie", "jetcheckout_session="+cookie.Value); status != http.StatusOK || !strings.Contains(string(page), `action="/ui/logout"`) {
+		t.Errorf("list with the session: %d, or no sign-out button", status)
+	}
+	for _, forged := range []string{
+		"jetcheckout_session=" + adminToken,
+		"jetcheckout_token=" + adminToken, // the old cookie
+		"jetcheckout_session=" + strings.Repeat("ab", 32),
+		"jetcheckout_session=" + cookie.Value[:len(cookie.Value)-1] + "0",
+	} {
+		if _, admin := reviews(forged); admin {
+			t.Errorf("%s signs in as admin", forged)
+		}
+		if status, _, _ := e.do(t, "GET", "/ui/", nil, "Cookie", forged); status != http.StatusUnauthorized {
+			t.Errorf("list with %s: %d, want 401", forged, status)
+		}
+	}
+
+	out, cleared := e.postForm(t, "/ui/logout", nil, "Cookie", "jetcheckout_session="+cookie.Value)
+	if out.StatusCode != http.StatusSeeOther || cleared == nil || cleared.Name != "jetcheckout_session" || cleared.Value != "" || cleared.MaxAge >= 0 {
+		t.Fatalf("sign-out: %d, cookie %v; want 303 clearing the cookie", out.StatusCode, cleared)
+	}
+	// A copy of the cookie kept from before is dead too.
+	if status, admin := reviews("jetcheckout_session=" + cookie.Value); status != http.StatusOK || admin {
+		t.Errorf("review queue with the signed-out session: %d, admin %v", status, admin)
+	}
+}
+
+// TestWrongTokensAreLimited: nothing limited guessing the admin token, by the UI's sign-in
+// or by bearer. Now a client gets so many wrong tokens (right ones do not count), then a
+// 429 with Retry-After for every token, the right one too; other clients and sessions
+// already signed in are not affected.
+func TestWrongTokensAreLimited(t *testing.T) {
+	e := start(t, func(c *httpapi.Config) {
+		c.RateWrongToken = httpapi.Rate{N: 3, Per: time.Hour}
+		c.TrustedProxies, _ = httpapi.ParsePrefixes("127.0.0.1") // X-Forwarded-For names other clients
+	})
+	for range 5 {
+		ok[struct{}](t, e, http.StatusOK, "GET", "/reviews", nil, asAdmin...)
+	}
+	_, session := e.signIn(t, adminToken)
+	for i := range 3 {
+		if resp, c := e.signIn(t, fmt.Sprintf("guess-%d", i)); resp.StatusCode != http.StatusUnauthorized || c != nil {
+			t.Fatalf("wrong token %d: %d, cookie %v; want 401", i, resp.StatusCode, c)
+		}
+	}
+	for _, token := range []string{"guess-3", adminToken} {
+		resp, c := e.signIn(t, token)
+		if retry, err := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusTooManyRequests || err != nil || retry < 1 || c != nil {
+			t.Errorf("sign-in with %s over the limit: %d, Retry-After %q, cookie %v; want 429 with Retry-After and no cookie", token, resp.StatusCode, resp.Header.Get("Retry-After"), c)
+		}
+	}
+	status, hdr, raw := e.do(t, "GET", "/reviews", nil, asAdmin...)
+	limited(t, status, hdr, raw, "wrong tokens")
+	// The status URL with the right token does not show the customer either.
+	status, hdr, raw = e.do(t, "GET", "/checkouts/co_nothing", nil, asAdmin...)
+	limited(t, status, hdr, raw, "wrong tokens")
+	// A session signed in before is not a guess.
+	if status, _, _ := e.do(t, "GET", "/ui/", nil, "Cookie", "jetcheckout_session="+session.Value); status != http.StatusOK {
+		t.Errorf("earlier session: %d, want 200", status)
+	}
+
+	// Another client signs in; wrong bearer tokens count as sign-ins do.
+	other := []string{"X-Forwarded-For", "192.0.2.9"}
+	if resp, c := e.signIn(t, adminToken, other...); resp.StatusCode != http.StatusSeeOther || c == nil {
+		t.Fatalf("another client's sign-in: %d, want 303 with a cookie", resp.StatusCode)
+	}
+	for i := range 3 {
+		if status, _, _ := e.do(t, "GET", "/checkouts", nil, append([]string{"Authorization", "Bearer guess"}, other...)...); status != http.StatusUnauthorized {
+			t.Fatalf("wrong bearer %d: %d, want 401", i, status)
+		}
+	}
+	status, hdr, raw = e.do(t, "GET", "/checkouts", nil, append(append([]string{}, asAdmin...), other...)...)
+	limited(t, status, hdr, raw, "wrong tokens")
 }

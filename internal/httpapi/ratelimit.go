@@ -41,6 +41,7 @@ func (r Rate) String() string { return fmt.Sprintf("%d per %s", r.N, r.Per) }
 type limiter struct {
 	rate  Rate
 	what  string // "client", "email": said in the answer
+	of    string // "checkouts", "wrong tokens": what it counts, said in the answer
 	mu    sync.Mutex
 	keys  map[string]*bucket
 	swept time.Time
@@ -51,8 +52,8 @@ type bucket struct {
 	seen time.Time
 }
 
-func newLimiter(r Rate, what string) *limiter {
-	return &limiter{rate: r, what: what, keys: map[string]*bucket{}}
+func newLimiter(r Rate, of, what string) *limiter {
+	return &limiter{rate: r, of: of, what: what, keys: map[string]*bucket{}}
 }
 
 // wait is zero when key may go on now (and takes its token), or how long until it may.
@@ -62,6 +63,32 @@ func (l *limiter) wait(key string, now time.Time) time.Duration {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return take(l.bucket(key, now), now)
+}
+
+// try runs check for key unless key has no token left, and takes a token only when check
+// fails: it counts failures. It answers check's result, or how long until key may try
+// again (check not run). The check runs under the lock, so requests racing from one key
+// cannot all be checked on the last token.
+func (l *limiter) try(key string, now time.Time, check func() bool) (bool, time.Duration) {
+	if l == nil || l.rate.N == 0 {
+		return check(), 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucket(key, now)
+	if b.TokensAt(now) < 1 {
+		return false, take(b, now)
+	}
+	if check() {
+		return true, 0
+	}
+	take(b, now)
+	return false, 0
+}
+
+// bucket is key's bucket, full when new; l.mu is held.
+func (l *limiter) bucket(key string, now time.Time) *rate.Limiter {
 	if now.Sub(l.swept) > l.rate.Per {
 		// A bucket idle for Per is full again: forgetting it changes nothing.
 		for k, b := range l.keys {
@@ -77,7 +104,12 @@ func (l *limiter) wait(key string, now time.Time) time.Duration {
 		l.keys[key] = b
 	}
 	b.seen = now
-	res := b.lim.ReserveN(now, 1)
+	return b.lim
+}
+
+// take takes a token from b: zero, or how long until it has one (then it takes none).
+func take(b *rate.Limiter, now time.Time) time.Duration {
+	res := b.ReserveN(now, 1)
 	d := res.DelayFrom(now)
 	if d > 0 {
 		res.CancelAt(now) // refused: it takes no token
@@ -88,18 +120,23 @@ func (l *limiter) wait(key string, now time.Time) time.Duration {
 // refuse answers a request over a limit: 429 with Retry-After and the reason.
 func (l *limiter) refuse(w http.ResponseWriter, d time.Duration) error {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-	return problem(http.StatusTooManyRequests, "too many checkouts for this %s (at most %s); retry after %s", l.what, l.rate, d.Round(time.Second))
+	return problem(http.StatusTooManyRequests, "too many %s for this %s (at most %s); retry after %s", l.of, l.what, l.rate, d.Round(time.Second))
 }
 
-// limitClient refuses a checkout from a client over its rate. An IPv6 client is its /64:
-// one host usually has a whole /64 to pick addresses from.
-func (s *Server) limitClient(w http.ResponseWriter, r *http.Request) error {
+// clientKey is who a request counts as for a per-client limit: its address, or for IPv6
+// its /64 (one host usually has a whole /64 to pick addresses from).
+func (s *Server) clientKey(r *http.Request) string {
 	key := clientAddr(r, s.cfg.TrustedProxies)
 	if a, err := netip.ParseAddr(key); err == nil && a.Is6() && !a.Is4In6() {
 		p, _ := a.Prefix(64)
 		key = p.String()
 	}
-	if d := s.perClient.wait(key, time.Now()); d > 0 {
+	return key
+}
+
+// limitClient refuses a checkout from a client over its rate.
+func (s *Server) limitClient(w http.ResponseWriter, r *http.Request) error {
+	if d := s.perClient.wait(s.clientKey(r), time.Now()); d > 0 {
 		return s.perClient.refuse(w, d)
 	}
 	return nil

@@ -42,7 +42,7 @@ func TestClientAddr(t *testing.T) {
 
 // TestLimiter: a bucket of N refills at N per Per; a refused request takes no token.
 func TestLimiter(t *testing.T) {
-	l := newLimiter(Rate{N: 2, Per: time.Minute}, "client")
+	l := newLimiter(Rate{N: 2, Per: time.Minute}, "checkouts", "client")
 	now := time.Unix(1_000_000, 0)
 	if l.wait("a", now) != 0 || l.wait("a", now) != 0 {
 		t.Fatal("the first two were refused")
@@ -63,5 +63,33 @@ func TestLimiter(t *testing.T) {
 	}
 	if r, err := ParseRate("0"); err != nil || r.N != 0 {
 		t.Errorf("ParseRate(0): %v %v", r, err)
+	}
+}
+
+// TestLimiterCountsFailures: try takes a token only for a failed check, and once a key has
+// none it runs no check at all, so a right guess then is not told apart from a wrong one.
+func TestLimiterCountsFailures(t *testing.T) {
+	l := newLimiter(Rate{N: 2, Per: time.Minute}, "wrong tokens", "client")
+	now := time.Unix(1_000_000, 0)
+	checks := 0
+	check := func(ok bool) func() bool { return func() bool { checks++; return ok } }
+	for range 5 {
+		if ok, d := l.try("a", now, check(true)); !ok || d != 0 {
+			t.Fatalf("a right answer: %v, wait %s", ok, d)
+		}
+	}
+	for i := range 2 {
+		if ok, d := l.try("a", now, check(false)); ok || d != 0 {
+			t.Fatalf("wrong answer %d: %v, wait %s; want refused without a wait", i, ok, d)
+		}
+	}
+	if ok, d := l.try("a", now, check(true)); ok || d != 30*time.Second || checks != 7 {
+		t.Fatalf("a right answer after 2 failures: %v, wait %s, %d checks run; want refused, 30s, 7 (not run)", ok, d, checks)
+	}
+	if ok, _ := l.try("b", now, check(true)); !ok {
+		t.Fatal("another key shares the bucket")
+	}
+	if ok, d := l.try("a", now.Add(30*time.Second), check(true)); !ok || d != 0 {
+		t.Fatalf("after 30s: %v, wait %s", ok, d)
 	}
 }

@@ -40,6 +40,9 @@ type Config struct {
 	// whose X-Forwarded-For names the client (none: the connection's peer is the client).
 	RateClient, RateEmail Rate
 	TrustedProxies        []netip.Prefix
+	// RateWrongToken limits the wrong tokens a client may present (the UI's sign-in, an
+	// Authorization bearer): over it, its every token is answered 429 unread (zero: no limit).
+	RateWrongToken Rate
 	// Health, when set, says why the system cannot take checkouts now (JetStream cannot
 	// store, say); GET /healthz then answers 503 with the reason. Nil: always ok.
 	Health func(context.Context) error
@@ -77,6 +80,8 @@ func (c Config) Validate() error {
 type Server struct {
 	cfg                 Config
 	perClient, perEmail *limiter
+	perWrongToken       *limiter
+	sessions            *sessions
 	log                 *slog.Logger
 	store               *Store
 	hub                 *Hub
@@ -97,7 +102,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, store: st, hub: &Hub{}, mux: http.NewServeMux(),
-		perClient: newLimiter(cfg.RateClient, "client"), perEmail: newLimiter(cfg.RateEmail, "customer email")}
+		perClient: newLimiter(cfg.RateClient, "checkouts", "client"), perEmail: newLimiter(cfg.RateEmail, "checkouts", "customer email"),
+		perWrongToken: newLimiter(cfg.RateWrongToken, "wrong tokens", "client"), sessions: newSessions(sessionTTL)}
 	if s.ui, err = newUI(s); err != nil {
 		st.Close()
 		return nil, err

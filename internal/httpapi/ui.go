@@ -68,6 +68,7 @@ func (u *ui) routes(m *http.ServeMux) {
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
 	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
 	m.HandleFunc("POST /ui/login", u.post(u.login))
+	m.HandleFunc("POST /ui/logout", u.post(u.logout))
 	m.HandleFunc("GET /ui/store", u.page(u.store))
 	m.HandleFunc("POST /ui/store", u.post(u.placeOrder))
 }
@@ -88,8 +89,43 @@ func (u *ui) post(h pageFunc) http.HandlerFunc {
 	})
 }
 
-// role is what the request's sign-in (or bearer token) lets it do.
-func (u *ui) role(r *http.Request) role { return u.s.roleOf(credential(r, true)) }
+// visitor is who a UI request is: what it may do, the CSRF token its forms carry, and
+// whether a session signed it in (it may sign out).
+type visitor struct {
+	role    role
+	csrf    string
+	session bool
+}
+
+// visitor is who the request is, by its Authorization bearer or its session cookie. A
+// cookie of no live session (forged, expired, from before a restart) is nobody; it is not
+// counted as a wrong token, since a browser sends a stale one on every page.
+func (u *ui) visitor(w http.ResponseWriter, r *http.Request) (visitor, error) {
+	if token := bearer(r); token != "" {
+		who, err := u.s.tokenRole(w, r, token)
+		return visitor{role: who, csrf: csrfToken(token)}, err
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if s, ok := u.s.sessions.get(c.Value, time.Now()); ok {
+			return visitor{role: s.role, csrf: s.csrf, session: true}, nil
+		}
+	}
+	return visitor{}, nil
+}
+
+// notices are what a page shows after a form's redirect, by the code in its URL. A page
+// never shows text from its URL: a link could put an attacker's words ("call this number")
+// on the shop's own page.
+var notices = map[string]string{
+	"approved":      "Approved: the checkout goes on.",
+	"denied":        "Denied: the checkout releases what it holds and fails.",
+	"3ds-completed": "3-D Secure completed; the payment step looks at it again shortly.",
+	"3ds-failed":    "3-D Secure failed; the payment step looks at it again shortly.",
+	"3ds-refused":   "The Stripe emulator refused the 3-D Secure answer.",
+}
+
+// notice is the text of the request's notice code ("" for none or an unknown one).
+func notice(r *http.Request) string { return notices[r.URL.Query().Get("notice")] }
 
 // page is a UI handler: it renders a template with data, or an error page.
 type pageFunc func(w http.ResponseWriter, r *http.Request) (name string, data any, err error)
@@ -126,15 +162,20 @@ func (u *ui) page(h pageFunc) http.HandlerFunc {
 }
 
 type listData struct {
-	Error  string
-	SignIn bool // offer the sign-in form
-	Query  Query
-	Page   Page
-	Counts map[string]int
+	Error   string
+	SignIn  bool // offer the sign-in form
+	SignOut bool // offer the sign-out button (every page's data has it)
+	Query   Query
+	Page    Page
+	Counts  map[string]int
 }
 
 func (u *ui) list(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	if err := u.s.allowed(w, u.role(r), reader); err != nil {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := u.s.allowed(w, v.role, reader); err != nil {
 		return "", nil, err
 	}
 	q, err := parseQuery(r)
@@ -145,7 +186,7 @@ func (u *ui) list(w http.ResponseWriter, r *http.Request) (string, any, error) {
 	if errors.Is(err, ErrBadCursor) {
 		return "", nil, problem(http.StatusBadRequest, "%v", err)
 	}
-	return "list", listData{Query: q, Page: page}, err
+	return "list", listData{Query: q, Page: page, SignOut: v.session}, err
 }
 
 type checkoutData struct {
@@ -159,16 +200,21 @@ type checkoutData struct {
 	Message string
 	// SignedOut: the page shows no customer and no events (they hold addresses).
 	SignedOut bool
+	SignOut   bool
 }
 
-func (u *ui) checkout(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
 	id := r.PathValue("id")
 	c, err := u.s.checkout(id)
 	if err != nil {
 		return "", nil, err
 	}
-	who := u.role(r)
-	d := checkoutData{Checkout: visible(c, who), DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Message: r.URL.Query().Get("message"), SignedOut: who < reader}
+	d := checkoutData{Checkout: visible(c, v.role), DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Message: notice(r),
+		SignedOut: v.role < reader, SignOut: v.session}
 	if !d.SignedOut {
 		if d.Events, err = u.s.store.Events(id); err != nil {
 			return "", nil, err
@@ -226,11 +272,15 @@ func (u *ui) authenticate(w http.ResponseWriter, r *http.Request) (string, any, 
 		return "", nil, problem(http.StatusBadGateway, "the Stripe emulator did not answer: %v", err)
 	}
 	resp.Body.Close()
-	msg := "3-D Secure " + result + "d; the payment step looks at it again shortly"
-	if resp.StatusCode >= 300 {
-		msg = "the emulator refused: " + resp.Status
+	code := "3ds-completed"
+	if result == "fail" {
+		code = "3ds-failed"
 	}
-	http.Redirect(w, r, "/ui/checkouts/"+id+"?"+url.Values{"message": {msg}}.Encode(), http.StatusSeeOther)
+	if resp.StatusCode >= 300 {
+		u.s.log.Warn("the emulator refused 3-D Secure", "checkout_id", id, "status", resp.Status)
+		code = "3ds-refused"
+	}
+	http.Redirect(w, r, "/ui/checkouts/"+id+"?notice="+code, http.StatusSeeOther)
 	return "", nil, nil
 }
 
@@ -241,12 +291,22 @@ type reviewsData struct {
 	Message  string
 	Reviewer string
 	CSRF     string // the decision forms' token
+	SignOut  bool
 }
 
-func (u *ui) reviews(_ http.ResponseWriter, r *http.Request) (string, any, error) {
-	d := reviewsData{Enabled: u.s.cfg.AdminToken != "", Admin: u.role(r) == admin, Message: r.URL.Query().Get("message"), Reviewer: "operator"}
+func (u *ui) reviews(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	return u.reviewsPage(w, r, notice(r))
+}
+
+// reviewsPage is the review queue with message, the server's own words.
+func (u *ui) reviewsPage(w http.ResponseWriter, r *http.Request, message string) (string, any, error) {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
+	d := reviewsData{Enabled: u.s.cfg.AdminToken != "", Admin: v.role == admin, Message: message, Reviewer: "operator", SignOut: v.session}
 	if d.Admin {
-		d.CSRF = csrfToken(credential(r, true))
+		d.CSRF = v.csrf
 		reviews, err := u.s.reviews(r.Context())
 		if err != nil {
 			return "", nil, err
@@ -256,14 +316,18 @@ func (u *ui) reviews(_ http.ResponseWriter, r *http.Request) (string, any, error
 	return "reviews", d, nil
 }
 
-// login signs in with the admin or the reader token: a cookie holds it, only once it is
-// known to be one of them.
+// login signs in with the admin or the reader token: once it is known to be one of them,
+// a session starts and the cookie holds the session's ID. A wrong token counts against the
+// client (RateWrongToken).
 func (u *ui) login(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	token := r.FormValue("token")
-	if u.s.roleOf(token) == anonymous {
+	who, err := u.s.tokenRole(w, r, r.FormValue("token"))
+	if err != nil {
+		return "", nil, err
+	}
+	if who == anonymous {
 		return "", nil, problem(http.StatusUnauthorized, "that is neither the admin nor the reader token")
 	}
-	http.SetCookie(w, &http.Cookie{Name: signInCookie, Value: token, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	u.setSession(w, r, u.s.sessions.start(who, time.Now()), int(sessionTTL.Seconds()))
 	next := r.FormValue("next")
 	if !strings.HasPrefix(next, "/ui/") || strings.ContainsAny(next, "\\\r\n") || strings.HasPrefix(next, "/ui//") {
 		next = "/ui/" // only back into the UI, never to another site
@@ -272,24 +336,47 @@ func (u *ui) login(w http.ResponseWriter, r *http.Request) (string, any, error) 
 	return "", nil, nil
 }
 
+// logout ends the request's session and clears its cookie.
+func (u *ui) logout(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		u.s.sessions.end(c.Value)
+	}
+	u.setSession(w, r, "", -1)
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+	return "", nil, nil
+}
+
+// setSession sets the session cookie to id for maxAge seconds (negative: clears it).
+func (u *ui) setSession(w http.ResponseWriter, r *http.Request, id string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/ui/", MaxAge: maxAge,
+		HttpOnly: true, Secure: overTLS(r, u.s.cfg.TrustedProxies), SameSite: http.SameSiteStrictMode})
+}
+
 func (u *ui) decide(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	if u.role(r) != admin {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
+	if v.role != admin {
 		return "", nil, problem(http.StatusUnauthorized, "sign in with the admin token first")
 	}
-	if subtle.ConstantTimeCompare([]byte(r.FormValue("csrf")), []byte(csrfToken(credential(r, true)))) != 1 {
+	if subtle.ConstantTimeCompare([]byte(r.FormValue("csrf")), []byte(v.csrf)) != 1 {
 		return "", nil, problem(http.StatusForbidden, "this form is not from the review page (no valid CSRF token); open the review queue again")
 	}
 	id := r.PathValue("id")
-	_, err := u.s.decide(r.Context(), id, events.ReviewDecision{Decision: r.FormValue("decision"), Reviewer: r.FormValue("reviewer"), Note: r.FormValue("note")})
-	msg := fmt.Sprintf("%s: %s", id, r.FormValue("decision"))
-	if err != nil {
+	d := events.ReviewDecision{Decision: r.FormValue("decision"), Reviewer: r.FormValue("reviewer"), Note: r.FormValue("note")}
+	if _, err := u.s.decide(r.Context(), id, d); err != nil {
 		var p *problemError
 		if !errors.As(err, &p) {
 			return "", nil, err
 		}
-		msg = id + ": " + p.Detail
+		return u.reviewsPage(w, r, id+": "+p.Detail) // shown in answer to the post, never from a URL
 	}
-	http.Redirect(w, r, "/ui/reviews?"+url.Values{"message": {msg}}.Encode(), http.StatusSeeOther)
+	code := "approved"
+	if d.Decision == events.ReviewDeny {
+		code = "denied"
+	}
+	http.Redirect(w, r, "/ui/reviews?notice="+code, http.StatusSeeOther)
 	return "", nil, nil
 }
 
@@ -307,14 +394,19 @@ type storeData struct {
 	Email    string
 	Key      string
 	Error    string
+	SignOut  bool
 }
 
-func (u *ui) store(_ http.ResponseWriter, r *http.Request) (string, any, error) {
+func (u *ui) store(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
 	products, err := u.s.products(r.Context())
 	if err != nil {
 		return "", nil, err
 	}
-	return "store", storeData{Products: products, Cards: demoCards, Email: "ada@example.com", Key: randomKey()}, nil
+	return "store", storeData{Products: products, Cards: demoCards, Email: "ada@example.com", Key: randomKey(), SignOut: v.session}, nil
 }
 
 // demoAddress is where the demo store ships.
