@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: tools build
@@ -138,6 +138,11 @@ up: images secrets compose-cli $(if $(TLS),certs)
 	@echo "waiting for every container to be healthy..."
 	@deploy/wait-healthy.sh $(PROJECT) 180
 	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} go tool nats sub 'checkout.>'"
+
+## migrate: once, after upgrading a stack whose CHECKOUT stream predates the timer streams (the
+## setup container then says so and the services wait): migrates it with the operator's credentials
+migrate: secrets
+	set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} $(GO) run ./cmd/jetcheckout setup -once -migrate
 
 ## down: stop the stack (SIGTERM; in-flight work finishes); its volumes stay for the next `make up`
 down: secrets compose-cli

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -25,8 +26,11 @@ const usage = `usage: jetcheckout <command>
   api                  the HTTP API and run UI alone, against NATS_URL
   service NAME...      run some services against NATS_URL, e.g. "service payments"
                        (services: catalog inventory fraud payments orders notifications shipping coordinator)
-  setup [-once]        as the setup user, create or update the streams and the bucket (which no
-                       service may), then keep them so (restoring any change) until stopped
+  setup [-once] [-migrate]
+                       as the setup user, create or update the streams, the buckets and the
+                       services' consumers (which no service may), then keep them so (restoring
+                       any change) until stopped; -migrate, as the operator, first migrates a
+                       CHECKOUT stream made before the timer streams
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
   events               print the event catalog as a Markdown table
   healthcheck [URL]    exit 0 when URL (default: this container's HEALTH_ADDR) answers 2xx
@@ -130,7 +134,7 @@ func run(ctx context.Context, unhook func(), args []string, getenv func(string) 
 			fmt.Fprintln(stderr, "jetcheckout: setup needs NATS_URL (`run` sets up its embedded server itself)")
 			return 2
 		}
-		err = runSetup(ctx, cfg, log, h, len(args) > 1 && args[1] == "-once")
+		err = runSetup(ctx, cfg, log, h, slices.Contains(args[1:], "-once"), slices.Contains(args[1:], "-migrate"))
 	case "stripe-emulator":
 		h.set(func(ctx context.Context) error { return dialable(ctx, cfg.StripeEmulatorAddr) })
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)

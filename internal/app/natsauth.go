@@ -113,7 +113,7 @@ func serviceUser(name string) NATSUser {
 // filter would show it every event).
 func consumerGrants(name string) []string {
 	var grants []string
-	for _, s := range topology.Names {
+	for _, s := range append(slices.Clone(topology.Names), topology.MigrationStream) {
 		grants = append(grants, "$JS.API.STREAM.INFO."+s)
 	}
 	consumer := events.StreamCheckout + "." + name
@@ -155,32 +155,21 @@ func apiUser() NATSUser {
 	return u
 }
 
-// setupUser creates and updates the streams, the buckets and every process's durable consumer
-// on CHECKOUT (topology.Ensure), and migrates
-// a CHECKOUT that predates the timer streams (topology.Migrate: it deletes and remakes
-// CHECKOUT through a copy, moves its consumers and pending schedules). It neither publishes
-// events nor reads them, except the pending schedules it moves. Deleting CHECKOUT gives it
-// no more than it had: a stream update can already cut a stream's history.
+// setupUser creates and updates the streams, the buckets and each process's durable consumer
+// on CHECKOUT (topology.Ensure), and nothing else: it neither publishes events nor reads
+// them, purges nor deletes. Migrating a CHECKOUT from before the timer streams needs more
+// (deleting CHECKOUT, moving every consumer and schedule): the operator does that once
+// (`jetcheckout setup -migrate`), so this user, which runs all the time, never may.
 func setupUser() NATSUser {
-	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams and the buckets, migrates CHECKOUT, nothing else",
+	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams, the buckets and the processes' consumers, nothing else",
 		Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(NATSSetup) + ".>"}}
 	for _, s := range topology.Names {
 		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
 	}
-	checkout, migration := events.StreamCheckout, topology.MigrationStream
-	u.Publish = append(u.Publish,
-		"$JS.API.STREAM.DELETE."+checkout, "$JS.API.STREAM.INFO."+migration, "$JS.API.STREAM.CREATE."+migration,
-		"$JS.API.STREAM.UPDATE."+migration, "$JS.API.STREAM.DELETE."+migration,
-		"$JS.API.CONSUMER.LIST."+checkout, "$JS.API.CONSUMER.LIST."+migration,
-		"$JS.API.CONSUMER.CREATE."+migration+".>", "$JS.API.CONSUMER.CREATE."+checkout+".>",
-		"$JS.API.CONSUMER.RESET."+checkout+".*", "$JS.API.CONSUMER.INFO."+checkout+".*",
-		// The pending schedules it moves: read by direct get, and published again.
-		"$JS.API.DIRECT.GET."+checkout+"."+string(events.LegacySchedules)+".>")
-	for _, producer := range events.Timekeepers() {
-		for _, typ := range events.Timed()[producer] {
-			slot := events.TimerSlots(producer, typ)
-			u.Publish = append(u.Publish, slot, slot+".>")
-		}
+	u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+topology.MigrationStream)
+	for _, name := range append(slices.Clone(events.Services), APIName) {
+		consumer := events.StreamCheckout + "." + name
+		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")
 	}
 	return u
 }

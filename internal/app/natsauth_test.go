@@ -172,7 +172,7 @@ func TestNATSPermissions(t *testing.T) {
 	// The setup role makes the streams, which no service's user may.
 	setup := testConfig(t.TempDir())
 	setup.NATSURL, setup.NATSUser, setup.NATSPassword = url, NATSSetup, natsPassword(NATSSetup)
-	if err := runSetup(context.Background(), setup, log, &health{}, true); err != nil {
+	if err := runSetup(context.Background(), setup, log, &health{}, true, false); err != nil {
 		t.Fatalf("setup as the setup user: %v", err)
 	}
 	systems, dirs := map[string]*System{}, map[string]string{}
@@ -361,9 +361,6 @@ func TestNATSPermissions(t *testing.T) {
 					if call == "PURGE" && stream == "OBJ_"+events.BucketViews && Rebuildable[u.Name] {
 						continue // a put of its snapshot purges the chunks of the one it replaces
 					}
-					if call == "DELETE" && stream == events.StreamCheckout && u.Name == NATSSetup {
-						continue // it remakes CHECKOUT in a migration (topology.Migrate)
-					}
 					p.cannotPublish(t, "$JS.API.STREAM."+call+"."+stream)
 				}
 				if u.Name != NATSSetup {
@@ -373,9 +370,7 @@ func TestNATSPermissions(t *testing.T) {
 			}
 			p.cannotPublish(t, "$JS.API.STREAM.CREATE.EVIL")
 			p.cannotPublish(t, "$JS.API.CONSUMER.DELETE."+events.StreamCheckout+"."+events.ServiceCoordinator)
-			if u.Name != NATSSetup { // it puts the consumers back in a migration
-				p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+".evil")
-			}
+			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCheckout+".evil")
 			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE.KV_"+events.BucketCheckouts+".evil")
 			if u.Name == NATSSetup {
 				p.cannotPublish(t, string(events.PaymentCaptured))
@@ -602,9 +597,10 @@ func httpJSON[T any](t *testing.T, method, url, body, token string) T {
 	return out
 }
 
-// The setup user may migrate a CHECKOUT made before the timer streams: every call the
-// migration makes is within its grants.
-func TestSetupMigratesAsTheSetupUser(t *testing.T) {
+// A CHECKOUT made before the timer streams is migrated once by the operator (`setup
+// -migrate`); the setup user, which runs all the time, may not, and says so. Then the setup
+// user keeps what the migration made.
+func TestMigrationNeedsTheOperator(t *testing.T) {
 	srv := startSecuredServer(t)
 	url := srv.ClientURL()
 	ops, err := jetstream.New(connectAs(t, url, NATSOperator).Conn)
@@ -634,8 +630,19 @@ func TestSetupMigratesAsTheSetupUser(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	setup := testConfig(t.TempDir())
 	setup.NATSURL, setup.NATSUser, setup.NATSPassword = url, NATSSetup, natsPassword(NATSSetup)
-	if err := runSetup(ctx, setup, log, &health{}, true); err != nil {
-		t.Fatalf("setup: %v\n%s", err, logs.String())
+	if err := runSetup(ctx, setup, log, &health{}, true, false); !errors.Is(err, topology.ErrNeedsMigration) {
+		t.Errorf("setup on a CHECKOUT to be migrated: %v, want ErrNeedsMigration", err)
+	}
+	if cfg, err := ops.Stream(ctx, events.StreamCheckout); err != nil || !cfg.CachedInfo().Config.AllowMsgSchedules || cfg.CachedInfo().State.Msgs != 2 {
+		t.Fatalf("the setup user changed the CHECKOUT it may not migrate: %v", err)
+	}
+	operator := testConfig(t.TempDir())
+	operator.NATSURL, operator.NATSUser, operator.NATSPassword = url, NATSOperator, natsPassword(NATSOperator)
+	if err := runSetup(ctx, operator, log, &health{}, true, true); err != nil {
+		t.Fatalf("setup -migrate as the operator: %v\n%s", err, logs.String())
+	}
+	if err := runSetup(ctx, setup, log, &health{}, true, false); err != nil {
+		t.Fatalf("setup after the migration: %v", err)
 	}
 	if strings.Contains(logs.String(), "Permissions Violation") || !strings.Contains(logs.String(), "CHECKOUT migrated") {
 		t.Errorf("setup's log:\n%s", logs.String())

@@ -16,9 +16,11 @@ import (
 const setupEvery = time.Minute
 
 // runSetup is `jetcheckout setup`, the setup role: as the setup user it creates or updates
-// the streams and the bucket, which no service's or API's user may. With once it then exits;
-// otherwise it stays, healthy, and restores them every setupEvery until stopped.
-func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once bool) error {
+// the streams, the buckets and the processes' consumers, which no service's or API's user
+// may. With once it then exits; otherwise it stays, healthy, and restores them every
+// setupEvery until stopped. With migrating (the operator's credentials) it first migrates a
+// CHECKOUT from before the timer streams (topology.Migrate).
+func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once, migrating bool) error {
 	cfg.NATSWaiting = h.waitingForNATS
 	nc, err := connect(ctx, cfg.NATSURL, cfg, log, []string{NATSSetup})
 	if err != nil {
@@ -37,8 +39,10 @@ func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once
 		}
 		log.Info("setup: "+how, "stream", name)
 	})}
-	if err := migrate(ctx, js, cfg, log); err != nil {
-		return err
+	if migrating {
+		if err := migrate(ctx, js, cfg, log); err != nil {
+			return err
+		}
 	}
 	ensure := func() error {
 		attempt, cancel := context.WithTimeout(ctx, 30*time.Second)

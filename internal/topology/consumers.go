@@ -29,7 +29,11 @@ func Bind(ctx context.Context, js jetstream.JetStream, stream string, want jetst
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, err
 	}
-	return js.CreateOrUpdateConsumer(ctx, stream, want)
+	cons, err = js.CreateOrUpdateConsumer(ctx, stream, want)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s is missing or not as the setup role makes it, and making it failed (`jetcheckout setup` makes it; a change it cannot undo needs the consumer deleted by the operator): %w", want.Durable, err)
+	}
+	return cons, nil
 }
 
 // sameConsumer compares what Bind and Ensure set of a consumer.
@@ -42,8 +46,11 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 		slices.Sort(f)
 		return f
 	}
+	paused := func(c jetstream.ConsumerConfig) bool { return c.PauseUntil != nil && !c.PauseUntil.IsZero() }
 	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
-		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending)
+		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending) &&
+		have.MaxDeliver == want.MaxDeliver && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
+		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want)
 }
 
 // ensureConsumers creates each consumer missing on CHECKOUT, and puts back one whose
@@ -56,7 +63,14 @@ func ensureConsumers(ctx context.Context, js jetstream.JetStream, o options) err
 			_, err = js.CreateConsumer(ctx, events.StreamCheckout, want)
 			err = report(err, o.changed, "consumer "+want.Durable, "created")
 		case err == nil && !sameConsumer(cons.CachedInfo().Config, want):
-			_, err = js.UpdateConsumer(ctx, events.StreamCheckout, want)
+			if paused := cons.CachedInfo().Config.PauseUntil; paused != nil && !paused.IsZero() {
+				if _, err = js.ResumeConsumer(ctx, events.StreamCheckout, want.Durable); err != nil {
+					break
+				}
+			}
+			if _, err = js.UpdateConsumer(ctx, events.StreamCheckout, want); err != nil {
+				err = fmt.Errorf("it differs from what it must be in what an update cannot change: the operator must delete it (%w)", err)
+			}
 			err = report(err, o.changed, "consumer "+want.Durable, "updated")
 		}
 		if err != nil {

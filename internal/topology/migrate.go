@@ -25,7 +25,8 @@ const resumeKey = "jetcheckout_resume_seq"
 // ErrNeedsMigration: CHECKOUT predates the timer streams (it allows message schedules, so
 // any publisher could purge it with a roll-up header). Migrate, run by the setup role, makes
 // it anew; until then the services wait.
-var ErrNeedsMigration = errors.New("the CHECKOUT stream predates the timer streams and must be migrated: `jetcheckout setup` does it")
+var ErrNeedsMigration = errors.New("the CHECKOUT stream predates the timer streams (or its migration has not finished): " +
+	"migrate it once with the operator's credentials, `jetcheckout setup -once -migrate` (`make migrate` for the compose stack); the services wait until then")
 
 // Migrate makes a CHECKOUT stream that allows message schedules into today's (none, no roll-
 // ups, no purge), keeping every event at its sequence, every consumer at its position, and
@@ -40,7 +41,10 @@ var ErrNeedsMigration = errors.New("the CHECKOUT stream predates the timer strea
 //     streams; then it is promoted to a stream of its own with today's configuration.
 //  3. MigrationStream goes.
 //
-// Nothing consumes CHECKOUT until it is promoted: the services wait (Missing reports it).
+// Nothing consumes CHECKOUT until it is promoted: the services wait (Missing reports it; stop
+// the services of the previous version first, which do not). It runs with the operator's
+// credentials (it deletes CHECKOUT, and reads and makes every consumer and schedule), and
+// one at a time: two at once could put live consumers back.
 // It reports whether there was anything to migrate; step tells what it is doing.
 func Migrate(ctx context.Context, js jetstream.JetStream, step func(string), opts ...Option) (bool, error) {
 	o := options{replicas: 1}
@@ -77,6 +81,13 @@ func Migrate(ctx context.Context, js jetstream.JetStream, step func(string), opt
 		}
 		old = nil
 	}
+	if old != nil && old.Mirror == nil {
+		// Promoted before a stop: the copy goes only if CHECKOUT holds all it held (a
+		// CHECKOUT made empty meanwhile, by hand, must not cost the history).
+		if err := covers(ctx, js); err != nil {
+			return true, err
+		}
+	}
 	if old == nil || old.Mirror != nil {
 		// Until it is promoted, CHECKOUT is a mirror nobody consumes (Missing reports it), so
 		// all of this can be done again after a stop.
@@ -104,6 +115,31 @@ func Migrate(ctx context.Context, js jetstream.JetStream, step func(string), opt
 		return true, err
 	}
 	return true, nil
+}
+
+// covers checks that CHECKOUT holds every sequence MigrationStream holds.
+func covers(ctx context.Context, js jetstream.JetStream) error {
+	kept, stream, err := bothStreams(ctx, js)
+	if err != nil {
+		return err
+	}
+	have, want := stream.CachedInfo().State, kept.CachedInfo().State
+	if have.LastSeq < want.LastSeq || (want.Msgs > 0 && have.FirstSeq > want.FirstSeq) {
+		return fmt.Errorf("CHECKOUT holds sequences %d to %d, its copy %s %d to %d: not removing the copy; "+
+			"delete CHECKOUT (it was made after the migration began) and run the migration again", have.FirstSeq, have.LastSeq, MigrationStream, want.FirstSeq, want.LastSeq)
+	}
+	return nil
+}
+
+// bothStreams are MigrationStream and CHECKOUT.
+func bothStreams(ctx context.Context, js jetstream.JetStream) (kept, checkout jetstream.Stream, err error) {
+	if kept, err = js.Stream(ctx, MigrationStream); err != nil {
+		return nil, nil, fmt.Errorf("the copy of CHECKOUT: %w", err)
+	}
+	if checkout, err = js.Stream(ctx, events.StreamCheckout); err != nil {
+		return nil, nil, err
+	}
+	return kept, checkout, nil
 }
 
 // timed reports whether typ is an event its producer schedules.
@@ -216,11 +252,7 @@ func mirrorCopy(ctx context.Context, js jetstream.JetStream, replicas int) (int,
 // restoreConsumers makes each consumer recorded on MigrationStream again on CHECKOUT (still a
 // mirror) and puts it at its position.
 func restoreConsumers(ctx context.Context, js jetstream.JetStream) error {
-	kept, err := js.Stream(ctx, MigrationStream)
-	if err != nil {
-		return err
-	}
-	stream, err := js.Stream(ctx, events.StreamCheckout)
+	kept, stream, err := bothStreams(ctx, js)
 	if err != nil {
 		return err
 	}
@@ -231,10 +263,15 @@ func restoreConsumers(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("consumer %s: no position kept: %w", cfg.Durable, err)
 		}
 		delete(cfg.Metadata, resumeKey)
+		resettable := cfg.DeliverPolicy == jetstream.DeliverAllPolicy || cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy
+		if !resettable && resume > 1 {
+			// A reset is refused for the other delivery policies: start it where it was.
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartSequencePolicy, resume, nil
+		}
 		if _, err := stream.CreateOrUpdateConsumer(ctx, cfg); err != nil {
 			return fmt.Errorf("make consumer %s again: %w", cfg.Durable, err)
 		}
-		if resume > 1 {
+		if resettable && resume > 1 {
 			if _, err := js.ResetConsumerToSequence(ctx, events.StreamCheckout, cfg.Durable, resume); err != nil {
 				return fmt.Errorf("put consumer %s at %d: %w", cfg.Durable, resume, err)
 			}

@@ -178,7 +178,7 @@ func (shop *legacyShop) check(t *testing.T, js jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	cfg := stream.CachedInfo().Config
-	if cfg.AllowMsgSchedules || cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || cfg.Mirror != nil || len(cfg.Sources) != len(events.Timekeepers()) {
+	if cfg.AllowMsgSchedules || cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || cfg.Mirror != nil || len(cfg.Sources) != 3 { // a source per scheduled event: deadline, expire, recheck
 		t.Errorf("CHECKOUT after the migration: %+v", cfg)
 	}
 	for seq := uint64(1); seq <= shop.lastSeq; seq++ {
@@ -231,5 +231,79 @@ func (shop *legacyShop) check(t *testing.T, js jetstream.JetStream) {
 	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: string(events.Stuck), Data: []byte(`{}`), Header: nats.Header{"Nats-Rollup": {"all"}}})
 	if err == nil {
 		t.Error("a roll-up was taken")
+	}
+}
+
+// While the copy holds the history, nothing makes a CHECKOUT (Ensure refuses: an empty one
+// would be taken for the migrated one), and a consumer with a delivery policy that cannot be
+// reset is put back where it was all the same.
+func TestMigrateStoppedAfterTheDeleteRefusesEnsure(t *testing.T) {
+	env := natstest.Start(t)
+	shop := makeLegacyShop(t, env.JS)
+	ctx := context.Background()
+	watcher, err := env.JS.CreateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{
+		Durable: "watcher", DeliverPolicy: jetstream.DeliverNewPolicy, AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	floor := watcher.CachedInfo().Delivered.Stream
+	stopped, stop := context.WithCancel(ctx)
+	if _, err := topology.Migrate(stopped, env.JS, func(step string) {
+		if step == "making CHECKOUT again from the copy" {
+			stop()
+		}
+	}); err == nil {
+		t.Fatal("the stopped migration returned no error")
+	}
+	if err := topology.Ensure(ctx, env.JS); !errors.Is(err, topology.ErrNeedsMigration) {
+		t.Errorf("Ensure while the copy holds the history: %v, want ErrNeedsMigration", err)
+	}
+	if _, err := env.JS.Stream(ctx, events.StreamCheckout); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("a CHECKOUT was made while the copy held the history: %v", err)
+	}
+	if _, err := topology.Migrate(ctx, env.JS, nil); err != nil {
+		t.Fatal(err)
+	}
+	shop.check(t, env.JS)
+	w, err := env.JS.Consumer(ctx, events.StreamCheckout, "watcher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.CachedInfo().Config.OptStartSeq; got != floor+1 {
+		t.Errorf("the deliver-new consumer starts at %d, want %d", got, floor+1)
+	}
+}
+
+// A migration stopped after the promotion removes the copy only if CHECKOUT holds all of it.
+func TestMigrateKeepsTheCopyOfAHistoryCHECKOUTLacks(t *testing.T) {
+	env := natstest.Start(t)
+	makeLegacyShop(t, env.JS)
+	ctx := context.Background()
+	stopped, stop := context.WithCancel(ctx)
+	if _, err := topology.Migrate(stopped, env.JS, func(step string) {
+		if step == "removing the copy" {
+			stop()
+		}
+	}); err == nil {
+		t.Fatal("the stopped migration returned no error")
+	}
+	// Someone deletes the migrated CHECKOUT and makes an empty one by hand.
+	stream, err := env.JS.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if err := env.JS.DeleteStream(ctx, events.StreamCheckout); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.Migrate(ctx, env.JS, nil); err == nil {
+		t.Error("the migration removed the copy of a history CHECKOUT lacks")
+	}
+	if _, err := env.JS.Stream(ctx, topology.MigrationStream); err != nil {
+		t.Errorf("the copy: %v", err)
 	}
 }

@@ -5,6 +5,7 @@
 package topology
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,12 +66,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	for _, producer := range events.Timekeepers() {
 		streams = append(streams, timerStream(producer, o.replicas))
 	}
-	old, err := streamConfig(ctx, js, events.StreamCheckout)
-	if err != nil {
-		return err
-	}
-	if legacy(old) {
-		return ErrNeedsMigration
+	if migrating, err := migrating(ctx, js); err != nil || migrating {
+		return cmp.Or(err, ErrNeedsMigration)
 	}
 	streams = append(streams, checkoutStream(o.replicas), jetstream.StreamConfig{
 		Name:        events.StreamWarehouse,
@@ -191,7 +188,9 @@ func timerStream(producer string, replicas int) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Duplicates:  DuplicateWindow,
-		MaxMsgSize:  MaxEventSize,
+		// Room for the header the source adds when CHECKOUT takes a fired event: one that did
+		// not fit would stop the source at it, and every timer of the producer after it.
+		MaxMsgSize:  MaxEventSize - 4096,
 		MaxAge:      events.CheckoutRetention,
 		AllowDirect: true,
 		// Schedules force roll-ups on: only producer may publish here (internal/app's NATS
@@ -201,17 +200,18 @@ func timerStream(producer string, replicas int) jetstream.StreamConfig {
 	}
 }
 
-// timerSources are CHECKOUT's sources: from each timer stream, exactly the fire subjects of
-// the events its producer schedules, each back on its event's subject.
+// timerSources are CHECKOUT's sources: from each timer stream, one per event its producer
+// schedules, taking exactly that event's fire subject, back on the event's subject. One
+// source per event, because the server keeps a source's position under a name made of its
+// stream and transforms: a timer added to a producer later must not rename, and so restart
+// from the stream's start, the sources that were there.
 func timerSources() []*jetstream.StreamSource {
 	var sources []*jetstream.StreamSource
 	for _, producer := range events.Timekeepers() {
-		src := &jetstream.StreamSource{Name: events.TimerStream(producer)}
-		for _, typ := range events.Timed()[producer] {
-			src.SubjectTransforms = append(src.SubjectTransforms, jetstream.SubjectTransformConfig{
-				Source: events.FireSubject(producer, typ), Destination: string(typ)})
+		for _, typ := range slices.Sorted(slices.Values(events.Timed()[producer])) {
+			sources = append(sources, &jetstream.StreamSource{Name: events.TimerStream(producer),
+				SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: events.FireSubject(producer, typ), Destination: string(typ)}}})
 		}
-		sources = append(sources, src)
 	}
 	return sources
 }
@@ -270,13 +270,29 @@ func Missing(ctx context.Context, js jetstream.JetStream, opts ...Option) ([]str
 		case err != nil:
 			return nil, fmt.Errorf("stream %s: %w", name, err)
 		case name == events.StreamCheckout && legacy(&s.CachedInfo().Config):
-			missing = append(missing, name+" (to be migrated by `jetcheckout setup`)")
+			missing = append(missing, name+" (to be migrated: `jetcheckout setup -migrate` as the operator)")
 		}
+	}
+	if _, err := js.Stream(ctx, MigrationStream); err == nil {
+		missing = append(missing, events.StreamCheckout+" (being migrated)")
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("stream %s: %w", MigrationStream, err)
 	}
 	if len(missing) > 0 {
 		return missing, nil
 	}
 	return missingConsumers(ctx, js, o)
+}
+
+// migrating reports a CHECKOUT that Migrate has still to make anew or is making anew: nothing
+// may create it, nor consume it, meanwhile.
+func migrating(ctx context.Context, js jetstream.JetStream) (bool, error) {
+	old, err := streamConfig(ctx, js, events.StreamCheckout)
+	if err != nil || legacy(old) {
+		return legacy(old), err
+	}
+	kept, err := streamConfig(ctx, js, MigrationStream)
+	return kept != nil, err
 }
 
 // legacy reports a CHECKOUT that Migrate has still to make anew: one that allows message

@@ -89,3 +89,38 @@ func TestEnsureAllowsKeyTTLs(t *testing.T) {
 		return errors.Is(err, jetstream.ErrKeyNotFound)
 	}, "the key with a 1s TTL is still there")
 }
+
+// A consumer changed behind the setup role's back (headers only, one delivery, paused) is
+// put back by the next Ensure.
+func TestEnsureRestoresAConsumer(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	want := jetstream.ConsumerConfig{Durable: "orders", FilterSubjects: []string{string(events.OrderRequested)},
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(want)); err != nil {
+		t.Fatal(err)
+	}
+	drifted := want
+	drifted.HeadersOnly, drifted.MaxDeliver = true, 1
+	if _, err := env.JS.UpdateConsumer(ctx, events.StreamCheckout, drifted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.PauseConsumer(ctx, events.StreamCheckout, "orders", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(want), topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := env.JS.Consumer(ctx, events.StreamCheckout, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cons.CachedInfo()
+	if info.Config.HeadersOnly || info.Config.MaxDeliver != -1 || info.Paused || len(changed) != 1 {
+		t.Errorf("after Ensure: headers only %v, max deliver %d, paused %v; changes %v", info.Config.HeadersOnly, info.Config.MaxDeliver, info.Paused, changed)
+	}
+	if _, err := topology.Bind(ctx, env.JS, events.StreamCheckout, want); err != nil {
+		t.Errorf("bind: %v", err)
+	}
+}
