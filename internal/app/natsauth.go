@@ -3,7 +3,6 @@ package app
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -88,7 +87,7 @@ func serviceUser(name string) NATSUser {
 		// shows the payment running.
 		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
 	}
-	if Rebuildable[name] {
+	if events.Rebuildable[name] {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
 		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 		u.Publish = append(u.Publish, snapshotGrants(name)...)
@@ -123,16 +122,16 @@ func consumerGrants(name string) []string {
 }
 
 // snapshotGrants are what the Object Store client needs to put and get name's snapshot in
-// the views bucket (runner.Config.Snapshots): its own object's meta subject only, but any
-// chunk subject (a put writes under a new random one), the purge of the old chunks after a
-// put (the stream's purge, whatever it filters), the direct get of the object's meta, and the
-// ordered consumer a get reads the chunks with (its flow control answers, for a large file,
-// and its removal).
+// its own bucket (runner.Config.Snapshots): its subjects (a put writes the chunks under a new
+// random one), the purge of the old chunks after a put, the direct get of the object's meta,
+// and the ordered consumer a get reads the chunks with (its flow control answers, for a large
+// file, and its removal). These calls act on a whole stream, so only a bucket of its own keeps
+// each service from reading or purging another's view.
 // Integrity does not rest on them: a snapshot is believed only signed by its service.
 func snapshotGrants(name string) []string {
-	stream, bucket := "OBJ_"+events.BucketViews, "$O."+events.BucketViews
+	stream := "OBJ_" + events.ViewsBucket(name)
 	return []string{
-		bucket + ".C.>", bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name)),
+		"$O." + events.ViewsBucket(name) + ".>",
 		"$JS.API.STREAM.PURGE." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
 		"$JS.API.CONSUMER.CREATE." + stream + ".>",
 		"$JS.API.CONSUMER.DELETE." + stream + ".*", "$JS.FC." + stream + ".>",
@@ -156,7 +155,8 @@ func apiUser() NATSUser {
 }
 
 // setupUser creates and updates the streams, the buckets and every process's durable consumer
-// on CHECKOUT (topology.Ensure), and migrates
+// on CHECKOUT (topology.Ensure), deletes the views bucket the rebuildable services once
+// shared, and migrates
 // a CHECKOUT that predates the timer streams (topology.Migrate: it deletes and remakes
 // CHECKOUT through a copy, moves its consumers and pending schedules). It neither publishes
 // events nor reads them, except the pending schedules it moves. Deleting CHECKOUT gives it
@@ -169,6 +169,8 @@ func setupUser() NATSUser {
 	}
 	checkout, migration := events.StreamCheckout, topology.MigrationStream
 	u.Publish = append(u.Publish,
+		// The views bucket the rebuildable services once shared: it deletes it.
+		"$JS.API.STREAM.DELETE.OBJ_"+events.LegacyBucketViews,
 		"$JS.API.STREAM.DELETE."+checkout, "$JS.API.STREAM.INFO."+migration, "$JS.API.STREAM.CREATE."+migration,
 		"$JS.API.STREAM.UPDATE."+migration, "$JS.API.STREAM.DELETE."+migration,
 		"$JS.API.CONSUMER.LIST."+checkout, "$JS.API.CONSUMER.LIST."+migration,
