@@ -127,6 +127,24 @@ const (
 var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServicePayments, ServiceOrders,
 	ServiceNotifications, ServiceShipping, ServiceCoordinator}
 
+// Rebuildable are the services whose bbolt file is a view of the events they consume
+// alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
+// stream when the service starts, shortened by a snapshot in its ViewsBucket. Not the others:
+//   - payments and notifications record calls to Stripe and SMTP that no event holds;
+//   - catalog holds carts, made by request endpoints, not events;
+//   - inventory seeds its stock from the catalog file at start, and whether a reservation
+//     gets the last item depends on the order in which concurrent checkouts commit, which
+//     the stream does not keep.
+//
+// Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
+var Rebuildable = map[string]bool{ServiceOrders: true, ServiceShipping: true, ServiceFraud: true}
+
+// ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
+// object, named after the service, replaced at each snapshot. One bucket per service, not
+// one shared: a put purges the bucket's stream and a get reads it through a consumer, which
+// NATS grants per stream, so in a shared bucket each service could read and purge the others'.
+func ViewsBucket(service string) string { return "views_" + service }
+
 // CheckoutRetention is how long the CHECKOUT stream keeps an event, and so how long
 // everything that recognises a copy of one keeps its memory of it (the services' handled
 // records, the coordinator's key of an ended checkout, the API's idempotency keys): a copy
@@ -144,9 +162,9 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
-	// BucketViews is the Object Store bucket of the rebuildable services' view snapshots: one
-	// object per service, named after it, replaced at each snapshot.
-	BucketViews = "views"
+	// LegacyBucketViews is the Object Store bucket the rebuildable services shared for their
+	// snapshots before each had its own (ViewsBucket): the setup role deletes it.
+	LegacyBucketViews = "views"
 
 	CheckoutSubjects   = "checkout.>"
 	WarehouseSubjects  = "warehouse.>"

@@ -48,23 +48,11 @@ type Handles struct {
 	Coordinator   *coordinator.Coordinator
 }
 
-// Rebuildable are the services whose bbolt file is a view of the events they consume
-// alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
-// stream when the service starts (runner.Config.Rebuild). Not the others:
-//   - payments and notifications record calls to Stripe and SMTP that no event holds;
-//   - catalog holds carts, made by request endpoints, not events;
-//   - inventory seeds its stock from the catalog file at start, and whether a reservation
-//     gets the last item depends on the order in which concurrent checkouts commit, which
-//     the stream does not keep.
-//
-// Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
-var Rebuildable = map[string]bool{events.ServiceOrders: true, events.ServiceShipping: true, events.ServiceFraud: true}
-
 // snapshots is the bucket of the service's view snapshots: only a rebuildable view has them
 // (one restored is replayed forward from the stream).
 func snapshots(name string) string {
-	if Rebuildable[name] {
-		return events.BucketViews
+	if events.Rebuildable[name] {
+		return events.ViewsBucket(name)
 	}
 	return ""
 }
@@ -85,7 +73,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		})
 		return &unit{name: name, runner: r}, err
 	}
-	db, closeDB, err := openStore(filepath.Join(d.cfg.DataDir, name+".db"), Rebuildable[name], log)
+	db, closeDB, err := openStore(filepath.Join(d.cfg.DataDir, name+".db"), events.Rebuildable[name], log)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +86,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
-		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery})
+		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery})
 	if err != nil {
 		closeDB()
 		return nil, err

@@ -120,9 +120,10 @@ type Config struct {
 	// (coordinator.DefaultRetention). Shorter ones are for measurements and tests.
 	HandledRetention  time.Duration
 	CheckoutRetention time.Duration
-	// SnapshotEvery (SNAPSHOT_EVERY) is how often each rebuildable service (Rebuildable)
-	// puts a copy of its view in the views bucket, when it changed: a lost view is restored
-	// from it and only what came after is replayed (runner.Config.Snapshots). Default a minute.
+	// SnapshotEvery (SNAPSHOT_EVERY) is how often each rebuildable service (events.Rebuildable)
+	// puts a copy of its view in its own bucket (events.ViewsBucket), when it changed: a lost
+	// view is restored from it and only what came after is replayed (runner.Config.Snapshots).
+	// Default a minute.
 	SnapshotEvery time.Duration
 	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
 	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).

@@ -3,7 +3,6 @@ package app
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -88,7 +87,7 @@ func serviceUser(name string) NATSUser {
 		// shows the payment running.
 		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
 	}
-	if Rebuildable[name] {
+	if events.Rebuildable[name] {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
 		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 		u.Publish = append(u.Publish, snapshotGrants(name)...)
@@ -123,16 +122,16 @@ func consumerGrants(name string) []string {
 }
 
 // snapshotGrants are what the Object Store client needs to put and get name's snapshot in
-// the views bucket (runner.Config.Snapshots): its own object's meta subject only, but any
-// chunk subject (a put writes under a new random one), the purge of the old chunks after a
-// put (the stream's purge, whatever it filters), the direct get of the object's meta, and the
-// ordered consumer a get reads the chunks with (its flow control answers, for a large file,
-// and its removal).
+// its own bucket (runner.Config.Snapshots): its subjects (a put writes the chunks under a new
+// random one), the purge of the old chunks after a put, the direct get of the object's meta,
+// and the ordered consumer a get reads the chunks with (its flow control answers, for a large
+// file, and its removal). These calls act on a whole stream, so only a bucket of its own keeps
+// each service from reading or purging another's view.
 // Integrity does not rest on them: a snapshot is believed only signed by its service.
 func snapshotGrants(name string) []string {
-	stream, bucket := "OBJ_"+events.BucketViews, "$O."+events.BucketViews
+	stream := "OBJ_" + events.ViewsBucket(name)
 	return []string{
-		bucket + ".C.>", bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(name)),
+		"$O." + events.ViewsBucket(name) + ".>",
 		"$JS.API.STREAM.PURGE." + stream, "$JS.API.DIRECT.GET." + stream + ".>",
 		"$JS.API.CONSUMER.CREATE." + stream + ".>",
 		"$JS.API.CONSUMER.DELETE." + stream + ".*", "$JS.FC." + stream + ".>",
@@ -156,17 +155,20 @@ func apiUser() NATSUser {
 }
 
 // setupUser creates and updates the streams, the buckets and each process's durable consumer
-// on CHECKOUT (topology.Ensure), and nothing else: it neither publishes events nor reads
-// them, purges nor deletes. Migrating a CHECKOUT from before the timer streams needs more
-// (deleting CHECKOUT, moving every consumer and schedule): the operator does that once
-// (`jetcheckout setup -migrate`), so this user, which runs all the time, never may.
+// on CHECKOUT (topology.Ensure), deletes the views bucket the rebuildable services once
+// shared, and nothing else: it neither publishes events nor reads them, purges nor deletes
+// another stream. Migrating a CHECKOUT from before the timer streams needs more (deleting
+// CHECKOUT, moving every consumer and schedule): the operator does that once (`jetcheckout
+// setup -migrate`), so this user, which runs all the time, never may.
 func setupUser() NATSUser {
 	u := NATSUser{Name: NATSSetup, Comment: "jetcheckout setup: creates and updates the streams, the buckets and the processes' consumers, nothing else",
 		Publish: []string{"$JS.API.INFO"}, Subscribe: []string{InboxPrefix(NATSSetup) + ".>"}}
 	for _, s := range topology.Names {
 		u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+s, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
 	}
-	u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+topology.MigrationStream)
+	u.Publish = append(u.Publish, "$JS.API.STREAM.INFO."+topology.MigrationStream,
+		// The views bucket the rebuildable services once shared: it deletes it.
+		"$JS.API.STREAM.DELETE.OBJ_"+events.LegacyBucketViews)
 	for _, name := range append(slices.Clone(events.Services), APIName) {
 		consumer := events.StreamCheckout + "." + name
 		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")

@@ -169,11 +169,22 @@ func TestNATSPermissions(t *testing.T) {
 		}
 	})
 
-	// The setup role makes the streams, which no service's user may.
+	// A deployment from before each rebuildable service had its own views bucket.
+	operatorJS, err := jetstream.New(connectAs(t, url, NATSOperator).Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := operatorJS.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: events.LegacyBucketViews}); err != nil {
+		t.Fatal(err)
+	}
+	// The setup role makes the streams, which no service's user may, and deletes the old bucket.
 	setup := testConfig(t.TempDir())
 	setup.NATSURL, setup.NATSUser, setup.NATSPassword = url, NATSSetup, natsPassword(NATSSetup)
 	if err := runSetup(context.Background(), setup, log, &health{}, true, false); err != nil {
 		t.Fatalf("setup as the setup user: %v", err)
+	}
+	if _, err := operatorJS.ObjectStore(context.Background(), events.LegacyBucketViews); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("the views bucket the rebuildable services shared, after setup: %v; want it deleted", err)
 	}
 	systems, dirs := map[string]*System{}, map[string]string{}
 	startAs := func(name string) *System {
@@ -270,7 +281,7 @@ func TestNATSPermissions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		views, err := obs.ObjectStore(context.Background(), events.BucketViews)
+		views, err := obs.ObjectStore(context.Background(), events.ViewsBucket(events.ServiceOrders))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,10 +304,32 @@ func TestNATSPermissions(t *testing.T) {
 		if o, found, err := systems[events.ServiceOrders].Orders.OrderByCheckout("co-auth-ok"); err != nil || !found {
 			t.Errorf("co-auth-ok's order after the restore: %+v found=%v err=%v", o, found, err)
 		}
-		// Its own snapshot only: another service's object is not its to write.
-		orders := connectAs(t, url, events.ServiceOrders, nats.CustomInboxPrefix(InboxPrefix(events.ServiceOrders)))
-		orders.cannotPublish(t, "$O."+events.BucketViews+".M."+base64.URLEncoding.EncodeToString([]byte(events.ServiceShipping)))
-		connectAs(t, url, events.ServicePayments).cannotPublish(t, "$O."+events.BucketViews+".C.x")
+		// Its own bucket only: another service's view (fraud's holds customers' emails,
+		// shipping's their addresses) is not its to read, replace or purge.
+		fraud := connectAs(t, url, events.ServiceFraud, nats.CustomInboxPrefix(InboxPrefix(events.ServiceFraud)))
+		fraudJS, err := jetstream.New(fraud.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if ordersViews, err := fraudJS.ObjectStore(ctx, events.ViewsBucket(events.ServiceOrders)); err == nil {
+			if _, err := ordersViews.GetBytes(ctx, events.ServiceOrders); err == nil {
+				t.Error("fraud's user read orders' snapshot")
+			}
+		}
+		for _, u := range []string{events.ServiceFraud, events.ServiceShipping, events.ServicePayments} {
+			p := connectAs(t, url, u, nats.CustomInboxPrefix(InboxPrefix(u)))
+			bucket, stream := events.ViewsBucket(events.ServiceOrders), "OBJ_"+events.ViewsBucket(events.ServiceOrders)
+			p.cannotPublish(t, "$O."+bucket+".M."+base64.URLEncoding.EncodeToString([]byte(events.ServiceOrders)))
+			p.cannotPublish(t, "$O."+bucket+".C.x")
+			p.cannotPublish(t, "$JS.API.STREAM.PURGE."+stream)
+			p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+stream+".x.$O."+bucket+".C.x")
+			p.cannotPublish(t, "$JS.API.DIRECT.GET."+stream+".$O."+bucket+".M.x")
+		}
+		if n, err := views.GetInfo(context.Background(), events.ServiceOrders); err != nil || n.Headers.Get("Jetcheckout-Snapshot-Seq") == "" {
+			t.Errorf("orders' snapshot after the others' attempts: %+v, %v", n, err)
+		}
 	})
 	t.Run("a service publishes only its own events", func(t *testing.T) {
 		payments := connectAs(t, url, events.ServicePayments, nats.CustomInboxPrefix(InboxPrefix(events.ServicePayments)))
@@ -358,7 +391,7 @@ func TestNATSPermissions(t *testing.T) {
 			p := connectAs(t, url, u.Name, nats.CustomInboxPrefix(InboxPrefix(u.Name)))
 			for _, stream := range topology.Names {
 				for _, call := range []string{"DELETE", "PURGE", "MSG.DELETE"} {
-					if call == "PURGE" && stream == "OBJ_"+events.BucketViews && Rebuildable[u.Name] {
+					if call == "PURGE" && stream == "OBJ_"+events.ViewsBucket(u.Name) && events.Rebuildable[u.Name] {
 						continue // a put of its snapshot purges the chunks of the one it replaces
 					}
 					p.cannotPublish(t, "$JS.API.STREAM."+call+"."+stream)
@@ -367,6 +400,15 @@ func TestNATSPermissions(t *testing.T) {
 					p.cannotPublish(t, "$JS.API.STREAM.UPDATE."+stream)
 					p.cannotPublish(t, "$JS.API.STREAM.CREATE."+stream)
 				}
+				if bucket, ok := strings.CutPrefix(stream, "OBJ_"); ok && (bucket != events.ViewsBucket(u.Name) || !events.Rebuildable[u.Name]) {
+					// Another's views bucket: not read (a get's ordered consumer, its meta), not written.
+					p.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+stream+".x")
+					p.cannotPublish(t, "$JS.API.DIRECT.GET."+stream+".$O."+bucket+".M.x")
+					p.cannotPublish(t, "$O."+bucket+".C.x")
+				}
+			}
+			if u.Name != NATSSetup { // it deletes the views bucket the rebuildable services once shared
+				p.cannotPublish(t, "$JS.API.STREAM.DELETE.OBJ_"+events.LegacyBucketViews)
 			}
 			p.cannotPublish(t, "$JS.API.STREAM.CREATE.EVIL")
 			p.cannotPublish(t, "$JS.API.CONSUMER.DELETE."+events.StreamCheckout+"."+events.ServiceCoordinator)

@@ -98,7 +98,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	}
 	published := len(w.All(""))
 
-	for _, name := range slices.Sorted(maps.Keys(Rebuildable)) {
+	for _, name := range slices.Sorted(maps.Keys(events.Rebuildable)) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(dirs[name], name+".db")
 			systems[name].Stop()

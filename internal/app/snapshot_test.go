@@ -74,11 +74,15 @@ func TestLostViewRestoredFromSnapshot(t *testing.T) {
 	}
 	run("co-snap", checkouts)
 	ctx := context.Background()
-	views, err := env.JS.ObjectStore(ctx, events.BucketViews)
-	if err != nil {
-		t.Fatal(err)
+	views := map[string]jetstream.ObjectStore{} // each service's bucket
+	for name := range events.Rebuildable {
+		obs, err := env.JS.ObjectStore(ctx, events.ViewsBucket(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		views[name] = obs
 	}
-	rebuildable := slices.Sorted(maps.Keys(Rebuildable))
+	rebuildable := slices.Sorted(maps.Keys(events.Rebuildable))
 	for _, name := range rebuildable {
 		cons, err := env.JS.Consumer(ctx, events.StreamCheckout, name)
 		if err != nil {
@@ -88,7 +92,7 @@ func TestLostViewRestoredFromSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		natstest.Eventually(t, wait, func() bool { return snapshotOf(views, name) >= info.AckFloor.Stream },
+		natstest.Eventually(t, wait, func() bool { return snapshotOf(views[name], name) >= info.AckFloor.Stream },
 			"%s's snapshot does not cover its ack floor %d", name, info.AckFloor.Stream)
 		// No snapshot from now on: what runs next is after it.
 		systems[name].Stop()
@@ -138,14 +142,14 @@ func TestLostViewRestoredFromSnapshot(t *testing.T) {
 				t.Errorf("%s replayed %d messages after its snapshot; want those of the 3 checkouts after it", name, fromSnapshot)
 			}
 
-			// Another service's snapshot, signed by that service, under this one's name.
+			// Another service's snapshot, signed by that service, under this one's name in its bucket.
 			other := rebuildable[(i+1)%len(rebuildable)]
-			res, err := views.Get(ctx, other)
+			res, err := views[other].Get(ctx, other)
 			if err != nil {
 				t.Fatal(err)
 			}
 			info, _ := res.Info()
-			if _, err := views.Put(ctx, jetstream.ObjectMeta{Name: name, Headers: info.Headers}, res); err != nil {
+			if _, err := views[name].Put(ctx, jetstream.ObjectMeta{Name: name, Headers: info.Headers}, res); err != nil {
 				t.Fatal(err)
 			}
 			res.Close()
@@ -168,7 +172,7 @@ func TestLostViewRestoredFromSnapshot(t *testing.T) {
 	}
 }
 
-// snapshotOf is the stream sequence name's snapshot covers, 0 when it has none.
+// snapshotOf is the stream sequence name's snapshot in views covers, 0 when it has none.
 func snapshotOf(views jetstream.ObjectStore, name string) uint64 {
 	info, err := views.GetInfo(context.Background(), name)
 	if err != nil {

@@ -8,11 +8,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jetcheckout/jetcheckout/internal/app"
+	"github.com/jetcheckout/jetcheckout/events"
 )
 
 // killer SIGKILLs a random service, or the nats-server, about every `every`, and lets it
-// start again after a random pause; a service whose file is a view (app.Rebuildable) may
+// start again after a random pause; a service whose file is a view (events.Rebuildable) may
 // lose its data directory too, and must rebuild it from its snapshot and the stream.
 type killer struct {
 	stack *stack
@@ -47,7 +47,7 @@ func (k *killer) run(ctx context.Context) {
 		if k.rand.Float64() >= natsShare {
 			name := names[k.rand.IntN(len(names))]
 			victim, pause = k.stack.services[name], time.Duration(k.rand.Int64N(int64(3*time.Second)))
-			if app.Rebuildable[name] && k.rand.Float64() < wipeShare {
+			if events.Rebuildable[name] && k.rand.Float64() < wipeShare {
 				wipe = k.stack.dataDir(name)
 			}
 		}

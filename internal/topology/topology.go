@@ -56,7 +56,8 @@ func Replicas(n int) Option {
 }
 
 // Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE and DEADLETTER
-// streams, the checkouts bucket, the views bucket (snapshots), and the consumers of opts.
+// streams, the checkouts bucket, each rebuildable service's views bucket (its snapshots), and
+// the consumers of opts; and deletes the views bucket they once shared.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
 	for _, opt := range opts {
@@ -107,15 +108,45 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
 	}
-	if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
-		Bucket:      events.BucketViews,
-		Description: "Snapshots of the rebuildable services' views: one object per service, replaced at each snapshot.",
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.replicas,
-	}); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", events.BucketViews, err)
+	for _, service := range snapshotted() {
+		if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
+			Bucket:      events.ViewsBucket(service),
+			Description: "Snapshots of the " + service + " service's view: one object, replaced at each snapshot.",
+			Storage:     jetstream.FileStorage,
+			Replicas:    o.replicas,
+		}); err != nil {
+			return fmt.Errorf("ensure bucket %s: %w", events.ViewsBucket(service), err)
+		}
+	}
+	if err := deleteLegacyViews(ctx, js, o.changed); err != nil {
+		return err
 	}
 	return ensureConsumers(ctx, js, o)
+}
+
+// deleteLegacyViews deletes the bucket the rebuildable services once shared for their
+// snapshots: every one of them could read and purge it all. Nothing in it is needed: a
+// service with no snapshot in its own bucket replays the stream from its start.
+func deleteLegacyViews(ctx context.Context, js jetstream.JetStream, changed func(name, how string)) error {
+	err := js.DeleteObjectStore(ctx, events.LegacyBucketViews)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete the old bucket %s: %w", events.LegacyBucketViews, err)
+	}
+	return report(nil, changed, "OBJ_"+events.LegacyBucketViews, "deleted")
+}
+
+// snapshotted are the services that have a views bucket, in events.Services' order.
+func snapshotted() []string {
+	var names []string
+	for _, service := range events.Services {
+		if events.Rebuildable[service] {
+			names = append(names, service)
+		}
+	}
+	return names
 }
 
 // ensureObjectStore creates an Object Store bucket, or gives it more replicas (see
@@ -167,7 +198,16 @@ func checkoutStream(replicas int) jetstream.StreamConfig {
 }
 
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "OBJ_"+events.BucketViews)
+var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_"+events.BucketCheckouts), viewsStreams()...)
+
+// viewsStreams are the streams of the views buckets.
+func viewsStreams() []string {
+	var names []string
+	for _, service := range snapshotted() {
+		names = append(names, "OBJ_"+events.ViewsBucket(service))
+	}
+	return names
+}
 
 func timerStreams() []string {
 	var names []string

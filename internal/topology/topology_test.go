@@ -47,12 +47,41 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 	if _, err := env.JS.KeyValue(ctx, events.BucketCheckouts); err != nil {
 		t.Errorf("bucket: %v", err)
 	}
-	if _, err := env.JS.ObjectStore(ctx, events.BucketViews); err != nil {
-		t.Errorf("the views bucket: %v", err)
+	for service := range events.Rebuildable {
+		if _, err := env.JS.ObjectStore(ctx, events.ViewsBucket(service)); err != nil {
+			t.Errorf("%s's views bucket: %v", service, err)
+		}
 	}
 	ws, err := env.JS.Stream(ctx, events.StreamWarehouse)
 	if err != nil || ws.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
 		t.Errorf("WAREHOUSE stream: %v", err)
+	}
+}
+
+// The views bucket the rebuildable services once shared is deleted, with its snapshots: each
+// has its own bucket now, and a snapshot is only a shortcut of a rebuild.
+func TestEnsureDeletesTheSharedViewsBucket(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	old, err := env.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: events.LegacyBucketViews})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.PutString(ctx, events.ServiceOrders, "an old snapshot"); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	if err := topology.Ensure(ctx, env.JS, topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.ObjectStore(ctx, events.LegacyBucketViews); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("the shared views bucket after Ensure: %v, want it gone", err)
+	}
+	if want := "OBJ_" + events.LegacyBucketViews + " deleted"; len(changed) != 1 || changed[0] != want {
+		t.Errorf("changes reported: %v, want %q", changed, want)
+	}
+	if missing, err := topology.Missing(ctx, env.JS); err != nil || len(missing) != 0 {
+		t.Errorf("missing after Ensure: %v (%v)", missing, err)
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// snapshotBucket is the test runner's bucket of snapshots.
+var snapshotBucket = events.ViewsBucket(consumer)
+
 // snapshotRun: checkouts handled by a runner that snapshots its view, then more handled by
 // one that takes none, then the file lost. It returns the harness on the new, empty file,
 // the config to start its runner with (logging to logs), and the checkouts, those after
@@ -25,8 +28,12 @@ import (
 func snapshotRun(t *testing.T, before, after int) (*harness, Config, *natstest.LogBuffer, []string) {
 	t.Helper()
 	h := newHarness(t, &step{}, func(c *Config) {
-		c.Rebuild, c.Snapshots, c.SnapshotEvery = true, events.BucketViews, 20*time.Millisecond
+		c.Rebuild, c.Snapshots, c.SnapshotEvery = true, snapshotBucket, 20*time.Millisecond
 	})
+	// The setup role makes the rebuildable services' buckets only (topology.Ensure).
+	if _, err := h.env.JS.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: snapshotBucket}); err != nil {
+		t.Fatal(err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := h.runUntil(ctx)
 	var ids []string
@@ -66,7 +73,7 @@ func snapshotRun(t *testing.T, before, after int) (*harness, Config, *natstest.L
 // snapshotSeq is the stream sequence the runner's snapshot covers, 0 when there is none.
 func snapshotSeq(t *testing.T, h *harness) uint64 {
 	t.Helper()
-	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	obs, err := h.env.JS.ObjectStore(context.Background(), snapshotBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +131,7 @@ func TestRebuildRestoresSnapshot(t *testing.T) {
 	if !strings.Contains(logs.String(), "view restored from its snapshot") {
 		t.Fatal("the view was not restored from its snapshot")
 	}
-	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	obs, err := h.env.JS.ObjectStore(context.Background(), snapshotBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +157,7 @@ func TestRebuildRestoresSnapshot(t *testing.T) {
 func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 	h, cfg, logs, ids := snapshotRun(t, 4, 2)
 	ctx := context.Background()
-	obs, err := h.env.JS.ObjectStore(ctx, events.BucketViews)
+	obs, err := h.env.JS.ObjectStore(ctx, snapshotBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +193,7 @@ func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 // With no snapshot in the bucket the rebuild replays from the stream's start, saying so.
 func TestRebuildWithoutSnapshot(t *testing.T) {
 	h, cfg, logs, ids := snapshotRun(t, 3, 2)
-	obs, err := h.env.JS.ObjectStore(context.Background(), events.BucketViews)
+	obs, err := h.env.JS.ObjectStore(context.Background(), snapshotBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
