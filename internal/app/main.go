@@ -28,6 +28,9 @@ const usage = `usage: jetcheckout <command>
   setup [-once]        as the setup user, create or update the streams and the bucket (which no
                        service may), then keep them so (restoring any change) until stopped
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
+  nats-server --config FILE
+                       nats-server from its configuration file (what the compose stack runs),
+                       restarting JetStream once a full disk has room again, else exiting 1
   events               print the event catalog as a Markdown table
   healthcheck [URL]    exit 0 when URL (default: this container's HEALTH_ADDR) answers 2xx
   nats-config          print nats-server's accounts block: one user per service, derived from events/
@@ -131,6 +134,12 @@ func run(ctx context.Context, unhook func(), args []string, getenv func(string) 
 			return 2
 		}
 		err = runSetup(ctx, cfg, log, h, len(args) > 1 && args[1] == "-once")
+	case "nats-server":
+		file, ferr := natsServerFlags(args[1:], stderr)
+		if ferr != nil {
+			return 2
+		}
+		err = serveNATS(ctx, unhook, file, log)
 	case "stripe-emulator":
 		h.set(func(ctx context.Context) error { return dialable(ctx, cfg.StripeEmulatorAddr) })
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)
