@@ -24,9 +24,10 @@ CHROMIUM_NOTE = if command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; t
 	echo "browser test: chromium found; screenshots in .artifacts/browser/"; \
 	else echo "browser test SKIPPED: no chromium (make chromium, or apt-get install -y chromium)"; fi
 
-# The disk-full test (internal/app TestDiskFullRecovers) mounts a 64 MB tmpfs: root only.
-DISKFULL_NOTE = if [ "$$(id -u)" = 0 ]; then echo "disk-full test: run as root (it skips, saying why, only if mount fails)"; \
-	else echo "disk-full test SKIPPED: it mounts a tmpfs, which needs root"; fi
+# The disk-full tests (internal/app TestDiskFullRecovers, TestNATSServerRecoversDiskFull) mount a
+# small tmpfs: root only.
+DISKFULL_NOTE = if [ "$$(id -u)" = 0 ]; then echo "disk-full tests: run as root (they skip, saying why, only if mount fails)"; \
+	else echo "disk-full tests SKIPPED: they mount a tmpfs, which needs root"; fi
 
 ## chromium: install Debian's chromium for the browser test (needs apt-get and root)
 chromium:
