@@ -24,9 +24,10 @@ CHROMIUM_NOTE = if command -v chromium >/dev/null 2>&1 || [ -n "$$CHROMIUM" ]; t
 	echo "browser test: chromium found; screenshots in .artifacts/browser/"; \
 	else echo "browser test SKIPPED: no chromium (make chromium, or apt-get install -y chromium)"; fi
 
-# The disk-full test (internal/app TestDiskFullRecovers) mounts a 64 MB tmpfs: root only.
-DISKFULL_NOTE = if [ "$$(id -u)" = 0 ]; then echo "disk-full test: run as root (it skips, saying why, only if mount fails)"; \
-	else echo "disk-full test SKIPPED: it mounts a tmpfs, which needs root"; fi
+# The disk-full tests (internal/app TestDiskFullRecovers, TestNATSServerRecoversDiskFull) mount a
+# small tmpfs: root only.
+DISKFULL_NOTE = if [ "$$(id -u)" = 0 ]; then echo "disk-full tests: run as root (they skip, saying why, only if mount fails)"; \
+	else echo "disk-full tests SKIPPED: they mount a tmpfs, which needs root"; fi
 
 ## chromium: install Debian's chromium for the browser test (needs apt-get and root)
 chromium:
@@ -70,14 +71,12 @@ events-doc:
 
 # ---- Docker: the compose stack (README.md, "Docker") ----------------------------------
 # Nothing is pulled: every image is FROM scratch with binaries built here from the modules
-# go.mod and tools/ pin. The compose file defaults to the official nats and mailpit images;
-# these targets point it at the local builds.
+# go.mod and tools/ pin. The jetcheckout image runs NATS too (`jetcheckout nats-server`); the
+# compose file defaults to the official mailpit image, and these targets point it at the local build.
 
 PROJECT ?= jetcheckout
 JETCHECKOUT_IMAGE ?= jetcheckout:local
-NATS_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 MAILPIT_VERSION = $(shell cd tools/mailpit && $(GO) list -m -f '{{.Version}}' github.com/axllent/mailpit)
-NATS_IMAGE ?= jetcheckout/nats-server:$(NATS_VERSION:v%=%)-local
 MAILPIT_IMAGE ?= jetcheckout/mailpit:$(MAILPIT_VERSION:v%=%)-local
 IMAGE_CONTEXT := bin/docker
 SECRETS := deploy/secrets
@@ -91,9 +90,9 @@ COMPOSE_FOUND = $(eval COMPOSE_FOUND := $$(shell if docker compose version >/dev
 	elif docker-compose version >/dev/null 2>&1; then echo docker-compose; fi))$(COMPOSE_FOUND)
 COMPOSE ?= $(or $(COMPOSE_FOUND),bin/docker-compose)
 COMPOSE_FILES = -f docker-compose.yml $(if $(TLS),-f deploy/compose.tls.yml)
-COMPOSE_ENV = JETCHECKOUT_IMAGE=$(JETCHECKOUT_IMAGE) NATS_IMAGE=$(NATS_IMAGE) MAILPIT_IMAGE=$(MAILPIT_IMAGE)
+COMPOSE_ENV = JETCHECKOUT_IMAGE=$(JETCHECKOUT_IMAGE) MAILPIT_IMAGE=$(MAILPIT_IMAGE)
 
-## images: jetcheckout (every service, by command), nats-server and mailpit, FROM scratch
+## images: jetcheckout (every service and nats-server, by command) and mailpit, FROM scratch
 images:
 	@test -f /etc/ssl/certs/ca-certificates.crt || { echo "no /etc/ssl/certs/ca-certificates.crt on this host"; exit 1; }
 	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/etc/ssl/certs $(IMAGE_CONTEXT)/data $(IMAGE_CONTEXT)/tmp
@@ -101,12 +100,10 @@ images:
 	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/etc/ssl/certs/
 	chmod 1777 $(IMAGE_CONTEXT)/tmp
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(IMAGE_CONTEXT)/jetcheckout ./cmd/jetcheckout
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o $(IMAGE_CONTEXT)/nats-server github.com/nats-io/nats-server/v2
 	cd tools/mailpit && CGO_ENABLED=0 $(GO) build -trimpath \
 		-ldflags="-s -X github.com/axllent/mailpit/config.Version=$(MAILPIT_VERSION)" \
 		-o ../../$(IMAGE_CONTEXT)/mailpit github.com/axllent/mailpit
 	docker build -q -f deploy/Dockerfile --target jetcheckout -t $(JETCHECKOUT_IMAGE) $(IMAGE_CONTEXT)
-	docker build -q -f deploy/Dockerfile --target nats -t $(NATS_IMAGE) $(IMAGE_CONTEXT)
 	docker build -q -f deploy/Dockerfile --target mailpit -t $(MAILPIT_IMAGE) $(IMAGE_CONTEXT)
 
 ## secrets: a random password per NATS user and a signing key per service in deploy/secrets/*.env (git-ignored; kept once made)

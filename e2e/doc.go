@@ -8,5 +8,5 @@
 // It reads E2E_COMPOSE (the Compose command, default "docker compose"), E2E_COMPOSE_FILES
 // (default "-f docker-compose.yml"), E2E_NATS_CLI (default "go tool nats"), E2E_PROJECT
 // (default jetcheckout-e2e) and E2E_TLS (non-empty: NATS over TLS); the image variables
-// (JETCHECKOUT_IMAGE, NATS_IMAGE, MAILPIT_IMAGE) pass through to Compose.
+// (JETCHECKOUT_IMAGE, MAILPIT_IMAGE) pass through to Compose.
 package e2e

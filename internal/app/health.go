@@ -167,22 +167,16 @@ func local(addr string) string {
 }
 
 // Healthcheck is the `healthcheck` command, for images with no curl or wget: GET the URL
-// (by default this process's HEALTH_ADDR) and exit 0 on a 2xx answer, 1 otherwise.
-// It accepts and ignores wget's -q, --spider and -O FILE, so the same binary can stand in
-// for wget in a healthcheck written for an image that has one.
+// (by default this process's HEALTH_ADDR; the nats service's is nats-server's /healthz)
+// and exit 0 on a 2xx answer, 1 otherwise.
 func Healthcheck(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	var url string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "-q" || a == "--spider" || a == "-S":
-		case a == "-O":
-			i++
-		case strings.HasPrefix(a, "-"):
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
 			fmt.Fprintf(stderr, "healthcheck: unknown flag %s\n", a)
 			return 2
-		default:
-			url = a
 		}
+		url = a
 	}
 	if url == "" {
 		addr := getenv("HEALTH_ADDR")

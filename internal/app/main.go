@@ -32,6 +32,9 @@ const usage = `usage: jetcheckout <command>
                        any change) until stopped; -migrate, as the operator, first migrates a
                        CHECKOUT stream made before the timer streams
   stripe-emulator      the Stripe test-mode emulator alone, on STRIPE_EMULATOR_LISTEN
+  nats-server --config FILE
+                       nats-server from its configuration file (what the compose stack runs),
+                       restarting JetStream once a full disk has room again, else exiting 1
   events               print the event catalog as a Markdown table
   healthcheck [URL]    exit 0 when URL (default: this container's HEALTH_ADDR) answers 2xx
   nats-config          print nats-server's accounts block: one user per service, derived from events/
@@ -135,6 +138,12 @@ func run(ctx context.Context, unhook func(), args []string, getenv func(string) 
 			return 2
 		}
 		err = runSetup(ctx, cfg, log, h, slices.Contains(args[1:], "-once"), slices.Contains(args[1:], "-migrate"))
+	case "nats-server":
+		file, ferr := natsServerFlags(args[1:], stderr)
+		if ferr != nil {
+			return 2
+		}
+		err = serveNATS(ctx, unhook, file, log)
 	case "stripe-emulator":
 		h.set(func(ctx context.Context) error { return dialable(ctx, cfg.StripeEmulatorAddr) })
 		err = stripeemu.ListenAndServe(ctx, cfg.StripeEmulatorAddr, log)

@@ -55,7 +55,7 @@ func Start(cfg Config) (*server.Server, error) {
 		return nil, fmt.Errorf("natsserver: %w", err)
 	}
 	if cfg.Log != nil {
-		s.SetLoggerV2(slogLogger{cfg.Log}, cfg.Log.Enabled(context.Background(), slog.LevelDebug), false, false)
+		s.SetLoggerV2(slogLogger{log: cfg.Log}, cfg.Log.Enabled(context.Background(), slog.LevelDebug), false, false)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {

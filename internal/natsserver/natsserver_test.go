@@ -3,6 +3,8 @@ package natsserver_test
 import (
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +43,34 @@ func TestServerLogsToSlog(t *testing.T) {
 	}
 	if strings.Contains(log, "level=DEBUG") {
 		t.Errorf("debug lines at level info:\n%s", log)
+	}
+}
+
+// LoadConfig reads a file as `nats-server --config` does (includes beside it, variables from
+// the environment) and leaves the signals to the caller and tracing off.
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("main.conf", "server_name: $JC_TEST_NAME\ntrace: true\njetstream { store_dir: /data/js, sync_interval: always }\ninclude ./users.conf\n")
+	write("users.conf", "authorization { user: a, password: $JC_TEST_PASSWORD }\n")
+	t.Setenv("JC_TEST_NAME", "nats-2")
+	t.Setenv("JC_TEST_PASSWORD", "s3cret")
+	opts, err := natsserver.LoadConfig(filepath.Join(dir, "main.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.ServerName != "nats-2" || opts.Password != "s3cret" || !opts.JetStream || opts.StoreDir != "/data/js" || !opts.SyncAlways {
+		t.Errorf("options: name %q, password %q, jetstream %v in %q, sync always %v", opts.ServerName, opts.Password, opts.JetStream, opts.StoreDir, opts.SyncAlways)
+	}
+	if !opts.NoSigs || opts.Trace {
+		t.Errorf("NoSigs %v, Trace %v: want the caller's signals and no tracing", opts.NoSigs, opts.Trace)
+	}
+	write("bad.conf", "port: $JC_TEST_UNSET_VARIABLE\n")
+	if _, err := natsserver.LoadConfig(filepath.Join(dir, "bad.conf")); err == nil {
+		t.Errorf("a variable set nowhere was accepted")
 	}
 }
