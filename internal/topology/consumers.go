@@ -49,7 +49,7 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 	paused := func(c jetstream.ConsumerConfig) bool { return c.PauseUntil != nil && !c.PauseUntil.IsZero() }
 	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
 		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending) &&
-		have.MaxDeliver == want.MaxDeliver && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
+		unlimited(int64(have.MaxDeliver)) == unlimited(int64(want.MaxDeliver)) && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
 		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want)
 }
 

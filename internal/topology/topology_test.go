@@ -152,4 +152,17 @@ func TestEnsureRestoresAConsumer(t *testing.T) {
 	if _, err := topology.Bind(ctx, env.JS, events.StreamCheckout, want); err != nil {
 		t.Errorf("bind: %v", err)
 	}
+	// A consumer that leaves limits to the server's defaults (the API's) is not "restored"
+	// every time: the server's -1 is the unset 0.
+	api := jetstream.ConsumerConfig{Durable: "api", FilterSubjects: []string{events.CheckoutSubjects}, AckPolicy: jetstream.AckAllPolicy,
+		AckWait: 30 * time.Second, MaxAckPending: 1024}
+	changed = nil
+	for range 2 {
+		if err := topology.Ensure(ctx, env.JS, topology.Consumers(api), topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(changed) != 1 {
+		t.Errorf("two Ensures of a new consumer changed %v, want it created once", changed)
+	}
 }
