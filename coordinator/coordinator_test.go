@@ -396,7 +396,7 @@ func TestRequestReusedForOtherContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := "co_reused"
-	addr := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "CA", PostalCode: "12345", Country: "US"}
+	addr := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", State: "CA", PostalCode: "12345", Country: "US"}
 	req := events.CheckoutRequest{CheckoutID: id, CartID: "cart_1", CustomerID: "cus_1", CustomerEmail: "ada@example.com",
 		PaymentMethodID: "pm_card_visa", ShippingAddress: addr, BillingAddress: addr}
 	first, _ := json.Marshal(req)

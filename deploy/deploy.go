@@ -6,7 +6,8 @@
 //     stock, each only into an empty store (first start). "hoodie-saga" has 3 units, to show
 //     checkouts competing for the last ones; "poster-route66" is sold in USD only, to show
 //     a currency mismatch.
-//   - demo/rates.json: tax rates by country with optional per-region overrides, and
+//   - demo/rates.json: tax rates by country with optional per-state overrides ("states";
+//     "regions", its old name, is still read), and
 //     shipping rates by currency with optional per-country overrides. A destination
 //     country without a tax rate is not shipped to.
 //

@@ -347,7 +347,7 @@ func (s *stack) waitFor(id string, timeout time.Duration, types ...events.Subjec
 	}
 }
 
-var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 
 // createCart asks the catalog for a cart, as the operator, through the CLI.
 func (s *stack) createCart(product string, qty int) events.Cart {

@@ -11,7 +11,7 @@ import (
 // benchOrder is an order.created envelope as the checkout makes it (three lines).
 func benchOrder(b *testing.B) []byte {
 	b.Helper()
-	addr := Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+	addr := Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 	line := Line{ProductID: "tee-jetstream", Name: "JetStream tee", Quantity: 1, UnitPrice: decimal.RequireFromString("25.00"), Total: decimal.RequireFromString("25.00")}
 	q := Quote{CartID: "cart_1", CustomerID: "cus_1", CustomerEmail: "ada@example.com", PaymentMethodID: "pm_card_visa",
 		ShippingAddress: addr, BillingAddress: addr, Currency: "USD", Lines: []Line{line, line, line},

@@ -68,8 +68,16 @@ func Must(checkoutID string, typ Subject, payload any) Envelope {
 
 // Decode parses an envelope strictly: unknown fields, a missing ID, type or checkout ID,
 // an unknown schema version or a type that differs from the subject it came on are errors
-// wrapping ErrMalformed.
+// wrapping ErrMalformed. Errors read "<subject>: malformed event: <why>".
 func Decode(subject string, data []byte) (Envelope, error) {
+	e, err := decode(subject, data)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("%s: %w", subject, err)
+	}
+	return e, nil
+}
+
+func decode(subject string, data []byte) (Envelope, error) {
 	var e Envelope
 	if err := strictUnmarshal(data, &e); err != nil {
 		return Envelope{}, err
@@ -104,17 +112,24 @@ func (e Envelope) derivedID() bool {
 func (e Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
 
 // DecodePayload decodes the payload strictly into v and validates it when v has a
-// Validate method. Errors wrap ErrMalformed.
+// Validate method. Errors wrap ErrMalformed and read "<subject> payload: malformed event:
+// <why>".
 func (e Envelope) DecodePayload(v any) error {
 	if err := strictUnmarshal(e.Payload, v); err != nil {
-		return fmt.Errorf("%s payload: %w", e.Type, err)
+		return payloadError(e.Type, err)
 	}
 	if val, ok := v.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {
-			return fmt.Errorf("%w: %s payload: %w", ErrMalformed, e.Type, err)
+			return payloadError(e.Type, fmt.Errorf("%w: %w", ErrMalformed, err))
 		}
 	}
 	return nil
+}
+
+// payloadError puts the subject in front of err, which wraps ErrMalformed: every event
+// error reads "<where>: <sentinel>: <why>", whatever found it.
+func payloadError(typ Subject, err error) error {
+	return fmt.Errorf("%s payload: %w", typ, err)
 }
 
 // DecodeStrict decodes data into v the way payloads are decoded: unknown fields, wrong
@@ -130,10 +145,15 @@ func strictUnmarshal(data []byte, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
+		var unknown *UnknownFieldsError
+		switch {
+		case errors.As(err, &typeErr):
 			return fmt.Errorf("%w: field %q must be %s, not %s", ErrMalformed, typeErr.Field, typeErr.Type, typeErr.Value)
+		case errors.As(err, &unknown):
+			return fmt.Errorf("%w: %w", ErrMalformed, unknown)
 		}
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		// The decoder's "json: " says nothing the sentinel does not.
+		return fmt.Errorf("%w: %s", ErrMalformed, strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: trailing data after the JSON object", ErrMalformed)

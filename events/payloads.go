@@ -1,17 +1,52 @@
 package events
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
 )
 
-// Address is a postal address. Country is an ISO 3166-1 alpha-2 code; tax and shipping
-// rates are looked up by Country and Region.
+// Address is a postal address in Stripe's Address shape. Country is an ISO 3166-1 alpha-2
+// code; tax and shipping rates are looked up by Country and State (a state, province or
+// region). Events written before State was named so say "region": UnmarshalJSON reads
+// both spellings.
 type Address struct {
+	Name       string `json:"name,omitempty"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2,omitempty"`
+	City       string `json:"city"`
+	State      string `json:"state,omitempty"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+	// spelledRegion: decoded from the old spelling, and encoded back in it, so that a
+	// replay re-encodes an old event byte for byte (rebuilds compare the bytes).
+	spelledRegion bool
+}
+
+// addressFields are the fields an address may have, as UnknownFieldsError lists them.
+var addressFields = []string{"name", "line1", "line2", "city", "state", "region", "postal_code", "country"}
+
+// addressIn is every spelling an address is read in.
+type addressIn struct {
+	Name       string `json:"name"`
+	Line1      string `json:"line1"`
+	Line2      string `json:"line2"`
+	City       string `json:"city"`
+	State      string `json:"state"`
+	Region     string `json:"region"` // the old name of state
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+}
+
+// addressWithRegion is an address encoded in the old spelling, field for field.
+type addressWithRegion struct {
 	Name       string `json:"name,omitempty"`
 	Line1      string `json:"line1"`
 	Line2      string `json:"line2,omitempty"`
@@ -19,6 +54,84 @@ type Address struct {
 	Region     string `json:"region,omitempty"`
 	PostalCode string `json:"postal_code"`
 	Country    string `json:"country"`
+}
+
+// UnmarshalJSON reads an address strictly: unknown fields are an *UnknownFieldsError
+// naming them all, and "region" is read as State when "state" is absent (both, differing,
+// are an error).
+func (a *Address) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	var in addressIn
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		if unknown := unknownKeys(data, addressFields); len(unknown) > 0 {
+			return &UnknownFieldsError{Fields: unknown}
+		}
+		return err
+	}
+	if in.State != "" && in.Region != "" && in.State != in.Region {
+		return fmt.Errorf("address has state %q and region %q: region is the old name of state, send state only", in.State, in.Region)
+	}
+	*a = Address{Name: in.Name, Line1: in.Line1, Line2: in.Line2, City: in.City, State: in.State,
+		PostalCode: in.PostalCode, Country: in.Country}
+	if in.State == "" && in.Region != "" {
+		a.State, a.spelledRegion = in.Region, true
+	}
+	return nil
+}
+
+// MarshalJSON writes "state", or "region" for an address read in that spelling.
+func (a Address) MarshalJSON() ([]byte, error) {
+	if a.spelledRegion {
+		return json.Marshal(addressWithRegion{Name: a.Name, Line1: a.Line1, Line2: a.Line2, City: a.City,
+			Region: a.State, PostalCode: a.PostalCode, Country: a.Country})
+	}
+	type plain Address // without the methods
+	return json.Marshal(plain(a))
+}
+
+// Canonical is the address in today's spelling: equal addresses are equal structs.
+func (a Address) Canonical() Address {
+	a.spelledRegion = false
+	return a
+}
+
+// UnknownFieldsError names the fields of an address that no address has.
+type UnknownFieldsError struct {
+	Fields []string // with their path when known: shipping_address.county
+}
+
+func (e *UnknownFieldsError) Error() string {
+	quoted := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		quoted[i] = strconv.Quote(f)
+	}
+	noun := "field"
+	if len(quoted) > 1 {
+		noun = "fields"
+	}
+	return fmt.Sprintf("unknown address %s %s (an address has name, line1, line2, city, state, postal_code and country)",
+		noun, strings.Join(quoted, ", "))
+}
+
+// unknownKeys lists, sorted, the keys of the JSON object data that match none of known (as
+// the decoder matches them: ignoring case); none when data is no object.
+func unknownKeys(data []byte, known []string) []string {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(data, &obj) != nil {
+		return nil
+	}
+	var unknown []string
+	for k := range obj {
+		if !slices.ContainsFunc(known, func(f string) bool { return strings.EqualFold(f, k) }) {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 func (a Address) validate(field string) error {

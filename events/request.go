@@ -215,13 +215,42 @@ func ParseRequest(e Envelope) (CheckoutRequest, error) {
 		if err == nil {
 			err = errors.New("not a JSON object")
 		}
-		return CheckoutRequest{}, fmt.Errorf("%w: checkout.requested must be a JSON object: %v", ErrMalformed, err)
+		return CheckoutRequest{}, payloadError(e.Type, fmt.Errorf("%w: it must be a JSON object: %v", ErrMalformed, err))
 	}
-	var r CheckoutRequest
-	if err := e.DecodePayload(&r); err != nil {
-		return CheckoutRequest{}, err
+	r, err := DecodeRequest(e.Payload)
+	if err == nil {
+		if err = r.Validate(); err != nil {
+			err = fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+	}
+	if err != nil {
+		return CheckoutRequest{}, payloadError(e.Type, err)
 	}
 	return r, nil
+}
+
+// DecodeRequest decodes a checkout request strictly, as checkout.requested's payload is
+// decoded, without validating it. Unknown fields of its addresses are an
+// *UnknownFieldsError naming each with its path (shipping_address.county); errors wrap
+// ErrMalformed.
+func DecodeRequest(data []byte) (CheckoutRequest, error) {
+	var r CheckoutRequest
+	err := strictUnmarshal(data, &r)
+	if unknown := (*UnknownFieldsError)(nil); errors.As(err, &unknown) {
+		var top map[string]json.RawMessage
+		_ = json.Unmarshal(data, &top) // it decoded as far as an address: it is an object
+		var paths []string
+		for key, addr := range top {
+			if strings.EqualFold(key, "shipping_address") || strings.EqualFold(key, "billing_address") {
+				for _, f := range unknownKeys(addr, addressFields) {
+					paths = append(paths, strings.ToLower(key)+"."+f)
+				}
+			}
+		}
+		slices.Sort(paths)
+		return CheckoutRequest{}, fmt.Errorf("%w: %w", ErrMalformed, &UnknownFieldsError{Fields: paths})
+	}
+	return r, err
 }
 
 // Mailbox makes the spellings of one mailbox one key, "" for what is no address:

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -146,5 +147,61 @@ func TestRequestReturnURLSyntax(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("return_url %q: %v, want ok %v", raw, err, ok)
 		}
+	}
+}
+
+// Addresses are Stripe's shape: state (region is its old name, still read), line2.
+func TestRequestAddresses(t *testing.T) {
+	withState := strings.Replace(goodRequest, `"region":"CA"`, `"state":"CA","line2":"Apt 4"`, 1)
+	for name, body := range map[string]string{"state": withState, "region": goodRequest} {
+		r, err := ParseRequest(RequestEnvelope([]byte(body), Origin{}))
+		if err != nil || r.ShippingAddress.State != "CA" {
+			t.Fatalf("%s: %+v, %v; want state CA", name, r.ShippingAddress, err)
+		}
+		if name == "state" && r.ShippingAddress.Line2 != "Apt 4" {
+			t.Errorf("line2 lost: %+v", r.ShippingAddress)
+		}
+	}
+	same := strings.Replace(goodRequest, `"region":"CA"`, `"region":"CA","state":"CA"`, 1)
+	if r, err := ParseRequest(RequestEnvelope([]byte(same), Origin{})); err != nil || r.ShippingAddress.State != "CA" {
+		t.Errorf("state and region agreeing: %+v, %v", r.ShippingAddress, err)
+	}
+	differ := strings.Replace(goodRequest, `"region":"CA"`, `"region":"CA","state":"NY"`, 1)
+	if _, err := ParseRequest(RequestEnvelope([]byte(differ), Origin{})); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "send state only") {
+		t.Errorf("state and region differing: %v, want a refusal", err)
+	}
+
+	// Unknown fields of an address are named, each with its path, in one error.
+	unknown := strings.Replace(goodRequest, `"region":"CA"`, `"region":"CA","county":"SF","Floor":"3"`, 1)
+	unknown = strings.Replace(unknown, `"country":"US"}}`, `"country":"US","zip":"1"}}`, 1)
+	_, err := ParseRequest(RequestEnvelope([]byte(unknown), Origin{}))
+	var fields *UnknownFieldsError
+	if !errors.Is(err, ErrMalformed) || !errors.As(err, &fields) ||
+		strings.Join(fields.Fields, " ") != "billing_address.zip shipping_address.Floor shipping_address.county" {
+		t.Fatalf("unknown address fields: %v (%+v)", err, fields)
+	}
+	if want := `checkout.requested payload: malformed event: unknown address fields "billing_address.zip", "shipping_address.Floor"`; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q, want it to start %q", err, want)
+	}
+}
+
+// An event written with "region" is read, and written back byte for byte: a rebuild
+// compares the bytes of what it computes again with the stream's.
+func TestAddressOldSpellingRoundTrips(t *testing.T) {
+	old := `{"name":"Ada","line1":"1 Main St","city":"Springfield","region":"CA","postal_code":"12345","country":"US"}`
+	var a Address
+	if err := json.Unmarshal([]byte(old), &a); err != nil || a.State != "CA" {
+		t.Fatalf("old spelling: %+v, %v", a, err)
+	}
+	if again, _ := json.Marshal(a); string(again) != old {
+		t.Errorf("re-encoded as %s, want %s", again, old)
+	}
+	if again, _ := json.Marshal(a.Canonical()); !strings.Contains(string(again), `"state":"CA"`) || strings.Contains(string(again), "region") {
+		t.Errorf("canonical form %s, want state", again)
+	}
+	var q Quote
+	err := strictUnmarshal([]byte(`{"shipping_address":{"line1":"x","city":"y","postal_code":"1","country":"US","suburb":"z"}}`), &q)
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), `"suburb"`) {
+		t.Errorf("an unknown field in an event's address: %v, want it named", err)
 	}
 }

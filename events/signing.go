@@ -31,7 +31,8 @@ const (
 
 // ErrForged marks an event whose origin is not its producer: unsigned, signed by another
 // service or with a key nobody holds, or fired from another service's schedule. Like
-// ErrMalformed, retrying it cannot help.
+// ErrMalformed, retrying it cannot help. Errors read "<subject>: malformed event: not from
+// its producer: <why>", the shape of every event error.
 var ErrForged = fmt.Errorf("%w: not from its producer", ErrMalformed)
 
 // anyService signs the events every service may publish (checkout.stuck, checkout.rejected).
@@ -172,18 +173,18 @@ func (k *Keys) SignFor(service, purpose string, data []byte) (string, error) {
 // wrap ErrForged.
 func (k *Keys) VerifyFrom(service, purpose, signature string, data []byte) error {
 	if strings.HasPrefix(purpose, "checkout.") {
-		return fmt.Errorf("%w: %s is an event's subject, not a purpose", ErrForged, purpose)
+		return fmt.Errorf("%s: %w: an event's subject, not a purpose", purpose, ErrForged)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(signature)
 	if err != nil || signature == "" {
-		return fmt.Errorf("%w: %s: no base64url signature", ErrForged, purpose)
+		return fmt.Errorf("%s: %w: no base64url signature", purpose, ErrForged)
 	}
 	for _, pub := range k.public[service] {
 		if ed25519.Verify(pub, signed(Subject(purpose), data), sig) {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: %s: the signature is not %s's", ErrForged, purpose, service)
+	return fmt.Errorf("%s: %w: the signature is not %s's", purpose, ErrForged, service)
 }
 
 // Header is a new message header carrying the signature of service's event of subject:
@@ -236,17 +237,17 @@ func (k *Keys) Verify(subject Subject, signer, signature string, data []byte) er
 	want, declared := SignerOf(subject)
 	switch {
 	case !declared:
-		return fmt.Errorf("%w: %s is no event of the flow", ErrForged, subject)
+		return fmt.Errorf("%s: %w: no event of the flow", subject, ErrForged)
 	case want == "":
 		return nil // checkout.requested: anyone's, validated by what it holds
 	case signer == "" || signature == "":
-		return fmt.Errorf("%w: %s is not signed (want %s's signature)", ErrForged, subject, producerName(want))
+		return fmt.Errorf("%s: %w: not signed (want %s's signature)", subject, ErrForged, producerName(want))
 	case want != anyService && signer != want:
-		return fmt.Errorf("%w: %s signed by %q, but only %s publishes it", ErrForged, subject, signer, want)
+		return fmt.Errorf("%s: %w: signed by %q, but only %s publishes it", subject, ErrForged, signer, want)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(signature)
 	if err != nil {
-		return fmt.Errorf("%w: %s: the signature is not base64url", ErrForged, subject)
+		return fmt.Errorf("%s: %w: the signature is not base64url", subject, ErrForged)
 	}
 	for _, pub := range k.public[signer] {
 		if ed25519.Verify(pub, signed(subject, data), sig) {
@@ -254,9 +255,9 @@ func (k *Keys) Verify(subject Subject, signer, signature string, data []byte) er
 		}
 	}
 	if len(k.public[signer]) == 0 {
-		return fmt.Errorf("%w: %s signed by %q, which has no public key here", ErrForged, subject, signer)
+		return fmt.Errorf("%s: %w: signed by %q, which has no public key here", subject, ErrForged, signer)
 	}
-	return fmt.Errorf("%w: %s: the signature is not %s's", ErrForged, subject, signer)
+	return fmt.Errorf("%s: %w: the signature is not %s's", subject, ErrForged, signer)
 }
 
 // CheckScheduler refuses an event the server fired from a schedule other than its own: a
@@ -271,10 +272,10 @@ func CheckScheduler(in Envelope, scheduler string) error {
 	name := strings.TrimPrefix(string(in.Type), "checkout.")
 	if in.Schedule == nil || scheduler != in.ScheduleSubject() ||
 		(in.Schedule.Key != name && !strings.HasPrefix(in.Schedule.Key, name+".")) {
-		return fmt.Errorf("%w: %s fired by the schedule %s, which is not its own", ErrForged, in.Type, scheduler)
+		return fmt.Errorf("%s: %w: fired by the schedule %s, which is not its own", in.Type, ErrForged, scheduler)
 	}
 	if !origins()[in.Type].scheduled {
-		return fmt.Errorf("%w: %s is never scheduled, but came from the schedule %s", ErrForged, in.Type, scheduler)
+		return fmt.Errorf("%s: %w: never scheduled, but came from the schedule %s", in.Type, ErrForged, scheduler)
 	}
 	return nil
 }

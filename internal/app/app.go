@@ -271,7 +271,7 @@ Quickstart: watch every event in a second terminal,
 then in a third create a cart and check it out:
   go tool nats req catalog.list ''
   cart=$(go tool nats req carts.create '{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"tee-jetstream","quantity":2}]}' --raw | sed 's/.*"id":"\([^"]*\)".*/\1/')
-  go tool nats pub checkout.requested '{"cart_id":"'$cart'","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Market St","city":"San Francisco","region":"CA","postal_code":"94105","country":"US"}}'
+  go tool nats pub checkout.requested '{"cart_id":"'$cart'","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Market St","city":"San Francisco","state":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Market St","city":"San Francisco","state":"CA","postal_code":"94105","country":"US"}}'
   go tool nats req inventory.stock '{"product_id":"tee-jetstream"}'
   ls %s
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())

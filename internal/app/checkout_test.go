@@ -122,7 +122,7 @@ func checkoutRequestFor(checkoutID, cartID, pm, email string) []byte {
 	return raw
 }
 
-var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 var tokyo = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 
 func publishCheckout(t *testing.T, sys *System, body []byte) {

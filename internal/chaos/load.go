@@ -82,7 +82,7 @@ type planned struct {
 }
 
 var (
-	california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+	california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 	berlin     = events.Address{Name: "Grace Hopper", Line1: "Unter den Linden 1", City: "Berlin", PostalCode: "10117", Country: "DE"}
 	tokyo      = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 )

@@ -121,7 +121,7 @@ func ok[T any](t *testing.T, e *env, want int, method, path string, body any, he
 	return out
 }
 
-var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+var california = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 
 func (e *env) cart(t *testing.T, items ...events.CartItem) events.Cart {
 	t.Helper()
@@ -246,6 +246,45 @@ func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
 	}
 }
 
+// addressJSON is req as JSON with fields in place of its shipping address's state.
+func addressJSON(t *testing.T, req events.CheckoutRequest, fields string) string {
+	t.Helper()
+	raw, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(string(raw), `"state":"CA"`, fields, 1)
+	if body == string(raw) {
+		t.Fatal("the request has no state to replace")
+	}
+	return body
+}
+
+// Addresses in Stripe's shape (state, line2) are taken, and so are addresses with region,
+// the old name of state: each reaches the tax rules and the order.
+func TestCheckoutTakesStateAndRegion(t *testing.T) {
+	e := start(t)
+	for _, c := range []struct {
+		fields, state, line2 string
+		total                string // 2 × 25.00, shipping 7.00, the state's tax
+	}{
+		{`"line2":"Suite 400","state":"CA"`, "CA", "Suite 400", "60.63"}, // 7.25% of 50.00 = 3.63
+		{`"region":"NY"`, "NY", "", "59.00"},                             // 4% of 50.00 = 2.00
+	} {
+		cart := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2})
+		body := addressJSON(t, request(cart.ID, "ada@example.com", "pm_card_visa"), c.fields)
+		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", body)
+		done := e.ended(t, a.CheckoutID)
+		if done.Status != httpapi.StatusCompleted || done.Totals == nil || !done.Totals.Total.Equal(decimal.RequireFromString(c.total)) {
+			t.Fatalf("%s: %s %+v totals %+v, want completed at %s", c.fields, done.Status, done.Failure, done.Totals, c.total)
+		}
+		order, found, err := e.sys.Orders.OrderByCheckout(a.CheckoutID)
+		if got := order.ShippingAddress; err != nil || !found || got.State != c.state || got.Line2 != c.line2 {
+			t.Errorf("%s: the order ships to %+v (%v)", c.fields, got, err)
+		}
+	}
+}
+
 func TestDeclinedCardShowsCompensation(t *testing.T) {
 	e := start(t)
 	cart := e.cart(t, events.CartItem{ProductID: "hoodie-saga", Quantity: 1})
@@ -284,6 +323,8 @@ func TestValidationErrors(t *testing.T) {
 		{"wrong type", "POST", "/checkout/process", `{"cart_id":7}`, 400, `"cart_id"`},
 		{"trailing data", "POST", "/checkout/process", `{"cart_id":"c"} {}`, 400, "trailing"},
 		{"missing email", "POST", "/checkout/process", noEmail, 422, "customer_email"},
+		{"unknown address fields", "POST", "/checkout/process", addressJSON(t, good, `"county":"SF","state":"CA"`), 422,
+			`unknown address field "shipping_address.county"`},
 		{"card number", "POST", "/checkout/process", request("c", "ada@example.com", "4242424242424242"), 422, "payment_method_id"},
 		{"script return_url", "POST", "/checkout/process", script, 422, "return_url must be an absolute https URL"},
 		{"http return_url", "POST", "/checkout/process", plainHTTP, 422, "return_url must be an https URL"},

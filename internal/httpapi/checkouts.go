@@ -33,9 +33,13 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 	if err := s.limitClient(w, r); err != nil {
 		return err
 	}
-	var req events.CheckoutRequest
-	if _, err := readJSON(w, r, &req); err != nil {
+	body, err := readBody(w, r)
+	if err != nil {
 		return err
+	}
+	req, err := events.DecodeRequest(body)
+	if err != nil {
+		return decodeProblem(err)
 	}
 	if err := s.checkRequest(req); err != nil {
 		return err // before the email's limit: a request without an email is a 422

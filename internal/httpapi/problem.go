@@ -59,6 +59,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // readJSON decodes a JSON body strictly into v: at most maxBody bytes, no unknown fields,
 // nothing after the object.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return body, decodeProblem(events.DecodeStrict(body, v))
+}
+
+// readBody reads a JSON body of at most maxBody bytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -69,10 +78,21 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 	case len(body) == 0:
 		return nil, problem(http.StatusBadRequest, "the body must be a JSON object")
 	}
-	if err := events.DecodeStrict(body, v); err != nil {
-		return nil, problem(http.StatusBadRequest, "%s", strings.TrimPrefix(err.Error(), events.ErrMalformed.Error()+": "))
-	}
 	return body, nil
+}
+
+// decodeProblem answers a body that does not decode: a 400, or a 422 naming the fields an
+// address does not have (the body is JSON, its content is wrong). The problem's title
+// says what; its detail is the decoder's why, without the sentinel.
+func decodeProblem(err error) error {
+	if err == nil {
+		return nil
+	}
+	status := http.StatusBadRequest
+	if unknown := (*events.UnknownFieldsError)(nil); errors.As(err, &unknown) {
+		status = http.StatusUnprocessableEntity
+	}
+	return problem(status, "%s", strings.TrimPrefix(err.Error(), events.ErrMalformed.Error()+": "))
 }
 
 // handlerFunc is a handler that returns its error; handle answers it as a problem.

@@ -410,7 +410,7 @@ func (u *ui) store(w http.ResponseWriter, r *http.Request) (string, any, error) 
 }
 
 // demoAddress is where the demo store ships.
-var demoAddress = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+var demoAddress = events.Address{Name: "Ada Lovelace", Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 
 // placeOrder makes a cart of the chosen products and checks it out, as an app would with
 // POST /carts and POST /checkout/process; the form's key makes a double submit one order.

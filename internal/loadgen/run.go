@@ -196,7 +196,7 @@ func offer(ctx context.Context, js jetstream.JetStream, obs *observer, runID str
 // requestFor is a valid Californian checkout by a customer of its own, paid by a card
 // that succeeds.
 func requestFor(runID, checkoutID, cartID string, i int) []byte {
-	addr := events.Address{Line1: "1 Market St", City: "San Francisco", Region: "CA", PostalCode: "94105", Country: "US"}
+	addr := events.Address{Line1: "1 Market St", City: "San Francisco", State: "CA", PostalCode: "94105", Country: "US"}
 	raw, _ := json.Marshal(events.CheckoutRequest{
 		CheckoutID: checkoutID, CartID: cartID, CustomerID: customerOf(runID, i),
 		CustomerEmail: fmt.Sprintf("bench%d@example.com", i), PaymentMethodID: "pm_card_visa",

@@ -69,6 +69,19 @@ func LoadRates(r io.Reader) (Rates, error) {
 	if err := decodeFile(r, &rates); err != nil {
 		return Rates{}, fmt.Errorf("rates: %w", err)
 	}
+	for country, tax := range rates.Tax {
+		for state, rate := range tax.Regions { // the old name of states
+			if _, both := tax.States[state]; both {
+				return Rates{}, fmt.Errorf("rates: tax %s: %s is in both states and regions (its old name): keep states", country, state)
+			}
+			if tax.States == nil {
+				tax.States = map[string]decimal.Decimal{}
+			}
+			tax.States[state] = rate
+		}
+		tax.Regions = nil
+		rates.Tax[country] = tax
+	}
 	if err := rates.validate(); err != nil {
 		return Rates{}, fmt.Errorf("rates: %w", err)
 	}
@@ -85,12 +98,12 @@ func (r Rates) validate() error {
 		if err := validTaxRate(tax.Rate); err != nil {
 			return fmt.Errorf("tax %s: %w", country, err)
 		}
-		for region, rate := range tax.Regions {
-			if region == "" || region != strings.ToUpper(strings.TrimSpace(region)) {
-				return fmt.Errorf("tax %s: region %q must be upper-case, like \"CA\"", country, region)
+		for state, rate := range tax.States {
+			if state == "" || state != strings.ToUpper(strings.TrimSpace(state)) {
+				return fmt.Errorf("tax %s: state %q must be upper-case, like \"CA\"", country, state)
 			}
 			if err := validTaxRate(rate); err != nil {
-				return fmt.Errorf("tax %s-%s: %w", country, region, err)
+				return fmt.Errorf("tax %s-%s: %w", country, state, err)
 			}
 		}
 	}

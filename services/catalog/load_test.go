@@ -58,13 +58,18 @@ func TestDemoData(t *testing.T) {
 	}
 
 	rates := demoRates(t)
-	for _, c := range []struct{ country, region, want string }{
+	for _, c := range []struct{ country, state, want string }{
 		{"US", "CA", "0.0725"}, {"US", "NY", "0.04"}, {"US", "TX", "0"}, {"DE", "", "0.19"}, {"JP", "", "0.10"},
 	} {
-		got, err := rates.taxRate(c.country, c.region)
+		got, err := rates.taxRate(c.country, c.state)
 		if err != nil || !got.Equal(dec(c.want)) {
-			t.Errorf("tax %s-%s = %s, %v; want %s", c.country, c.region, got, err, c.want)
+			t.Errorf("tax %s-%s = %s, %v; want %s", c.country, c.state, got, err, c.want)
 		}
+	}
+	// A rates file from before "states" still loads: "regions" is its old name.
+	old, err := LoadRates(strings.NewReader(`{"tax":{"US":{"rate":"0","regions":{"CA":"0.0725"}}}}`))
+	if got, _ := old.taxRate("US", "CA"); err != nil || !got.Equal(dec("0.0725")) {
+		t.Errorf("old rates file: tax US-CA = %s, %v; want 0.0725", got, err)
 	}
 	for _, cur := range []string{"USD", "EUR", "JPY"} {
 		if _, err := rates.shippingRate(cur, "US"); err != nil {
@@ -100,7 +105,9 @@ func TestLoadRatesRejects(t *testing.T) {
 	tests := []struct{ name, json, want string }{
 		{"lower-case country", `{"tax":{"us":{"rate":"0"}}}`, "country code"},
 		{"rate above 1", `{"tax":{"DE":{"rate":"19"}}}`, "between 0 and 1"},
-		{"lower-case region", `{"tax":{"US":{"rate":"0","regions":{"ca":"0.07"}}}}`, "upper-case"},
+		{"lower-case state", `{"tax":{"US":{"rate":"0","states":{"ca":"0.07"}}}}`, "upper-case"},
+		{"lower-case state under its old name", `{"tax":{"US":{"rate":"0","regions":{"ca":"0.07"}}}}`, "upper-case"},
+		{"a state under both names", `{"tax":{"US":{"rate":"0","states":{"CA":"0.07"},"regions":{"CA":"0.07"}}}}`, "both"},
 		{"negative shipping", `{"shipping":{"USD":{"base":"-1","per_item":"0"}}}`, "negative"},
 		{"shipping finer than cents", `{"shipping":{"USD":{"base":"4.999","per_item":"0"}}}`, "finer than"},
 		{"unsupported currency", `{"shipping":{"XYZ":{"base":"1","per_item":"0"}}}`, "unsupported currency"},

@@ -16,9 +16,12 @@ type Rates struct {
 	Shipping map[string]ShippingRates `json:"shipping"` // by currency
 }
 
-// TaxRate is a country's tax rate, with overrides for some of its regions.
+// TaxRate is a country's tax rate, with overrides for some of its states (an address's
+// State: a state, province or region).
 type TaxRate struct {
-	Rate    decimal.Decimal            `json:"rate"`
+	Rate   decimal.Decimal            `json:"rate"`
+	States map[string]decimal.Decimal `json:"states,omitempty"`
+	// Regions is the old name of States, still read: LoadRates moves it into States.
 	Regions map[string]decimal.Decimal `json:"regions,omitempty"`
 }
 
@@ -58,7 +61,7 @@ type Totals struct {
 // A country without a tax rate is ErrUnsupportedDestination; a currency without a
 // shipping rate is ErrUnsupportedCurrency.
 func Price(lines []events.Line, currency string, dest events.Address, rates Rates) (Totals, error) {
-	taxRate, err := rates.taxRate(dest.Country, dest.Region)
+	taxRate, err := rates.taxRate(dest.Country, dest.State)
 	if err != nil {
 		return Totals{}, err
 	}
@@ -82,13 +85,13 @@ func Price(lines []events.Line, currency string, dest events.Address, rates Rate
 	return t, nil
 }
 
-// taxRate is the region's rate when it has one, else the country's.
-func (r Rates) taxRate(country, region string) (decimal.Decimal, error) {
+// taxRate is the state's rate when it has one, else the country's.
+func (r Rates) taxRate(country, state string) (decimal.Decimal, error) {
 	tax, ok := r.Tax[country]
 	if !ok {
 		return decimal.Decimal{}, fmt.Errorf("%w: we do not ship to country %q", ErrUnsupportedDestination, country)
 	}
-	if rate, ok := tax.Regions[strings.ToUpper(strings.TrimSpace(region))]; ok {
+	if rate, ok := tax.States[strings.ToUpper(strings.TrimSpace(state))]; ok {
 		return rate, nil
 	}
 	return tax.Rate, nil

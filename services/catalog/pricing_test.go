@@ -19,7 +19,7 @@ func line(id, unit string, qty int) events.Line {
 func testRates() Rates {
 	return Rates{
 		Tax: map[string]TaxRate{
-			"US": {Rate: dec("0"), Regions: map[string]decimal.Decimal{"CA": dec("0.0725"), "NY": dec("0.04")}},
+			"US": {Rate: dec("0"), States: map[string]decimal.Decimal{"CA": dec("0.0725"), "NY": dec("0.04")}},
 			"DE": {Rate: dec("0.19")},
 			"JP": {Rate: dec("0.10")},
 			"GB": {Rate: dec("0.20")},
@@ -41,7 +41,7 @@ func TestPrice(t *testing.T) {
 		lines    []events.Line
 		currency string
 		country  string
-		region   string
+		state    string
 		// want subtotal, tax, shipping, total
 		subtotal, tax, shipping, total string
 	}{
@@ -53,11 +53,11 @@ func TestPrice(t *testing.T) {
 			"10.00", "0.73", "6.00", "16.73"}, // 0.725 → 0.73 (banker's rounding would give 0.72)
 		{"below half a cent rounds down", []events.Line{line("mug", "10.01", 1)}, "USD", "US", "NY",
 			"10.01", "0.40", "6.00", "16.41"}, // 0.4004 → 0.40
-		{"region override", []events.Line{line("tee", "25.00", 2), line("mug", "12.50", 1)}, "USD", "US", "CA",
+		{"state override", []events.Line{line("tee", "25.00", 2), line("mug", "12.50", 1)}, "USD", "US", "CA",
 			"62.50", "4.53", "8.00", "75.03"}, // 4.53125 → 4.53
-		{"region matched whatever its case", []events.Line{line("tee", "25.00", 2), line("mug", "12.50", 1)}, "USD", "US", " ca ",
+		{"state matched whatever its case", []events.Line{line("tee", "25.00", 2), line("mug", "12.50", 1)}, "USD", "US", " ca ",
 			"62.50", "4.53", "8.00", "75.03"},
-		{"region without override uses the country's rate", []events.Line{line("tee", "25.00", 2)}, "USD", "US", "TX",
+		{"state without override uses the country's rate", []events.Line{line("tee", "25.00", 2)}, "USD", "US", "TX",
 			"50.00", "0", "7.00", "57.00"},
 		{"shipping free at the threshold", []events.Line{line("kbd", "100.00", 1)}, "USD", "US", "",
 			"100.00", "0", "0", "100.00"},
@@ -70,7 +70,7 @@ func TestPrice(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Price(tt.lines, tt.currency, events.Address{Country: tt.country, Region: tt.region}, testRates())
+			got, err := Price(tt.lines, tt.currency, events.Address{Country: tt.country, State: tt.state}, testRates())
 			if err != nil {
 				t.Fatal(err)
 			}

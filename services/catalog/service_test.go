@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/shopspring/decimal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -119,7 +121,7 @@ func (h *harness) wantCart(t *testing.T, cartID, status, checkoutID string) {
 }
 
 func address(country, region string) events.Address {
-	return events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: region, PostalCode: "12345", Country: country}
+	return events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", State: region, PostalCode: "12345", Country: country}
 }
 
 func request(checkoutID, cartID, customerID string, ship events.Address) events.CheckoutRequest {
@@ -406,4 +408,28 @@ func TestMalformedEventRejected(t *testing.T) {
 		t.Fatalf("rejection %+v", why)
 	}
 	h.wantCart(t, cart.ID, events.CartCheckingOut, "co-bad")
+}
+
+// On the bus, an address is read as at the HTTP API: state (or region, its old name) and
+// line2 are taken and priced; an unknown field fails validate_cart naming it.
+func TestRequestAddressOnTheBus(t *testing.T) {
+	h := start(t)
+	publish := func(id, fields string) {
+		cart := h.newCart(t, "USD", item("stickers", 1))
+		data, _ := json.Marshal(request(id, cart.ID, "cus_ada", address("US", "CA")))
+		h.Env.PublishRaw(t, string(events.Requested), []byte(strings.Replace(string(data), `"state":"CA"`, fields, 1)), "")
+	}
+	publish("co-state", `"line2":"Apt 4","state":"NY"`)
+	publish("co-region", `"region":"NY"`)
+	for _, id := range []string{"co-state", "co-region"} {
+		q := h.quote(t, id)
+		if q.ShippingAddress.State != "NY" || !q.Tax.Equal(decimal.RequireFromString("0.20")) { // 4% of 4.99
+			t.Errorf("%s: ships to %+v, tax %s; want NY's 0.20", id, q.ShippingAddress, q.Tax)
+		}
+	}
+	publish("co-county", `"state":"CA","county":"SF"`)
+	f := h.failure(t, "co-county")
+	if want := `checkout.requested payload: malformed event: unknown address field "shipping_address.county"`; f.Code != events.CodeInvalidRequest || !strings.HasPrefix(f.Message, want) {
+		t.Errorf("failure %+v, want %s starting %q", f, events.CodeInvalidRequest, want)
+	}
 }

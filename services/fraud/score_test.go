@@ -112,7 +112,7 @@ func TestConfigValidate(t *testing.T) {
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 func testQuote() events.Quote {
-	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "IL", PostalCode: "62701", Country: "US"}
+	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", State: "IL", PostalCode: "62701", Country: "US"}
 	return events.Quote{
 		CartID: "cart_1", CustomerID: "cus_1", CustomerEmail: "ada@example.com", PaymentMethodID: "pm_card_visa",
 		ShippingAddress: home, BillingAddress: home, Currency: "USD",

@@ -59,8 +59,8 @@ func viewOf(o events.Order) confirmation {
 	}
 	a := o.ShippingAddress
 	place := clean(a.City)
-	if region := clean(a.Region); region != "" {
-		place += ", " + region
+	if state := clean(a.State); state != "" {
+		place += ", " + state
 	}
 	place = strings.TrimSpace(place + " " + clean(a.PostalCode))
 	v.ShipTo = nonEmpty(clean(a.Name), clean(a.Line1), clean(a.Line2), place, clean(a.Country))

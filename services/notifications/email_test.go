@@ -2,6 +2,7 @@ package notifications
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -201,7 +202,7 @@ func defaultFrom(t *testing.T) *mail.Address {
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 func jpyOrder(checkoutID string) events.Order {
-	home := events.Address{Name: "Hanako Yamada", Line1: "1-1 Chiyoda", City: "Chiyoda-ku", Region: "Tokyo", PostalCode: "100-0001", Country: "JP"}
+	home := events.Address{Name: "Hanako Yamada", Line1: "1-1 Chiyoda", City: "Chiyoda-ku", State: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 	return events.Order{
 		ID: "ord_" + checkoutID, Number: "JC-000001", CheckoutID: checkoutID, PaymentIntentID: "pi_1",
 		Status: "confirmed", CreatedAt: time.Date(2025, 4, 1, 9, 30, 0, 0, time.UTC),
@@ -214,5 +215,32 @@ func jpyOrder(checkoutID string) events.Order {
 			},
 			Subtotal: dec("3600"), Tax: dec("288"), Shipping: dec("500"), Total: dec("4388"),
 		},
+	}
+}
+
+// The email shows the address's line2 and state, from an order written with state and from
+// one written before it was named so (region).
+func TestRenderAddressInEitherSpelling(t *testing.T) {
+	order := jpyOrder("co_addr")
+	order.ShippingAddress.Line2 = "Room 301"
+	raw, err := json.Marshal(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"state":  string(raw),
+		"region": strings.Replace(string(raw), `"state":"Tokyo"`, `"region":"Tokyo"`, 1),
+	} {
+		var o events.Order
+		if err := events.Must("co_addr", events.OrderCreated, json.RawMessage(body)).DecodePayload(&o); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		m, err := render("co_addr", o, defaultFrom(t), o.CreatedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "1-1 Chiyoda\nRoom 301\nChiyoda-ku, Tokyo 100-0001\n"; !strings.Contains(parseEmail(t, m.Data).text, want) {
+			t.Errorf("%s: the email lacks %q", name, want)
+		}
 	}
 }

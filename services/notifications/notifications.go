@@ -85,7 +85,7 @@ func (s *Service) sendConfirmation(ctx context.Context, in events.Envelope) (run
 		return nil, err
 	}
 	if order.ID == "" || order.Number == "" {
-		return nil, fmt.Errorf("%w: %s payload needs order_id and order_number", events.ErrMalformed, in.Type)
+		return nil, fmt.Errorf("%s payload: %w: needs order_id and order_number", in.Type, events.ErrMalformed)
 	}
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "email", "confirmation", "order_number", order.Number)
 	sent, err := s.sendOnce(ctx, sentBucket, in, log, SentEmail{OrderID: order.ID}, func() (Message, error) {

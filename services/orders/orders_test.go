@@ -118,7 +118,7 @@ func TestMalformedCaptureIsRejected(t *testing.T) {
 func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 func captured(checkoutID, paymentIntent string) events.Envelope {
-	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "IL", PostalCode: "62701", Country: "US"}
+	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", State: "IL", PostalCode: "62701", Country: "US"}
 	q := events.Quote{
 		CartID: "cart_" + checkoutID, CustomerID: "cus_1", CustomerEmail: "ada@example.com", PaymentMethodID: "pm_card_visa",
 		ShippingAddress: home, BillingAddress: home, Currency: "USD",

@@ -410,7 +410,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	route, ok := r.routes[msg.Subject()]
 	if !ok {
-		r.reject(ctx, msg, meta, "", fmt.Errorf("no handler for subject %s", msg.Subject()))
+		r.reject(ctx, msg, meta, "", fmt.Errorf("%s: no handler for this subject", msg.Subject()))
 		return nil
 	}
 	in, err := r.decode(msg, meta, route)

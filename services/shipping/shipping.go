@@ -83,7 +83,7 @@ func (s *Service) createLabel(_ context.Context, tx *bolt.Tx, in events.Envelope
 		return nil, err
 	}
 	if order.ID == "" || order.Number == "" {
-		return nil, fmt.Errorf("%w: %s payload needs order_id and order_number", events.ErrMalformed, in.Type)
+		return nil, fmt.Errorf("%s payload: %w: needs order_id and order_number", in.Type, events.ErrMalformed)
 	}
 	b := tx.Bucket(labelsBucket)
 	var label events.ShippingLabel
@@ -120,7 +120,7 @@ func (s *Service) notifyWarehouse(_ context.Context, tx *bolt.Tx, in events.Enve
 		return nil, err
 	}
 	if sh.Order.ID == "" || sh.Label.OrderID != sh.Order.ID || sh.Label.TrackingNumber == "" {
-		return nil, fmt.Errorf("%w: %s payload needs a label for order %q", events.ErrMalformed, in.Type, sh.Order.ID)
+		return nil, fmt.Errorf("%s payload: %w: needs a label for order %q", in.Type, events.ErrMalformed, sh.Order.ID)
 	}
 	b := tx.Bucket(picksBucket)
 	var pick Pick

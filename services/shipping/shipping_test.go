@@ -197,7 +197,7 @@ func TestTrackingNumber(t *testing.T) {
 
 func testOrder(checkoutID string) events.Order {
 	dec := decimal.RequireFromString
-	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", Region: "IL", PostalCode: "62701", Country: "US"}
+	home := events.Address{Name: "Ada Lovelace", Line1: "1 Main St", City: "Springfield", State: "IL", PostalCode: "62701", Country: "US"}
 	return events.Order{
 		ID: "ord_" + checkoutID, Number: "JC-000007", CheckoutID: checkoutID, PaymentIntentID: "pi_1",
 		Status: "confirmed", CreatedAt: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
