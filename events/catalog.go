@@ -15,6 +15,14 @@ type Product struct {
 	Prices map[string]decimal.Decimal `json:"prices"`
 }
 
+// ListedProduct is a product as catalog.list answers it: with the units available now,
+// which the catalog asks inventory.stock for at each request (inventory owns the stock; a
+// copy would drift). Available is null when inventory did not answer in time: stock unknown.
+type ListedProduct struct {
+	Product
+	Available *int `json:"available"`
+}
+
 // CartItem is one line of a cart.
 type CartItem struct {
 	ProductID string `json:"product_id"`

@@ -50,6 +50,12 @@ var endpoints = map[string][]events.Subject{
 	events.ServiceFraud:     {events.FraudReviews, events.FraudReview},
 }
 
+// asks are the request-reply subjects each service asks another service: catalog.list
+// reads the stock from the inventory at each request.
+var asks = map[string][]events.Subject{
+	events.ServiceCatalog: {events.InventoryStock},
+}
+
 // NATSUsers lists every user: one per service, then the HTTP API, the checkout publisher and
 // the operator.
 func NATSUsers() []NATSUser {
@@ -91,6 +97,9 @@ func serviceUser(name string) NATSUser {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
 		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 		u.Publish = append(u.Publish, snapshotGrants(name)...)
+	}
+	for _, a := range asks[name] {
+		u.Publish = append(u.Publish, string(a)) // its reply comes to the user's inbox
 	}
 	u.Subscribe = []string{InboxPrefix(name) + ".>"}
 	if eps := endpoints[name]; len(eps) > 0 {

@@ -232,6 +232,12 @@ func TestNATSPermissions(t *testing.T) {
 	watch.Wait(t, "co-auth-review", wait, events.FraudReviewPending)
 	request[map[string]any](t, operator.Conn, events.FraudReview, map[string]string{"checkout_id": "co-auth-review", "decision": events.ReviewApprove, "reviewer": "ada"})
 	request[[]events.Stock](t, operator.Conn, events.InventoryStock, map[string]string{"product_id": "stickers"})
+	// The catalog, as its own user, asks the inventory for the stock it lists.
+	for _, p := range request[[]events.ListedProduct](t, operator.Conn, events.CatalogList, nil) {
+		if p.Available == nil {
+			t.Errorf("catalog.list: %s's stock unknown; may the catalog ask inventory.stock?", p.ID)
+		}
+	}
 
 	for _, id := range []string{"co-auth-ok", "co-auth-review"} {
 		if end := watch.Wait(t, id, wait, events.Completed, events.Failed); end.Type != events.Completed {

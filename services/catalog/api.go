@@ -3,6 +3,7 @@ package catalog
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -26,7 +27,7 @@ const MaxQuantity = 999
 
 // Serve starts the "catalog" micro service: carts.create (events.CreateCart →
 // events.Cart), carts.get (events.GetCart → events.Cart) and catalog.list (→
-// []events.Product). A bad request gets an error reply with code "400" or "404" and a
+// []events.ListedProduct, the stock asked of inventory.stock on nc). A bad request gets an error reply with code "400" or "404" and a
 // description saying what is wrong. Stop the returned service to stop serving.
 func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
@@ -44,7 +45,7 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 	}{
 		{"create_cart", events.CartsCreate, s.createCart},
 		{"get_cart", events.CartsGet, s.getCart},
-		{"list_products", events.CatalogList, func([]byte) (any, error) { return s.Products() }},
+		{"list_products", events.CatalogList, func([]byte) (any, error) { return s.listProducts(nc) }},
 	}
 	for _, e := range endpoints {
 		err := svc.AddEndpoint(e.name, microx.Handler(s.log, e.handle), micro.WithEndpointSubject(string(e.subject)))
@@ -53,6 +54,49 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 		}
 	}
 	return svc, nil
+}
+
+// listProducts is the catalog with each product's units available now, asked of the
+// inventory, which owns the stock. An inventory that does not answer within the stock
+// timeout leaves the stock unknown (null), not the list failed.
+func (s *Service) listProducts(nc *nats.Conn) ([]events.ListedProduct, error) {
+	products, err := s.Products()
+	if err != nil {
+		return nil, err
+	}
+	available, err := s.available(nc)
+	if err != nil {
+		s.log.Warn("catalog.list: stock unknown", "err", err)
+	}
+	listed := make([]events.ListedProduct, len(products))
+	for i, p := range products {
+		listed[i].Product = p
+		if available != nil {
+			n := available[p.ID] // a product inventory does not stock has none
+			listed[i].Available = &n
+		}
+	}
+	return listed, nil
+}
+
+// available asks inventory.stock for every product's available units.
+func (s *Service) available(nc *nats.Conn) (map[string]int, error) {
+	msg, err := nc.Request(string(events.InventoryStock), nil, s.stockTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", events.InventoryStock, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return nil, fmt.Errorf("%s: error %s: %s", events.InventoryStock, code, msg.Header.Get(micro.ErrorHeader))
+	}
+	var stock []events.Stock
+	if err := json.Unmarshal(msg.Data, &stock); err != nil {
+		return nil, fmt.Errorf("%s: %w", events.InventoryStock, err)
+	}
+	available := make(map[string]int, len(stock))
+	for _, st := range stock {
+		available[st.ProductID] = st.Available
+	}
+	return available, nil
 }
 
 func (s *Service) createCart(data []byte) (any, error) {

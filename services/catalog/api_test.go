@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
+	"github.com/jetcheckout/jetcheckout/services/inventory"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"
 )
@@ -44,11 +48,8 @@ func TestCreateAndGetCart(t *testing.T) {
 
 func TestListProducts(t *testing.T) {
 	h := start(t)
-	msg := h.call(t, events.CatalogList, []byte{})
-	var products []events.Product
-	if err := json.Unmarshal(msg.Data, &products); err != nil {
-		t.Fatal(err)
-	}
+	// No inventory yet: the list answers, with the stock unknown.
+	products := h.list(t)
 	seed := demoSeed(t)
 	if len(products) != len(seed) {
 		t.Fatalf("listed %d products, seeded %d", len(products), len(seed))
@@ -62,7 +63,59 @@ func TestListProducts(t *testing.T) {
 		if p.ID == "tee-jetstream" && (p.Name != "JetStream T-Shirt" || !p.Prices["JPY"].Equal(dec("2800")) || !p.Prices["USD"].Equal(dec("25"))) {
 			t.Errorf("tee = %+v", p)
 		}
+		if p.Available != nil {
+			t.Errorf("%s: %d available without an inventory, want unknown", p.ID, *p.Available)
+		}
 	}
+}
+
+// catalog.list asks the inventory for the stock at each request, and answers without it
+// when the inventory is too slow.
+func TestListProductsWithStock(t *testing.T) {
+	h := start(t)
+	h.svc.stockTimeout = 200 * time.Millisecond
+	mute, err := h.Env.NC.Subscribe(string(events.InventoryStock), func(*nats.Msg) {}) // hears, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for _, p := range h.list(t) {
+		if p.Available != nil {
+			t.Errorf("%s: %d available from a mute inventory, want unknown", p.ID, *p.Available)
+		}
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("the list took %s with a mute inventory, want about the stock timeout", took)
+	}
+	if err := mute.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+
+	inv, err := inventory.NewWithConfig(steptest.DB(t, "inventory"), steptest.Logger(t), inventory.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inv.Seed(map[string]int{"tee-jetstream": 7, "mug-nats": 0}); err != nil {
+		t.Fatal(err)
+	}
+	h.Serve(t, inv.Serve)
+	want := map[string]int{"tee-jetstream": 7, "mug-nats": 0, "stickers": 0} // not stocked: none to buy
+	for _, p := range h.list(t) {
+		if w, ok := want[p.ID]; ok && (p.Available == nil || *p.Available != w) {
+			t.Errorf("%s: available %v, want %d", p.ID, p.Available, w)
+		}
+	}
+}
+
+// list asks catalog.list.
+func (h *harness) list(t *testing.T) []events.ListedProduct {
+	t.Helper()
+	msg := h.call(t, events.CatalogList, []byte{})
+	var products []events.ListedProduct
+	if err := json.Unmarshal(msg.Data, &products); err != nil {
+		t.Fatalf("%v: %s", err, msg.Data)
+	}
+	return products
 }
 
 func TestCartRequestErrors(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
@@ -31,6 +32,17 @@ type Service struct {
 	log        *slog.Logger
 	rates      Rates
 	returnURLs events.ReturnURLRule
+	// stockTimeout bounds catalog.list's wait for inventory.stock.
+	stockTimeout time.Duration
+}
+
+// DefaultStockTimeout is how long catalog.list waits for the inventory's stock before it
+// answers with the stock unknown.
+const DefaultStockTimeout = time.Second
+
+// WithStockTimeout changes DefaultStockTimeout.
+func WithStockTimeout(d time.Duration) Option {
+	return func(s *Service) { s.stockTimeout = d }
 }
 
 // Option changes a setting of New.
@@ -54,7 +66,7 @@ func New(db *bolt.DB, log *slog.Logger, rates Rates, opts ...Option) (*Service, 
 	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	s := &Service{db: db, log: log, rates: rates}
+	s := &Service{db: db, log: log, rates: rates, stockTimeout: DefaultStockTimeout}
 	for _, o := range opts {
 		o(s)
 	}
