@@ -269,10 +269,10 @@ jetcheckout is running.
 Quickstart: watch every event in a second terminal,
   go tool nats sub 'checkout.>'
 then in a third create a cart and check it out:
-  go tool nats req catalog.list ''
+  go tool nats req catalog.list ''    # prices and units available
   cart=$(go tool nats req carts.create '{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"tee-jetstream","quantity":2}]}' --raw | sed 's/.*"id":"\([^"]*\)".*/\1/')
   go tool nats pub checkout.requested '{"cart_id":"'$cart'","customer_id":"cus_ada","customer_email":"ada@example.com","payment_method_id":"pm_card_visa","shipping_address":{"line1":"1 Market St","city":"San Francisco","state":"CA","postal_code":"94105","country":"US"},"billing_address":{"line1":"1 Market St","city":"San Francisco","state":"CA","postal_code":"94105","country":"US"}}'
-  go tool nats req inventory.stock '{"product_id":"tee-jetstream"}'
+  go tool nats req catalog.list ''    # 2 tee-jetstream fewer available
   ls %s
 `, s.NATSURL, s.Config.DataDir, outbox, stripe, s.Config.Outbox())
 	if s.APIURL != "" {

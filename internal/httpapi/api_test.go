@@ -180,8 +180,8 @@ func intents(sys *app.System, checkoutID string) []stripeemu.PaymentIntentView {
 
 func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
 	e := start(t)
-	products := ok[[]events.Product](t, e, http.StatusOK, "GET", "/products", nil)
-	if len(products) == 0 {
+	before := e.available(t)
+	if len(before) == 0 {
 		t.Fatal("GET /products: empty catalog")
 	}
 	cart := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2}, events.CartItem{ProductID: "mug-nats", Quantity: 1})
@@ -207,6 +207,11 @@ func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
 		if s.State != httpapi.StepDone || s.StartedAt.IsZero() || s.EndedAt.Before(s.StartedAt) || s.Attempts != 1 {
 			t.Errorf("step %s: %+v", s.Name, s)
 		}
+	}
+	// The catalog lists the stock as the inventory has it now: the units sold are gone.
+	after := e.available(t)
+	if after["tee-jetstream"] != before["tee-jetstream"]-2 || after["mug-nats"] != before["mug-nats"]-1 || after["stickers"] != before["stickers"] {
+		t.Errorf("available before %v, after %v: want 2 tees and 1 mug fewer", before, after)
 	}
 
 	// The same key again: the same checkout, nothing new.
@@ -244,6 +249,19 @@ func TestCheckoutOverHTTPIsIdempotent(t *testing.T) {
 	if got := ok[events.Cart](t, e, http.StatusOK, "GET", "/carts/"+cart.ID, nil); got.Status != events.CartCheckedOut || got.CheckoutID != first.CheckoutID {
 		t.Errorf("cart after checkout: %+v", got)
 	}
+}
+
+// available is GET /products' available units by product; every product's must be known.
+func (e *env) available(t *testing.T) map[string]int {
+	t.Helper()
+	units := map[string]int{}
+	for _, p := range ok[[]events.ListedProduct](t, e, http.StatusOK, "GET", "/products", nil) {
+		if p.Available == nil {
+			t.Fatalf("GET /products: %s's stock unknown", p.ID)
+		}
+		units[p.ID] = *p.Available
+	}
+	return units
 }
 
 // addressJSON is req as JSON with fields in place of its shipping address's state.

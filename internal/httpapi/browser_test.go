@@ -105,6 +105,23 @@ func TestBrowserStoreRunAndReview(t *testing.T) {
 		return chromedp.WaitVisible(chromedp.CSS(`#run[data-status="` + want + `"]`))
 	}
 
+	// 0. The store shows the stock and a running total of the cart as quantities are typed.
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(e.base+"/ui/store"),
+		chromedp.WaitVisible(chromedp.CSS(`#place`)),
+		chromedp.SetValue(chromedp.CSS(`#qty_tee-jetstream`), ""), chromedp.SendKeys(chromedp.CSS(`#qty_tee-jetstream`), "1"),
+		chromedp.SetValue(chromedp.CSS(`#qty_stickers`), ""), chromedp.SendKeys(chromedp.CSS(`#qty_stickers`), "2"),
+		chromedp.SetValue(chromedp.CSS(`#qty_hoodie-saga`), ""), chromedp.SendKeys(chromedp.CSS(`#qty_hoodie-saga`), "9"),
+		shot("0-store-total"),
+	)
+	store, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('stock_tee-jetstream').textContent + ' | ' + document.getElementById('cart-sum').textContent`))
+	if want := "50 in stock | $574.89"; err != nil || store != want { // 25.00 + 2 × 4.99 + 9 × 59.99
+		t.Errorf("store shows %q (%v), want %q", store, err, want)
+	}
+	if over, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('qty_hoodie-saga').closest('.product').classList.contains('over')`)); err != nil || !over {
+		t.Errorf("9 hoodies of 3 in stock not marked (%v)", err)
+	}
+
 	// 1. A card that succeeds: the run page goes to completed by itself.
 	id := order("visa")
 	if err := chromedp.Do(ctx, status("completed"), shot("1-run-completed")); err != nil {

@@ -72,7 +72,7 @@ func (s *Server) getCart(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listProducts: GET /products.
+// listProducts: GET /products, each product with its available units (catalog.list).
 func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 	products, err := s.products(r.Context())
 	if err != nil {
@@ -82,8 +82,8 @@ func (s *Server) listProducts(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) products(ctx context.Context) ([]events.Product, error) {
-	var products []events.Product
+func (s *Server) products(ctx context.Context) ([]events.ListedProduct, error) {
+	var products []events.ListedProduct
 	err := s.call(ctx, events.CatalogList, nil, &products)
 	return products, err
 }

@@ -43,6 +43,7 @@ func newUI(s *Server) (*ui, error) {
 		"half":     func(a int) int { return a / 2 },
 		"statuses": func() []string { return Statuses },
 		"query":    func(k, v string) template.URL { return template.URL(url.Values{k: {v}}.Encode()) },
+		"stock":    stockLabel,
 	}
 	pages := map[string]*template.Template{}
 	for _, p := range []string{"list", "checkout", "reviews", "store"} {
@@ -389,7 +390,7 @@ var demoCards = []struct{ Value, Label, Note string }{
 }
 
 type storeData struct {
-	Products []events.Product
+	Products []events.ListedProduct
 	Cards    any
 	Email    string
 	Key      string
@@ -407,6 +408,18 @@ func (u *ui) store(w http.ResponseWriter, r *http.Request) (string, any, error) 
 		return "", nil, err
 	}
 	return "store", storeData{Products: products, Cards: demoCards, Email: "ada@example.com", Key: randomKey(), SignOut: v.session}, nil
+}
+
+// stockLabel says what the store can sell of a product: available is the inventory's
+// count, nil when it did not answer in time.
+func stockLabel(available *int) string {
+	switch {
+	case available == nil:
+		return "stock unknown"
+	case *available == 0:
+		return "sold out"
+	}
+	return strconv.Itoa(*available) + " in stock"
 }
 
 // demoAddress is where the demo store ships.

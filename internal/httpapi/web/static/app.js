@@ -48,3 +48,28 @@
   });
   es.onerror = function () { live("reconnecting…"); };
 })();
+
+// The demo store's running total: the cart's subtotal as quantities change, and a word on a
+// quantity above what the inventory said it has (the checkout would fail for want of stock).
+(function () {
+  "use strict";
+  var sum = document.getElementById("cart-sum");
+  if (!sum) return;
+  var usd = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
+  var inputs = document.querySelectorAll("form.store input[data-price]");
+  function update() {
+    var cents = 0, units = 0;
+    inputs.forEach(function (input) {
+      var n = Math.max(0, parseInt(input.value, 10) || 0);
+      cents += n * Math.round(parseFloat(input.dataset.price) * 100);
+      units += n;
+      var label = input.closest(".product");
+      var over = input.dataset.available !== undefined && n > parseInt(input.dataset.available, 10);
+      label.classList.toggle("over", over);
+    });
+    sum.textContent = usd.format(cents / 100);
+    document.getElementById("cart-units").textContent = units;
+  }
+  inputs.forEach(function (input) { input.addEventListener("input", update); });
+  update();
+})();
