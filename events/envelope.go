@@ -45,7 +45,7 @@ func ID(checkoutID string, typ Subject) string {
 func New(checkoutID string, typ Subject, payload any) (Envelope, error) {
 	raw, err := json.Marshal(payload)
 	if err != nil {
-		return Envelope{}, fmt.Errorf("encode %s payload: %w", typ, err)
+		return Envelope{}, fmt.Errorf("%s payload: encode: %w", typ, err)
 	}
 	return Envelope{
 		ID:            ID(checkoutID, typ),

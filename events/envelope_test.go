@@ -55,3 +55,41 @@ func TestEmptyPayloadsAreMalformed(t *testing.T) {
 		t.Errorf("a complete checkout.completed: %v", err)
 	}
 }
+
+// Every error about an event reads "<subject>[ payload]: malformed event[: not from its
+// producer]: <why>", whatever found it, and errors.Is still tells the sentinel.
+func TestErrorShape(t *testing.T) {
+	good := Must("co_1", CartFailed, StepFailure{Step: StepValidateCart, Code: CodeCartEmpty, Message: "empty"})
+	raw, _ := good.Encode()
+	keys, _ := testKeys(t, ServiceCatalog)
+	var q Quote
+	cases := []struct {
+		name, prefix string
+		sentinel     error
+		err          error
+	}{
+		{"envelope", "checkout.cart.validated: malformed event: type", ErrMalformed, func() error {
+			_, err := Decode(string(CartValidated), raw)
+			return err
+		}()},
+		{"payload decoding", "checkout.cart.failed payload: malformed event: unknown field", ErrMalformed,
+			Envelope{Type: CartFailed, Payload: []byte(`{"stepp":1}`)}.DecodePayload(&StepFailure{})},
+		{"payload validation", "checkout.cart.validated payload: malformed event: quote needs", ErrMalformed,
+			Envelope{Type: CartValidated, Payload: []byte(`{}`)}.DecodePayload(&q)},
+		{"request", "checkout.requested payload: malformed event: it must be a JSON object", ErrMalformed, func() error {
+			_, err := ParseRequest(RequestEnvelope([]byte("hello"), Origin{}))
+			return err
+		}()},
+		{"request validation", "checkout.requested payload: malformed event: cart_id", ErrMalformed, func() error {
+			_, err := ParseRequest(RequestEnvelope([]byte(`{}`), Origin{}))
+			return err
+		}()},
+		{"signature", "checkout.cart.failed: malformed event: not from its producer: not signed", ErrForged,
+			keys.Verify(CartFailed, "", "", raw)},
+	}
+	for _, c := range cases {
+		if c.err == nil || !errors.Is(c.err, c.sentinel) || !strings.HasPrefix(c.err.Error(), c.prefix) {
+			t.Errorf("%s: %v, want it to start %q and wrap %v", c.name, c.err, c.prefix, c.sentinel)
+		}
+	}
+}

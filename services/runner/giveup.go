@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -65,6 +66,10 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		checkoutID = probeCheckoutID(msg.Data())
 	}
 	reason := cause.Error()
+	if !strings.HasPrefix(reason, msg.Subject()) {
+		// Every reason reads "<subject>: <sentinel>: <why>", whoever found what is wrong.
+		reason = msg.Subject() + ": " + reason
+	}
 	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
 	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
 		r.log.Error("dead letter", "err", err)

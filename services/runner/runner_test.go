@@ -164,7 +164,7 @@ func TestRejectsAPermanentError(t *testing.T) {
 
 	rej := h.rejection(t, "co-1")
 	if rej.Subject != string(input) || rej.Consumer != consumer || rej.StreamSequence != seq ||
-		rej.Reason != "card network says never" {
+		rej.Reason != string(input)+": card network says never" {
 		t.Errorf("rejection %+v, want %s seq %d by %s for the handler's reason", rej, input, seq, consumer)
 	}
 	h.wantState(t, "co-1", 0, 0)
@@ -185,7 +185,7 @@ func TestRejectsMalformedInputWithoutCallingTheHandler(t *testing.T) {
 	h.settle(t)
 
 	// Without a decodable envelope the rejection names no checkout.
-	if rej := h.rejection(t, "unknown"); rej.StreamSequence != notJSON || !strings.Contains(rej.Reason, events.ErrMalformed.Error()) {
+	if rej := h.rejection(t, "unknown"); rej.StreamSequence != notJSON || !strings.HasPrefix(rej.Reason, string(input)+": "+events.ErrMalformed.Error()+": ") {
 		t.Errorf("rejection of broken JSON %+v, want seq %d, malformed", rej, notJSON)
 	}
 	if rej := h.rejection(t, "co-2"); rej.StreamSequence != onWrongSubject || !strings.Contains(rej.Reason, "published on subject") {
