@@ -291,7 +291,7 @@ func TestCheckoutTakesStateAndRegion(t *testing.T) {
 	} {
 		cart := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2})
 		body := addressJSON(t, request(cart.ID, "ada@example.com", "pm_card_visa"), c.fields)
-		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", body)
+		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", body, "Idempotency-Key", cart.ID)
 		done := e.ended(t, a.CheckoutID)
 		if done.Status != httpapi.StatusCompleted || done.Totals == nil || !done.Totals.Total.Equal(decimal.RequireFromString(c.total)) {
 			t.Fatalf("%s: %s %+v totals %+v, want completed at %s", c.fields, done.Status, done.Failure, done.Totals, c.total)
@@ -299,6 +299,14 @@ func TestCheckoutTakesStateAndRegion(t *testing.T) {
 		order, found, err := e.sys.Orders.OrderByCheckout(a.CheckoutID)
 		if got := order.ShippingAddress; err != nil || !found || got.State != c.state || got.Line2 != c.line2 {
 			t.Errorf("%s: the order ships to %+v (%v)", c.fields, got, err)
+		}
+		// The same request with the address in the other spelling is the same request.
+		other := addressJSON(t, request(cart.ID, "ada@example.com", "pm_card_visa"), strings.ReplaceAll(c.fields, `"state"`, `"region"`))
+		if c.state == "NY" {
+			other = addressJSON(t, request(cart.ID, "ada@example.com", "pm_card_visa"), `"state":"NY"`)
+		}
+		if status, hdr, raw := e.do(t, "POST", "/checkout/process", other, "Idempotency-Key", cart.ID); status != http.StatusAccepted || hdr.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("%s, again in the other spelling: %d %s", c.fields, status, raw)
 		}
 	}
 }

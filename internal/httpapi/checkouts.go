@@ -150,6 +150,8 @@ func (s *Server) replay(req events.CheckoutRequest) Accepted202 {
 
 // requestHash identifies a request: a retry hashes the same, another request not.
 func requestHash(req events.CheckoutRequest) string {
+	// An address with region (state's old name) is the same request as one with state.
+	req.ShippingAddress, req.BillingAddress = req.ShippingAddress.Canonical(), req.BillingAddress.Canonical()
 	body, _ := json.Marshal(req) // a struct of strings: cannot fail
 	sum := sha256.Sum256(body)
 	return hex.EncodeToString(sum[:])
