@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,9 +48,11 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 		return f
 	}
 	paused := func(c jetstream.ConsumerConfig) bool { return c.PauseUntil != nil && !c.PauseUntil.IsZero() }
+	// 0 asks for the server's default, unlimited deliveries, which it reports as -1.
+	maxDeliver := func(c jetstream.ConsumerConfig) int { return cmp.Or(c.MaxDeliver, -1) }
 	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
 		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending) &&
-		have.MaxDeliver == want.MaxDeliver && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
+		maxDeliver(have) == maxDeliver(want) && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
 		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want)
 }
 
