@@ -4,11 +4,17 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: first-build-note clean-volumes migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
-run: tools build
+run: first-build-note tools build
 	./bin/jetcheckout run
+
+# The first build compiles nats-server (inside jetcheckout) and the nats CLI from source and
+# prints nothing for minutes: say so before it starts, once (no bin/jetcheckout yet).
+first-build-note:
+	@[ -x bin/jetcheckout ] || printf '%s\n' "first run: building the nats CLI (go tool nats) and bin/jetcheckout, nats-server inside," \
+		"from the modules go.mod pins: a few minutes this once (download and compile), seconds after that."
 
 ## test: formatting, vet, and every test with the race detector
 test: vet
@@ -134,7 +140,16 @@ up: images secrets compose-cli $(if $(TLS),certs)
 	$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) up -d
 	@echo "waiting for every container to be healthy..."
 	@deploy/wait-healthy.sh $(PROJECT) 180
-	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} go tool nats sub 'checkout.>'"
+	@$(call up-note,$(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES))
+
+# What `make up` says when the stack of Compose command $(1) is healthy: where it answers (the
+# ports it got), and that the nats CLI needs the operator's credentials (without them NATS
+# answers only "Authorization Violation").
+up-note = port() { $(COMPOSE_ENV) $(1) port $$1 $$2 2>/dev/null | tail -n 1; }; \
+	printf '%s\n' "up: the run UI and API at http://$$(port api 8080)/, mail at http://$$(port mailpit 8025)/api/v1/messages" \
+	"The nats CLI needs the operator's credentials, in $(SECRETS)/operator.env (without them NATS says \"Authorization Violation\"). In your shell:" \
+	"  set -a; . $(SECRETS)/operator.env; set +a; export NATS_URL=$(if $(TLS),tls,nats)://$$(port nats 4222)$(if $(TLS), NATS_CA=$(SECRETS)/tls/ca.pem)" \
+	"  go tool nats sub 'checkout.>'"
 
 ## migrate: once, after upgrading a stack whose CHECKOUT stream predates the timer streams (the
 ## setup container then says so and the services wait): migrates it with the operator's credentials
@@ -142,8 +157,24 @@ migrate: secrets
 	set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} $(GO) run ./cmd/jetcheckout setup -once -migrate
 
 ## down: stop the stack (SIGTERM; in-flight work finishes); its volumes stay for the next `make up`
+## (VOLUMES=1: removes them too: the data is gone)
 down: secrets compose-cli
-	$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) down
+	@$(call compose-down,$(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES),$(PROJECT))
+
+## clean-volumes: stop the stack and remove its volumes (make down VOLUMES=1)
+clean-volumes:
+	@$(MAKE) --no-print-directory down VOLUMES=1
+
+# compose-down stops project $(2) with the Compose command $(1), if anything of it is there:
+# Compose 1.29 says "Network <project>_checkout not found." of a stack that is down already.
+# VOLUMES=1 then removes the project's volumes (by Compose's label, which works when it is down too).
+compose-down = if [ -n "$$(docker ps -aq --filter label=com.docker.compose.project=$(2))" ] || \
+		docker network inspect $(2)_checkout >/dev/null 2>&1; then \
+		echo "$(1) down"; $(COMPOSE_ENV) $(1) down || exit 1; \
+	else echo "$(2) is not running"; fi; \
+	$(if $(VOLUMES),vols=$$(docker volume ls -q --filter label=com.docker.compose.project=$(2)); \
+	if [ -n "$$vols" ]; then echo "removing the volumes of $(2):" $$vols; docker volume rm $$vols >/dev/null; \
+	else echo "$(2) has no volumes"; fi,true)
 
 ps: secrets compose-cli
 	@$(COMPOSE_ENV) $(COMPOSE) -p $(PROJECT) $(COMPOSE_FILES) ps
@@ -157,26 +188,28 @@ e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
 		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestStack$$' ./e2e
 
 # ---- The cluster: three NATS nodes, R3 streams, two replicas of every service ----------
-# The same compose file with the variables of deploy/cluster.env (profile cluster); its own
-# project, so its volumes never mix with the single-node stack's (both publish 4222 on the
-# host's loopback: run one at a time).
+# The same compose file with the variables of deploy/cluster.env (profile cluster) and
+# deploy/compose.cluster.yml (the volumes of nodes 2 and 3, which the single-node stack does
+# not make); its own project, so its volumes never mix with the single-node stack's (both
+# publish 4222 on the host's loopback: run one at a time).
 CLUSTER_PROJECT ?= jetcheckout-cluster
-CLUSTER = $(COMPOSE) --env-file deploy/cluster.env -p $(CLUSTER_PROJECT) -f docker-compose.yml
+CLUSTER_FILES = -f docker-compose.yml -f deploy/compose.cluster.yml
+CLUSTER = $(COMPOSE) --env-file deploy/cluster.env -p $(CLUSTER_PROJECT) $(CLUSTER_FILES)
 
 ## up-cluster: the stack on a three-node JetStream cluster, two replicas per service
 up-cluster: images secrets compose-cli
 	$(COMPOSE_ENV) $(CLUSTER) up -d
 	@echo "waiting for every container to be healthy..."
 	@deploy/wait-healthy.sh $(CLUSTER_PROJECT) 300
-	@echo "up. Watch it: set -a; . $(SECRETS)/operator.env; set +a; NATS_URL=nats://127.0.0.1:$${NATS_PORT:-4222} go tool nats sub 'checkout.>'"
+	@$(call up-note,$(CLUSTER))
 
-## down-cluster: stop the cluster stack; its volumes stay
+## down-cluster: stop the cluster stack; its volumes stay (VOLUMES=1: removes them too)
 down-cluster: secrets compose-cli
-	$(COMPOSE_ENV) $(CLUSTER) down
+	@$(call compose-down,$(CLUSTER),$(CLUSTER_PROJECT))
 
 ## e2e-cluster: checkouts through the cluster while a NATS node stops and a service replica is killed
 e2e-cluster: images secrets compose-cli nats-cli
-	E2E_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" E2E_PROJECT=jetcheckout-e2e-cluster E2E_CLUSTER=1 \
+	E2E_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" E2E_COMPOSE_FILES="$(CLUSTER_FILES)" E2E_PROJECT=jetcheckout-e2e-cluster E2E_CLUSTER=1 \
 		E2E_NATS_CLI=bin/nats $(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestCluster$$' ./e2e
 
 ## hostile: only the hostile-input corpus against the whole system (make test runs it too)

@@ -84,7 +84,8 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 	if err := os.WriteFile(override, []byte(composeOverride), 0o644); err != nil {
 		return err
 	}
-	c.compose = append(slices.Clone(co.Compose), "-p", co.Project, "-f", filepath.Join(c.root, "docker-compose.yml"), "-f", override)
+	c.compose = append(slices.Clone(co.Compose), "-p", co.Project, "-f", filepath.Join(c.root, "docker-compose.yml"),
+		"-f", filepath.Join(c.root, "deploy/compose.cluster.yml"), "-f", override) // the second: nodes 2 and 3's volumes
 	// The host ports are picked here, not left to Docker, so that a container keeps its port
 	// when the chaos restarts it. Between the pick and the start another process may take
 	// one (Docker then says it "is already allocated"): the stack starts again on new ports.

@@ -325,7 +325,8 @@ func TestDeclinedCardShowsCompensation(t *testing.T) {
 	if s := step(c, events.StepReserveInventory); s.State != httpapi.StepCompensated || s.CompensationEndedAt.IsZero() {
 		t.Errorf("reserve_inventory: %+v", s)
 	}
-	if s := step(c, events.StepCreateOrder); s.State != httpapi.StepPending {
+	// It never ran, and never will: not "pending".
+	if s := step(c, events.StepCreateOrder); s.State != httpapi.StepNotRun {
 		t.Errorf("create_order: %+v", s)
 	}
 }
@@ -544,5 +545,35 @@ func TestUIForms(t *testing.T) {
 	}
 	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil, asAdmin...); len(page.Checkouts) != 1 {
 		t.Errorf("%d checkouts after a double submit, want 1", len(page.Checkouts))
+	}
+}
+
+// TestScheduledEventTimedWhenItFired: a scheduled event carries the time it was scheduled,
+// and the run view showed that, so a re-check the payments service scheduled 2 s ahead
+// appeared at the moment of the 3-D Secure request. It is timed from when it fired.
+func TestScheduledEventTimedWhenItFired(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: 1})
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_authenticationRequired"))
+	deadline := time.Now().Add(wait)
+	for {
+		at := map[events.Subject]time.Time{}
+		for _, ev := range ok[struct{ Events []httpapi.Event }](t, e, http.StatusOK, "GET", "/checkouts/"+a.CheckoutID+"/events", nil, asAdmin...).Events {
+			if _, seen := at[ev.Type]; !seen {
+				at[ev.Type] = ev.Time
+			}
+		}
+		asked, fired := at[events.PaymentActionPending], at[events.PaymentRecheck]
+		if !asked.IsZero() && !fired.IsZero() {
+			// payments schedules the first re-check RecheckEvery (2 s) after it asks.
+			if gap := fired.Sub(asked); gap < 1500*time.Millisecond {
+				t.Fatalf("the re-check is shown %s after the 3-D Secure request, want about 2 s: timed when scheduled, not when fired", gap)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no re-check after %s: %v", wait, at)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

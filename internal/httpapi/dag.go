@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -11,10 +12,14 @@ import (
 // dependencies before it), edges from each dependency. Laid out from events.Checkout, so
 // a step added to the flow appears without touching the UI.
 const (
-	nodeW, nodeH = 168, 52
-	colGap       = 44
-	rowGap       = 18
-	pad          = 8
+	minNodeW, nodeH = 168, 52
+	colGap          = 44
+	rowGap          = 18
+	pad             = 8
+	// A name is drawn in 12.5 px monospace (app.css), about 0.6 em a glyph, textInset from
+	// the box's left edge; a box is as wide as the longest name needs, so none overflows.
+	glyphW    = 7.6
+	textInset = 10
 )
 
 // dagNode is a step's box.
@@ -32,6 +37,7 @@ type dagEdge struct {
 
 type dag struct {
 	Width, Height int
+	NodeW, NodeH  int
 	Nodes         []dagNode
 	Edges         []dagEdge
 }
@@ -40,7 +46,11 @@ func layoutDAG(steps []StepView) dag {
 	depth := map[events.StepName]int{}
 	rows := map[int]int{}
 	pos := map[events.StepName]dagNode{}
-	var d dag
+	nodeW := minNodeW
+	for _, s := range steps {
+		nodeW = max(nodeW, int(math.Ceil(float64(len(s.Name))*glyphW))+2*textInset)
+	}
+	d := dag{NodeW: nodeW, NodeH: nodeH}
 	for _, s := range steps {
 		for _, a := range s.After {
 			depth[s.Name] = max(depth[s.Name], depth[a]+1)

@@ -42,6 +42,8 @@ const (
 	StepFailed       = "failed"
 	StepCompensating = "compensating"
 	StepCompensated  = "compensated"
+	// StepNotRun is a step that was still pending when its checkout ended: it never ran.
+	StepNotRun = "not_run"
 )
 
 // Checkout is the read model of one checkout, folded from its events.
@@ -118,7 +120,11 @@ func Fold(id string, acc Accepted, evs []Event) Checkout {
 		c.apply(e, steps, &terminal)
 	}
 	for _, s := range events.Checkout.Steps {
-		c.Steps = append(c.Steps, *steps[s.Name])
+		st := *steps[s.Name]
+		if terminal && st.State == StepPending {
+			st.State = StepNotRun // nothing will start it now
+		}
+		c.Steps = append(c.Steps, st)
 	}
 	if !terminal && c.Status != StatusAccepted {
 		c.Status = liveStatus(c.Steps)

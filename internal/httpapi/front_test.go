@@ -1,9 +1,11 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -491,4 +493,29 @@ func TestWrongTokensAreLimited(t *testing.T) {
 	}
 	status, hdr, raw = e.do(t, "GET", "/checkouts", nil, append(append([]string{}, asAdmin...), other...)...)
 	limited(t, status, hdr, raw, "wrong tokens")
+}
+
+// TestRootIsAnIndex: GET / answered 303 to /ui/, so a client that follows no redirects
+// (curl without -L) saw a 31-byte body. Now / is a page of its own that links the UI and the API.
+func TestRootIsAnIndex(t *testing.T) {
+	e := start(t)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(e.base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s, want 200 text/html", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, link := range []string{`href="/ui/"`, `href="/ui/store"`, `href="/ui/reviews"`, `href="/openapi.yaml"`, `href="/products"`} {
+		if !bytes.Contains(page, []byte(link)) {
+			t.Errorf("GET / links no %s", link)
+		}
+	}
+	// Only the root: an unknown path is still the API's 404.
+	if status, _, _ := e.do(t, "GET", "/nothing-here", nil); status != http.StatusNotFound {
+		t.Errorf("GET /nothing-here: %d, want 404", status)
+	}
 }

@@ -137,7 +137,9 @@ func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
 		return StreamEvent{}, false
 	}
 	at := env.Time
-	if at.IsZero() {
+	if at.IsZero() || env.Schedule != nil {
+		// A scheduled event's Time is when it was scheduled; it happened when the server
+		// fired it, which is when CHECKOUT stored it (sourced from its timer stream).
 		at = meta.Timestamp
 	}
 	return StreamEvent{CheckoutID: env.CheckoutID, Event: Event{Seq: meta.Sequence.Stream, ID: env.ID, Type: env.Type,

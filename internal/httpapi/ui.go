@@ -44,9 +44,10 @@ func newUI(s *Server) (*ui, error) {
 		"statuses": func() []string { return Statuses },
 		"query":    func(k, v string) template.URL { return template.URL(url.Values{k: {v}}.Encode()) },
 		"stock":    stockLabel,
+		"state":    func(s string) string { return strings.ReplaceAll(s, "_", " ") }, // not_run: "not run"
 	}
 	pages := map[string]*template.Template{}
-	for _, p := range []string{"list", "checkout", "reviews", "store"} {
+	for _, p := range []string{"index", "list", "checkout", "reviews", "store"} {
 		t, err := template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("ui template %s: %w", p, err)
@@ -59,7 +60,9 @@ func newUI(s *Server) (*ui, error) {
 func (u *ui) routes(m *http.ServeMux) {
 	static, _ := fs.Sub(webFS, "web/static")
 	m.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
-	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusSeeOther) })
+	// The root answers itself, links to the UI and the API: a client that follows no
+	// redirects (curl) sees where to go, not an empty 303.
+	m.HandleFunc("GET /{$}", u.page(u.index))
 	m.HandleFunc("GET /ui/{$}", u.page(u.list))
 	m.HandleFunc("GET /ui/checkouts/{id}", u.page(u.checkout))
 	m.HandleFunc("GET /ui/checkouts/{id}/fragment", u.page(u.checkout))
@@ -160,6 +163,14 @@ func (u *ui) page(h pageFunc) http.HandlerFunc {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:")
 		_, _ = buf.WriteTo(w)
 	}
+}
+
+func (u *ui) index(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
+	return "index", struct{ SignOut bool }{v.session}, nil
 }
 
 type listData struct {

@@ -166,3 +166,23 @@ func TestEnsureRestoresAConsumer(t *testing.T) {
 		t.Errorf("two Ensures of a new consumer changed %v, want it created once", changed)
 	}
 }
+
+// A consumer that leaves MaxDeliver at 0 (the API's) is stored as -1, the server's word for
+// the same unlimited deliveries: it was taken for a changed one, so the setup role "restored"
+// it every minute and the API, which may not create consumers, could not bind to it.
+func TestEnsureTakesDefaultMaxDeliverAsIs(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	want := jetstream.ConsumerConfig{Durable: "api", FilterSubjects: []string{"checkout.>"},
+		AckPolicy: jetstream.AckAllPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(want)); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(want), topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 0 {
+		t.Errorf("a second Ensure changed %v", changed)
+	}
+}
