@@ -30,6 +30,17 @@ type Envelope struct {
 type Schedule struct {
 	At  time.Time `json:"at"`
 	Key string    `json:"key"`
+	// Cancel, in an output, asks the runner to remove what waits in the slot instead of
+	// scheduling anything (CancelSchedule): it is never published.
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// CancelSchedule is the output that removes the pending scheduled event of type typ in the
+// slot key of a checkout, if one waits there (a timer no longer needed, which would
+// otherwise fire and be handled for nothing).
+func CancelSchedule(checkoutID string, typ Subject, key string) Envelope {
+	return Envelope{ID: ID(checkoutID, typ) + ":cancel", Type: typ, CheckoutID: checkoutID, SchemaVersion: SchemaVersion,
+		Schedule: &Schedule{Key: key, Cancel: true}}
 }
 
 // ErrMalformed marks input that can never be processed: retrying it cannot help.

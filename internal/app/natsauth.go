@@ -199,8 +199,10 @@ func publishGrants(d events.EventDoc, name string) []string {
 	case producer == name:
 		return []string{subject}
 	case producer == name+" (scheduled)":
+		// Its slots, and the purge of its own timer stream: a timer no longer needed is
+		// removed (events.CancelSchedule); nobody else's timers are in that stream.
 		slot := events.TimerSlots(name, d.Subject)
-		return []string{slot, slot + ".>"}
+		return []string{slot, slot + ".>", "$JS.API.STREAM.PURGE." + events.TimerStream(name)}
 	case producer == "any service":
 		return []string{subject}
 	}

@@ -20,16 +20,13 @@ func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
 	return expiryAt(res, now.Add(s.cfg.ReservationTTL))
 }
 
-// expiryNow brings a settled reservation's expiry forward to the next second, in the slot
-// of the one scheduled at its reservation, which it replaces. The server fires it at once
-// (the inventory finds the reservation settled and does nothing) and then forgets the
-// slot, instead of keeping it, and its share of memory, for the rest of ReservationTTL:
-// what the server holds stays bounded by the checkouts in flight, not by the last hour's.
-// (After a crash of the inventory between its reservation's commit and publish, the
-// republished hour-long expiry can take the slot back: it then fires, to no effect, in an
-// hour.)
-func expiryNow(res Reservation, now time.Time) events.Envelope {
-	return expiryAt(res, now)
+// expiryCancelled removes a settled reservation's pending expiry from inventory's timer
+// stream: it would only fire, be found settled and do nothing, and the server would hold it,
+// and its share of memory, for the rest of ReservationTTL. (After a crash of the inventory
+// between its reservation's commit and publish, the republished hour-long expiry can come
+// back after the cancel: it then fires, to no effect, in an hour.)
+func expiryCancelled(res Reservation) events.Envelope {
+	return events.CancelSchedule(res.CheckoutID, events.InventoryExpire, expiryKey)
 }
 
 func expiryAt(res Reservation, at time.Time) events.Envelope {
@@ -42,7 +39,7 @@ func expiryAt(res Reservation, at time.Time) events.Envelope {
 
 // expire releases a reservation that is still held when its time is up, and says so;
 // one that was committed or released meanwhile is left alone, silently, and without a
-// commit: that is how nearly every expiry ends (see expiryNow).
+// commit: a settled reservation's expiry is cancelled (expiryCancelled), so this is rare.
 func (s *Service) expire(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var exp events.Expiry
 	if err := in.DecodePayload(&exp); err != nil {

@@ -3,7 +3,6 @@ package inventory
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/services/runner"
@@ -24,7 +23,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 	if err != nil {
 		return nil, err
 	}
-	var expired []events.Envelope // the held reservation's expiry, brought forward
+	var expired []events.Envelope // the held reservation's expiry, cancelled
 	switch {
 	case !found:
 		log.Info("release before any reservation: nothing held", "reason", cmd.Reason)
@@ -37,7 +36,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 			return nil, err
 		}
 		log.Info("stock released", "reservation_id", res.ID, "reason", cmd.Reason)
-		expired = append(expired, expiryNow(res, time.Now()))
+		expired = append(expired, expiryCancelled(res))
 	case res.Status == Committed:
 		log.Error("release of a sold reservation refused", "reservation_id", res.ID, "reason", cmd.Reason)
 		return nil, runner.Permanent(fmt.Errorf("checkout %s: reservation %s is already sold, it cannot be released", in.CheckoutID, res.ID))
@@ -62,7 +61,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	if err != nil {
 		return nil, err
 	}
-	var expired []events.Envelope // the held reservation's expiry, brought forward
+	var expired []events.Envelope // the held reservation's expiry, cancelled
 	switch {
 	case !found:
 		log.Debug("completed checkout reserved nothing here")
@@ -72,7 +71,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 			return nil, err
 		}
 		log.Info("reservation sold", "reservation_id", res.ID)
-		expired = append(expired, expiryNow(res, time.Now()))
+		expired = append(expired, expiryCancelled(res))
 	case res.Status == Committed:
 		log.Info("reservation already sold", "reservation_id", res.ID)
 	case res.Status == Expired:

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -22,6 +23,12 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(outs))
 	for i, e := range outs {
+		if e.Schedule != nil && e.Schedule.Cancel {
+			if err := r.cancel(ctx, e); err != nil {
+				return err
+			}
+			continue
+		}
 		h, err := r.cfg.Keys.Header(r.cfg.Name, e.Type, data[i])
 		if err != nil {
 			return err
@@ -52,6 +59,23 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 		}
 	}
 	return nil
+}
+
+// cancel removes what waits in the slot of e, in the runner's own timer stream: a purge of
+// that one subject, idempotent (done again after a crash, it finds nothing).
+func (r *Runner) cancel(ctx context.Context, e events.Envelope) error {
+	r.timersMu.Lock()
+	if r.timers == nil {
+		stream, err := r.cfg.JS.Stream(ctx, events.TimerStream(r.cfg.Name))
+		if err != nil {
+			r.timersMu.Unlock()
+			return fmt.Errorf("cancel %s: %w", e.ScheduleSubject(), err)
+		}
+		r.timers = stream
+	}
+	timers := r.timers
+	r.timersMu.Unlock()
+	return timers.Purge(ctx, jetstream.WithPurgeSubject(e.ScheduleSubject()))
 }
 
 // ceilSecond rounds up to a whole second: schedules are written with second precision, and a

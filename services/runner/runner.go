@@ -217,7 +217,10 @@ type Runner struct {
 	retriedMu sync.Mutex
 	// ownDecoder: the routes whose Decoder makes the envelope (and may derive its checkout ID)
 	ownDecoder map[string]bool
-	log        *slog.Logger
+	// timers is the runner's own timer stream, looked up at its first cancel.
+	timers   jetstream.Stream
+	timersMu sync.Mutex
+	log      *slog.Logger
 	// fresh: New found no runner buckets in the file; if the consumer handled messages
 	// before, the view is lost (recoverView).
 	fresh bool
