@@ -23,8 +23,8 @@ const MigrationStream = events.StreamCheckout + "_MIGRATION"
 const resumeKey = "jetcheckout_resume_seq"
 
 // ErrNeedsMigration: CHECKOUT predates the timer streams (it allows message schedules, so
-// any publisher could purge it with a roll-up header). Migrate, run by the setup role, makes
-// it anew; until then the services wait.
+// any publisher could purge it with a roll-up header), or its migration has not finished.
+// Migrate, run with the operator's credentials, makes it anew; until then the services wait.
 var ErrNeedsMigration = errors.New("the CHECKOUT stream predates the timer streams (or its migration has not finished): " +
 	"migrate it once with the operator's credentials, `jetcheckout setup -once -migrate` (`make migrate` for the compose stack); the services wait until then")
 
@@ -34,8 +34,8 @@ var ErrNeedsMigration = errors.New("the CHECKOUT stream predates the timer strea
 // schedules cannot be switched off, so the stream is made anew, in steps that each leave a
 // state the next run recognises, so a migration stopped anywhere goes on where it stopped:
 //  1. CHECKOUT is sealed (publishes fail and are retried by their publishers) and mirrored
-//     into MigrationStream (a mirror keeps the sequences); each consumer is recreated there,
-//     unused, with its position in its metadata.
+//     into MigrationStream (a mirror keeps the sequences); each durable consumer is recorded
+//     there, unused, with its position in its metadata.
 //  2. CHECKOUT is deleted and made again as a mirror of MigrationStream; the consumers are
 //     made again on it at their positions, and the pending schedules again in the timer
 //     streams; then it is promoted to a stream of its own with today's configuration.
