@@ -68,21 +68,24 @@ func (p *process) supervise() {
 		p.mu.Unlock()
 		_ = cmd.Wait()
 		p.mu.Lock()
-		stopping, wait, wipe := p.stopping, max(time.Until(p.holdUntil), restartDelay), p.wipe
-		p.wipe = ""
+		stopping, wait := p.stopping, max(time.Until(p.holdUntil), restartDelay)
 		p.mu.Unlock()
-		if wipe != "" {
-			_ = os.RemoveAll(wipe) // its disk is gone: it starts on an empty data directory
-		}
 		if stopping {
 			return
 		}
 		time.Sleep(wait)
+		// The wipe is read here, just before the restart: a kill that came while the process
+		// was already down (waiting to restart) wipes it too, and the final stop never does,
+		// so reconciliation reads the file the last process left.
 		p.mu.Lock()
-		stopping = p.stopping
+		stopping, wipe := p.stopping, p.wipe
+		p.wipe = ""
 		p.mu.Unlock()
 		if stopping {
 			return
+		}
+		if wipe != "" {
+			_ = os.RemoveAll(wipe) // its disk is gone: it starts on an empty data directory
 		}
 		for p.start() != nil {
 			time.Sleep(restartDelay)
