@@ -71,15 +71,22 @@ func startEmulator(t *testing.T) *stripeemu.Server {
 	return emu
 }
 
-func startSystem(t *testing.T, dir string) *System {
+// startProcess starts the named services (one process of the stack) on cfg until the test
+// ends.
+func startProcess(t *testing.T, cfg Config, log *slog.Logger, names ...string) *System {
 	t.Helper()
-	log := testLogger()
-	sys, err := Start(context.Background(), testConfig(dir), log)
+	sys, err := Start(context.Background(), cfg, log, names...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start %v: %v", names, err)
 	}
 	t.Cleanup(sys.Stop)
 	return sys
+}
+
+// startSystem starts every service, embedded, on a data directory of its own.
+func startSystem(t *testing.T, dir string) *System {
+	t.Helper()
+	return startProcess(t, testConfig(dir), testLogger())
 }
 
 // request calls a micro endpoint and decodes its reply, failing on an error reply.

@@ -194,11 +194,7 @@ func TestNATSPermissions(t *testing.T) {
 		cfg.NATSUser, cfg.NATSPassword = name, natsPassword(name)
 		cfg.AuthWindow, cfg.Grace = 2*time.Second, time.Second
 		cfg.SnapshotEvery = 100 * time.Millisecond
-		sys, err := Start(context.Background(), cfg, log, name)
-		if err != nil {
-			t.Fatalf("start %s as its NATS user: %v", name, err)
-		}
-		t.Cleanup(sys.Stop)
+		sys := startProcess(t, cfg, log, name)
 		return sys
 	}
 	for _, name := range Services {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -20,11 +19,7 @@ func TestOneServicePerProcess(t *testing.T) {
 	for _, name := range Services {
 		cfg := testConfig(t.TempDir())
 		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_per_process"
-		sys, err := Start(context.Background(), cfg, log, name)
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(sys.Stop)
+		sys := startProcess(t, cfg, log, name)
 		if sys.Server != nil || sys.Emulator != nil {
 			t.Fatalf("%s started its own NATS server or Stripe emulator", name)
 		}

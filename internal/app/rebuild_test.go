@@ -47,11 +47,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 			withMaxDeliver(3)(&cfg)
 			withMiddleware(name, failingFor(events.LabelRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
 		}
-		sys, err := Start(context.Background(), cfg, log, name)
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(sys.Stop)
+		sys := startProcess(t, cfg, log, name)
 		return sys
 	}
 	systems := map[string]*System{}

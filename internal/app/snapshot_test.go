@@ -40,11 +40,7 @@ func TestLostViewRestoredFromSnapshot(t *testing.T) {
 		cfg := testConfig(dirs[name])
 		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_snapshot"
 		cfg.MaxHoldPerCustomer, cfg.SnapshotEvery = -1, every[name]
-		sys, err := Start(context.Background(), cfg, log, name)
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(sys.Stop)
+		sys := startProcess(t, cfg, log, name)
 		return sys
 	}
 	systems := map[string]*System{}

@@ -17,7 +17,11 @@ const expiryKey = "inventory.expire"
 // once the reservation has held its units for ReservationTTL. Schedules have a precision of
 // one second, so the time is rounded up: a reservation never expires early.
 func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
-	return expiryAt(res, now.Add(s.cfg.ReservationTTL))
+	at := now.Add(s.cfg.ReservationTTL).Truncate(time.Second).Add(time.Second)
+	e := events.Must(res.CheckoutID, events.InventoryExpire, events.Expiry{ReservationID: res.ID})
+	e.ID = fmt.Sprintf("%s:%d", e.ID, at.UnixMilli())
+	e.Schedule = &events.Schedule{At: at, Key: expiryKey}
+	return e
 }
 
 // expiryCancelled removes a settled reservation's pending expiry from inventory's timer
@@ -27,14 +31,6 @@ func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
 // back after the cancel: it then fires, to no effect, in an hour.)
 func expiryCancelled(res Reservation) events.Envelope {
 	return events.CancelSchedule(res.CheckoutID, events.InventoryExpire, expiryKey)
-}
-
-func expiryAt(res Reservation, at time.Time) events.Envelope {
-	at = at.Truncate(time.Second).Add(time.Second)
-	e := events.Must(res.CheckoutID, events.InventoryExpire, events.Expiry{ReservationID: res.ID})
-	e.ID = fmt.Sprintf("%s:%d", e.ID, at.UnixMilli())
-	e.Schedule = &events.Schedule{At: at, Key: expiryKey}
-	return e
 }
 
 // expire releases a reservation that is still held when its time is up, and says so;

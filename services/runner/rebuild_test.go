@@ -29,21 +29,9 @@ func TestRebuildRefusesCallRoutes(t *testing.T) {
 // as the lost one was.
 func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 	s := &step{}
-	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
-	ctx, stop := context.WithCancel(context.Background())
-	done := h.runUntil(ctx)
 	checkouts := []string{"co-1", "co-2", "co-3", "co-4", "co-5"}
-	for _, id := range checkouts {
-		h.publish(t, id, "")
-	}
-	h.settle(t)
-	stop()
-	wantStopped(t, done)
-
-	// The file is lost; the new one's rebuild is stopped at its third message.
-	h.db = newStepDB(t)
-	cfg := h.runner.cfg
-	cfg.DB = h.db
+	h, cfg := handledThenLost(t, s, checkouts)
+	// The new file's rebuild is stopped at its third message.
 	calls := runStoppedAt(t, cfg, 3)
 	if calls >= len(checkouts) {
 		t.Fatalf("the rebuild was not stopped half-way (%d calls)", calls)
@@ -84,20 +72,8 @@ func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 // mark is made with the buckets, and the next start rebuilds.
 func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
 	s := &step{}
-	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
-	ctx, stop := context.WithCancel(context.Background())
-	done := h.runUntil(ctx)
 	checkouts := []string{"co-1", "co-2", "co-3"}
-	for _, id := range checkouts {
-		h.publish(t, id, "")
-	}
-	h.settle(t)
-	stop()
-	wantStopped(t, done)
-
-	h.db = newStepDB(t)
-	cfg := h.runner.cfg
-	cfg.DB = h.db
+	h, cfg := handledThenLost(t, s, checkouts)
 	if _, err := New(cfg); err != nil { // and the process stops here
 		t.Fatal(err)
 	}
@@ -116,6 +92,26 @@ func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
 			t.Errorf("checkout %s applied %d times in the rebuilt store (%v), want 1", id, n, err)
 		}
 	}
+}
+
+// handledThenLost runs a rebuilding runner of s over checkouts until it has handled them,
+// stops it, and gives the harness a new, empty file: the lost view. cfg is the runner's
+// configuration on that file.
+func handledThenLost(t *testing.T, s *step, checkouts []string) (*harness, Config) {
+	t.Helper()
+	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
+	ctx, stop := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	for _, id := range checkouts {
+		h.publish(t, id, "")
+	}
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+	h.db = newStepDB(t)
+	cfg := h.runner.cfg
+	cfg.DB = h.db
+	return h, cfg
 }
 
 // runStoppedAt runs a runner on cfg, stopping it as its handlers take their nth message (a

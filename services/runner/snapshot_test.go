@@ -95,6 +95,18 @@ func rebuilt(t *testing.T, logs *natstest.LogBuffer) int {
 	return n
 }
 
+// restartRebuilt starts a new runner on cfg (the lost view's file) and returns how many
+// messages its rebuild replayed.
+func restartRebuilt(t *testing.T, h *harness, cfg Config, logs *natstest.LogBuffer) int {
+	t.Helper()
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	return rebuilt(t, logs)
+}
+
 // wantRebuilt checks the rebuilt view holds each checkout once, and nothing was published again.
 func wantRebuilt(t *testing.T, h *harness, ids []string) {
 	t.Helper()
@@ -139,11 +151,7 @@ func TestRebuildRestoresSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if h.runner, err = New(cfg); err != nil {
-		t.Fatal(err)
-	}
-	h.run(t)
-	if n := rebuilt(t, logs); n > 3 {
+	if n := restartRebuilt(t, h, cfg, logs); n > 3 {
 		t.Errorf("the rebuild replayed %d messages, want at most the 3 after the snapshot", n)
 	}
 	if !strings.Contains(logs.String(), "going on with an interrupted rebuild of a restored snapshot") {
@@ -176,11 +184,7 @@ func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, strings.NewReader(forged)); err != nil {
 		t.Fatal(err)
 	}
-	if h.runner, err = New(cfg); err != nil {
-		t.Fatal(err)
-	}
-	h.run(t)
-	if n := rebuilt(t, logs); n != len(ids) {
+	if n := restartRebuilt(t, h, cfg, logs); n != len(ids) {
 		t.Errorf("the rebuild replayed %d messages, want all %d from the stream's start", n, len(ids))
 	}
 	if !strings.Contains(logs.String(), "do not match its signed digest") {
@@ -200,11 +204,7 @@ func TestRebuildWithoutSnapshot(t *testing.T) {
 	if err := obs.Delete(context.Background(), consumer); err != nil {
 		t.Fatal(err)
 	}
-	if h.runner, err = New(cfg); err != nil {
-		t.Fatal(err)
-	}
-	h.run(t)
-	if n := rebuilt(t, logs); n != len(ids) {
+	if n := restartRebuilt(t, h, cfg, logs); n != len(ids) {
 		t.Errorf("the rebuild replayed %d messages, want all %d", n, len(ids))
 	}
 	if !strings.Contains(logs.String(), "no usable snapshot of the view: replaying the stream from its start") {
