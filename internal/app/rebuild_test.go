@@ -27,8 +27,8 @@ import (
 // runs checkouts that complete, fail, are compensated, given up and held for a review, then
 // for each service whose view is rebuildable: stops it, deletes its bbolt file and starts
 // it again. The rebuilt file equals the lost one byte for byte (determinism), nothing is
-// published again, and a checkout afterwards completes. Payments and notifications, whose
-// views record calls to Stripe and SMTP, start on a lost file as before, loudly, and call
+// published again, no email is sent again, and a checkout afterwards completes. Payments,
+// whose view records calls to Stripe, starts on a lost file as before, loudly, and calls
 // nothing again.
 func TestLostViewIsRebuilt(t *testing.T) {
 	env := natstest.Start(t)
@@ -93,6 +93,8 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		t.Fatalf("the checkouts did not run as planned: %v / %v / %v", w.All("co-rb-happy"), w.All("co-rb-noorder"), w.All("co-rb-noship"))
 	}
 	published := len(w.All(""))
+	outbox := systems[events.ServiceNotifications].Config.Outbox()
+	emails := sentEmails(t, outbox)
 
 	for _, name := range slices.Sorted(maps.Keys(events.Rebuildable)) {
 		t.Run(name, func(t *testing.T) {
@@ -123,8 +125,16 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		})
 	}
 
-	// Payments and notifications: they carry on from their consumer's position, saying so.
+	if sent := sentEmails(t, outbox); !maps.Equal(sent, emails) || len(sent) == 0 {
+		t.Errorf("emails written while notifications rebuilt its view: %v, before %v", sent, emails)
+	}
+
+	// Services that record the outside world's answers in no event carry on from their
+	// consumer's position, saying so.
 	for _, name := range []string{events.ServicePayments, events.ServiceNotifications} {
+		if events.Rebuildable[name] {
+			continue
+		}
 		systems[name].Stop()
 		if err := os.Remove(filepath.Join(dirs[name], name+".db")); err != nil {
 			t.Fatal(err)
@@ -161,6 +171,25 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	if label, found, _ := systems[events.ServiceShipping].Shipping.Label("ord_co-rb-happy"); !found || label.TrackingNumber != shipping.TrackingNumber("ord_co-rb-happy") {
 		t.Errorf("the rebuilt label of co-rb-happy: %+v found=%v", label, found)
 	}
+}
+
+// sentEmails are the outbox's messages and when each was written: a message sent again
+// is written again.
+func sentEmails(t *testing.T, outbox string) map[string]time.Time {
+	t.Helper()
+	files, err := os.ReadDir(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]time.Time{}
+	for _, f := range files {
+		info, err := f.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[f.Name()] = info.ModTime()
+	}
+	return sent
 }
 
 // failingFor is middleware that makes one route of a service fail with err for one checkout.

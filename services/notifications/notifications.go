@@ -73,8 +73,10 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // checkout.failed.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation},
-		{Subject: events.Failed, Call: s.sendFailureNotice},
+		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation,
+			Outcomes: []events.Subject{events.ConfirmationSent}, Replay: replaySent(sentBucket)},
+		{Subject: events.Failed, Call: s.sendFailureNotice,
+			Outcomes: []events.Subject{events.FailureNoticeSent}, Replay: replaySent(noticesBucket)},
 	}
 }
 
@@ -146,9 +148,10 @@ func (s *Service) sendOnce(ctx context.Context, bucket []byte, in events.Envelop
 	return rec, nil
 }
 
-// recordSent is the handler that records a sent message in bucket and emits out. A record
-// there already (only a copy of the event outside its checkout's lane could have made it)
-// stays, and is what is announced.
+// recordSent is the handler that records a sent message in bucket and emits out, timed
+// when it was sent: the event is the record, and a rebuilt view takes it from there
+// (replaySent). A record there already (only a copy of the event outside its checkout's
+// lane could have made it) stays, and is what is announced.
 func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Envelope) runner.Handler {
 	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
 		b := tx.Bucket(bucket)
@@ -159,9 +162,32 @@ func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Env
 		}
 		if found {
 			out.Payload, err = json.Marshal(first.event())
+			out.Time = first.SentAt
 			return []events.Envelope{out}, err
 		}
+		out.Time = sent.SentAt
 		return []events.Envelope{out}, store.Put(b, checkoutID, sent)
+	}
+}
+
+// replaySent rebuilds the record of a sent message in bucket from the event that announced
+// it, sent at the event's time. A notice not sent on purpose (noticeRefusal) announced
+// nothing, and records nothing here either.
+func replaySent(bucket []byte) runner.Replayer {
+	return func(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+		if len(recorded) == 0 {
+			return nil
+		}
+		var announced events.EmailSent
+		if err := recorded[0].DecodePayload(&announced); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucket)
+		if b.Get([]byte(in.CheckoutID)) != nil {
+			return nil
+		}
+		return store.Put(b, in.CheckoutID, SentEmail{OrderID: announced.OrderID, MessageID: announced.MessageID,
+			To: announced.To, SentAt: recorded[0].Time})
 	}
 }
 
