@@ -129,10 +129,10 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 
 // Rebuildable are the services whose bbolt file is a view of the events they consume
 // alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
-// stream when the service starts, shortened by a snapshot in its ViewsBucket. Notifications
-// records each email it sent in the event that announces it, and a rebuild takes the record
-// from there (runner.Route.Replay) instead of sending again. Not the others:
-//   - payments records Stripe's answers that no event holds;
+// stream when the service starts, shortened by a snapshot in its ViewsBucket. Payments and
+// notifications record what Stripe and SMTP answered in the events that announce it, and a
+// rebuild takes their records from there (runner.Route.Replay) instead of calling again.
+// Not the others:
 //   - catalog holds carts, made by request endpoints, not events;
 //   - inventory seeds its stock from the catalog file at start, and whether a reservation
 //     gets the last item depends on the order in which concurrent checkouts commit, which
@@ -140,7 +140,7 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 //
 // Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
 var Rebuildable = map[string]bool{ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
-	ServiceNotifications: true}
+	ServiceNotifications: true, ServicePayments: true}
 
 // ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
 // object, named after the service, replaced at each snapshot. One bucket per service, not

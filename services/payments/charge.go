@@ -1,7 +1,9 @@
 package payments
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +53,7 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 	case Captured:
 		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
 	case AwaitingAction:
-		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now())))
+		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now()), 0))
 		// Not the page's URL: it carries the intent's client secret.
 		log.Info("payment waits for the customer's 3-D Secure authentication", "payment_intent", rec.PaymentIntentID,
 			"until", rec.AuthUntil, "redirect", rec.NextAction != "")
@@ -66,15 +68,16 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 // writes it while the call is made (a checkout's events are handled one at a time); were
 // it changed, the event is tried again from the new record, with the same idempotency keys.
 func commitRecord(seen Record, found bool, rec Record, outs ...events.Envelope) runner.Handler {
-	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
-		now, stillFound, err := loadRecord(tx, rec.CheckoutID)
+	return func(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+		was, err := json.Marshal(seen)
 		if err != nil {
 			return nil, err
 		}
-		if stillFound != found || !now.UpdatedAt.Equal(seen.UpdatedAt) {
+		now := tx.Bucket(bucketPayments).Get([]byte(rec.CheckoutID))
+		if (now != nil) != found || found && !bytes.Equal(now, was) {
 			return nil, fmt.Errorf("the payment record of %s changed while Stripe was called; trying again", rec.CheckoutID)
 		}
-		return outs, saveRecord(tx, rec)
+		return outs, saveRecord(tx, rec, in)
 	}
 }
 
@@ -133,16 +136,17 @@ func (s *Service) pay(ctx context.Context, log *slog.Logger, rec *Record, quote 
 
 // settle records a confirmed intent by its status.
 func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentIntent) error {
-	rec.PaymentIntentID, rec.IntentStatus = pi.ID, string(pi.Status)
+	rec.PaymentIntentID = pi.ID
 	switch pi.Status {
 	case stripe.PaymentIntentStatusSucceeded:
 		rec.Status = Captured
 	case stripe.PaymentIntentStatusRequiresAction:
 		// The customer must authenticate with their bank: wait for it, up to AuthWindow.
-		rec.Status, rec.AuthUntil = AwaitingAction, time.Now().Add(s.cfg.AuthWindow).UTC()
+		var page string
 		if na := pi.NextAction; na != nil && na.RedirectToURL != nil {
-			rec.NextAction = na.RedirectToURL.URL
+			page = na.RedirectToURL.URL
 		}
+		rec.awaitAction(pi.ID, page, time.Now().Add(s.cfg.AuthWindow).UTC())
 	case stripe.PaymentIntentStatusRequiresPaymentMethod, stripe.PaymentIntentStatusRequiresConfirmation,
 		stripe.PaymentIntentStatusCanceled:
 		message := "The payment was not completed."
@@ -173,7 +177,7 @@ func refused(log *slog.Logger, rec *Record, err error) error {
 		return fmt.Errorf("create payment intent: %w", err)
 	}
 	if se.PaymentIntent != nil {
-		rec.PaymentIntentID, rec.IntentStatus = se.PaymentIntent.ID, string(se.PaymentIntent.Status)
+		rec.PaymentIntentID = se.PaymentIntent.ID
 	}
 	switch {
 	case isTransient(err):
