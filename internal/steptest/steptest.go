@@ -6,9 +6,13 @@ package steptest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +39,9 @@ type Harness struct {
 	DB    *bolt.DB
 	Watch *natstest.Watcher // every checkout event and every timer set since Start
 	cfg   runner.Config
+	log   *slog.Logger
 	logs  *natstest.LogBuffer
+	stops []func()
 }
 
 // Start opens <cfg.Name>.db, builds the service on it with build, and runs the service's
@@ -44,12 +50,12 @@ type Harness struct {
 func Start[S Service](t testing.TB, cfg runner.Config, build func(db *bolt.DB, log *slog.Logger) (S, error)) (*Harness, S) {
 	t.Helper()
 	h := &Harness{Env: natstest.Start(t), DB: DB(t, cfg.Name), logs: &natstest.LogBuffer{}}
-	log := newLogger(io.MultiWriter(t.Output(), h.logs))
-	svc, err := build(h.DB, log)
+	h.log = newLogger(io.MultiWriter(t.Output(), h.logs))
+	svc, err := build(h.DB, h.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.JS, cfg.DB, cfg.Log, cfg.Routes = h.Env.JS, h.DB, log, svc.Routes()
+	cfg.JS, cfg.DB, cfg.Log, cfg.Routes = h.Env.JS, h.DB, h.log, svc.Routes()
 	h.cfg = cfg
 	h.Watch = h.Env.Watch(t, events.CheckoutSubjects, events.TimerSubjects("*"))
 	h.AddRunner(t)
@@ -64,7 +70,103 @@ func (h *Harness) AddRunner(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Run(t, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner stopped with %v", err)
+		}
+	})
+	h.stops = append(h.stops, stop)
+	t.Cleanup(stop)
+}
+
+// LoseView stops the service's runners and starts it again, built by build, on a new bbolt
+// file, as when its data directory is deleted: its runner (with cfg.Rebuild) rebuilds the
+// view from the stream before it consumes. The lost file stays open, to compare (View).
+func LoseView[S Service](t testing.TB, h *Harness, build func(db *bolt.DB, log *slog.Logger) (S, error)) S {
+	t.Helper()
+	for _, stop := range h.stops {
+		stop()
+	}
+	h.stops = nil
+	h.DB = DB(t, h.cfg.Name)
+	svc, err := build(h.DB, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.DB, h.cfg.Routes = h.DB, svc.Routes()
+	h.AddRunner(t)
+	return svc
+}
+
+// View is what a view holds, to compare a rebuilt one with the one lost: bucket → key →
+// value, without the runner's handled_at index (its keys are when this process wrote each
+// record, a local fact) and without the scheduled outputs of a handled record (they wait
+// in a timer stream, and a route that replays its recorded outcome records only what
+// CHECKOUT holds).
+func View(t testing.TB, db *bolt.DB) map[string]map[string]string {
+	t.Helper()
+	view := map[string]map[string]string{}
+	err := db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if string(name) == "runner.handled_at" {
+				return nil
+			}
+			kv := map[string]string{}
+			view[string(name)] = kv
+			return b.ForEach(func(k, v []byte) error {
+				if string(name) == "runner.processed" {
+					v = unscheduled(t, v)
+				}
+				kv[string(k)] = string(v)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return view
+}
+
+// SameView reports where a rebuilt view (View) differs from the one lost.
+func SameView(t testing.TB, lost, rebuilt map[string]map[string]string) {
+	t.Helper()
+	for _, bucket := range slices.Sorted(maps.Keys(lost)) {
+		for _, key := range slices.Sorted(maps.Keys(lost[bucket])) {
+			if got := rebuilt[bucket][key]; got != lost[bucket][key] {
+				t.Errorf("%s %s:\n rebuilt %s\n    lost %s", bucket, key, got, lost[bucket][key])
+			}
+		}
+	}
+	for bucket, kv := range rebuilt {
+		for key := range kv {
+			if _, ok := lost[bucket][key]; !ok {
+				t.Errorf("%s %s is in the rebuilt view only", bucket, key)
+			}
+		}
+	}
+}
+
+// unscheduled is a handled record without its scheduled outputs.
+func unscheduled(t testing.TB, record []byte) []byte {
+	t.Helper()
+	var r struct {
+		Seq     uint64            `json:"seq"`
+		Outputs []events.Envelope `json:"outputs,omitempty"`
+	}
+	if err := json.Unmarshal(record, &r); err != nil {
+		t.Fatal(err)
+	}
+	r.Outputs = slices.DeleteFunc(r.Outputs, func(e events.Envelope) bool { return e.Schedule != nil })
+	out, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // Serve starts the service's request-reply endpoints with serve and stops them when the

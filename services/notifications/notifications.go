@@ -76,7 +76,7 @@ func (s *Service) Routes() []runner.Route {
 		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation,
 			Outcomes: []events.Subject{events.ConfirmationSent}, Replay: replaySent(sentBucket)},
 		{Subject: events.Failed, Call: s.sendFailureNotice,
-			Outcomes: []events.Subject{events.FailureNoticeSent}, Replay: replaySent(noticesBucket)},
+			Outcomes: []events.Subject{events.FailureNoticeSent}, Replay: replayNotice},
 	}
 }
 
@@ -170,9 +170,26 @@ func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Env
 	}
 }
 
+// replayNotice rebuilds the record of a failure notice (replaySent). A notice not sent on
+// purpose (noticeRefusal) announced nothing, and records nothing here either; one due but
+// not announced, with no notice of its checkout recorded before, was refused by the mail
+// server, and live handling rejected its event, keeping no record of it: so does the replay.
+func replayNotice(ctx context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	if len(recorded) > 0 {
+		return replaySent(noticesBucket)(ctx, tx, in, recorded)
+	}
+	var failed events.CheckoutFailed
+	if err := in.DecodePayload(&failed); err != nil {
+		return err
+	}
+	if Notifies(failed) && tx.Bucket(noticesBucket).Get([]byte(in.CheckoutID)) == nil {
+		return runner.Permanent(errors.New("the failure notice was refused: it was not sent"))
+	}
+	return nil
+}
+
 // replaySent rebuilds the record of a sent message in bucket from the event that announced
-// it, sent at the event's time. A notice not sent on purpose (noticeRefusal) announced
-// nothing, and records nothing here either.
+// it, sent at the event's time.
 func replaySent(bucket []byte) runner.Replayer {
 	return func(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
 		if len(recorded) == 0 {
