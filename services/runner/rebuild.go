@@ -40,7 +40,8 @@ import (
 // A route whose answer does not follow from the input and the view (Route.Outcomes and
 // Replay: an outside call, or the last unit of stock going to whichever checkout committed
 // first) is not run: its outputs in the stream are its outcome, applied to the view by its
-// Replay and recorded as the input's outputs. One whose outcome is not in the stream is left
+// Replay and recorded as the input's outputs, with the scheduled outputs its Rescheduled
+// gives again (a timer stream holds those). One whose outcome is not in the stream is left
 // to the live consumer when the input is above the ack floor (its delivery comes back).
 
 // maxLookups bounds the messages read to find one output in the stream: a checkout's
@@ -252,7 +253,11 @@ func (r *Runner) replayed(ctx context.Context, stream jetstream.Stream, route Ro
 		return nil, nil
 	}
 	return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-		return recorded, route.Replay(ctx, tx, in, recorded)
+		if err := route.Replay(ctx, tx, in, recorded); err != nil || route.Rescheduled == nil || len(recorded) == 0 {
+			return recorded, err
+		}
+		later, err := route.Rescheduled(ctx, tx, in, recorded)
+		return append(slices.Clip(recorded), later...), err
 	}, nil
 }
 

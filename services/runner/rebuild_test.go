@@ -104,6 +104,44 @@ func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
 	c.wantCalls(t, 3) // co-1 once; co-2 before the crash and again
 }
 
+// An input whose outcome was stored but not what its handler scheduled with it (the
+// process died between the two publishes, and its view was lost): the rebuild records the
+// outcome with what Rescheduled gives again, and the input's delivery, which comes back,
+// publishes the schedule, without deciding again.
+func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
+	c := &caller{step: &step{}}
+	crash := errors.New("killed after the outcome was stored")
+	h := newHarness(t, c.step, func(cfg *Config) {
+		replayedCaller(c)(cfg)
+		cfg.AckWait = time.Second
+		cfg.Routes[0].Rescheduled = func(_ context.Context, _ *bolt.Tx, in events.Envelope, _ []events.Envelope) ([]events.Envelope, error) {
+			look := events.Must(in.CheckoutID, events.PaymentRecheck, events.Recheck{PaymentIntentID: "pi_1"})
+			look.Schedule = &events.Schedule{At: time.Now().Add(time.Hour), Key: "payment.recheck"}
+			return []events.Envelope{look}, nil
+		}
+		cfg.Hooks.AfterCommit = func(events.Envelope) error { return crash }
+	})
+	timers := h.env.Watch(t, events.TimerSubjects("*"))
+	in, _ := h.publish(t, "co-1", "")
+	h.runUntilCrash(t, crash)
+	outcome := []events.Envelope{events.Must("co-1", output, map[string]string{"note": "handled"})}
+	Stamp(outcome, in)
+	h.env.Publish(t, outcome[0])
+
+	h.db = newStepDB(t)
+	cfg := h.runner.cfg
+	cfg.DB, cfg.Hooks = h.db, Hooks{}
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	timers.Wait(t, "co-1", wait, events.PaymentRecheck)
+	h.settle(t)
+	wantEffects(t, h, "co-1", 1)
+	c.wantCalls(t, 1)
+}
+
 // A rebuild stopped half-way (the process stopped or killed) is finished by the next start:
 // what was replayed already is not applied twice, nothing is published, and the view ends
 // as the lost one was.
