@@ -1,7 +1,9 @@
 package payments_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/services/payments"
+	bolt "go.etcd.io/bbolt"
 )
 
 // loseView deletes the service's file as a lost data directory would, starts it again
@@ -77,6 +80,10 @@ func TestLostViewIsRebuiltWithoutCallingStripe(t *testing.T) {
 	h.loseView(t)
 	h.Idle(t)
 	steptest.SameView(t, live, steptest.View(t, h.DB))
+	if looks := scheduledBy(t, h, events.ID("co_3ds", events.PaymentRequested)); len(looks) != 1 ||
+		looks[0].ID != events.ID("co_3ds", events.PaymentRecheck)+":1" || looks[0].Schedule.At.IsZero() {
+		t.Errorf("the rebuilt record of the 3-D Secure payment schedules %+v, want its first look", looks)
+	}
 	if n := h.calls.Load(); n != calls {
 		t.Errorf("%d calls to Stripe while the view was rebuilt", n-calls)
 	}
@@ -90,6 +97,22 @@ func TestLostViewIsRebuiltWithoutCallingStripe(t *testing.T) {
 func timed(e events.Envelope) events.Envelope {
 	e.Time = time.Now().UTC()
 	return e
+}
+
+// scheduledBy are the scheduled outputs the runner's record of the handled event id holds:
+// what it publishes again if the event comes back.
+func scheduledBy(t *testing.T, h *harness, id string) []events.Envelope {
+	t.Helper()
+	var record struct {
+		Outputs []events.Envelope `json:"outputs"`
+	}
+	err := h.DB.View(func(tx *bolt.Tx) error {
+		return json.Unmarshal(tx.Bucket([]byte("runner.processed")).Get([]byte(id)), &record)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(record.Outputs, func(e events.Envelope) bool { return e.Schedule == nil })
 }
 
 // A customer still authenticating when the view is lost: the looks at the intent go on

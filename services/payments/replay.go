@@ -16,6 +16,8 @@ import (
 // What a replay does not see: the look at the intent that a payment or a look schedules
 // (in TIMERS_PAYMENTS, not CHECKOUT). It needs no replay: it waits in its timer stream, or
 // has fired into CHECKOUT and is replayed there as an input, whose number names the next.
+// Only a payment's first look is given again (firstLook), for a payment that comes back
+// after the rebuild: it may have been stored with its wait, or not.
 
 // Each route's outcomes, the events that record Stripe's answer to it.
 var (
@@ -62,6 +64,22 @@ func replayPayment(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded 
 		rec.fail(f.Code, f.Message)
 	}
 	return saveRecord(tx, rec, in)
+}
+
+// firstLook is the look at the intent that a payment waiting for 3-D Secure scheduled with
+// its wait (runner.Route.Rescheduled), due RecheckEvery after the wait was announced.
+func (s *Service) firstLook(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) ([]events.Envelope, error) {
+	if recorded[0].Type != events.PaymentActionPending {
+		return nil, nil
+	}
+	rec, found, err := loadRecord(tx, in.CheckoutID)
+	if err != nil || !found || rec.Status != AwaitingAction {
+		return nil, err
+	}
+	rec.Rechecks = 0
+	look := rec.recheck(s.nextRecheck(rec, recorded[0].Time), 0)
+	look.Time = recorded[0].Time // stamped with the wait, as live handling did
+	return []events.Envelope{look}, nil
 }
 
 // replayRecheck records a look at an intent waiting for 3-D Secure as recheckPayment did:
