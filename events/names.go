@@ -162,6 +162,9 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
+	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
+	// written once (a create-only put).
+	BucketCarts = "carts"
 	// LegacyBucketViews is the Object Store bucket the rebuildable services shared for their
 	// snapshots before each had its own (ViewsBucket): the setup role deletes it.
 	LegacyBucketViews = "views"
