@@ -36,6 +36,12 @@ import (
 // (from the input on, on its subject): it takes the stream's time, so the record is the one
 // live handling wrote, and an output that is missing or differs is logged as an error
 // (determinism: the handler or its configuration changed, or it reads a clock).
+//
+// A route whose answer does not follow from the input and the view (Route.Outcomes and
+// Replay: an outside call, or the last unit of stock going to whichever checkout committed
+// first) is not run: its outputs in the stream are its outcome, applied to the view by its
+// Replay and recorded as the input's outputs. One whose outcome is not in the stream is left
+// to the live consumer when the input is above the ack floor (its delivery comes back).
 
 // maxLookups bounds the messages read to find one output in the stream: a checkout's
 // output comes soon after its input, behind the outputs of the checkouts in flight then.
@@ -183,22 +189,14 @@ func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstre
 		r.log.Info("replay: skipped a message live handling rejected", "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
 		return nil
 	}
-	handle := route.Handle
-	if step, ok := r.steps[m.Subject]; ok {
-		given, err := r.givenUp(ctx, stream, in, m.Sequence, step)
-		if err != nil {
-			return err
-		}
-		if given != nil {
-			handle = func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
-				return []events.Envelope{*given}, nil
-			}
-		}
+	handle, err := r.replayed(ctx, stream, route, in, m.Sequence, floor)
+	if err != nil || handle == nil {
+		return err
 	}
 	var lookupErr error
 	checked := func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 		outs, err := handle(ctx, tx, in)
-		if err == nil {
+		if err == nil && route.Replay == nil {
 			// A read of the stream that failed aborts the commit: the record would carry
 			// outputs not matched with (nor timed from) their stored copies.
 			lookupErr = r.checkOutputs(ctx, stream, in, m.Sequence, floor, outs)
@@ -222,6 +220,66 @@ func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstre
 	r.log.Error("replay: the handler failed on a message live handling got past; skipped", "checkout_id", in.CheckoutID,
 		"event_id", in.ID, "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
 	return nil
+}
+
+// replayed is what a replay runs for the message at seq: the route's handler; or the
+// failure the runner recorded instead of running it; or, for a route with Replay, its
+// recorded outcome applied. Nil when the message is left to live handling: a route with
+// Replay whose outcome is not in the stream, above the ack floor (the handler may not have
+// finished; its delivery will come back).
+func (r *Runner) replayed(ctx context.Context, stream jetstream.Stream, route Route, in events.Envelope, seq, floor uint64) (Handler, error) {
+	if step, ok := r.steps[string(route.Subject)]; ok {
+		given, err := r.givenUp(ctx, stream, in, seq, step)
+		if err != nil {
+			return nil, err
+		}
+		if given != nil {
+			return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
+				return []events.Envelope{*given}, nil
+			}, nil
+		}
+	}
+	if route.Replay == nil {
+		return route.Handle, nil
+	}
+	recorded, err := r.recordedOutcomes(ctx, stream, route, in, seq)
+	if err != nil {
+		return nil, err
+	}
+	if len(recorded) == 0 && seq > floor {
+		r.log.Info("replay: left to live handling: its outcome is not in the stream yet", "checkout_id", in.CheckoutID,
+			"event_id", in.ID, "stream_seq", seq)
+		return nil, nil
+	}
+	return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+		return recorded, route.Replay(ctx, tx, in, recorded)
+	}, nil
+}
+
+// recordedOutcomes are the outputs of in, on route's Outcomes subjects, that the stream
+// holds after seq: each as the stream stored it.
+func (r *Runner) recordedOutcomes(ctx context.Context, stream jetstream.Stream, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	var recorded []events.Envelope
+	for _, subject := range route.Outcomes {
+		m, err := r.streamCopy(ctx, stream, string(subject), events.ID(in.CheckoutID, subject), seq)
+		if err != nil {
+			return nil, err
+		}
+		if m == nil {
+			continue
+		}
+		if r.cfg.Keys != nil && r.cfg.Keys.Verify(subject, m.Header.Get(events.SignerHeader), m.Header.Get(events.SignatureHeader), m.Data) != nil {
+			r.log.Error("replay: the stream's copy of an outcome is not signed by its producer: not applied", "checkout_id", in.CheckoutID,
+				"event_id", in.ID, "subject", m.Subject, "stream_seq", m.Sequence)
+			continue
+		}
+		e, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			return nil, fmt.Errorf("the stream's %s at %d, the outcome of %s: %w", m.Subject, m.Sequence, in.ID, err)
+		}
+		recorded = append(recorded, e)
+	}
+	return recorded, nil
 }
 
 // givenUp returns the failure the runner recorded for a step trigger instead of running

@@ -3,9 +3,11 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
@@ -13,15 +15,93 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// A service that calls the outside world records what no event holds: its view cannot be
-// rebuilt from the stream, and asking for it is a configuration error.
-func TestRebuildRefusesCallRoutes(t *testing.T) {
+// A service that calls the outside world records what no event holds unless the route
+// says which events record its outcome: without them its view cannot be rebuilt from the
+// stream, and asking for it is a configuration error.
+func TestRebuildRefusesCallRoutesWithoutReplay(t *testing.T) {
 	env := natstest.Start(t)
 	cfg := Config{Name: "payments", JS: env.JS, DB: newStepDB(t), Rebuild: true, Routes: []Route{{Subject: events.PaymentRequested,
 		Call: func(context.Context, events.Envelope) (Handler, error) { return nil, nil }}}}
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "cannot be rebuilt") {
 		t.Fatalf("New = %v, want a refusal of Rebuild with a Call route", err)
 	}
+	cfg.Routes[0].Outcomes = []events.Subject{events.PaymentCaptured}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("New = %v, want a refusal of Outcomes without Replay", err)
+	}
+}
+
+// replayedCaller is a caller whose route takes its outcome from the stream in a rebuild.
+func replayedCaller(c *caller) func(*Config) {
+	return func(cfg *Config) {
+		cfg.Rebuild = true
+		cfg.Routes = []Route{{Subject: input, Call: c.call, Outcomes: []events.Subject{output}, Replay: c.replay}}
+	}
+}
+
+// replay applies the recorded outcome as the step's handler did, without the call; no
+// outcome means the handler did nothing.
+func (c *caller) replay(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	if len(recorded) == 0 {
+		return nil
+	}
+	if len(recorded) != 1 || recorded[0].CausationID != in.ID {
+		return fmt.Errorf("replay of %s got %d recorded outcomes, want its one output", in.ID, len(recorded))
+	}
+	b := tx.Bucket(effectsBucket)
+	var n int
+	if _, err := store.Get(b, in.CheckoutID, &n); err != nil {
+		return err
+	}
+	return store.Put(b, in.CheckoutID, n+1)
+}
+
+// A view whose handler calls the outside world is rebuilt from the outcomes the stream
+// recorded: no call is made again, every checkout's effect is in the view once, and
+// nothing is published again.
+func TestRebuildTakesAnOutsideCallsOutcomeFromTheStream(t *testing.T) {
+	c := &caller{step: &step{}}
+	checkouts := []string{"co-1", "co-2", "co-3"}
+	h, cfg := handledThenLost(t, c.step, checkouts, replayedCaller(c))
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	wantRebuilt(t, h, checkouts)
+	c.wantCalls(t, len(checkouts))
+}
+
+// An input whose outcome is not in the stream, above the ack floor (the process died after
+// deciding and before publishing), is not guessed in the rebuild: it is left to its
+// delivery, which decides it again, once.
+func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
+	c := &caller{step: &step{}}
+	crash := errors.New("killed after the commit")
+	h := newHarness(t, c.step, func(cfg *Config) {
+		replayedCaller(c)(cfg)
+		cfg.AckWait = time.Second
+		cfg.Hooks.AfterCommit = func(in events.Envelope) error {
+			if in.CheckoutID == "co-2" {
+				return crash
+			}
+			return nil
+		}
+	})
+	h.publish(t, "co-1", "")
+	h.publish(t, "co-2", "")
+	h.runUntilCrash(t, crash)
+
+	h.db = newStepDB(t)
+	cfg := h.runner.cfg
+	cfg.DB, cfg.Hooks = h.db, Hooks{}
+	var err error
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	wantRebuilt(t, h, []string{"co-1", "co-2"})
+	c.wantCalls(t, 3) // co-1 once; co-2 before the crash and again
 }
 
 // A rebuild stopped half-way (the process stopped or killed) is finished by the next start:
@@ -30,7 +110,7 @@ func TestRebuildRefusesCallRoutes(t *testing.T) {
 func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 	s := &step{}
 	checkouts := []string{"co-1", "co-2", "co-3", "co-4", "co-5"}
-	h, cfg := handledThenLost(t, s, checkouts)
+	h, cfg := handledThenLost(t, s, checkouts, nil)
 	// The new file's rebuild is stopped at its third message.
 	calls := runStoppedAt(t, cfg, 3)
 	if calls >= len(checkouts) {
@@ -73,7 +153,7 @@ func TestRebuildStoppedHalfwayFinishesOnRestart(t *testing.T) {
 func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
 	s := &step{}
 	checkouts := []string{"co-1", "co-2", "co-3"}
-	h, cfg := handledThenLost(t, s, checkouts)
+	h, cfg := handledThenLost(t, s, checkouts, nil)
 	if _, err := New(cfg); err != nil { // and the process stops here
 		t.Fatal(err)
 	}
@@ -94,12 +174,17 @@ func TestAViewLostBeforeItsRebuildStartedIsRebuiltNextTime(t *testing.T) {
 	}
 }
 
-// handledThenLost runs a rebuilding runner of s over checkouts until it has handled them,
+// handledThenLost runs a rebuilding runner of s (its config changed by tweak) over checkouts until it has handled them,
 // stops it, and gives the harness a new, empty file: the lost view. cfg is the runner's
 // configuration on that file.
-func handledThenLost(t *testing.T, s *step, checkouts []string) (*harness, Config) {
+func handledThenLost(t *testing.T, s *step, checkouts []string, tweak func(*Config)) (*harness, Config) {
 	t.Helper()
-	h := newHarness(t, s, func(c *Config) { c.Rebuild = true })
+	h := newHarness(t, s, func(c *Config) {
+		c.Rebuild = true
+		if tweak != nil {
+			tweak(c)
+		}
+	})
 	ctx, stop := context.WithCancel(context.Background())
 	done := h.runUntil(ctx)
 	for _, id := range checkouts {

@@ -51,7 +51,23 @@ type Route struct {
 	// Middleware wraps the handler it returns.
 	Call   func(ctx context.Context, in events.Envelope) (Handler, error)
 	Decode Decoder // nil: events.Decode
+	// Outcomes and Replay make what the route decided a fact of the stream, for a view
+	// that is rebuilt (Config.Rebuild) although its handler's answer does not follow from
+	// the input and the view alone: it called the outside world (Stripe, SMTP), or it depends
+	// on the order in which concurrent checkouts committed (the last unit of stock). A
+	// rebuild does not run such a route's handler: it finds the input's outputs on the
+	// Outcomes subjects in the stream and gives them to Replay, which changes the view as
+	// the handler did when it decided that (see rebuild.go).
+	Outcomes []events.Subject
+	Replay   Replayer
 }
+
+// Replayer applies to the view, in tx, the outcome that live handling recorded for in:
+// recorded are the input's outputs found in the stream, in the order of Outcomes (nil when
+// the input was acknowledged with no output on them). An output with the same event ID may
+// have been caused by another input (the stream keeps one copy of an ID), so a Replayer
+// changes the view only as far as it has not changed already, as the handler would.
+type Replayer func(ctx context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error
 
 // CommitFunc applies an event to a store of state exactly once and returns the events to
 // publish: the outputs of a first application, the recorded outputs again when seq is the
@@ -115,7 +131,7 @@ type Config struct {
 	// runner that starts on a new bbolt file while its consumer has handled messages
 	// before (the view was lost) replays them into the file first (see rebuild.go).
 	// Without it such a start is logged as an error and consuming goes on from where the
-	// consumer is. Not with Call routes or a CommitFunc.
+	// consumer is. Not with a CommitFunc, nor with a Call route that has no Replay.
 	Rebuild bool
 	// Snapshots is the Object Store bucket where a rebuildable view is copied every
 	// SnapshotEvery (default a minute) when it changed, so that a rebuild restores the copy
@@ -195,8 +211,11 @@ func (c Config) Validate() error {
 		if r.Handle != nil && r.Call != nil {
 			return fmt.Errorf("runner %s: route %s: set Handle or Call, not both", c.Name, r.Subject)
 		}
-		if r.Call != nil && c.Rebuild {
-			return fmt.Errorf("runner %s: route %s calls the outside world: its view cannot be rebuilt from the stream", c.Name, r.Subject)
+		if (r.Replay == nil) != (len(r.Outcomes) == 0) {
+			return fmt.Errorf("runner %s: route %s: Replay and Outcomes go together", c.Name, r.Subject)
+		}
+		if r.Call != nil && c.Rebuild && r.Replay == nil {
+			return fmt.Errorf("runner %s: route %s calls the outside world and has no Replay: its view cannot be rebuilt from the stream", c.Name, r.Subject)
 		}
 		if r.Call != nil && c.Commit != nil {
 			return fmt.Errorf("runner %s: route %s: Call needs DB, not Commit", c.Name, r.Subject)
