@@ -167,10 +167,13 @@ func (s *Service) cart(ctx context.Context, tx *bolt.Tx, id string) (events.Cart
 }
 
 // Routes are the catalog's steps: validate_cart_items on checkout.requested, and the
-// settling of the held cart on checkout.completed and checkout.failed.
+// settling of the held cart on checkout.completed and checkout.failed. Whether a cart was
+// free for a checkout depends on the order in which concurrent checkouts of it committed,
+// so a rebuild of the view takes validation's outcome from the stream (replayValidation).
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested},
+		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested,
+			Outcomes: []events.Subject{events.CartValidated, events.CartFailed}, Replay: s.replayValidation},
 		{Subject: events.Completed, Handle: s.checkOutCart},
 		{Subject: events.Failed, Handle: s.reopenCart},
 	}

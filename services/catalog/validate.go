@@ -99,6 +99,23 @@ func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (e
 	}, nil
 }
 
+// replayValidation applies validate_cart_items' recorded outcome to a view being rebuilt:
+// a cart validated by this input was held for its checkout; a failure changed nothing. A
+// validation caused by another input (a copy of the request) was applied by that one's.
+func (s *Service) replayValidation(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	for _, out := range recorded {
+		if out.Type != events.CartValidated || out.CausationID != in.ID {
+			continue
+		}
+		var q events.Quote
+		if err := out.DecodePayload(&q); err != nil {
+			return runner.Permanent(err)
+		}
+		return hold(tx, q.CartID, in.CheckoutID)
+	}
+	return nil
+}
+
 // hold marks the cart checking_out by the checkout, and maps the checkout to it.
 func hold(tx *bolt.Tx, cartID, checkoutID string) error {
 	err := store.Put(tx.Bucket(bucketCarts), cartID, cartState{Status: events.CartCheckingOut, CheckoutID: checkoutID})
