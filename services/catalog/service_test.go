@@ -341,6 +341,8 @@ func TestValidateFailures(t *testing.T) {
 			r.PaymentMethodID = "4242424242424242"
 		}), events.CodeInvalidRequest},
 		{"unknown cart", events.Cart{ID: "cart_missing"}, nil, events.CodeCartNotFound},
+		{"a cart ID no key can be", events.Cart{ID: "cart.*"}, nil, events.CodeCartNotFound},
+		{"a cart ID of several tokens", events.Cart{ID: "cart.a.b"}, nil, events.CodeCartNotFound},
 		{"someone else's cart", usd(tee), func(t *testing.T, c events.Cart) string {
 			h.checkout(t, request("co-thief", c.ID, "cus_mallory", address("US", "")), "")
 			return "co-thief"
