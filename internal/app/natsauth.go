@@ -164,8 +164,10 @@ func apiUser() NATSUser {
 		}
 	}
 	u.Publish = append(u.Publish, consumerGrants(APIName)...)
-	// Its health check asks JetStream for the account's info (a read).
-	u.Publish = append(u.Publish, "$JS.API.INFO")
+	// Its health check asks JetStream for the account's info (a read); a lost read model is
+	// rebuilt with direct gets of the stream's events (httpapi.Projector), which it may read
+	// through its consumer anyway.
+	u.Publish = append(u.Publish, "$JS.API.INFO", "$JS.API.DIRECT.GET."+events.StreamCheckout)
 	return u
 }
 
