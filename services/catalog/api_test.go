@@ -266,3 +266,18 @@ func TestCartsMoveFromAnOldFileToTheBucket(t *testing.T) {
 		t.Errorf("a second move moved %d carts: %v", n, err)
 	}
 }
+
+// A cart in the bucket that does not decode is refused for good, not tried again.
+func TestUnreadableCartIsRefused(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	kv, err := h.Env.JS.KeyValue(ctx, events.BucketCarts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "cart_torn", []byte(`{"id":`)); err != nil {
+		t.Fatal(err)
+	}
+	h.checkout(t, request("co-torn", "cart_torn", "cus_ada", address("US", "CA")), "")
+	h.Refusal(t, "co-torn", events.CartFailed, events.CartValidated)
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -89,10 +90,11 @@ func sameAPI(js jetstream.JetStream) nats.JSOpt {
 	return nats.APIPrefix(jetstream.DefaultAPIPrefix)
 }
 
+// decodeCart decodes a cart as carts.create stored it: one that does not decode never will.
 func decodeCart(id string, data []byte) (events.Cart, bool, error) {
 	var cart events.Cart
 	if err := json.Unmarshal(data, &cart); err != nil {
-		return cart, false, fmt.Errorf("cart %s in the bucket: %w", id, err)
+		return cart, false, runner.Permanent(fmt.Errorf("cart %s in the bucket: %w", id, err))
 	}
 	return cart, true, nil
 }

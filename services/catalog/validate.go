@@ -60,7 +60,7 @@ func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (e
 		return events.Quote{}, fail(events.CodeCartNotFound, "cart %q does not exist", req.CartID)
 	}
 	if err != nil {
-		return events.Quote{}, err // the bucket unreachable: tried again
+		return events.Quote{}, err // the bucket unreachable: tried again; a cart that does not decode: permanent
 	}
 	if err := checkCart(cart, req, in.CheckoutID); err != nil {
 		return events.Quote{}, err
