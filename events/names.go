@@ -129,17 +129,18 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 
 // Rebuildable are the services whose bbolt file is a view of the events they consume
 // alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
-// stream when the service starts, shortened by a snapshot in its ViewsBucket. Payments and
+// stream when the service starts, shortened by a snapshot in its ViewsBucket. The catalog's
+// too: its carts are in BucketCarts, its products seeded from a file, and what it made of a
+// cart follows from the events (validation's outcome taken from the stream). Payments and
 // notifications record what Stripe and SMTP answered in the events that announce it, and a
 // rebuild takes their records from there (runner.Route.Replay) instead of calling again.
 // Not the others:
-//   - catalog holds carts, made by request endpoints, not events;
 //   - inventory seeds its stock from the catalog file at start, and whether a reservation
 //     gets the last item depends on the order in which concurrent checkouts commit, which
 //     the stream does not keep.
 //
 // Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
-var Rebuildable = map[string]bool{ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
+var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
 	ServiceNotifications: true, ServicePayments: true}
 
 // ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
@@ -165,6 +166,9 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
+	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
+	// written once (a create-only put).
+	BucketCarts = "carts"
 	// LegacyBucketViews is the Object Store bucket the rebuildable services shared for their
 	// snapshots before each had its own (ViewsBucket): the setup role deletes it.
 	LegacyBucketViews = "views"
