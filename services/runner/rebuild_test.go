@@ -92,14 +92,7 @@ func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
 	h.publish(t, "co-2", "")
 	h.runUntilCrash(t, crash)
 
-	h.db = newStepDB(t)
-	cfg := h.runner.cfg
-	cfg.DB, cfg.Hooks = h.db, Hooks{}
-	var err error
-	if h.runner, err = New(cfg); err != nil {
-		t.Fatal(err)
-	}
-	h.run(t)
+	h.restartOnLostView(t)
 	wantRebuilt(t, h, []string{"co-1", "co-2"})
 	c.wantCalls(t, 3) // co-1 once; co-2 before the crash and again
 }
@@ -128,6 +121,17 @@ func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
 	Stamp(outcome, in)
 	h.env.Publish(t, outcome[0])
 
+	h.restartOnLostView(t)
+	timers.Wait(t, "co-1", wait, events.PaymentRecheck)
+	h.settle(t)
+	wantEffects(t, h, "co-1", 1)
+	c.wantCalls(t, 1)
+}
+
+// restartOnLostView runs the harness's runner again, without its hooks, on a new file: a
+// process that died and lost its view.
+func (h *harness) restartOnLostView(t *testing.T) {
+	t.Helper()
 	h.db = newStepDB(t)
 	cfg := h.runner.cfg
 	cfg.DB, cfg.Hooks = h.db, Hooks{}
@@ -136,10 +140,6 @@ func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.run(t)
-	timers.Wait(t, "co-1", wait, events.PaymentRecheck)
-	h.settle(t)
-	wantEffects(t, h, "co-1", 1)
-	c.wantCalls(t, 1)
 }
 
 // A rebuild stopped half-way (the process stopped or killed) is finished by the next start:
