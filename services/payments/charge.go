@@ -69,16 +69,23 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 // it changed, the event is tried again from the new record, with the same idempotency keys.
 func commitRecord(seen Record, found bool, rec Record, outs ...events.Envelope) runner.Handler {
 	return func(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-		was, err := json.Marshal(seen)
+		now, stillFound, err := loadRecord(tx, rec.CheckoutID)
 		if err != nil {
 			return nil, err
 		}
-		now := tx.Bucket(bucketPayments).Get([]byte(rec.CheckoutID))
-		if (now != nil) != found || found && !bytes.Equal(now, was) {
+		if stillFound != found || found && !sameRecord(now, seen) {
 			return nil, fmt.Errorf("the payment record of %s changed while Stripe was called; trying again", rec.CheckoutID)
 		}
 		return outs, saveRecord(tx, rec, in)
 	}
+}
+
+// sameRecord reports whether a and b hold the same, both read from the store (a field that
+// older versions stored and a Record no longer has is in neither).
+func sameRecord(a, b Record) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
 }
 
 // report is the handler that emits outs and saves nothing.

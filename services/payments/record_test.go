@@ -84,4 +84,17 @@ func TestCommitRecordKeepsARecordWrittenDuringTheCall(t *testing.T) {
 	if err := commit(commitRecord(Record{}, false, Record{CheckoutID: "co_1", Status: Failed})); err == nil {
 		t.Error("a call that found no record saved over one")
 	}
+
+	// A record an older version stored, with a field a Record no longer has, is the one
+	// the call began from: the outcome is saved, not tried again for ever.
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPayments).Put([]byte("co_1"), []byte(`{"checkout_id":"co_1","status":"captured","intent_status":"succeeded","amount":"1"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	refunded := get()
+	refunded.Status = Refunded
+	if err := commit(commitRecord(get(), true, refunded)); err != nil {
+		t.Fatalf("a record of an older version: %v", err)
+	}
 }
