@@ -26,8 +26,7 @@ var (
 	refundOutcomes  = []events.Subject{events.PaymentRefunded}
 )
 
-// replayPayment records a payment as processPayment did: a checkout's first payment only,
-// and never one refused because the coordinator had not asked for it (nothing was saved).
+// replayPayment records a payment as processPayment did: a checkout's first payment only.
 func replayPayment(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
 	if len(recorded) == 0 {
 		return nil // none, or reported again for a record there already
@@ -56,8 +55,11 @@ func replayPayment(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded 
 		rec.awaitAction(w.Reference, w.NextAction, w.Until)
 		rec.scheduled(0)
 	default:
+		// Not requested: refused, nothing saved. Cancelled: a refund voided the checkout's
+		// payment first (live handling took the payment after it, its retry delayed), and
+		// replaying the refund records that.
 		f, err := failure(out)
-		if err != nil || f.Code == events.CodeNotRequested {
+		if err != nil || f.Code == events.CodeNotRequested || f.Code == events.CodeCheckoutCancelled {
 			return err
 		}
 		rec.PaymentIntentID = f.Reference
