@@ -40,7 +40,8 @@ import (
 // A route whose answer does not follow from the input and the view (Route.Outcomes and
 // Replay: an outside call, or the last unit of stock going to whichever checkout committed
 // first) is not run: its outputs in the stream are its outcome, applied to the view by its
-// Replay and recorded as the input's outputs. One whose outcome is not in the stream is left
+// Replay and recorded as the input's outputs, with the timers Route.Scheduled says the
+// handler set alongside (the stream holds those where a rebuild cannot look them up). One whose outcome is not in the stream is left
 // to the live consumer when the input is above the ack floor (its delivery comes back).
 
 // maxLookups bounds the messages read to find one output in the stream: a checkout's
@@ -252,8 +253,24 @@ func (r *Runner) replayed(ctx context.Context, stream jetstream.Stream, route Ro
 		return nil, nil
 	}
 	return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-		return recorded, route.Replay(ctx, tx, in, recorded)
+		if err := route.Replay(ctx, tx, in, recorded); err != nil || route.Scheduled == nil {
+			return recorded, err
+		}
+		return withScheduled(recorded, route.Scheduled(in, recorded)), nil
 	}, nil
+}
+
+// withScheduled appends the scheduled outputs to the recorded outcomes, with the time the
+// outcomes have: one Stamp gave every output of an event the same.
+func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
+	outs := slices.Clone(recorded)
+	for _, e := range scheduled {
+		if e.Time.IsZero() && len(recorded) > 0 {
+			e.Time = recorded[0].Time
+		}
+		outs = append(outs, e)
+	}
+	return outs
 }
 
 // recordedOutcomes are the outputs of in, on route's Outcomes subjects, that the stream
