@@ -100,13 +100,12 @@ func LoadStock(r io.Reader) (map[string]int, error) {
 	return stock, nil
 }
 
-// Seed stores the initial stock when the inventory has none yet (the first start) and
-// reports whether it did; existing stock is never overwritten.
+// Seed stores the initial stock when the inventory has none yet (the first start, or a new
+// view: see RecordedSeed for where it comes from) and reports whether it did; existing stock
+// is never overwritten.
 func (s *Service) Seed(stock map[string]int) (seeded bool, err error) {
-	for id, n := range stock {
-		if n < 0 {
-			return false, fmt.Errorf("inventory seed: product %q has negative stock %d", id, n)
-		}
+	if err := checkSeed(stock); err != nil {
+		return false, err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStock)
