@@ -1,0 +1,252 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/steptest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/shopspring/decimal"
+	bolt "go.etcd.io/bbolt"
+)
+
+// process is one run of the inventory as the app starts it: its view file in dir, the stock
+// seeded from the initial stock recorded in JetStream, a rebuilding runner with 8 lanes.
+type process struct {
+	svc  *Service
+	path string
+	logs *natstest.LogBuffer
+	stop func()
+}
+
+func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]int, mw ...runner.Middleware) *process {
+	t.Helper()
+	p := &process{path: filepath.Join(dir, "inventory.db"), logs: &natstest.LogBuffer{}}
+	view, err := store.OpenView(p.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if p.svc, err = NewWithConfig(view.DB, log, Config{MaxHoldPerCustomer: 2}); err != nil {
+		t.Fatal(err)
+	}
+	stock, err := p.svc.RecordedSeed(context.Background(), env.JS, nil, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.svc.Seed(stock); err != nil {
+		t.Fatal(err)
+	}
+	r, err := runner.New(runner.Config{Name: events.ServiceInventory, JS: env.JS, DB: view.DB, Log: log, Routes: p.svc.Routes(),
+		Rebuild: true, Concurrency: 8, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxDeliver: 200, Middleware: mw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stopped := false
+	p.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner stopped with %v", err)
+		}
+		if err := view.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(p.stop)
+	return p
+}
+
+// validated publishes a checkout's validated cart of one lamp, timed now as the catalog's
+// runner would time it, for customer n.
+func validated(t *testing.T, env *natstest.Env, checkoutID string, customer int) {
+	t.Helper()
+	q := quote(line("lamp", "Lamp", 1))
+	q.CustomerID, q.CustomerEmail = fmt.Sprintf("cus_%d", customer), fmt.Sprintf("c%d@example.com", customer)
+	publishAt(t, env, events.Must(checkoutID, events.CartValidated, q))
+}
+
+func publishAt(t *testing.T, env *natstest.Env, e events.Envelope) {
+	t.Helper()
+	e.Time = time.Now().UTC()
+	env.Publish(t, e)
+}
+
+// heldBack fails the reservations of checkoutIDs (transiently: they are retried) until ready
+// says the view is ready for them: they are decided after events published after them.
+func heldBack(ready func(tx *bolt.Tx) (bool, error), checkoutIDs ...string) runner.Middleware {
+	return func(route events.Subject, next runner.Handler) runner.Handler {
+		if route != events.CartValidated {
+			return next
+		}
+		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if !slices.Contains(checkoutIDs, in.CheckoutID) {
+				return next(ctx, tx, in)
+			}
+			if ok, err := ready(tx); err != nil || !ok {
+				return nil, errors.Join(err, errors.New("held back"))
+			}
+			return next(ctx, tx, in)
+		}
+	}
+}
+
+// reservedOnce is ready once the checkout has a reservation.
+func reservedOnce(checkoutID string) func(tx *bolt.Tx) (bool, error) {
+	return func(tx *bolt.Tx) (bool, error) {
+		_, found, err := loadReservation(tx, checkoutID)
+		return found, err
+	}
+}
+
+// lampAvailable is ready once a lamp is available.
+func lampAvailable(tx *bolt.Tx) (bool, error) {
+	var st events.Stock
+	_, err := store.Get(tx.Bucket(bucketStock), "lamp", &st)
+	return st.Available > 0, err
+}
+
+// Twenty checkouts race for five lamps, handled in eight lanes, the first five of the stream
+// held back until the last has been answered, so the order the reservations commit in is not
+// the stream's; then two sell, one is released and a reservation published before that
+// release takes the lamp it freed. The data directory is
+// deleted and the inventory started again, with a catalog file edited meanwhile: the
+// rebuilt view equals the lost one (stock, reservations, holds, handled records), from the
+// recorded initial stock, and nothing is published again.
+func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, events.CheckoutSubjects)
+	dir := t.TempDir()
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, fmt.Sprintf("co-race-%02d", i))
+	}
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, heldBack(reservedOnce(ids[19]), ids[:5]...), heldBack(lampAvailable, "co-late"))
+	for i, id := range ids {
+		validated(t, env, id, i%4)
+	}
+	var reserved []string
+	for _, id := range ids {
+		if w.Wait(t, id, 10*time.Second, events.InventoryReserved, events.InventoryFailed).Type == events.InventoryReserved {
+			reserved = append(reserved, id)
+		}
+	}
+	if len(reserved) != 5 || slices.Contains(reserved, ids[0]) {
+		t.Fatalf("reservations of the 5 lamps: %v, want 5, none of the first held back", reserved)
+	}
+	for _, id := range reserved[:2] {
+		publishAt(t, env, events.Must(id, events.Completed, events.CheckoutCompleted{OrderID: "ord_" + id, Total: decimal.NewFromInt(10), Currency: "USD"}))
+	}
+	validated(t, env, "co-late", 9)
+	publishAt(t, env, events.Must(reserved[2], events.InventoryRelease, events.Compensation{Reason: "payment declined"}))
+	if w.Wait(t, "co-late", 10*time.Second, events.InventoryReserved, events.InventoryFailed).Type != events.InventoryReserved {
+		t.Fatal("the late checkout did not get the released lamp")
+	}
+	env.WaitIdle(t, events.ServiceInventory)
+	p.stop()
+	live := steptest.Dump(t, p.path)
+	published := len(w.All(""))
+
+	if err := os.Remove(p.path); err != nil {
+		t.Fatal(err)
+	}
+	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3})
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "view rebuilt from the stream") },
+		"the inventory did not rebuild its view")
+	env.WaitIdle(t, events.ServiceInventory)
+	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 0, Reserved: 3, Sold: 2})
+	p.stop()
+	for _, l := range strings.Split(p.logs.String(), "\n") {
+		if strings.Contains(l, "replay") && strings.Contains(l, "level=ERROR") {
+			t.Errorf("replay error: %s", l)
+		}
+	}
+	steptest.SameView(t, live, steptest.Dump(t, p.path))
+	if all := w.All(""); len(all) != published {
+		t.Errorf("%d events published by the rebuild: %v", len(all)-published, all[published:])
+	}
+	if n := w.Count("", events.InventoryReserved); n != 6 {
+		t.Errorf("%d reservations published, want 6", n)
+	}
+}
+
+// wantStock checks a product's stock in the running view.
+func (p *process) wantStock(t *testing.T, productID string, want events.Stock) {
+	t.Helper()
+	if st, err := p.svc.Stock(productID); err != nil || st != want {
+		t.Errorf("stock of %s: %+v (%v), want %+v", productID, st, err, want)
+	}
+}
+
+// The initial stock is the one recorded in JetStream at the first start: a view rebuilt
+// after the catalog file was edited starts from it (a product added to the file is not
+// stocked), and the stream takes no second seed, even one published without asking.
+func TestRecordedSeedWinsOverAnEditedFile(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, events.CheckoutSubjects)
+	dir := t.TempDir()
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5})
+	validated(t, env, "co-1", 1)
+	w.Wait(t, "co-1", 10*time.Second, events.InventoryReserved)
+	env.WaitIdle(t, events.ServiceInventory)
+	p.stop()
+	if err := os.Remove(p.path); err != nil {
+		t.Fatal(err)
+	}
+
+	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3})
+	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "view rebuilt from the stream") },
+		"the inventory did not rebuild its view")
+	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 4, Reserved: 1})
+	if _, err := p.svc.Stock("desk"); !errors.Is(err, ErrUnknownProduct) {
+		t.Errorf("a product only the edited file has: %v, want ErrUnknownProduct", err)
+	}
+	if !strings.Contains(p.logs.String(), "the recorded one stands") {
+		t.Error("the edited file was not reported")
+	}
+	if _, err := env.JS.Publish(context.Background(), events.StockSeed, []byte(`{"stock":{"lamp":50}}`)); err == nil {
+		t.Error("the stream took a second seed")
+	}
+}
+
+// A view made before the initial stock was recorded records its totals (available,
+// reserved and sold: what was seeded, as nothing restocks), not the file's stock.
+func TestSeedOfAViewFromBeforeTheRecord(t *testing.T) {
+	env := natstest.Start(t)
+	svc := newService(t)
+	if _, err := svc.Seed(map[string]int{"lamp": 5}); err != nil {
+		t.Fatal(err)
+	}
+	err := svc.db.Update(func(tx *bolt.Tx) error {
+		return moveStock(tx, []events.ReservedItem{{ProductID: "lamp", Quantity: 2}}, reserveUnits)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.RecordedSeed(context.Background(), env.JS, nil, map[string]int{"lamp": 50})
+	if err != nil || !maps.Equal(got, map[string]int{"lamp": 5}) {
+		t.Fatalf("recorded seed %v (%v), want lamp 5", got, err)
+	}
+	if got, err := newService(t).RecordedSeed(context.Background(), env.JS, nil, nil); err != nil || !maps.Equal(got, map[string]int{"lamp": 5}) {
+		t.Errorf("seed read by another view: %v (%v), want the recorded one", got, err)
+	}
+}
