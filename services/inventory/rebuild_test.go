@@ -32,7 +32,7 @@ type process struct {
 	stop func()
 }
 
-func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]int, mw ...runner.Middleware) *process {
+func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]int, cfg Config, mw ...runner.Middleware) *process {
 	t.Helper()
 	p := &process{path: filepath.Join(dir, "inventory.db"), logs: &natstest.LogBuffer{}}
 	view, err := store.OpenView(p.path)
@@ -40,7 +40,7 @@ func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]i
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), p.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if p.svc, err = NewWithConfig(view.DB, log, Config{MaxHoldPerCustomer: 2}); err != nil {
+	if p.svc, err = NewWithConfig(view.DB, log, cfg); err != nil {
 		t.Fatal(err)
 	}
 	stock, err := p.svc.RecordedSeed(context.Background(), env.JS, nil, file)
@@ -140,7 +140,7 @@ func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
 	for i := range 20 {
 		ids = append(ids, fmt.Sprintf("co-race-%02d", i))
 	}
-	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, heldBack(reservedOnce(ids[19]), ids[:5]...), heldBack(lampAvailable, "co-late"))
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, holdLimit, heldBack(reservedOnce(ids[19]), ids[:5]...), heldBack(lampAvailable, "co-late"))
 	for i, id := range ids {
 		validated(t, env, id, i%4)
 	}
@@ -154,7 +154,7 @@ func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
 		t.Fatalf("reservations of the 5 lamps: %v, want 5, none of the first held back", reserved)
 	}
 	for _, id := range reserved[:2] {
-		publishAt(t, env, events.Must(id, events.Completed, events.CheckoutCompleted{OrderID: "ord_" + id, Total: decimal.NewFromInt(10), Currency: "USD"}))
+		completed(t, env, id)
 	}
 	validated(t, env, "co-late", 9)
 	publishAt(t, env, events.Must(reserved[2], events.InventoryRelease, events.Compensation{Reason: "payment declined"}))
@@ -162,18 +162,44 @@ func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
 		t.Fatal("the late checkout did not get the released lamp")
 	}
 	env.WaitIdle(t, events.ServiceInventory)
-	p.stop()
-	live := steptest.Dump(t, p.path)
-	published := len(w.All(""))
+	live, published := p.lose(t, w)
 
+	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3}, holdLimit)
+	p.rebuilt(t)
+	env.WaitIdle(t, events.ServiceInventory)
+	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 0, Reserved: 3, Sold: 2})
+	p.wantRebuiltAs(t, live, w, published)
+	if n := w.Count("", events.InventoryReserved); n != 6 {
+		t.Errorf("%d reservations published, want 6", n)
+	}
+}
+
+// holdLimit lets a customer hold 2 units of a product.
+var holdLimit = Config{MaxHoldPerCustomer: 2}
+
+// lose stops the process, keeps what its view holds and deletes its file, and counts what
+// was published.
+func (p *process) lose(t *testing.T, w *natstest.Watcher) (live map[string]map[string][]byte, published int) {
+	t.Helper()
+	p.stop()
+	live = steptest.Dump(t, p.path)
 	if err := os.Remove(p.path); err != nil {
 		t.Fatal(err)
 	}
-	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3})
+	return live, len(w.All(""))
+}
+
+// rebuilt waits until the process has rebuilt its view.
+func (p *process) rebuilt(t *testing.T) {
+	t.Helper()
 	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "view rebuilt from the stream") },
 		"the inventory did not rebuild its view")
-	env.WaitIdle(t, events.ServiceInventory)
-	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 0, Reserved: 3, Sold: 2})
+}
+
+// wantRebuiltAs stops the process and checks that its view equals live, that its replay
+// found nothing amiss, and that nothing was published since published.
+func (p *process) wantRebuiltAs(t *testing.T, live map[string]map[string][]byte, w *natstest.Watcher, published int) {
+	t.Helper()
 	p.stop()
 	for _, l := range strings.Split(p.logs.String(), "\n") {
 		if strings.Contains(l, "replay") && strings.Contains(l, "level=ERROR") {
@@ -183,9 +209,6 @@ func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
 	steptest.SameView(t, live, steptest.Dump(t, p.path))
 	if all := w.All(""); len(all) != published {
 		t.Errorf("%d events published by the rebuild: %v", len(all)-published, all[published:])
-	}
-	if n := w.Count("", events.InventoryReserved); n != 6 {
-		t.Errorf("%d reservations published, want 6", n)
 	}
 }
 
@@ -197,6 +220,36 @@ func (p *process) wantStock(t *testing.T, productID string, want events.Stock) {
 	}
 }
 
+// Reservations that expired, one of them sold afterwards from what was available, are
+// rebuilt as they ended: the expiries come back from the stream, fired by the server.
+func TestRebuiltViewAfterExpiries(t *testing.T) {
+	env := natstest.Start(t)
+	w := env.Watch(t, events.CheckoutSubjects)
+	dir := t.TempDir()
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, shortTTL)
+	for i, id := range []string{"co-sold", "co-expired", "co-late-sale"} {
+		validated(t, env, id, i)
+		w.Wait(t, id, 10*time.Second, events.InventoryReserved)
+	}
+	completed(t, env, "co-sold")
+	w.Wait(t, "co-expired", 10*time.Second, events.InventoryExpired)
+	w.Wait(t, "co-late-sale", 10*time.Second, events.InventoryExpired)
+	completed(t, env, "co-late-sale")
+	w.Wait(t, "co-late-sale", 10*time.Second, events.InventoryCommitted)
+	env.WaitIdle(t, events.ServiceInventory)
+	live, published := p.lose(t, w)
+
+	p = startProcess(t, env, dir, map[string]int{"lamp": 5}, shortTTL)
+	p.rebuilt(t)
+	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 3, Sold: 2})
+	p.wantRebuiltAs(t, live, w, published)
+}
+
+func completed(t *testing.T, env *natstest.Env, checkoutID string) {
+	t.Helper()
+	publishAt(t, env, events.Must(checkoutID, events.Completed, events.CheckoutCompleted{OrderID: "ord_" + checkoutID, Total: decimal.NewFromInt(10), Currency: "USD"}))
+}
+
 // The initial stock is the one recorded in JetStream at the first start: a view rebuilt
 // after the catalog file was edited starts from it (a product added to the file is not
 // stocked), and the stream takes no second seed, even one published without asking.
@@ -204,18 +257,14 @@ func TestRecordedSeedWinsOverAnEditedFile(t *testing.T) {
 	env := natstest.Start(t)
 	w := env.Watch(t, events.CheckoutSubjects)
 	dir := t.TempDir()
-	p := startProcess(t, env, dir, map[string]int{"lamp": 5})
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, Config{})
 	validated(t, env, "co-1", 1)
 	w.Wait(t, "co-1", 10*time.Second, events.InventoryReserved)
 	env.WaitIdle(t, events.ServiceInventory)
-	p.stop()
-	if err := os.Remove(p.path); err != nil {
-		t.Fatal(err)
-	}
+	p.lose(t, w)
 
-	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3})
-	natstest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(p.logs.String(), "view rebuilt from the stream") },
-		"the inventory did not rebuild its view")
+	p = startProcess(t, env, dir, map[string]int{"lamp": 50, "desk": 3}, Config{})
+	p.rebuilt(t)
 	p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 4, Reserved: 1})
 	if _, err := p.svc.Stock("desk"); !errors.Is(err, ErrUnknownProduct) {
 		t.Errorf("a product only the edited file has: %v, want ErrUnknownProduct", err)
