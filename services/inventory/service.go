@@ -79,6 +79,7 @@ func NewWithConfig(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) 
 
 // LoadStock reads the initial stock from the catalog seed (deploy/demo/catalog.json):
 // each product's "id" and "stock". The other fields are the catalog's and not read here.
+// It counts only until the first start has recorded its stock (RecordedSeed).
 func LoadStock(r io.Reader) (map[string]int, error) {
 	var seed []struct {
 		ID    string `json:"id"`
