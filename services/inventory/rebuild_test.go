@@ -19,6 +19,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 	bolt "go.etcd.io/bbolt"
 )
@@ -32,7 +33,7 @@ type process struct {
 	stop func()
 }
 
-func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]int, cfg Config, mw ...runner.Middleware) *process {
+func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]int, cfg Config, tweaks ...func(*runner.Config)) *process {
 	t.Helper()
 	p := &process{path: filepath.Join(dir, "inventory.db"), logs: &natstest.LogBuffer{}}
 	view, err := store.OpenView(p.path)
@@ -50,8 +51,12 @@ func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]i
 	if _, err := p.svc.Seed(stock); err != nil {
 		t.Fatal(err)
 	}
-	r, err := runner.New(runner.Config{Name: events.ServiceInventory, JS: env.JS, DB: view.DB, Log: log, Routes: p.svc.Routes(),
-		Rebuild: true, Concurrency: 8, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxDeliver: 200, Middleware: mw})
+	rc := runner.Config{Name: events.ServiceInventory, JS: env.JS, DB: view.DB, Log: log, Routes: p.svc.Routes(), Rebuild: true,
+		Concurrency: 8, AckWait: time.Second, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, MaxDeliver: 200}
+	for _, tweak := range tweaks {
+		tweak(&rc)
+	}
+	r, err := runner.New(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +70,7 @@ func startProcess(t *testing.T, env *natstest.Env, dir string, file map[string]i
 		}
 		stopped = true
 		cancel()
-		if err := <-done; err != nil {
+		if err := <-done; err != nil && !errors.Is(err, errKilled) {
 			t.Errorf("runner stopped with %v", err)
 		}
 		if err := view.Close(); err != nil {
@@ -89,6 +94,11 @@ func publishAt(t *testing.T, env *natstest.Env, e events.Envelope) {
 	t.Helper()
 	e.Time = time.Now().UTC()
 	env.Publish(t, e)
+}
+
+// withMiddleware gives the runner middleware.
+func withMiddleware(mw ...runner.Middleware) func(*runner.Config) {
+	return func(rc *runner.Config) { rc.Middleware = mw }
 }
 
 // heldBack fails the reservations of checkoutIDs (transiently: they are retried) until ready
@@ -140,7 +150,7 @@ func TestRebuiltViewKeepsWhoGotTheLastUnits(t *testing.T) {
 	for i := range 20 {
 		ids = append(ids, fmt.Sprintf("co-race-%02d", i))
 	}
-	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, holdLimit, heldBack(reservedOnce(ids[19]), ids[:5]...), heldBack(lampAvailable, "co-late"))
+	p := startProcess(t, env, dir, map[string]int{"lamp": 5}, holdLimit, withMiddleware(heldBack(reservedOnce(ids[19]), ids[:5]...), heldBack(lampAvailable, "co-late")))
 	for i, id := range ids {
 		validated(t, env, id, i%4)
 	}
@@ -220,6 +230,108 @@ func (p *process) wantStock(t *testing.T, productID string, want events.Stock) {
 	}
 }
 
+// errKilled is what a crash hook returns: the process dies there (runner.Hooks).
+var errKilled = errors.New("killed")
+
+// killedAfter is a hook that kills the process at checkoutID's reservation, once, and closes
+// killed.
+func killedAfter(checkoutID string, killed chan struct{}) func(in events.Envelope) error {
+	return func(in events.Envelope) error {
+		if in.CheckoutID != checkoutID || in.Type != events.CartValidated {
+			return nil
+		}
+		close(killed)
+		return errKilled
+	}
+}
+
+// A process killed in the middle of the race (one reservation committed and not published,
+// one published and not acknowledged, others in flight), its data directory then deleted:
+// the restarted inventory rebuilds what the stream recorded and decides only what it did not,
+// so each checkout has one answer in the stream, exactly five of them reservations, and the
+// view holds exactly those.
+func TestRebuildAfterAKillInTheRace(t *testing.T) {
+	for _, window := range []string{"after the commit", "after the publish"} {
+		t.Run(window, func(t *testing.T) {
+			env := natstest.Start(t)
+			dir := t.TempDir()
+			killed := make(chan struct{})
+			p := startProcess(t, env, dir, map[string]int{"lamp": 5}, Config{}, func(rc *runner.Config) {
+				if window == "after the commit" {
+					rc.Hooks.AfterCommit = killedAfter("co-kill-03", killed)
+				} else {
+					rc.Hooks.AfterPublish = killedAfter("co-kill-03", killed)
+				}
+			})
+			var ids []string
+			for i := range 12 {
+				ids = append(ids, fmt.Sprintf("co-kill-%02d", i))
+				validated(t, env, ids[i], i)
+			}
+			<-killed
+			p.stop()
+			if err := os.Remove(p.path); err != nil {
+				t.Fatal(err)
+			}
+
+			p = startProcess(t, env, dir, map[string]int{"lamp": 5}, Config{})
+			p.rebuilt(t)
+			env.WaitIdle(t, events.ServiceInventory)
+			answers := answersInStream(t, env)
+			var reserved int
+			for _, id := range ids {
+				switch got := answers[id]; {
+				case len(got) != 1:
+					t.Errorf("%s: answers in the stream %v, want one", id, got)
+				case got[0] == events.InventoryReserved:
+					reserved++
+					if res, err := p.svc.Reservation(id); err != nil || res.Status != Reserved {
+						t.Errorf("%s: reserved in the stream, in the view %+v (%v)", id, res, err)
+					}
+				default:
+					if res, err := p.svc.Reservation(id); err != nil || res.Status != Refused {
+						t.Errorf("%s: refused in the stream, in the view %+v (%v)", id, res, err)
+					}
+				}
+			}
+			if reserved != 5 {
+				t.Errorf("%d reservations in the stream, want 5", reserved)
+			}
+			p.wantStock(t, "lamp", events.Stock{ProductID: "lamp", Available: 0, Reserved: 5})
+		})
+	}
+}
+
+// answersInStream are the answers to reserve_inventory that the CHECKOUT stream holds, by
+// checkout.
+func answersInStream(t *testing.T, env *natstest.Env) map[string][]events.Subject {
+	t.Helper()
+	ctx := context.Background()
+	stream, err := env.JS.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string][]events.Subject{}
+	for _, subject := range []events.Subject{events.InventoryReserved, events.InventoryFailed} {
+		for seq := uint64(1); ; {
+			m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(string(subject)))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := events.Decode(m.Subject, m.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answers[e.CheckoutID] = append(answers[e.CheckoutID], subject)
+			seq = m.Sequence + 1
+		}
+	}
+	return answers
+}
+
 // Reservations that expired, one of them sold afterwards from what was available, are
 // rebuilt as they ended: the expiries come back from the stream, fired by the server.
 func TestRebuiltViewAfterExpiries(t *testing.T) {
@@ -297,5 +409,32 @@ func TestSeedOfAViewFromBeforeTheRecord(t *testing.T) {
 	}
 	if got, err := newService(t).RecordedSeed(context.Background(), env.JS, nil, nil); err != nil || !maps.Equal(got, map[string]int{"lamp": 5}) {
 		t.Errorf("seed read by another view: %v (%v), want the recorded one", got, err)
+	}
+}
+
+// The recorded seed is believed only signed by the inventory: one that another writer got in
+// first (it cannot be replaced) stops the inventory rather than seeding a view with it.
+func TestRecordedSeedMustBeTheInventorys(t *testing.T) {
+	seed, public, err := events.GenerateSeed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := events.NewKeys([]string{events.ServiceInventory + "=" + public}, map[string]string{events.ServiceInventory: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := map[string]int{"lamp": 5}
+	signed := natstest.Start(t)
+	for range 2 { // recorded, then read back
+		if got, err := newService(t).RecordedSeed(context.Background(), signed.JS, keys, file); err != nil || !maps.Equal(got, file) {
+			t.Fatalf("signed seed: %v (%v), want %v", got, err, file)
+		}
+	}
+	forged := natstest.Start(t)
+	if _, err := forged.JS.Publish(context.Background(), events.StockSeed, []byte(`{"stock":{"lamp":500},"from":"file"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := newService(t).RecordedSeed(context.Background(), forged.JS, keys, file); !errors.Is(err, events.ErrForged) {
+		t.Errorf("unsigned seed: %v (%v), want it refused", got, err)
 	}
 }
