@@ -129,15 +129,16 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 
 // Rebuildable are the services whose bbolt file is a view of the events they consume
 // alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
-// stream when the service starts, shortened by a snapshot in its ViewsBucket. The inventory
-// is one: a rebuild seeds the stock from the STOCK stream (StockSeed) and takes each
+// stream when the service starts, shortened by a snapshot in its ViewsBucket. The catalog's
+// too: its carts are in BucketCarts, its products seeded from a file, and what it made of a
+// cart follows from the events (validation's outcome taken from the stream). And the
+// inventory's: a rebuild seeds the stock from the STOCK stream (StockSeed) and takes each
 // reservation and sale as the stream recorded it, since whether one got the last unit
-// depended on which concurrent checkout committed first (runner.Route.Replay). Not the others:
-//   - payments and notifications record calls to Stripe and SMTP that no event holds;
-//   - catalog holds carts, made by request endpoints, not events.
+// depended on which concurrent checkout committed first (runner.Route.Replay). Not the
+// others: payments and notifications record calls to Stripe and SMTP that no event holds.
 //
 // Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
-var Rebuildable = map[string]bool{ServiceInventory: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true}
+var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceInventory: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true}
 
 // ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
 // object, named after the service, replaced at each snapshot. One bucket per service, not
@@ -162,6 +163,9 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
+	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
+	// written once (a create-only put).
+	BucketCarts = "carts"
 	// StreamStock keeps the inventory's facts that are not checkout events, for as long as
 	// the shop runs (no max age, unlike CHECKOUT): the initial stock, on StockSeed, which the
 	// stream takes once ever (one message per subject, a second one refused).

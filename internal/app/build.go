@@ -122,7 +122,11 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(db, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs))
+		carts, err := catalog.OpenCarts(ctx, d.js)
+		if err != nil {
+			return nil, err
+		}
+		s, err := catalog.New(db, carts, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs))
 		if err != nil {
 			return nil, err
 		}
@@ -132,6 +136,11 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		}
 		if _, err := s.Seed(products); err != nil {
 			return nil, err
+		}
+		if n, err := s.MoveCartsToBucket(ctx); err != nil {
+			return nil, err
+		} else if n > 0 {
+			log.Info("carts moved from the file to their bucket", "carts", n, "bucket", events.BucketCarts)
 		}
 		h.Catalog, u.serve = s, s.Serve
 		return s.Routes(), nil

@@ -88,6 +88,12 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
+	case events.ServiceCatalog:
+		// Its carts: created (a create-only put: a publish that expects no earlier revision)
+		// and read, directly or, for one a replica has not got yet, from the stream's leader.
+		carts := "KV_" + events.BucketCarts
+		u.Publish = append(u.Publish, "$KV."+events.BucketCarts+".>", "$JS.API.DIRECT.GET."+carts+".$KV."+events.BucketCarts+".>",
+			"$JS.API.STREAM.MSG.GET."+carts)
 	case events.ServicePayments:
 		// Reads only, from the stream's leader: it charges only when the coordinator's state
 		// shows the payment running.
@@ -161,8 +167,10 @@ func apiUser() NATSUser {
 		}
 	}
 	u.Publish = append(u.Publish, consumerGrants(APIName)...)
-	// Its health check asks JetStream for the account's info (a read).
-	u.Publish = append(u.Publish, "$JS.API.INFO")
+	// Its health check asks JetStream for the account's info (a read); a lost read model is
+	// rebuilt with direct gets of the stream's events (httpapi.Projector), which it may read
+	// through its consumer anyway.
+	u.Publish = append(u.Publish, "$JS.API.INFO", "$JS.API.DIRECT.GET."+events.StreamCheckout)
 	return u
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -331,6 +332,38 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		if n, err := views.GetInfo(context.Background(), events.ServiceOrders); err != nil || n.Headers.Get("Jetcheckout-Snapshot-Seq") == "" {
 			t.Errorf("orders' snapshot after the others' attempts: %+v, %v", n, err)
+		}
+	})
+	t.Run("only the catalog creates and reads carts", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		catalogJS, err := jetstream.New(connectAs(t, url, events.ServiceCatalog, nats.CustomInboxPrefix(InboxPrefix(events.ServiceCatalog))).Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		carts, err := catalogJS.KeyValue(ctx, events.BucketCarts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := carts.Create(ctx, "cart_probe", []byte(`{"id":"cart_probe"}`)); err != nil {
+			t.Errorf("the catalog creates a cart: %v", err)
+		}
+		if _, err := carts.Get(ctx, "cart_probe"); err != nil {
+			t.Errorf("the catalog reads a cart: %v", err)
+		}
+		// A cart no replica has is read again from the stream's leader.
+		if _, err := systems[events.ServiceCatalog].Catalog.Cart(ctx, "cart_none"); !errors.Is(err, catalog.ErrCartNotFound) {
+			t.Errorf("the catalog reads a missing cart: %v, want %v", err, catalog.ErrCartNotFound)
+		}
+		cat := connectAs(t, url, events.ServiceCatalog, nats.CustomInboxPrefix(InboxPrefix(events.ServiceCatalog)))
+		cat.cannotPublish(t, "$JS.API.CONSUMER.CREATE.KV_"+events.BucketCarts+".watch") // no watching, no listing
+		cat.cannotPublish(t, "$KV."+events.BucketCheckouts+".co-auth-ok")
+		cat.cannotPublish(t, "$JS.API.DIRECT.GET.KV_"+events.BucketCheckouts+".$KV."+events.BucketCheckouts+".co-auth-ok")
+		for _, u := range []string{events.ServiceInventory, events.ServiceCoordinator, events.ServicePayments, APIName, NATSSetup} {
+			p := connectAs(t, url, u, nats.CustomInboxPrefix(InboxPrefix(u)))
+			p.cannotPublish(t, "$KV."+events.BucketCarts+".cart_probe")
+			p.cannotPublish(t, "$JS.API.DIRECT.GET.KV_"+events.BucketCarts+".$KV."+events.BucketCarts+".cart_probe")
+			p.cannotPublish(t, "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCarts)
 		}
 	})
 	t.Run("a service publishes only its own events", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -35,11 +36,14 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	logs := newLogRecorder(testLogger().Handler())
 	log := slog.New(logs)
 	dirs := map[string]string{}
+	raceLost := failingOnce(events.Requested, "co-rb-race-1")
 	start := func(name string) *System {
 		t.Helper()
 		cfg := testConfig(dirs[name])
 		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_rebuild"
 		switch name {
+		case events.ServiceCatalog:
+			withMiddleware(name, raceLost)(&cfg)
 		case events.ServiceOrders:
 			withMiddleware(name, failingFor(events.OrderRequested, "co-rb-noorder", runner.Permanent(errors.New("the order store refused it"))))(&cfg)
 		case events.ServiceShipping:
@@ -55,10 +59,17 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		systems[name] = start(name)
 	}
 	w := env.Watch(t, "checkout.>")
+	cartOf := map[string]string{} // checkout ID → its cart
+	checkoutOf := func(id, cartID, pm, email string) {
+		cartOf[id] = cartID
+		publishCheckout(t, systems[events.ServiceCatalog], checkoutRequestFor(id, cartID, pm, email))
+	}
 	checkout := func(id, pm, email string, product ...string) {
 		cart := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: append(product, "mug-nats")[0], Quantity: 1})
-		publishCheckout(t, systems[events.ServiceCatalog], checkoutRequestFor(id, cart.ID, pm, email))
+		checkoutOf(id, cart.ID, pm, email)
 	}
+	// A cart made before the catalog's view is lost and checked out after it.
+	kept := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: "stickers", Quantity: 2})
 	ends := map[string]events.Subject{
 		"co-rb-happy": events.Completed, "co-rb-declined": events.Failed, "co-rb-fraud": events.Failed,
 		"co-rb-noorder": events.Failed, "co-rb-noship": events.Completed, "co-rb-review": events.Completed,
@@ -76,6 +87,12 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		ends[id] = events.Completed
 		checkout(id, "pm_card_visa", "ada@example.com", []string{"tee-jetstream", "stickers", "poster-route66"}[i%3]) // under the hold limit
 	}
+	// Two checkouts of one cart: the first in the stream is tried again (failingOnce), so
+	// the second holds the cart. Validation in stream order would give it to the first: a
+	// rebuild takes who got it from the stream.
+	shared := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	checkoutOf("co-rb-race-1", shared.ID, "pm_card_visa", "ada@example.com")
+	checkoutOf("co-rb-race-2", shared.ID, "pm_card_visa", "ada@example.com")
 	w.Wait(t, "co-rb-review", wait, events.FraudReviewPending)
 	request[fraud.ReviewReply](t, systems[events.ServiceFraud].NC, events.FraudReview,
 		fraud.ReviewRequest{CheckoutID: "co-rb-review", ReviewDecision: events.ReviewDecision{Decision: events.ReviewApprove, Reviewer: "alice"}})
@@ -83,6 +100,12 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		if end := w.Wait(t, id, wait, events.Completed, events.Failed); end.Type != want {
 			t.Fatalf("%s ended in %s (%s), want %s", id, end.Type, end.Payload, want)
 		}
+	}
+	if end := w.Wait(t, "co-rb-race-2", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("co-rb-race-2 ended in %s: %s", end.Type, end.Payload)
+	}
+	if end := w.Wait(t, "co-rb-race-1", wait, events.Completed, events.Failed); end.Type != events.Failed {
+		t.Fatalf("co-rb-race-1, which came second for its cart, ended in %s", end.Type)
 	}
 	for _, name := range Services {
 		(&natstest.Env{JS: env.JS}).WaitIdle(t, name)
@@ -101,7 +124,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 			if len(live["runner.processed"]) == 0 {
 				t.Fatalf("%s handled nothing before its file was lost", name)
 			}
-			if err := os.Remove(path); err != nil {
+			if err := os.RemoveAll(dirs[name]); err != nil { // its whole data directory
 				t.Fatal(err)
 			}
 			mark := logs.len()
@@ -133,10 +156,21 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		natstest.Eventually(t, wait, func() bool { return logs.has(mark, "VIEW LOST", name) }, "%s started on a lost file silently", name)
 	}
 
-	checkout("co-rb-after", "pm_card_visa", "ada@example.com")
-	if end := w.Wait(t, "co-rb-after", wait, events.Completed, events.Failed); end.Type != events.Completed {
-		t.Fatalf("the checkout after the rebuilds ended in %s: %s", end.Type, end.Payload)
+	// The catalog's carts: each as the checkouts left it, the one made before the loss free.
+	for id, want := range map[string]string{"co-rb-happy": events.CartCheckedOut, "co-rb-declined": events.CartOpen, "co-rb-many-3": events.CartCheckedOut, "co-rb-race-2": events.CartCheckedOut} {
+		if cart, err := systems[events.ServiceCatalog].Catalog.Cart(context.Background(), cartOf[id]); err != nil || cart.Status != want {
+			t.Errorf("%s's cart after the rebuild: %+v, %v; want %s", id, cart, err, want)
+		}
 	}
+	checkout("co-rb-after", "pm_card_visa", "ada@example.com")
+	checkoutOf("co-rb-kept", kept.ID, "pm_card_visa", "ada@example.com")
+	checkoutOf("co-rb-again", cartOf["co-rb-happy"], "pm_card_visa", "ada@example.com")
+	for _, id := range []string{"co-rb-after", "co-rb-kept"} {
+		if end := w.Wait(t, id, wait, events.Completed, events.Failed); end.Type != events.Completed {
+			t.Fatalf("the checkout %s after the rebuilds ended in %s: %s", id, end.Type, end.Payload)
+		}
+	}
+	failedWith(t, w, "co-rb-again", events.CodeCartCheckedOut, events.StepValidateCart)
 	for id := range ends {
 		for _, typ := range []events.Subject{events.OrderCreated, events.OrderCancelled, events.LabelCreated, events.WarehouseNotified,
 			events.FraudCleared, events.PaymentCaptured, events.ConfirmationSent, events.FailureNoticeSent} {
@@ -171,6 +205,23 @@ func failingFor(route events.Subject, checkoutID string, err error) runner.Middl
 		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 			if in.CheckoutID == checkoutID {
 				return nil, err
+			}
+			return next(ctx, tx, in)
+		}
+	}
+}
+
+// failingOnce is middleware that fails one route once for one checkout, in whichever
+// process it is given to, so that it is handled again later.
+func failingOnce(route events.Subject, checkoutID string) runner.Middleware {
+	var failed atomic.Bool
+	return func(subject events.Subject, next runner.Handler) runner.Handler {
+		if subject != route {
+			return next
+		}
+		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if in.CheckoutID == checkoutID && failed.CompareAndSwap(false, true) {
+				return nil, errors.New("not yet")
 			}
 			return next(ctx, tx, in)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,8 @@ var asAdmin = []string{"Authorization", "Bearer " + adminToken}
 type env struct {
 	sys  *app.System
 	base string
+	cfg  httpapi.Config
+	stop func() // stops the API (idempotent; also at the test's end)
 }
 
 // start runs the whole checkout and the API; opts change the API's configuration.
@@ -56,7 +59,15 @@ func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	srv, err := httpapi.New(cfg)
+	e := &env{sys: sys, cfg: cfg}
+	e.serve(t)
+	return e
+}
+
+// serve runs the API on e's configuration and points e at it.
+func (e *env) serve(t *testing.T) {
+	t.Helper()
+	srv, err := httpapi.New(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,19 +75,32 @@ func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx, func(addr string) { listening <- addr }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("api stopped: %v", err)
-		}
-	}) // runs before sys.Stop: the API stops using the connection first
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("api stopped: %v", err)
+			}
+		})
+	}
+	t.Cleanup(e.stop) // runs before sys.Stop: the API stops using the connection first
 	select {
 	case addr := <-listening:
-		return &env{sys: sys, base: "http://" + addr}
+		e.base = "http://" + addr
 	case err := <-done:
 		t.Fatal(err)
 	}
-	return nil
+	// Ready once its read model is (a new one is rebuilt from the stream first).
+	for deadline := time.Now().Add(wait); ; time.Sleep(10 * time.Millisecond) {
+		status, _, raw := e.do(t, "GET", "/healthz", nil)
+		if status == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API never became healthy: %d %s", status, raw)
+		}
+	}
 }
 
 // do sends a request and returns the status, headers and body.

@@ -164,8 +164,8 @@ func (s *Server) storedHash(id string) (string, error) {
 		return a.RequestHash, err
 	}
 	evs, err := s.store.Events(id)
-	if errors.Is(err, ErrNotFound) {
-		return "", nil
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errRebuilding) {
+		return "", nil // unknown: the stream's duplicate check tells (awaitStoredHash)
 	}
 	if err != nil {
 		return "", err

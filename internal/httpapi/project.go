@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -52,6 +53,9 @@ func (p *Projector) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("api consumer: %w", err)
+	}
+	if err := p.recover(ctx, cons); err != nil {
+		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(batchSize))
 	if err != nil {
@@ -99,8 +103,11 @@ func next(ctx context.Context, it jetstream.MessagesContext) ([]jetstream.Msg, e
 func (p *Projector) apply(ctx context.Context, batch []jetstream.Msg) error {
 	var evs []StreamEvent
 	for _, m := range batch {
-		e, ok := p.decode(m)
-		if ok {
+		sm, err := delivered(m)
+		if err != nil {
+			continue
+		}
+		if e, ok := p.decode(sm); ok {
 			evs = append(evs, e)
 		}
 	}
@@ -117,51 +124,68 @@ func (p *Projector) apply(ctx context.Context, batch []jetstream.Msg) error {
 	return nil
 }
 
+// stored is a message of the stream as the read model needs it, whether a consumer delivered
+// it or a rebuild read it.
+type stored struct {
+	subject string
+	header  nats.Header
+	data    []byte
+	seq     uint64
+	at      time.Time
+}
+
+func delivered(m jetstream.Msg) (stored, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return stored{}, err
+	}
+	return stored{subject: m.Subject(), header: m.Headers(), data: m.Data(), seq: meta.Sequence.Stream, at: meta.Timestamp}, nil
+}
+
 // decode turns a stream message into an event of a checkout. What is not an event of a
 // checkout (a schedule a migrated stream kept from before the timer streams, a malformed
 // message, one not from its producer) is skipped: the services report those on checkout.rejected.
-func (p *Projector) decode(m jetstream.Msg) (StreamEvent, bool) {
-	meta, err := m.Metadata()
-	if err != nil || strings.HasPrefix(m.Subject(), string(events.LegacySchedules)+".") {
+func (p *Projector) decode(m stored) (StreamEvent, bool) {
+	if strings.HasPrefix(m.subject, string(events.LegacySchedules)+".") {
 		return StreamEvent{}, false
 	}
 	if err := p.verify(m); err != nil {
-		p.Log.Warn("read model: skip", "subject", m.Subject(), "seq", meta.Sequence.Stream, "err", err)
+		p.Log.Warn("read model: skip", "subject", m.subject, "seq", m.seq, "err", err)
 		return StreamEvent{}, false
 	}
 	var env events.Envelope
-	if m.Subject() == string(events.Requested) {
-		env = events.RequestEnvelope(m.Data(), events.Origin{MsgID: m.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp})
-	} else if env, err = events.Decode(m.Subject(), m.Data()); err != nil {
-		p.Log.Debug("read model: skip", "subject", m.Subject(), "seq", meta.Sequence.Stream, "err", err)
+	var err error
+	if m.subject == string(events.Requested) {
+		env = events.RequestEnvelope(m.data, events.Origin{MsgID: m.header.Get(jetstream.MsgIDHeader), StreamSeq: m.seq, Stored: m.at})
+	} else if env, err = events.Decode(m.subject, m.data); err != nil {
+		p.Log.Debug("read model: skip", "subject", m.subject, "seq", m.seq, "err", err)
 		return StreamEvent{}, false
 	}
 	at := env.Time
 	if at.IsZero() || env.Schedule != nil {
 		// A scheduled event's Time is when it was scheduled; it happened when the server
 		// fired it, which is when CHECKOUT stored it (sourced from its timer stream).
-		at = meta.Timestamp
+		at = m.at
 	}
-	return StreamEvent{CheckoutID: env.CheckoutID, Event: Event{Seq: meta.Sequence.Stream, ID: env.ID, Type: env.Type,
+	return StreamEvent{CheckoutID: env.CheckoutID, Event: Event{Seq: m.seq, ID: env.ID, Type: env.Type,
 		CausationID: env.CausationID, Time: at.UTC(), Payload: env.Payload}}, true
 }
 
 // verify refuses a message not from its producer (events.Keys.Verify, events.CheckScheduler).
-func (p *Projector) verify(m jetstream.Msg) error {
-	h := m.Headers()
+func (p *Projector) verify(m stored) error {
 	if p.Keys != nil {
-		if err := p.Keys.Verify(events.Subject(m.Subject()), h.Get(events.SignerHeader), h.Get(events.SignatureHeader), m.Data()); err != nil {
+		if err := p.Keys.Verify(events.Subject(m.subject), m.header.Get(events.SignerHeader), m.header.Get(events.SignatureHeader), m.data); err != nil {
 			return err
 		}
 	}
-	if h.Get(events.SchedulerHeader) == "" {
+	if m.header.Get(events.SchedulerHeader) == "" {
 		return nil
 	}
-	env, err := events.Decode(m.Subject(), m.Data())
+	env, err := events.Decode(m.subject, m.data)
 	if err != nil {
 		return err
 	}
-	return events.CheckScheduler(env, h.Get(events.SchedulerHeader))
+	return events.CheckScheduler(env, m.header.Get(events.SchedulerHeader))
 }
 
 // Hub tells the live streams of a checkout that it changed.

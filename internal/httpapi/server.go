@@ -134,6 +134,10 @@ func (s *Server) routes() {
 
 // healthz answers 200 {"status":"ok"}, or 503 {"status":"unavailable","reason":...}.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.store.rebuilding.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": errRebuilding.Error()})
+		return
+	}
 	if s.cfg.Health != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()

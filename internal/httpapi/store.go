@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/internal/store"
@@ -40,24 +42,86 @@ type Accepted struct {
 	RequestHash string `json:"request_hash,omitempty"`
 }
 
+// bucketRebuilding marks a read model made anew that has not been rebuilt from the stream
+// yet (Projector.rebuild): made with the other buckets, removed when the rebuild is done.
+var bucketRebuilding = []byte("rebuilding")
+
 // Store is the API's read model: every checkout's events and its folded view, in a bbolt
-// file of the API's own.
-type Store struct{ db *bolt.DB }
+// file of the API's own. It is a view of the CHECKOUT stream (store.OpenView): its commits
+// are not synced, and a file lost or not closed cleanly is made anew and rebuilt from the
+// stream. What it holds of its own (Accepted) only answers before the stream's copy is in.
+type Store struct {
+	db    *bolt.DB
+	close func() error
+	// fresh: the file is new, or its rebuild did not finish (Projector.recover decides).
+	fresh bool
+	// rebuilding: fresh, until the projector found nothing to rebuild or finished: a
+	// checkout the read model does not have may be one it has not folded in yet
+	// (errRebuilding, not ErrNotFound).
+	rebuilding atomic.Bool
+}
 
 // OpenStore opens (creating) the read model at path.
 func OpenStore(path string) (*Store, error) {
-	db, err := store.Open(path, bucketEvents, bucketCheckouts, bucketIndex, bucketAccepted, bucketEventIDs)
+	v, err := store.OpenView(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: v.DB, close: v.Close}
+	err = v.Update(func(tx *bolt.Tx) error {
+		s.fresh = tx.Bucket(bucketEvents) == nil || tx.Bucket(bucketRebuilding) != nil
+		if tx.Bucket(bucketEvents) == nil {
+			if _, err := tx.CreateBucket(bucketRebuilding); err != nil {
+				return err
+			}
+		}
+		for _, b := range [][]byte{bucketEvents, bucketCheckouts, bucketIndex, bucketAccepted, bucketEventIDs} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		v.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s.rebuilding.Store(s.fresh)
+	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// rebuilt marks the read model as complete: a later start trusts it.
+func (s *Store) rebuilt() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketRebuilding) == nil {
+			return nil
+		}
+		return tx.DeleteBucket(bucketRebuilding)
+	})
+	if err == nil {
+		s.fresh = false
+		s.rebuilding.Store(false)
+	}
+	return err
+}
+
+// Close syncs and closes the file; the next start trusts it.
+func (s *Store) Close() error { return s.close() }
 
 // ErrNotFound: no such checkout.
 var ErrNotFound = errors.New("checkout not found")
+
+// errRebuilding answers for a checkout the read model does not have while it is rebuilt
+// from the stream: it may be there in a moment.
+var errRebuilding = problem(http.StatusServiceUnavailable, "the read model is being rebuilt from the stream; retry in a moment")
+
+// notFound is ErrNotFound, or errRebuilding while the read model is rebuilt.
+func (s *Store) notFound() error {
+	if s.rebuilding.Load() {
+		return errRebuilding
+	}
+	return ErrNotFound
+}
 
 // Accept records an accepted request, unless one is recorded for the checkout already; it
 // returns the one that stands.
@@ -165,7 +229,7 @@ func (s *Store) Checkout(id string) (Checkout, error) {
 	var c Checkout
 	found, err := store.View(s.db, bucketCheckouts, id, &c)
 	if err == nil && !found {
-		err = ErrNotFound
+		err = s.notFound()
 	}
 	return c, err
 }
@@ -175,7 +239,7 @@ func (s *Store) Events(id string) ([]Event, error) {
 	var evs []Event
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketCheckouts).Get([]byte(id)) == nil {
-			return ErrNotFound
+			return s.notFound()
 		}
 		var err error
 		evs, err = eventsOf(tx, id)

@@ -12,7 +12,7 @@ import (
 )
 
 // cartWorkers create carts concurrently; the catalog answers one at a time, each cart
-// committed (fsynced) before its reply, so more would only queue.
+// stored in JetStream (one fsync) before its reply, so more would only queue.
 const cartWorkers = 8
 
 // createCarts creates n carts through the catalog's carts.create, before the measured

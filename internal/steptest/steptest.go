@@ -43,7 +43,13 @@ type Harness struct {
 // DB, Log and Routes are filled in; its other fields (retry delays...) are used as given.
 func Start[S Service](t testing.TB, cfg runner.Config, build func(db *bolt.DB, log *slog.Logger) (S, error)) (*Harness, S) {
 	t.Helper()
-	h := &Harness{Env: natstest.Start(t), DB: DB(t, cfg.Name), logs: &natstest.LogBuffer{}}
+	return StartOn(t, natstest.Start(t), cfg, build)
+}
+
+// StartOn is Start on a server the test started already: build may use its buckets.
+func StartOn[S Service](t testing.TB, env *natstest.Env, cfg runner.Config, build func(db *bolt.DB, log *slog.Logger) (S, error)) (*Harness, S) {
+	t.Helper()
+	h := &Harness{Env: env, DB: DB(t, cfg.Name), logs: &natstest.LogBuffer{}}
 	log := newLogger(io.MultiWriter(t.Output(), h.logs))
 	svc, err := build(h.DB, log)
 	if err != nil {

@@ -56,7 +56,7 @@ func Replicas(n int) Option {
 }
 
 // Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE, STOCK and DEADLETTER
-// streams, the checkouts bucket, each rebuildable service's views bucket (its snapshots), and
+// streams, the checkouts and carts buckets, each rebuildable service's views bucket (its snapshots), and
 // the consumers of opts; and deletes the views bucket they once shared.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
@@ -107,6 +107,15 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		LimitMarkerTTL: KeyMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
+	}
+	if err := ensureBucket(ctx, js, o.changed, jetstream.KeyValueConfig{
+		Bucket:      events.BucketCarts,
+		Description: "The catalog's carts as carts.create made them: one key per cart, written once.",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", events.BucketCarts, err)
 	}
 	for _, service := range snapshotted() {
 		if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
@@ -218,7 +227,7 @@ func stockStream(replicas int) jetstream.StreamConfig {
 }
 
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts), viewsStreams()...)
+var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "KV_"+events.BucketCarts), viewsStreams()...)
 
 // viewsStreams are the streams of the views buckets.
 func viewsStreams() []string {

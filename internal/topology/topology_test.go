@@ -47,6 +47,13 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 	if _, err := env.JS.KeyValue(ctx, events.BucketCheckouts); err != nil {
 		t.Errorf("bucket: %v", err)
 	}
+	if carts, err := env.JS.KeyValue(ctx, events.BucketCarts); err != nil {
+		t.Errorf("carts bucket: %v", err)
+	} else if st, err := carts.Status(ctx); err != nil || st.History() != 1 || st.BackingStore() != "JetStream" {
+		t.Errorf("carts bucket: %+v, %v; want history 1", st, err)
+	} else if info, err := env.JS.Stream(ctx, "KV_"+events.BucketCarts); err != nil || info.CachedInfo().Config.Storage != jetstream.FileStorage {
+		t.Errorf("carts bucket's stream: %v; want file storage", err)
+	}
 	for service := range events.Rebuildable {
 		if _, err := env.JS.ObjectStore(ctx, events.ViewsBucket(service)); err != nil {
 			t.Errorf("%s's views bucket: %v", service, err)

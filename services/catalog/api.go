@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -24,6 +25,9 @@ const Version = "1.0.0"
 
 // MaxQuantity is the most units of one product a cart may hold.
 const MaxQuantity = 999
+
+// cartTimeout bounds carts.create's and carts.get's calls to the carts bucket.
+const cartTimeout = 5 * time.Second
 
 // Serve starts the "catalog" micro service: carts.create (events.CreateCart →
 // events.Cart), carts.get (events.GetCart → events.Cart) and catalog.list (→
@@ -125,13 +129,16 @@ func (s *Service) createCart(data []byte) (any, error) {
 		Status:     events.CartOpen,
 		CreatedAt:  time.Now().UTC(),
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := checkSold(tx.Bucket(bucketProducts), items, currency); err != nil {
-			return err
-		}
-		return store.Put(tx.Bucket(bucketCarts), cart.ID, cart)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		return checkSold(tx.Bucket(bucketProducts), items, currency)
 	})
 	if err != nil {
+		return nil, err
+	}
+	// Answered once JetStream holds the cart: the view is no place for a fact made here.
+	ctx, cancel := context.WithTimeout(context.Background(), cartTimeout)
+	defer cancel()
+	if err := s.carts.create(ctx, cart); err != nil {
 		return nil, err
 	}
 	s.log.Info("cart created", "cart_id", cart.ID, "customer_id", customer, "items", len(items))
@@ -194,7 +201,9 @@ func (s *Service) getCart(data []byte) (any, error) {
 	if strings.TrimSpace(req.CartID) == "" {
 		return nil, microx.BadRequest("cart_id is required")
 	}
-	cart, err := s.Cart(req.CartID)
+	ctx, cancel := context.WithTimeout(context.Background(), cartTimeout)
+	defer cancel()
+	cart, err := s.Cart(ctx, req.CartID)
 	if errors.Is(err, ErrCartNotFound) {
 		return nil, microx.NotFound("cart %q does not exist", req.CartID)
 	}

@@ -1,15 +1,19 @@
 package catalog
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"
 )
@@ -43,6 +47,41 @@ func TestCreateAndGetCart(t *testing.T) {
 	other := h.createCart(t, events.CreateCart{CustomerID: "cus_ada", Currency: "USD", Items: want})
 	if other.ID == created.ID {
 		t.Errorf("two carts share ID %s", other.ID)
+	}
+}
+
+// A cart is durable in JetStream once carts.create answers, and written once: a second
+// create of its ID changes nothing.
+func TestCartIsStoredOnceInTheBucket(t *testing.T) {
+	h := start(t)
+	created := h.newCart(t, "USD", item("mug-nats", 2))
+	ctx := context.Background()
+	kv, err := h.Env.JS.KeyValue(ctx, events.BucketCarts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(ctx, created.ID)
+	if err != nil {
+		t.Fatalf("the created cart is not in the bucket: %v", err)
+	}
+	var stored events.Cart
+	if err := json.Unmarshal(entry.Value(), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.ID != created.ID || stored.CustomerID != "cus_ada" || len(stored.Items) != 1 || stored.Items[0] != item("mug-nats", 2) ||
+		stored.Status != events.CartOpen || !stored.CreatedAt.Equal(created.CreatedAt) {
+		t.Errorf("stored cart %+v, created %+v", stored, created)
+	}
+	again := stored
+	again.Items = []events.CartItem{item("stickers", 9)}
+	if err := h.svc.carts.create(ctx, again); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Errorf("a second create of %s: %v, want %v", created.ID, err, jetstream.ErrKeyExists)
+	}
+	if after, err := kv.Get(ctx, created.ID); err != nil || after.Revision() != entry.Revision() {
+		t.Errorf("the cart after a second create: %v, %v", after, err)
+	}
+	if got := h.cart(t, created.ID); len(got.Items) != 1 || got.Items[0] != item("mug-nats", 2) {
+		t.Errorf("the cart after a second create: %+v", got)
 	}
 }
 
@@ -187,4 +226,58 @@ func TestServiceInfo(t *testing.T) {
 		!subjects[string(events.CartsCreate)] || !subjects[string(events.CartsGet)] || !subjects[string(events.CatalogList)] {
 		t.Errorf("service info = %+v", info)
 	}
+}
+
+// A file from before the bucket kept whole carts: they move to the bucket, with their status
+// kept in the file, and read as before.
+func TestCartsMoveFromAnOldFileToTheBucket(t *testing.T) {
+	h := start(t)
+	old := []events.Cart{
+		{ID: "cart_old_open", CustomerID: "cus_ada", Currency: "USD", Items: []events.CartItem{item("mug-nats", 1)}, Status: events.CartOpen, CreatedAt: time.Unix(1e9, 0).UTC()},
+		{ID: "cart_old_held", CustomerID: "cus_ada", Currency: "EUR", Items: []events.CartItem{item("stickers", 3)}, Status: events.CartCheckingOut, CheckoutID: "co-old", CreatedAt: time.Unix(2e9, 0).UTC()},
+	}
+	err := h.svc.db.Update(func(tx *bolt.Tx) error {
+		for _, c := range old {
+			if err := store.Put(tx.Bucket(bucketCarts), c.ID, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if n, err := h.svc.MoveCartsToBucket(ctx); err != nil || n != 2 {
+		t.Fatalf("moved %d carts: %v; want 2", n, err)
+	}
+	for _, want := range old {
+		got := h.cart(t, want.ID)
+		if got.Status != want.Status || got.CheckoutID != want.CheckoutID || got.Currency != want.Currency ||
+			len(got.Items) != 1 || got.Items[0] != want.Items[0] || !got.CreatedAt.Equal(want.CreatedAt) {
+			t.Errorf("moved cart %+v, want %+v", got, want)
+		}
+		created, found, err := h.svc.carts.get(ctx, want.ID)
+		if err != nil || !found || created.Status != events.CartOpen || created.CheckoutID != "" {
+			t.Errorf("%s in the bucket: %+v found=%v err=%v; want it as created", want.ID, created, found, err)
+		}
+	}
+	if n, err := h.svc.MoveCartsToBucket(ctx); err != nil || n != 0 {
+		t.Errorf("a second move moved %d carts: %v", n, err)
+	}
+}
+
+// A cart in the bucket that does not decode is refused for good, not tried again.
+func TestUnreadableCartIsRefused(t *testing.T) {
+	h := start(t)
+	ctx := context.Background()
+	kv, err := h.Env.JS.KeyValue(ctx, events.BucketCarts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "cart_torn", []byte(`{"id":`)); err != nil {
+		t.Fatal(err)
+	}
+	h.checkout(t, request("co-torn", "cart_torn", "cus_ada", address("US", "CA")), "")
+	h.Refusal(t, "co-torn", events.CartFailed, events.CartValidated)
 }

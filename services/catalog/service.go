@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,12 +14,21 @@ import (
 )
 
 var (
-	bucketProducts = []byte("products") // product ID → events.Product
-	bucketCarts    = []byte("carts")    // cart ID → events.Cart
+	bucketProducts = []byte("products") // product ID → events.Product, seeded from a file
+	// bucketCarts holds, for each cart a checkout took, what the checkouts made of it
+	// (cart ID → cartState); a cart no checkout took is as it was created, in Carts.
+	bucketCarts = []byte("carts")
 	// bucketCheckouts maps a checkout ID to the cart it holds, so that the terminal
 	// events, which carry no cart ID, can settle the cart.
 	bucketCheckouts = []byte("checkouts")
 )
+
+// cartState is a cart's status as the checkout events made it. Its fields are named as
+// events.Cart's, so a file that kept whole carts reads the same.
+type cartState struct {
+	Status     string `json:"status"`
+	CheckoutID string `json:"checkout_id,omitempty"`
+}
 
 // ErrCartNotFound is returned by Cart for an unknown cart ID.
 var ErrCartNotFound = errors.New("cart not found")
@@ -29,6 +39,7 @@ var ErrProductNotFound = errors.New("product not found")
 // Service is the catalog: products, carts and the validate_cart_items step.
 type Service struct {
 	db         *bolt.DB
+	carts      *Carts
 	log        *slog.Logger
 	rates      Rates
 	returnURLs events.ReturnURLRule
@@ -54,11 +65,12 @@ func WithReturnURLs(rule events.ReturnURLRule) Option {
 	return func(s *Service) { s.returnURLs = rule }
 }
 
-// New creates the catalog's buckets in db. Carts are priced with rates (see LoadRates);
-// they are sold only in the currencies rates has shipping for.
-func New(db *bolt.DB, log *slog.Logger, rates Rates, opts ...Option) (*Service, error) {
-	if db == nil || log == nil {
-		return nil, errors.New("catalog: db and log are required")
+// New creates the catalog's buckets in db, its view: products and what checkouts made of
+// the carts, which are stored in carts. Carts are priced with rates (see LoadRates); they
+// are sold only in the currencies rates has shipping for.
+func New(db *bolt.DB, carts *Carts, log *slog.Logger, rates Rates, opts ...Option) (*Service, error) {
+	if db == nil || carts == nil || log == nil {
+		return nil, errors.New("catalog: db, carts and log are required")
 	}
 	if err := rates.validate(); err != nil {
 		return nil, fmt.Errorf("catalog: rates: %w", err)
@@ -66,15 +78,16 @@ func New(db *bolt.DB, log *slog.Logger, rates Rates, opts ...Option) (*Service, 
 	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
-	s := &Service{db: db, log: log, rates: rates, stockTimeout: DefaultStockTimeout}
+	s := &Service{db: db, carts: carts, log: log, rates: rates, stockTimeout: DefaultStockTimeout}
 	for _, o := range opts {
 		o(s)
 	}
 	return s, nil
 }
 
-// Seed stores products when the catalog has none yet (the first start) and reports
-// whether it did; a catalog that has products is left as it is.
+// Seed stores products when the catalog has none yet (the first start, or a view lost and
+// rebuilt: the file is where products come from) and reports whether it did; a catalog
+// that has products is left as it is.
 func (s *Service) Seed(products []SeedProduct) (seeded bool, err error) {
 	if err := validateSeed(products); err != nil {
 		return false, fmt.Errorf("catalog seed: %w", err)
@@ -97,7 +110,8 @@ func (s *Service) Seed(products []SeedProduct) (seeded bool, err error) {
 
 // Discontinue takes a product off the catalog, or only its price in one currency when
 // currency is not empty. Carts that hold it can no longer check out (product_not_found,
-// currency_mismatch): the operator's tool when a product is withdrawn.
+// currency_mismatch). It changes the view only: a view rebuilt is seeded from the file
+// again, so a product withdrawn for good is taken out of the file too.
 func (s *Service) Discontinue(productID, currency string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketProducts)
@@ -122,21 +136,44 @@ func (s *Service) Products() ([]events.Product, error) {
 	return store.List[events.Product](s.db, bucketProducts)
 }
 
-// Cart returns a cart, or an error wrapping ErrCartNotFound.
-func (s *Service) Cart(id string) (events.Cart, error) {
+// Cart returns a cart as it is now (its status from the checkouts that took it), or an
+// error wrapping ErrCartNotFound.
+func (s *Service) Cart(ctx context.Context, id string) (events.Cart, error) {
 	var cart events.Cart
-	found, err := store.View(s.db, bucketCarts, id, &cart)
-	if err == nil && !found {
-		err = fmt.Errorf("%w: %q", ErrCartNotFound, id)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		cart, err = s.cart(ctx, tx, id)
+		return err
+	})
+	return cart, err
+}
+
+// cart reads the cart as created from Carts and its status from the view, or returns an
+// error wrapping ErrCartNotFound.
+func (s *Service) cart(ctx context.Context, tx *bolt.Tx, id string) (events.Cart, error) {
+	cart, found, err := s.carts.get(ctx, id)
+	if err != nil {
+		return cart, err
+	}
+	if !found {
+		return cart, fmt.Errorf("%w: %q", ErrCartNotFound, id)
+	}
+	var st cartState
+	found, err = store.Get(tx.Bucket(bucketCarts), id, &st)
+	if found {
+		cart.Status, cart.CheckoutID = st.Status, st.CheckoutID
 	}
 	return cart, err
 }
 
 // Routes are the catalog's steps: validate_cart_items on checkout.requested, and the
-// settling of the held cart on checkout.completed and checkout.failed.
+// settling of the held cart on checkout.completed and checkout.failed. Whether a cart was
+// free for a checkout depends on the order in which concurrent checkouts of it committed,
+// so a rebuild of the view takes validation's outcome from the stream (replayValidation).
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested},
+		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested,
+			Outcomes: []events.Subject{events.CartValidated, events.CartFailed}, Replay: s.replayValidation},
 		{Subject: events.Completed, Handle: s.checkOutCart},
 		{Subject: events.Failed, Handle: s.reopenCart},
 	}

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -19,14 +20,24 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// newService is a catalog on a fresh bbolt file with the demo rates and no products.
+// newService is a catalog on a fresh bbolt file and an embedded JetStream with the demo
+// rates and no products.
 func newService(t *testing.T) *Service {
 	t.Helper()
-	svc, err := New(steptest.DB(t, "catalog"), steptest.Logger(t), demoRates(t))
+	svc, err := New(steptest.DB(t, "catalog"), openCarts(t, natstest.Start(t)), steptest.Logger(t), demoRates(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return svc
+}
+
+func openCarts(t *testing.T, env *natstest.Env) *Carts {
+	t.Helper()
+	carts, err := OpenCarts(context.Background(), env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return carts
 }
 
 // harness is the seeded catalog with its runner and micro service on an embedded
@@ -39,8 +50,9 @@ type harness struct {
 func start(t *testing.T) *harness {
 	t.Helper()
 	cfg := runner.Config{Name: "catalog", RetryBase: 10 * time.Millisecond}
-	sh, svc := steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
-		svc, err := New(db, log, demoRates(t))
+	env := natstest.Start(t)
+	sh, svc := steptest.StartOn(t, env, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		svc, err := New(db, openCarts(t, env), log, demoRates(t))
 		if err == nil {
 			_, err = svc.Seed(demoSeed(t))
 		}
@@ -94,10 +106,21 @@ func (h *harness) createCart(t *testing.T, req events.CreateCart) events.Cart {
 	return cart
 }
 
-// putCart stores a cart as it is, for states the API does not create.
+// putCart stores a cart as it is, for states the API does not create: in the bucket as
+// created, and its status in the view.
 func (h *harness) putCart(t *testing.T, cart events.Cart) {
 	t.Helper()
-	err := h.svc.db.Update(func(tx *bolt.Tx) error { return store.Put(tx.Bucket(bucketCarts), cart.ID, cart) })
+	created := cart
+	created.Status, created.CheckoutID = events.CartOpen, ""
+	if err := h.svc.carts.create(context.Background(), created); err != nil {
+		t.Fatal(err)
+	}
+	if cart.Status == events.CartOpen {
+		return
+	}
+	err := h.svc.db.Update(func(tx *bolt.Tx) error {
+		return store.Put(tx.Bucket(bucketCarts), cart.ID, cartState{Status: cart.Status, CheckoutID: cart.CheckoutID})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +128,7 @@ func (h *harness) putCart(t *testing.T, cart events.Cart) {
 
 func (h *harness) cart(t *testing.T, id string) events.Cart {
 	t.Helper()
-	cart, err := h.svc.Cart(id)
+	cart, err := h.svc.Cart(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,6 +341,8 @@ func TestValidateFailures(t *testing.T) {
 			r.PaymentMethodID = "4242424242424242"
 		}), events.CodeInvalidRequest},
 		{"unknown cart", events.Cart{ID: "cart_missing"}, nil, events.CodeCartNotFound},
+		{"a cart ID no key can be", events.Cart{ID: "cart.*"}, nil, events.CodeCartNotFound},
+		{"a cart ID of several tokens", events.Cart{ID: "cart.a.b"}, nil, events.CodeCartNotFound},
 		{"someone else's cart", usd(tee), func(t *testing.T, c events.Cart) string {
 			h.checkout(t, request("co-thief", c.ID, "cus_mallory", address("US", "")), "")
 			return "co-thief"

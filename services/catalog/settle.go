@@ -39,7 +39,7 @@ func (s *Service) settleCart(tx *bolt.Tx, in events.Envelope, status string) err
 		return nil
 	}
 	carts := tx.Bucket(bucketCarts)
-	var cart events.Cart
+	var cart cartState
 	found, err := store.Get(carts, string(cartID), &cart)
 	if err != nil {
 		return runner.Permanent(err)
@@ -52,6 +52,6 @@ func (s *Service) settleCart(tx *bolt.Tx, in events.Envelope, status string) err
 	if status == events.CartOpen {
 		cart.CheckoutID = ""
 	}
-	log.Info("cart settled", "cart_id", cart.ID, "status", status)
-	return store.Put(carts, cart.ID, cart)
+	log.Info("cart settled", "cart_id", string(cartID), "status", status)
+	return store.Put(carts, string(cartID), cart)
 }

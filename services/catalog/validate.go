@@ -27,9 +27,9 @@ func fail(code, format string, args ...any) error {
 
 // validateCart is validate_cart_items: it prices the requested cart and holds it for
 // the checkout, or reports why it cannot.
-func (s *Service) validateCart(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) validateCart(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID)
-	quote, err := s.quote(tx, in)
+	quote, err := s.quote(ctx, tx, in)
 	var f *failure
 	if errors.As(err, &f) {
 		log.Info("cart not accepted", "code", f.code, "reason", f.message)
@@ -46,7 +46,7 @@ func (s *Service) validateCart(_ context.Context, tx *bolt.Tx, in events.Envelop
 
 // quote checks the request and its cart, prices the cart and marks it checking_out by
 // this checkout.
-func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
+func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
 	req, err := events.ParseRequest(in)
 	if err != nil {
 		return events.Quote{}, fail(events.CodeInvalidRequest, "%v", err)
@@ -55,14 +55,12 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
 	if err := s.returnURLs.Check(req.ReturnURL); err != nil {
 		return events.Quote{}, fail(events.CodeReturnURLNotAllowed, "%v", err)
 	}
-	carts := tx.Bucket(bucketCarts)
-	var cart events.Cart
-	found, err := store.Get(carts, req.CartID, &cart)
-	if err != nil {
-		return events.Quote{}, runner.Permanent(err)
-	}
-	if !found {
+	cart, err := s.cart(ctx, tx, req.CartID)
+	if errors.Is(err, ErrCartNotFound) {
 		return events.Quote{}, fail(events.CodeCartNotFound, "cart %q does not exist", req.CartID)
+	}
+	if err != nil {
+		return events.Quote{}, err // the bucket unreachable: tried again; a cart that does not decode: permanent
 	}
 	if err := checkCart(cart, req, in.CheckoutID); err != nil {
 		return events.Quote{}, err
@@ -81,11 +79,7 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
 		return events.Quote{}, runner.Permanent(err)
 	}
 
-	cart.Status, cart.CheckoutID = events.CartCheckingOut, in.CheckoutID
-	if err := store.Put(carts, cart.ID, cart); err != nil {
-		return events.Quote{}, err
-	}
-	if err := tx.Bucket(bucketCheckouts).Put([]byte(in.CheckoutID), []byte(cart.ID)); err != nil {
+	if err := hold(tx, cart.ID, in.CheckoutID); err != nil {
 		return events.Quote{}, err
 	}
 	return events.Quote{
@@ -103,6 +97,32 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
 		Shipping:        totals.Shipping,
 		Total:           totals.Total,
 	}, nil
+}
+
+// replayValidation applies validate_cart_items' recorded outcome to a view being rebuilt:
+// a cart validated by this input was held for its checkout; a failure changed nothing. A
+// validation caused by another input (a copy of the request) was applied by that one's.
+func (s *Service) replayValidation(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	for _, out := range recorded {
+		if out.Type != events.CartValidated || out.CausationID != in.ID {
+			continue
+		}
+		var q events.Quote
+		if err := out.DecodePayload(&q); err != nil {
+			return runner.Permanent(err)
+		}
+		return hold(tx, q.CartID, in.CheckoutID)
+	}
+	return nil
+}
+
+// hold marks the cart checking_out by the checkout, and maps the checkout to it.
+func hold(tx *bolt.Tx, cartID, checkoutID string) error {
+	err := store.Put(tx.Bucket(bucketCarts), cartID, cartState{Status: events.CartCheckingOut, CheckoutID: checkoutID})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCheckouts).Put([]byte(checkoutID), []byte(cartID))
 }
 
 // checkCart checks that the requester owns the cart and that it is free to check out.
