@@ -401,8 +401,16 @@ func TestNATSPermissions(t *testing.T) {
 		}
 		defer drain(nc)
 		defer a.Stop()
-		// Its health check (what compose's healthcheck asks) may ask what it asks.
-		httpJSON[map[string]any](t, "GET", a.URL+"/healthz", "", "")
+		// Its health check (what compose's healthcheck asks) may ask what it asks; it is
+		// healthy once its read model is known to need no rebuild.
+		natstest.Eventually(t, 10*time.Second, func() bool {
+			resp, err := http.Get(a.URL + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, "the API never became healthy")
 		cart := httpJSON[events.Cart](t, "POST", a.URL+"/carts", `{"customer_id":"cus_ada","currency":"USD","items":[{"product_id":"stickers","quantity":1}]}`, "")
 		body := checkoutRequestFor("", cart.ID, "pm_card_visa", "ada@example.com")
 		accepted := httpJSON[struct {
