@@ -72,6 +72,30 @@ func TestRebuildTakesAnOutsideCallsOutcomeFromTheStream(t *testing.T) {
 	c.wantCalls(t, len(checkouts))
 }
 
+// A replayed outcome is recorded with the timers its handler set alongside it, timed as the
+// outcome was (one Stamp gave all of an event's outputs the same time), the outcome as the
+// stream holds it.
+func TestReplayRecordsTheTimersSetWithTheOutcome(t *testing.T) {
+	at := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	outcome := events.Must("co-1", output, events.Reservation{ReservationID: "res_co-1"})
+	outcome.Time = at
+	timer := events.Must("co-1", events.InventoryExpire, events.Expiry{ReservationID: "res_co-1"})
+	timer.Schedule = &events.Schedule{At: at.Add(time.Hour), Key: "inventory.expire"}
+	recorded := []events.Envelope{outcome}
+	outs := withScheduled(recorded, []events.Envelope{timer})
+	if len(outs) != 2 || outs[0].ID != outcome.ID || outs[1].ID != timer.ID || !outs[1].Time.Equal(at) || outs[1].Schedule == nil {
+		t.Fatalf("recorded outputs %+v, want the outcome then the timer at the outcome's time", outs)
+	}
+	if len(recorded) != 1 {
+		t.Errorf("the recorded outcomes were changed: %+v", recorded)
+	}
+	cfg := Config{Name: "payments", JS: natstest.Start(t).JS, DB: newStepDB(t), Routes: []Route{{Subject: input, Handle: (&step{}).handle,
+		Scheduled: func(events.Envelope, []events.Envelope) []events.Envelope { return nil }}}}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Errorf("New = %v, want Scheduled refused without Replay", err)
+	}
+}
+
 // An input whose outcome is not in the stream, above the ack floor (the process died after
 // deciding and before publishing), is not guessed in the rebuild: it is left to its
 // delivery, which decides it again, once.
