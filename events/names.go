@@ -131,16 +131,16 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 // alone: one lost (a deleted data directory, a new machine) is rebuilt from the CHECKOUT
 // stream when the service starts, shortened by a snapshot in its ViewsBucket. The catalog's
 // too: its carts are in BucketCarts, its products seeded from a file, and what it made of a
-// cart follows from the events (validation's outcome taken from the stream). Payments and
+// cart follows from the events (validation's outcome taken from the stream). And the
+// inventory's: a rebuild seeds the stock from the STOCK stream (StockSeed) and takes each
+// reservation and sale as the stream recorded it, since whether one got the last unit
+// depended on which concurrent checkout committed first (runner.Route.Replay). Payments and
 // notifications record what Stripe and SMTP answered in the events that announce it, and a
-// rebuild takes their records from there (runner.Route.Replay) instead of calling again.
-// Not the others:
-//   - inventory seeds its stock from the catalog file at start, and whether a reservation
-//     gets the last item depends on the order in which concurrent checkouts commit, which
-//     the stream does not keep.
+// rebuild takes their records from there instead of calling again.
 //
-// Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
-var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
+// A service not in it starts on a lost file as before, with an error in the log (the
+// runner's "VIEW LOST").
+var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceInventory: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
 	ServiceNotifications: true, ServicePayments: true}
 
 // ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
@@ -169,6 +169,10 @@ const (
 	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
 	// written once (a create-only put).
 	BucketCarts = "carts"
+	// StreamStock keeps the inventory's facts that are not checkout events, for as long as
+	// the shop runs (no max age, unlike CHECKOUT): the initial stock, on StockSeed, which the
+	// stream takes once ever (one message per subject, a second one refused).
+	StreamStock = "STOCK"
 	// LegacyBucketViews is the Object Store bucket the rebuildable services shared for their
 	// snapshots before each had its own (ViewsBucket): the setup role deletes it.
 	LegacyBucketViews = "views"
@@ -176,6 +180,9 @@ const (
 	CheckoutSubjects   = "checkout.>"
 	WarehouseSubjects  = "warehouse.>"
 	DeadLetterSubjects = "deadletter.>"
+	StockSubjects      = "stock.>"
+	// StockSeed is the subject of the initial stock the inventory recorded at its first start.
+	StockSeed = "stock.seed"
 
 	CartsCreate    Subject = "carts.create"
 	CartsGet       Subject = "carts.get"

@@ -149,7 +149,11 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		stock, err := readDemo(deploy.CatalogFile, inventory.LoadStock)
+		file, err := readDemo(deploy.CatalogFile, inventory.LoadStock)
+		if err != nil {
+			return nil, err
+		}
+		stock, err := s.RecordedSeed(ctx, d.js, d.keys, file)
 		if err != nil {
 			return nil, err
 		}

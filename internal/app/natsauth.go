@@ -98,6 +98,9 @@ func serviceUser(name string) NATSUser {
 		// Reads only, from the stream's leader: it charges only when the coordinator's state
 		// shows the payment running.
 		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
+	case events.ServiceInventory:
+		// The initial stock: recorded once (the stream refuses a second), read from the leader.
+		u.Publish = append(u.Publish, events.StockSeed, "$JS.API.STREAM.MSG.GET."+events.StreamStock)
 	}
 	if events.Rebuildable[name] {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).

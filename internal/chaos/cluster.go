@@ -71,7 +71,8 @@ func RunCluster(ctx context.Context, o Options, co ClusterOptions) (res Result, 
 }
 
 // start brings the project up from nothing, with the run's stock in the inventory's volume
-// before the inventory first starts (it seeds the demo stock only into an empty store).
+// before the inventory first starts (it records the stock it finds there as its initial stock
+// in JetStream, and seeds the demo stock only into an empty store).
 func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[string]int) error {
 	if len(co.Compose) == 0 || co.Project == "" {
 		return fmt.Errorf("cluster: no Compose command or project")

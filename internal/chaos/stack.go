@@ -253,7 +253,8 @@ func (s *stack) logFile(name string) *os.File {
 }
 
 // seedInventory writes the run's initial stock into the inventory's store before it first
-// starts (it seeds the demo stock only into an empty store).
+// starts (it records the stock it finds there as its initial stock in JetStream, and seeds the
+// demo stock only into an empty store).
 func seedInventory(dir string, initial map[string]int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

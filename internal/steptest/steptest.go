@@ -6,12 +6,9 @@ package steptest
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
-	"maps"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -91,7 +88,7 @@ func (h *Harness) AddRunner(t testing.TB) {
 
 // LoseView stops the service's runners and starts it again, built by build, on a new bbolt
 // file, as when its data directory is deleted: its runner (with cfg.Rebuild) rebuilds the
-// view from the stream before it consumes. The lost file stays open, to compare (View).
+// view from the stream before it consumes. The lost file stays open, to compare (DumpDB).
 func LoseView[S Service](t testing.TB, h *Harness, build func(db *bolt.DB, log *slog.Logger) (S, error)) S {
 	t.Helper()
 	for _, stop := range h.stops {
@@ -106,73 +103,6 @@ func LoseView[S Service](t testing.TB, h *Harness, build func(db *bolt.DB, log *
 	h.cfg.DB, h.cfg.Routes = h.DB, svc.Routes()
 	h.AddRunner(t)
 	return svc
-}
-
-// View is what a view holds, to compare a rebuilt one with the one lost: bucket → key →
-// value, without the runner's handled_at index (its keys are when this process wrote each
-// record, a local fact) and without the scheduled outputs of a handled record (they wait
-// in a timer stream, and a route that replays its recorded outcome records only what
-// CHECKOUT holds).
-func View(t testing.TB, db *bolt.DB) map[string]map[string]string {
-	t.Helper()
-	view := map[string]map[string]string{}
-	err := db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if string(name) == "runner.handled_at" {
-				return nil
-			}
-			kv := map[string]string{}
-			view[string(name)] = kv
-			return b.ForEach(func(k, v []byte) error {
-				if string(name) == "runner.processed" {
-					v = unscheduled(t, v)
-				}
-				kv[string(k)] = string(v)
-				return nil
-			})
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return view
-}
-
-// SameView reports where a rebuilt view (View) differs from the one lost.
-func SameView(t testing.TB, lost, rebuilt map[string]map[string]string) {
-	t.Helper()
-	for _, bucket := range slices.Sorted(maps.Keys(lost)) {
-		for _, key := range slices.Sorted(maps.Keys(lost[bucket])) {
-			if got := rebuilt[bucket][key]; got != lost[bucket][key] {
-				t.Errorf("%s %s:\n rebuilt %s\n    lost %s", bucket, key, got, lost[bucket][key])
-			}
-		}
-	}
-	for bucket, kv := range rebuilt {
-		for key := range kv {
-			if _, ok := lost[bucket][key]; !ok {
-				t.Errorf("%s %s is in the rebuilt view only", bucket, key)
-			}
-		}
-	}
-}
-
-// unscheduled is a handled record without its scheduled outputs.
-func unscheduled(t testing.TB, record []byte) []byte {
-	t.Helper()
-	var r struct {
-		Seq     uint64            `json:"seq"`
-		Outputs []events.Envelope `json:"outputs,omitempty"`
-	}
-	if err := json.Unmarshal(record, &r); err != nil {
-		t.Fatal(err)
-	}
-	r.Outputs = slices.DeleteFunc(r.Outputs, func(e events.Envelope) bool { return e.Schedule != nil })
-	out, err := json.Marshal(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // Serve starts the service's request-reply endpoints with serve and stops them when the

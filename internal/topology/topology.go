@@ -55,7 +55,7 @@ func Replicas(n int) Option {
 	}
 }
 
-// Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE and DEADLETTER
+// Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE, STOCK and DEADLETTER
 // streams, the checkouts and carts buckets, each rebuildable service's views bucket (its snapshots), and
 // the consumers of opts; and deletes the views bucket they once shared.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
@@ -80,7 +80,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
 		Replicas:    o.replicas,
-	}, jetstream.StreamConfig{
+	}, stockStream(o.replicas), jetstream.StreamConfig{
 		Name:        events.StreamDeadLetter,
 		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
 		Subjects:    []string{events.DeadLetterSubjects},
@@ -206,8 +206,28 @@ func checkoutStream(replicas int) jetstream.StreamConfig {
 	}
 }
 
+// stockStream is STOCK's configuration: what is written there is written once ever (the
+// server refuses a second message on a subject, and nobody may delete or purge one), and kept
+// as long as the shop runs.
+func stockStream(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:                 events.StreamStock,
+		Description:          "The inventory's facts that are not checkout events: the initial stock, recorded once at its first start.",
+		Subjects:             []string{events.StockSubjects},
+		Storage:              jetstream.FileStorage,
+		Retention:            jetstream.LimitsPolicy,
+		Duplicates:           DuplicateWindow,
+		MaxMsgsPerSubject:    1,
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		DenyDelete:           true,
+		DenyPurge:            true,
+		Replicas:             replicas,
+	}
+}
+
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "KV_"+events.BucketCarts), viewsStreams()...)
+var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "KV_"+events.BucketCarts), viewsStreams()...)
 
 // viewsStreams are the streams of the views buckets.
 func viewsStreams() []string {
@@ -409,7 +429,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		have.Storage == want.Storage && have.Retention == want.Retention && have.Duplicates == want.Duplicates &&
 		unlimited(int64(have.MaxMsgSize)) == unlimited(int64(want.MaxMsgSize)) && have.MaxAge == want.MaxAge && have.AllowDirect == want.AllowDirect && have.AllowMsgSchedules == want.AllowMsgSchedules &&
 		unlimited(have.MaxMsgs) == unlimited(want.MaxMsgs) && unlimited(have.MaxBytes) == unlimited(want.MaxBytes) &&
-		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard &&
+		unlimited(have.MaxMsgsPerSubject) == unlimited(want.MaxMsgsPerSubject) && have.Discard == want.Discard && have.DiscardNewPerSubject == want.DiscardNewPerSubject &&
 		have.DenyDelete == want.DenyDelete && have.DenyPurge == want.DenyPurge && sameSources(have.Sources, want.Sources) &&
 		have.Replicas >= want.Replicas {
 		return nil

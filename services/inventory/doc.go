@@ -23,5 +23,7 @@
 // State (bbolt): stock (product ID → events.Stock), reservations (checkout ID →
 // Reservation) and holds (customer identity and product → units held by reservations still
 // reserved, changed in the same transaction as the reservation). Available stock never
-// goes below zero.
+// goes below zero. The file is a view (events.Rebuildable): a new one is seeded from the
+// initial stock recorded once in the STOCK stream (RecordedSeed), and a rebuild applies each
+// reservation, refusal and sale as the stream recorded it (replay.go).
 package inventory

@@ -14,10 +14,11 @@ import (
 const expiryKey = "inventory.expire"
 
 // expiry is the checkout.inventory.expire that the server delivers back to the inventory
-// once the reservation has held its units for ReservationTTL. Schedules have a precision of
-// one second, so the time is rounded up: a reservation never expires early.
-func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
-	at := now.Add(s.cfg.ReservationTTL).Truncate(time.Second).Add(time.Second)
+// ReservationTTL after from, the time of the event the reservation answers (not the clock:
+// a rebuild schedules the same one, with the same ID). Schedules have a precision of one
+// second, so the time is rounded up: a reservation never expires early.
+func (s *Service) expiry(res Reservation, from time.Time) events.Envelope {
+	at := from.Add(s.cfg.ReservationTTL).Truncate(time.Second).Add(time.Second)
 	e := events.Must(res.CheckoutID, events.InventoryExpire, events.Expiry{ReservationID: res.ID})
 	e.ID = fmt.Sprintf("%s:%d", e.ID, at.UnixMilli())
 	e.Schedule = &events.Schedule{At: at, Key: expiryKey}
@@ -29,8 +30,8 @@ func (s *Service) expiry(res Reservation, now time.Time) events.Envelope {
 // and its share of memory, for the rest of ReservationTTL. (After a crash of the inventory
 // between its reservation's commit and publish, the republished hour-long expiry can come
 // back after the cancel: it then fires, to no effect, in an hour.)
-func expiryCancelled(res Reservation) events.Envelope {
-	return events.CancelSchedule(res.CheckoutID, events.InventoryExpire, expiryKey)
+func expiryCancelled(checkoutID string) events.Envelope {
+	return events.CancelSchedule(checkoutID, events.InventoryExpire, expiryKey)
 }
 
 // expire releases a reservation that is still held when its time is up, and says so;

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
@@ -41,7 +40,7 @@ func (s *Service) reserve(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 		log.Info("reservation refused", "reason", res.Reason)
 		return []events.Envelope{reserveOutcome(res)}, nil
 	}
-	expire := s.expiry(res, time.Now())
+	expire := s.expiry(res, runner.EventTime(in))
 	log.Info("stock reserved", "reservation_id", res.ID, "items", res.Items, "expires_at", expire.Schedule.At)
 	return []events.Envelope{reserveOutcome(res), expire}, nil
 }

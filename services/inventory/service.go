@@ -79,6 +79,7 @@ func NewWithConfig(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) 
 
 // LoadStock reads the initial stock from the catalog seed (deploy/demo/catalog.json):
 // each product's "id" and "stock". The other fields are the catalog's and not read here.
+// It counts only until the first start has recorded its stock (RecordedSeed).
 func LoadStock(r io.Reader) (map[string]int, error) {
 	var seed []struct {
 		ID    string `json:"id"`
@@ -100,13 +101,12 @@ func LoadStock(r io.Reader) (map[string]int, error) {
 	return stock, nil
 }
 
-// Seed stores the initial stock when the inventory has none yet (the first start) and
-// reports whether it did; existing stock is never overwritten.
+// Seed stores the initial stock when the inventory has none yet (the first start, or a new
+// view: see RecordedSeed for where it comes from) and reports whether it did; existing stock
+// is never overwritten.
 func (s *Service) Seed(stock map[string]int) (seeded bool, err error) {
-	for id, n := range stock {
-		if n < 0 {
-			return false, fmt.Errorf("inventory seed: product %q has negative stock %d", id, n)
-		}
+	if err := checkSeed(stock); err != nil {
+		return false, err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketStock)
@@ -151,12 +151,17 @@ func (s *Service) Reservation(checkoutID string) (Reservation, error) {
 
 // Routes are reserve_inventory on checkout.cart.validated, its compensation on
 // checkout.inventory.release, the sale on checkout.completed and the expiry on
-// checkout.inventory.expire.
+// checkout.inventory.expire. A reservation and a sale depend on what was available when they
+// committed, and so on the order of concurrent checkouts, which the stream does not keep: a
+// rebuild takes them as recorded (replay.go). The release and the expiry follow from the
+// reservation alone.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.CartValidated, Handle: s.reserve},
+		{Subject: events.CartValidated, Handle: s.reserve,
+			Outcomes: []events.Subject{events.InventoryReserved, events.InventoryFailed}, Replay: replayReserve, Scheduled: s.reserveTimer},
 		{Subject: events.InventoryRelease, Handle: s.release},
-		{Subject: events.Completed, Handle: s.commit},
+		{Subject: events.Completed, Handle: s.commit,
+			Outcomes: []events.Subject{events.InventoryCommitted}, Replay: replayCommit, Scheduled: commitTimer},
 		{Subject: events.InventoryExpire, Handle: s.expire},
 	}
 }
@@ -175,8 +180,21 @@ func saveReservation(tx *bolt.Tx, res Reservation) error {
 }
 
 // moveStock applies move to the stock of each item, with the item's quantity. A move
-// that would take any count below zero is refused, whatever the caller checked before.
+// that would take a count it lowers below zero is refused, whatever the caller checked
+// before.
 func moveStock(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.Stock, n int)) error {
+	return moveUnits(tx, items, move, true)
+}
+
+// moveRecorded applies a move that live handling made and the stream recorded: never
+// refused, because part-way through a rebuild, which applies the moves in stream order
+// rather than in the order they committed, a count may be below zero for a while (see
+// replayReserve).
+func moveRecorded(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.Stock, n int)) error {
+	return moveUnits(tx, items, move, false)
+}
+
+func moveUnits(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.Stock, n int), guarded bool) error {
 	b := tx.Bucket(bucketStock)
 	for _, it := range items {
 		var st events.Stock
@@ -187,8 +205,9 @@ func moveStock(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.St
 		if !found {
 			return runner.Permanent(fmt.Errorf("%w: %q", ErrUnknownProduct, it.ProductID))
 		}
+		before := st
 		move(&st, it.Quantity)
-		if st.Available < 0 || st.Reserved < 0 || st.Sold < 0 {
+		if guarded && lowersBelowZero(before, st) {
 			return runner.Permanent(fmt.Errorf("stock of %s would become available %d, reserved %d, sold %d",
 				it.ProductID, st.Available, st.Reserved, st.Sold))
 		}
@@ -197,6 +216,12 @@ func moveStock(tx *bolt.Tx, items []events.ReservedItem, move func(st *events.St
 		}
 	}
 	return nil
+}
+
+// lowersBelowZero reports a count that went down, to below zero.
+func lowersBelowZero(before, after events.Stock) bool {
+	below := func(was, is int) bool { return is < 0 && is < was }
+	return below(before.Available, after.Available) || below(before.Reserved, after.Reserved) || below(before.Sold, after.Sold)
 }
 
 // The moves of a reservation's life.

@@ -36,7 +36,7 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 			return nil, err
 		}
 		log.Info("stock released", "reservation_id", res.ID, "reason", cmd.Reason)
-		expired = append(expired, expiryCancelled(res))
+		expired = append(expired, expiryCancelled(res.CheckoutID))
 	case res.Status == Committed:
 		log.Error("release of a sold reservation refused", "reservation_id", res.ID, "reason", cmd.Reason)
 		return nil, runner.Permanent(fmt.Errorf("checkout %s: reservation %s is already sold, it cannot be released", in.CheckoutID, res.ID))
@@ -50,7 +50,9 @@ func (s *Service) release(_ context.Context, tx *bolt.Tx, in events.Envelope) ([
 	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryReleased, released)}, expired...), nil
 }
 
-// commit turns a completed checkout's reservation into a sale.
+// commit turns a completed checkout's reservation into a sale, and cancels its expiry
+// (also when it fired already: the cancel then finds nothing, and a sale always comes with
+// it, which a rebuild relies on: commitTimer).
 func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var done events.CheckoutCompleted
 	if err := in.DecodePayload(&done); err != nil {
@@ -61,7 +63,6 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 	if err != nil {
 		return nil, err
 	}
-	var expired []events.Envelope // the held reservation's expiry, cancelled
 	switch {
 	case !found:
 		log.Debug("completed checkout reserved nothing here")
@@ -71,7 +72,6 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 			return nil, err
 		}
 		log.Info("reservation sold", "reservation_id", res.ID)
-		expired = append(expired, expiryCancelled(res))
 	case res.Status == Committed:
 		log.Info("reservation already sold", "reservation_id", res.ID)
 	case res.Status == Expired:
@@ -86,7 +86,7 @@ func (s *Service) commit(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]
 		log.Error("completed checkout holds no stock", "status", res.Status)
 		return nil, nil
 	}
-	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, expired...), nil
+	return append([]events.Envelope{events.Must(in.CheckoutID, events.InventoryCommitted, events.Sale{ReservationID: res.ID})}, expiryCancelled(in.CheckoutID)), nil
 }
 
 // settle ends a reservation: its units move out of reserved, and it takes status. One

@@ -53,7 +53,11 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 	case Captured:
 		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
 	case AwaitingAction:
-		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now()), 0))
+		// The wait and the first look at the intent are timed alike, the look due from the
+		// wait's time: a rebuild gives the look again from the wait alone (firstLook).
+		outs[0].Time = time.Now().UTC()
+		outs = append(outs, s.firstLook(in, outs)...)
+		rec.scheduled(0)
 		// Not the page's URL: it carries the intent's client secret.
 		log.Info("payment waits for the customer's 3-D Secure authentication", "payment_intent", rec.PaymentIntentID,
 			"until", rec.AuthUntil, "redirect", rec.NextAction != "")

@@ -75,11 +75,12 @@ func TestLostViewIsRebuiltWithoutCallingStripe(t *testing.T) {
 	if rec := h.record(t, "co_lost"); len(rec.Swept) != 1 || rec.Swept[0].Action != payments.Refunded || rec.Amount.IsZero() {
 		t.Fatalf("the uncertain payment was not swept: %+v", rec)
 	}
-	live, calls, intents, refunds := steptest.View(t, h.DB), h.calls.Load(), len(h.emu.PaymentIntents()), len(h.emu.Refunds())
+	live, calls, intents, refunds := steptest.DumpDB(t, h.DB), h.calls.Load(), len(h.emu.PaymentIntents()), len(h.emu.Refunds())
+	steptest.Unscheduled(t, live, events.PaymentRecheck)
 
 	h.loseView(t)
 	h.Idle(t)
-	steptest.SameView(t, live, steptest.View(t, h.DB))
+	steptest.SameView(t, live, steptest.DumpDB(t, h.DB))
 	if looks := scheduledBy(t, h, events.ID("co_3ds", events.PaymentRequested)); len(looks) != 1 ||
 		looks[0].ID != events.ID("co_3ds", events.PaymentRecheck)+":1" || looks[0].Schedule.At.IsZero() {
 		t.Errorf("the rebuilt record of the 3-D Secure payment schedules %+v, want its first look", looks)

@@ -16,7 +16,7 @@ import (
 // What a replay does not see: the look at the intent that a payment or a look schedules
 // (in TIMERS_PAYMENTS, not CHECKOUT). It needs no replay: it waits in its timer stream, or
 // has fired into CHECKOUT and is replayed there as an input, whose number names the next.
-// Only a payment's first look is given again (firstLook), for a payment that comes back
+// Only a payment's first look is recorded again (firstLook), for a payment that comes back
 // after the rebuild: it may have been stored with its wait, or not.
 
 // Each route's outcomes, the events that record Stripe's answer to it.
@@ -68,20 +68,18 @@ func replayPayment(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded 
 	return saveRecord(tx, rec, in)
 }
 
-// firstLook is the look at the intent that a payment waiting for 3-D Secure scheduled with
-// its wait (runner.Route.Rescheduled), due RecheckEvery after the wait was announced.
-func (s *Service) firstLook(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) ([]events.Envelope, error) {
-	if recorded[0].Type != events.PaymentActionPending {
-		return nil, nil
+// firstLook is the look at the intent that a payment waiting for 3-D Secure schedules with
+// its wait (outs, the payment's outcome), due RecheckEvery after the wait's time and timed
+// as it is: processPayment emits it, and a rebuild records it again (runner.Route.Scheduled).
+func (s *Service) firstLook(in events.Envelope, outs []events.Envelope) []events.Envelope {
+	var w events.Waiting
+	if len(outs) == 0 || outs[0].Type != events.PaymentActionPending || outs[0].DecodePayload(&w) != nil {
+		return nil
 	}
-	rec, found, err := loadRecord(tx, in.CheckoutID)
-	if err != nil || !found || rec.Status != AwaitingAction {
-		return nil, err
-	}
-	rec.Rechecks = 0
-	look := rec.recheck(s.nextRecheck(rec, recorded[0].Time), 0)
-	look.Time = recorded[0].Time // stamped with the wait, as live handling did
-	return []events.Envelope{look}, nil
+	rec := Record{CheckoutID: in.CheckoutID, PaymentIntentID: w.Reference, AuthUntil: w.Until}
+	look := rec.recheck(s.nextRecheck(rec, outs[0].Time), 0)
+	look.Time = outs[0].Time
+	return []events.Envelope{look}
 }
 
 // replayRecheck records a look at an intent waiting for 3-D Secure as recheckPayment did:

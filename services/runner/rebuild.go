@@ -40,13 +40,9 @@ import (
 // A route whose answer does not follow from the input and the view (Route.Outcomes and
 // Replay: an outside call, or the last unit of stock going to whichever checkout committed
 // first) is not run: its outputs in the stream are its outcome, applied to the view by its
-// Replay and recorded as the input's outputs, with the scheduled outputs its Rescheduled
-// gives again (a timer stream holds those). One whose outcome is not in the stream is left
+// Replay and recorded as the input's outputs, with the timers Route.Scheduled says the
+// handler set alongside (the stream holds those where a rebuild cannot look them up). One whose outcome is not in the stream is left
 // to the live consumer when the input is above the ack floor (its delivery comes back).
-
-// maxLookups bounds the messages read to find one output in the stream: a checkout's
-// output comes soon after its input, behind the outputs of the checkouts in flight then.
-const maxLookups = 512
 
 // rebuildingBucket marks a rebuild under way: a runner stopped in the middle (or killed)
 // finds it and replays again, the messages replayed already being no-ops.
@@ -109,10 +105,11 @@ func (r *Runner) endRecovery() error {
 // replayed. Outputs missing from the stream are errors for inputs at or below floor (acked: their outputs
 // were stored), and expected above it. It publishes nothing.
 func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, error) {
-	stream, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
+	js, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
 	if err != nil {
 		return 0, err
 	}
+	stream := newOutputIndex(js)
 	if first := stream.CachedInfo().State.FirstSeq; first > from {
 		r.log.Warn("the stream no longer holds its messages before this sequence: the rebuilt view lacks what they did", "first_seq", first)
 	}
@@ -183,7 +180,7 @@ func nextOn(ctx context.Context, stream jetstream.Stream, subject string, seq ui
 // replay applies one stored message as live handling did, publishing nothing. It returns
 // an error only when the replay cannot go on (the file or the stream fails); a message the
 // handler refuses now is logged and skipped, as live handling would have rejected it.
-func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstream.RawStreamMsg, floor uint64) error {
+func (r *Runner) replay(ctx context.Context, stream *outputIndex, m *jetstream.RawStreamMsg, floor uint64) error {
 	route := r.routes[m.Subject]
 	in, err := r.decodeRaw(route, m.Subject, m.Header, m.Data, m.Sequence, m.Time)
 	if err != nil {
@@ -228,7 +225,7 @@ func (r *Runner) replay(ctx context.Context, stream jetstream.Stream, m *jetstre
 // recorded outcome applied. Nil when the message is left to live handling: a route with
 // Replay whose outcome is not in the stream, above the ack floor (the handler may not have
 // finished; its delivery will come back).
-func (r *Runner) replayed(ctx context.Context, stream jetstream.Stream, route Route, in events.Envelope, seq, floor uint64) (Handler, error) {
+func (r *Runner) replayed(ctx context.Context, stream *outputIndex, route Route, in events.Envelope, seq, floor uint64) (Handler, error) {
 	if step, ok := r.steps[string(route.Subject)]; ok {
 		given, err := r.givenUp(ctx, stream, in, seq, step)
 		if err != nil {
@@ -253,19 +250,31 @@ func (r *Runner) replayed(ctx context.Context, stream jetstream.Stream, route Ro
 		return nil, nil
 	}
 	return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-		if err := route.Replay(ctx, tx, in, recorded); err != nil || route.Rescheduled == nil || len(recorded) == 0 {
+		if err := route.Replay(ctx, tx, in, recorded); err != nil || route.Scheduled == nil {
 			return recorded, err
 		}
-		later, err := route.Rescheduled(ctx, tx, in, recorded)
-		return append(slices.Clip(recorded), later...), err
+		return withScheduled(recorded, route.Scheduled(in, recorded)), nil
 	}, nil
+}
+
+// withScheduled appends the scheduled outputs to the recorded outcomes, with the time the
+// outcomes have: one Stamp gave every output of an event the same.
+func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
+	outs := slices.Clone(recorded)
+	for _, e := range scheduled {
+		if e.Time.IsZero() && len(recorded) > 0 {
+			e.Time = recorded[0].Time
+		}
+		outs = append(outs, e)
+	}
+	return outs
 }
 
 // recordedOutcomes are the outputs of in, on route's Outcomes subjects, that the stream
 // holds after seq: each as the stream stored it. A message with the ID of an output but
 // caused by another input is not one: the stream keeps one copy of an ID, and two inputs
 // may emit it (a payment's capture, by the payment or by a later look at its intent).
-func (r *Runner) recordedOutcomes(ctx context.Context, stream jetstream.Stream, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
 	var recorded []events.Envelope
 	for _, subject := range route.Outcomes {
 		m, err := r.streamCopy(ctx, stream, string(subject), events.ID(in.CheckoutID, subject), seq)
@@ -294,7 +303,7 @@ func (r *Runner) recordedOutcomes(ctx context.Context, stream jetstream.Stream, 
 
 // givenUp returns the failure the runner recorded for a step trigger instead of running
 // its handler (given up, or expired), when the stream holds one; nil otherwise.
-func (r *Runner) givenUp(ctx context.Context, stream jetstream.Stream, in events.Envelope, seq uint64, step stepRoute) (*events.Envelope, error) {
+func (r *Runner) givenUp(ctx context.Context, stream *outputIndex, in events.Envelope, seq uint64, step stepRoute) (*events.Envelope, error) {
 	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.ID(in.CheckoutID, step.Failed), seq)
 	if m == nil || err != nil {
 		return nil, err
@@ -321,7 +330,7 @@ func (r *Runner) givenUp(ctx context.Context, stream jetstream.Stream, in events
 // Stamp gave every output of an event the same), so its record is the one live handling
 // wrote; what is missing or differs is logged. Outputs kept elsewhere (the WAREHOUSE work
 // queue) and scheduled ones (stored under their schedule's subject) are not looked up.
-func (r *Runner) checkOutputs(ctx context.Context, stream jetstream.Stream, in events.Envelope, seq, floor uint64, outs []events.Envelope) error {
+func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in events.Envelope, seq, floor uint64, outs []events.Envelope) error {
 	var stamped time.Time
 	for i, out := range outs {
 		if out.Schedule != nil || !strings.HasPrefix(string(out.Type), "checkout.") {
@@ -360,19 +369,7 @@ func (r *Runner) checkOutputs(ctx context.Context, stream jetstream.Stream, in e
 }
 
 // streamCopy finds the message with Nats-Msg-Id id on subject after stream sequence from
-// (the input that caused it), reading at most maxLookups messages; nil when there is none.
-func (r *Runner) streamCopy(ctx context.Context, stream jetstream.Stream, subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
-	seq := from + 1
-	for range maxLookups {
-		m, err := nextOn(ctx, stream, subject, seq)
-		if m == nil || err != nil {
-			return nil, err
-		}
-		if events.IsMsgIDOf(m.Header.Get(jetstream.MsgIDHeader), id) {
-			return m, nil
-		}
-		seq = m.Sequence + 1
-	}
-	r.log.Warn("replay: gave up looking for an output in the stream", "event_id", id, "subject", subject, "from_seq", from)
-	return nil, nil
+// (the input that caused it); nil when there is none.
+func (r *Runner) streamCopy(ctx context.Context, stream *outputIndex, subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
+	return stream.find(ctx, subject, id, from)
 }

@@ -72,6 +72,30 @@ func TestRebuildTakesAnOutsideCallsOutcomeFromTheStream(t *testing.T) {
 	c.wantCalls(t, len(checkouts))
 }
 
+// A replayed outcome is recorded with the timers its handler set alongside it, timed as the
+// outcome was (one Stamp gave all of an event's outputs the same time), the outcome as the
+// stream holds it.
+func TestReplayRecordsTheTimersSetWithTheOutcome(t *testing.T) {
+	at := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	outcome := events.Must("co-1", output, events.Reservation{ReservationID: "res_co-1"})
+	outcome.Time = at
+	timer := events.Must("co-1", events.InventoryExpire, events.Expiry{ReservationID: "res_co-1"})
+	timer.Schedule = &events.Schedule{At: at.Add(time.Hour), Key: "inventory.expire"}
+	recorded := []events.Envelope{outcome}
+	outs := withScheduled(recorded, []events.Envelope{timer})
+	if len(outs) != 2 || outs[0].ID != outcome.ID || outs[1].ID != timer.ID || !outs[1].Time.Equal(at) || outs[1].Schedule == nil {
+		t.Fatalf("recorded outputs %+v, want the outcome then the timer at the outcome's time", outs)
+	}
+	if len(recorded) != 1 {
+		t.Errorf("the recorded outcomes were changed: %+v", recorded)
+	}
+	cfg := Config{Name: "payments", JS: natstest.Start(t).JS, DB: newStepDB(t), Routes: []Route{{Subject: input, Handle: (&step{}).handle,
+		Scheduled: func(events.Envelope, []events.Envelope) []events.Envelope { return nil }}}}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Errorf("New = %v, want Scheduled refused without Replay", err)
+	}
+}
+
 // An input whose outcome is not in the stream, above the ack floor (the process died after
 // deciding and before publishing), is not guessed in the rebuild: it is left to its
 // delivery, which decides it again, once.
@@ -99,7 +123,7 @@ func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
 
 // An input whose outcome was stored but not what its handler scheduled with it (the
 // process died between the two publishes, and its view was lost): the rebuild records the
-// outcome with what Rescheduled gives again, and the input's delivery, which comes back,
+// outcome with what Scheduled gives again, and the input's delivery, which comes back,
 // publishes the schedule, without deciding again.
 func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
 	c := &caller{step: &step{}}
@@ -107,10 +131,10 @@ func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
 	h := newHarness(t, c.step, func(cfg *Config) {
 		replayedCaller(c)(cfg)
 		cfg.AckWait = time.Second
-		cfg.Routes[0].Rescheduled = func(_ context.Context, _ *bolt.Tx, in events.Envelope, _ []events.Envelope) ([]events.Envelope, error) {
+		cfg.Routes[0].Scheduled = func(in events.Envelope, _ []events.Envelope) []events.Envelope {
 			look := events.Must(in.CheckoutID, events.PaymentRecheck, events.Recheck{PaymentIntentID: "pi_1"})
 			look.Schedule = &events.Schedule{At: time.Now().Add(time.Hour), Key: "payment.recheck"}
-			return []events.Envelope{look}, nil
+			return []events.Envelope{look}
 		}
 		cfg.Hooks.AfterCommit = func(events.Envelope) error { return crash }
 	})

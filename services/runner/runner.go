@@ -60,13 +60,12 @@ type Route struct {
 	// the handler did when it decided that (see rebuild.go).
 	Outcomes []events.Subject
 	Replay   Replayer
-	// Rescheduled, for a route with Replay whose handler also emitted scheduled outputs
-	// with its outcome (they wait in a timer stream, which a rebuild does not read), gives
-	// them again from the input and the view Replay changed in tx, to be recorded with the
-	// outcomes: an input that comes back after the rebuild (it was not acknowledged)
-	// republishes them, in case the process died after its outcome was stored and before
-	// they were. Nil when Replay got no outcome.
-	Rescheduled func(ctx context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) ([]events.Envelope, error)
+	// Scheduled, with Replay, gives the scheduled outputs (a timer set or cancelled,
+	// Envelope.Schedule) that the handler emitted together with the recorded outcomes: the
+	// stream holds those in the producer's timer stream, where a rebuild cannot look them
+	// up, so it records them with the outcomes and a redelivery after the rebuild publishes
+	// what live handling did. They must follow from the input and the outcomes alone.
+	Scheduled func(in events.Envelope, recorded []events.Envelope) []events.Envelope
 }
 
 // Replayer applies to the view, in tx, the outcome that live handling recorded for in:
@@ -220,8 +219,8 @@ func (c Config) Validate() error {
 		if r.Handle != nil && r.Call != nil {
 			return fmt.Errorf("runner %s: route %s: set Handle or Call, not both", c.Name, r.Subject)
 		}
-		if (r.Replay == nil) != (len(r.Outcomes) == 0) || (r.Rescheduled != nil && r.Replay == nil) {
-			return fmt.Errorf("runner %s: route %s: Replay and Outcomes go together, and Rescheduled needs them", c.Name, r.Subject)
+		if (r.Replay == nil) != (len(r.Outcomes) == 0) || (r.Scheduled != nil && r.Replay == nil) {
+			return fmt.Errorf("runner %s: route %s: Replay and Outcomes go together, and Scheduled with them", c.Name, r.Subject)
 		}
 		if r.Call != nil && c.Rebuild && r.Replay == nil {
 			return fmt.Errorf("runner %s: route %s calls the outside world and has no Replay: its view cannot be rebuilt from the stream", c.Name, r.Subject)
