@@ -134,11 +134,14 @@ var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServiceP
 // cart follows from the events (validation's outcome taken from the stream). And the
 // inventory's: a rebuild seeds the stock from the STOCK stream (StockSeed) and takes each
 // reservation and sale as the stream recorded it, since whether one got the last unit
-// depended on which concurrent checkout committed first (runner.Route.Replay). Not the
-// others: payments and notifications record calls to Stripe and SMTP that no event holds.
+// depended on which concurrent checkout committed first (runner.Route.Replay). Payments and
+// notifications record what Stripe and SMTP answered in the events that announce it, and a
+// rebuild takes their records from there instead of calling again.
 //
-// Those start on a lost file as before, with an error in the log (the runner's "VIEW LOST").
-var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceInventory: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true}
+// A service not in it starts on a lost file as before, with an error in the log (the
+// runner's "VIEW LOST").
+var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceInventory: true, ServiceOrders: true, ServiceShipping: true, ServiceFraud: true,
+	ServiceNotifications: true, ServicePayments: true}
 
 // ViewsBucket is the Object Store bucket of a rebuildable service's view snapshots: one
 // object, named after the service, replaced at each snapshot. One bucket per service, not

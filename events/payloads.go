@@ -222,6 +222,9 @@ type StepFailure struct {
 	// Products names, as the catalog does, the products the failure is about (those short
 	// of stock, say), for the customer's failure notice. Never the customer's own text.
 	Products []string `json:"products,omitempty"`
+	// Reference is what the failure is about outside the shop (the PaymentIntent Stripe
+	// declined), so that a view rebuilt from the event holds it.
+	Reference string `json:"reference,omitempty"`
 }
 
 // Failure codes a step reports. Services may add their own; these are the common ones.
@@ -403,6 +406,19 @@ type Refund struct {
 	RefundID        string          `json:"refund_id"`
 	Amount          decimal.Decimal `json:"amount"`
 	Currency        string          `json:"currency"`
+	// Swept is what the compensation did to each PaymentIntent Stripe held for the
+	// checkout, when it had no capture to refund and had to look them up.
+	Swept []SweptIntent `json:"swept,omitempty"`
+}
+
+// SweptIntent is what a compensation did to one PaymentIntent of its checkout.
+type SweptIntent struct {
+	PaymentIntentID string          `json:"payment_intent_id"`
+	Found           string          `json:"found"`  // its status when found
+	Action          string          `json:"action"` // refunded, canceled or untouched
+	RefundID        string          `json:"refund_id,omitempty"`
+	Refunded        decimal.Decimal `json:"refunded"`
+	Received        decimal.Decimal `json:"received"` // what it had taken
 }
 
 // CheckoutCompleted is the terminal success event.
@@ -499,6 +515,8 @@ func (d ReviewDecision) Validate() error {
 type Recheck struct {
 	PaymentIntentID string    `json:"payment_intent_id"`
 	Until           time.Time `json:"until"`
+	// Number counts the looks at the intent, from 1: the next one is Number+1.
+	Number int `json:"number,omitempty"`
 }
 
 // Validate: a re-check names the PaymentIntent to look at.

@@ -27,9 +27,8 @@ import (
 // runs checkouts that complete, fail, are compensated, given up and held for a review, then
 // for each service whose view is rebuildable: stops it, deletes its bbolt file and starts
 // it again. The rebuilt file equals the lost one byte for byte (determinism), nothing is
-// published again, and a checkout afterwards completes. Payments and notifications, whose
-// views record calls to Stripe and SMTP, start on a lost file as before, loudly, and call
-// nothing again.
+// published again, no email is sent again, nothing is charged or refunded again, and a
+// checkout afterwards completes.
 func TestLostViewIsRebuilt(t *testing.T) {
 	env := natstest.Start(t)
 	emu := startEmulator(t)
@@ -58,7 +57,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		dirs[name] = t.TempDir()
 		systems[name] = start(name)
 	}
-	w := env.Watch(t, "checkout.>")
+	w, timers := env.Watch(t, "checkout.>"), env.Watch(t, events.TimerSubjects(events.ServicePayments))
 	cartOf := map[string]string{} // checkout ID → its cart
 	checkoutOf := func(id, cartID, pm, email string) {
 		cartOf[id] = cartID
@@ -73,6 +72,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	ends := map[string]events.Subject{
 		"co-rb-happy": events.Completed, "co-rb-declined": events.Failed, "co-rb-fraud": events.Failed,
 		"co-rb-noorder": events.Failed, "co-rb-noship": events.Completed, "co-rb-review": events.Completed,
+		"co-rb-3ds": events.Completed, "co-rb-3ds-fail": events.Failed,
 	}
 	checkout("co-rb-happy", "pm_card_visa", "ada@example.com")
 	checkout("co-rb-declined", "pm_card_chargeDeclined", "ada@example.com")
@@ -80,6 +80,8 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	checkout("co-rb-noorder", "pm_card_visa", "ada@example.com")
 	checkout("co-rb-noship", "pm_card_visa", "ada@example.com")
 	checkout("co-rb-review", "pm_card_visa", "ada@review.test")
+	checkout("co-rb-3ds", "pm_card_authenticationRequired", "ada@example.com")
+	checkout("co-rb-3ds-fail", "pm_card_authenticationRequired", "ada@example.com")
 	// Checkouts at once, handled in the services' lanes side by side: commit order is not
 	// stream order, and the rebuilt view must not depend on it.
 	for i := range 12 {
@@ -94,6 +96,16 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	checkoutOf("co-rb-race-1", shared.ID, "pm_card_visa", "ada@example.com")
 	checkoutOf("co-rb-race-2", shared.ID, "pm_card_visa", "ada@example.com")
 	w.Wait(t, "co-rb-review", wait, events.FraudReviewPending)
+	// The customers authenticate after payments has looked at their intents again (and
+	// scheduled a second look).
+	for id, approved := range map[string]bool{"co-rb-3ds": true, "co-rb-3ds-fail": false} {
+		natstest.Eventually(t, wait, func() bool { return timers.Count(id, events.PaymentRecheck) >= 2 }, "%s: no second look at its intent", id)
+		for _, pi := range intentsOf(emu.Emulator, id) {
+			if err := emu.Emulator.CompleteAuthentication(pi.ID, approved); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	request[fraud.ReviewReply](t, systems[events.ServiceFraud].NC, events.FraudReview,
 		fraud.ReviewRequest{CheckoutID: "co-rb-review", ReviewDecision: events.ReviewDecision{Decision: events.ReviewApprove, Reviewer: "alice"}})
 	for id, want := range ends {
@@ -115,6 +127,14 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		t.Fatalf("the checkouts did not run as planned: %v / %v / %v", w.All("co-rb-happy"), w.All("co-rb-noorder"), w.All("co-rb-noship"))
 	}
 	published := len(w.All(""))
+	outbox := systems[events.ServiceNotifications].Config.Outbox()
+	intents, refunds := len(emu.Emulator.PaymentIntents()), len(emu.Emulator.Refunds())
+	if w.Count("co-rb-noorder", events.PaymentRefunded) != 1 || refunds == 0 {
+		t.Fatalf("co-rb-noorder was not refunded: %v", w.All("co-rb-noorder"))
+	}
+	if len(sentEmails(t, outbox)) == 0 {
+		t.Fatal("no email was sent before the views were lost")
+	}
 
 	for _, name := range slices.Sorted(maps.Keys(events.Rebuildable)) {
 		t.Run(name, func(t *testing.T) {
@@ -137,6 +157,9 @@ func TestLostViewIsRebuilt(t *testing.T) {
 					t.Errorf("replay error: %s", line)
 				}
 			}
+			if name == events.ServicePayments {
+				steptest.Unscheduled(t, live, events.PaymentRecheck)
+			}
 			sameView(t, live, dump(t, path))
 			systems[name] = start(name) // on its rebuilt file: no rebuild, it consumes
 			if n := len(w.All("")); n != published {
@@ -145,8 +168,20 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		})
 	}
 
-	// Payments and notifications: they carry on from their consumer's position, saying so.
+	// The outbox went with notifications' data directory: an email sent again is back in it.
+	if sent := sentEmails(t, outbox); len(sent) != 0 {
+		t.Errorf("emails sent again after notifications rebuilt its view: %v", sent)
+	}
+	if n, m := len(emu.Emulator.PaymentIntents()), len(emu.Emulator.Refunds()); n != intents || m != refunds {
+		t.Errorf("Stripe called while payments rebuilt its view: %d payment intents (%d before), %d refunds (%d before)", n, intents, m, refunds)
+	}
+
+	// Services that record the outside world's answers in no event carry on from their
+	// consumer's position, saying so.
 	for _, name := range []string{events.ServicePayments, events.ServiceNotifications} {
+		if events.Rebuildable[name] {
+			continue
+		}
 		systems[name].Stop()
 		if err := os.Remove(filepath.Join(dirs[name], name+".db")); err != nil {
 			t.Fatal(err)
@@ -194,6 +229,20 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	if label, found, _ := systems[events.ServiceShipping].Shipping.Label("ord_co-rb-happy"); !found || label.TrackingNumber != shipping.TrackingNumber("ord_co-rb-happy") {
 		t.Errorf("the rebuilt label of co-rb-happy: %+v found=%v", label, found)
 	}
+}
+
+// sentEmails are the names of the outbox's messages.
+func sentEmails(t *testing.T, outbox string) []string {
+	t.Helper()
+	files, err := os.ReadDir(outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []string
+	for _, f := range files {
+		sent = append(sent, f.Name())
+	}
+	return sent
 }
 
 // failingFor is middleware that makes one route of a service fail with err for one checkout.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +36,9 @@ type Harness struct {
 	DB    *bolt.DB
 	Watch *natstest.Watcher // every checkout event and every timer set since Start
 	cfg   runner.Config
+	log   *slog.Logger
 	logs  *natstest.LogBuffer
+	stops []func()
 }
 
 // Start opens <cfg.Name>.db, builds the service on it with build, and runs the service's
@@ -50,12 +53,12 @@ func Start[S Service](t testing.TB, cfg runner.Config, build func(db *bolt.DB, l
 func StartOn[S Service](t testing.TB, env *natstest.Env, cfg runner.Config, build func(db *bolt.DB, log *slog.Logger) (S, error)) (*Harness, S) {
 	t.Helper()
 	h := &Harness{Env: env, DB: DB(t, cfg.Name), logs: &natstest.LogBuffer{}}
-	log := newLogger(io.MultiWriter(t.Output(), h.logs))
-	svc, err := build(h.DB, log)
+	h.log = newLogger(io.MultiWriter(t.Output(), h.logs))
+	svc, err := build(h.DB, h.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.JS, cfg.DB, cfg.Log, cfg.Routes = h.Env.JS, h.DB, log, svc.Routes()
+	cfg.JS, cfg.DB, cfg.Log, cfg.Routes = h.Env.JS, h.DB, h.log, svc.Routes()
 	h.cfg = cfg
 	h.Watch = h.Env.Watch(t, events.CheckoutSubjects, events.TimerSubjects("*"))
 	h.AddRunner(t)
@@ -70,7 +73,36 @@ func (h *Harness) AddRunner(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	natstest.Run(t, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runner stopped with %v", err)
+		}
+	})
+	h.stops = append(h.stops, stop)
+	t.Cleanup(stop)
+}
+
+// LoseView stops the service's runners and starts it again, built by build, on a new bbolt
+// file, as when its data directory is deleted: its runner (with cfg.Rebuild) rebuilds the
+// view from the stream before it consumes. The lost file stays open, to compare (DumpDB).
+func LoseView[S Service](t testing.TB, h *Harness, build func(db *bolt.DB, log *slog.Logger) (S, error)) S {
+	t.Helper()
+	for _, stop := range h.stops {
+		stop()
+	}
+	h.stops = nil
+	h.DB = DB(t, h.cfg.Name)
+	svc, err := build(h.DB, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg.DB, h.cfg.Routes = h.DB, svc.Routes()
+	h.AddRunner(t)
+	return svc
 }
 
 // Serve starts the service's request-reply endpoints with serve and stops them when the

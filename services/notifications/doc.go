@@ -18,7 +18,8 @@
 //     checkout.stuck by the runner.
 //
 // Each email of a checkout is recorded once sent, so a redelivered event does not send it
-// again. A crash between the send and that record sends it once more on redelivery: the
+// again. The record is a view: the event that announces the email holds it (timed when
+// sent), and a lost file is rebuilt from the stream without sending anything again. A crash between the send and that record sends it once more on redelivery: the
 // message is byte-for-byte the same (its Date is the order's or the failure's time and its
 // Message-ID comes from the checkout: <checkout>.confirmation@… or <checkout>.failure@…),
 // so the outbox overwrites the same file and a mail system can drop the copy by its

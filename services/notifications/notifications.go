@@ -73,8 +73,10 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // checkout.failed.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation},
-		{Subject: events.Failed, Call: s.sendFailureNotice},
+		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation,
+			Outcomes: []events.Subject{events.ConfirmationSent}, Replay: replaySent(sentBucket)},
+		{Subject: events.Failed, Call: s.sendFailureNotice,
+			Outcomes: []events.Subject{events.FailureNoticeSent}, Replay: replayNotice},
 	}
 }
 
@@ -146,9 +148,10 @@ func (s *Service) sendOnce(ctx context.Context, bucket []byte, in events.Envelop
 	return rec, nil
 }
 
-// recordSent is the handler that records a sent message in bucket and emits out. A record
-// there already (only a copy of the event outside its checkout's lane could have made it)
-// stays, and is what is announced.
+// recordSent is the handler that records a sent message in bucket and emits out, timed
+// when it was sent: the event is the record, and a rebuilt view takes it from there
+// (replaySent). A record there already (only a copy of the event outside its checkout's
+// lane could have made it) stays, and is what is announced.
 func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Envelope) runner.Handler {
 	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
 		b := tx.Bucket(bucket)
@@ -159,9 +162,49 @@ func recordSent(bucket []byte, checkoutID string, sent SentEmail, out events.Env
 		}
 		if found {
 			out.Payload, err = json.Marshal(first.event())
+			out.Time = first.SentAt
 			return []events.Envelope{out}, err
 		}
+		out.Time = sent.SentAt
 		return []events.Envelope{out}, store.Put(b, checkoutID, sent)
+	}
+}
+
+// replayNotice rebuilds the record of a failure notice (replaySent). A notice not sent on
+// purpose (noticeRefusal) announced nothing, and records nothing here either; one due but
+// not announced, with no notice of its checkout recorded before, was refused by the mail
+// server, and live handling rejected its event, keeping no record of it: so does the replay.
+func replayNotice(ctx context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	if len(recorded) > 0 {
+		return replaySent(noticesBucket)(ctx, tx, in, recorded)
+	}
+	var failed events.CheckoutFailed
+	if err := in.DecodePayload(&failed); err != nil {
+		return err
+	}
+	if Notifies(failed) && tx.Bucket(noticesBucket).Get([]byte(in.CheckoutID)) == nil {
+		return runner.Permanent(errors.New("the failure notice was refused: it was not sent"))
+	}
+	return nil
+}
+
+// replaySent rebuilds the record of a sent message in bucket from the event that announced
+// it, sent at the event's time.
+func replaySent(bucket []byte) runner.Replayer {
+	return func(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+		if len(recorded) == 0 {
+			return nil
+		}
+		var announced events.EmailSent
+		if err := recorded[0].DecodePayload(&announced); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucket)
+		if b.Get([]byte(in.CheckoutID)) != nil {
+			return nil
+		}
+		return store.Put(b, in.CheckoutID, SentEmail{OrderID: announced.OrderID, MessageID: announced.MessageID,
+			To: announced.To, SentAt: recorded[0].Time})
 	}
 }
 

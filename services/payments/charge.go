@@ -1,7 +1,9 @@
 package payments
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +53,11 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 	case Captured:
 		log.Info("payment captured", "payment_intent", rec.PaymentIntentID, "amount", rec.Amount, "currency", rec.Currency)
 	case AwaitingAction:
-		outs = append(outs, rec.recheck(s.nextRecheck(rec, time.Now())))
+		// The wait and the first look at the intent are timed alike, the look due from the
+		// wait's time: a rebuild gives the look again from the wait alone (firstLook).
+		outs[0].Time = time.Now().UTC()
+		outs = append(outs, s.firstLook(in, outs)...)
+		rec.scheduled(0)
 		// Not the page's URL: it carries the intent's client secret.
 		log.Info("payment waits for the customer's 3-D Secure authentication", "payment_intent", rec.PaymentIntentID,
 			"until", rec.AuthUntil, "redirect", rec.NextAction != "")
@@ -66,16 +72,24 @@ func (s *Service) processPayment(ctx context.Context, in events.Envelope) (runne
 // writes it while the call is made (a checkout's events are handled one at a time); were
 // it changed, the event is tried again from the new record, with the same idempotency keys.
 func commitRecord(seen Record, found bool, rec Record, outs ...events.Envelope) runner.Handler {
-	return func(_ context.Context, tx *bolt.Tx, _ events.Envelope) ([]events.Envelope, error) {
+	return func(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 		now, stillFound, err := loadRecord(tx, rec.CheckoutID)
 		if err != nil {
 			return nil, err
 		}
-		if stillFound != found || !now.UpdatedAt.Equal(seen.UpdatedAt) {
+		if stillFound != found || found && !sameRecord(now, seen) {
 			return nil, fmt.Errorf("the payment record of %s changed while Stripe was called; trying again", rec.CheckoutID)
 		}
-		return outs, saveRecord(tx, rec)
+		return outs, saveRecord(tx, rec, in)
 	}
+}
+
+// sameRecord reports whether a and b hold the same, both read from the store (a field that
+// older versions stored and a Record no longer has is in neither).
+func sameRecord(a, b Record) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
 }
 
 // report is the handler that emits outs and saves nothing.
@@ -133,16 +147,17 @@ func (s *Service) pay(ctx context.Context, log *slog.Logger, rec *Record, quote 
 
 // settle records a confirmed intent by its status.
 func (s *Service) settle(ctx context.Context, rec *Record, pi *stripe.PaymentIntent) error {
-	rec.PaymentIntentID, rec.IntentStatus = pi.ID, string(pi.Status)
+	rec.PaymentIntentID = pi.ID
 	switch pi.Status {
 	case stripe.PaymentIntentStatusSucceeded:
 		rec.Status = Captured
 	case stripe.PaymentIntentStatusRequiresAction:
 		// The customer must authenticate with their bank: wait for it, up to AuthWindow.
-		rec.Status, rec.AuthUntil = AwaitingAction, time.Now().Add(s.cfg.AuthWindow).UTC()
+		var page string
 		if na := pi.NextAction; na != nil && na.RedirectToURL != nil {
-			rec.NextAction = na.RedirectToURL.URL
+			page = na.RedirectToURL.URL
 		}
+		rec.awaitAction(pi.ID, page, time.Now().Add(s.cfg.AuthWindow).UTC())
 	case stripe.PaymentIntentStatusRequiresPaymentMethod, stripe.PaymentIntentStatusRequiresConfirmation,
 		stripe.PaymentIntentStatusCanceled:
 		message := "The payment was not completed."
@@ -173,7 +188,7 @@ func refused(log *slog.Logger, rec *Record, err error) error {
 		return fmt.Errorf("create payment intent: %w", err)
 	}
 	if se.PaymentIntent != nil {
-		rec.PaymentIntentID, rec.IntentStatus = se.PaymentIntent.ID, string(se.PaymentIntent.Status)
+		rec.PaymentIntentID = se.PaymentIntent.ID
 	}
 	switch {
 	case isTransient(err):

@@ -6,7 +6,8 @@
 //     PaymentIntent whose idempotency key is derived from the checkout, so a redelivery or
 //     a retry after a lost answer never charges twice. Emits checkout.payment.captured
 //     (events.Payment) when the intent succeeded, or checkout.payment.failed
-//     (events.StepFailure, code card_declined, insufficient_funds or payment_failed).
+//     (events.StepFailure, code card_declined, insufficient_funds or payment_failed, the
+//     intent as its Reference).
 //     Network errors, timeouts, 5xx and 429 are returned as errors: the runner retries with
 //     the same key. When the bank asks for 3-D Secure (the intent requires_action) it emits
 //     checkout.payment.action_required (events.Waiting: until now + Config.AuthWindow, and
@@ -21,8 +22,9 @@
 //     When no capture is recorded (the step gave up not knowing whether Stripe charged, or
 //     never ran), it searches Stripe for the checkout's intents by metadata, refunds those
 //     that succeeded and cancels those that could still be paid. Emits
-//     checkout.payment.refunded (events.Refund, a zero amount when nothing was taken); a
-//     payment requested after that fails (checkout_cancelled) instead of charging.
+//     checkout.payment.refunded (events.Refund, a zero amount when nothing was taken, with
+//     what was done to each intent found); a payment requested after that fails
+//     (checkout_cancelled) instead of charging.
 //
 // Stripe's search index can lag behind a payment by up to a minute, Stripe says; the
 // emulator's does not. The intent is created by the step's first attempt and the
@@ -33,5 +35,7 @@
 // slow answer holds up its own checkout only; the handler it returns saves the Record if
 // it is still the one the call began from.
 //
-// State (bbolt): payments (checkout ID → Record), read with Service.Payment.
+// State (bbolt): payments (checkout ID → Record), read with Service.Payment. It is a view:
+// every change of a record is recorded by the outcome event that reported it, and a lost
+// file is rebuilt from the stream without calling Stripe (replay.go).
 package payments

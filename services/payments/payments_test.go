@@ -30,8 +30,10 @@ type harness struct {
 	svc    *payments.Service
 	emu    *stripeemu.Emulator
 	stripe *client.API // the test's own client, to assert what Stripe holds
-	// creates counts the requests to create a PaymentIntent that reached the emulator.
-	creates atomic.Int32
+	// creates counts the requests to create a PaymentIntent that reached the emulator;
+	// calls, every request.
+	creates, calls atomic.Int32
+	build          func(db *bolt.DB, log *slog.Logger) (*payments.Service, error)
 }
 
 type options struct {
@@ -42,6 +44,7 @@ type options struct {
 	searchLag   time.Duration // default 300ms
 	asked       func(ctx context.Context, checkoutID string) (bool, error)
 	concurrency int // the runner's lanes, default one
+	rebuild     bool
 }
 
 // start runs the service behind the real runner on an embedded JetStream, talking to the
@@ -50,6 +53,7 @@ func start(t *testing.T, o options) *harness {
 	t.Helper()
 	h := &harness{}
 	h.emu = stripeemu.New(stripeemu.WithAPIKey(secretKey), stripeemu.WithFault(func(c stripeemu.Call) stripeemu.Fault {
+		h.calls.Add(1)
 		if c.Method != http.MethodPost || c.Path != "/v1/payment_intents" {
 			return stripeemu.Fault{}
 		}
@@ -70,11 +74,12 @@ func start(t *testing.T, o options) *harness {
 		o.searchLag = 300 * time.Millisecond
 	}
 	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver,
-		Concurrency: o.concurrency}
-	h.Harness, h.svc = steptest.Start(t, cfg, func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
+		Concurrency: o.concurrency, Rebuild: o.rebuild}
+	h.build = func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
 		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout,
 			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag, Asked: o.asked})
-	})
+	}
+	h.Harness, h.svc = steptest.Start(t, cfg, h.build)
 
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
 		URL: stripe.String(ts.URL), MaxNetworkRetries: stripe.Int64(0),

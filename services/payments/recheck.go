@@ -39,8 +39,7 @@ func (s *Service) recheckPayment(ctx context.Context, in events.Envelope) (runne
 	}
 	now := time.Now()
 	if stillWaiting(pi.Status) && now.Before(rec.AuthUntil) {
-		rec.IntentStatus = string(pi.Status)
-		next := rec.recheck(s.nextRecheck(rec, now))
+		next := rec.recheck(s.nextRecheck(rec, now), check.Number)
 		log.Debug("still waiting for the customer's authentication", "payment_intent", pi.ID, "intent_status", pi.Status, "until", rec.AuthUntil)
 		return commitRecord(seen, found, rec, next), nil
 	}
@@ -49,7 +48,6 @@ func (s *Service) recheckPayment(ctx context.Context, in events.Envelope) (runne
 	if pi, err = s.closeIntent(ctx, rec.CheckoutID, pi); err != nil {
 		return nil, err
 	}
-	rec.IntentStatus = string(pi.Status)
 	switch {
 	case pi.Status == stripe.PaymentIntentStatusSucceeded:
 		rec.Status = Captured

@@ -13,10 +13,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The client secret in the authentication page's URL never reaches the event log.
+// The client secret in the authentication page's URL never reaches the event log, nor the
+// record.
 func TestWaitingEventCarriesNoClientSecret(t *testing.T) {
-	r := Record{CheckoutID: "co_1", Status: AwaitingAction, AuthUntil: time.Now(), PaymentIntentID: "pi_1",
-		NextAction: "http://127.0.0.1:12111/_emulator/3ds/pi_1?client_secret=pi_1_secret_abc"}
+	r := Record{CheckoutID: "co_1"}
+	r.awaitAction("pi_1", "http://127.0.0.1:12111/_emulator/3ds/pi_1?client_secret=pi_1_secret_abc", time.Now())
+	if strings.Contains(r.NextAction, "secret") {
+		t.Errorf("the record keeps the client secret: %q", r.NextAction)
+	}
 	var w events.Waiting
 	if err := r.outcome().DecodePayload(&w); err != nil {
 		t.Fatal(err)
@@ -39,7 +43,7 @@ func TestCommitRecordKeepsARecordWrittenDuringTheCall(t *testing.T) {
 	defer db.Close()
 	put := func(r Record) {
 		t.Helper()
-		if err := db.Update(func(tx *bolt.Tx) error { return saveRecord(tx, r) }); err != nil {
+		if err := db.Update(func(tx *bolt.Tx) error { return saveRecord(tx, r, events.Envelope{}) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -63,7 +67,6 @@ func TestCommitRecordKeepsARecordWrittenDuringTheCall(t *testing.T) {
 	captured := seen
 	captured.Status = Captured
 	handle := commitRecord(seen, true, captured)
-	time.Sleep(time.Millisecond) // UpdatedAt tells the writes apart
 	put(Record{CheckoutID: "co_1", Status: Voided, PaymentIntentID: "pi_1"})
 	if err := commit(handle); err == nil {
 		t.Error("saved over a record written while Stripe was called")
@@ -80,5 +83,18 @@ func TestCommitRecordKeepsARecordWrittenDuringTheCall(t *testing.T) {
 	}
 	if err := commit(commitRecord(Record{}, false, Record{CheckoutID: "co_1", Status: Failed})); err == nil {
 		t.Error("a call that found no record saved over one")
+	}
+
+	// A record an older version stored, with a field a Record no longer has, is the one
+	// the call began from: the outcome is saved, not tried again for ever.
+	if err := db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPayments).Put([]byte("co_1"), []byte(`{"checkout_id":"co_1","status":"captured","intent_status":"succeeded","amount":"1"}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	refunded := get()
+	refunded.Status = Refunded
+	if err := commit(commitRecord(get(), true, refunded)); err != nil {
+		t.Fatalf("a record of an older version: %v", err)
 	}
 }

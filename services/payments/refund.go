@@ -11,7 +11,6 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/services/runner"
-	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -75,7 +74,6 @@ func (s *Service) refundPayment(ctx context.Context, in events.Envelope) (runner
 // paid, then leaves the record Voided: a payment requested later is refused.
 func (s *Service) sweep(ctx context.Context, log *slog.Logger, rec *Record, intents []*stripe.PaymentIntent, reason string) error {
 	var swept []SweptIntent
-	var refunded, received int64
 	currency := rec.Currency
 	for _, pi := range intents {
 		if c := strings.ToUpper(string(pi.Currency)); currency == "" {
@@ -97,12 +95,10 @@ func (s *Service) sweep(ctx context.Context, log *slog.Logger, rec *Record, inte
 				return err
 			}
 			done.Action, done.RefundID = Refunded, refund.ID
-			refunded += refund.Amount
-			received += pi.AmountReceived
-			if rec.RefundID == "" {
-				rec.PaymentIntentID, rec.RefundID = pi.ID, refund.ID
-			}
 			if done.Refunded, err = money.FromMinor(refund.Amount, currency); err != nil {
+				return runner.Permanent(err)
+			}
+			if done.Received, err = money.FromMinor(pi.AmountReceived, currency); err != nil {
 				return runner.Permanent(err)
 			}
 		case stillWaiting(pi.Status):
@@ -114,20 +110,7 @@ func (s *Service) sweep(ctx context.Context, log *slog.Logger, rec *Record, inte
 			"refund", done.RefundID, "refunded", done.Refunded, "reason", reason)
 		swept = append(swept, done)
 	}
-	if rec.PaymentIntentID == "" && len(intents) == 1 {
-		rec.PaymentIntentID = intents[0].ID
-	}
-	rec.Currency, rec.Swept, rec.RefundedAmount = currency, swept, decimal.Zero
-	if currency != "" {
-		var err error
-		if rec.RefundedAmount, err = money.FromMinor(refunded, currency); err != nil {
-			return runner.Permanent(err)
-		}
-		if rec.Amount.IsZero() {
-			rec.Amount, _ = money.FromMinor(received, currency)
-		}
-	}
-	rec.Status, rec.FailureCode, rec.FailureMessage = Voided, events.CodeCheckoutCancelled, "The checkout was cancelled before its payment completed."
+	rec.voided(swept, currency)
 	log.Info("payment voided", "intents", len(intents), "refunded", rec.RefundedAmount, "currency", currency, "reason", reason)
 	return nil
 }

@@ -130,9 +130,9 @@ func newStripeClient(cfg Config, log *slog.Logger) *client.API {
 // Routes are the service's steps.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.PaymentRequested, Call: s.processPayment},
-		{Subject: events.PaymentRecheck, Call: s.recheckPayment},
-		{Subject: events.PaymentRefund, Call: s.refundPayment},
+		{Subject: events.PaymentRequested, Call: s.processPayment, Outcomes: paymentOutcomes, Replay: replayPayment, Scheduled: s.firstLook},
+		{Subject: events.PaymentRecheck, Call: s.recheckPayment, Outcomes: recheckOutcomes, Replay: replayRecheck},
+		{Subject: events.PaymentRefund, Call: s.refundPayment, Outcomes: refundOutcomes, Replay: replayRefund},
 	}
 }
 

@@ -271,7 +271,9 @@ func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
 }
 
 // recordedOutcomes are the outputs of in, on route's Outcomes subjects, that the stream
-// holds after seq: each as the stream stored it.
+// holds after seq: each as the stream stored it. A message with the ID of an output but
+// caused by another input is not one: the stream keeps one copy of an ID, and two inputs
+// may emit it (a payment's capture, by the payment or by a later look at its intent).
 func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
 	var recorded []events.Envelope
 	for _, subject := range route.Outcomes {
@@ -290,6 +292,9 @@ func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, rout
 		e, err := events.Decode(m.Subject, m.Data)
 		if err != nil {
 			return nil, fmt.Errorf("the stream's %s at %d, the outcome of %s: %w", m.Subject, m.Sequence, in.ID, err)
+		}
+		if e.CausationID != in.ID {
+			continue
 		}
 		recorded = append(recorded, e)
 	}

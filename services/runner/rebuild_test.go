@@ -116,6 +116,46 @@ func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
 	h.publish(t, "co-2", "")
 	h.runUntilCrash(t, crash)
 
+	h.restartOnLostView(t)
+	wantRebuilt(t, h, []string{"co-1", "co-2"})
+	c.wantCalls(t, 3) // co-1 once; co-2 before the crash and again
+}
+
+// An input whose outcome was stored but not what its handler scheduled with it (the
+// process died between the two publishes, and its view was lost): the rebuild records the
+// outcome with what Scheduled gives again, and the input's delivery, which comes back,
+// publishes the schedule, without deciding again.
+func TestRebuildRecordsWhatTheOutcomeScheduled(t *testing.T) {
+	c := &caller{step: &step{}}
+	crash := errors.New("killed after the outcome was stored")
+	h := newHarness(t, c.step, func(cfg *Config) {
+		replayedCaller(c)(cfg)
+		cfg.AckWait = time.Second
+		cfg.Routes[0].Scheduled = func(in events.Envelope, _ []events.Envelope) []events.Envelope {
+			look := events.Must(in.CheckoutID, events.PaymentRecheck, events.Recheck{PaymentIntentID: "pi_1"})
+			look.Schedule = &events.Schedule{At: time.Now().Add(time.Hour), Key: "payment.recheck"}
+			return []events.Envelope{look}
+		}
+		cfg.Hooks.AfterCommit = func(events.Envelope) error { return crash }
+	})
+	timers := h.env.Watch(t, events.TimerSubjects("*"))
+	in, _ := h.publish(t, "co-1", "")
+	h.runUntilCrash(t, crash)
+	outcome := []events.Envelope{events.Must("co-1", output, map[string]string{"note": "handled"})}
+	Stamp(outcome, in)
+	h.env.Publish(t, outcome[0])
+
+	h.restartOnLostView(t)
+	timers.Wait(t, "co-1", wait, events.PaymentRecheck)
+	h.settle(t)
+	wantEffects(t, h, "co-1", 1)
+	c.wantCalls(t, 1)
+}
+
+// restartOnLostView runs the harness's runner again, without its hooks, on a new file: a
+// process that died and lost its view.
+func (h *harness) restartOnLostView(t *testing.T) {
+	t.Helper()
 	h.db = newStepDB(t)
 	cfg := h.runner.cfg
 	cfg.DB, cfg.Hooks = h.db, Hooks{}
@@ -124,8 +164,6 @@ func TestRebuildLeavesAnUnrecordedOutcomeToLiveHandling(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.run(t)
-	wantRebuilt(t, h, []string{"co-1", "co-2"})
-	c.wantCalls(t, 3) // co-1 once; co-2 before the crash and again
 }
 
 // A rebuild stopped half-way (the process stopped or killed) is finished by the next start:

@@ -69,10 +69,12 @@ type Route struct {
 }
 
 // Replayer applies to the view, in tx, the outcome that live handling recorded for in:
-// recorded are the input's outputs found in the stream, in the order of Outcomes (nil when
-// the input was acknowledged with no output on them). An output with the same event ID may
-// have been caused by another input (the stream keeps one copy of an ID), so a Replayer
-// changes the view only as far as it has not changed already, as the handler would.
+// recorded are the input's outputs found in the stream (caused by in), in the order of
+// Outcomes; nil when the input was acknowledged with none stored: it had none, or the
+// stream dropped them as copies of earlier events with the same IDs (a handler that
+// reports an outcome again), so a Replayer changes the view only as far as it has not
+// changed already, as the handler would. Scheduled outputs are not in the stream, and not
+// in the replayed record of the input's outputs either.
 type Replayer func(ctx context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error
 
 // CommitFunc applies an event to a store of state exactly once and returns the events to
