@@ -41,9 +41,11 @@ func (p *Projector) recover(ctx context.Context, cons jetstream.Consumer) error 
 }
 
 // rebuild folds the stream's checkout events up to sequence last into the store, a batch
-// of direct gets per commit, and returns how many it folded.
+// of direct gets per commit, and returns how many it folded. Every message of the stream is
+// a checkout event, so a batch that ends before last was answered by a replica behind the
+// leader: it asks again, and fails (the API starts again) if the stream never gets there.
 func (p *Projector) rebuild(ctx context.Context, last uint64) (int, error) {
-	n := 0
+	n, behind := 0, 0
 	for from := uint64(1); from <= last; {
 		msgs, err := jetstreamext.GetBatch(ctx, p.JS, events.StreamCheckout, batchSize,
 			jetstreamext.GetBatchSeq(from), jetstreamext.GetBatchSubject(events.CheckoutSubjects))
@@ -72,9 +74,22 @@ func (p *Projector) rebuild(ctx context.Context, last uint64) (int, error) {
 			return n, err
 		}
 		n += len(evs)
-		if read == 0 {
-			return n, nil // the stream ends before last: nothing more to fold
+		if read > 0 {
+			behind = 0
+			continue
+		}
+		if behind++; behind > replicaWaits {
+			return n, fmt.Errorf("the stream answered nothing after sequence %d, below %d which the consumer was given", from-1, last)
+		}
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	return n, nil
 }
+
+// replicaWaits is how many times (100 ms apart) the rebuild asks again for messages a replica
+// behind the stream's leader may not have yet.
+const replicaWaits = 50

@@ -16,8 +16,20 @@ import (
 // outputs. It keeps the event ID and sequence of every output it reads (some 100 bytes each)
 // until the rebuild ends: minutes of outputs after a snapshot, all of them without one.
 type outputIndex struct {
-	jetstream.Stream
+	read messages
+	// genuine tells a message its producer signed from a copy that only carries its
+	// Nats-Msg-Id (anyone allowed to publish the subject can make that ID): a copy is read
+	// past, never taken for the output.
+	genuine  func(*jetstream.RawStreamMsg) bool
 	subjects map[string]*outputCursor
+}
+
+// messages is how a rebuild reads the stream: from its leader (jsread.Leader), which has
+// every message it acknowledged. A direct get may be answered by a replica that is behind,
+// and its "no message" would end a subject's replay early, or hide an input's outcome.
+type messages interface {
+	Next(ctx context.Context, subject string, seq uint64) (*jetstream.RawStreamMsg, error)
+	At(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error)
 }
 
 // outputCursor is how far a subject has been read, and what was read past.
@@ -26,13 +38,13 @@ type outputCursor struct {
 	seen map[string][]uint64 // event ID → stream sequences, ascending
 }
 
-func newOutputIndex(stream jetstream.Stream) *outputIndex {
-	return &outputIndex{Stream: stream, subjects: map[string]*outputCursor{}}
+func newOutputIndex(read messages, genuine func(*jetstream.RawStreamMsg) bool) *outputIndex {
+	return &outputIndex{read: read, genuine: genuine, subjects: map[string]*outputCursor{}}
 }
 
-// find returns the first message on subject after stream sequence from (the input that
-// caused it) whose Nats-Msg-Id is one of event id's; nil when the stream holds none. The
-// inputs are replayed in stream order, so from only grows.
+// find returns the first genuine message on subject after stream sequence from (the input
+// that caused it) whose Nats-Msg-Id is one of event id's; nil when the stream holds none.
+// The inputs are replayed in stream order, so from only grows.
 func (x *outputIndex) find(ctx context.Context, subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
 	c := x.subjects[subject]
 	if c == nil {
@@ -43,16 +55,16 @@ func (x *outputIndex) find(ctx context.Context, subject, id string, from uint64)
 		if seq <= from {
 			continue
 		}
-		m, err := x.GetMsg(ctx, seq)
-		if err != nil {
+		m, err := x.read.At(ctx, seq)
+		if m == nil || err != nil {
 			return nil, err
 		}
-		if events.IsMsgIDOf(m.Header.Get(jetstream.MsgIDHeader), id) {
+		if events.IsMsgIDOf(m.Header.Get(jetstream.MsgIDHeader), id) && x.genuine(m) {
 			return m, nil
 		}
 	}
 	for {
-		m, err := nextOn(ctx, x, subject, c.next)
+		m, err := x.read.Next(ctx, subject, c.next)
 		if m == nil || err != nil {
 			return nil, err // read to the end: asked again next time, for what came since
 		}
@@ -60,7 +72,7 @@ func (x *outputIndex) find(ctx context.Context, subject, id string, from uint64)
 		msgID := m.Header.Get(jetstream.MsgIDHeader)
 		key := eventIDOf(msgID) // kept also when found: another input may have the same output
 		c.seen[key] = append(c.seen[key], m.Sequence)
-		if m.Sequence > from && events.IsMsgIDOf(msgID, id) {
+		if m.Sequence > from && events.IsMsgIDOf(msgID, id) && x.genuine(m) {
 			return m, nil
 		}
 	}

@@ -6,20 +6,28 @@ import (
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// countingStream counts the messages read from the stream.
-type countingStream struct {
-	jetstream.Stream
+// countingReads counts the messages read from the stream.
+type countingReads struct {
+	jsread.Leader
 	reads int
 }
 
-func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+func (s *countingReads) Next(ctx context.Context, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {
 	s.reads++
-	return s.Stream.GetMsg(ctx, seq, opts...)
+	return s.Leader.Next(ctx, subject, seq)
 }
+
+func (s *countingReads) At(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
+	s.reads++
+	return s.Leader.At(ctx, seq)
+}
+
+func everyCopy(*jetstream.RawStreamMsg) bool { return true }
 
 // A rebuild finds each input's outputs by event ID reading each subject once, however far
 // behind its input an output is (a backlog handled in another order) and however many
@@ -34,12 +42,8 @@ func TestOutputIndexReadsEachSubjectOnce(t *testing.T) {
 	for i := n - 1; i >= 0; i-- {
 		env.PublishRaw(t, string(output), []byte("{}"), id(i)+"#abcdefghijklmnopqrstuv") // signed Msg-Ids
 	}
-	js, err := env.JS.Stream(context.Background(), events.StreamCheckout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counted := &countingStream{Stream: js}
-	x := newOutputIndex(counted)
+	counted := &countingReads{Leader: jsread.NewLeader(env.JS, events.StreamCheckout)}
+	x := newOutputIndex(counted, everyCopy)
 	ctx := context.Background()
 	for i := range n {
 		if m, err := x.find(ctx, string(output), id(i), from); err != nil || m == nil {

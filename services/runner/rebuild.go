@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -109,14 +110,15 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 	if err != nil {
 		return 0, err
 	}
-	stream := newOutputIndex(js)
-	if first := stream.CachedInfo().State.FirstSeq; first > from {
+	if first := js.CachedInfo().State.FirstSeq; first > from {
 		r.log.Warn("the stream no longer holds its messages before this sequence: the rebuilt view lacks what they did", "first_seq", first)
 	}
-	// A merge of one cursor per subject, each read with direct gets of its next message.
+	read := jsread.NewLeader(r.cfg.JS, r.cfg.Stream)
+	stream := newOutputIndex(read, r.genuine)
+	// A merge of one cursor per subject, each read from the leader, its next message at a time.
 	next := map[string]*jetstream.RawStreamMsg{}
 	for _, subject := range slices.Sorted(maps.Keys(r.routes)) {
-		if next[subject], err = nextOn(ctx, stream, subject, from); err != nil {
+		if next[subject], err = read.Next(ctx, subject, from); err != nil {
 			return 0, err
 		}
 	}
@@ -129,8 +131,8 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 			}
 		}
 		if m == nil && done < last {
-			// The consumer was given a message at last: a direct get answered by a replica
-			// that is behind has not got it yet. Ask again, for a while.
+			// The consumer was given a message at last, which the leader has; a leader
+			// elected since may not have it yet. Ask again, for a while.
 			if behind++; behind > replicaWaits {
 				r.log.Error("replay: the stream did not return the messages up to the last one the consumer was given; the rebuilt view may lack them",
 					"replayed_to", done, "delivered", last)
@@ -142,7 +144,7 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 			case <-time.After(100 * time.Millisecond):
 			}
 			for subject := range next {
-				if next[subject], err = nextOn(ctx, stream, subject, done+1); err != nil {
+				if next[subject], err = read.Next(ctx, subject, done+1); err != nil {
 					return n, err
 				}
 			}
@@ -155,26 +157,20 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 			return n, err
 		}
 		n, done = n+1, m.Sequence
-		if next[m.Subject], err = nextOn(ctx, stream, m.Subject, m.Sequence+1); err != nil {
+		if next[m.Subject], err = read.Next(ctx, m.Subject, m.Sequence+1); err != nil {
 			return n, err
 		}
 	}
 }
 
-// replicaWaits is how many times (100 ms apart) the replay asks again for messages a replica
-// behind the stream's leader may not have yet.
+// replicaWaits is how many times (100 ms apart) the replay asks again for messages a new
+// leader of the stream may not have yet.
 const replicaWaits = 50
 
-// nextOn is the stream's first message on subject at or after seq, nil when there is none.
-func nextOn(ctx context.Context, stream jetstream.Stream, subject string, seq uint64) (*jetstream.RawStreamMsg, error) {
-	m, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s from %d: %w", subject, seq, err)
-	}
-	return m, nil
+// genuine reports whether m was signed by its subject's producer (always, without Keys): a
+// rebuild takes only such messages for an input's outputs.
+func (r *Runner) genuine(m *jetstream.RawStreamMsg) bool {
+	return r.cfg.Keys == nil || r.cfg.Keys.Verify(events.Subject(m.Subject), m.Header.Get(events.SignerHeader), m.Header.Get(events.SignatureHeader), m.Data) == nil
 }
 
 // replay applies one stored message as live handling did, publishing nothing. It returns
@@ -284,11 +280,6 @@ func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, rout
 		if m == nil {
 			continue
 		}
-		if r.cfg.Keys != nil && r.cfg.Keys.Verify(subject, m.Header.Get(events.SignerHeader), m.Header.Get(events.SignatureHeader), m.Data) != nil {
-			r.log.Error("replay: the stream's copy of an outcome is not signed by its producer: not applied", "checkout_id", in.CheckoutID,
-				"event_id", in.ID, "subject", m.Subject, "stream_seq", m.Sequence)
-			continue
-		}
 		e, err := events.Decode(m.Subject, m.Data)
 		if err != nil {
 			return nil, fmt.Errorf("the stream's %s at %d, the outcome of %s: %w", m.Subject, m.Sequence, in.ID, err)
@@ -307,9 +298,6 @@ func (r *Runner) givenUp(ctx context.Context, stream *outputIndex, in events.Env
 	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.ID(in.CheckoutID, step.Failed), seq)
 	if m == nil || err != nil {
 		return nil, err
-	}
-	if r.cfg.Keys != nil && r.cfg.Keys.Verify(events.Subject(m.Subject), m.Header.Get(events.SignerHeader), m.Header.Get(events.SignatureHeader), m.Data) != nil {
-		return nil, nil // not the runner's own
 	}
 	e, err := events.Decode(m.Subject, m.Data)
 	if err != nil {
