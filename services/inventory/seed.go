@@ -93,7 +93,8 @@ func readSeed(ctx context.Context, js jetstream.JetStream, keys *events.Keys) (r
 	}
 	if keys != nil {
 		if err := keys.VerifyFrom(events.ServiceInventory, events.StockSeed, m.Header.Get(events.SignatureHeader), m.Data); err != nil {
-			return rec, false, fmt.Errorf("inventory: the initial stock recorded in %s is refused: %w", events.StreamStock, err)
+			return rec, false, fmt.Errorf("inventory: the initial stock recorded in %s is refused (it is kept for ever, signed by the key the inventory had "+
+				"when it was recorded: keep that public key in SIGNING_PUBLIC_KEYS after a rotation): %w", events.StreamStock, err)
 		}
 	}
 	if err := json.Unmarshal(m.Data, &rec); err != nil {
