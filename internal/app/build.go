@@ -96,7 +96,9 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 
 // openStore opens a service's file: a view the stream rebuilds (unsynced commits, a file not
 // closed cleanly discarded and rebuilt) for the rebuildable services, else a store synced on
-// every commit.
+// every commit. A rebuildable service's file from before views stays synced until the
+// runner's first snapshot (taken at once, after the service's start-up writes: the
+// catalog's MoveCartsToBucket, the seeds) is stored.
 func openStore(path string, view bool, log *slog.Logger) (*bolt.DB, func() error, error) {
 	if !view {
 		db, err := store.Open(path)
@@ -109,8 +111,11 @@ func openStore(path string, view bool, log *slog.Logger) (*bolt.DB, func() error
 	if err != nil {
 		return nil, nil, err
 	}
-	if v.Discarded {
+	switch {
+	case v.Discarded:
 		log.Warn("the view was not closed cleanly (a crash or a kill): it is rebuilt from its snapshot and the stream", "path", path)
+	case store.Synced(v.DB):
+		log.Info("a file from before views: synced on every commit until its first snapshot is stored", "path", path)
 	}
 	return v.DB, v.Close, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
+	bolt "go.etcd.io/bbolt"
 )
 
 // TestLostViewRestoredFromSnapshot: each rebuildable service snapshots its view while
@@ -176,4 +177,74 @@ func snapshotOf(views jetstream.ObjectStore, name string) uint64 {
 	}
 	seq, _ := strconv.ParseUint(info.Headers.Get("Jetcheckout-Snapshot-Seq"), 10, 64)
 	return seq
+}
+
+// TestAFileFromBeforeViewsIsSnapshottedAtStart: every rebuildable service started on a file
+// from before views (synced, without the view code's bucket) snapshots it at once, whatever
+// SNAPSHOT_EVERY, and only then makes it a view (marked dirty); a lost file is then restored
+// from that snapshot.
+func TestAFileFromBeforeViewsIsSnapshottedAtStart(t *testing.T) {
+	env := natstest.Start(t)
+	emu := startEmulator(t)
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_upgrade"
+	cfg.SnapshotEvery = time.Hour
+	sys := startProcess(t, cfg, testLogger())
+	w := env.Watch(t, "checkout.>")
+	cart := createCart(t, sys, "USD", events.CartItem{ProductID: "stickers", Quantity: 2})
+	publishCheckout(t, sys, checkoutRequestFor("co-upgrade", cart.ID, "pm_card_visa", "ada@example.com"))
+	if end := w.Wait(t, "co-upgrade", wait, events.Completed, events.Failed); end.Type != events.Completed {
+		t.Fatalf("co-upgrade ended in %s: %s", end.Type, end.Payload)
+	}
+	for _, name := range Services {
+		env.WaitIdle(t, name)
+	}
+	before := stock(t, sys, "stickers")
+	sys.Stop()
+	rebuildable := slices.Sorted(maps.Keys(events.Rebuildable))
+	for _, name := range rebuildable {
+		forgetViewBucket(t, filepath.Join(dir, name+".db"))
+	}
+
+	logs := newLogRecorder(testLogger().Handler())
+	sys = startProcess(t, cfg, slog.New(logs))
+	for _, name := range rebuildable {
+		obs, err := sys.JS.ObjectStore(context.Background(), events.ViewsBucket(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		natstest.Eventually(t, wait, func() bool { return snapshotOf(obs, name) > 0 }, "%s took no snapshot of its file from before views", name)
+		natstest.Eventually(t, wait, func() bool { _, err := os.Stat(filepath.Join(dir, name+".db.dirty")); return err == nil },
+			"%s's file from before views did not become a view after its snapshot", name)
+	}
+	sys.Stop()
+
+	path := filepath.Join(dir, events.ServiceInventory+".db")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	mark := logs.len()
+	sys = startProcess(t, cfg, slog.New(logs))
+	natstest.Eventually(t, wait, func() bool { return logs.has(mark, "view rebuilt from the stream", events.ServiceInventory) }, "the inventory did not rebuild its view")
+	restored := regexp.MustCompile(`runner=inventory\b.* from_seq=([2-9]|\d\d+) `)
+	if !slices.ContainsFunc(logs.since(mark), restored.MatchString) {
+		t.Error("the lost inventory view was not restored from the snapshot taken at the upgrade")
+	}
+	if after := stock(t, sys, "stickers"); after != before {
+		t.Errorf("stickers after the rebuild: %+v, want %+v", after, before)
+	}
+}
+
+// forgetViewBucket makes the view at path look like a file from before views.
+func forgetViewBucket(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket([]byte("store.view")) }); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }

@@ -67,6 +67,12 @@ func OpenStore(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The read model is the stream's to rebuild (no snapshot of it is taken): a file from
+	// before views is a view at once.
+	if err := store.EndSynced(v.DB); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	s := &Store{db: v.DB, close: v.Close}
 	err = v.Update(func(tx *bolt.Tx) error {
 		s.fresh = tx.Bucket(bucketEvents) == nil || tx.Bucket(bucketRebuilding) != nil

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -47,17 +48,22 @@ var fromKey = []byte("from")
 // errNoChange: nothing was committed since the last snapshot.
 var errNoChange = errors.New("no change since the last snapshot")
 
-// snapshotLoop takes a snapshot every SnapshotEvery until ctx ends.
+// snapshotLoop takes a snapshot every SnapshotEvery until ctx ends. A file from before views
+// (store.Synced: synced on every commit, holding what the stream may no longer hold) gets
+// its first at once and becomes a view once it is stored (endSynced).
 func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
 	t := time.NewTicker(r.cfg.SnapshotEvery)
 	defer t.Stop()
 	r.removeStaleCopies()
+	synced := store.Synced(r.cfg.DB)
 	var taken copied // the last copy
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	for now := synced; ; now = false {
+		if !now {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
 		c, err := r.snapshot(ctx, cons, taken)
 		switch {
@@ -66,7 +72,21 @@ func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
 		case !errors.Is(err, errNoChange) && ctx.Err() == nil:
 			r.log.Warn("snapshot of the view failed; a rebuild would replay more", "err", err)
 		}
+		if synced && (err == nil || errors.Is(err, errNoChange)) {
+			synced = !r.endSynced()
+		}
 	}
+}
+
+// endSynced makes the file a view now that a stored snapshot holds it, and reports whether
+// it did.
+func (r *Runner) endSynced() bool {
+	if err := store.EndSynced(r.cfg.DB); err != nil {
+		r.log.Warn("the file from before views stays synced on every commit", "err", err)
+		return false
+	}
+	r.log.Info("the file from before views is in its snapshot: it is a view from now on, not synced on every commit")
+	return true
 }
 
 // copied is what a snapshot holds: the file as of a transaction, covering a sequence. The
@@ -210,8 +230,8 @@ func (r *Runner) restore(ctx context.Context, last uint64) (uint64, error) {
 		}
 		err := snap.View(func(stx *bolt.Tx) error {
 			return stx.ForEach(func(name []byte, b *bolt.Bucket) error {
-				if string(name) == string(rebuildingBucket) {
-					return nil
+				if string(name) == string(rebuildingBucket) || store.IsStateBucket(name) {
+					return nil // the file's own: a view being rebuilt
 				}
 				dst, err := tx.CreateBucketIfNotExists(name)
 				if err != nil {

@@ -212,3 +212,85 @@ func TestRebuildWithoutSnapshot(t *testing.T) {
 	}
 	wantRebuilt(t, h, ids)
 }
+
+// A file from before views (synced on every commit, holding a fact the stream no longer
+// holds) is never discarded before a snapshot that holds it is stored: killed after a
+// snapshot but before it became a view, it is opened as it was; the runner then takes a
+// snapshot at once and makes it a view; killed after that, it is discarded and its fact comes
+// back from the snapshot.
+func TestAFileFromBeforeViewsIsKeptUntilItsSnapshotIsStored(t *testing.T) {
+	h := newHarness(t, &step{}, func(c *Config) { c.Rebuild = true })
+	if _, err := h.env.JS.CreateObjectStore(context.Background(), jetstream.ObjectStoreConfig{Bucket: snapshotBucket}); err != nil {
+		t.Fatal(err)
+	}
+	// The previous version: a synced file, no snapshots.
+	ctx, stop := context.WithCancel(context.Background())
+	done := h.runUntil(ctx)
+	h.publish(t, "co-1", "")
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+	// Handled longer ago than the stream keeps: only the file holds it.
+	if err := h.db.Update(func(tx *bolt.Tx) error { return store.Put(tx.Bucket(effectsBucket), "co-ancient", 1) }); err != nil {
+		t.Fatal(err)
+	}
+	path := h.db.Path()
+	h.db.Close()
+
+	cfg := h.runner.cfg
+	cfg.Snapshots, cfg.SnapshotEvery = snapshotBucket, time.Hour
+	v := openFromBeforeViews(t, path, false)
+	cfg.DB = v.DB
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := h.env.JS.Consumer(context.Background(), events.StreamCheckout, consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.snapshot(context.Background(), cons, copied{}); err != nil {
+		t.Fatal(err)
+	}
+	v.DB.Close() // killed after the snapshot, before the file became a view
+
+	v = openFromBeforeViews(t, path, false)
+	h.db, cfg.DB = v.DB, v.DB
+	if h.runner, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop = context.WithCancel(context.Background())
+	done = h.runUntil(ctx)
+	natstest.Eventually(t, wait, func() bool { return !store.Synced(v.DB) }, "the runner did not make the file a view after its first snapshot")
+	h.publish(t, "co-2", "")
+	h.settle(t)
+	stop()
+	wantStopped(t, done)
+	v.DB.Close() // killed as a view: discarded next time
+
+	v = openFromBeforeViews(t, path, true)
+	h.db, cfg.DB = v.DB, v.DB
+	logs := &natstest.LogBuffer{}
+	cfg.Log = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), nil))
+	if n := restartRebuilt(t, h, cfg, logs); n > 1 {
+		t.Errorf("the rebuild replayed %d messages, want at most the one after the snapshot", n)
+	}
+	for _, id := range []string{"co-ancient", "co-1", "co-2"} {
+		wantEffects(t, h, id, 1)
+	}
+}
+
+// openFromBeforeViews opens the file at path with store.OpenView: still synced, or (discarded)
+// new, to be rebuilt.
+func openFromBeforeViews(t *testing.T, path string, discarded bool) *store.ViewFile {
+	t.Helper()
+	v, err := store.OpenView(path, effectsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.DB.Close() })
+	if v.Discarded != discarded || !discarded && (!store.Synced(v.DB) || v.NoSync) {
+		t.Fatalf("the file from before views: discarded %v, synced %v, NoSync %v; want discarded %v", v.Discarded, store.Synced(v.DB), v.NoSync, discarded)
+	}
+	return v
+}
