@@ -169,8 +169,8 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
-	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
-	// written once. Its stream, StreamCarts, is configured as STOCK is
+	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it and
+	// signed by the catalog, written once. Its stream, StreamCarts, is configured as STOCK is
 	// (one message per subject ever, no roll-up, delete or purge), so the server, not the
 	// catalog's code, keeps a cart as written.
 	BucketCarts = "carts"

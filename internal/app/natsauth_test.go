@@ -355,6 +355,10 @@ func TestNATSPermissions(t *testing.T) {
 		if _, err := systems[events.ServiceCatalog].Catalog.Cart(ctx, "cart_none"); !errors.Is(err, catalog.ErrCartNotFound) {
 			t.Errorf("the catalog reads a missing cart: %v, want %v", err, catalog.ErrCartNotFound)
 		}
+		// The catalog's credential alone makes no cart the catalog believes: it is not signed.
+		if _, err := systems[events.ServiceCatalog].Catalog.Cart(ctx, "cart_probe"); !errors.Is(err, events.ErrForged) {
+			t.Errorf("the catalog reads an unsigned cart: %v, want %v", err, events.ErrForged)
+		}
 		cat := connectAs(t, url, events.ServiceCatalog, nats.CustomInboxPrefix(InboxPrefix(events.ServiceCatalog)))
 		cat.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCarts+".watch") // no watching, no listing
 		cat.cannotPublish(t, "$KV."+events.BucketCheckouts+".co-auth-ok")
