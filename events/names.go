@@ -149,6 +149,9 @@ var Rebuildable = map[string]bool{ServiceCatalog: true, ServiceInventory: true, 
 // NATS grants per stream, so in a shared bucket each service could read and purge the others'.
 func ViewsBucket(service string) string { return "views_" + service }
 
+// CartSubject is the subject of cart id in StreamCarts (its key in BucketCarts).
+func CartSubject(id string) string { return "$KV." + BucketCarts + "." + id }
+
 // CheckoutRetention is how long the CHECKOUT stream keeps an event, and so how long
 // everything that recognises a copy of one keeps its memory of it (the services' handled
 // records, the coordinator's key of an ended checkout, the API's idempotency keys): a copy
@@ -166,9 +169,14 @@ const (
 	StreamDeadLetter = "DEADLETTER"
 	// BucketCheckouts is the coordinator's KV bucket: one key per checkout.
 	BucketCheckouts = "checkouts"
-	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it,
-	// written once (a create-only put).
+	// BucketCarts is the catalog's KV bucket: one key per cart, as carts.create made it and
+	// signed by the catalog, written once. Its stream, StreamCarts, is configured as STOCK is
+	// (one message per subject ever, no roll-up, delete or purge), so the server, not the
+	// catalog's code, keeps a cart as written.
 	BucketCarts = "carts"
+	// StreamCarts is BucketCarts' stream; CartsSubjects its subjects, CartSubject(id) each.
+	StreamCarts   = "KV_" + BucketCarts
+	CartsSubjects = "$KV." + BucketCarts + ".>"
 	// StreamStock keeps the inventory's facts that are not checkout events, for as long as
 	// the shop runs (no max age, unlike CHECKOUT): the initial stock, on StockSeed, which the
 	// stream takes once ever (one message per subject, a second one refused).

@@ -127,7 +127,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		carts, err := catalog.OpenCarts(ctx, d.js)
+		carts, err := catalog.OpenCarts(ctx, d.js, d.keys)
 		if err != nil {
 			return nil, err
 		}

@@ -89,11 +89,11 @@ func serviceUser(name string) NATSUser {
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 	case events.ServiceCatalog:
-		// Its carts: created (a create-only put: a publish that expects no earlier revision)
-		// and read, directly or, for one a replica has not got yet, from the stream's leader.
-		carts := "KV_" + events.BucketCarts
-		u.Publish = append(u.Publish, "$KV."+events.BucketCarts+".>", "$JS.API.DIRECT.GET."+carts+".$KV."+events.BucketCarts+".>",
-			"$JS.API.STREAM.MSG.GET."+carts)
+		// Its carts: created (a publish that expects no earlier message on the cart's subject;
+		// the stream takes one per subject ever, and no roll-up) and read, directly or, for one
+		// a replica has not got yet, from the stream's leader.
+		u.Publish = append(u.Publish, events.CartsSubjects, "$JS.API.DIRECT.GET."+events.StreamCarts+"."+events.CartsSubjects,
+			"$JS.API.STREAM.MSG.GET."+events.StreamCarts)
 	case events.ServicePayments:
 		// Reads only, from the stream's leader: it charges only when the coordinator's state
 		// shows the payment running.

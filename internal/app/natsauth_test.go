@@ -355,15 +355,19 @@ func TestNATSPermissions(t *testing.T) {
 		if _, err := systems[events.ServiceCatalog].Catalog.Cart(ctx, "cart_none"); !errors.Is(err, catalog.ErrCartNotFound) {
 			t.Errorf("the catalog reads a missing cart: %v, want %v", err, catalog.ErrCartNotFound)
 		}
+		// The catalog's credential alone makes no cart the catalog believes: it is not signed.
+		if _, err := systems[events.ServiceCatalog].Catalog.Cart(ctx, "cart_probe"); !errors.Is(err, events.ErrForged) {
+			t.Errorf("the catalog reads an unsigned cart: %v, want %v", err, events.ErrForged)
+		}
 		cat := connectAs(t, url, events.ServiceCatalog, nats.CustomInboxPrefix(InboxPrefix(events.ServiceCatalog)))
-		cat.cannotPublish(t, "$JS.API.CONSUMER.CREATE.KV_"+events.BucketCarts+".watch") // no watching, no listing
+		cat.cannotPublish(t, "$JS.API.CONSUMER.CREATE."+events.StreamCarts+".watch") // no watching, no listing
 		cat.cannotPublish(t, "$KV."+events.BucketCheckouts+".co-auth-ok")
 		cat.cannotPublish(t, "$JS.API.DIRECT.GET.KV_"+events.BucketCheckouts+".$KV."+events.BucketCheckouts+".co-auth-ok")
 		for _, u := range []string{events.ServiceInventory, events.ServiceCoordinator, events.ServicePayments, APIName, NATSSetup} {
 			p := connectAs(t, url, u, nats.CustomInboxPrefix(InboxPrefix(u)))
-			p.cannotPublish(t, "$KV."+events.BucketCarts+".cart_probe")
-			p.cannotPublish(t, "$JS.API.DIRECT.GET.KV_"+events.BucketCarts+".$KV."+events.BucketCarts+".cart_probe")
-			p.cannotPublish(t, "$JS.API.STREAM.MSG.GET.KV_"+events.BucketCarts)
+			p.cannotPublish(t, events.CartSubject("cart_probe"))
+			p.cannotPublish(t, "$JS.API.DIRECT.GET."+events.StreamCarts+"."+events.CartSubject("cart_probe"))
+			p.cannotPublish(t, "$JS.API.STREAM.MSG.GET."+events.StreamCarts)
 		}
 	})
 	t.Run("a service publishes only its own events", func(t *testing.T) {

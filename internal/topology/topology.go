@@ -55,9 +55,9 @@ func Replicas(n int) Option {
 	}
 }
 
-// Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE, STOCK and DEADLETTER
-// streams, the checkouts and carts buckets, each rebuildable service's views bucket (its snapshots), and
-// the consumers of opts; and deletes the views bucket they once shared.
+// Ensure creates or updates the timer streams, the CHECKOUT, WAREHOUSE, STOCK, DEADLETTER
+// and carts bucket's streams, the checkouts bucket, each rebuildable service's views bucket
+// (its snapshots), and the consumers of opts; and deletes the views bucket they once shared.
 func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 	o := options{replicas: 1}
 	for _, opt := range opts {
@@ -80,7 +80,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
 		Replicas:    o.replicas,
-	}, stockStream(o.replicas), jetstream.StreamConfig{
+	}, stockStream(o.replicas), cartsStream(o.replicas), jetstream.StreamConfig{
 		Name:        events.StreamDeadLetter,
 		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
 		Subjects:    []string{events.DeadLetterSubjects},
@@ -107,15 +107,6 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		LimitMarkerTTL: KeyMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
-	}
-	if err := ensureBucket(ctx, js, o.changed, jetstream.KeyValueConfig{
-		Bucket:      events.BucketCarts,
-		Description: "The catalog's carts as carts.create made them: one key per cart, written once.",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.replicas,
-	}); err != nil {
-		return fmt.Errorf("ensure bucket %s: %w", events.BucketCarts, err)
 	}
 	for _, service := range snapshotted() {
 		if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
@@ -206,14 +197,32 @@ func checkoutStream(replicas int) jetstream.StreamConfig {
 	}
 }
 
-// stockStream is STOCK's configuration: what is written there is written once ever (the
-// server refuses a second message on a subject, and nobody may delete or purge one), and kept
-// as long as the shop runs.
+// stockStream is STOCK's configuration (see writeOnce).
 func stockStream(replicas int) jetstream.StreamConfig {
+	return writeOnce(events.StreamStock, "The inventory's facts that are not checkout events: the initial stock, recorded once at its first start.",
+		events.StockSubjects, replicas)
+}
+
+// cartsStream is the carts bucket's stream (see writeOnce): the server refuses a put over a
+// cart and a KV delete marker after one as a second message on its subject, a KV purge or a
+// "Nats-Rollup: all" (which would empty the bucket) as a roll-up. The KV client still binds
+// to it (one message per subject is a bucket of history 1). A bucket made before, a plain KV
+// bucket, is updated in place: the server lets an update deny what it allowed.
+func cartsStream(replicas int) jetstream.StreamConfig {
+	cfg := writeOnce(events.StreamCarts, "The catalog's carts as carts.create made them, signed by the catalog: one message per cart, written once ever.",
+		events.CartsSubjects, replicas)
+	cfg.AllowDirect = true // a cart is read in one direct get
+	return cfg
+}
+
+// writeOnce is the configuration of a stream where what is written is written once ever:
+// the server refuses a second message on a subject, and nobody may delete or purge one (so
+// no roll-ups either); kept as long as the shop runs.
+func writeOnce(name, description, subjects string, replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
-		Name:                 events.StreamStock,
-		Description:          "The inventory's facts that are not checkout events: the initial stock, recorded once at its first start.",
-		Subjects:             []string{events.StockSubjects},
+		Name:                 name,
+		Description:          description,
+		Subjects:             []string{subjects},
 		Storage:              jetstream.FileStorage,
 		Retention:            jetstream.LimitsPolicy,
 		Duplicates:           DuplicateWindow,
@@ -227,7 +236,7 @@ func stockStream(replicas int) jetstream.StreamConfig {
 }
 
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, "KV_"+events.BucketCarts), viewsStreams()...)
+var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, events.StreamCarts), viewsStreams()...)
 
 // viewsStreams are the streams of the views buckets.
 func viewsStreams() []string {

@@ -9,6 +9,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -51,7 +52,7 @@ func TestEnsureIsIdempotentAndRepairs(t *testing.T) {
 		t.Errorf("carts bucket: %v", err)
 	} else if st, err := carts.Status(ctx); err != nil || st.History() != 1 || st.BackingStore() != "JetStream" {
 		t.Errorf("carts bucket: %+v, %v; want history 1", st, err)
-	} else if info, err := env.JS.Stream(ctx, "KV_"+events.BucketCarts); err != nil || info.CachedInfo().Config.Storage != jetstream.FileStorage {
+	} else if info, err := env.JS.Stream(ctx, events.StreamCarts); err != nil || info.CachedInfo().Config.Storage != jetstream.FileStorage {
 		t.Errorf("carts bucket's stream: %v; want file storage", err)
 	}
 	for service := range events.Rebuildable {
@@ -191,5 +192,76 @@ func TestEnsureTakesDefaultMaxDeliverAsIs(t *testing.T) {
 	}
 	if len(changed) != 0 {
 		t.Errorf("a second Ensure changed %v", changed)
+	}
+}
+
+// A carts bucket made before (a KV bucket: roll-ups, purges and overwrites allowed) is
+// updated in place and keeps its carts; from then on the server keeps every cart as written,
+// whoever asks: no put over one, no KV delete or purge, no roll-up, no purge or message delete
+// through the API. The KV client still binds to it and creates carts.
+func TestEnsureKeepsCartsAsWritten(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, events.StreamCarts); err != nil {
+		t.Fatal(err)
+	}
+	old, err := env.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.BucketCarts, History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Create(ctx, "cart_before", []byte(`{"id":"cart_before"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var changed []string
+	onChange := topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })
+	if err := topology.Ensure(ctx, env.JS, onChange); err != nil {
+		t.Fatal(err)
+	}
+	if want := events.StreamCarts + " updated"; len(changed) != 1 || changed[0] != want {
+		t.Errorf("changes reported: %v, want %q", changed, want)
+	}
+	stream, err := env.JS.Stream(ctx, events.StreamCarts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := stream.CachedInfo().Config; cfg.AllowRollup || !cfg.DenyPurge || !cfg.DenyDelete || !cfg.DiscardNewPerSubject || cfg.MaxMsgsPerSubject != 1 {
+		t.Errorf("carts stream after Ensure: roll-ups %v, deny purge %v, deny delete %v, discard new per subject %v, per subject %d",
+			cfg.AllowRollup, cfg.DenyPurge, cfg.DenyDelete, cfg.DiscardNewPerSubject, cfg.MaxMsgsPerSubject)
+	}
+	carts, err := env.JS.KeyValue(ctx, events.BucketCarts)
+	if err != nil {
+		t.Fatalf("the KV client binds no more: %v", err)
+	}
+	if _, err := carts.Create(ctx, "cart_after", []byte(`{"id":"cart_after"}`)); err != nil {
+		t.Errorf("create a cart: %v", err)
+	}
+	if _, err := carts.Put(ctx, "cart_before", []byte(`{"id":"cart_before","customer_id":"mallory"}`)); err == nil {
+		t.Errorf("a put over a cart was taken")
+	}
+	if err := carts.Delete(ctx, "cart_before"); err == nil {
+		t.Errorf("a KV delete of a cart was taken")
+	}
+	if err := carts.Purge(ctx, "cart_after"); err == nil {
+		t.Errorf("a KV purge of a cart was taken")
+	}
+	rollup := nats.NewMsg(events.CartSubject("cart_new"))
+	rollup.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupAll)
+	if _, err := env.JS.PublishMsg(ctx, rollup); err == nil {
+		t.Errorf("a roll-up of every cart was taken")
+	}
+	if err := stream.Purge(ctx); err == nil {
+		t.Errorf("a purge of the carts stream was taken")
+	}
+	if err := stream.DeleteMsg(ctx, 1); err == nil {
+		t.Errorf("a delete of the first cart was taken")
+	}
+	for _, id := range []string{"cart_before", "cart_after"} {
+		if e, err := carts.Get(ctx, id); err != nil || string(e.Value()) != `{"id":"`+id+`"}` {
+			t.Errorf("%s after the attempts: %v; want it as created", id, err)
+		}
+	}
+	changed = nil
+	if err := topology.Ensure(ctx, env.JS, onChange); err != nil || len(changed) != 0 {
+		t.Errorf("a second Ensure: %v, changed %v; want nothing to change", err, changed)
 	}
 }

@@ -204,7 +204,10 @@ func (s *Service) getCart(data []byte) (any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cartTimeout)
 	defer cancel()
 	cart, err := s.Cart(ctx, req.CartID)
-	if errors.Is(err, ErrCartNotFound) {
+	if errors.Is(err, events.ErrForged) {
+		s.log.Warn("carts.get: a cart the catalog did not sign is refused", "cart_id", req.CartID, "err", err)
+	}
+	if errors.Is(err, ErrCartNotFound) || errors.Is(err, events.ErrForged) {
 		return nil, microx.NotFound("cart %q does not exist", req.CartID)
 	}
 	return cart, err

@@ -267,17 +267,87 @@ func TestCartsMoveFromAnOldFileToTheBucket(t *testing.T) {
 	}
 }
 
-// A cart in the bucket that does not decode is refused for good, not tried again.
+// A cart in the bucket that does not decode, although the catalog signed it, is refused for
+// good, not tried again.
 func TestUnreadableCartIsRefused(t *testing.T) {
 	h := start(t)
+	torn := []byte(`{"id":`)
+	h.writeCart(t, "cart_torn", torn, h.sign(t, h.svc.carts.keys, "cart_torn", torn))
+	h.checkout(t, request("co-torn", "cart_torn", "cus_ada", address("US", "CA")), "")
+	h.Refusal(t, "co-torn", events.CartFailed, events.CartValidated)
+}
+
+// A cart the catalog did not sign (written with a leaked credential or an operator's, which
+// may publish on a cart's subject) is refused: validation fails the checkout with the reason
+// (a copy of the request in DEADLETTER) and carts.get does not know it. It is written
+// unsigned, signed with another key in the catalog's name, or as a copy of a genuine cart's
+// signed bytes under another ID. The genuine cart is as it was and checks out.
+func TestForgedCartIsRefused(t *testing.T) {
+	h := start(t)
 	ctx := context.Background()
-	kv, err := h.Env.JS.KeyValue(ctx, events.BucketCarts)
+	genuine := h.newCart(t, "USD", item("mug-nats", 1))
+	stream, err := h.Env.JS.Stream(ctx, events.StreamCarts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Create(ctx, "cart_torn", []byte(`{"id":`)); err != nil {
+	stored, err := stream.GetLastMsgForSubject(ctx, events.CartSubject(genuine.ID))
+	if err != nil {
 		t.Fatal(err)
 	}
-	h.checkout(t, request("co-torn", "cart_torn", "cus_ada", address("US", "CA")), "")
-	h.Refusal(t, "co-torn", events.CartFailed, events.CartValidated)
+	rewritten := func(id string) []byte {
+		forged := genuine
+		forged.ID, forged.Items = id, []events.CartItem{item("tee-jetstream", 50)}
+		data, err := json.Marshal(forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	forgeries := []struct{ id, why string }{{"cart_unsigned", "no signature"}, {"cart_other_key", "another key"}, {"cart_copied", "a genuine cart's signature"}}
+	h.writeCart(t, "cart_unsigned", rewritten("cart_unsigned"), "")
+	h.writeCart(t, "cart_other_key", rewritten("cart_other_key"), h.sign(t, catalogKeys(t), "cart_other_key", rewritten("cart_other_key")))
+	h.writeCart(t, "cart_copied", stored.Data, stored.Header.Get(events.SignatureHeader))
+	for _, f := range forgeries {
+		checkoutID := "co-" + f.id
+		h.checkout(t, request(checkoutID, f.id, "cus_ada", address("US", "CA")), "")
+		refused := h.Refusal(t, checkoutID, events.CartFailed, events.CartValidated)
+		if !strings.Contains(refused.Message, "not signed by the catalog") {
+			t.Errorf("%s (%s): refused with %q, want the reason", f.id, f.why, refused.Message)
+		}
+		msg := h.call(t, events.CartsGet, events.GetCart{CartID: f.id})
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "404" {
+			t.Errorf("carts.get of %s (%s): %q %s, want 404", f.id, f.why, code, msg.Data)
+		}
+	}
+	if after := h.cart(t, genuine.ID); len(after.Items) != 1 || after.Items[0] != item("mug-nats", 1) || after.CustomerID != "cus_ada" {
+		t.Errorf("the genuine cart after the forgeries: %+v", after)
+	}
+	h.checkout(t, request("co-genuine", genuine.ID, "cus_ada", address("US", "CA")), "")
+	if q := h.quote(t, "co-genuine"); q.CartID != genuine.ID || len(q.Lines) != 1 || q.Lines[0].ProductID != "mug-nats" || q.Lines[0].Quantity != 1 {
+		t.Errorf("the genuine cart's quote: %+v", q)
+	}
+}
+
+// writeCart publishes a cart message on id's subject as anyone who may publish there could,
+// with signature (none when empty).
+func (h *harness) writeCart(t *testing.T, id string, data []byte, signature string) {
+	t.Helper()
+	msg := nats.NewMsg(events.CartSubject(id))
+	msg.Data = data
+	if signature != "" {
+		msg.Header.Set(events.SignatureHeader, signature)
+	}
+	if _, err := h.Env.JS.PublishMsg(context.Background(), msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sign signs a cart message as keys' catalog would.
+func (h *harness) sign(t *testing.T, keys *events.Keys, id string, data []byte) string {
+	t.Helper()
+	sig, err := keys.SignFor(events.ServiceCatalog, events.CartSubject(id), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }

@@ -12,9 +12,10 @@
 //
 // Serves (nats micro service "catalog"): carts.create, carts.get and catalog.list.
 //
-// State: each cart as created, one key of the KV bucket events.BucketCarts, written once
-// before carts.create answers. The bbolt file is a view (events.Rebuildable): products,
-// seeded from the catalog file; each cart's status as the checkouts left it; and checkouts
-// (checkout ID → the cart it holds). A rebuild takes validate_cart_items' outcome from the
+// State: each cart as created, one key of the KV bucket events.BucketCarts, signed by the
+// catalog and written once before carts.create answers (the bucket's stream keeps it as
+// written; a cart the catalog did not sign is refused when read). The bbolt file is a view
+// (events.Rebuildable): products, seeded from the catalog file; each cart's status as the
+// checkouts left it; and checkouts (checkout ID → the cart it holds). A rebuild takes validate_cart_items' outcome from the
 // stream (Route.Replay), since which checkout got a cart depends on commit order.
 package catalog

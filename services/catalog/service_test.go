@@ -31,13 +31,29 @@ func newService(t *testing.T) *Service {
 	return svc
 }
 
+// openCarts opens the carts bucket with a signing key of the catalog's own: its carts are
+// signed and checked as in a shop.
 func openCarts(t *testing.T, env *natstest.Env) *Carts {
 	t.Helper()
-	carts, err := OpenCarts(context.Background(), env.JS)
+	carts, err := OpenCarts(context.Background(), env.JS, catalogKeys(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return carts
+}
+
+// catalogKeys are new signing keys of the catalog, its seed held.
+func catalogKeys(t *testing.T) *events.Keys {
+	t.Helper()
+	seed, public, err := events.GenerateSeed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := events.NewKeys([]string{events.ServiceCatalog + "=" + public}, map[string]string{events.ServiceCatalog: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
 
 // harness is the seeded catalog with its runner and micro service on an embedded
