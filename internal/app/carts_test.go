@@ -17,7 +17,7 @@ import (
 // the carts stream keeps what it holds: a "Nats-Rollup: all" publish (which would empty the
 // bucket), a KV purge (a roll-up of one key), a KV delete (a marker after the cart), and a
 // put over a cart are each refused by the server, and every cart reads as it was created.
-func TestReviewCatalogUserPurgesEveryCart(t *testing.T) {
+func TestCatalogUserCannotRemoveOrRewriteCarts(t *testing.T) {
 	srv := startSecuredServer(t)
 	url := srv.ClientURL()
 	var logs natstest.LogBuffer
