@@ -12,7 +12,8 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 )
 
-// stepServices are the services with a store: their two replicas take turns.
+// stepServices are the services with a store: their two replicas take turns, on the file's
+// lock, or, for a rebuildable one, on its consumer's pin (both run, each on its own volume).
 var stepServices = []string{"catalog", "inventory", "fraud", "payments", "orders", "notifications", "shipping"}
 
 // health is what a container's `jetcheckout healthcheck` prints: "ok", "standby: ...", or
@@ -87,6 +88,13 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	for _, svc := range stepServices {
+		if events.Rebuildable[svc] {
+			if a, b := s.health(svc), s.health(svc+"-2"); a != "ok" || b != "ok" {
+				t.Fatalf("%s is rebuildable: want both replicas running (each on its own view); %s says %q, %s-2 says %q", svc, svc, a, svc, b)
+			}
+			s.step("%s and %s-2 run, taking turns on the consumer's pin", svc, svc)
+			continue
+		}
 		running, standby := s.active(svc)
 		s.step("%s runs, %s stands by", running, standby)
 	}
