@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -46,6 +47,9 @@ type cluster struct {
 	network    string            // the project's network
 	user, pass string            // the operator's NATS credentials
 	log        func(string, ...any)
+
+	mu        sync.Mutex      // containers and takeovers, while faults run
+	takeovers []time.Duration // measured by destroy
 }
 
 // RunCluster starts the compose cluster on its own project, seeded with the run's stock,
@@ -257,7 +261,7 @@ func (c *cluster) waitHealthy(ctx context.Context, limit time.Duration) error {
 func (c *cluster) stopServices(ctx context.Context) error {
 	args := []string{"stop", "-t", "40"}
 	for _, s := range c.serviceContainers() {
-		args = append(args, c.containers[s])
+		args = append(args, c.containerOf(s))
 	}
 	_, err := c.run(ctx, "docker", args...)
 	return err
@@ -270,7 +274,7 @@ func (c *cluster) withStore(ctx context.Context, service string, f func(*bolt.DB
 		return err
 	}
 	file := filepath.Join(dir, service+".db")
-	if _, err := c.run(ctx, "docker", "cp", c.containers[service]+":/data/"+service+".db", file); err != nil {
+	if _, err := c.run(ctx, "docker", "cp", c.containerOf(service)+":/data/"+service+".db", file); err != nil {
 		return err
 	}
 	return openStore(file, f)

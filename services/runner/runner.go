@@ -406,7 +406,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.pinned() {
 		var warming sync.WaitGroup
 		warming.Go(func() { r.warmLoop(ctx, cons, lanes) })
-		defer r.warmOnStop(ctx, cons, lanes)
+		defer r.stopPinned(ctx, cons, lanes)
 		defer warming.Wait()
 	}
 	var lastErr error

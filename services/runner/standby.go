@@ -295,16 +295,33 @@ func (r *Runner) advanceApplied(seq uint64) error {
 	})
 }
 
-// warmOnStop brings the view up to the ack floor once more when the runner was asked to
-// stop, so that a clean stop leaves a view that has applied everything acknowledged. A
-// simulated crash does nothing more.
-func (r *Runner) warmOnStop(ctx context.Context, cons jetstream.Consumer, l *lanes) {
+// stopPinned runs when the runner was asked to stop, its messages answered: the holder gives
+// the pin up, so another instance takes over now rather than after PinnedTTL, and the view is
+// brought up to the ack floor once more (a clean stop leaves a view that has applied
+// everything acknowledged). A simulated crash does neither.
+func (r *Runner) stopPinned(ctx context.Context, cons jetstream.Consumer, l *lanes) {
 	if ctx.Err() == nil || l.err() != nil {
 		return
 	}
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if info, err := cons.Info(stopCtx); err == nil && r.holdsPin(info) {
+		if err := r.unpin(stopCtx); err != nil {
+			r.log.Warn("giving the pin up at stop failed: another instance takes over after PinnedTTL", "err", err)
+		} else {
+			r.log.Info("gave the consumer's pin up")
+		}
+	}
 	if err := r.warm(stopCtx, cons, l); err != nil {
 		r.log.Warn("bringing the view up to the ack floor at stop failed; the next start replays it", "err", err)
 	}
+}
+
+func (r *Runner) unpin(ctx context.Context) error {
+	stream, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
+	if err != nil {
+		return err
+	}
+	r.pin.set("")
+	return stream.UnpinConsumer(ctx, r.cfg.Name, PriorityGroup)
 }

@@ -105,6 +105,27 @@ func TestAFrozenHolderCannotDoubleAnEffect(t *testing.T) {
 	wantViewOfFullRebuild(t, env, a, 22)
 }
 
+// A holder asked to stop finishes its messages and gives the pin up: the other instance
+// takes over at once, not after PinnedTTL.
+func TestAStoppedHolderGivesThePinUp(t *testing.T) {
+	env := natstest.Start(t)
+	a, b := newInstance(t, env, "a", env.URL), newInstance(t, env, "b", env.URL)
+	a.start(t)
+	b.start(t)
+	publishInput(t, env, "co-1")
+	waitAllAcked(t, env)
+	holder, other := holderOf(t, env, a, b)
+	holder.shutDown(t)
+	start := time.Now()
+	publishInput(t, env, "co-2")
+	natstest.Eventually(t, wait, func() bool { return other.handled("co-2") }, "the other instance did not take over")
+	if took := time.Since(start); took >= testPinnedTTL/2 {
+		t.Errorf("the other instance took over in %v: the pin was not given up (an idle holder keeps it for at least %v)", took, testPinnedTTL/2)
+	}
+	waitAllAcked(t, env)
+	wantViewOfFullRebuild(t, env, other, 2)
+}
+
 // A consumer made before instances shared it (no priority group) is drift: the runner, where
 // it may, puts the group on it, and the instances take turns.
 func TestAConsumerWithoutTheGroupIsGivenIt(t *testing.T) {
@@ -141,7 +162,7 @@ type instance struct {
 	dead   bool
 	runner *Runner
 	stop   context.CancelFunc
-	done   chan error
+	result func() error // Run's, once it returned
 }
 
 var errDied = errors.New("the instance died")
@@ -187,10 +208,11 @@ func (i *instance) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	result := sync.OnceValue(func() error { return <-done })
 	i.mu.Lock()
-	i.runner, i.stop, i.done, i.dead = r, stop, make(chan error, 1), false
+	i.runner, i.stop, i.result, i.dead = r, stop, result, false
 	i.mu.Unlock()
-	done := i.done
 	go func() {
 		err := r.Run(ctx)
 		if errors.Is(err, errDied) {
@@ -200,7 +222,7 @@ func (i *instance) start(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		stop()
-		if err := <-done; err != nil && !errors.Is(err, errDied) {
+		if err := result(); err != nil && !errors.Is(err, errDied) {
 			t.Errorf("instance %s stopped with %v", i.name, err)
 		}
 		nc.Close()
@@ -213,6 +235,15 @@ func (i *instance) die() {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.dead = true
+}
+
+// shutDown stops the instance as SIGTERM does, and waits for it.
+func (i *instance) shutDown(t *testing.T) {
+	t.Helper()
+	i.stop()
+	if err := i.result(); err != nil {
+		t.Fatalf("instance %s stopped with %v", i.name, err)
+	}
 }
 
 // restart starts the instance again on its file, as a new process.

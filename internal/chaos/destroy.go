@@ -1,0 +1,155 @@
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+)
+
+// pinLine is what a service's runner logs when it holds its consumer's pin and its view is
+// caught up (services/runner, standby.go): the first message under the pin is handled next.
+const pinLine = "holding the consumer's pin"
+
+// destroy removes the container of the replica of a rebuildable service that holds its
+// consumer's pin, together with its volume, as a lost machine would take them; measures how
+// long the other replica takes to hold the pin and handle messages (the takeover); and after
+// pause creates the container again, on a new volume, where it rebuilds its view from its
+// snapshot and the stream and stands by. It reports whether the fault was done.
+func (c *cluster) destroy(ctx context.Context, service string, pause time.Duration, log func(string, ...any)) bool {
+	victim, other := c.pinHolder(ctx, service)
+	id := c.containerOf(victim)
+	volume, err := c.run(ctx, "docker", "inspect", "-f", `{{range .Mounts}}{{if eq .Destination "/data"}}{{.Name}}{{end}}{{end}}`, id)
+	if err != nil || volume == "" {
+		log("destroy %s: its volume: %q %v", victim, volume, err)
+		return false
+	}
+	log("destroy %s (the pin's holder) with its volume %s, created again in %s", victim, volume, pause.Round(time.Millisecond))
+	start := time.Now()
+	if _, err := c.run(ctx, "docker", "rm", "-f", id); err != nil {
+		log("destroy %s: %v", victim, err)
+		return false
+	}
+	took := make(chan time.Duration, 1)
+	go func() { took <- c.takeover(ctx, other, start) }()
+	if _, err := c.run(ctx, "docker", "volume", "rm", volume); err != nil {
+		log("destroy %s: remove its volume: %v", victim, err)
+	}
+	time.Sleep(pause)
+	// Created again whatever happens, or the run measures an outage it caused itself.
+	for attempt := 1; ; attempt++ {
+		_, err := c.dc(ctx, "up", "-d", "--no-deps", victim)
+		if err == nil {
+			if id, err = c.container(ctx, victim); err == nil {
+				c.setContainer(victim, id)
+				break
+			}
+		}
+		log("create %s again (attempt %d): %v", victim, attempt, err)
+		if attempt == 10 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if d := <-took; d > 0 {
+		log("takeover of %s: %s held the pin and handled messages %s after %s was destroyed", service, other, d.Round(time.Millisecond), victim)
+		c.mu.Lock()
+		c.takeovers = append(c.takeovers, d)
+		c.mu.Unlock()
+	} else {
+		log("takeover of %s: %s did not take the pin within a minute (was %s the holder?)", service, other, victim)
+	}
+	return true
+}
+
+// pinHolder is the replica of service that took its consumer's pin last (by its logs), and
+// the other one; the first replica when neither says.
+func (c *cluster) pinHolder(ctx context.Context, service string) (holder, other string) {
+	a, b := service, service+"-2"
+	ta, _ := c.lastPin(ctx, a, time.Time{})
+	tb, _ := c.lastPin(ctx, b, time.Time{})
+	if tb.After(ta) {
+		return b, a
+	}
+	return a, b
+}
+
+// takeover waits up to a minute for replica to log that it holds the pin after since, and
+// returns how long after since that was (0: it did not).
+func (c *cluster) takeover(ctx context.Context, replica string, since time.Time) time.Duration {
+	deadline := since.Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if at, ok := c.lastPin(ctx, replica, since); ok {
+			return at.Sub(since)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0
+}
+
+// lastPin is when replica last logged that it holds the pin, since a time (zero: ever), by
+// the Docker engine's timestamps of its log lines (the host's clock, as the harness's).
+func (c *cluster) lastPin(ctx context.Context, replica string, since time.Time) (time.Time, bool) {
+	args := []string{"logs", "--timestamps"}
+	if !since.IsZero() {
+		args = append(args, "--since", since.UTC().Format(time.RFC3339Nano))
+	}
+	out, err := exec.CommandContext(ctx, "docker", append(args, c.containerOf(replica))...).CombinedOutput()
+	if err != nil {
+		return time.Time{}, false
+	}
+	var last time.Time
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		stamp, line, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !strings.Contains(line, pinLine) {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, stamp); err == nil && at.After(since) {
+			last = at
+		}
+	}
+	return last, !last.IsZero()
+}
+
+// logTakeovers logs the takeover times measured, and their median.
+func (c *cluster) logTakeovers(log func(string, ...any)) {
+	c.mu.Lock()
+	all := slices.Clone(c.takeovers)
+	c.mu.Unlock()
+	if len(all) == 0 {
+		log("takeovers: none measured")
+		return
+	}
+	slices.Sort(all)
+	var each []string
+	for _, d := range all {
+		each = append(each, d.Round(time.Millisecond).String())
+	}
+	log("takeovers: %d measured, median %s (%s)", len(all), median(all).Round(time.Millisecond), strings.Join(each, ", "))
+}
+
+// median of sorted durations.
+func median(sorted []time.Duration) time.Duration {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// containerOf is the current container of a compose service (destroy makes a new one).
+func (c *cluster) containerOf(service string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.containers[service]
+}
+
+func (c *cluster) setContainer(service, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.containers[service] = id
+}
