@@ -29,7 +29,10 @@ import (
 // view warm meanwhile: every WarmEvery it replays up to the consumer's ack floor (every
 // message at or below it has its outputs in the stream), so a takeover replays seconds. The
 // holder moves its mark to the ack floor instead: every message above its catch-up was given
-// to it alone while its pin held, and acked after its commit.
+// to it alone while its pin held, and acked after its commit. What its catch-up delivered
+// above the ack floor is replayed once more when the floor passes it: a route with Replay
+// whose outcome was not in the stream yet was left to live handling, and the old holder may
+// have finished it (so the mark goes only to the ack floor at a catch-up).
 //
 // A message the old holder was handling when it lost the pin may still be committed to its
 // own view and its outputs published and acked: the outputs carry the same Nats-Msg-Id as
@@ -87,10 +90,12 @@ func (r *Runner) pullOptions() []jetstream.PullMessagesOpt {
 	return append(opts, jetstream.PullPriorityGroup(PriorityGroup), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(min(expiry/2, 2*time.Second)))
 }
 
-// pin is the ID of the pin this instance caught its view up for ("": none yet).
+// pin is the ID of the pin this instance caught its view up for ("": none yet), and the
+// consumer's delivered sequence it caught up to.
 type pin struct {
-	mu sync.Mutex
-	id string
+	mu       sync.Mutex
+	id       string
+	caughtUp uint64
 }
 
 func (p *pin) get() string {
@@ -99,10 +104,16 @@ func (p *pin) get() string {
 	return p.id
 }
 
-func (p *pin) set(id string) {
+func (p *pin) caughtUpTo() uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.id = id
+	return p.caughtUp
+}
+
+func (p *pin) set(id string, caughtUp uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.id, p.caughtUp = id, caughtUp
 }
 
 // holdsPin reports whether info says this instance holds the pin it caught up for.
@@ -160,11 +171,13 @@ func (r *Runner) takeover(ctx context.Context, cons jetstream.Consumer, msg jets
 		if err != nil {
 			return fmt.Errorf("consumer info: %w", err)
 		}
-		n, err := r.replayTo(ctx, info.AckFloor.Stream, info.Delivered.Stream)
+		// The mark goes to the ack floor only: a message above it may have been left to live
+		// handling (a route with Replay whose outcome is not in the stream yet).
+		n, err := r.replayTo(ctx, info.AckFloor.Stream, info.Delivered.Stream, info.AckFloor.Stream)
 		if err != nil {
 			return err
 		}
-		r.pin.set(id)
+		r.pin.set(id, info.Delivered.Stream)
 		r.log.Info("holding the consumer's pin: view caught up, handling messages", "replayed", n,
 			"delivered", info.Delivered.Stream, "took", time.Since(start).Round(time.Millisecond))
 		return nil
@@ -194,24 +207,32 @@ func repeat(ctx context.Context, every time.Duration, fn func()) {
 	}
 }
 
-// warm moves the holder's mark to the ack floor, and replays a standby's view up to it.
+// warm replays a standby's view up to the ack floor. The holder's view has everything above
+// what its catch-up delivered (given to it alone while its pin held, acked after its commit):
+// it replays up to the floor only what the catch-up delivered, then moves its mark.
 func (r *Runner) warm(ctx context.Context, cons jetstream.Consumer, l *lanes) error {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("consumer info: %w", err)
 	}
+	floor, upTo := info.AckFloor.Stream, info.AckFloor.Stream
 	if r.holdsPin(info) {
-		return r.advanceApplied(info.AckFloor.Stream)
+		mark, _, err := r.applied()
+		if err != nil || mark >= min(floor, r.pin.caughtUpTo()) {
+			return errors.Join(err, r.advanceApplied(floor))
+		}
+		upTo = min(floor, r.pin.caughtUpTo())
 	}
 	return l.exclusive(func() error {
-		_, err := r.replayTo(ctx, info.AckFloor.Stream, info.AckFloor.Stream)
+		_, err := r.replayTo(ctx, floor, upTo, floor)
 		return err
 	})
 }
 
-// replayTo replays the view's subjects from after its mark up to upTo, and moves the mark
-// there. It must run while no message is being handled (lanes.exclusive).
-func (r *Runner) replayTo(ctx context.Context, floor, upTo uint64) (int, error) {
+// replayTo replays the view's subjects from after its mark up to upTo, then moves the mark
+// to markTo (everything up to it is then applied, or has no message on the subjects). It
+// must run while no message is being handled (lanes.exclusive).
+func (r *Runner) replayTo(ctx context.Context, floor, upTo, markTo uint64) (int, error) {
 	mark, _, err := r.applied()
 	if err != nil {
 		return 0, err
@@ -222,15 +243,14 @@ func (r *Runner) replayTo(ctx context.Context, floor, upTo uint64) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	upTo = min(upTo, last)
-	if upTo <= mark {
-		return 0, nil
+	if upTo = min(upTo, last); upTo <= mark {
+		return 0, r.advanceApplied(markTo)
 	}
 	n, err := r.Rebuild(ctx, mark+1, floor, upTo)
 	if err != nil {
 		return n, fmt.Errorf("replay %d to %d: %w", mark+1, upTo, err)
 	}
-	return n, r.advanceApplied(upTo)
+	return n, r.advanceApplied(markTo)
 }
 
 // lastOnSubjects is the stream sequence of the newest message on the runner's subjects.
@@ -322,6 +342,6 @@ func (r *Runner) unpin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.pin.set("")
+	r.pin.set("", 0)
 	return stream.UnpinConsumer(ctx, r.cfg.Name, PriorityGroup)
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -126,6 +128,58 @@ func TestAStoppedHolderGivesThePinUp(t *testing.T) {
 	wantViewOfFullRebuild(t, env, other, 2)
 }
 
+// A route whose outcome a rebuild takes from the stream is left to live handling by the
+// catch-up when its outcome is not there yet. Here the old holder still holds such messages
+// (its lane is stuck, so it stops pulling and loses the pin, but keeps them alive) and finishes
+// them after the other took over: they never come to the new holder, whose view gets them
+// from the stream once they are acknowledged.
+func TestMessagesLeftToTheOldHolderReachTheNewHoldersView(t *testing.T) {
+	env := natstest.Start(t)
+	a := newInstance(t, env, "a", env.URL)
+	a.replayed, a.concurrency = true, 1
+	stuck, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	a.hooks.AfterCommit = func(in events.Envelope) error {
+		if in.CheckoutID == "co-stuck" {
+			once.Do(func() { close(stuck) })
+			<-release
+		}
+		return nil
+	}
+	a.start(t)
+	publishInput(t, env, "co-first")
+	natstest.Eventually(t, wait, func() bool { return a.live() == 1 }, "instance a did not take the first checkout")
+	b := newInstance(t, env, "b", env.URL)
+	b.replayed = true
+	b.start(t)
+	publishInput(t, env, "co-stuck")
+	<-stuck
+	for k := range 20 { // a's lane slots fill up: it stops pulling and loses the pin
+		publishInput(t, env, fmt.Sprintf("co-behind-%d", k))
+	}
+	natstest.Eventually(t, 3*wait, func() bool { return b.live() > 0 }, "instance b did not take over")
+	close(release)
+	waitAllAcked(t, env)
+	if b.handled("co-stuck") {
+		t.Fatal("co-stuck came to b: the test wants it finished by a alone")
+	}
+	natstest.Eventually(t, wait, func() bool { return Applied(b.db) >= lastInput(t, env) }, "the new holder's mark did not reach the last input")
+	wantViewOfFullRebuild(t, env, b, 22)
+}
+
+// replayStep applies the test step's recorded outcome as its handler did: one more effect.
+func replayStep(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []events.Envelope) error {
+	if len(recorded) == 0 {
+		return nil
+	}
+	b := tx.Bucket(effectsBucket)
+	var n int
+	if _, err := store.Get(b, in.CheckoutID, &n); err != nil {
+		return err
+	}
+	return store.Put(b, in.CheckoutID, n+1)
+}
+
 // A consumer made before instances shared it (no priority group) is drift: the runner, where
 // it may, puts the group on it, and the instances take turns.
 func TestAConsumerWithoutTheGroupIsGivenIt(t *testing.T) {
@@ -156,6 +210,10 @@ type instance struct {
 	step  *step
 	db    *bolt.DB
 	hooks Hooks
+	// replayed: its route has Outcomes and Replay, as one whose answer a rebuild takes from
+	// the stream; concurrency: its lanes (default 4)
+	replayed    bool
+	concurrency int
 
 	mu     sync.Mutex
 	seen   map[string]int // checkouts handled live (published and about to be acked), by ID
@@ -201,9 +259,13 @@ func (i *instance) start(t *testing.T) {
 		i.seen[in.CheckoutID]++
 		return nil
 	}
-	r, err := New(Config{Name: consumer, Routes: []Route{{Subject: input, Handle: i.step.handle}}, JS: js, DB: i.db,
+	route := Route{Subject: input, Handle: i.step.handle}
+	if i.replayed {
+		route.Outcomes, route.Replay = []events.Subject{output}, replayStep
+	}
+	r, err := New(Config{Name: consumer, Routes: []Route{route}, JS: js, DB: i.db,
 		Log:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("instance", i.name),
-		Hooks: hooks, Rebuild: true, PinnedTTL: testPinnedTTL, WarmEvery: 200 * time.Millisecond, AckWait: time.Second, Concurrency: 4})
+		Hooks: hooks, Rebuild: true, PinnedTTL: testPinnedTTL, WarmEvery: 200 * time.Millisecond, AckWait: time.Second, Concurrency: cmp.Or(i.concurrency, 4)})
 	if err != nil {
 		t.Fatal(err)
 	}
