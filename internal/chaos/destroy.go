@@ -3,15 +3,19 @@ package chaos
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
 // pinLine is what a service's runner logs when it holds its consumer's pin and its view is
-// caught up (services/runner, standby.go): the first message under the pin is handled next.
-const pinLine = "holding the consumer's pin"
+// caught up: the first message under the pin is handled next.
+const pinLine = runner.LogHoldingPin
 
 // destroy removes the container of the replica of a rebuildable service that holds its
 // consumer's pin, together with its volume, as a lost machine would take them; measures how
@@ -32,7 +36,7 @@ func (c *cluster) destroy(ctx context.Context, service string, pause time.Durati
 		log("destroy %s: %v", victim, err)
 		return false
 	}
-	took := make(chan time.Duration, 1)
+	took := make(chan takeover, 1)
 	go func() { took <- c.takeover(ctx, other, start) }()
 	if _, err := c.run(ctx, "docker", "volume", "rm", volume); err != nil {
 		log("destroy %s: remove its volume: %v", victim, err)
@@ -53,23 +57,31 @@ func (c *cluster) destroy(ctx context.Context, service string, pause time.Durati
 		}
 		time.Sleep(time.Second)
 	}
-	if d := <-took; d > 0 {
-		log("takeover of %s: %s held the pin and handled messages %s after %s was destroyed", service, other, d.Round(time.Millisecond), victim)
+	if t := <-took; t.after > 0 {
+		log("takeover of %s: %s held the pin and handled messages %s after %s was destroyed (its catch-up: %s)", service, other,
+			t.after.Round(time.Millisecond), victim, t.catchUp)
 		c.mu.Lock()
-		c.takeovers = append(c.takeovers, d)
+		c.takeovers = append(c.takeovers, t.after)
 		c.mu.Unlock()
 	} else {
-		log("takeover of %s: %s did not take the pin within a minute (was %s the holder?)", service, other, victim)
+		log("takeover of %s: %s did not take the pin within a minute (no message for %s came, or %s did not hold the pin)", service, other, service, victim)
 	}
 	return true
+}
+
+// takeover is when a replica logged that it holds the pin, after a destroy, and what its log
+// line says of its catch-up.
+type takeover struct {
+	after   time.Duration
+	catchUp string
 }
 
 // pinHolder is the replica of service that took its consumer's pin last (by its logs), and
 // the other one; the first replica when neither says.
 func (c *cluster) pinHolder(ctx context.Context, service string) (holder, other string) {
 	a, b := service, service+"-2"
-	ta, _ := c.lastPin(ctx, a, time.Time{})
-	tb, _ := c.lastPin(ctx, b, time.Time{})
+	ta, _, _ := c.lastPin(ctx, a, time.Time{})
+	tb, _, _ := c.lastPin(ctx, b, time.Time{})
 	if tb.After(ta) {
 		return b, a
 	}
@@ -78,29 +90,47 @@ func (c *cluster) pinHolder(ctx context.Context, service string) (holder, other 
 
 // takeover waits up to a minute for replica to log that it holds the pin after since, and
 // returns how long after since that was (0: it did not).
-func (c *cluster) takeover(ctx context.Context, replica string, since time.Time) time.Duration {
+func (c *cluster) takeover(ctx context.Context, replica string, since time.Time) takeover {
 	deadline := since.Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if at, ok := c.lastPin(ctx, replica, since); ok {
-			return at.Sub(since)
+		if at, line, ok := c.lastPin(ctx, replica, since); ok {
+			return takeover{after: at.Sub(since), catchUp: catchUpOf(line)}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return 0
+	return takeover{}
+}
+
+// catchUpOf is what a pin line says of the catch-up: messages replayed, and how long it took.
+func catchUpOf(line string) string {
+	var fields struct {
+		Replayed int `json:"replayed"`
+		Took     any `json:"took"`
+	}
+	if json.Unmarshal([]byte(line), &fields) != nil {
+		return "?"
+	}
+	took := fmt.Sprint(fields.Took)
+	if ns, ok := fields.Took.(float64); ok {
+		took = time.Duration(ns).Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("%d messages replayed in %s", fields.Replayed, took)
 }
 
 // lastPin is when replica last logged that it holds the pin, since a time (zero: ever), by
-// the Docker engine's timestamps of its log lines (the host's clock, as the harness's).
-func (c *cluster) lastPin(ctx context.Context, replica string, since time.Time) (time.Time, bool) {
+// the Docker engine's timestamps of its log lines (the host's clock, as the harness's), and
+// that line.
+func (c *cluster) lastPin(ctx context.Context, replica string, since time.Time) (time.Time, string, bool) {
 	args := []string{"logs", "--timestamps"}
 	if !since.IsZero() {
 		args = append(args, "--since", since.UTC().Format(time.RFC3339Nano))
 	}
 	out, err := exec.CommandContext(ctx, "docker", append(args, c.containerOf(replica))...).CombinedOutput()
 	if err != nil {
-		return time.Time{}, false
+		return time.Time{}, "", false
 	}
 	var last time.Time
+	var lastLine string
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -109,10 +139,10 @@ func (c *cluster) lastPin(ctx context.Context, replica string, since time.Time) 
 			continue
 		}
 		if at, err := time.Parse(time.RFC3339Nano, stamp); err == nil && at.After(since) {
-			last = at
+			last, lastLine = at, line
 		}
 	}
-	return last, !last.IsZero()
+	return last, lastLine, !last.IsZero()
 }
 
 // logTakeovers logs the takeover times measured, and their median.

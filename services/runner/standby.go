@@ -48,6 +48,11 @@ const DefaultPinnedTTL = 5 * time.Second
 // defaultWarmEvery is how often a standby replays its view up to the ack floor.
 const defaultWarmEvery = 2 * time.Second
 
+// LogHoldingPin is what an instance logs when it holds the consumer's pin and its view is
+// caught up (with "replayed", "delivered" and "took"): it handles the pin's first message next.
+// The cluster chaos harness times takeovers by it.
+const LogHoldingPin = "holding the consumer's pin: view caught up, handling messages"
+
 // pinHeader carries the pin's ID on every message of a pinned-client consumer.
 const pinHeader = "Nats-Pin-Id"
 
@@ -178,7 +183,7 @@ func (r *Runner) takeover(ctx context.Context, cons jetstream.Consumer, msg jets
 			return err
 		}
 		r.pin.set(id, info.Delivered.Stream)
-		r.log.Info("holding the consumer's pin: view caught up, handling messages", "replayed", n,
+		r.log.Info(LogHoldingPin, "replayed", n,
 			"delivered", info.Delivered.Stream, "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
