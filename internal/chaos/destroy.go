@@ -18,10 +18,11 @@ import (
 const pinLine = runner.LogHoldingPin
 
 // destroy removes the container of the replica of a rebuildable service that holds its
-// consumer's pin, together with its volume, as a lost machine would take them; measures how
-// long the other replica takes to hold the pin and handle messages (the takeover); and after
-// pause creates the container again, on a new volume, where it rebuilds its view from its
-// snapshot and the stream and stands by. It reports whether the fault was done.
+// consumer's pin, together with its volume, as a lost machine would take them; after pause
+// creates the container again, on a new volume, where it rebuilds its view from its snapshot
+// and the stream; and measures how long it took until a replica (the other, or the new one
+// when it was back first) held the pin and handled messages: the takeover. It reports whether
+// the fault was done.
 func (c *cluster) destroy(ctx context.Context, service string, pause time.Duration, log func(string, ...any)) bool {
 	victim, other := c.pinHolder(ctx, service)
 	id := c.containerOf(victim)
@@ -37,7 +38,7 @@ func (c *cluster) destroy(ctx context.Context, service string, pause time.Durati
 		return false
 	}
 	took := make(chan takeover, 1)
-	go func() { took <- c.takeover(ctx, other, start) }()
+	go func() { took <- c.takeover(ctx, []string{other, victim}, start) }()
 	if _, err := c.run(ctx, "docker", "volume", "rm", volume); err != nil {
 		log("destroy %s: remove its volume: %v", victim, err)
 	}
@@ -58,13 +59,13 @@ func (c *cluster) destroy(ctx context.Context, service string, pause time.Durati
 		time.Sleep(time.Second)
 	}
 	if t := <-took; t.after > 0 {
-		log("takeover of %s: %s held the pin and handled messages %s after %s was destroyed (its catch-up: %s)", service, other,
+		log("takeover of %s: %s held the pin and handled messages %s after %s was destroyed (its catch-up: %s)", service, t.by,
 			t.after.Round(time.Millisecond), victim, t.catchUp)
 		c.mu.Lock()
 		c.takeovers = append(c.takeovers, t.after)
 		c.mu.Unlock()
 	} else {
-		log("takeover of %s: %s did not take the pin within a minute (no message for %s came, or %s did not hold the pin)", service, other, service, victim)
+		log("takeover of %s: no replica took the pin within a minute (no message for %s came, or %s did not hold the pin)", service, service, victim)
 	}
 	return true
 }
@@ -72,6 +73,7 @@ func (c *cluster) destroy(ctx context.Context, service string, pause time.Durati
 // takeover is when a replica logged that it holds the pin, after a destroy, and what its log
 // line says of its catch-up.
 type takeover struct {
+	by      string
 	after   time.Duration
 	catchUp string
 }
@@ -88,13 +90,19 @@ func (c *cluster) pinHolder(ctx context.Context, service string) (holder, other 
 	return a, b
 }
 
-// takeover waits up to a minute for replica to log that it holds the pin after since, and
-// returns how long after since that was (0: it did not).
-func (c *cluster) takeover(ctx context.Context, replica string, since time.Time) takeover {
+// takeover waits up to a minute for one of replicas (their current containers) to log that
+// it holds the pin after since, and returns which did first, how long after since (0: none).
+func (c *cluster) takeover(ctx context.Context, replicas []string, since time.Time) takeover {
 	deadline := since.Add(time.Minute)
 	for time.Now().Before(deadline) {
-		if at, line, ok := c.lastPin(ctx, replica, since); ok {
-			return takeover{after: at.Sub(since), catchUp: catchUpOf(line)}
+		var first takeover
+		for _, replica := range replicas {
+			if at, line, ok := c.lastPin(ctx, replica, since); ok && (first.by == "" || at.Sub(since) < first.after) {
+				first = takeover{by: replica, after: at.Sub(since), catchUp: catchUpOf(line)}
+			}
+		}
+		if first.by != "" {
+			return first
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
