@@ -266,8 +266,10 @@ type Runner struct {
 	// fresh: New found no runner buckets in the file; if the consumer handled messages
 	// before, the view is lost (recoverView).
 	fresh bool
-	// pin: the pin this instance caught its view up for (standby.go)
-	pin pin
+	// pin: the pin this instance caught its view up for; warming: the warm replay under way
+	// (standby.go)
+	pin     pin
+	warming interruptible
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails

@@ -170,6 +170,9 @@ func (r *Runner) takeover(ctx context.Context, cons jetstream.Consumer, msg jets
 	if !r.pinned() || id == "" || id == r.pin.get() {
 		return nil
 	}
+	// A warm replay under way (slow when the stream is) would hold the catch-up back while
+	// the pin, unrenewed, runs out: it stops, and the catch-up replays from the mark.
+	r.warming.interrupt()
 	return func() error {
 		start := time.Now()
 		info, err := cons.Info(ctx)
@@ -192,10 +195,36 @@ func (r *Runner) takeover(ctx context.Context, cons jetstream.Consumer, msg jets
 // warmLoop keeps the view warm every WarmEvery until ctx ends.
 func (r *Runner) warmLoop(ctx context.Context, cons jetstream.Consumer, l *lanes) {
 	repeat(ctx, r.cfg.WarmEvery, func() {
-		if err := r.warm(ctx, cons, l); err != nil && ctx.Err() == nil {
+		wctx := r.warming.start(ctx)
+		defer r.warming.done()
+		if err := r.warm(wctx, cons, l); err != nil && wctx.Err() == nil {
 			r.log.Warn("keeping the view warm failed; a takeover would replay more", "err", err)
 		}
 	})
+}
+
+// interruptible is the warm replay under way, which a takeover stops.
+type interruptible struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+}
+
+func (w *interruptible) start(ctx context.Context) context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ctx, w.cancel = context.WithCancel(ctx)
+	return ctx
+}
+
+func (w *interruptible) done() { w.interrupt() }
+
+func (w *interruptible) interrupt() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		w.cancel()
+		w.cancel = nil
+	}
 }
 
 // repeat calls fn every interval until ctx ends.
