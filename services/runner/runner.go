@@ -406,10 +406,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
 	defer lanes.close()
 	if r.pinned() {
+		warmCtx, stopWarming := context.WithCancel(ctx)
 		var warming sync.WaitGroup
-		warming.Go(func() { r.warmLoop(ctx, cons, lanes) })
+		warming.Go(func() { r.warmLoop(warmCtx, cons, lanes) })
 		defer r.stopPinned(ctx, cons, lanes)
 		defer warming.Wait()
+		defer stopWarming() // also when Run returns on its own (a crash, the consumer gone)
 	}
 	var lastErr error
 	for {

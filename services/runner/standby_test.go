@@ -42,6 +42,7 @@ func TestPinnedInstancesTakeOverWhenTheHolderDies(t *testing.T) {
 	natstest.Eventually(t, wait, func() bool { return holder.live() >= 10 }, "the holder handled too little before its death")
 	holder.die()
 	t.Logf("instance %s holds the pin and dies after %d messages", holder.name, holder.live())
+	holder.wantDead(t)
 	<-published
 	waitAllAcked(t, env)
 	if standby.live() == 0 {
@@ -297,6 +298,21 @@ func (i *instance) die() {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.dead = true
+}
+
+// wantDead waits for the instance's Run to return its crash, as a process dies.
+func (i *instance) wantDead(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- i.result() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errDied) {
+			t.Fatalf("instance %s: Run returned %v, want its crash", i.name, err)
+		}
+	case <-time.After(wait):
+		t.Fatalf("instance %s crashed, and its Run did not return", i.name)
+	}
 }
 
 // shutDown stops the instance as SIGTERM does, and waits for it.
