@@ -104,10 +104,8 @@ func serviceUser(name string) NATSUser {
 	}
 	if events.Rebuildable[name] {
 		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild), and
-		// of the last one on each of its subjects, up to which a standby replays its own;
+		// giving its consumer's pin up when it stops, so another instance takes over at once.
 		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout,
-			"$JS.API.DIRECT.GET."+events.StreamCheckout+".>",
-			// and giving its consumer's pin up when it stops, so another instance takes over at once
 			"$JS.API.CONSUMER.UNPIN."+events.StreamCheckout+"."+name)
 		u.Publish = append(u.Publish, snapshotGrants(name)...)
 	}

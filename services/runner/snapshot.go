@@ -106,10 +106,19 @@ func (r *Runner) snapshot(ctx context.Context, cons jetstream.Consumer, last cop
 	if err != nil {
 		return copied{}, fmt.Errorf("consumer info: %w", err)
 	}
-	if r.pinned() && !r.holdsPin(info) {
-		return copied{}, errNotHolder // its view may lack what the holder acked
-	}
 	c := copied{seq: info.AckFloor.Stream}
+	if r.pinned() && !r.holdsPin(info) {
+		if !store.Synced(r.cfg.DB) {
+			return copied{}, errNotHolder // its view may lack what the holder acked
+		}
+		// A file from before views needs a stored copy before it may become a view, whoever
+		// holds the pin: the copy covers what the file applied.
+		mark, _, err := r.applied()
+		if err != nil {
+			return copied{}, err
+		}
+		c.seq = min(c.seq, mark)
+	}
 	f, err := os.CreateTemp(filepath.Dir(r.cfg.DB.Path()), filepath.Base(r.cfg.DB.Path())+".snapshot-*") // beside the view: its disk has room for it
 	if err != nil {
 		return copied{}, err

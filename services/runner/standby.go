@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -287,22 +288,20 @@ func (r *Runner) replayTo(ctx context.Context, floor, upTo, markTo uint64) (int,
 	return n, r.advanceApplied(markTo)
 }
 
-// lastOnSubjects is the stream sequence of the newest message on the runner's subjects.
+// lastOnSubjects is the stream sequence of the newest message on the runner's subjects, as
+// the stream's leader has it (a replica behind would make the replay stop short, and mark as
+// applied what it did not replay).
 func (r *Runner) lastOnSubjects(ctx context.Context) (uint64, error) {
-	stream, err := r.cfg.JS.Stream(ctx, r.cfg.Stream)
-	if err != nil {
-		return 0, err
-	}
+	read := jsread.NewLeader(r.cfg.JS, r.cfg.Stream)
 	var last uint64
 	for _, subject := range r.Subjects() {
-		m, err := stream.GetLastMsgForSubject(ctx, subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		m, err := read.Last(ctx, subject)
 		if err != nil {
 			return 0, fmt.Errorf("last message on %s: %w", subject, err)
 		}
-		last = max(last, m.Sequence)
+		if m != nil {
+			last = max(last, m.Sequence)
+		}
 	}
 	return last, nil
 }
