@@ -5,14 +5,17 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/services/runner"
 )
 
-// stepServices are the services with a store: their two replicas take turns.
+// stepServices are the services with a store: their two replicas take turns, on the file's
+// lock, or, for a rebuildable one, on its consumer's pin (both run, each on its own volume).
 var stepServices = []string{"catalog", "inventory", "fraud", "payments", "orders", "notifications", "shipping"}
 
 // health is what a container's `jetcheckout healthcheck` prints: "ok", "standby: ...", or
@@ -37,6 +40,40 @@ func (s *stack) active(service string) (running, standby string) {
 	}
 	s.t.Fatalf("%s: want one replica running and one standing by; %s says %q, %s-2 says %q", service, service, a, service, b)
 	return "", ""
+}
+
+// pinHolder is the replica of a rebuildable service that took its consumer's pin last (by
+// its log), and the other one.
+func (s *stack) pinHolder(service string) (holder, other string) {
+	s.t.Helper()
+	a, b := service, service+"-2"
+	if s.lastPin(b).After(s.lastPin(a)) {
+		a, b = b, a
+	}
+	if s.lastPin(a).IsZero() {
+		s.t.Fatalf("%s: neither replica logged %q", service, runner.LogHoldingPin)
+	}
+	return a, b
+}
+
+// lastPin is when a replica last logged that it holds its consumer's pin (zero: never), by
+// the Docker engine's timestamps.
+func (s *stack) lastPin(replica string) time.Time {
+	out, err := exec.Command("docker", "logs", "--timestamps", s.container(replica)).CombinedOutput()
+	if err != nil {
+		return time.Time{}
+	}
+	var last time.Time
+	for line := range strings.SplitSeq(string(out), "\n") {
+		stamp, rest, ok := strings.Cut(line, " ")
+		if !ok || !strings.Contains(rest, runner.LogHoldingPin) {
+			continue
+		}
+		if at, err := time.Parse(time.RFC3339Nano, stamp); err == nil && at.After(last) {
+			last = at
+		}
+	}
+	return last
 }
 
 // streamCluster is the part of `nats stream info --json` about replication.
@@ -87,6 +124,13 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	for _, svc := range stepServices {
+		if events.Rebuildable[svc] {
+			if a, b := s.health(svc), s.health(svc+"-2"); a != "ok" || b != "ok" {
+				t.Fatalf("%s is rebuildable: want both replicas running (each on its own view); %s says %q, %s-2 says %q", svc, svc, a, svc, b)
+			}
+			s.step("%s and %s-2 run, taking turns on the consumer's pin", svc, svc)
+			continue
+		}
 		running, standby := s.active(svc)
 		s.step("%s runs, %s stands by", running, standby)
 	}
@@ -107,7 +151,15 @@ func TestCluster(t *testing.T) {
 	s.step("stopping %s, the CHECKOUT stream's leader", leader)
 	s.mustDC("stop", leader)
 	ids = append(ids, publish("node-down", 4)...)
-	payments, _ := s.active("payments")
+	rebuildable := events.Rebuildable[events.ServicePayments]
+	var payments, other string
+	if rebuildable {
+		payments, other = s.pinHolder("payments")
+		s.step("%s holds payments' pin", payments)
+	} else {
+		payments, other = s.active("payments")
+	}
+	crashed := time.Now()
 	if _, err := s.crash(payments); err != nil {
 		s.step("%v: skipping the replica crash", err)
 	}
@@ -124,16 +176,22 @@ func TestCluster(t *testing.T) {
 	}
 	s.step("%d checkouts completed, each exactly once", len(ids))
 
-	// The killed replica came back as the standby of the one that took over.
+	// The killed replica came back as the standby of the one that took over (for a
+	// rebuildable service: both run, and one took the pin after the crash).
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		a, b := s.health("payments"), s.health("payments-2")
-		if (a == "ok") != (b == "ok") && (strings.HasPrefix(a, "standby") || strings.HasPrefix(b, "standby")) {
+		back := (a == "ok") != (b == "ok") && (strings.HasPrefix(a, "standby") || strings.HasPrefix(b, "standby"))
+		if rebuildable {
+			// Either may take the pin: the killed one, restarted, may be waiting first.
+			back = a == "ok" && b == "ok" && (s.lastPin(other).After(crashed) || s.lastPin(payments).After(crashed))
+		}
+		if back {
 			s.step("payments: %q, payments-2: %q", a, b)
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("payments replicas after the crash: %q and %q, want one running and one standing by", a, b)
+			t.Fatalf("payments replicas after the crash: %q and %q; want one running and one standing by, or (rebuildable) both running and the pin taken again", a, b)
 		}
 		time.Sleep(time.Second)
 	}

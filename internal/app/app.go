@@ -166,21 +166,26 @@ func ensureTopology(ctx context.Context, embedded bool, js jetstream.JetStream, 
 		}
 		setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(append(Services, APIName)...)...))
+		return topology.Ensure(setupCtx, js, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(cfg, append(Services, APIName)...)...))
 	}
-	return topology.Await(ctx, js, cfg.NATSWaiting, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(names...)...))
+	return topology.Await(ctx, js, cfg.NATSWaiting, topology.Replicas(cfg.Replicas), topology.Consumers(consumers(cfg, names...)...))
 }
 
 // consumers are the durable consumers on CHECKOUT of the processes named: what the setup role
-// creates, and what each process binds to.
-func consumers(names ...string) []jetstream.ConsumerConfig {
+// creates, and what each process binds to. A rebuildable service's has the priority group its
+// instances take turns through.
+func consumers(cfg Config, names ...string) []jetstream.ConsumerConfig {
 	var cfgs []jetstream.ConsumerConfig
 	for _, name := range names {
 		switch {
 		case name == APIName:
 			cfgs = append(cfgs, httpapi.ConsumerConfig())
 		case slices.Contains(Services, name):
-			cfgs = append(cfgs, runner.ConsumerConfig(name, events.Checkout.ConsumedBy(name), runner.DefaultAckWait))
+			c := runner.ConsumerConfig(name, events.Checkout.ConsumedBy(name), runner.DefaultAckWait)
+			if ttl := cfg.pinnedTTL(name); ttl > 0 {
+				c = runner.PinnedConsumer(c, ttl)
+			}
+			cfgs = append(cfgs, c)
 		}
 	}
 	return cfgs

@@ -86,7 +86,8 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
-		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery})
+		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery,
+		PinnedTTL: d.cfg.pinnedTTL(name)})
 	if err != nil {
 		closeDB()
 		return nil, err

@@ -125,6 +125,12 @@ type Config struct {
 	// view is restored from it and only what came after is replayed (runner.Config.Snapshots).
 	// Default a minute.
 	SnapshotEvery time.Duration
+	// PinnedTTL (PINNED_TTL) is how long the instance of a rebuildable service that holds its
+	// consumer's pin may go without pulling (dead, frozen, cut off) before the server gives
+	// the messages to another instance (runner.Config.PinnedTTL): default
+	// runner.DefaultPinnedTTL, at least 2s. The setup role makes the consumers with it, so it
+	// must be the same for the setup role and the services.
+	PinnedTTL time.Duration
 	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
 	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
 	RunsRetention time.Duration
@@ -147,6 +153,15 @@ const DefaultCallingConcurrency = 64
 
 // callsOut are the services whose steps wait on the outside world.
 var callsOut = map[string]bool{events.ServicePayments: true, events.ServiceNotifications: true}
+
+// pinnedTTL is service's: PinnedTTL or its default for a rebuildable service, whose instances
+// each have their own file and take turns on its consumer's pin; none for the others.
+func (c Config) pinnedTTL(service string) time.Duration {
+	if !events.Rebuildable[service] {
+		return 0
+	}
+	return cmp.Or(c.PinnedTTL, runner.DefaultPinnedTTL)
+}
 
 // concurrency is service's: the configured Concurrency, or its default.
 func (c Config) concurrency(service string) int {
@@ -225,7 +240,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
 		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention,
-		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL, "SNAPSHOT_EVERY": &c.SnapshotEvery} {
+		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL, "SNAPSHOT_EVERY": &c.SnapshotEvery, "PINNED_TTL": &c.PinnedTTL} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {
@@ -295,6 +310,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("DATA_DIR must not be empty")
+	}
+	if c.PinnedTTL != 0 && c.PinnedTTL < 2*time.Second {
+		return fmt.Errorf("PINNED_TTL %s: at least 2s (an idle instance pulls again every half of it)", c.PinnedTTL)
 	}
 	if err := c.holdsBounded(); err != nil {
 		return err

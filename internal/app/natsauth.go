@@ -103,8 +103,10 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, events.StockSeed, "$JS.API.STREAM.MSG.GET."+events.StreamStock)
 	}
 	if events.Rebuildable[name] {
-		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild).
-		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
+		// Reads of the stream's messages, to rebuild a lost view (runner.Config.Rebuild), and
+		// giving its consumer's pin up when it stops, so another instance takes over at once.
+		u.Publish = append(u.Publish, "$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout,
+			"$JS.API.CONSUMER.UNPIN."+events.StreamCheckout+"."+name)
 		u.Publish = append(u.Publish, snapshotGrants(name)...)
 	}
 	for _, a := range asks[name] {

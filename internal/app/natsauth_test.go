@@ -760,7 +760,7 @@ func TestMigrationNeedsTheOperator(t *testing.T) {
 func TestConsumersAreWhatTheRunnersRoute(t *testing.T) {
 	sys := startSystem(t, t.TempDir())
 	want := map[string][]string{}
-	for _, cfg := range consumers(Services...) {
+	for _, cfg := range consumers(Config{}, Services...) {
 		want[cfg.Durable] = cfg.FilterSubjects
 	}
 	for _, u := range sys.units {

@@ -32,7 +32,7 @@ func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once
 		return err
 	}
 	watching := false // after the first pass, a change is news: someone else made it
-	opts := []topology.Option{topology.Replicas(cfg.Replicas), topology.Consumers(consumers(append(Services, APIName)...)...), topology.OnChange(func(name, how string) {
+	opts := []topology.Option{topology.Replicas(cfg.Replicas), topology.Consumers(consumers(cfg, append(Services, APIName)...)...), topology.OnChange(func(name, how string) {
 		if watching {
 			log.Warn("setup: a stream was changed behind the setup role's back: restored", "stream", name, "how", how)
 			return

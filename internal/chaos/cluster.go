@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -46,6 +47,9 @@ type cluster struct {
 	network    string            // the project's network
 	user, pass string            // the operator's NATS credentials
 	log        func(string, ...any)
+
+	mu        sync.Mutex      // containers and takeovers, while faults run
+	takeovers []time.Duration // measured by destroy
 }
 
 // RunCluster starts the compose cluster on its own project, seeded with the run's stock,
@@ -153,8 +157,8 @@ services:
   fraud-2: {environment: {FRAUD_REVIEW_WINDOW: %[2]s}}
 `, authWindow, reviewWindow)
 
-// seed writes the run's stock into a bbolt file and copies it into the inventory's volume
-// through its created container, as a tar stream: only there does the file keep its owner,
+// seed writes the run's stock into a bbolt file and copies it into the inventory's volumes
+// through their created containers, as a tar stream: only there does the file keep its owner,
 // the image's user (docker cp of a file makes it root's; -a looks the user up in the
 // container, which has no getent).
 func (c *cluster) seed(ctx context.Context, initial map[string]int) error {
@@ -178,14 +182,17 @@ func (c *cluster) seed(ctx context.Context, initial map[string]int) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	id, err := c.container(ctx, events.ServiceInventory)
-	if err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, "docker", "cp", "-", id+":/data")
-	cmd.Stdin = &archive
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("seed the inventory's volume: %v: %s", err, out)
+	// Both replicas: each has a volume of its own, and the first to start records its stock.
+	for _, replica := range []string{events.ServiceInventory, events.ServiceInventory + "-2"} {
+		id, err := c.container(ctx, replica)
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "docker", "cp", "-", id+":/data")
+		cmd.Stdin = bytes.NewReader(archive.Bytes())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("seed the volume of %s: %v: %s", replica, err, out)
+		}
 	}
 	return nil
 }
@@ -257,7 +264,7 @@ func (c *cluster) waitHealthy(ctx context.Context, limit time.Duration) error {
 func (c *cluster) stopServices(ctx context.Context) error {
 	args := []string{"stop", "-t", "40"}
 	for _, s := range c.serviceContainers() {
-		args = append(args, c.containers[s])
+		args = append(args, c.containerOf(s))
 	}
 	_, err := c.run(ctx, "docker", args...)
 	return err
@@ -270,7 +277,7 @@ func (c *cluster) withStore(ctx context.Context, service string, f func(*bolt.DB
 		return err
 	}
 	file := filepath.Join(dir, service+".db")
-	if _, err := c.run(ctx, "docker", "cp", c.containers[service]+":/data/"+service+".db", file); err != nil {
+	if _, err := c.run(ctx, "docker", "cp", c.containerOf(service)+":/data/"+service+".db", file); err != nil {
 		return err
 	}
 	return openStore(file, f)

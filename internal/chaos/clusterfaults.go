@@ -4,8 +4,11 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
 )
 
 // A containerFault is done to one container and undone after a pause.
@@ -36,6 +39,10 @@ func dockerCmd(verb string, flags ...string) func(*cluster, string, string) []st
 // natsFaultShare is the share of faults that hit a NATS node rather than a service.
 const natsFaultShare = 0.3
 
+// destroyShare is the share of the faults on a rebuildable service (events.Rebuildable) that
+// destroy its pinned replica's container together with its volume (see destroy).
+const destroyShare = 0.4
+
 // attack starts a fault about every `every`: a random kind on a random NATS node or service
 // replica, undone after a random pause. Faults overlap, but never two on one container and
 // never two NATS nodes at once: the cluster promises to survive the loss of one node.
@@ -55,6 +62,7 @@ func (c *cluster) attack(ctx context.Context, r *rand.Rand, every time.Duration,
 		select {
 		case <-ctx.Done():
 			wg.Wait()
+			c.logTakeovers(log)
 			return faults
 		case <-time.After(wait):
 		}
@@ -67,14 +75,35 @@ func (c *cluster) attack(ctx context.Context, r *rand.Rand, every time.Duration,
 		}
 		f := containerFaults[r.IntN(len(containerFaults))]
 		pause := 500*time.Millisecond + time.Duration(r.Int64N(int64(4500*time.Millisecond)))
+		service := strings.TrimSuffix(victim, "-2")
+		destroy := r.Float64() < destroyShare && !hitNATS && events.Rebuildable[service]
 		mu.Lock()
-		if busy[victim] || (hitNATS && natsBusy()) {
+		if busy[victim] || (hitNATS && natsBusy()) || (destroy && (busy[service] || busy[service+"-2"])) {
 			mu.Unlock()
 			continue
 		}
 		busy[victim] = true
+		if destroy { // both replicas: the one left is measured taking over alone
+			busy[service], busy[service+"-2"] = true, true
+		}
 		mu.Unlock()
-		id := c.containers[victim]
+		if destroy {
+			wg.Go(func() {
+				defer func() {
+					mu.Lock()
+					delete(busy, service)
+					delete(busy, service+"-2")
+					mu.Unlock()
+				}()
+				if c.destroy(context.WithoutCancel(ctx), service, pause, log) {
+					mu.Lock()
+					faults++
+					mu.Unlock()
+				}
+			})
+			continue
+		}
+		id := c.containerOf(victim)
 		log("%s %s, undone in %s", f.name, victim, pause.Round(time.Millisecond))
 		wg.Go(func() {
 			defer func() {

@@ -12,8 +12,10 @@
 //
 // The same load and reconciliation run against the three-node compose cluster (RunCluster,
 // `make chaos-cluster`): there the faults are docker's (kill, stop, pause, network
-// disconnect) on NATS nodes and service replicas, the stores are copied out of the
-// volumes, and the mail is mailpit's. A target is where a run's state comes from.
+// disconnect) on NATS nodes and service replicas, and, for a rebuildable service, the
+// destruction of the replica holding its consumer's pin together with its volume (the
+// takeover time measured); the stores are copied out of the volumes, and the mail is
+// mailpit's. A target is where a run's state comes from.
 //
 // It runs from tests behind the chaos build tag: `make chaos` (long), `make chaos-short`
 // (CI) and `make chaos-cluster`. The Stripe emulator keeps its state in memory, so it is

@@ -45,6 +45,11 @@ func (l Leader) Next(ctx context.Context, subject string, seq uint64) (*jetstrea
 	return l.get(ctx, getRequest{Seq: seq, NextFor: subject})
 }
 
+// Last is the last message on subject; nil when the stream has none.
+func (l Leader) Last(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	return l.get(ctx, getRequest{LastFor: subject})
+}
+
 // At is the message at seq; nil when the stream has none there.
 func (l Leader) At(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, error) {
 	return l.get(ctx, getRequest{Seq: seq})
@@ -53,6 +58,7 @@ func (l Leader) At(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg, er
 type getRequest struct {
 	Seq     uint64 `json:"seq,omitempty"`
 	NextFor string `json:"next_by_subj,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
 }
 
 type getResponse struct {

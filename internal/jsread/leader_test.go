@@ -11,7 +11,7 @@ import (
 )
 
 // The leader answers the next message on a subject (or a wildcard) with its headers, the
-// message at a sequence, and nothing past the end.
+// message at a sequence, the last on a subject, and nothing past the end.
 func TestLeaderReadsNextAndAt(t *testing.T) {
 	env := natstest.Start(t)
 	ctx := context.Background()
@@ -36,6 +36,12 @@ func TestLeaderReadsNextAndAt(t *testing.T) {
 	}
 	if m, err := l.Next(ctx, string(events.Requested), 4); err != nil || m != nil {
 		t.Fatalf("Next past the end = %+v, %v; want nothing", m, err)
+	}
+	if m, err := l.Last(ctx, string(events.Requested)); err != nil || m == nil || m.Sequence != 3 {
+		t.Fatalf("Last(requested) = %+v, %v; want the third message", m, err)
+	}
+	if m, err := l.Last(ctx, string(events.Completed)); err != nil || m != nil {
+		t.Fatalf("Last(completed) = %+v, %v; want nothing", m, err)
 	}
 	if _, err := jsread.NewLeader(env.JS, "NO_SUCH_STREAM").At(ctx, 1); err == nil {
 		t.Fatal("a read of a stream that does not exist succeeded")

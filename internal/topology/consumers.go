@@ -50,7 +50,8 @@ func sameConsumer(have, want jetstream.ConsumerConfig) bool {
 	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
 		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending) &&
 		unlimited(int64(have.MaxDeliver)) == unlimited(int64(want.MaxDeliver)) && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
-		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want)
+		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want) &&
+		have.PriorityPolicy == want.PriorityPolicy && slices.Equal(have.PriorityGroups, want.PriorityGroups) && have.PinnedTTL == want.PinnedTTL
 }
 
 // ensureConsumers creates each consumer missing on CHECKOUT, and puts back one whose

@@ -265,3 +265,31 @@ func TestEnsureKeepsCartsAsWritten(t *testing.T) {
 		t.Errorf("a second Ensure: %v, changed %v; want nothing to change", err, changed)
 	}
 }
+
+// A consumer made before a service's instances took turns on it has no priority group: the
+// setup role puts it on (an update, the consumer keeps its position), and then leaves it.
+func TestEnsureGivesAConsumerItsPriorityGroup(t *testing.T) {
+	env := natstest.Start(t)
+	ctx := context.Background()
+	plain := jetstream.ConsumerConfig{Durable: "orders", FilterSubjects: []string{string(events.OrderRequested)},
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(plain)); err != nil {
+		t.Fatal(err)
+	}
+	want := plain
+	want.PriorityPolicy, want.PriorityGroups, want.PinnedTTL = jetstream.PriorityPolicyPinned, []string{"instances"}, 5*time.Second
+	var changed []string
+	for range 2 {
+		if err := topology.Ensure(ctx, env.JS, topology.Consumers(want), topology.OnChange(func(name, how string) { changed = append(changed, name+" "+how) })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := env.JS.Consumer(ctx, events.StreamCheckout, "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.PriorityPolicy != jetstream.PriorityPolicyPinned || len(cfg.PriorityGroups) != 1 || cfg.PinnedTTL != want.PinnedTTL || len(changed) != 1 {
+		t.Errorf("after Ensure: policy %v, groups %v, pinned TTL %v; changes %v (want one update)", cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL, changed)
+	}
+}

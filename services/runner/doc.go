@@ -43,4 +43,8 @@
 // service's view is a pure function of its events, and logs an error otherwise (rebuild.go).
 // Handlers of such a service take times from their event (EventTime) and numbers from its
 // stream sequence (Sequence), never from the process.
+//
+// Instances of such a service (Config.PinnedTTL) each have their own file and share the
+// consumer through a pinned priority group: one handles the messages, the others keep their
+// views warm from the stream and take over when it stops pulling (standby.go).
 package runner

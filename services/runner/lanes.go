@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/fnv"
 	"sync"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,7 @@ type lanes struct {
 	// slots bounds the messages held at once across the lanes. While they are all taken the
 	// runner takes no more, and the rest stay in the consumer for other instances.
 	slots chan struct{}
+	excl  sync.Mutex // one exclusive at a time: two taking slots at once would wait on each other
 
 	wg      sync.WaitGroup
 	closed  sync.Once
@@ -54,13 +56,21 @@ func (r *Runner) startLanes(ctx context.Context, stop func()) *lanes {
 	return l
 }
 
-// send hands a message to its checkout's lane, once a slot is free. It returns the
-// simulated crash that stopped the runner, if one did.
-func (l *lanes) send(msg jetstream.Msg) error {
+// sendAfter hands a message to its checkout's lane, once a slot is free, after before (when
+// set) ran with no message being handled. It returns the simulated crash that stopped the
+// runner, if one did. A message whose before failed is handed back to be delivered again.
+func (l *lanes) sendAfter(msg jetstream.Msg, before func() error) error {
 	if err := l.err(); err != nil {
 		return err
 	}
 	held := l.held.hold(msg) // kept alive from now on, also while waiting for a slot
+	if before != nil {
+		if err := l.exclusive(before); err != nil {
+			l.r.log.Warn("not handled: what must come first failed; delivered again in a second", "subject", msg.Subject(), "err", err)
+			_ = held.NakWithDelay(time.Second)
+			return nil
+		}
+	}
 	l.slots <- struct{}{}
 	l.queues[laneOf(l.r.checkoutKey(msg), len(l.queues))] <- held
 	return nil
@@ -112,6 +122,22 @@ func (l *lanes) close() error {
 		l.held.stop()
 	})
 	return l.err()
+}
+
+// exclusive runs fn while no message is being handled or waits in a lane: it takes every
+// slot, as the lanes free them, and gives them back after.
+func (l *lanes) exclusive(fn func() error) error {
+	l.excl.Lock()
+	defer l.excl.Unlock()
+	for range cap(l.slots) {
+		l.slots <- struct{}{}
+	}
+	defer func() {
+		for range cap(l.slots) {
+			<-l.slots
+		}
+	}()
+	return fn()
 }
 
 func (l *lanes) err() error {

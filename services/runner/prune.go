@@ -58,18 +58,11 @@ func indexLegacy(tx *bolt.Tx, now time.Time) error {
 
 // pruneLoop prunes expired records every interval until ctx ends.
 func (r *Runner) pruneLoop(ctx context.Context, cons jetstream.Consumer) {
-	t := time.NewTicker(r.cfg.PruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	repeat(ctx, r.cfg.PruneEvery, func() {
 		info, err := cons.Info(ctx)
 		if err != nil {
 			r.log.Warn("prune: consumer info", "err", err)
-			continue
+			return
 		}
 		n, err := r.Prune(time.Now().Add(-r.cfg.Retention), info.AckFloor.Stream)
 		if err != nil {
@@ -78,7 +71,7 @@ func (r *Runner) pruneLoop(ctx context.Context, cons jetstream.Consumer) {
 		if n > 0 {
 			r.log.Debug("pruned handled records", "records", n)
 		}
-	}
+	})
 }
 
 // Prune deletes the records written before cutoff whose message is at or below ackFloor (the

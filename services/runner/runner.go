@@ -146,6 +146,14 @@ type Config struct {
 	// and replays only what came after it (see snapshot.go). Empty: no snapshots. Needs Rebuild.
 	Snapshots     string
 	SnapshotEvery time.Duration
+	// PinnedTTL, for a rebuildable service (needs Rebuild), lets several instances share its
+	// consumer, each with its own file: one at a time gets the messages, and another takes
+	// over once it has not pulled for PinnedTTL (see standby.go). Zero: one consumer without
+	// a priority group, for one instance (or several on one file, taking turns on its lock).
+	PinnedTTL time.Duration
+	// WarmEvery is how often an instance that does not hold the pin replays its view up to
+	// the consumer's ack floor (default 2s).
+	WarmEvery time.Duration
 	// Keys sign what the runner publishes with the key of the service it runs for (Name),
 	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
 	// signs nor verifies: for tests of one service alone. The processes always set it.
@@ -186,6 +194,9 @@ func (c *Config) setDefaults() {
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = time.Minute
 	}
+	if c.WarmEvery == 0 {
+		c.WarmEvery = defaultWarmEvery
+	}
 }
 
 // Validate reports a configuration the runner cannot work with.
@@ -209,6 +220,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: SnapshotEvery must not be negative", c.Name)
 	case c.Rebuild && c.Commit != nil:
 		return fmt.Errorf("runner %s: Rebuild needs DB, not Commit", c.Name)
+	case c.PinnedTTL != 0 && (!c.Rebuild || c.PinnedTTL < 2*time.Second):
+		return fmt.Errorf("runner %s: PinnedTTL %v: needs Rebuild (each instance rebuilds its own view) and at least 2s (pulls expire in half of it)", c.Name, c.PinnedTTL)
+	case c.WarmEvery < 0:
+		return fmt.Errorf("runner %s: WarmEvery must not be negative", c.Name)
 	case c.Keys != nil && !c.Keys.Signs(c.Name):
 		return fmt.Errorf("runner %s: Keys hold no signing key of %s", c.Name, c.Name)
 	}
@@ -251,6 +266,10 @@ type Runner struct {
 	// fresh: New found no runner buckets in the file; if the consumer handled messages
 	// before, the view is lost (recoverView).
 	fresh bool
+	// pin: the pin this instance caught its view up for; warming: the warm replay under way
+	// (standby.go)
+	pin     pin
+	warming interruptible
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -349,23 +368,24 @@ func (r *Runner) Subjects() []string { return slices.Sorted(maps.Keys(r.routes))
 // Run consumes until ctx is cancelled, then stops fetching, finishes the messages already
 // delivered to it and returns.
 func (r *Runner) Run(ctx context.Context) error {
-	cons, err := topology.Bind(ctx, r.cfg.JS, r.cfg.Stream, ConsumerConfig(r.cfg.Name, r.Subjects(), r.cfg.AckWait))
+	cons, err := topology.Bind(ctx, r.cfg.JS, r.cfg.Stream, r.consumerConfig())
 	if ctx.Err() != nil {
 		return nil // stopped before it started
 	}
 	if err != nil {
 		return fmt.Errorf("runner %s: consumer: %w", r.cfg.Name, err)
 	}
-	if err := r.recoverView(ctx, cons); err != nil {
+	recoverView := r.recoverView
+	if r.pinned() {
+		recoverView = r.recoverPinnedView
+	}
+	if err := recoverView(ctx, cons); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while it rebuilt: the next start goes on with it
 		}
 		return err
 	}
-	// A small prefetch (twice the lanes): a message buffered in the client library is not
-	// held yet and gets no heartbeats; it waits there only while every lane slot is taken.
-	// Heartbeats every 2s: a consumer that disappears is noticed within seconds.
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(prefetch, 2*r.cfg.Concurrency)), jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
+	it, err := cons.Messages(r.pullOptions()...)
 	if err != nil {
 		return fmt.Errorf("runner %s: consume: %w", r.cfg.Name, err)
 	}
@@ -385,6 +405,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	// In-flight work finishes even when shutdown has begun.
 	lanes := r.startLanes(context.WithoutCancel(ctx), it.Stop)
 	defer lanes.close()
+	if r.pinned() {
+		warmCtx, stopWarming := context.WithCancel(ctx)
+		var warming sync.WaitGroup
+		warming.Go(func() { r.warmLoop(warmCtx, cons, lanes) })
+		defer r.stopPinned(ctx, cons, lanes)
+		defer warming.Wait()
+		defer stopWarming() // also when Run returns on its own (a crash, the consumer gone)
+	}
 	var lastErr error
 	for {
 		msg, err := it.Next()
@@ -409,7 +437,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.log.Warn("fetch", "err", err)
 			continue
 		}
-		if err := lanes.send(msg); err != nil {
+		if err := lanes.sendAfter(msg, r.takeover(ctx, cons, msg)); err != nil {
 			it.Stop()
 			return err
 		}

@@ -48,6 +48,9 @@ var fromKey = []byte("from")
 // errNoChange: nothing was committed since the last snapshot.
 var errNoChange = errors.New("no change since the last snapshot")
 
+// errNotHolder: only the instance that holds the consumer's pin takes snapshots.
+var errNotHolder = fmt.Errorf("%w: another instance holds the pin", errNoChange)
+
 // snapshotLoop takes a snapshot every SnapshotEvery until ctx ends. A file from before views
 // (store.Synced: synced on every commit, holding what the stream may no longer hold) gets
 // its first at once and becomes a view once it is stored (endSynced).
@@ -72,7 +75,7 @@ func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
 		case !errors.Is(err, errNoChange) && ctx.Err() == nil:
 			r.log.Warn("snapshot of the view failed; a rebuild would replay more", "err", err)
 		}
-		if synced && (err == nil || errors.Is(err, errNoChange)) {
+		if synced && (err == nil || errors.Is(err, errNoChange) && !errors.Is(err, errNotHolder)) {
 			synced = !r.endSynced()
 		}
 	}
@@ -104,6 +107,18 @@ func (r *Runner) snapshot(ctx context.Context, cons jetstream.Consumer, last cop
 		return copied{}, fmt.Errorf("consumer info: %w", err)
 	}
 	c := copied{seq: info.AckFloor.Stream}
+	if r.pinned() && !r.holdsPin(info) {
+		if !store.Synced(r.cfg.DB) {
+			return copied{}, errNotHolder // its view may lack what the holder acked
+		}
+		// A file from before views needs a stored copy before it may become a view, whoever
+		// holds the pin: the copy covers what the file applied.
+		mark, _, err := r.applied()
+		if err != nil {
+			return copied{}, err
+		}
+		c.seq = min(c.seq, mark)
+	}
 	f, err := os.CreateTemp(filepath.Dir(r.cfg.DB.Path()), filepath.Base(r.cfg.DB.Path())+".snapshot-*") // beside the view: its disk has room for it
 	if err != nil {
 		return copied{}, err
