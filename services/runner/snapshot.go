@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,7 +56,7 @@ var errNotHolder = fmt.Errorf("%w: another instance holds the pin", errNoChange)
 // (store.Synced: synced on every commit, holding what the stream may no longer hold) gets
 // its first at once and becomes a view once it is stored (endSynced).
 func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
-	t := time.NewTicker(r.cfg.SnapshotEvery)
+	t := time.NewTimer(jittered(r.cfg.SnapshotEvery))
 	defer t.Stop()
 	r.removeStaleCopies()
 	synced := store.Synced(r.cfg.DB)
@@ -66,6 +67,7 @@ func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				t.Reset(jittered(r.cfg.SnapshotEvery))
 			}
 		}
 		c, err := r.snapshot(ctx, cons, taken)
@@ -79,6 +81,13 @@ func (r *Runner) snapshotLoop(ctx context.Context, cons jetstream.Consumer) {
 			synced = !r.endSynced()
 		}
 	}
+}
+
+// jittered is every, give or take a quarter: the services of one process (or of one
+// deployment, started together) would otherwise copy their files in the same second, and a
+// snapshot is a burst of synced writes the checkouts' events then queue behind.
+func jittered(every time.Duration) time.Duration {
+	return every*3/4 + rand.N(every/2+1)
 }
 
 // endSynced makes the file a view now that a stored snapshot holds it, and reports whether
