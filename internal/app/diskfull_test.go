@@ -29,6 +29,13 @@ import (
 // every checkout whose checkout.requested was acknowledged must end completed, or failed
 // with a reason, with stock consistent: nothing sold twice, nothing left reserved.
 func TestDiskFullRecovers(t *testing.T) {
+	if raceDetector {
+		// nats-server 2.15.2's EnableJetStream, which the restart calls, replaces the API's
+		// request queues while a client's API request may read them (jetstream_api.go:1110
+		// against :1023): a race in the server, flagged whatever this code does. make test
+		// runs this test again without the detector.
+		t.Skip("restarts JetStream in-process, which races inside nats-server under the race detector; make test runs it without")
+	}
 	dir := mountTmpfs(t, "64m")
 	logs := &natstest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
