@@ -201,6 +201,3 @@ const (
 	FraudReviews Subject = "fraud.reviews"
 	FraudReview  Subject = "fraud.review"
 )
-
-// SchemaVersion is the envelope version this code writes and accepts.
-const SchemaVersion = 1
