@@ -133,6 +133,11 @@ func enveloped() []Subject {
 	return out
 }
 
+// envelopedAt are the enveloped subjects version v has.
+func envelopedAt(v int) []Subject {
+	return slices.DeleteFunc(enveloped(), func(s Subject) bool { return !ExistsAt(s, v) })
+}
+
 func goldenPath(v int, subject Subject) string {
 	return filepath.Join(contractDir, fmt.Sprintf("v%d", v), string(subject)+".json")
 }
@@ -164,7 +169,7 @@ func TestCurrentVersionIsGolden(t *testing.T) {
 // byte for byte, what that release itself wrote for the same event, so its readers take it.
 func TestHeldWritersWriteWhatTheOldReleaseWrote(t *testing.T) {
 	for v := OldestSchemaVersion; v < SchemaVersion; v++ {
-		for _, subject := range enveloped() {
+		for _, subject := range envelopedAt(v) {
 			if got, want := goldenEvent(t, subject, v), readGolden(t, v, subject); !bytes.Equal(got, want) {
 				t.Errorf("%s held at version %d:\n got %s\nwant %s (what that release wrote)", subject, v, got, want)
 			}
@@ -177,7 +182,7 @@ func TestHeldWritersWriteWhatTheOldReleaseWrote(t *testing.T) {
 // fields added since (absent: the old writer did not know them).
 func TestOlderVersionsAreReadInTheCurrentShape(t *testing.T) {
 	for v := OldestSchemaVersion; v < SchemaVersion; v++ {
-		for _, subject := range enveloped() {
+		for _, subject := range envelopedAt(v) {
 			e, err := Decode(string(subject), readGolden(t, v, subject))
 			if err != nil {
 				t.Errorf("%s at version %d: %v", subject, v, err)
@@ -319,6 +324,26 @@ func TestOldVersionCannotCarryNewFields(t *testing.T) {
 	var q Quote
 	if err := e.DecodePayload(&q); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "tax_rate") {
 		t.Errorf("a version 1 quote with tax_rate: %v, want ErrMalformed naming tax_rate", err)
+	}
+}
+
+// TestSubjectsOfALaterVersion: a subject that came in a later version is not written at an
+// older one, nor read as one; a coordinator held back writes each step's go-ahead instead.
+func TestSubjectsOfALaterVersion(t *testing.T) {
+	e := Must("chk_golden", FulfilmentRequested, goldenPayload(t, FulfilmentRequested))
+	e.SchemaVersion = 1
+	if data, err := e.Encode(); err == nil {
+		t.Errorf("%s written at version 1: %s", FulfilmentRequested, data)
+	}
+	claimed := bytes.Replace(readGolden(t, SchemaVersion, FulfilmentRequested), []byte(`"schema_version":2`), []byte(`"schema_version":1`), 1)
+	if _, err := Decode(string(FulfilmentRequested), claimed); !errors.Is(err, ErrMalformed) {
+		t.Errorf("%s claiming version 1: %v, want ErrMalformed", FulfilmentRequested, err)
+	}
+	if got := Checkout.TriggersAt(FulfilmentRequested, 1); !slices.Equal(got, []Subject{ConfirmationRequested, LabelRequested}) {
+		t.Errorf("at version 1 the go-ahead is %v", got)
+	}
+	if got := Checkout.TriggersAt(FulfilmentRequested, SchemaVersion); !slices.Equal(got, []Subject{FulfilmentRequested}) {
+		t.Errorf("at version %d the go-ahead is %v", SchemaVersion, got)
 	}
 }
 

@@ -106,6 +106,8 @@ func decode(subject string, data []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: schema_version %d, and this release reads %d to %d: upgrade it", ErrNewerSchema, e.SchemaVersion, OldestSchemaVersion, SchemaVersion)
 	case e.SchemaVersion < OldestSchemaVersion:
 		return Envelope{}, fmt.Errorf("%w: schema_version %d, and this release reads %d to %d", ErrMalformed, e.SchemaVersion, OldestSchemaVersion, SchemaVersion)
+	case !ExistsAt(e.Type, e.SchemaVersion):
+		return Envelope{}, fmt.Errorf("%w: %s is not an event of schema_version %d", ErrMalformed, e.Type, e.SchemaVersion)
 	case string(e.Type) != subject:
 		return Envelope{}, fmt.Errorf("%w: type %q published on subject %q", ErrMalformed, e.Type, subject)
 	case len(e.Payload) == 0:
@@ -135,6 +137,9 @@ func (e Envelope) derivedID() bool {
 // Encode is the wire form of an envelope, its payload in the shape of its SchemaVersion (the
 // fields added after it dropped).
 func (e Envelope) Encode() ([]byte, error) {
+	if e.SchemaVersion >= OldestSchemaVersion && !ExistsAt(e.Type, e.SchemaVersion) {
+		return nil, fmt.Errorf("%s: no such event at schema_version %d (Flow.TriggersAt says what that version writes)", e.Type, e.SchemaVersion)
+	}
 	if e.SchemaVersion >= OldestSchemaVersion && e.SchemaVersion < SchemaVersion && len(e.Payload) > 0 {
 		payload, err := downcast(e.Type, e.Payload, e.SchemaVersion)
 		if err != nil {

@@ -17,12 +17,21 @@ import (
 // ARCHITECTURE.md, "Changing the event contract", has the rules.
 const (
 	// SchemaVersion is the version this code writes and reads natively. Version 2: a quote
-	// records the tax rate it applied (Quote.TaxRate).
+	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
+	// share one go-ahead (FulfilmentRequested).
 	SchemaVersion = 2
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
 	OldestSchemaVersion = 1
 )
+
+// subjectSince is the version each subject came in, when after the first: a writer held at
+// an older version does not write it (Flow.TriggersAt), and an event claiming an older
+// version on it is malformed.
+var subjectSince = map[Subject]int{FulfilmentRequested: 2}
+
+// ExistsAt reports whether version v of the contract has subject.
+func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }
 
 // ErrNewerSchema marks an event of a version newer than this code reads: written by an
 // upgraded instance while this one is not. It is not malformed: retried, it is read once

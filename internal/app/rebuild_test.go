@@ -47,7 +47,7 @@ func TestLostViewIsRebuilt(t *testing.T) {
 			withMiddleware(name, failingFor(events.OrderRequested, "co-rb-noorder", runner.Permanent(errors.New("the order store refused it"))))(&cfg)
 		case events.ServiceShipping:
 			withMaxDeliver(3)(&cfg)
-			withMiddleware(name, failingFor(events.LabelRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
+			withMiddleware(name, failingFor(events.FulfilmentRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
 		}
 		sys := startProcess(t, cfg, log, name)
 		return sys

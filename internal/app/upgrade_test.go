@@ -61,6 +61,9 @@ func TestUpgradeFromThePreviousVersion(t *testing.T) {
 	before := len(w.All(""))
 	writtenAt(t, w.All(""), events.OldestSchemaVersion)
 	writtenAt(t, timers.All(""), events.OldestSchemaVersion)
+	if w.Count("co-up-happy", events.ConfirmationRequested) != 1 || w.Count("co-up-happy", events.LabelRequested) != 1 || w.Count("co-up-happy", events.FulfilmentRequested) != 0 {
+		t.Errorf("a coordinator held at version 1 wrote %v after the order, want a go-ahead per step", w.All("co-up-happy"))
+	}
 	for _, m := range w.Msgs("co-up-happy") {
 		if bytes.Contains(m.Data, []byte(`"tax_rate"`)) {
 			t.Fatalf("a writer held at version %d wrote a later field: %s", events.OldestSchemaVersion, m.Data)
@@ -98,6 +101,9 @@ func TestUpgradeFromThePreviousVersion(t *testing.T) {
 		(&natstest.Env{JS: env.JS}).WaitIdle(t, name)
 	}
 	writtenAt(t, w.All("")[before:], events.SchemaVersion)
+	if w.Count("co-up-after", events.FulfilmentRequested) != 1 || w.Count("co-up-after", events.ConfirmationRequested)+w.Count("co-up-after", events.LabelRequested) != 0 {
+		t.Errorf("version %d wrote %v after the order, want one go-ahead for both steps", events.SchemaVersion, w.All("co-up-after"))
+	}
 	var quote events.Quote
 	if e := w.Wait(t, "co-up-after", wait, events.CartValidated); e.DecodePayload(&quote) != nil || quote.TaxRate == nil || !quote.TaxRate.Equal(dec("0.0725")) {
 		t.Errorf("the quote written after the upgrade: tax_rate %v, want California's 0.0725", quote.TaxRate)
