@@ -135,7 +135,7 @@ func Fold(id string, acc Accepted, evs []Event) Checkout {
 // apply folds one event into the checkout and its steps.
 func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal *bool) {
 	for _, s := range events.Checkout.Steps {
-		if s.Trigger == e.Type {
+		if s.Trigger == e.Type || s.LegacyTrigger != "" && s.LegacyTrigger == e.Type {
 			st := steps[s.Name]
 			st.Attempts++
 			if st.State == StepPending {
