@@ -15,6 +15,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // maxConflicts bounds the re-read-and-retry loop on a contended key; past it the event is
@@ -34,6 +35,8 @@ type Config struct {
 	// Retention is how long an ended checkout's key stays after its last change, before the
 	// server removes it (a per-message TTL). Default DefaultRetention.
 	Retention time.Duration
+	// Metrics is where the coordinator counts its decisions (metrics.go); nil: nowhere.
+	Metrics prometheus.Registerer
 }
 
 // DefaultRetention keeps an ended checkout's key as long as the stream keeps its events
@@ -52,6 +55,7 @@ type Coordinator struct {
 	retention time.Duration
 	log       *slog.Logger
 	states    *stateCache
+	meters    *meters
 	// readReplica is a direct get of a checkout's state (loadState), answered by any replica
 	// of the bucket; tests make it lag as a replica can.
 	readReplica func(ctx context.Context, id string) (*State, uint64, error)
@@ -71,7 +75,7 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	}
 	readReplica := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
 	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), readReplica: readReplica}, nil
+		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), meters: newMeters(cfg.Metrics), readReplica: readReplica}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -190,6 +194,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		if err != nil {
 			return nil, err
 		}
+		c.meters.decided(in, st, decisions)
 		status := st.Status // st is the cache's once put there
 		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
 			c.states.put(st, saved)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
@@ -23,11 +24,14 @@ type api struct {
 
 // startAPI serves the HTTP API and the run UI on cfg.HTTPAddr with nc and js, and returns
 // once it listens. emu is the Stripe emulator the demo may play 3-D Secure on (or nil);
-// health is what its GET /healthz reports.
-func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator, health func(context.Context) error) (*api, error) {
+// health is what its GET /healthz reports; metricsHandler, when set, answers GET /metrics (`run`
+// only: the API's own process serves them on HEALTH_ADDR, off its public port).
+func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, js jetstream.JetStream, keys *events.Keys, emu *httpapi.Emulator,
+	health func(context.Context) error, metricsHandler http.Handler) (*api, error) {
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
 		Emulator: emu, NC: nc, JS: js, Health: health, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
-		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, RateWrongToken: cfg.RateWrongToken, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys})
+		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, RateWrongToken: cfg.RateWrongToken, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys,
+		Metrics: metricsHandler})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +102,8 @@ func startAPIProcess(ctx context.Context, cfg Config, log *slog.Logger) (*api, *
 	}
 	var a *api
 	if err == nil {
-		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil, jetStreamReady(nc, js, cfg.NATSMonitorURL))
+		watchConsumers(cfg.Metrics, js, APIName)
+		a, err = startAPI(ctx, cfg, log, nc, js, keys, nil, jetStreamReady(nc, js, cfg.NATSMonitorURL), nil)
 	}
 	if err != nil {
 		nc.Close()

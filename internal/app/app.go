@@ -14,6 +14,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
@@ -22,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // recoverInterval is how often the embedded server's JetStream is checked, and, when it
@@ -51,6 +53,8 @@ type System struct {
 	JS        jetstream.JetStream
 	// Keys sign the events of the services this process runs and check everyone's.
 	Keys *events.Keys
+	// Metrics are the process's (Config.Metrics, or a registry of the system's own).
+	Metrics *prometheus.Registry
 	Handles
 
 	log     *slog.Logger
@@ -83,7 +87,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		log.Warn("writing events at an older schema version for a rolling upgrade: unset SCHEMA_WRITE_VERSION once every instance runs this release",
 			"writes", v, "reads", fmt.Sprintf("%d to %d", events.OldestSchemaVersion, events.SchemaVersion))
 	}
-	s := &System{Config: cfg, NATSURL: cfg.NATSURL, log: log, failed: make(chan struct{})}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewRegistry()
+	}
+	s := &System{Config: cfg, NATSURL: cfg.NATSURL, Metrics: cfg.Metrics, log: log, failed: make(chan struct{})}
 	if s.Keys, err = cfg.signingKeys(names); err != nil {
 		return nil, err
 	}
@@ -125,13 +132,17 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey, keys: s.Keys}
+	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey, keys: s.Keys, metrics: cfg.Metrics}
 	for _, n := range names {
 		u, err := build(setupCtx, n, d, &s.Handles)
 		if err != nil {
 			return nil, fmt.Errorf("service %s: %w", n, err)
 		}
 		s.units = append(s.units, u)
+	}
+	watchConsumers(cfg.Metrics, s.JS, names...)
+	if s.Server != nil { // the embedded server's streams: this process is the deployment
+		metrics.Register(cfg.Metrics, metrics.NewStreams()).Watch(s.JS, topology.Names)
 	}
 	for _, u := range s.units {
 		if u.serve == nil {

@@ -11,9 +11,9 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 )
 
-// runUntilBanner runs `jetcheckout run` with env until its banner is out, stops it and
-// returns everything it wrote (logs and banner).
-func runUntilBanner(t *testing.T, env map[string]string) string {
+// runUntilBanner runs `jetcheckout run` with env until its banner is out, then whileUp,
+// stops it and returns everything it wrote (logs and banner).
+func runUntilBanner(t *testing.T, env map[string]string, whileUp ...func()) string {
 	t.Helper()
 	var stdout, stderr natstest.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
@@ -33,6 +33,9 @@ func runUntilBanner(t *testing.T, env map[string]string) string {
 			t.Fatalf("no banner: %s%s", stdout.String(), stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for _, f := range whileUp {
+		f()
 	}
 	cancel()
 	if c := <-code; c != 0 {

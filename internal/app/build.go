@@ -11,6 +11,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/deploy"
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -34,6 +36,7 @@ type deps struct {
 	stripeURL string
 	stripeKey string
 	keys      *events.Keys
+	metrics   prometheus.Registerer
 }
 
 // Handles are the running services, for the tests and the operator tools to read from.
@@ -61,7 +64,8 @@ func snapshots(name string) string {
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
 	if name == events.ServiceCoordinator {
-		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines, Retention: d.cfg.CheckoutRetention})
+		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines, Retention: d.cfg.CheckoutRetention,
+			Metrics: d.metrics})
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +73,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		r, err := c.Runner(d.js, func(rc *runner.Config) {
 			rc.MaxDeliver, rc.RetryBase, rc.AckWait, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.AckWait, d.cfg.Hooks[name]
 			rc.HandlerTimeout = d.cfg.HandlerTimeout
-			rc.Concurrency, rc.Keys = d.cfg.concurrency(name), d.keys
+			rc.Concurrency, rc.Keys, rc.Metrics = d.cfg.concurrency(name), d.keys, d.metrics
 		})
 		return &unit{name: name, runner: r}, err
 	}
@@ -87,7 +91,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
 		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery,
-		PinnedTTL: d.cfg.pinnedTTL(name)})
+		PinnedTTL: d.cfg.pinnedTTL(name), Metrics: d.metrics})
 	if err != nil {
 		closeDB()
 		return nil, err
@@ -185,7 +189,7 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 			return coordinator.StepActive(ctx, d.js, checkoutID, events.StepProcessPayment)
 		}
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow,
-			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked})
+			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked, Transport: metrics.NewStripeTransport(d.metrics, nil)})
 		h.Payments = s
 		return routesOf(s, err)
 	case events.ServiceOrders:
@@ -193,7 +197,8 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		h.Orders = s
 		return routesOf(s, err)
 	case events.ServiceNotifications:
-		cfg := notifications.Config{From: d.cfg.MailFrom, Transport: notifications.TransportOutbox, OutboxDir: d.cfg.Outbox()}
+		cfg := notifications.Config{From: d.cfg.MailFrom, Transport: notifications.TransportOutbox, OutboxDir: d.cfg.Outbox(),
+			WrapSender: measureSender(d.metrics)}
 		if d.cfg.SMTPAddr != "" {
 			cfg.Transport = notifications.TransportSMTP
 			cfg.SMTP = notifications.SMTPConfig{Addr: d.cfg.SMTPAddr, Username: d.cfg.SMTPUsername, Password: notifications.Secret(d.cfg.SMTPPassword)}

@@ -20,6 +20,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the binary's configuration, read from the environment (12-factor, so the
@@ -144,6 +145,9 @@ type Config struct {
 	// NATSWaiting hears why Start is still waiting for NATS at start (the health endpoint
 	// reports it).
 	NATSWaiting func(err error)
+	// Metrics is the process's registry, served on /metrics (metrics.go); nil: Start makes
+	// one of the system's own (System.Metrics).
+	Metrics *prometheus.Registry
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough

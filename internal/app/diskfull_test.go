@@ -55,7 +55,7 @@ func TestDiskFullRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(sys.Stop)
-	a, err := startAPI(context.Background(), cfg, log, sys.NC, sys.JS, sys.Keys, nil, sys.Ready)
+	a, err := startAPI(context.Background(), cfg, log, sys.NC, sys.JS, sys.Keys, nil, sys.Ready, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -96,9 +97,11 @@ func monitorHealth(ctx context.Context, monitorURL string) error {
 	return nil
 }
 
-// health is what HEALTH_ADDR serves; check is nil until there is something to check.
+// health is what HEALTH_ADDR serves: /healthz, and the process's metrics on /metrics when
+// set; check is nil until there is something to check.
 type health struct {
-	check atomic.Pointer[func(context.Context) error]
+	check   atomic.Pointer[func(context.Context) error]
+	metrics http.Handler
 }
 
 func (h *health) set(check func(context.Context) error) { h.check.Store(&check) }
@@ -109,6 +112,10 @@ func (h *health) waitingForNATS(err error) {
 }
 
 func (h *health) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == metrics.Path && h.metrics != nil {
+		h.metrics.ServeHTTP(w, r)
+		return
+	}
 	if r.URL.Path != HealthPath {
 		http.NotFound(w, r)
 		return

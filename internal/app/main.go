@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 )
 
@@ -98,7 +99,8 @@ func run(ctx context.Context, unhook func(), args []string, getenv func(string) 
 		return 2
 	}
 	log := cfg.LoggerTo(stdout)
-	h := &health{}
+	cfg.Metrics = metrics.NewRegistry()
+	h := &health{metrics: metrics.Handler(cfg.Metrics)}
 	if cfg.HealthAddr != "" {
 		if err := serveHealth(ctx, cfg.HealthAddr, h, log); err != nil {
 			log.Error("stopped", "err", err)
@@ -185,7 +187,8 @@ func serve(ctx context.Context, unhook func(), cfg Config, log *slog.Logger, h *
 	var api *api
 	var apiDone <-chan error
 	if banner { // `run`: the HTTP API too
-		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.Keys, sys.emulatorControl(), sys.Ready); err != nil {
+		watchConsumers(cfg.Metrics, sys.JS, APIName)
+		if api, err = startAPI(ctx, cfg, log, sys.NC, sys.JS, sys.Keys, sys.emulatorControl(), sys.Ready, metrics.Handler(cfg.Metrics)); err != nil {
 			sys.Stop()
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -31,6 +32,8 @@ func runSetup(ctx context.Context, cfg Config, log *slog.Logger, h *health, once
 	if err != nil {
 		return err
 	}
+	// The streams as the server has them, reported by the one setup role of a deployment.
+	metrics.Register(cfg.Metrics, metrics.NewStreams()).Watch(js, topology.Names)
 	watching := false // after the first pass, a change is news: someone else made it
 	opts := []topology.Option{topology.Replicas(cfg.Replicas), topology.Consumers(consumers(cfg, append(Services, APIName)...)...), topology.OnChange(func(name, how string) {
 		if watching {

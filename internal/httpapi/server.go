@@ -55,6 +55,9 @@ type Config struct {
 	// ReturnURLs is where a checkout may send its customer back to (RETURN_URL_ALLOW), as
 	// the catalog's validate_cart applies it: a request it would refuse is answered 422.
 	ReturnURLs events.ReturnURLRule
+	// Metrics, when set, answers GET /metrics (Prometheus): `jetcheckout run` serves its
+	// process's there. Nil: not on this address.
+	Metrics http.Handler
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.
@@ -126,6 +129,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
 	m.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 	m.HandleFunc("GET /healthz", s.healthz)
+	if s.cfg.Metrics != nil {
+		m.Handle("GET /metrics", s.cfg.Metrics)
+	}
 	s.ui.routes(m)
 	m.HandleFunc("/", s.handle(func(http.ResponseWriter, *http.Request) error {
 		return problem(http.StatusNotFound, "no such resource; the API is described at /openapi.yaml")

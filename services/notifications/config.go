@@ -28,6 +28,9 @@ type Config struct {
 	// holds its input and its bbolt transaction meanwhile, so keep it to seconds.
 	RetryFor     time.Duration // default 3s
 	RetryInitial time.Duration // first retry delay, default 100ms
+
+	// WrapSender, when set, wraps the transport (to measure each send, say).
+	WrapSender func(transport string, s Sender) Sender
 }
 
 // SMTPConfig reaches a mail server. STARTTLS is used whenever the server offers it;
@@ -107,8 +110,16 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// newSender builds the configured transport.
+// newSender builds the configured transport, wrapped when WrapSender says so.
 func (c Config) newSender() (Sender, error) {
+	s, err := c.transport()
+	if err != nil || c.WrapSender == nil {
+		return s, err
+	}
+	return c.WrapSender(c.Transport, s), nil
+}
+
+func (c Config) transport() (Sender, error) {
 	if c.Transport == TransportSMTP {
 		return &SMTP{cfg: c.SMTP}, nil
 	}

@@ -121,7 +121,7 @@ func (s *Service) sendFailureNotice(ctx context.Context, in events.Envelope) (ru
 	sent, err := s.sendOnce(ctx, noticesBucket, in, log, SentEmail{}, func() (Message, error) {
 		return renderFailure(in.CheckoutID, failed, s.from, s.dateOr(in.Time))
 	})
-	if refused(err) {
+	if Refused(err) {
 		return nil, runner.Permanent(fmt.Errorf("failure notice to %s refused: %w", failed.CustomerEmail, err))
 	}
 	if err != nil {
@@ -235,7 +235,7 @@ func (s *Service) send(ctx context.Context, checkoutID string, m Message) error 
 	), ctx)
 	attempt := func() error {
 		err := s.sender.Send(ctx, m)
-		if refused(err) {
+		if Refused(err) {
 			return backoff.Permanent(err)
 		}
 		return err

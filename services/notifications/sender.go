@@ -165,8 +165,8 @@ func (s *SMTP) deliver(c *smtp.Client, host string, m Message) error {
 	return nil
 }
 
-// refused reports an SMTP permanent failure (5xx): retrying at once will not help.
-func refused(err error) bool {
+// Refused reports an SMTP permanent failure (5xx): retrying at once will not help.
+func Refused(err error) bool {
 	var reply *textproto.Error
 	return errors.As(err, &reply) && reply.Code >= 500
 }

@@ -27,6 +27,9 @@ type Config struct {
 	// HTTPTimeout bounds each Stripe request; default 20s, under the runner's 30s HandlerTimeout
 	// so a slow answer fails its attempt, to be retried, before the runner gives up on it.
 	HTTPTimeout time.Duration
+	// Transport makes the HTTP requests to Stripe (nil: http.DefaultTransport); it may
+	// wrap another to measure them.
+	Transport http.RoundTripper
 	// MaxNetworkRetries is stripe-go's own retries of a request; default 0, because the
 	// runner redelivers the event and the same idempotency key makes that safe.
 	MaxNetworkRetries int64
@@ -116,7 +119,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // newStripeClient builds a client of its own (no stripe-go globals) for cfg.
 func newStripeClient(cfg Config, log *slog.Logger) *client.API {
 	bc := &stripe.BackendConfig{
-		HTTPClient:        &http.Client{Timeout: cfg.HTTPTimeout},
+		HTTPClient:        &http.Client{Timeout: cfg.HTTPTimeout, Transport: cfg.Transport},
 		MaxNetworkRetries: stripe.Int64(cfg.MaxNetworkRetries),
 		LeveledLogger:     stripeLog{log.With("component", "stripe-go")},
 	}

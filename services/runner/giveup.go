@@ -38,6 +38,7 @@ func (r *Runner) nak(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.L
 func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
 	attempts := int(meta.NumDelivered)
 	log.Error("still failing", "attempts", attempts, "err", err)
+	r.meters.of(msg.Subject()).stuck.Inc()
 	stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
 		Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
 	})
@@ -56,6 +57,7 @@ func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
 		return nil, nil, err
 	}
+	r.meters.gaveUp(step.Name, code)
 	return r.recordFailure(in, meta.Sequence.Stream, step.failure(code, reason, true))
 }
 
@@ -103,8 +105,11 @@ func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(events.HeaderDeadSequence, seq)
 	dl.Header.Set(events.HeaderDeadReason, truncate(reason, 1000))
 	dl.Header.Set(events.HeaderDeadAttempts, strconv.FormatUint(meta.NumDelivered, 10))
-	_, err := r.cfg.JS.PublishMsg(ctx, dl, jetstream.WithMsgID("dead:"+r.cfg.Name+":"+seq))
-	return err
+	if _, err := r.cfg.JS.PublishMsg(ctx, dl, jetstream.WithMsgID("dead:"+r.cfg.Name+":"+seq)); err != nil {
+		return err
+	}
+	r.meters.of(msg.Subject()).deadLetters.Inc()
+	return nil
 }
 
 // probeCheckoutID finds the checkout a rejected message names, if any.

@@ -48,6 +48,13 @@ func (h *holder) release(m *heldMsg) {
 	delete(h.msgs, m)
 }
 
+// count is how many messages are held.
+func (h *holder) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.msgs)
+}
+
 // stop ends every heartbeat: the messages still held are left to be redelivered after
 // AckWait. It may be called more than once.
 func (h *holder) stop() {
@@ -85,35 +92,42 @@ func (h *holder) beat() {
 // heldMsg is a message the holder keeps alive until it is answered.
 type heldMsg struct {
 	jetstream.Msg
-	h *holder
+	h      *holder
+	answer answer // set by the lane that answers it, read by that lane after (metrics.go)
 }
 
 func (m *heldMsg) Ack() error {
 	m.h.release(m)
+	m.answer = answerAck
 	return m.Msg.Ack()
 }
 
 func (m *heldMsg) DoubleAck(ctx context.Context) error {
 	m.h.release(m)
+	m.answer = answerAck
 	return m.Msg.DoubleAck(ctx)
 }
 
 func (m *heldMsg) Nak() error {
 	m.h.release(m)
+	m.answer = answerNak
 	return m.Msg.Nak()
 }
 
 func (m *heldMsg) NakWithDelay(delay time.Duration) error {
 	m.h.release(m)
+	m.answer = answerNak
 	return m.Msg.NakWithDelay(delay)
 }
 
 func (m *heldMsg) Term() error {
 	m.h.release(m)
+	m.answer = answerTerm
 	return m.Msg.Term()
 }
 
 func (m *heldMsg) TermWithReason(reason string) error {
 	m.h.release(m)
+	m.answer = answerTerm
 	return m.Msg.TermWithReason(reason)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -27,6 +28,7 @@ type lanes struct {
 	slots chan struct{}
 	excl  sync.Mutex // one exclusive at a time: two taking slots at once would wait on each other
 
+	busy    atomic.Int32 // lanes handling a message now
 	wg      sync.WaitGroup
 	closed  sync.Once
 	mu      sync.Mutex
@@ -53,6 +55,7 @@ func (r *Runner) startLanes(ctx context.Context, stop func()) *lanes {
 			}
 		})
 	}
+	r.meters.lanes.track(l, r.cfg.Name)
 	return l
 }
 
@@ -100,7 +103,12 @@ func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
 }
 
 func (l *lanes) handle(msg *heldMsg) {
-	if err := l.r.process(l.ctx, msg); err != nil {
+	l.busy.Add(1)
+	defer l.busy.Add(-1)
+	began := time.Now()
+	err := l.r.process(l.ctx, msg)
+	l.r.meters.delivered(msg, time.Since(began))
+	if err != nil {
 		l.held.stop() // a dead process sends no heartbeats
 		l.mu.Lock()
 		if l.crashed == nil {
@@ -120,6 +128,7 @@ func (l *lanes) close() error {
 		}
 		l.wg.Wait()
 		l.held.stop()
+		l.r.meters.lanes.untrack(l)
 	})
 	return l.err()
 }

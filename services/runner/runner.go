@@ -15,6 +15,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -154,6 +155,9 @@ type Config struct {
 	// WarmEvery is how often an instance that does not hold the pin replays its view up to
 	// the consumer's ack floor (default 2s).
 	WarmEvery time.Duration
+	// Metrics is where the runner counts what it does (metrics.go): the registry of its
+	// process, which the runners of one process share. Nil counts for nobody.
+	Metrics prometheus.Registerer
 	// Keys sign what the runner publishes with the key of the service it runs for (Name),
 	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
 	// signs nor verifies: for tests of one service alone. The processes always set it.
@@ -270,6 +274,7 @@ type Runner struct {
 	// (standby.go)
 	pin     pin
 	warming interruptible
+	meters  *meters
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -295,7 +300,8 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, ownDecoder: map[string]bool{}, log: cfg.Log.With("runner", cfg.Name)}
+	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, ownDecoder: map[string]bool{}, log: cfg.Log.With("runner", cfg.Name),
+		meters: newMeters(cfg.Metrics, cfg.Name, cfg.Routes)}
 	for _, rt := range cfg.Routes {
 		if rt.Decode != nil {
 			r.ownDecoder[string(rt.Subject)] = true
@@ -508,6 +514,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s did not finish within %s of its trigger after %d attempts", step.Name, step.deadline, attempts-1))
 	case isStep && step.expired(in, time.Now()):
+		r.meters.gaveUp(step.Name, events.CodeDeadlineExceeded)
 		outs, data, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
 			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), false))
 	default:
