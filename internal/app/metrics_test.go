@@ -244,6 +244,15 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 	if bytes.Contains(s.raw, []byte("co-m-")) {
 		t.Error("a checkout ID is in a label")
 	}
+	doc, err := os.ReadFile("../../docs/OPERATIONS.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range s.families {
+		if strings.HasPrefix(name, metrics.Namespace+"_") && !bytes.Contains(doc, []byte("| `"+name+"` |")) {
+			t.Errorf("docs/OPERATIONS.md does not list %s", name)
+		}
+	}
 	problems, err := promlint.New(bytes.NewReader(s.raw)).Lint()
 	if err != nil {
 		t.Fatal(err)
