@@ -106,6 +106,10 @@ func goldenPayload(t *testing.T, subject Subject) any {
 		return PickRequest{OrderID: "ord_1", OrderNumber: "JC-000001", Carrier: "demo-post", TrackingNumber: "TRK1", Items: items, ShipTo: q.ShippingAddress}
 	case "StepFailure":
 		return failure
+	case "Redrive":
+		return Redrive{By: "ops@example.com", Reason: "the carrier is back", Steps: []StepName{StepCreateLabel}, Attempt: 1}
+	case "RedriveOutcome":
+		return RedriveOutcome{Attempt: 1, Warnings: []StepFailure{failure}, NeedsAttention: true}
 	}
 	t.Fatalf("%s: no sample of payload type %s: add one", subject, typ.Name())
 	return nil
