@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,4 +234,54 @@ func eventIDs(w *natstest.Watcher, id string) []string {
 		out = append(out, strings.TrimPrefix(e.ID, id+":"))
 	}
 	return out
+}
+
+// TestARedrivenCheckoutRebuilds: every view rebuilt from a stream with a re-drive in it (a
+// label that failed, then was made, its pick queued) equals the live one, and the rebuild
+// publishes nothing.
+func TestARedrivenCheckoutRebuilds(t *testing.T) {
+	env := natstest.Start(t)
+	emu := startEmulator(t)
+	logs := newLogRecorder(testLogger().Handler())
+	log := slog.New(logs)
+	var carrierDown atomic.Bool
+	carrierDown.Store(true)
+	dirs := map[string]string{}
+	start := func(name string) *System {
+		t.Helper()
+		cfg := testConfig(dirs[name])
+		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey, cfg.MaxDeliver, cfg.RetryBase = env.URL, emu.URL, "sk_test_redrive", 2, 10*time.Millisecond
+		if name == events.ServiceShipping {
+			withMiddleware(name, while(&carrierDown, events.FulfilmentRequested, "co-rdr-label"))(&cfg)
+		}
+		return startProcess(t, cfg, log, name)
+	}
+	systems := map[string]*System{}
+	for _, name := range Services {
+		dirs[name] = t.TempDir()
+		systems[name] = start(name)
+	}
+	w := env.Watch(t, "checkout.>")
+	cart := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	publishCheckout(t, systems[events.ServiceCatalog], checkoutRequestFor("co-rdr-label", cart.ID, "pm_card_visa", "ada@example.com"))
+	if done := completedOf(t, w, "co-rdr-label"); !done.NeedsAttention {
+		t.Fatalf("co-rdr-label completed without attention: %+v", done)
+	}
+	carrierDown.Store(false)
+	if _, err := redrive(t, systems[events.ServiceCoordinator], "co-rdr-label", "ops", "the carrier is back"); err != nil {
+		t.Fatal(err)
+	}
+	if out := settledOf(t, w, "co-rdr-label", 1); out.NeedsAttention {
+		t.Fatalf("the re-drive left %+v", out)
+	}
+	for _, name := range Services {
+		(&natstest.Env{JS: env.JS}).WaitIdle(t, name)
+	}
+	published := len(w.All(""))
+	for _, name := range slices.Sorted(maps.Keys(events.Rebuildable)) {
+		rebuildView(t, name, dirs[name], systems, start, logs)
+	}
+	if n := len(w.All("")); n != published {
+		t.Errorf("%d events published while the views were rebuilt: %v", n-published, w.All("")[published:])
+	}
 }
