@@ -513,21 +513,6 @@ func (c *Coordinator) build(st *State, decisions []decision, cause events.Envelo
 		if err != nil {
 			return nil, err
 		}
-		if d.Type == events.FulfilmentRequested && events.WriteVersion() < events.SchemaVersion {
-			// Held at an older version: its readers take one go-ahead per step.
-			for _, typ := range c.rules.flow.TriggersAt(d.Type, events.WriteVersion()) {
-				e, err := events.New(st.CheckoutID, typ, payload)
-				if err != nil {
-					return nil, err
-				}
-				if d.Attempt > 0 {
-					e.ID = events.OutputID(e.ID, events.RedriveID(st.CheckoutID, d.Attempt))
-				}
-				e.CausationID, e.Time = cause.ID, now
-				outs = append(outs, e)
-			}
-			continue
-		}
 		e, err := events.New(st.CheckoutID, d.Type, payload)
 		if err != nil {
 			return nil, err

@@ -477,7 +477,7 @@ func (s *State) decide(r rules, now time.Time) []decision {
 		}
 	}
 	var fresh []decision
-	for _, d := range due {
+	for _, d := range heldBack(r.flow, due) {
 		if !slices.Contains(s.Decided, d.key()) {
 			s.Decided = append(s.Decided, d.key())
 			fresh = append(fresh, d)
@@ -496,6 +496,28 @@ func (s *State) decide(r rules, now time.Time) []decision {
 		}
 	}
 	return fresh
+}
+
+// heldBack turns decisions into what this process writes: at an older schema version (a
+// rolling upgrade's hold), a go-ahead that version does not have becomes the ones it has
+// (Flow.TriggersAt). They are recorded so, so that a redelivery publishes the same events,
+// whichever release or hold handles it.
+func heldBack(flow events.Flow, due []decision) []decision {
+	v := events.WriteVersion()
+	if v == events.SchemaVersion {
+		return due
+	}
+	var out []decision
+	for _, d := range due {
+		if events.ExistsAt(d.Type, v) {
+			out = append(out, d)
+			continue
+		}
+		for _, typ := range flow.TriggersAt(d.Type, v) {
+			out = append(out, decision{Type: typ, Step: d.Step, At: d.At, Attempt: d.Attempt})
+		}
+	}
+	return out
 }
 
 // setTimer reports whether at is a timer the checkout set: one it holds, or a step's own

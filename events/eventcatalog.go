@@ -139,7 +139,7 @@ func goAhead(docs []EventDoc, s Step) []EventDoc {
 	}
 	if s.LegacyTrigger != "" {
 		docs = append(docs, EventDoc{Subject: s.LegacyTrigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
-			Meaning: fmt.Sprintf("version 1's go-ahead of %s alone, in place of `%s`: still read, written only by a coordinator held at version 1", s.Name, s.Trigger),
+			Meaning: fmt.Sprintf("version 1's go-ahead of %s alone, in place of `%s`: still read; written by a coordinator held at version 1 (and again as recorded, for a checkout decided so)", s.Name, s.Trigger),
 			signer:  ServiceCoordinator})
 	}
 	return docs
