@@ -139,14 +139,13 @@ func (s *Streams) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	for _, name := range names {
-		var opts []jetstream.StreamInfoOpt
-		if name == events.StreamDeadLetter {
-			opts = append(opts, jetstream.WithSubjectFilter(events.DeadLetterSubjects))
-		}
-		stream, err := js.Stream(ctx, name)
+		stream, err := js.Stream(ctx, name) // reads its info
 		var info *jetstream.StreamInfo
-		if err == nil {
-			info, err = stream.Info(ctx, opts...)
+		switch {
+		case err == nil && name == events.StreamDeadLetter: // again, with its count per subject
+			info, err = stream.Info(ctx, jetstream.WithSubjectFilter(events.DeadLetterSubjects))
+		case err == nil:
+			info = stream.CachedInfo()
 		}
 		if err != nil {
 			s.errors.WithLabelValues(name).Inc()

@@ -38,9 +38,10 @@ func Handler(g prometheus.Gatherer) http.Handler {
 
 // Register registers c with reg and returns it, or the collector registered already with
 // the same metrics (a process that starts its services again, a test's restart), so the
-// counts go on. A nil reg registers nothing: c counts for nobody.
+// counts go on. A nil reg (or a nil *prometheus.Registry) registers nothing: c counts for
+// nobody.
 func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
+	if r, ok := reg.(*prometheus.Registry); reg == nil || ok && r == nil {
 		return c
 	}
 	err := reg.Register(c)
