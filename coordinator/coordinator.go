@@ -513,6 +513,18 @@ func (c *Coordinator) build(st *State, decisions []decision, cause events.Envelo
 		if err != nil {
 			return nil, err
 		}
+		if d.Type == events.FulfilmentRequested && events.WriteVersion() < events.SchemaVersion {
+			// Held at an older version: its readers take one go-ahead per step.
+			for _, typ := range c.rules.flow.TriggersAt(d.Type, events.WriteVersion()) {
+				e, err := events.New(st.CheckoutID, typ, payload)
+				if err != nil {
+					return nil, err
+				}
+				e.CausationID, e.Time = cause.ID, now
+				outs = append(outs, e)
+			}
+			continue
+		}
 		e, err := events.New(st.CheckoutID, d.Type, payload)
 		if err != nil {
 			return nil, err
@@ -545,7 +557,7 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 		f := st.Failure
 		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
 			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID, Products: f.Products}, nil
-	case events.ConfirmationRequested, events.LabelRequested:
+	case events.FulfilmentRequested, events.ConfirmationRequested, events.LabelRequested:
 		if st.Order == nil {
 			return nil, st.missing(d.Type, "an order")
 		}

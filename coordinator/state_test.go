@@ -92,13 +92,13 @@ func TestDecide(t *testing.T) {
 		want   []events.Subject
 		status Status
 	}{
-		{"happy path", happy, []events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
+		{"happy path", happy, []events.Subject{events.PaymentRequested, events.OrderRequested, events.FulfilmentRequested, events.Completed}, StatusCompleted},
 		{"fraud before inventory", []events.Subject{events.CartValidated, events.FraudCleared, events.InventoryReserved},
 			[]events.Subject{events.PaymentRequested}, StatusRunning},
 		{"one branch is not enough", []events.Subject{events.CartValidated, events.InventoryReserved},
 			nil, StatusRunning},
 		{"confirmation alone does not complete", append(slices.Clone(paid), events.ConfirmationSent, events.LabelCreated),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested}, StatusRunning},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.FulfilmentRequested}, StatusRunning},
 		{"an order created after the checkout gave up on it is cancelled, then refund, then release",
 			append(slices.Clone(paid[:4]), events.OrderFailed+uncertain, events.OrderCreated, events.OrderCancelled,
 				events.PaymentRefunded, events.InventoryReleased),
@@ -124,9 +124,9 @@ func TestDecide(t *testing.T) {
 		{"order fails: refund first, then release", append(slices.Clone(paid[:4]), events.OrderFailed, events.PaymentRefunded, events.InventoryReleased),
 			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.PaymentRefund, events.InventoryRelease, events.Failed}, StatusFailed},
 		{"confirmation fails: completed with a warning", append(slices.Clone(paid), events.ConfirmationFailed, events.LabelCreated, events.WarehouseNotified),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.FulfilmentRequested, events.Completed}, StatusCompleted},
 		{"label fails: completed, flagged, warehouse never asked", append(slices.Clone(paid), events.ConfirmationSent, events.LabelFailed),
-			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.ConfirmationRequested, events.LabelRequested, events.Completed}, StatusCompleted},
+			[]events.Subject{events.PaymentRequested, events.OrderRequested, events.FulfilmentRequested, events.Completed}, StatusCompleted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

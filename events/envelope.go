@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -39,7 +40,7 @@ type Schedule struct {
 // slot key of a checkout, if one waits there (a timer no longer needed, which would
 // otherwise fire and be handled for nothing).
 func CancelSchedule(checkoutID string, typ Subject, key string) Envelope {
-	return Envelope{ID: ID(checkoutID, typ) + ":cancel", Type: typ, CheckoutID: checkoutID, SchemaVersion: SchemaVersion,
+	return Envelope{ID: ID(checkoutID, typ) + ":cancel", Type: typ, CheckoutID: checkoutID, SchemaVersion: WriteVersion(),
 		Schedule: &Schedule{Key: key, Cancel: true}}
 }
 
@@ -51,8 +52,8 @@ func ID(checkoutID string, typ Subject) string {
 	return checkoutID + ":" + string(typ)
 }
 
-// New builds the envelope of an event of checkout checkoutID. The caller (the runner)
-// stamps causation and time.
+// New builds the envelope of an event of checkout checkoutID, at the version this process
+// writes (WriteVersion). The caller (the runner) stamps causation and time.
 func New(checkoutID string, typ Subject, payload any) (Envelope, error) {
 	raw, err := json.Marshal(payload)
 	if err != nil {
@@ -62,7 +63,7 @@ func New(checkoutID string, typ Subject, payload any) (Envelope, error) {
 		ID:            ID(checkoutID, typ),
 		Type:          typ,
 		CheckoutID:    checkoutID,
-		SchemaVersion: SchemaVersion,
+		SchemaVersion: WriteVersion(),
 		Payload:       raw,
 	}, nil
 }
@@ -78,8 +79,11 @@ func Must(checkoutID string, typ Subject, payload any) Envelope {
 }
 
 // Decode parses an envelope strictly: unknown fields, a missing ID, type or checkout ID,
-// an unknown schema version or a type that differs from the subject it came on are errors
-// wrapping ErrMalformed. Errors read "<subject>: malformed event: <why>".
+// a schema version older than OldestSchemaVersion or a type that differs from the subject it
+// came on are errors wrapping ErrMalformed; a version newer than SchemaVersion wraps
+// ErrNewerSchema. An event of an older version keeps its SchemaVersion (a copy of it is
+// written as it was) and comes out with its payload in the current shape. Errors read
+// "<subject>: malformed event: <why>".
 func Decode(subject string, data []byte) (Envelope, error) {
 	e, err := decode(subject, data)
 	if err != nil {
@@ -98,14 +102,25 @@ func decode(subject string, data []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: missing id", ErrMalformed)
 	case !ValidCheckoutID(e.CheckoutID):
 		return Envelope{}, fmt.Errorf("%w: checkout_id %q is not 1 to 64 letters, digits, '-' or '_'", ErrMalformed, e.CheckoutID)
-	case e.SchemaVersion != SchemaVersion:
-		return Envelope{}, fmt.Errorf("%w: schema_version %d, want %d", ErrMalformed, e.SchemaVersion, SchemaVersion)
+	case e.SchemaVersion > SchemaVersion:
+		return Envelope{}, fmt.Errorf("%w: schema_version %d, and this release reads %d to %d: upgrade it", ErrNewerSchema, e.SchemaVersion, OldestSchemaVersion, SchemaVersion)
+	case e.SchemaVersion < OldestSchemaVersion:
+		return Envelope{}, fmt.Errorf("%w: schema_version %d, and this release reads %d to %d", ErrMalformed, e.SchemaVersion, OldestSchemaVersion, SchemaVersion)
+	case !ExistsAt(e.Type, e.SchemaVersion):
+		return Envelope{}, fmt.Errorf("%w: %s is not an event of schema_version %d", ErrMalformed, e.Type, e.SchemaVersion)
 	case string(e.Type) != subject:
 		return Envelope{}, fmt.Errorf("%w: type %q published on subject %q", ErrMalformed, e.Type, subject)
 	case len(e.Payload) == 0:
 		return Envelope{}, fmt.Errorf("%w: missing payload", ErrMalformed)
 	case !e.derivedID():
 		return Envelope{}, fmt.Errorf("%w: id %q is not this event's: want %q, or that and a ':' suffix", ErrMalformed, e.ID, ID(e.CheckoutID, e.Type))
+	}
+	if e.SchemaVersion < SchemaVersion {
+		payload, err := upcast(e.Type, e.Payload, e.SchemaVersion)
+		if err != nil {
+			return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		e.Payload = payload
 	}
 	return e, nil
 }
@@ -119,8 +134,21 @@ func (e Envelope) derivedID() bool {
 	return e.ID == base || strings.HasPrefix(e.ID, base+":")
 }
 
-// Encode is the wire form of an envelope.
-func (e Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
+// Encode is the wire form of an envelope, its payload in the shape of its SchemaVersion (the
+// fields added after it dropped).
+func (e Envelope) Encode() ([]byte, error) {
+	if e.SchemaVersion >= OldestSchemaVersion && !ExistsAt(e.Type, e.SchemaVersion) {
+		return nil, fmt.Errorf("%s: no such event at schema_version %d (Flow.TriggersAt says what that version writes)", e.Type, e.SchemaVersion)
+	}
+	if e.SchemaVersion >= OldestSchemaVersion && e.SchemaVersion < SchemaVersion && len(e.Payload) > 0 {
+		payload, err := downcast(e.Type, e.Payload, e.SchemaVersion)
+		if err != nil {
+			return nil, err
+		}
+		e.Payload = payload
+	}
+	return json.Marshal(e)
+}
 
 // DecodePayload decodes the payload strictly into v and validates it when v has a
 // Validate method. Errors wrap ErrMalformed and read "<subject> payload: malformed event:
@@ -128,6 +156,11 @@ func (e Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
 func (e Envelope) DecodePayload(v any) error {
 	if err := strictUnmarshal(e.Payload, v); err != nil {
 		return payloadError(e.Type, err)
+	}
+	if e.SchemaVersion < SchemaVersion {
+		if late := fieldsAfter(reflect.ValueOf(v), e.SchemaVersion); len(late) > 0 {
+			return payloadError(e.Type, fmt.Errorf("%w: %s came after schema_version %d, which the event claims", ErrMalformed, strings.Join(late, ", "), e.SchemaVersion))
+		}
 	}
 	if val, ok := v.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {

@@ -46,6 +46,7 @@ var payloads = map[Subject]any{
 	Stuck:                 StuckWork{},
 	FailureNoticeSent:     EmailSent{},
 	OrderRequested:        Payment{},
+	FulfilmentRequested:   Order{},
 	ConfirmationRequested: Order{},
 	LabelRequested:        Order{},
 	OrderCancel:           Compensation{},
@@ -80,8 +81,7 @@ func (f Flow) Catalog() []EventDoc {
 	coordinated := f.Coordinated()
 	for _, s := range f.Steps {
 		if slices.ContainsFunc(coordinated, func(c Step) bool { return c.Name == s.Name }) {
-			docs = append(docs, EventDoc{Subject: s.Trigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
-				Meaning: fmt.Sprintf("%s may run: %s succeeded and the checkout is not failing", s.Name, joinNames(s.After))})
+			docs = goAhead(docs, s)
 		}
 		var next []string
 		for _, d := range f.Dependents(s.Name) {
@@ -118,6 +118,24 @@ func (f Flow) Catalog() []EventDoc {
 	for i := range docs {
 		docs[i].Payload = PayloadOf(docs[i].Subject)
 		docs[i].signer = signerOf(docs[i])
+	}
+	return docs
+}
+
+// goAhead adds the coordinator's trigger of step s to docs, or s to the doc of a trigger it
+// shares with an earlier step; and the step's legacy trigger.
+func goAhead(docs []EventDoc, s Step) []EventDoc {
+	if i := slices.IndexFunc(docs, func(d EventDoc) bool { return d.Subject == s.Trigger }); i >= 0 {
+		docs[i].Consumers = append(docs[i].Consumers, s.Service)
+		docs[i].Meaning += fmt.Sprintf("; %s may run", s.Name)
+	} else {
+		docs = append(docs, EventDoc{Subject: s.Trigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
+			Meaning: fmt.Sprintf("%s succeeded and the checkout is not failing: %s may run", joinNames(s.After), s.Name)})
+	}
+	if s.LegacyTrigger != "" {
+		docs = append(docs, EventDoc{Subject: s.LegacyTrigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
+			Meaning: fmt.Sprintf("version 1's go-ahead of %s alone, in place of `%s`: still read, written only by a coordinator held at version 1", s.Name, s.Trigger),
+			signer:  ServiceCoordinator})
 	}
 	return docs
 }

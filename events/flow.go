@@ -28,8 +28,12 @@ type Step struct {
 	// Trigger is the subject the step consumes. With no dependency it is Requested, with one
 	// it is that step's Done, and with several it is a join the coordinator publishes.
 	Trigger Subject
-	Done    Subject
-	Failed  Subject
+	// LegacyTrigger, when set, is the step's own trigger at schema version 1, before steps
+	// shared the coordinator's go-ahead: the step consumes it too, and a coordinator held at
+	// version 1 publishes it instead of Trigger (TriggersAt).
+	LegacyTrigger Subject
+	Done          Subject
+	Failed        Subject
 	// Compensate is the command that undoes the step once it succeeded, or may have ("" when
 	// there is nothing to undo); Compensated confirms it.
 	Compensate  Subject
@@ -71,10 +75,10 @@ type Flow struct {
 //	  [send_order_confirmation ‖ (create_shipping_label → notify_warehouse)] → completed
 //
 // The coordinator publishes the triggers of process_payment (a join), of create_order (no
-// order is created for a checkout that is failing) and of the steps after it (nothing is
-// shipped or confirmed for an order that was cancelled: an order created after its checkout
-// gave up on it is cancelled, the payment refunded). Once the order stands the checkout can
-// no longer fail: later steps complete it with a warning or flag it.
+// order is created for a checkout that is failing) and of the steps after it, one go-ahead
+// for both (nothing is shipped or confirmed for an order that was cancelled: an order created
+// after its checkout gave up on it is cancelled, the payment refunded). Once the order stands
+// the checkout can no longer fail: later steps complete it with a warning or flag it.
 var Checkout = Flow{Steps: []Step{
 	{Name: StepValidateCart, Service: ServiceCatalog, Trigger: Requested,
 		Done: CartValidated, Failed: CartFailed},
@@ -87,9 +91,9 @@ var Checkout = Flow{Steps: []Step{
 		Waiting: PaymentActionPending},
 	{Name: StepCreateOrder, Service: ServiceOrders, After: []StepName{StepProcessPayment}, Trigger: OrderRequested,
 		Done: OrderCreated, Failed: OrderFailed, Compensate: OrderCancel, Compensated: OrderCancelled},
-	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: ConfirmationRequested,
+	{Name: StepSendConfirmation, Service: ServiceNotifications, After: []StepName{StepCreateOrder}, Trigger: FulfilmentRequested, LegacyTrigger: ConfirmationRequested,
 		Done: ConfirmationSent, Failed: ConfirmationFailed, OnFailure: CompleteWithWarning, Deadline: 2 * time.Minute},
-	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: LabelRequested,
+	{Name: StepCreateLabel, Service: ServiceShipping, After: []StepName{StepCreateOrder}, Trigger: FulfilmentRequested, LegacyTrigger: LabelRequested,
 		Done: LabelCreated, Failed: LabelFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},
 	{Name: StepNotifyWarehouse, Service: ServiceShipping, After: []StepName{StepCreateLabel}, Trigger: LabelCreated,
 		Done: WarehouseNotified, Failed: WarehouseFailed, OnFailure: NeedsAttention, Deadline: 2 * time.Minute},
@@ -121,14 +125,31 @@ func (f Flow) Step(name StepName) (Step, bool) {
 	return f.Steps[i], true
 }
 
-// TriggeredBy returns the step a service runs when subject arrives, if any.
+// TriggeredBy returns the step a service runs when subject arrives, if any: its trigger, or
+// its legacy one.
 func (f Flow) TriggeredBy(service string, subject Subject) (Step, bool) {
 	for _, s := range f.Steps {
-		if s.Service == service && s.Trigger == subject {
+		if s.Service == service && (s.Trigger == subject || s.LegacyTrigger != "" && s.LegacyTrigger == subject) {
 			return s, true
 		}
 	}
 	return Step{}, false
+}
+
+// TriggersAt are the subjects a writer at schema version v publishes for the coordinator's
+// go-ahead trigger: trigger itself from the version that shares it, before that each step's
+// LegacyTrigger.
+func (f Flow) TriggersAt(trigger Subject, v int) []Subject {
+	if v >= subjectSince[trigger] {
+		return []Subject{trigger}
+	}
+	var out []Subject
+	for _, s := range f.Steps {
+		if s.Trigger == trigger && s.LegacyTrigger != "" {
+			out = append(out, s.LegacyTrigger)
+		}
+	}
+	return out
 }
 
 // Waits maps a step's Waiting subject to the step.

@@ -28,11 +28,16 @@ const (
 	OrderCreated   Subject = "checkout.order.created"
 	OrderFailed    Subject = "checkout.order.failed"
 
-	ConfirmationRequested Subject = "checkout.confirmation.requested" // published by the coordinator
+	// FulfilmentRequested is the coordinator's go-ahead for every step after the order: the
+	// order stands. Schema version 1 wrote one go-ahead per step instead, with the same
+	// payload: ConfirmationRequested and LabelRequested (Step.LegacyTrigger).
+	FulfilmentRequested Subject = "checkout.fulfilment.requested"
+
+	ConfirmationRequested Subject = "checkout.confirmation.requested" // version 1's go-ahead of the confirmation
 	ConfirmationSent      Subject = "checkout.confirmation.sent"
 	ConfirmationFailed    Subject = "checkout.confirmation.failed"
 
-	LabelRequested Subject = "checkout.shipping.requested" // published by the coordinator
+	LabelRequested Subject = "checkout.shipping.requested" // version 1's go-ahead of the label
 	LabelCreated   Subject = "checkout.shipping.labeled"
 	LabelFailed    Subject = "checkout.shipping.failed"
 
@@ -201,6 +206,3 @@ const (
 	FraudReviews Subject = "fraud.reviews"
 	FraudReview  Subject = "fraud.review"
 )
-
-// SchemaVersion is the envelope version this code writes and accepts.
-const SchemaVersion = 1

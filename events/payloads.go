@@ -173,8 +173,11 @@ type Quote struct {
 	Lines           []Line          `json:"lines"`
 	Subtotal        decimal.Decimal `json:"subtotal"`
 	Tax             decimal.Decimal `json:"tax"`
-	Shipping        decimal.Decimal `json:"shipping"`
-	Total           decimal.Decimal `json:"total"`
+	// TaxRate is the rate applied to the subtotal (0.19 for 19%), which an invoice must
+	// state; absent in a quote written before version 2, whose rate was not recorded.
+	TaxRate  *decimal.Decimal `json:"tax_rate,omitempty" since:"2"`
+	Shipping decimal.Decimal  `json:"shipping"`
+	Total    decimal.Decimal  `json:"total"`
 }
 
 // Validate checks what every consumer of a quote relies on.
@@ -205,6 +208,8 @@ func (q Quote) Validate() error {
 		return fmt.Errorf("quote subtotal %s is not the lines' %s", q.Subtotal, subtotal)
 	case q.Tax.IsNegative() || q.Shipping.IsNegative():
 		return fmt.Errorf("quote tax %s and shipping %s must not be negative", q.Tax, q.Shipping)
+	case q.TaxRate != nil && (q.TaxRate.IsNegative() || q.TaxRate.GreaterThanOrEqual(decimal.NewFromInt(1))):
+		return fmt.Errorf("quote tax_rate %s is not a rate from 0 to below 1", q.TaxRate)
 	case !q.Total.Equal(q.Subtotal.Add(q.Tax).Add(q.Shipping)):
 		return fmt.Errorf("quote total %s is not subtotal %s + tax %s + shipping %s", q.Total, q.Subtotal, q.Tax, q.Shipping)
 	}

@@ -76,6 +76,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 			return nil, fmt.Errorf("unknown service %q (services: %v)", n, Services)
 		}
 	}
+	if err := events.HoldWriteVersion(cfg.SchemaWriteVersion); err != nil {
+		return nil, err
+	}
+	if v := events.WriteVersion(); v != events.SchemaVersion {
+		log.Warn("writing events at an older schema version for a rolling upgrade: unset SCHEMA_WRITE_VERSION once every instance runs this release",
+			"writes", v, "reads", fmt.Sprintf("%d to %d", events.OldestSchemaVersion, events.SchemaVersion))
+	}
 	s := &System{Config: cfg, NATSURL: cfg.NATSURL, log: log, failed: make(chan struct{})}
 	if s.Keys, err = cfg.signingKeys(names); err != nil {
 		return nil, err

@@ -131,6 +131,11 @@ type Config struct {
 	// runner.DefaultPinnedTTL, at least 2s. The setup role makes the consumers with it, so it
 	// must be the same for the setup role and the services.
 	PinnedTTL time.Duration
+	// SchemaWriteVersion (SCHEMA_WRITE_VERSION) holds the events this process writes at an
+	// older version of the contract during a rolling upgrade, until every instance reads the
+	// new one (events.HoldWriteVersion); 0, the default, writes events.SchemaVersion. It is
+	// the process's: Start applies it to everything the process writes.
+	SchemaWriteVersion int
 	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
 	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
 	RunsRetention time.Duration
@@ -220,6 +225,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("RUNNER_CONCURRENCY %q: want 1 to 1024", v)
 		}
 		c.Concurrency = n
+	}
+	if v := getenv("SCHEMA_WRITE_VERSION"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < events.OldestSchemaVersion || n > events.SchemaVersion {
+			return c, fmt.Errorf("SCHEMA_WRITE_VERSION %q: this release writes event schema versions %d to %d (empty: %d)",
+				v, events.OldestSchemaVersion, events.SchemaVersion, events.SchemaVersion)
+		}
+		c.SchemaWriteVersion = n
 	}
 	if v := getenv("INVENTORY_MAX_HOLD_PER_CUSTOMER"); v != "" {
 		n, err := strconv.Atoi(v)

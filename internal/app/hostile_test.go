@@ -30,7 +30,7 @@ func consumedSubjects() []events.Subject {
 	subjects := []events.Subject{events.Requested, events.Deadline, events.Completed, events.Failed,
 		events.FraudReviewDecided, events.PaymentRecheck, events.InventoryExpire, events.InventoryExpired}
 	for _, s := range events.Checkout.Steps {
-		subjects = append(subjects, s.Trigger, s.Done, s.Failed, s.Compensate, s.Compensated, s.Waiting)
+		subjects = append(subjects, s.Trigger, s.LegacyTrigger, s.Done, s.Failed, s.Compensate, s.Compensated, s.Waiting)
 	}
 	subjects = slices.DeleteFunc(subjects, func(s events.Subject) bool { return s == "" })
 	slices.Sort(subjects)

@@ -195,7 +195,7 @@ func TestOrderFailsPermanently(t *testing.T) {
 // checkout completes flagged for attention, nothing is refunded, the input is dead-lettered.
 func TestShippingFailsFlagsTheCheckout(t *testing.T) {
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(3),
-		withMiddleware(events.ServiceShipping, failing(events.LabelRequested, errors.New("carrier API unavailable"))))
+		withMiddleware(events.ServiceShipping, failing(events.FulfilmentRequested, errors.New("carrier API unavailable"))))
 	before := stock(t, r.System, "mug-nats")
 	r.checkout(t, "co-noship", "pm_card_visa", events.CartItem{ProductID: "mug-nats", Quantity: 2})
 	done := r.completed(t, "co-noship")
@@ -214,7 +214,7 @@ func TestShippingFailsFlagsTheCheckout(t *testing.T) {
 		t.Error("the warehouse was asked to pick an order without a label")
 	}
 	r.stockIs(t, events.Stock{ProductID: "mug-nats", Available: before.Available - 2, Reserved: before.Reserved, Sold: before.Sold + 2})
-	deadLetter(t, r.env, events.ServiceShipping, string(events.LabelRequested))
+	deadLetter(t, r.env, events.ServiceShipping, string(events.FulfilmentRequested))
 }
 
 // The confirmation email cannot be sent (the SMTP server is down): the order stands and the

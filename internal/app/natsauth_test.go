@@ -529,7 +529,7 @@ func TestNATSPermissions(t *testing.T) {
 			return err == nil
 		}, "the server never fired the forged schedule onto %s", forged)
 		failedWith(t, watch, "co-forged-schedule", events.CodeAuthenticationAbandoned, events.StepProcessPayment)
-		for _, typ := range []events.Subject{events.OrderRequested, events.OrderCreated, events.LabelRequested, events.Completed} {
+		for _, typ := range []events.Subject{events.OrderRequested, events.OrderCreated, events.FulfilmentRequested, events.Completed} {
 			if n := watch.Count("co-forged-schedule", typ); n != 0 {
 				t.Errorf("%d %s after a forged capture", n, typ)
 			}

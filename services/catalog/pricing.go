@@ -50,6 +50,7 @@ type Totals struct {
 	Lines    []events.Line // the lines given, each with its Total
 	Subtotal decimal.Decimal
 	Tax      decimal.Decimal
+	TaxRate  decimal.Decimal // the rate Tax is of the subtotal
 	Shipping decimal.Decimal
 	Total    decimal.Decimal
 }
@@ -69,7 +70,7 @@ func Price(lines []events.Line, currency string, dest events.Address, rates Rate
 	if err != nil {
 		return Totals{}, err
 	}
-	t := Totals{Lines: make([]events.Line, len(lines))}
+	t := Totals{Lines: make([]events.Line, len(lines)), TaxRate: taxRate}
 	items := 0
 	for i, l := range lines {
 		l.Total = l.UnitPrice.Mul(decimal.NewFromInt(int64(l.Quantity)))

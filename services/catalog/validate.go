@@ -94,6 +94,7 @@ func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (e
 		Lines:           totals.Lines,
 		Subtotal:        totals.Subtotal,
 		Tax:             totals.Tax,
+		TaxRate:         &totals.TaxRate,
 		Shipping:        totals.Shipping,
 		Total:           totals.Total,
 	}, nil

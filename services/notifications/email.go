@@ -19,6 +19,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
+	"github.com/shopspring/decimal"
 )
 
 // confirmation is what both bodies of the email show, formatted for people.
@@ -53,7 +54,7 @@ func viewOf(o events.Order) confirmation {
 	}
 	v.Totals = []amountView{
 		{"Subtotal", money.Format(o.Subtotal, o.Currency)},
-		{"Tax", money.Format(o.Tax, o.Currency)},
+		{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)},
 		{"Shipping", money.Format(o.Shipping, o.Currency)},
 		{"Total", money.Format(o.Total, o.Currency)},
 	}
@@ -65,6 +66,15 @@ func viewOf(o events.Order) confirmation {
 	place = strings.TrimSpace(place + " " + clean(a.PostalCode))
 	v.ShipTo = nonEmpty(clean(a.Name), clean(a.Line1), clean(a.Line2), place, clean(a.Country))
 	return v
+}
+
+// taxLabel names the rate applied, as an invoice must, when the quote recorded it (quotes
+// written before schema version 2 did not).
+func taxLabel(rate *decimal.Decimal) string {
+	if rate == nil {
+		return "Tax"
+	}
+	return "Tax (" + rate.Shift(2).String() + "%)"
 }
 
 func (v confirmation) text() []byte {

@@ -244,3 +244,22 @@ func TestRenderAddressInEitherSpelling(t *testing.T) {
 		}
 	}
 }
+
+// A quote that recorded its tax rate (schema version 2) has the email state it, as an invoice
+// must; one written before it was recorded says "Tax" alone (TestRenderJPY).
+func TestRenderStatesTheTaxRate(t *testing.T) {
+	order := jpyOrder("co_rate")
+	rate := dec("0.08")
+	order.TaxRate = &rate
+	m, err := render("co_rate", order, defaultFrom(t), order.CreatedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parseEmail(t, m.Data)
+	if got := p.line(t, "Tax (8%):"); strings.Join(got, " ") != "¥288" {
+		t.Errorf("tax line: %q, want ¥288 after \"Tax (8%%):\"\n%s", got, p.text)
+	}
+	if !strings.Contains(p.html, "Tax (8%)") {
+		t.Errorf("html body lacks the rate:\n%s", p.html)
+	}
+}

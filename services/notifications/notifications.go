@@ -69,12 +69,16 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	return &Service{db: db, log: log, cfg: cfg, from: from, sender: sender, now: time.Now}, nil
 }
 
-// Routes binds send_order_confirmation to its trigger, and the failure notice to
-// checkout.failed.
+// Routes binds send_order_confirmation to its trigger (and to its trigger at schema version
+// 1, while events of it may be in flight), and the failure notice to checkout.failed.
 func (s *Service) Routes() []runner.Route {
+	confirm := func(trigger events.Subject) runner.Route {
+		return runner.Route{Subject: trigger, Call: s.sendConfirmation,
+			Outcomes: []events.Subject{events.ConfirmationSent}, Replay: replaySent(sentBucket)}
+	}
 	return []runner.Route{
-		{Subject: events.ConfirmationRequested, Call: s.sendConfirmation,
-			Outcomes: []events.Subject{events.ConfirmationSent}, Replay: replaySent(sentBucket)},
+		confirm(events.FulfilmentRequested),
+		confirm(events.ConfirmationRequested),
 		{Subject: events.Failed, Call: s.sendFailureNotice,
 			Outcomes: []events.Subject{events.FailureNoticeSent}, Replay: replayNotice},
 	}

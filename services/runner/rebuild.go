@@ -179,6 +179,9 @@ func (r *Runner) genuine(m *jetstream.RawStreamMsg) bool {
 func (r *Runner) replay(ctx context.Context, stream *outputIndex, m *jetstream.RawStreamMsg, floor uint64) error {
 	route := r.routes[m.Subject]
 	in, err := r.decodeRaw(route, m.Subject, m.Header, m.Data, m.Sequence, m.Time)
+	if errors.Is(err, events.ErrNewerSchema) {
+		return fmt.Errorf("replay at stream sequence %d: %w", m.Sequence, err) // a view without it would be wrong
+	}
 	if err != nil {
 		r.log.Info("replay: skipped a message live handling rejected", "subject", m.Subject, "stream_seq", m.Sequence, "err", err)
 		return nil
@@ -253,11 +256,15 @@ func (r *Runner) replayed(ctx context.Context, stream *outputIndex, route Route,
 	}, nil
 }
 
-// withScheduled appends the scheduled outputs to the recorded outcomes, with the time the
-// outcomes have: one Stamp gave every output of an event the same.
+// withScheduled appends the scheduled outputs to the recorded outcomes, with the time and
+// version the outcomes have: one Stamp gave every output of an event the same, one writer
+// wrote them.
 func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
 	outs := slices.Clone(recorded)
 	for _, e := range scheduled {
+		if len(recorded) > 0 {
+			e.SchemaVersion = recorded[0].SchemaVersion
+		}
 		if e.Time.IsZero() && len(recorded) > 0 {
 			e.Time = recorded[0].Time
 		}
@@ -320,6 +327,7 @@ func (r *Runner) givenUp(ctx context.Context, stream *outputIndex, in events.Env
 // queue) and scheduled ones (stored under their schedule's subject) are not looked up.
 func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in events.Envelope, seq, floor uint64, outs []events.Envelope) error {
 	var stamped time.Time
+	version := in.SchemaVersion
 	for i, out := range outs {
 		if out.Schedule != nil || !strings.HasPrefix(string(out.Type), "checkout.") {
 			continue
@@ -340,16 +348,21 @@ func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in event
 			log.Error("replay: the stream's copy of the output does not decode", "err", err)
 			continue
 		}
-		stamped = stored.Time
-		outs[i].Time = stored.Time
+		// As it was written: its time, and its version (before or after an upgrade).
+		stamped, version = stored.Time, stored.SchemaVersion
+		outs[i].Time, outs[i].SchemaVersion = stored.Time, stored.SchemaVersion
 		rebuilt := []events.Envelope{outs[i]}
 		Stamp(rebuilt, in)
 		if data, err := rebuilt[0].Encode(); err != nil || !bytes.Equal(data, m.Data) {
 			log.Error("replay: the rebuilt output differs from the stream's (not deterministic?)", "rebuilt", string(data), "stored", string(m.Data))
 		}
 	}
-	if !stamped.IsZero() {
-		for i := range outs {
+	for i := range outs {
+		// The outputs not looked up (scheduled, cancelled, on another stream) were written
+		// with the others, at the same time and version; with none found, at the version
+		// in force when the input was written.
+		outs[i].SchemaVersion = version
+		if !stamped.IsZero() {
 			outs[i].Time = stamped
 		}
 	}

@@ -472,6 +472,13 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	in, err := r.decode(msg, meta, route)
+	if errors.Is(err, events.ErrNewerSchema) {
+		// Written by an upgraded instance while this one is not (a writer not held back
+		// during a rolling upgrade): kept, and read once this instance is upgraded.
+		r.log.Error("an event this release cannot read yet: upgrade this instance", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "err", err)
+		r.nak(msg, meta, r.log, r.cfg.RetryMax, err)
+		return nil
+	}
 	if err != nil {
 		r.reject(ctx, msg, meta, "", err)
 		return nil

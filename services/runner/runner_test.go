@@ -763,3 +763,38 @@ func wantStopped(t *testing.T, done <-chan error) {
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 }
+
+// An event of a schema version newer than this release reads (an upgraded writer not held
+// back) is neither handled nor rejected: it stays in the consumer, delivered again at the
+// longest delay, for an upgraded instance to read. Nothing is dead-lettered for it.
+func TestKeepsAnEventOfANewerVersionForAnUpgradedInstance(t *testing.T) {
+	s := &step{}
+	h := newHarness(t, s, func(c *Config) { c.RetryMax = 20 * time.Millisecond })
+	h.run(t)
+	newer := events.Must("co-1", input, map[string]string{"note": "from the next release"})
+	newer.SchemaVersion = events.SchemaVersion + 1
+	data, err := newer.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.publishRaw(t, data, newer.ID)
+	natstest.Eventually(t, wait, func() bool {
+		cons, err := h.env.JS.Consumer(context.Background(), events.StreamCheckout, consumer)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumRedelivered > 0 && info.AckFloor.Stream < h.lastSeq
+	}, "the newer event was not delivered again, or was acked")
+	s.wantCalls(t, 0)
+	if n := h.watch.Count("co-1", events.Rejected); n != 0 {
+		t.Errorf("%d rejections of an event of a newer version", n)
+	}
+	stream, err := h.env.JS.Stream(context.Background(), events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(context.Background()); err != nil || info.State.Msgs != 0 {
+		t.Errorf("dead letters: %+v (%v), want none", info.State, err)
+	}
+}

@@ -69,9 +69,11 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	return &Service{db: db, log: log, cfg: cfg}, nil
 }
 
-// Routes binds both steps; they share the service's runner and bbolt file.
+// Routes binds both steps; they share the service's runner and bbolt file. The label's
+// trigger at schema version 1 is read too, while events of it may be in flight.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
+		{Subject: events.FulfilmentRequested, Handle: s.createLabel},
 		{Subject: events.LabelRequested, Handle: s.createLabel},
 		{Subject: events.LabelCreated, Handle: s.notifyWarehouse},
 	}

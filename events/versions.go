@@ -1,0 +1,198 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// The event contract's versions. An envelope's schema_version says which shape its payload
+// has. Readers accept OldestSchemaVersion to SchemaVersion and see every event in the current
+// shape (Decode upcasts); writers write SchemaVersion unless held back at an older one during
+// a rolling upgrade (HoldWriteVersion), so that instances not yet upgraded can read them.
+// ARCHITECTURE.md, "Changing the event contract", has the rules.
+const (
+	// SchemaVersion is the version this code writes and reads natively. Version 2: a quote
+	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
+	// share one go-ahead (FulfilmentRequested).
+	SchemaVersion = 2
+	// OldestSchemaVersion is the oldest version readers accept: events of the previous
+	// release, in flight or waiting on a schedule, complete under this one.
+	OldestSchemaVersion = 1
+)
+
+// subjectSince is the version each subject came in, when after the first: a writer held at
+// an older version does not write it (Flow.TriggersAt), and an event claiming an older
+// version on it is malformed.
+var subjectSince = map[Subject]int{FulfilmentRequested: 2}
+
+// ExistsAt reports whether version v of the contract has subject.
+func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }
+
+// ErrNewerSchema marks an event of a version newer than this code reads: written by an
+// upgraded instance while this one is not. It is not malformed: retried, it is read once
+// this instance is upgraded, so it is never dead-lettered for it.
+var ErrNewerSchema = errors.New("event of a newer schema version")
+
+// writeVersion is the version this process writes; 0 is SchemaVersion.
+var writeVersion atomic.Int32
+
+// HoldWriteVersion makes this process write events at version v (OldestSchemaVersion to
+// SchemaVersion) instead of SchemaVersion: during a rolling upgrade, until every instance
+// reads the new version. 0 is SchemaVersion.
+func HoldWriteVersion(v int) error {
+	if v != 0 && (v < OldestSchemaVersion || v > SchemaVersion) {
+		return fmt.Errorf("schema write version %d: this release writes %d to %d", v, OldestSchemaVersion, SchemaVersion)
+	}
+	writeVersion.Store(int32(v))
+	return nil
+}
+
+// WriteVersion is the version this process writes.
+func WriteVersion() int {
+	if v := int(writeVersion.Load()); v != 0 {
+		return v
+	}
+	return SchemaVersion
+}
+
+// upcasters turn a payload of version v into version v+1, by subject. A version step whose
+// new fields are optional needs none for them: absent is what the older writer meant.
+// Version 1 to 2: Quote.TaxRate is not derivable from a version 1 quote (the rate in force
+// then is not recorded anywhere), so it stays absent ("not recorded").
+var upcasters = map[int]func(Subject, json.RawMessage) (json.RawMessage, error){}
+
+// upcast brings a payload written at version from to SchemaVersion.
+func upcast(typ Subject, payload json.RawMessage, from int) (json.RawMessage, error) {
+	for v := from; v < SchemaVersion; v++ {
+		if up := upcasters[v]; up != nil {
+			var err error
+			if payload, err = up(typ, payload); err != nil {
+				return nil, fmt.Errorf("upcast from version %d: %w", v, err)
+			}
+		}
+	}
+	return payload, nil
+}
+
+// downcast writes a current payload in the shape of version v: every field added after v
+// (tagged `since:"N"`, N > v, and omitempty) is cleared, which drops it from the JSON. A
+// payload whose type the catalog does not know, or that is not of its type, is written as
+// it is.
+func downcast(typ Subject, payload json.RawMessage, v int) (json.RawMessage, error) {
+	proto, ok := payloadType(typ)
+	if !ok || !hasFieldsSince(proto, v) {
+		return payload, nil
+	}
+	ptr := reflect.New(proto)
+	if json.Unmarshal(payload, ptr.Interface()) != nil {
+		// Not a payload of its type (a copy of a garbled input): nothing of ours to
+		// reshape, and whoever reads it refuses it.
+		return payload, nil
+	}
+	clearSince(ptr.Elem(), v)
+	return json.Marshal(ptr.Interface())
+}
+
+// payloadType is the Go type of a subject's payload.
+func payloadType(typ Subject) (reflect.Type, bool) {
+	if p, ok := payloads[typ]; ok {
+		return reflect.TypeOf(p), true
+	}
+	if PayloadOf(typ) == "StepFailure" {
+		return reflect.TypeFor[StepFailure](), true
+	}
+	return nil, false
+}
+
+// sinceOf is the version a struct field was added in (its `since` tag), 0 when it was always
+// there.
+func sinceOf(f reflect.StructField) int {
+	v, _ := strconv.Atoi(f.Tag.Get("since"))
+	return v
+}
+
+// hasFieldsSince reports whether t holds, at any depth, a field added after version v.
+func hasFieldsSince(t reflect.Type, v int) bool {
+	found := false
+	walkFields(t, map[reflect.Type]bool{}, func(f reflect.StructField) {
+		if sinceOf(f) > v {
+			found = true
+		}
+	})
+	return found
+}
+
+func walkFields(t reflect.Type, seen map[reflect.Type]bool, fn func(reflect.StructField)) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return
+	}
+	seen[t] = true
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		fn(f)
+		walkFields(f.Type, seen, fn)
+	}
+}
+
+// clearSince zeroes every field of v, at any depth, added after version ver.
+func clearSince(v reflect.Value, ver int) {
+	visitSince(v, ver, func(_ reflect.StructField, field reflect.Value) { field.SetZero() })
+}
+
+// fieldsAfter names the fields of v, at any depth, that are set although they were added
+// after version ver: an event claiming an older version while carrying them is forged or
+// garbled.
+func fieldsAfter(v reflect.Value, ver int) []string {
+	var out []string
+	visitSince(v, ver, func(f reflect.StructField, field reflect.Value) {
+		if !field.IsZero() {
+			out = append(out, jsonName(f))
+		}
+	})
+	return out
+}
+
+// visitSince calls fn with every field of v, at any depth, added after version ver.
+func visitSince(v reflect.Value, ver int, fn func(reflect.StructField, reflect.Value)) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			visitSince(v.Elem(), ver, fn)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			visitSince(v.Index(i), ver, fn)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			switch {
+			case !f.IsExported():
+			case sinceOf(f) > ver:
+				fn(f, v.Field(i))
+			default:
+				visitSince(v.Field(i), ver, fn)
+			}
+		}
+	}
+}
+
+func jsonName(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+	if name == "" {
+		return f.Name
+	}
+	return name
+}
