@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
 )
 
 // TestChaos is `make chaos` and `make chaos-short`. Settings from the environment:
@@ -55,7 +57,7 @@ func TestChaosCluster(t *testing.T) {
 // release's image, UPGRADE_FROM_IMAGE, takes the chaos load without faults, and while it runs
 // every container of the jetcheckout image is replaced with JETCHECKOUT_IMAGE (the current
 // build) one at a time: first with the writers held at UPGRADE_HOLD (SCHEMA_WRITE_VERSION;
-// default 1, the version the previous release reads; empty: no hold), then with the hold
+// default events.OldestSchemaVersion, the previous release's; empty: no hold), then with the hold
 // lifted. Reconciled as TestChaosCluster, with no dead letter allowed. CHAOS_CHECKOUTS
 // (200), CHAOS_CONCURRENCY, CHAOS_SEED and CHAOS_DIR as for TestChaos. Ctrl-C tears the
 // project down.
@@ -71,7 +73,7 @@ func TestUpgradeCluster(t *testing.T) {
 	}
 	hold, ok := os.LookupEnv("UPGRADE_HOLD")
 	if !ok {
-		hold = "1"
+		hold = strconv.Itoa(events.OldestSchemaVersion)
 	}
 	project := os.Getenv("CHAOS_PROJECT")
 	if project == "" {
@@ -83,8 +85,8 @@ func TestUpgradeCluster(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := RunUpgrade(ctx, opts, ClusterOptions{Compose: compose, Project: project}, UpgradeOptions{From: from, To: to, Hold: hold})
-	for _, d := range res.DeadLetters {
-		t.Errorf("dead letter: %s", d)
+	for _, d := range res.GivenUp {
+		t.Errorf("dead letters: %s", d)
 	}
 	if res.Versions != "" {
 		t.Log(res.Versions)

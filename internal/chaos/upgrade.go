@@ -39,9 +39,9 @@ type Replacement struct {
 type UpgradeResult struct {
 	Result
 	Replacements []Replacement
-	// DeadLetters is every message in DEADLETTER: the service that gave it up, the event,
-	// and the reason.
-	DeadLetters []string
+	// GivenUp is every message in DEADLETTER, grouped by the service that gave it up and the
+	// reason: one line each, with how many and their stream sequences.
+	GivenUp []string
 	// Versions counts the CHECKOUT stream's events by schema version, written while the
 	// writers were held and after the hold was lifted.
 	Versions string
@@ -81,7 +81,7 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	co.Image = uo.From
 	c := newCluster(o, co)
 	defer func() {
-		c.teardown(err != nil || len(res.Violations) > 0 || len(res.DeadLetters) > 0)
+		c.teardown(err != nil || len(res.Violations) > 0 || len(res.GivenUp) > 0)
 	}()
 	if err := c.start(ctx, co, initial); err != nil {
 		return res, err
@@ -113,12 +113,20 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	if err != nil {
 		return res, err
 	}
-	if res.DeadLetters, err = deadLetters(ctx, js); err != nil {
-		return res, fmt.Errorf("read dead letters: %w", err)
-	}
+	// Reads, made again if a stream is electing a leader (a NATS node restarted a moment ago).
 	var broken []string
-	if res.Versions, broken, err = r.versions(ctx, js); err != nil {
-		return res, fmt.Errorf("read schema versions: %w", err)
+	for attempt := 1; ; attempt++ {
+		if res.GivenUp, err = deadLetters(ctx, js); err == nil {
+			res.Versions, broken, err = r.versions(ctx, js)
+		}
+		if err == nil || attempt == 5 || ctx.Err() != nil {
+			break
+		}
+		o.Log("reading the dead letters and schema versions (attempt %d): %v; again in 5 s", attempt, err)
+		time.Sleep(5 * time.Second)
+	}
+	if err != nil {
+		return res, fmt.Errorf("read the dead letters and schema versions: %w", err)
 	}
 	res.Violations = append(res.Violations, broken...)
 	return res, nil
@@ -130,8 +138,8 @@ func holdVersion(s string) (int, error) {
 		return 0, nil
 	}
 	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 || v > events.SchemaVersion {
-		return 0, fmt.Errorf("upgrade: hold version %q: want 1 to %d, or empty for none", s, events.SchemaVersion)
+	if err != nil || v < events.OldestSchemaVersion || v > events.SchemaVersion {
+		return 0, fmt.Errorf("upgrade: hold version %q: want %d to %d, or empty for none", s, events.OldestSchemaVersion, events.SchemaVersion)
 	}
 	return v, nil
 }
@@ -342,15 +350,35 @@ func countVersions(by map[int]int) string {
 	return strings.Join(out, " ")
 }
 
-// deadLetters lists every message in DEADLETTER with the consumer that gave it up, the
-// event's subject and sequence, and the reason (its headers).
+// deadLetters reads every message in DEADLETTER and groups them by the service that gave
+// them up and the reason (their headers; a reason starts with the event's subject).
 func deadLetters(ctx context.Context, js jetstream.JetStream) ([]string, error) {
-	var out []string
+	type group struct {
+		n    int
+		seqs []string // the first few stream sequences of the events given up
+	}
+	groups := map[string]*group{}
 	err := eachStored(ctx, js, events.StreamDeadLetter, func(m *jetstream.RawStreamMsg) error {
-		out = append(out, fmt.Sprintf("%s: %s #%s after %s deliveries: %s", m.Subject, m.Header.Get(events.HeaderDeadSubject),
-			m.Header.Get(events.HeaderDeadSequence), m.Header.Get(events.HeaderDeadAttempts), m.Header.Get(events.HeaderDeadReason)))
+		key := strings.TrimPrefix(m.Subject, "deadletter.") + " gave up " + m.Header.Get(events.HeaderDeadReason)
+		g := groups[key]
+		if g == nil {
+			g = &group{}
+			groups[key] = g
+		}
+		if g.n++; len(g.seqs) < 5 {
+			g.seqs = append(g.seqs, "#"+m.Header.Get(events.HeaderDeadSequence))
+		}
 		return nil
 	})
+	var out []string
+	for _, key := range slices.Sorted(maps.Keys(groups)) {
+		g := groups[key]
+		more := ""
+		if g.n > len(g.seqs) {
+			more = " ..."
+		}
+		out = append(out, fmt.Sprintf("%d× %s (stream %s%s)", g.n, key, strings.Join(g.seqs, " "), more))
+	}
 	return out, err
 }
 

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/nats-io/nats.go"
 )
 
 // The pacer cuts 10 checkouts into 5 shares over 4 upgrade steps: a share starts only once
@@ -116,5 +119,53 @@ func TestVersionsFindAnEventWrittenPastTheHold(t *testing.T) {
 	if len(broken) != 1 || !strings.Contains(broken[0], "1 events written at a version newer than the hold (1)") ||
 		!strings.Contains(broken[0], string(events.CartValidated)+" #3") {
 		t.Errorf("violations %q, want the one event at version 2 while held, stream sequence 3", broken)
+	}
+}
+
+// A hold lifted under which nothing was written at the current version: round 2 did not take.
+func TestVersionsFindAHoldNeverLifted(t *testing.T) {
+	if events.SchemaVersion == events.OldestSchemaVersion {
+		t.Skip("one schema version: nothing to hold")
+	}
+	env := natstest.Start(t)
+	r := &rolling{hold: events.OldestSchemaVersion, lifted: time.Now()}
+	time.Sleep(20 * time.Millisecond)
+	env.PublishRaw(t, string(events.CartValidated), fmt.Appendf(nil,
+		`{"id":"c1","type":"checkout.cart.validated","checkout_id":"c1","schema_version":%d,"payload":{}}`, events.OldestSchemaVersion), "")
+	_, broken, err := r.versions(context.Background(), env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("no event was written at version %d after it", events.SchemaVersion); len(broken) != 1 || !strings.Contains(broken[0], want) {
+		t.Errorf("violations %q, want %q", broken, want)
+	}
+}
+
+// Dead letters are listed by the service that gave them up and the reason, with how many.
+func TestDeadLettersGroupedByServiceAndReason(t *testing.T) {
+	env := natstest.Start(t)
+	for i, dl := range []struct{ service, reason string }{
+		{"inventory", "checkout.cart.validated: malformed event: schema_version 2, want 1"},
+		{"fraud", "checkout.cart.validated: malformed event: schema_version 2, want 1"},
+		{"inventory", "checkout.cart.validated: malformed event: schema_version 2, want 1"},
+	} {
+		m := nats.NewMsg(events.DeadLetterSubject(dl.service))
+		m.Data = []byte(`{}`)
+		m.Header.Set(events.HeaderDeadReason, dl.reason)
+		m.Header.Set(events.HeaderDeadSequence, strconv.Itoa(10+i))
+		if _, err := env.JS.PublishMsg(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := deadLetters(context.Background(), env.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"1× fraud gave up checkout.cart.validated: malformed event: schema_version 2, want 1 (stream #11)",
+		"2× inventory gave up checkout.cart.validated: malformed event: schema_version 2, want 1 (stream #10 #12)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("dead letters\n%q\nwant\n%q", got, want)
 	}
 }
