@@ -44,7 +44,7 @@ const imageUID = 10001
 type cluster struct {
 	root, dir  string
 	compose    []string          // the command and its arguments up to the subcommand
-	env        []string          // the host ports, fixed for the run: a restarted container keeps its own; the image
+	env        []string          // the image it starts on, and the host ports, fixed for the run: a restarted container keeps its own
 	image      string            // JETCHECKOUT_IMAGE the cluster starts on (empty: the environment's)
 	ports      map[string]int    // compose service → its published port
 	containers map[string]string // compose service → container ID
