@@ -75,9 +75,9 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
-// compensation confirmation, its own deadlines and reservation expiries.
+// compensation confirmation, its own deadlines and re-drives, and reservation expiries.
 func (c *Coordinator) Subjects() []events.Subject {
-	out := []events.Subject{events.Requested, events.Deadline, events.InventoryExpired}
+	out := []events.Subject{events.Requested, events.Deadline, events.InventoryExpired, events.RedriveRequested}
 	for _, s := range c.rules.flow.Steps {
 		out = append(out, s.Done, s.Failed)
 		for _, extra := range []events.Subject{s.Compensated, s.Waiting} {
@@ -513,21 +513,12 @@ func (c *Coordinator) build(st *State, decisions []decision, cause events.Envelo
 		if err != nil {
 			return nil, err
 		}
-		if d.Type == events.FulfilmentRequested && events.WriteVersion() < events.SchemaVersion {
-			// Held at an older version: its readers take one go-ahead per step.
-			for _, typ := range c.rules.flow.TriggersAt(d.Type, events.WriteVersion()) {
-				e, err := events.New(st.CheckoutID, typ, payload)
-				if err != nil {
-					return nil, err
-				}
-				e.CausationID, e.Time = cause.ID, now
-				outs = append(outs, e)
-			}
-			continue
-		}
 		e, err := events.New(st.CheckoutID, d.Type, payload)
 		if err != nil {
 			return nil, err
+		}
+		if d.Attempt > 0 {
+			e.ID = events.OutputID(e.ID, events.RedriveID(st.CheckoutID, d.Attempt)) // the re-drive's: the step runs again
 		}
 		if d.Type == events.Deadline {
 			// One schedule slot per deadline: a republished older one must not replace a
@@ -557,6 +548,8 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 		f := st.Failure
 		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
 			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID, Products: f.Products}, nil
+	case events.RedriveSettled:
+		return events.RedriveOutcome{Attempt: d.Attempt, Warnings: st.Warnings, NeedsAttention: st.NeedsAttention}, nil
 	case events.FulfilmentRequested, events.ConfirmationRequested, events.LabelRequested:
 		if st.Order == nil {
 			return nil, st.missing(d.Type, "an order")

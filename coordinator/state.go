@@ -51,13 +51,19 @@ type decision struct {
 	Type events.Subject  `json:"type"`
 	Step events.StepName `json:"step,omitempty"`
 	At   time.Time       `json:"at,omitzero"`
+	// Attempt is the re-drive the decision belongs to (0: none).
+	Attempt int `json:"attempt,omitempty"`
 }
 
 func (d decision) key() string {
-	if d.At.IsZero() {
-		return string(d.Type)
+	key := string(d.Type)
+	if !d.At.IsZero() {
+		key = fmt.Sprintf("%s/%s/%d", d.Type, d.Step, d.At.UnixMilli())
 	}
-	return fmt.Sprintf("%s/%s/%d", d.Type, d.Step, d.At.UnixMilli())
+	if d.Attempt > 0 {
+		key += fmt.Sprintf("/redrive-%d", d.Attempt)
+	}
+	return key
 }
 
 // applied records an event the state has absorbed: the stream sequence it came with and
@@ -84,7 +90,11 @@ type State struct {
 	Warnings        []events.StepFailure           `json:"warnings,omitempty"` // failures that do not
 	NeedsAttention  bool                           `json:"needs_attention,omitempty"`
 	Compensated     []events.StepName              `json:"compensated,omitempty"`
-	Decided         []string                       `json:"decided,omitempty"` // keys of every decision published
+	// Redrives counts the checkout's re-drives; RedriveSteps are the failed steps the latest
+	// one runs again.
+	Redrives     int               `json:"redrives,omitempty"`
+	RedriveSteps []events.StepName `json:"redrive_steps,omitempty"`
+	Decided      []string          `json:"decided,omitempty"` // keys of every decision published
 	// Timers are the deadline schedules the server holds for the checkout, by when they fire:
 	// normally one, at the earliest deadline of its running steps when it was scheduled.
 	Timers    []time.Time        `json:"timers,omitempty"`
@@ -140,6 +150,8 @@ func (s *State) apply(r rules, in events.Envelope) error {
 		return s.applyDeadline(r, in)
 	case events.InventoryExpired:
 		return s.applyExpiry(in)
+	case events.RedriveRequested:
+		return s.applyRedrive(r, in)
 	}
 	if step, ok := r.flow.Compensation(in.Type); ok {
 		return s.applyCompensated(step, in)
@@ -169,6 +181,8 @@ func (s *State) applyDone(r rules, step events.Step, in events.Envelope) error {
 	case st == nil || st.active():
 	case st.Status == StepFailed && st.Failure != nil && st.Failure.Uncertain:
 		// Given up on, and it succeeded after all: it is undone like any succeeded step.
+	case st.Status == StepDone && events.RedriveSuffix(in.ID) != "":
+		return nil // a re-drive ran the step again, and it had succeeded: nothing changes
 	default:
 		return fmt.Errorf("%w: step %s already reported %s (event %s)", events.ErrMalformed, step.Name, st.Status, st.EventID)
 	}
@@ -195,6 +209,8 @@ func (s *State) applyDone(r rules, step events.Step, in events.Envelope) error {
 func (s *State) fail(step events.Step, eventID string, at time.Time, f events.StepFailure) error {
 	st := s.Steps[step.Name]
 	switch {
+	case st != nil && st.Status == StepDone && events.RedriveSuffix(eventID) != "":
+		return nil // a re-drive ran the step again, and it had succeeded: it stands
 	case st != nil && st.Status == StepDone:
 		return fmt.Errorf("%w: step %s already succeeded (event %s)", events.ErrMalformed, step.Name, st.EventID)
 	case st != nil && !st.active():
@@ -251,7 +267,7 @@ func (s *State) applyDeadline(r rules, in events.Envelope) error {
 	if _, ok := r.flow.Step(d.Step); !ok {
 		return fmt.Errorf("%w: deadline of unknown step %q", events.ErrMalformed, d.Step)
 	}
-	if s.terminal() {
+	if s.terminal() && !s.redriving() {
 		return nil // ended: nothing fails by it
 	}
 	if !s.setTimer(d.Deadline) {
@@ -271,6 +287,88 @@ func (s *State) applyDeadline(r rules, in events.Envelope) error {
 		}
 	}
 	return nil
+}
+
+// applyRedrive: an operator runs again the steps that failed after the order stood. Their
+// warnings go until they fail again; their go-ahead is published again (decide).
+func (s *State) applyRedrive(r rules, in events.Envelope) error {
+	var rd events.Redrive
+	if err := in.DecodePayload(&rd); err != nil {
+		return err
+	}
+	if s.Status != StatusCompleted || rd.Attempt != s.Redrives+1 || s.redriving() {
+		return fmt.Errorf("%w: re-drive %d of checkout %s, which is %s after %d re-drives", events.ErrMalformed, rd.Attempt, s.CheckoutID, s.Status, s.Redrives)
+	}
+	for _, name := range rd.Steps {
+		if step, ok := r.flow.Step(name); !ok || !redrivable(step, s.Steps[name]) {
+			return fmt.Errorf("%w: step %s of checkout %s cannot be re-driven", events.ErrMalformed, name, s.CheckoutID)
+		}
+	}
+	s.Redrives, s.RedriveSteps = rd.Attempt, rd.Steps
+	s.Warnings = slices.DeleteFunc(s.Warnings, func(w events.StepFailure) bool { return slices.Contains(rd.Steps, w.Step) })
+	for _, name := range rd.Steps {
+		step, _ := r.flow.Step(name)
+		s.Steps[name] = &StepState{Status: StepRunning, StartedAt: in.Time, Deadline: in.Time.Add(r.deadline(step) + r.grace), EventID: in.ID}
+	}
+	return nil
+}
+
+// Redrivable are a completed checkout's steps a re-drive runs again: those that failed
+// without failing the checkout (after its order).
+func (s *State) Redrivable(flow events.Flow) []events.StepName {
+	var out []events.StepName
+	for _, step := range flow.Steps {
+		if redrivable(step, s.Steps[step.Name]) {
+			out = append(out, step.Name)
+		}
+	}
+	return out
+}
+
+func redrivable(step events.Step, st *StepState) bool {
+	return step.OnFailure != events.FailCheckout && st != nil && st.Status == StepFailed
+}
+
+// redriving reports a completed checkout whose re-driven steps have not all answered.
+func (s *State) redriving() bool {
+	if s.Status != StatusCompleted {
+		return false
+	}
+	for _, st := range s.Steps {
+		if st.active() {
+			return true
+		}
+	}
+	return false
+}
+
+// redriveDecisions: the go-ahead of the latest re-drive's steps (for a step a service
+// triggers itself, its first coordinated ancestor's: the label's for the warehouse notice),
+// then, once they all answered, the re-drive's outcome.
+func (s *State) redriveDecisions(flow events.Flow) []decision {
+	if s.Redrives == 0 {
+		return nil
+	}
+	var due []decision
+	coordinated := flow.Coordinated()
+	for _, name := range s.RedriveSteps {
+		step, _ := flow.Step(name)
+		for !slices.ContainsFunc(coordinated, func(c events.Step) bool { return c.Name == step.Name }) && len(step.After) > 0 {
+			step, _ = flow.Step(step.After[0])
+		}
+		due = append(due, decision{Type: step.Trigger, Attempt: s.Redrives})
+	}
+	if !s.redriving() {
+		due = append(due, decision{Type: events.RedriveSettled, Attempt: s.Redrives})
+	}
+	return due
+}
+
+// attention reports a warning an operator must act on: a step flagged so failed, or the
+// reservation lapsed before the sale.
+func attention(flow events.Flow, w events.StepFailure) bool {
+	step, _ := flow.Step(w.Step)
+	return step.OnFailure == events.NeedsAttention || w.Code == events.CodeReservationExpired
 }
 
 // applyExpiry: the reservation lapsed. A checkout still in progress cannot go on without it.
@@ -352,7 +450,8 @@ func (s *State) decide(r rules, now time.Time) []decision {
 	var due []decision
 	switch {
 	case s.Status == StatusCompleted:
-		// Nothing undoes a completed checkout.
+		// Nothing undoes a completed checkout; a re-drive runs its failed steps again.
+		due = append(due, s.redriveDecisions(r.flow)...)
 	case s.Failure == nil:
 		for _, step := range r.flow.Coordinated() {
 			if s.Steps[step.Name] == nil && s.allDone(step.After) {
@@ -372,13 +471,13 @@ func (s *State) decide(r rules, now time.Time) []decision {
 			due = append(due, decision{Type: events.Failed})
 		}
 	}
-	if !s.terminal() {
+	if !s.terminal() || s.redriving() {
 		if timer, ok := s.timerDue(r.flow); ok {
 			due = append(due, timer)
 		}
 	}
 	var fresh []decision
-	for _, d := range due {
+	for _, d := range heldBack(r.flow, due) {
 		if !slices.Contains(s.Decided, d.key()) {
 			s.Decided = append(s.Decided, d.key())
 			fresh = append(fresh, d)
@@ -392,9 +491,33 @@ func (s *State) decide(r rules, now time.Time) []decision {
 			s.Status, s.EndedAt = StatusCompleted, now
 		case events.Failed:
 			s.Status, s.EndedAt = StatusFailed, now
+		case events.RedriveSettled:
+			s.NeedsAttention = slices.ContainsFunc(s.Warnings, func(w events.StepFailure) bool { return attention(r.flow, w) })
 		}
 	}
 	return fresh
+}
+
+// heldBack turns decisions into what this process writes: at an older schema version (a
+// rolling upgrade's hold), a go-ahead that version does not have becomes the ones it has
+// (Flow.TriggersAt). They are recorded so, so that a redelivery publishes the same events,
+// whichever release or hold handles it.
+func heldBack(flow events.Flow, due []decision) []decision {
+	v := events.WriteVersion()
+	if v == events.SchemaVersion {
+		return due
+	}
+	var out []decision
+	for _, d := range due {
+		if events.ExistsAt(d.Type, v) {
+			out = append(out, d)
+			continue
+		}
+		for _, typ := range flow.TriggersAt(d.Type, v) {
+			out = append(out, decision{Type: typ, Step: d.Step, At: d.At, Attempt: d.Attempt})
+		}
+	}
+	return out
 }
 
 // setTimer reports whether at is a timer the checkout set: one it holds, or a step's own

@@ -106,6 +106,10 @@ func goldenPayload(t *testing.T, subject Subject) any {
 		return PickRequest{OrderID: "ord_1", OrderNumber: "JC-000001", Carrier: "demo-post", TrackingNumber: "TRK1", Items: items, ShipTo: q.ShippingAddress}
 	case "StepFailure":
 		return failure
+	case "Redrive":
+		return Redrive{By: "ops@example.com", Reason: "the carrier is back", Steps: []StepName{StepCreateLabel}, Attempt: 1}
+	case "RedriveOutcome":
+		return RedriveOutcome{Attempt: 1, Warnings: []StepFailure{failure}, NeedsAttention: true}
 	}
 	t.Fatalf("%s: no sample of payload type %s: add one", subject, typ.Name())
 	return nil
@@ -277,12 +281,22 @@ func contractSchema() string {
 	return b.String()
 }
 
-// TestFieldsSinceAreOptional: a field added in a version is dropped by clearing it, so it
-// must be omitted when empty, and it cannot come from a version this release does not know.
+// TestFieldsSinceAreOptional: a field added in a version is dropped by clearing it, so its
+// zero value must not be written (a pointer or slice with omitempty, or omitzero: omitempty
+// never omits a struct such as a decimal), it cannot sit in a map (not cleared there), and
+// it cannot come from a version this release does not know.
 func TestFieldsSinceAreOptional(t *testing.T) {
 	for _, subject := range enveloped() {
 		typ, _ := payloadType(subject)
 		walkFields(typ, map[reflect.Type]bool{}, func(f reflect.StructField) {
+			if inner := f.Type; inner.Kind() == reflect.Map {
+				for inner.Kind() == reflect.Map || inner.Kind() == reflect.Pointer || inner.Kind() == reflect.Slice {
+					inner = inner.Elem()
+				}
+				if inner.Kind() == reflect.Struct {
+					t.Errorf("%s.%s: a map of structs: a field added later inside it could not be dropped", typ.Name(), f.Name)
+				}
+			}
 			since := sinceOf(f)
 			if since == 0 {
 				return
@@ -290,10 +304,36 @@ func TestFieldsSinceAreOptional(t *testing.T) {
 			if since <= OldestSchemaVersion || since > SchemaVersion {
 				t.Errorf("%s.%s: since %d, but readers take versions %d to %d", typ.Name(), f.Name, since, OldestSchemaVersion, SchemaVersion)
 			}
-			if !strings.Contains(f.Tag.Get("json"), ",omitempty") && !strings.Contains(f.Tag.Get("json"), ",omitzero") {
-				t.Errorf("%s.%s: added in version %d, so its JSON tag needs omitempty (a held writer drops it by clearing it)", typ.Name(), f.Name, since)
+			if !droppedWhenCleared(f) {
+				t.Errorf("%s.%s: added in version %d, but its zero value is still written (%s %q): a held writer could not drop it", typ.Name(), f.Name, since, f.Type, f.Tag)
 			}
 		})
+	}
+}
+
+// droppedWhenCleared reports whether the zero value of field f is left out of its JSON.
+func droppedWhenCleared(f reflect.StructField) bool {
+	alone := reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}})
+	data, err := json.Marshal(reflect.New(alone).Elem().Interface())
+	return err == nil && string(data) == "{}"
+}
+
+// TestTheOptionalRuleIsWhatAHeldWriterDrops: the rule above takes what encoding/json leaves
+// out, not what a tag says: a decimal with omitempty is written as "0" when cleared.
+func TestTheOptionalRuleIsWhatAHeldWriterDrops(t *testing.T) {
+	type fields struct {
+		DecimalOmitEmpty decimal.Decimal  `json:"a,omitempty"`
+		DecimalOmitZero  decimal.Decimal  `json:"b,omitzero"`
+		Pointer          *decimal.Decimal `json:"c,omitempty"`
+		Time             time.Time        `json:"d,omitempty"`
+	}
+	want := map[string]bool{"DecimalOmitEmpty": false, "DecimalOmitZero": true, "Pointer": true, "Time": false}
+	typ := reflect.TypeFor[fields]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if got := droppedWhenCleared(f); got != want[f.Name] {
+			t.Errorf("%s %q dropped when cleared: %v, want %v", f.Type, f.Tag, got, want[f.Name])
+		}
 	}
 }
 
@@ -317,12 +357,7 @@ func TestVersionsOutsideTheRange(t *testing.T) {
 // version 2 field was not written by a version 1 writer: refused, not silently taken.
 func TestOldVersionCannotCarryNewFields(t *testing.T) {
 	forged := bytes.Replace(readGolden(t, SchemaVersion, CartValidated), []byte(`"schema_version":2`), []byte(`"schema_version":1`), 1)
-	e, err := Decode(string(CartValidated), forged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var q Quote
-	if err := e.DecodePayload(&q); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "tax_rate") {
+	if _, err := Decode(string(CartValidated), forged); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "tax_rate") {
 		t.Errorf("a version 1 quote with tax_rate: %v, want ErrMalformed naming tax_rate", err)
 	}
 }
@@ -379,5 +414,43 @@ func writeFile(t *testing.T, path string, data []byte) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAnUpcastFieldIsNotTakenForForged: an upcaster that derives a later field for an older
+// event (as the rules say to, when it can be derived) is not refused by the check that an
+// older event carries no later field: that check reads the payload as written.
+func TestAnUpcastFieldIsNotTakenForForged(t *testing.T) {
+	saved := upcasters[1]
+	t.Cleanup(func() { upcasters[1] = saved })
+	upcasters[1] = func(typ Subject, payload json.RawMessage) (json.RawMessage, error) {
+		if typ != CartValidated {
+			return payload, nil
+		}
+		var q map[string]json.RawMessage
+		if err := json.Unmarshal(payload, &q); err != nil {
+			return nil, err
+		}
+		q["tax_rate"] = json.RawMessage(`"0.2"`)
+		return json.Marshal(q)
+	}
+	e, err := Decode(string(CartValidated), readGolden(t, 1, CartValidated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q Quote
+	if err := e.DecodePayload(&q); err != nil || q.TaxRate == nil || !q.TaxRate.Equal(dec("0.2")) {
+		t.Errorf("a version 1 quote upcast with a derived tax_rate: %+v, %v", q.TaxRate, err)
+	}
+}
+
+// TestANewerEnvelopeIsKeptNotMalformed: a later version may add envelope fields; its event
+// is still one to keep for an upgraded instance, not malformed.
+func TestANewerEnvelopeIsKeptNotMalformed(t *testing.T) {
+	current := readGolden(t, SchemaVersion, CartValidated)
+	newer := bytes.Replace(current, fmt.Appendf(nil, `"schema_version":%d`, SchemaVersion),
+		fmt.Appendf(nil, `"schema_version":%d,"tenant":"eu"`, SchemaVersion+1), 1)
+	if _, err := Decode(string(CartValidated), newer); !errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrMalformed) {
+		t.Errorf("version %d with an envelope field this release does not know: %v, want ErrNewerSchema", SchemaVersion+1, err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 )
@@ -95,6 +94,9 @@ func Decode(subject string, data []byte) (Envelope, error) {
 func decode(subject string, data []byte) (Envelope, error) {
 	var e Envelope
 	if err := strictUnmarshal(data, &e); err != nil {
+		if NewerSchema(data) {
+			return Envelope{}, fmt.Errorf("%w, whose envelope this release cannot read: upgrade it", ErrNewerSchema)
+		}
 		return Envelope{}, err
 	}
 	switch {
@@ -116,6 +118,9 @@ func decode(subject string, data []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: id %q is not this event's: want %q, or that and a ':' suffix", ErrMalformed, e.ID, ID(e.CheckoutID, e.Type))
 	}
 	if e.SchemaVersion < SchemaVersion {
+		if late := lateFields(e.Type, e.Payload, e.SchemaVersion); len(late) > 0 {
+			return Envelope{}, fmt.Errorf("%w: %s came after schema_version %d, which the event claims", ErrMalformed, strings.Join(late, ", "), e.SchemaVersion)
+		}
 		payload, err := upcast(e.Type, e.Payload, e.SchemaVersion)
 		if err != nil {
 			return Envelope{}, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -156,11 +161,6 @@ func (e Envelope) Encode() ([]byte, error) {
 func (e Envelope) DecodePayload(v any) error {
 	if err := strictUnmarshal(e.Payload, v); err != nil {
 		return payloadError(e.Type, err)
-	}
-	if e.SchemaVersion < SchemaVersion {
-		if late := fieldsAfter(reflect.ValueOf(v), e.SchemaVersion); len(late) > 0 {
-			return payloadError(e.Type, fmt.Errorf("%w: %s came after schema_version %d, which the event claims", ErrMalformed, strings.Join(late, ", "), e.SchemaVersion))
-		}
 	}
 	if val, ok := v.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {

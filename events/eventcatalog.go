@@ -52,6 +52,8 @@ var payloads = map[Subject]any{
 	OrderCancel:           Compensation{},
 	OrderCancelled:        Cancellation{},
 	PaymentRecheck:        Recheck{},
+	RedriveRequested:      Redrive{},
+	RedriveSettled:        RedriveOutcome{},
 	InventoryExpire:       Expiry{},
 	WarehousePick:         PickRequest{},
 }
@@ -107,6 +109,9 @@ func (f Flow) Catalog() []EventDoc {
 		EventDoc{Subject: Deadline, Producer: ServiceCoordinator + " (scheduled)", Consumers: []string{ServiceCoordinator}, Meaning: "the checkout's timer: every step that has not answered by its deadline failed"},
 		EventDoc{Subject: InventoryExpire, Producer: ServiceInventory + " (scheduled)", Consumers: []string{ServiceInventory}, Meaning: "release a reservation left neither committed nor released"},
 		EventDoc{Subject: InventoryExpired, Producer: ServiceInventory, Consumers: []string{ServiceCoordinator}, Meaning: "a reservation expired and its stock is available again"},
+		EventDoc{Subject: RedriveRequested, Producer: ServiceCoordinator, Consumers: []string{ServiceCoordinator},
+			Meaning: "an operator re-drives a completed checkout's failed steps after its order (`checkouts.redrive`): who, why, which steps"},
+		EventDoc{Subject: RedriveSettled, Producer: ServiceCoordinator, Meaning: "the re-driven steps answered: the checkout's warnings and flag now"},
 		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid (with warnings, or flagged for attention)"},
 		EventDoc{Subject: Failed, Producer: ServiceCoordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
 		EventDoc{Subject: InventoryCommitted, Producer: ServiceInventory, Meaning: "the reservation of a completed checkout became a sale"},
@@ -134,7 +139,7 @@ func goAhead(docs []EventDoc, s Step) []EventDoc {
 	}
 	if s.LegacyTrigger != "" {
 		docs = append(docs, EventDoc{Subject: s.LegacyTrigger, Producer: ServiceCoordinator, Consumers: []string{s.Service},
-			Meaning: fmt.Sprintf("version 1's go-ahead of %s alone, in place of `%s`: still read, written only by a coordinator held at version 1", s.Name, s.Trigger),
+			Meaning: fmt.Sprintf("version 1's go-ahead of %s alone, in place of `%s`: still read; written by a coordinator held at version 1 (and again as recorded, for a checkout decided so)", s.Name, s.Trigger),
 			signer:  ServiceCoordinator})
 	}
 	return docs

@@ -85,6 +85,17 @@ const (
 // and an operator should look.
 const Stuck Subject = "checkout.stuck"
 
+// Re-drive: an operator runs again the steps that failed after a checkout's order stood (a
+// confirmation email, a label, a warehouse notice: the order is paid, so the checkout
+// completed with a warning or flagged), once their cause is fixed. The coordinator publishes
+// the request (who, why, which steps, the attempt) when asked on CheckoutsRedrive, runs the
+// steps again, and says how it ended. The re-run's events carry the attempt in their IDs
+// (RedriveSuffix).
+const (
+	RedriveRequested Subject = "checkout.redrive.requested"
+	RedriveSettled   Subject = "checkout.redrive.settled"
+)
+
 // Terminal events, published by the coordinator only, exactly one per checkout.
 const (
 	Completed Subject = "checkout.completed"
@@ -205,4 +216,6 @@ const (
 	// operator's decision on one.
 	FraudReviews Subject = "fraud.reviews"
 	FraudReview  Subject = "fraud.review"
+	// CheckoutsRedrive asks the coordinator to re-drive a checkout (RedriveRequest).
+	CheckoutsRedrive Subject = "checkouts.redrive"
 )

@@ -566,3 +566,68 @@ type RejectedInput struct {
 	StreamSequence uint64 `json:"stream_sequence"`
 	Reason         string `json:"reason"`
 }
+
+// Redrive is the payload of checkout.redrive.requested: who asked to run which steps again,
+// why, and the how-manyth re-drive of the checkout it is.
+type Redrive struct {
+	By      string     `json:"by"`
+	Reason  string     `json:"reason"`
+	Steps   []StepName `json:"steps"`
+	Attempt int        `json:"attempt"`
+}
+
+// Validate: a re-drive names who asked, why, and what it runs again.
+func (r Redrive) Validate() error {
+	switch {
+	case strings.TrimSpace(r.By) == "" || strings.TrimSpace(r.Reason) == "":
+		return fmt.Errorf("by and reason are required")
+	case len(r.Steps) == 0 || r.Attempt < 1:
+		return fmt.Errorf("steps and an attempt from 1 are required")
+	}
+	return nil
+}
+
+// RedriveOutcome is the payload of checkout.redrive.settled: the checkout's warnings and
+// flag once the re-driven steps answered (or were given up on again).
+type RedriveOutcome struct {
+	Attempt        int           `json:"attempt"`
+	Warnings       []StepFailure `json:"warnings,omitempty"`
+	NeedsAttention bool          `json:"needs_attention,omitempty"`
+}
+
+// RedriveRequest is the request of checkouts.redrive.
+type RedriveRequest struct {
+	CheckoutID string `json:"checkout_id"`
+	By         string `json:"by"`
+	Reason     string `json:"reason"`
+}
+
+// RedriveReply is the reply of checkouts.redrive: the re-drive is in the stream and runs.
+type RedriveReply struct {
+	CheckoutID string     `json:"checkout_id"`
+	Attempt    int        `json:"attempt"`
+	Steps      []StepName `json:"steps"`
+}
+
+// RedriveSuffix is the part of an event ID that says which re-drive it belongs to ("" for
+// none): ":redrive-<attempt>".
+func RedriveSuffix(id string) string {
+	if i := strings.LastIndex(id, ":redrive-"); i >= 0 {
+		return id[i:]
+	}
+	return ""
+}
+
+// RedriveID is the ID of the re-drive request attempt of a checkout.
+func RedriveID(checkoutID string, attempt int) string {
+	return ID(checkoutID, RedriveRequested) + ":redrive-" + strconv.Itoa(attempt)
+}
+
+// OutputID is the ID of an event caused by the event causeID: id, carrying the cause's
+// re-drive suffix, so that a step run again answers with new events.
+func OutputID(id, causeID string) string {
+	if suffix := RedriveSuffix(causeID); suffix != "" && RedriveSuffix(id) == "" {
+		return id + suffix
+	}
+	return id
+}

@@ -18,7 +18,7 @@ import (
 const (
 	// SchemaVersion is the version this code writes and reads natively. Version 2: a quote
 	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
-	// share one go-ahead (FulfilmentRequested).
+	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested).
 	SchemaVersion = 2
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
@@ -28,7 +28,7 @@ const (
 // subjectSince is the version each subject came in, when after the first: a writer held at
 // an older version does not write it (Flow.TriggersAt), and an event claiming an older
 // version on it is malformed.
-var subjectSince = map[Subject]int{FulfilmentRequested: 2}
+var subjectSince = map[Subject]int{FulfilmentRequested: 2, RedriveRequested: 2, RedriveSettled: 2}
 
 // ExistsAt reports whether version v of the contract has subject.
 func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }
@@ -37,6 +37,16 @@ func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }
 // upgraded instance while this one is not. It is not malformed: retried, it is read once
 // this instance is upgraded, so it is never dead-lettered for it.
 var ErrNewerSchema = errors.New("event of a newer schema version")
+
+// NewerSchema reports whether data is an envelope of a version newer than SchemaVersion,
+// read leniently: a later version may have envelope fields or subjects this release does
+// not know, which a strict decode refuses before it reads the version.
+func NewerSchema(data []byte) bool {
+	var probe struct {
+		SchemaVersion int `json:"schema_version"`
+	}
+	return json.Unmarshal(data, &probe) == nil && probe.SchemaVersion > SchemaVersion
+}
 
 // writeVersion is the version this process writes; 0 is SchemaVersion.
 var writeVersion atomic.Int32
@@ -98,6 +108,21 @@ func downcast(typ Subject, payload json.RawMessage, v int) (json.RawMessage, err
 	return json.Marshal(ptr.Interface())
 }
 
+// lateFields names the fields of a payload written at version v that came after v: an
+// event claiming an older version while carrying them is forged or garbled. Checked on the
+// payload as written, before an upcaster adds what it derives.
+func lateFields(typ Subject, payload json.RawMessage, v int) []string {
+	proto, ok := payloadType(typ)
+	if !ok || !hasFieldsSince(proto, v) {
+		return nil
+	}
+	ptr := reflect.New(proto)
+	if json.Unmarshal(payload, ptr.Interface()) != nil {
+		return nil // not of its type: DecodePayload says why
+	}
+	return fieldsAfter(ptr.Elem(), v)
+}
+
 // payloadType is the Go type of a subject's payload.
 func payloadType(typ Subject) (reflect.Type, bool) {
 	if p, ok := payloads[typ]; ok {
@@ -128,7 +153,7 @@ func hasFieldsSince(t reflect.Type, v int) bool {
 }
 
 func walkFields(t reflect.Type, seen map[reflect.Type]bool, fn func(reflect.StructField)) {
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
 		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct || seen[t] {
@@ -170,7 +195,7 @@ func visitSince(v reflect.Value, ver int, fn func(reflect.StructField, reflect.V
 		if !v.IsNil() {
 			visitSince(v.Elem(), ver, fn)
 		}
-	case reflect.Slice:
+	case reflect.Slice, reflect.Array:
 		for i := range v.Len() {
 			visitSince(v.Index(i), ver, fn)
 		}

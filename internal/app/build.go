@@ -71,7 +71,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 			rc.HandlerTimeout = d.cfg.HandlerTimeout
 			rc.Concurrency, rc.Keys = d.cfg.concurrency(name), d.keys
 		})
-		return &unit{name: name, runner: r}, err
+		return &unit{name: name, runner: r, serve: func(nc *nats.Conn) (micro.Service, error) { return c.Serve(nc, d.keys) }}, err
 	}
 	db, closeDB, err := openStore(filepath.Join(d.cfg.DataDir, name+".db"), events.Rebuildable[name], log)
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 // triggers, outcomes, waits and undos, and the events around them.
 func consumedSubjects() []events.Subject {
 	subjects := []events.Subject{events.Requested, events.Deadline, events.Completed, events.Failed,
-		events.FraudReviewDecided, events.PaymentRecheck, events.InventoryExpire, events.InventoryExpired}
+		events.FraudReviewDecided, events.PaymentRecheck, events.InventoryExpire, events.InventoryExpired, events.RedriveRequested}
 	for _, s := range events.Checkout.Steps {
 		subjects = append(subjects, s.Trigger, s.LegacyTrigger, s.Done, s.Failed, s.Compensate, s.Compensated, s.Waiting)
 	}

@@ -45,9 +45,10 @@ const NATSAccount = "CHECKOUT"
 
 // endpoints are the request-reply subjects each service answers (micro).
 var endpoints = map[string][]events.Subject{
-	events.ServiceCatalog:   {events.CartsCreate, events.CartsGet, events.CatalogList},
-	events.ServiceInventory: {events.InventoryStock},
-	events.ServiceFraud:     {events.FraudReviews, events.FraudReview},
+	events.ServiceCatalog:     {events.CartsCreate, events.CartsGet, events.CatalogList},
+	events.ServiceInventory:   {events.InventoryStock},
+	events.ServiceFraud:       {events.FraudReviews, events.FraudReview},
+	events.ServiceCoordinator: {events.CheckoutsRedrive},
 }
 
 // asks are the request-reply subjects each service asks another service: catalog.list
@@ -161,9 +162,9 @@ func snapshotGrants(name string) []string {
 // apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's and fraud's
 // endpoints, and reads every checkout event through its own consumer.
 func apiUser() NATSUser {
-	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's and fraud's endpoints, its read model's consumer",
+	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's, fraud's and the coordinator's endpoints, its read model's consumer",
 		Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(APIName) + ".>"}}
-	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud} {
+	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud, events.ServiceCoordinator} {
 		for _, e := range endpoints[service] {
 			u.Publish = append(u.Publish, string(e))
 		}

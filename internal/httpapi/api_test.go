@@ -450,6 +450,45 @@ func TestReviewFlow(t *testing.T) {
 	}
 }
 
+// TestRedriveRefusals: POST /checkouts/{id}/redrive needs the admin token and a reason, and
+// passes on the coordinator's refusals with their reasons (internal/app's TestRedrive runs
+// re-drives that succeed).
+func TestRedriveRefusals(t *testing.T) {
+	e := start(t)
+	var ids []string
+	for _, pm := range []string{"pm_card_visa", "pm_card_chargeDeclined"} {
+		cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: 1})
+		a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", pm))
+		e.ended(t, a.CheckoutID)
+		ids = append(ids, a.CheckoutID)
+	}
+	clean, declined := ids[0], ids[1]
+	why := httpapi.RedriveBody{Reason: "the carrier is back"}
+	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
+		if status, _, raw := e.do(t, "POST", "/checkouts/"+clean+"/redrive", why, h...); status != http.StatusUnauthorized {
+			t.Fatalf("POST redrive with %v: %d %s", h, status, raw)
+		}
+	}
+	for _, c := range []struct {
+		id     string
+		body   httpapi.RedriveBody
+		status int
+		says   string
+	}{
+		{clean, httpapi.RedriveBody{}, http.StatusUnprocessableEntity, "reason is required"},
+		{clean, why, http.StatusConflict, "nothing to re-drive"},
+		{declined, why, http.StatusConflict, "start a new checkout"},
+		{"co_unknown", why, http.StatusNotFound, "no checkout"},
+	} {
+		if status, _, raw := e.do(t, "POST", "/checkouts/"+c.id+"/redrive", c.body, asAdmin...); status != c.status || !bytes.Contains(raw, []byte(c.says)) {
+			t.Errorf("re-drive of %s with %+v: %d %s, want %d saying %q", c.id, c.body, status, raw, c.status, c.says)
+		}
+	}
+	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+clean, nil, asAdmin...); status != http.StatusOK || bytes.Contains(page, []byte("/redrive")) {
+		t.Errorf("the run page of a checkout with nothing to re-drive: %d, offers a re-drive: %v", status, bytes.Contains(page, []byte("/redrive")))
+	}
+}
+
 func TestListingFiltersSearchAndPages(t *testing.T) {
 	e := start(t)
 	var ids []string
@@ -528,7 +567,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Fatalf("GET /openapi.yaml: %d %s", status, hdr.Get("Content-Type"))
 	}
 	for _, path := range []string{"/checkout/process:", "/checkouts:", "/checkouts/{id}:", "/checkouts/{id}/events:",
-		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/reviews:", "/carts:", "/carts/{id}:", "/products:"} {
+		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/checkouts/{id}/redrive:", "/reviews:", "/carts:", "/carts/{id}:", "/products:"} {
 		if !bytes.Contains(raw, []byte("\n  "+path+"\n")) {
 			t.Errorf("openapi.yaml does not describe %s", strings.TrimSuffix(path, ":"))
 		}

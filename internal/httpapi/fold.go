@@ -62,11 +62,13 @@ type Checkout struct {
 	Compensated     []events.StepName    `json:"compensated,omitempty"`
 	Warnings        []events.StepFailure `json:"warnings,omitempty"`
 	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
-	Steps           []StepView           `json:"steps"`
-	CreatedAt       time.Time            `json:"created_at"`
-	UpdatedAt       time.Time            `json:"updated_at"`
-	EndedAt         time.Time            `json:"ended_at,omitzero"`
-	Events          int                  `json:"event_count"`
+	// Redrives counts the re-drives of the checkout's failed steps after its order.
+	Redrives  int        `json:"redrives,omitempty"`
+	Steps     []StepView `json:"steps"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	EndedAt   time.Time  `json:"ended_at,omitzero"`
+	Events    int        `json:"event_count"`
 }
 
 // Totals are the priced cart, from the validated quote.
@@ -135,7 +137,7 @@ func Fold(id string, acc Accepted, evs []Event) Checkout {
 // apply folds one event into the checkout and its steps.
 func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal *bool) {
 	for _, s := range events.Checkout.Steps {
-		if s.Trigger == e.Type {
+		if s.Trigger == e.Type || s.LegacyTrigger != "" && s.LegacyTrigger == e.Type {
 			st := steps[s.Name]
 			st.Attempts++
 			if st.State == StepPending {
@@ -178,6 +180,21 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 			}
 		}
 		c.Status, c.EndedAt, *terminal = StatusCompleted, e.Time, true
+	case events.RedriveRequested:
+		var rd events.Redrive
+		if json.Unmarshal(e.Payload, &rd) == nil {
+			c.Redrives = rd.Attempt
+			for _, name := range rd.Steps {
+				if st := steps[name]; st != nil {
+					st.State, st.Error, st.StartedAt, st.EndedAt = StepRunning, nil, e.Time, time.Time{}
+				}
+			}
+		}
+	case events.RedriveSettled:
+		var out events.RedriveOutcome
+		if json.Unmarshal(e.Payload, &out) == nil {
+			c.Warnings, c.NeedsAttention = out.Warnings, out.NeedsAttention
+		}
 	case events.Failed:
 		var f events.CheckoutFailed
 		if json.Unmarshal(e.Payload, &f) == nil {

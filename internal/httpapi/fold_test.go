@@ -103,3 +103,25 @@ func foldFixture() (time.Time, func(seq uint64, at time.Duration, typ events.Sub
 	}
 	return t0, ev, start
 }
+
+// TestFoldReadsBothVersionsOfTheGoAhead: the steps after the order start on the one go-ahead
+// of schema version 2 and on version 1's go-ahead per step alike.
+func TestFoldReadsBothVersionsOfTheGoAhead(t *testing.T) {
+	_, ev, start := foldFixture()
+	order := events.Order{ID: "ord_co", Number: "JC-1"}
+	for name, goAheads := range map[string][]events.Subject{
+		"version 2": {events.FulfilmentRequested},
+		"version 1": {events.ConfirmationRequested, events.LabelRequested},
+	} {
+		evs := append([]Event{}, start...)
+		for i, typ := range goAheads {
+			evs = append(evs, ev(uint64(3+i), time.Duration(2+i)*time.Second, typ, order))
+		}
+		got := Fold("co", Accepted{}, evs)
+		for _, s := range got.Steps {
+			if (s.Name == events.StepSendConfirmation || s.Name == events.StepCreateLabel) && s.State != StepRunning {
+				t.Errorf("%s: %s is %s after its go-ahead, want %s", name, s.Name, s.State, StepRunning)
+			}
+		}
+	}
+}

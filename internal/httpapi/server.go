@@ -120,6 +120,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /checkouts/{id}/events", s.handle(s.need(reader, s.checkoutEvents)))
 	m.HandleFunc("GET /checkouts/{id}/stream", s.handle(s.streamCheckout))
 	m.HandleFunc("POST /checkouts/{id}/review", s.handle(s.need(admin, s.reviewCheckout)))
+	m.HandleFunc("POST /checkouts/{id}/redrive", s.handle(s.need(admin, s.redriveCheckout)))
 	m.HandleFunc("GET /reviews", s.handle(s.need(admin, s.listReviews)))
 	m.HandleFunc("POST /carts", s.handle(s.createCart))
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))

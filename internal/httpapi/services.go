@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -114,6 +115,47 @@ func (s *Server) decide(ctx context.Context, id string, d events.ReviewDecision)
 	err := s.call(ctx, events.FraudReview, fraud.ReviewRequest{CheckoutID: id, ReviewDecision: d}, &reply)
 	if err == nil {
 		s.log.Info("review decided", "checkout_id", id, "decision", d.Decision, "reviewer", d.Reviewer)
+	}
+	return reply, err
+}
+
+// RedriveBody is the body of POST /checkouts/{id}/redrive: why, and who (the admin by
+// default).
+type RedriveBody struct {
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// redriveCheckout: POST /checkouts/{id}/redrive (admin). The coordinator decides and
+// publishes; 202 with the attempt and the steps it runs again, or the reason it will not.
+func (s *Server) redriveCheckout(w http.ResponseWriter, r *http.Request) error {
+	var body RedriveBody
+	if _, err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	reply, err := s.redrive(r.Context(), r.PathValue("id"), body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, reply)
+	return nil
+}
+
+// redrive asks the coordinator to re-drive a checkout.
+func (s *Server) redrive(ctx context.Context, id string, body RedriveBody) (events.RedriveReply, error) {
+	var reply events.RedriveReply
+	if !events.ValidCheckoutID(id) {
+		return reply, problem(http.StatusBadRequest, "checkout ID must be 1 to 64 letters, digits, '-' or '_'")
+	}
+	if strings.TrimSpace(body.Reason) == "" {
+		return reply, problem(http.StatusUnprocessableEntity, "reason is required: say why the checkout is re-driven (it goes in its history)")
+	}
+	if strings.TrimSpace(body.By) == "" {
+		body.By = "admin (HTTP API)"
+	}
+	err := s.call(ctx, events.CheckoutsRedrive, events.RedriveRequest{CheckoutID: id, By: body.By, Reason: body.Reason}, &reply)
+	if err == nil {
+		s.log.Info("re-drive submitted", "checkout_id", id, "attempt", reply.Attempt, "by", body.By)
 	}
 	return reply, err
 }

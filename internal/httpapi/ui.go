@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +72,7 @@ func (u *ui) routes(m *http.ServeMux) {
 	}
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
 	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
+	m.HandleFunc("POST /ui/checkouts/{id}/redrive", u.post(u.redrive))
 	m.HandleFunc("POST /ui/login", u.post(u.login))
 	m.HandleFunc("POST /ui/logout", u.post(u.logout))
 	m.HandleFunc("GET /ui/store", u.page(u.store))
@@ -126,6 +128,7 @@ var notices = map[string]string{
 	"3ds-completed": "3-D Secure completed; the payment step looks at it again shortly.",
 	"3ds-failed":    "3-D Secure failed; the payment step looks at it again shortly.",
 	"3ds-refused":   "The Stripe emulator refused the 3-D Secure answer.",
+	"redriven":      "Re-driven: the failed steps run again; their outcome appears here.",
 }
 
 // notice is the text of the request's notice code ("" for none or an unknown one).
@@ -213,6 +216,10 @@ type checkoutData struct {
 	// SignedOut: the page shows no customer and no events (they hold addresses).
 	SignedOut bool
 	SignOut   bool
+	// Redrive: an admin may re-drive the failed steps of this completed checkout (CSRF
+	// goes with the form).
+	Redrive bool
+	CSRF    string
 }
 
 func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, error) {
@@ -235,7 +242,40 @@ func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, erro
 	if u.s.cfg.Emulator != nil {
 		d.ThreeDS = awaitingAuthentication(c)
 	}
+	if v.role == admin && redrivable(c) {
+		d.Redrive, d.CSRF = true, v.csrf
+	}
 	return "checkout", d, nil
+}
+
+// redrivable: a completed checkout with a failed step after its order and none running.
+func redrivable(c Checkout) bool {
+	if c.Status != StatusCompleted || len(c.Warnings) == 0 {
+		return false
+	}
+	return !slices.ContainsFunc(c.Steps, func(s StepView) bool { return s.State == StepRunning || s.State == StepWaiting })
+}
+
+// redrive re-drives a checkout from its run page (admin); a refusal is shown there.
+func (u *ui) redrive(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	if err := u.adminForm(w, r, "the run page (no valid CSRF token); open the checkout again"); err != nil {
+		return "", nil, err
+	}
+	id := r.PathValue("id")
+	if _, err := u.s.redrive(r.Context(), id, RedriveBody{By: "admin (run UI)", Reason: r.FormValue("reason")}); err != nil {
+		var p *problemError
+		if !errors.As(err, &p) {
+			return "", nil, err
+		}
+		name, data, err := u.checkout(w, r)
+		if d, ok := data.(checkoutData); ok {
+			d.Message = p.Detail // shown in answer to the post, never from a URL
+			data = d
+		}
+		return name, data, err
+	}
+	http.Redirect(w, r, "/ui/checkouts/"+url.PathEscape(id)+"?notice=redriven", http.StatusSeeOther)
+	return "", nil, nil
 }
 
 // awaitingAuthentication is the PaymentIntent of checkout c that waits for 3-D Secure, as
@@ -364,16 +404,25 @@ func (u *ui) setSession(w http.ResponseWriter, r *http.Request, id string, maxAg
 		HttpOnly: true, Secure: overTLS(r, u.s.cfg.TrustedProxies), SameSite: http.SameSiteStrictMode})
 }
 
-func (u *ui) decide(w http.ResponseWriter, r *http.Request) (string, any, error) {
+// adminForm checks that a form is posted by an admin, from a page of this UI (its CSRF
+// token); from says which page, for the refusal.
+func (u *ui) adminForm(w http.ResponseWriter, r *http.Request, from string) error {
 	v, err := u.visitor(w, r)
 	if err != nil {
-		return "", nil, err
+		return err
 	}
 	if v.role != admin {
-		return "", nil, problem(http.StatusUnauthorized, "sign in with the admin token first")
+		return problem(http.StatusUnauthorized, "sign in with the admin token first")
 	}
 	if subtle.ConstantTimeCompare([]byte(r.FormValue("csrf")), []byte(v.csrf)) != 1 {
-		return "", nil, problem(http.StatusForbidden, "this form is not from the review page (no valid CSRF token); open the review queue again")
+		return problem(http.StatusForbidden, "this form is not from %s", from)
+	}
+	return nil
+}
+
+func (u *ui) decide(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	if err := u.adminForm(w, r, "the review page (no valid CSRF token); open the review queue again"); err != nil {
+		return "", nil, err
 	}
 	id := r.PathValue("id")
 	d := events.ReviewDecision{Decision: r.FormValue("decision"), Reviewer: r.FormValue("reviewer"), Note: r.FormValue("note")}

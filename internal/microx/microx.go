@@ -1,13 +1,17 @@
 // Package microx is what the services' request-reply endpoints (nats.go's micro) share:
-// strict request decoding, error replies with a code the caller can act on, JSON replies.
+// strict request decoding, error replies with a code the caller can act on, JSON replies,
+// and the signed publish of a decision an endpoint takes.
 package microx
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 )
 
@@ -28,6 +32,12 @@ func BadRequest(format string, args ...any) error {
 // NotFound is a "404" error reply.
 func NotFound(format string, args ...any) error {
 	return &Error{"404", fmt.Sprintf(format, args...)}
+}
+
+// Conflict is a "409" error reply: the request is well formed, but the state of what it is
+// about does not allow it (the reason says why).
+func Conflict(format string, args ...any) error {
+	return &Error{Code: "409", Description: fmt.Sprintf(format, args...)}
 }
 
 // Decode decodes the request body of subject strictly into v (events.DecodeStrict), so a
@@ -62,4 +72,19 @@ func Handler(log *slog.Logger, handle func(data []byte) (any, error)) micro.Hand
 			log.Warn("reply failed", "subject", req.Subject(), "err", err)
 		}
 	})
+}
+
+// Publish stores e, signed as service's, in its stream with its ID as Nats-Msg-Id, and
+// waits for the ack: what an endpoint that decides something publishes. A second request
+// for the same decision comes back as a duplicate (the ack's Duplicate).
+func Publish(ctx context.Context, js jetstream.JetStream, keys *events.Keys, service string, e events.Envelope) (*jetstream.PubAck, error) {
+	data, err := e.Encode()
+	if err != nil {
+		return nil, err
+	}
+	h, err := keys.Header(service, e.Type, data)
+	if err != nil {
+		return nil, err
+	}
+	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
 }

@@ -23,7 +23,7 @@ func Consumers(cfgs ...jetstream.ConsumerConfig) Option {
 // updates it, which succeeds only where the user may (a server without authorization).
 func Bind(ctx context.Context, js jetstream.JetStream, stream string, want jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	cons, err := js.Consumer(ctx, stream, want.Durable)
-	if err == nil && sameConsumer(cons.CachedInfo().Config, want) {
+	if err == nil && bindable(cons.CachedInfo().Config, want) {
 		return cons, nil
 	}
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -36,18 +36,37 @@ func Bind(ctx context.Context, js jetstream.JetStream, stream string, want jetst
 	return cons, nil
 }
 
+// bindable reports whether a consumer as the setup role left it serves a process that wants
+// want: as Ensure makes it, but for its filter, which may hold more subjects (a newer setup
+// role's, during a rolling upgrade: what this release cannot read it leaves for an upgraded
+// instance) and may lack the subjects this process does not write yet (held back at an older
+// schema version, nothing publishes them until every instance, the setup role last, is
+// upgraded).
+func bindable(have, want jetstream.ConsumerConfig) bool {
+	need := slices.DeleteFunc(wantedFilters(want), func(s string) bool {
+		return !events.ExistsAt(events.Subject(s), events.WriteVersion())
+	})
+	haveFilters := wantedFilters(have)
+	if !slices.ContainsFunc(need, func(s string) bool { return !slices.Contains(haveFilters, s) }) {
+		want.FilterSubjects, want.FilterSubject = have.FilterSubjects, have.FilterSubject
+	}
+	return sameConsumer(have, want)
+}
+
+// wantedFilters are a consumer's filter subjects, sorted.
+func wantedFilters(c jetstream.ConsumerConfig) []string {
+	f := slices.Clone(c.FilterSubjects)
+	if c.FilterSubject != "" {
+		f = append(f, c.FilterSubject)
+	}
+	slices.Sort(f)
+	return f
+}
+
 // sameConsumer compares what Bind and Ensure set of a consumer.
 func sameConsumer(have, want jetstream.ConsumerConfig) bool {
-	filters := func(c jetstream.ConsumerConfig) []string {
-		f := slices.Clone(c.FilterSubjects)
-		if c.FilterSubject != "" {
-			f = append(f, c.FilterSubject)
-		}
-		slices.Sort(f)
-		return f
-	}
 	paused := func(c jetstream.ConsumerConfig) bool { return c.PauseUntil != nil && !c.PauseUntil.IsZero() }
-	return slices.Equal(filters(have), filters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
+	return slices.Equal(wantedFilters(have), wantedFilters(want)) && have.AckPolicy == want.AckPolicy && have.AckWait == want.AckWait &&
 		have.DeliverPolicy == want.DeliverPolicy && (want.MaxAckPending == 0 || have.MaxAckPending == want.MaxAckPending) &&
 		unlimited(int64(have.MaxDeliver)) == unlimited(int64(want.MaxDeliver)) && have.HeadersOnly == want.HeadersOnly && slices.Equal(have.BackOff, want.BackOff) &&
 		have.DeliverSubject == want.DeliverSubject && paused(have) == paused(want) &&

@@ -95,43 +95,23 @@ func (s *Service) decide(js jetstream.JetStream, keys *events.Keys, data []byte)
 	case !found:
 		return nil, microx.NotFound("checkout %s is not held for a fraud review", req.CheckoutID)
 	case r.Status != ReviewPending:
-		return nil, conflict("checkout %s was already %s by %s", req.CheckoutID, r.Status, r.Decision.Reviewer)
+		return nil, microx.Conflict("checkout %s was already %s by %s", req.CheckoutID, r.Status, r.Decision.Reviewer)
 	case !r.Open(now):
-		return nil, conflict("the review of checkout %s expired at %s: the checkout fails", req.CheckoutID, r.Until.Format(time.RFC3339))
+		return nil, microx.Conflict("the review of checkout %s expired at %s: the checkout fails", req.CheckoutID, r.Until.Format(time.RFC3339))
 	}
 
 	e := events.Must(req.CheckoutID, events.FraudReviewDecided, req.ReviewDecision)
 	e.CausationID, e.Time = events.ID(req.CheckoutID, events.FraudReviewPending), now
-	ack, err := publish(js, keys, e)
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	ack, err := microx.Publish(ctx, js, keys, events.ServiceFraud, e) // a second decision must be a duplicate: see decide
 	if err != nil {
 		return nil, fmt.Errorf("checkout %s: publish %s: %w", req.CheckoutID, e.Type, err)
 	}
 	if ack.Duplicate {
 		// Another decision was published a moment ago and is not applied yet; it stands.
-		return nil, conflict("a decision on checkout %s was already submitted", req.CheckoutID)
+		return nil, microx.Conflict("a decision on checkout %s was already submitted", req.CheckoutID)
 	}
 	s.log.Info("fraud review decision submitted", "checkout_id", req.CheckoutID, "decision", req.Decision, "reviewer", req.Reviewer)
 	return ReviewReply{CheckoutID: req.CheckoutID, Decision: req.Decision, Accepted: true}, nil
-}
-
-// publish stores e, signed as fraud's, in its stream, its ID as Nats-Msg-Id, and waits for
-// the ack.
-func publish(js jetstream.JetStream, keys *events.Keys, e events.Envelope) (*jetstream.PubAck, error) {
-	data, err := e.Encode()
-	if err != nil {
-		return nil, err
-	}
-	h, err := keys.Header(events.ServiceFraud, e.Type, data)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID)) // a second decision must be a duplicate: see decide
-}
-
-// conflict is a "409" error reply: the request is well formed but the review's state
-// does not allow it.
-func conflict(format string, args ...any) error {
-	return &microx.Error{Code: "409", Description: fmt.Sprintf(format, args...)}
 }

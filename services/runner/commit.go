@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -216,12 +217,18 @@ func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFail
 	})
 }
 
-// Stamp fills in what outputs inherit from the event that caused them, and the time they
-// are published at unless set already (a replay sets the time the stream has).
+// Stamp fills in what outputs inherit from the event that caused them (its ID as their
+// causation, its re-drive in their IDs), and the time they are published at unless set
+// already (a replay sets the time the stream has).
 func Stamp(outs []events.Envelope, cause events.Envelope) {
 	now := time.Now().UTC()
 	for i := range outs {
 		outs[i].CausationID = cause.ID
+		if outs[i].Schedule == nil && strings.HasPrefix(string(outs[i].Type), "checkout.") {
+			// A step run again by a re-drive answers with events of its own. Not the pick on
+			// WAREHOUSE: the stream dedupes the one pick of an order by its ID.
+			outs[i].ID = events.OutputID(outs[i].ID, cause.ID)
+		}
 		if outs[i].Time.IsZero() {
 			outs[i].Time = now
 		}

@@ -280,7 +280,7 @@ func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
 func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
 	var recorded []events.Envelope
 	for _, subject := range route.Outcomes {
-		m, err := r.streamCopy(ctx, stream, string(subject), events.ID(in.CheckoutID, subject), seq)
+		m, err := r.streamCopy(ctx, stream, string(subject), events.OutputID(events.ID(in.CheckoutID, subject), in.ID), seq)
 		if err != nil {
 			return nil, err
 		}
@@ -302,7 +302,7 @@ func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, rout
 // givenUp returns the failure the runner recorded for a step trigger instead of running
 // its handler (given up, or expired), when the stream holds one; nil otherwise.
 func (r *Runner) givenUp(ctx context.Context, stream *outputIndex, in events.Envelope, seq uint64, step stepRoute) (*events.Envelope, error) {
-	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.ID(in.CheckoutID, step.Failed), seq)
+	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.OutputID(events.ID(in.CheckoutID, step.Failed), in.ID), seq)
 	if m == nil || err != nil {
 		return nil, err
 	}
@@ -333,7 +333,7 @@ func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in event
 			continue
 		}
 		log := r.log.With("checkout_id", in.CheckoutID, "event_id", out.ID, "input_id", in.ID, "stream_seq", seq)
-		m, err := r.streamCopy(ctx, stream, string(out.Type), out.ID, seq)
+		m, err := r.streamCopy(ctx, stream, string(out.Type), events.OutputID(out.ID, in.ID), seq)
 		if err != nil {
 			return err
 		}

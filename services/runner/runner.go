@@ -456,7 +456,8 @@ func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 	return errors.Is(infoErr, jetstream.ErrConsumerNotFound)
 }
 
-// process handles one message. It returns an error only when a hook simulates a crash.
+// process handles one message. It returns an error only when the runner must stop: a hook
+// simulates a crash, or an event is of a schema version this release cannot read.
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
 	defer cancel()
@@ -467,17 +468,16 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		return nil
 	}
 	route, ok := r.routes[msg.Subject()]
+	if !ok && events.NewerSchema(msg.Data()) {
+		return r.tooOld(msg, meta, fmt.Errorf("%s: %w that this release has no handler for", msg.Subject(), events.ErrNewerSchema))
+	}
 	if !ok {
 		r.reject(ctx, msg, meta, "", fmt.Errorf("%s: no handler for this subject", msg.Subject()))
 		return nil
 	}
 	in, err := r.decode(msg, meta, route)
 	if errors.Is(err, events.ErrNewerSchema) {
-		// Written by an upgraded instance while this one is not (a writer not held back
-		// during a rolling upgrade): kept, and read once this instance is upgraded.
-		r.log.Error("an event this release cannot read yet: upgrade this instance", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "err", err)
-		r.nak(msg, meta, r.log, r.cfg.RetryMax, err)
-		return nil
+		return r.tooOld(msg, meta, err)
 	}
 	if err != nil {
 		r.reject(ctx, msg, meta, "", err)
@@ -574,6 +574,19 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 		log().Debug("handled", "outputs", len(outs))
 	}
 	return nil
+}
+
+// tooOld gives back an event of a schema version newer than this release reads (a writer
+// not held back during a rolling upgrade), for an upgraded instance to take, and stops the
+// runner: kept consuming, it would hold more such events until the consumer's limit of
+// unacknowledged messages stalls every checkout, and keep the pin an upgraded replica needs.
+// Nothing is lost or dead-lettered; the process fails, saying to upgrade it.
+func (r *Runner) tooOld(msg jetstream.Msg, meta *jetstream.MsgMetadata, err error) error {
+	r.log.Error("an event of a newer schema version: this instance must be upgraded; it stops consuming", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "err", err)
+	if nerr := msg.Nak(); nerr != nil {
+		r.log.Warn("nak", "err", nerr)
+	}
+	return fmt.Errorf("%s stops: %w", r.cfg.Name, err)
 }
 
 // decode believes a message only from its producer (signed by it, fired from its own

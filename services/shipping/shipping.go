@@ -130,16 +130,19 @@ func (s *Service) notifyWarehouse(_ context.Context, tx *bolt.Tx, in events.Enve
 	if err != nil {
 		return nil, err
 	}
-	if !found {
-		// The pick's ID is the ID of the envelope that carries it, which the WAREHOUSE
-		// stream dedupes on: the warehouse can quote it back.
-		pick = Pick{ID: events.ID(in.CheckoutID, events.WarehousePick), PickRequest: pickRequest(sh), QueuedAt: runner.EventTime(in)}
-		if err := store.Put(b, sh.Order.ID, pick); err != nil {
-			return nil, err
-		}
-		s.log.Info("pick request queued", "checkout_id", in.CheckoutID, "order_id", sh.Order.ID, "pick_request_id", pick.ID)
+	if found {
+		// Queued by an earlier label event (a re-drive brings the label again): that one's
+		// handling published the pick, or will publish it again on its redelivery. The
+		// warehouse never gets two picks of one order.
+		return []events.Envelope{events.Must(in.CheckoutID, events.WarehouseNotified, events.PickQueued{OrderID: sh.Order.ID, PickRequestID: pick.ID})}, nil
 	}
-	// Send what was stored, so the warehouse never sees two versions of one pick.
+	// The pick's ID is the ID of the envelope that carries it, which the WAREHOUSE stream
+	// dedupes on: the warehouse can quote it back.
+	pick = Pick{ID: events.ID(in.CheckoutID, events.WarehousePick), PickRequest: pickRequest(sh), QueuedAt: runner.EventTime(in)}
+	if err := store.Put(b, sh.Order.ID, pick); err != nil {
+		return nil, err
+	}
+	s.log.Info("pick request queued", "checkout_id", in.CheckoutID, "order_id", sh.Order.ID, "pick_request_id", pick.ID)
 	return []events.Envelope{
 		events.Must(in.CheckoutID, events.WarehousePick, pick.PickRequest),
 		events.Must(in.CheckoutID, events.WarehouseNotified, events.PickQueued{OrderID: sh.Order.ID, PickRequestID: pick.ID}),

@@ -1,0 +1,97 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/microx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// Version of the coordinator's micro service.
+const Version = "1.0.0"
+
+// Serve starts the "coordinator" micro service for operators: checkouts.redrive
+// (events.RedriveRequest → events.RedriveReply). Error codes: "400" malformed, "404" no such
+// checkout, "409" a checkout that cannot be re-driven, with the reason. Stop the returned
+// service to stop serving.
+func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, error) {
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        events.ServiceCoordinator,
+		Version:     Version,
+		Description: "Re-drives: a completed checkout's steps that failed after its order, run again.",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: start service: %w", err)
+	}
+	handle := func(data []byte) (any, error) { return c.redrive(keys, data) }
+	if err := svc.AddEndpoint("redrive", microx.Handler(c.log, handle), micro.WithEndpointSubject(string(events.CheckoutsRedrive))); err != nil {
+		return nil, errors.Join(fmt.Errorf("coordinator: endpoint %s: %w", events.CheckoutsRedrive, err), svc.Stop())
+	}
+	return svc, nil
+}
+
+// redrive decides whether a checkout can be re-driven and publishes the request, which the
+// coordinator's runner then applies (applyRedrive checks again).
+//
+// Only a completed checkout's steps that failed after its order run again: the order stands
+// and is paid, and each of those steps does its work once per order (one email, one label,
+// one pick), so running it again can finish what failed and cannot double anything. A failed
+// checkout was undone (its stock released, its payment refunded or never taken): running its
+// steps again would take money without stock, so it is refused, and a new checkout is the way
+// (its cart is free again). A running one is refused: its own deadlines end it.
+func (c *Coordinator) redrive(keys *events.Keys, data []byte) (any, error) {
+	var req events.RedriveRequest
+	if err := microx.Decode(events.CheckoutsRedrive, data, &req); err != nil {
+		return nil, err
+	}
+	switch {
+	case !events.ValidCheckoutID(req.CheckoutID):
+		return nil, microx.BadRequest("checkout_id must be 1 to 64 letters, digits, '-' or '_', got %q", req.CheckoutID)
+	case strings.TrimSpace(req.By) == "" || strings.TrimSpace(req.Reason) == "":
+		return nil, microx.BadRequest("%s request: by and reason are required (who re-drives, and why)", events.CheckoutsRedrive)
+	case !events.ExistsAt(events.RedriveRequested, events.WriteVersion()):
+		return nil, microx.Conflict("this coordinator writes schema version %d (SCHEMA_WRITE_VERSION) during an upgrade: re-drive once every instance runs this release", events.WriteVersion())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+	defer cancel()
+	st, found, err := c.State(ctx, req.CheckoutID)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, microx.NotFound("no checkout %s", req.CheckoutID)
+	}
+	steps := st.Redrivable(c.rules.flow)
+	switch {
+	case st.Status == StatusFailed:
+		return nil, microx.Conflict("checkout %s failed at %s (%s) and was undone: its stock was released and its payment refunded or never taken, so running it again could take money without stock; start a new checkout (a new checkout_id) for its cart, which is free again",
+			req.CheckoutID, st.Failure.Step, st.Failure.Code)
+	case !st.terminal():
+		return nil, microx.Conflict("checkout %s is still %s: its steps and their deadlines end it", req.CheckoutID, st.Status)
+	case st.redriving():
+		return nil, microx.Conflict("re-drive %d of checkout %s is still running", st.Redrives, req.CheckoutID)
+	case len(steps) == 0:
+		return nil, microx.Conflict("checkout %s completed with nothing to re-drive: no step failed after its order", req.CheckoutID)
+	}
+	attempt := st.Redrives + 1
+	e := events.Must(req.CheckoutID, events.RedriveRequested, events.Redrive{By: req.By, Reason: req.Reason, Steps: steps, Attempt: attempt})
+	e.ID, e.CausationID, e.Time = events.RedriveID(req.CheckoutID, attempt), events.ID(req.CheckoutID, events.Completed), time.Now().UTC()
+	ack, err := microx.Publish(ctx, c.js, keys, events.ServiceCoordinator, e)
+	if err != nil {
+		return nil, fmt.Errorf("checkout %s: publish %s: %w", req.CheckoutID, e.Type, err)
+	}
+	if ack.Duplicate {
+		return nil, microx.Conflict("re-drive %d of checkout %s was already submitted", attempt, req.CheckoutID)
+	}
+	c.log.Info("re-drive submitted", "checkout_id", req.CheckoutID, "attempt", attempt, "steps", steps, "by", req.By, "reason", req.Reason)
+	return events.RedriveReply{CheckoutID: req.CheckoutID, Attempt: attempt, Steps: steps}, nil
+}
+
+// publishTimeout bounds a read of the state and the wait for the stream's ack of a request.
+const publishTimeout = 5 * time.Second

@@ -1,0 +1,287 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestRedrive: a completed checkout whose label (flagged) or confirmation email (warning)
+// failed after its order is re-driven once the carrier and the mail are back: the failed
+// step runs again and nothing is done twice (one label, one pick, one email); the re-drive
+// and its outcome are in the checkout's history. A re-drive that fails again says so, and a
+// later one can still finish it. A failed, a running, an unknown checkout, and one with
+// nothing failed are refused with the reason; two re-drives at once make one.
+func TestRedrive(t *testing.T) {
+	var carrierDown, mailDown atomic.Bool
+	carrierDown.Store(true)
+	mailDown.Store(true)
+	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
+		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-rd-label", "co-rd-again")),
+		withMiddleware(events.ServiceNotifications, while(&mailDown, events.FulfilmentRequested, "co-rd-mail")))
+	item := events.CartItem{ProductID: "mug-nats", Quantity: 1}
+	for _, id := range []string{"co-rd-label", "co-rd-again", "co-rd-mail", "co-rd-clean"} {
+		r.checkout(t, id, "pm_card_visa", item)
+	}
+	r.checkout(t, "co-rd-declined", "pm_card_chargeDeclined", item)
+	for id, attention := range map[string]bool{"co-rd-label": true, "co-rd-again": true, "co-rd-mail": false, "co-rd-clean": false} {
+		done := completedOf(t, r.watch, id)
+		if done.NeedsAttention != attention || (id != "co-rd-clean") != (len(done.Warnings) > 0) {
+			t.Fatalf("%s completed with needs_attention=%v warnings=%v", id, done.NeedsAttention, done.Warnings)
+		}
+	}
+	r.failed(t, "co-rd-declined", events.CodeCardDeclined, events.StepProcessPayment)
+
+	refused := map[string]string{
+		"co-rd-declined": "was undone",
+		"co-rd-clean":    "nothing to re-drive",
+		"co-rd-nope":     "no checkout",
+	}
+	for id, why := range refused {
+		if _, err := redrive(t, r.System, id, "ops", "the carrier is back"); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("re-drive of %s: %v, want a refusal saying %q", id, err, why)
+		}
+	}
+	if _, err := redrive(t, r.System, "co-rd-label", "ops", " "); err == nil || !strings.Contains(err.Error(), "reason") {
+		t.Errorf("a re-drive without a reason: %v", err)
+	}
+
+	// The carrier is back: the label, then the warehouse notice, run; one pick.
+	carrierDown.Store(false)
+	reply, err := redrive(t, r.System, "co-rd-label", "ops", "the carrier is back")
+	if err != nil || reply.Attempt != 1 || len(reply.Steps) != 1 || reply.Steps[0] != events.StepCreateLabel {
+		t.Fatalf("re-drive of co-rd-label: %+v, %v", reply, err)
+	}
+	settled := settledOf(t, r.watch, "co-rd-label", 1)
+	if settled.NeedsAttention || len(settled.Warnings) != 0 {
+		t.Errorf("co-rd-label after its re-drive: %+v, want nothing left", settled)
+	}
+	if _, found, _ := r.Shipping.Label("ord_co-rd-label"); !found {
+		t.Error("no label for co-rd-label after its re-drive")
+	}
+	if n := picks(t, r.System, "co-rd-label"); n != 1 {
+		t.Errorf("co-rd-label: %d picks on WAREHOUSE, want 1", n)
+	}
+	if _, err := redrive(t, r.System, "co-rd-label", "ops", "again"); err == nil || !strings.Contains(err.Error(), "nothing to re-drive") {
+		t.Errorf("a second re-drive of a settled checkout: %v", err)
+	}
+
+	// Two re-drives at once of the mail: one runs; one email.
+	mailDown.Store(false)
+	var wg sync.WaitGroup
+	var accepted atomic.Int32
+	for range 2 {
+		wg.Go(func() {
+			if _, err := redrive(t, r.System, "co-rd-mail", "ops", "SMTP is back"); err == nil {
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if accepted.Load() != 1 {
+		t.Errorf("%d of two simultaneous re-drives accepted, want 1", accepted.Load())
+	}
+	if settled := settledOf(t, r.watch, "co-rd-mail", 1); len(settled.Warnings) != 0 {
+		t.Errorf("co-rd-mail after its re-drive: %+v", settled)
+	}
+	if n := confirmations(r.watch, "co-rd-mail"); n != 1 {
+		t.Errorf("co-rd-mail: %d confirmations sent, want 1", n)
+	}
+
+	// Re-driven while the carrier is still down: it fails again, flagged; then it works.
+	carrierDown.Store(true)
+	if _, err := redrive(t, r.System, "co-rd-again", "ops", "try once more"); err != nil {
+		t.Fatal(err)
+	}
+	if again := settledOf(t, r.watch, "co-rd-again", 1); !again.NeedsAttention || len(again.Warnings) != 1 {
+		t.Errorf("co-rd-again re-driven while the carrier is down: %+v, want flagged with one warning", again)
+	}
+	carrierDown.Store(false)
+	if reply, err := redrive(t, r.System, "co-rd-again", "ops", "the carrier is back"); err != nil || reply.Attempt != 2 {
+		t.Fatalf("second re-drive of co-rd-again: %+v, %v", reply, err)
+	}
+	if again := settledOf(t, r.watch, "co-rd-again", 2); again.NeedsAttention || len(again.Warnings) != 0 {
+		t.Errorf("co-rd-again after its second re-drive: %+v; events %v", again, eventIDs(r.watch, "co-rd-again"))
+	}
+	if n := picks(t, r.System, "co-rd-again"); n != 1 {
+		t.Errorf("co-rd-again: %d picks, want 1", n)
+	}
+	for _, id := range []string{"co-rd-label", "co-rd-again", "co-rd-mail"} {
+		if n := r.watch.Count(id, events.Completed); n != 1 {
+			t.Errorf("%s: %d checkout.completed, want 1", id, n)
+		}
+		if n := len(intentsOf(r.emu, id)); n != 1 {
+			t.Errorf("%s: %d payment intents", id, n)
+		}
+	}
+}
+
+// while is middleware that fails a route of the checkouts named while down is set: a
+// carrier or a mail server that is down, then back.
+func while(down *atomic.Bool, route events.Subject, checkoutIDs ...string) runner.Middleware {
+	return func(subject events.Subject, next runner.Handler) runner.Handler {
+		if subject != route {
+			return next
+		}
+		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			for _, id := range checkoutIDs {
+				if in.CheckoutID == id && down.Load() {
+					return nil, errors.New("the service behind this step is down")
+				}
+			}
+			return next(ctx, tx, in)
+		}
+	}
+}
+
+// redrive asks the coordinator, as the HTTP API and the nats CLI do.
+func redrive(t *testing.T, sys *System, id, by, reason string) (events.RedriveReply, error) {
+	t.Helper()
+	raw, _ := json.Marshal(events.RedriveRequest{CheckoutID: id, By: by, Reason: reason})
+	msg, err := sys.NC.Request(string(events.CheckoutsRedrive), raw, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return events.RedriveReply{}, errors.New(code + ": " + msg.Header.Get(micro.ErrorHeader))
+	}
+	var reply events.RedriveReply
+	return reply, json.Unmarshal(msg.Data, &reply)
+}
+
+func completedOf(t *testing.T, w *natstest.Watcher, id string) events.CheckoutCompleted {
+	t.Helper()
+	end := w.Wait(t, id, wait, events.Completed, events.Failed)
+	var done events.CheckoutCompleted
+	if end.Type != events.Completed || json.Unmarshal(end.Payload, &done) != nil {
+		t.Fatalf("%s ended in %s: %s", id, end.Type, end.Payload)
+	}
+	return done
+}
+
+// settledOf waits for the outcome of re-drive attempt of checkout id.
+func settledOf(t *testing.T, w *natstest.Watcher, id string, attempt int) events.RedriveOutcome {
+	t.Helper()
+	var found events.RedriveOutcome
+	natstest.Eventually(t, wait, func() bool {
+		for _, e := range w.All(id) {
+			var out events.RedriveOutcome
+			if e.Type == events.RedriveSettled && json.Unmarshal(e.Payload, &out) == nil && out.Attempt == attempt {
+				found = out
+				return true
+			}
+		}
+		return false
+	}, "%s: re-drive %d never settled; saw %v", id, attempt, eventIDs(w, id))
+	return found
+}
+
+// confirmations counts the confirmation emails sent for a checkout: its distinct message IDs.
+func confirmations(w *natstest.Watcher, id string) int {
+	ids := map[string]bool{}
+	for _, e := range w.All(id) {
+		var sent events.EmailSent
+		if e.Type == events.ConfirmationSent && json.Unmarshal(e.Payload, &sent) == nil {
+			ids[sent.MessageID] = true
+		}
+	}
+	return len(ids)
+}
+
+// picks counts the pick requests the WAREHOUSE work queue holds for a checkout's order.
+func picks(t *testing.T, sys *System, id string) int {
+	t.Helper()
+	stream, err := sys.JS.Stream(context.Background(), events.StreamWarehouse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(context.Background(), jetstream.WithSubjectFilter(events.WarehouseSubjects))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := stream.GetMsg(context.Background(), seq)
+		if err != nil {
+			continue
+		}
+		var p events.Envelope
+		if json.Unmarshal(m.Data, &p) == nil && p.CheckoutID == id {
+			n++
+		}
+	}
+	return n
+}
+
+func eventIDs(w *natstest.Watcher, id string) []string {
+	var out []string
+	for _, e := range w.All(id) {
+		out = append(out, strings.TrimPrefix(e.ID, id+":"))
+	}
+	return out
+}
+
+// TestARedrivenCheckoutRebuilds: every view rebuilt from a stream with a re-drive in it (a
+// label that failed, then was made, its pick queued) equals the live one, and the rebuild
+// publishes nothing.
+func TestARedrivenCheckoutRebuilds(t *testing.T) {
+	env := natstest.Start(t)
+	emu := startEmulator(t)
+	logs := newLogRecorder(testLogger().Handler())
+	log := slog.New(logs)
+	var carrierDown atomic.Bool
+	carrierDown.Store(true)
+	dirs := map[string]string{}
+	start := func(name string) *System {
+		t.Helper()
+		cfg := testConfig(dirs[name])
+		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey, cfg.MaxDeliver, cfg.RetryBase = env.URL, emu.URL, "sk_test_redrive", 2, 10*time.Millisecond
+		if name == events.ServiceShipping {
+			withMiddleware(name, while(&carrierDown, events.FulfilmentRequested, "co-rdr-label"))(&cfg)
+		}
+		return startProcess(t, cfg, log, name)
+	}
+	systems := map[string]*System{}
+	for _, name := range Services {
+		dirs[name] = t.TempDir()
+		systems[name] = start(name)
+	}
+	w := env.Watch(t, "checkout.>")
+	cart := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: "mug-nats", Quantity: 1})
+	publishCheckout(t, systems[events.ServiceCatalog], checkoutRequestFor("co-rdr-label", cart.ID, "pm_card_visa", "ada@example.com"))
+	if done := completedOf(t, w, "co-rdr-label"); !done.NeedsAttention {
+		t.Fatalf("co-rdr-label completed without attention: %+v", done)
+	}
+	carrierDown.Store(false)
+	if _, err := redrive(t, systems[events.ServiceCoordinator], "co-rdr-label", "ops", "the carrier is back"); err != nil {
+		t.Fatal(err)
+	}
+	if out := settledOf(t, w, "co-rdr-label", 1); out.NeedsAttention {
+		t.Fatalf("the re-drive left %+v", out)
+	}
+	for _, name := range Services {
+		(&natstest.Env{JS: env.JS}).WaitIdle(t, name)
+	}
+	published := len(w.All(""))
+	for _, name := range slices.Sorted(maps.Keys(events.Rebuildable)) {
+		rebuildView(t, name, dirs[name], systems, start, logs)
+	}
+	if n := len(w.All("")); n != published {
+		t.Errorf("%d events published while the views were rebuilt: %v", n-published, w.All("")[published:])
+	}
+}
