@@ -267,7 +267,7 @@ upgrade-image:
 ## version (SCHEMA_WRITE_VERSION=1), then again with the hold lifted; 0 violations, 0 dead
 ## letters. 400 checkouts unless CHAOS_CHECKOUTS is given; UPGRADE_HOLD= upgrades without the hold.
 upgrade-test: images upgrade-image secrets compose-cli
-	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-upgrade UPGRADE_FROM_IMAGE=$(UPGRADE_IMAGE) \
+	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-upgrade UPGRADE_FROM=$(UPGRADE_FROM) UPGRADE_FROM_IMAGE=$(UPGRADE_IMAGE) \
 		CHAOS_CHECKOUTS=$(if $(filter command line environment,$(origin CHAOS_CHECKOUTS)),$(CHAOS_CHECKOUTS),$(UPGRADE_CHECKOUTS)) \
 		$(COMPOSE_ENV) $(GO) test -tags chaos -count=1 -v -timeout 60m -run '^TestUpgradeCluster$$' ./internal/chaos
 UPGRADE_CHECKOUTS = 400

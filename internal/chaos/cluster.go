@@ -28,9 +28,9 @@ type ClusterOptions struct {
 	Compose []string
 	// Project is the compose project: its own containers, volumes and network.
 	Project string
-	// Image is the jetcheckout image the cluster starts on (JETCHECKOUT_IMAGE); empty: the
-	// one the environment names, else the compose file's default.
-	Image string
+	// Files are more compose files over the cluster's, and Env more variables for every
+	// Compose command (JETCHECKOUT_IMAGE, say: the image it starts on).
+	Files, Env []string
 }
 
 // natsNodes are the cluster's NATS servers (compose services).
@@ -44,8 +44,8 @@ const imageUID = 10001
 type cluster struct {
 	root, dir  string
 	compose    []string          // the command and its arguments up to the subcommand
-	env        []string          // the image it starts on, and the host ports, fixed for the run: a restarted container keeps its own
-	image      string            // JETCHECKOUT_IMAGE the cluster starts on (empty: the environment's)
+	env        []string          // vars, and the host ports, fixed for the run: a restarted container keeps its own
+	vars       []string          // the run's own Compose variables (ClusterOptions.Env)
 	ports      map[string]int    // compose service → its published port
 	containers map[string]string // compose service → container ID
 	network    string            // the project's network
@@ -79,7 +79,7 @@ func RunCluster(ctx context.Context, o Options, co ClusterOptions) (res Result, 
 }
 
 func newCluster(o Options, co ClusterOptions) *cluster {
-	return &cluster{root: o.Root, dir: o.Dir, log: o.Log, image: co.Image, containers: map[string]string{}}
+	return &cluster{root: o.Root, dir: o.Dir, log: o.Log, vars: co.Env, containers: map[string]string{}}
 }
 
 // start brings the project up from nothing, with the run's stock in the inventory's volume
@@ -99,6 +99,9 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 	}
 	c.compose = append(slices.Clone(co.Compose), "-p", co.Project, "-f", filepath.Join(c.root, "docker-compose.yml"),
 		"-f", filepath.Join(c.root, "deploy/compose.cluster.yml"), "-f", override) // the second: nodes 2 and 3's volumes
+	for _, f := range co.Files {
+		c.compose = append(c.compose, "-f", f)
+	}
 	// The host ports are picked here, not left to Docker, so that a container keeps its port
 	// when the chaos restarts it. Between the pick and the start another process may take
 	// one (Docker then says it "is already allocated"): the stack starts again on new ports.
@@ -135,10 +138,7 @@ func (c *cluster) up(ctx context.Context, initial map[string]int) error {
 	if err != nil {
 		return err
 	}
-	c.ports, c.env = map[string]int{}, nil
-	if c.image != "" {
-		c.env = append(c.env, "JETCHECKOUT_IMAGE="+c.image)
-	}
+	c.ports, c.env = map[string]int{}, slices.Clone(c.vars)
 	for i, p := range published {
 		c.ports[p.service] = ports[i]
 		c.env = append(c.env, fmt.Sprintf("%s=%d", p.variable, ports[i]))

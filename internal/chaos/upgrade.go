@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +22,10 @@ import (
 // held at until every container runs the new one.
 type UpgradeOptions struct {
 	From, To string // jetcheckout images: the previous release's, the current build's
+	// FromTag is the previous release's git tag: the NATS nodes start with its configuration
+	// (deploy/nats: the users and their permissions) and get the current one when they are
+	// replaced. Empty: the current one from the start.
+	FromTag string
 	// Hold is SCHEMA_WRITE_VERSION while the first round replaces the containers, the
 	// version the previous release reads; a second round lifts it. Empty: no hold, one round
 	// (what an upgrade that ignores the order does).
@@ -51,6 +58,48 @@ type UpgradeResult struct {
 // in for Stripe, which is no part of the shop, and forgets its PaymentIntents when it restarts.
 const notReplaced = "stripe-emulator"
 
+// The NATS nodes' configuration directory, and the variable that mounts one in the upgrade
+// test's compose file over the cluster's: the previous release's, then the current one.
+const (
+	natsConfigDir = "deploy/nats"
+	natsConfigVar = "UPGRADE_NATS_CONFIG"
+)
+
+var natsConfigOverride = `# Written by the upgrade test (internal/chaos): the NATS nodes' configuration (users and
+# permissions) from ` + natsConfigVar + `: the previous release's until a node is replaced.
+services:
+  nats: {volumes: ["${` + natsConfigVar + `}:/etc/nats/jetcheckout:ro"]}
+  nats-2: {volumes: ["${` + natsConfigVar + `}:/etc/nats/jetcheckout:ro"]}
+  nats-3: {volumes: ["${` + natsConfigVar + `}:/etc/nats/jetcheckout:ro"]}
+`
+
+// releaseFiles copies the files under dir, as a git tag has them, into to (readable by the
+// image's user).
+func releaseFiles(ctx context.Context, root, tag, dir, to string) error {
+	list, err := exec.CommandContext(ctx, "git", "-C", root, "ls-tree", "-r", "--name-only", tag, dir).Output()
+	if err != nil {
+		return fmt.Errorf("git ls-tree %s %s: %w", tag, dir, err)
+	}
+	names := strings.Fields(string(list))
+	if len(names) == 0 {
+		return fmt.Errorf("tag %s has no %s", tag, dir)
+	}
+	for _, name := range names {
+		data, err := exec.CommandContext(ctx, "git", "-C", root, "show", tag+":"+name).Output()
+		if err != nil {
+			return fmt.Errorf("git show %s:%s: %w", tag, name, err)
+		}
+		file := filepath.Join(to, strings.TrimPrefix(name, dir+"/"))
+		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(file, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readyWait bounds how long a replaced container has to be ready.
 const readyWait = 3 * time.Minute
 
@@ -78,7 +127,19 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 		return res, fmt.Errorf("upgrade: from %q to %q with %d checkouts: want both images and a load", uo.From, uo.To, o.Checkouts)
 	}
 	initial := initialStock(o.Checkouts)
-	co.Image = uo.From
+	co.Env = append(co.Env, "JETCHECKOUT_IMAGE="+uo.From)
+	if uo.FromTag != "" {
+		old := filepath.Join(o.Dir, "nats-"+uo.FromTag)
+		if err := releaseFiles(ctx, o.Root, uo.FromTag, natsConfigDir, old); err != nil {
+			return res, fmt.Errorf("the NATS configuration of %s: %w", uo.FromTag, err)
+		}
+		override := filepath.Join(o.Dir, "upgrade-nats.yml")
+		if err := os.WriteFile(override, []byte(natsConfigOverride), 0o644); err != nil {
+			return res, err
+		}
+		co.Files = append(co.Files, override)
+		co.Env = append(co.Env, natsConfigVar+"="+old)
+	}
 	c := newCluster(o, co)
 	defer func() {
 		c.teardown(err != nil || len(res.Violations) > 0 || len(res.GivenUp) > 0)
@@ -89,6 +150,9 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	o.Log("cluster up on %s in %s: project %s, nats %s", uo.From, time.Since(start).Round(time.Second), co.Project, c.natsURL())
 
 	r := newRolling(c, uo, hold, o.Checkouts, o.Log)
+	if uo.FromTag != "" {
+		r.natsConfig = filepath.Join(o.Root, natsConfigDir)
+	}
 	o.Pace, o.KillEvery = r.pacer.pace, 0
 	upgradeCtx, stopUpgrade := context.WithCancel(ctx)
 	upgraded := make(chan struct{})
@@ -152,12 +216,15 @@ type step struct {
 
 // rolling replaces the cluster's containers one at a time, paced with the load.
 type rolling struct {
-	c     *cluster
-	uo    UpgradeOptions
-	hold  int
-	steps []step
-	pacer *pacer
-	log   func(string, ...any)
+	c    *cluster
+	uo   UpgradeOptions
+	hold int
+	// natsConfig is the current NATS configuration's directory, mounted in a NATS node when
+	// it is replaced (empty: the nodes had it from the start).
+	natsConfig string
+	steps      []step
+	pacer      *pacer
+	log        func(string, ...any)
 
 	mu     sync.Mutex
 	done   []Replacement
@@ -165,9 +232,11 @@ type rolling struct {
 }
 
 func newRolling(c *cluster, uo UpgradeOptions, hold, checkouts int, log func(string, ...any)) *rolling {
-	// The NATS nodes first, then setup (it keeps the streams' configuration), every
-	// service's replicas and coordinator, and the API.
-	writers := append(append([]string{"setup"}, c.serviceContainers()...), "api")
+	// The NATS nodes first (the new release's users and permissions: a superset of the old),
+	// then every service's replicas and coordinators, the API, and the setup role last: it
+	// puts the consumers' filters as the new release reads them (ARCHITECTURE.md, "The
+	// rollout order").
+	writers := append(c.serviceContainers(), "api", "setup")
 	var steps []step
 	for _, svc := range append(slices.Clone(natsNodes), writers...) {
 		steps = append(steps, step{1, svc})
@@ -237,6 +306,9 @@ func (r *rolling) replace(ctx context.Context, js jetstream.JetStream, s step) (
 	start := time.Now()
 	// --force-recreate: a NATS node's configuration does not change with the variable.
 	env := []string{"JETCHECKOUT_IMAGE=" + r.uo.To, "SCHEMA_WRITE_VERSION=" + write}
+	if r.natsConfig != "" {
+		env = append(env, natsConfigVar+"="+r.natsConfig)
+	}
 	if _, err := r.c.dcWith(ctx, env, "up", "-d", "--no-deps", "--force-recreate", s.service); err != nil {
 		return 0, err
 	}
@@ -262,15 +334,20 @@ func (r *rolling) replace(ctx context.Context, js jetstream.JetStream, s step) (
 // checkCreated checks that the new container runs the new image and, where it writes events,
 // with the round's SCHEMA_WRITE_VERSION: the compose file passes it on.
 func (r *rolling) checkCreated(ctx context.Context, s step, id, write string) error {
-	out, err := r.c.run(ctx, "docker", "inspect", "-f", "{{.Config.Image}}{{range .Config.Env}}\n{{.}}{{end}}", id)
+	out, err := r.c.run(ctx, "docker", "inspect", "-f",
+		`{{.Config.Image}}{{range .Mounts}}{{if eq .Destination "/etc/nats/jetcheckout"}} {{.Source}}{{end}}{{end}}{{range .Config.Env}}`+"\n{{.}}{{end}}", id)
 	if err != nil {
 		return err
 	}
-	image, env, _ := strings.Cut(out, "\n")
+	first, env, _ := strings.Cut(out, "\n")
+	image, config, _ := strings.Cut(first, " ")
 	if image != r.uo.To {
 		return fmt.Errorf("the new container runs %s, not %s", image, r.uo.To)
 	}
 	if slices.Contains(natsNodes, s.service) {
+		if r.natsConfig != "" && config != r.natsConfig {
+			return fmt.Errorf("the new NATS node's configuration is %s, not %s", config, r.natsConfig)
+		}
 		return nil
 	}
 	if want := "SCHEMA_WRITE_VERSION=" + write; !slices.Contains(strings.Split(env, "\n"), want) {

@@ -1,9 +1,13 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,5 +171,33 @@ func TestDeadLettersGroupedByServiceAndReason(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("dead letters\n%q\nwant\n%q", got, want)
+	}
+}
+
+// A release's NATS configuration is copied out of git as the commit has it.
+func TestReleaseFilesCopiesADirectoryOfACommit(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exec.Command("git", "-C", root, "rev-parse", "HEAD").Run() != nil {
+		t.Skip("not a git checkout")
+	}
+	dir := t.TempDir()
+	if err := releaseFiles(context.Background(), root, "HEAD", natsConfigDir, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"auth.conf", "nats.conf", "cluster.conf"} {
+		want, err := exec.Command("git", "-C", root, "show", "HEAD:"+natsConfigDir+"/"+name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes (%v), want the commit's %d", name, len(got), err, len(want))
+		}
+	}
+	if err := releaseFiles(context.Background(), root, "HEAD", "no/such/dir", t.TempDir()); err == nil {
+		t.Error("a directory the commit lacks: no error")
 	}
 }
