@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: first-build-note clean-volumes migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: first-build-note clean-volumes migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short upgrade-image upgrade-test upgrade-test-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: first-build-note tools build
@@ -244,3 +244,34 @@ CHAOS_CLUSTER_CHECKOUTS = 150
 ## chaos-cluster-short: the bounded cluster run CI does (60 checkouts, about two minutes)
 chaos-cluster-short: CHAOS_CLUSTER_CHECKOUTS = 60
 chaos-cluster-short: chaos-cluster
+
+# ---- A rolling upgrade: the cluster on the previous release, replaced container by container ----
+# UPGRADE_FROM is the release tag the cluster starts on; its image is built from that tag's own
+# Makefile and Dockerfile, in a temporary copy of the tree (git archive), once: kept afterwards.
+UPGRADE_FROM ?= v0.1.0
+UPGRADE_IMAGE = jetcheckout:$(UPGRADE_FROM)
+
+## upgrade-image: the jetcheckout image of release $(UPGRADE_FROM), built from its tag (reused once made)
+upgrade-image:
+	@git rev-parse -q --verify 'refs/tags/$(UPGRADE_FROM)^{commit}' >/dev/null || \
+		{ echo "no tag $(UPGRADE_FROM) in this clone (git fetch --tags): the upgrade test starts from that release"; exit 1; }
+	@if docker image inspect $(UPGRADE_IMAGE) >/dev/null 2>&1; then echo "$(UPGRADE_IMAGE): built before, reused"; else \
+		tree=$$(mktemp -d) && echo "building $(UPGRADE_IMAGE) from tag $(UPGRADE_FROM) in $$tree" && \
+		git archive $(UPGRADE_FROM) | tar -x -C $$tree && \
+		$(MAKE) --no-print-directory -C $$tree images JETCHECKOUT_IMAGE=$(UPGRADE_IMAGE) MAILPIT_IMAGE=jetcheckout/mailpit:$(UPGRADE_FROM)-local; \
+		status=$$?; rm -rf $$tree; exit $$status; fi
+
+## upgrade-test: a rolling upgrade under the chaos load, then reconciled: the cluster (project
+## jetcheckout-upgrade, torn down at the end) starts on release $(UPGRADE_FROM)'s image, and
+## every container is replaced with this build one at a time, writers held at the old schema
+## version (SCHEMA_WRITE_VERSION=1), then again with the hold lifted; 0 violations, 0 dead
+## letters. 400 checkouts unless CHAOS_CHECKOUTS is given; UPGRADE_HOLD= upgrades without the hold.
+upgrade-test: images upgrade-image secrets compose-cli
+	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-upgrade UPGRADE_FROM=$(UPGRADE_FROM) UPGRADE_FROM_IMAGE=$(UPGRADE_IMAGE) \
+		CHAOS_CHECKOUTS=$(if $(filter command line environment,$(origin CHAOS_CHECKOUTS)),$(CHAOS_CHECKOUTS),$(UPGRADE_CHECKOUTS)) \
+		$(COMPOSE_ENV) $(GO) test -tags chaos -count=1 -v -timeout 60m -run '^TestUpgradeCluster$$' ./internal/chaos
+UPGRADE_CHECKOUTS = 400
+
+## upgrade-test-short: the bounded upgrade CI runs (120 checkouts, every container still replaced twice)
+upgrade-test-short: UPGRADE_CHECKOUTS = 120
+upgrade-test-short: upgrade-test

@@ -24,6 +24,9 @@ type Options struct {
 	KillEvery   time.Duration // about how often a fault starts while the load runs (0: never)
 	Root        string        // the module's root, to build the binaries from
 	Dir         string        // where the processes keep their data and logs
+	// Pace, when set, holds the load to the target's own progress: the i-th checkout starts
+	// once Pace(ctx, i) returns nil; an error stops the load (a rolling upgrade that failed).
+	Pace func(ctx context.Context, i int) error
 	// Log prints progress; the summary is in the Result.
 	Log func(format string, args ...any)
 }
@@ -134,7 +137,7 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 		faults.Go(func() { sf.run(faultCtx) })
 	}
 
-	loadErr := drive(ctx, d, plans, o.Concurrency, ends, o.Log)
+	loadErr := drive(ctx, d, plans, o.Concurrency, o.Pace, ends, o.Log)
 	stopFaults()
 	faults.Wait()
 	sf.clear(ctx)
@@ -174,9 +177,10 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	return res, nil
 }
 
-// drive starts the planned checkouts, concurrency at a time; each worker waits for its
-// checkout to end (or checkoutWait) before it starts the next.
-func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends *terminals, log func(string, ...any)) error {
+// drive starts the planned checkouts, concurrency at a time, each once pace lets it (nil: at
+// once); each worker waits for its checkout to end (or checkoutWait) before it starts the next.
+func drive(ctx context.Context, d driver, plans []planned, concurrency int, pace func(context.Context, int) error,
+	ends *terminals, log func(string, ...any)) error {
 	work := make(chan planned)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -210,7 +214,13 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 			}
 		})
 	}
-	for _, p := range plans {
+	var paceErr error
+	for i, p := range plans {
+		if pace != nil {
+			if paceErr = pace(ctx, i); paceErr != nil {
+				break
+			}
+		}
 		select {
 		case work <- p:
 		case <-ctx.Done():
@@ -218,7 +228,7 @@ func drive(ctx context.Context, d driver, plans []planned, concurrency int, ends
 	}
 	close(work)
 	wg.Wait()
-	return errors.Join(append(errs, ctx.Err())...)
+	return errors.Join(append(errs, paceErr, ctx.Err())...)
 }
 
 // waitIdle waits until every durable consumer of the CHECKOUT stream has handled all it has

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
 )
 
 // TestChaos is `make chaos` and `make chaos-short`. Settings from the environment:
@@ -48,6 +50,49 @@ func TestChaosCluster(t *testing.T) {
 	defer stop()
 	res, err := RunCluster(ctx, opts, ClusterOptions{Compose: compose, Project: project})
 	judge(t, opts, res, err)
+}
+
+// TestUpgradeCluster is `make upgrade-test`: the compose cluster (project CHAOS_PROJECT,
+// default jetcheckout-upgrade, Compose command CHAOS_COMPOSE) starts on the previous
+// release's image, UPGRADE_FROM_IMAGE, and NATS configuration (of the git tag UPGRADE_FROM;
+// unset: the current one), takes the chaos load without faults, and while it runs
+// every container of the jetcheckout image is replaced with JETCHECKOUT_IMAGE (the current
+// build) one at a time: first with the writers held at UPGRADE_HOLD (SCHEMA_WRITE_VERSION;
+// default events.OldestSchemaVersion, the previous release's; empty: no hold), then with the hold
+// lifted. Reconciled as TestChaosCluster, with no dead letter allowed. CHAOS_CHECKOUTS
+// (200), CHAOS_CONCURRENCY, CHAOS_SEED and CHAOS_DIR as for TestChaos. Ctrl-C tears the
+// project down.
+func TestUpgradeCluster(t *testing.T) {
+	compose := strings.Fields(os.Getenv("CHAOS_COMPOSE"))
+	from := os.Getenv("UPGRADE_FROM_IMAGE")
+	if len(compose) == 0 || from == "" {
+		t.Skip("CHAOS_COMPOSE or UPGRADE_FROM_IMAGE is not set: `make upgrade-test` runs this")
+	}
+	to := os.Getenv("JETCHECKOUT_IMAGE")
+	if to == "" {
+		to = "jetcheckout:local"
+	}
+	hold, ok := os.LookupEnv("UPGRADE_HOLD")
+	if !ok {
+		hold = strconv.Itoa(events.OldestSchemaVersion)
+	}
+	project := os.Getenv("CHAOS_PROJECT")
+	if project == "" {
+		project = "jetcheckout-upgrade"
+	}
+	opts := options(t, 200, 0)
+	t.Logf("upgrade: seed=%d checkouts=%d concurrency=%d from=%s to=%s hold=%q project=%s dir=%s (replay: CHAOS_SEED=%d)",
+		opts.Seed, opts.Checkouts, opts.Concurrency, from, to, hold, project, opts.Dir, opts.Seed)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := RunUpgrade(ctx, opts, ClusterOptions{Compose: compose, Project: project}, UpgradeOptions{From: from, To: to, FromTag: os.Getenv("UPGRADE_FROM"), Hold: hold})
+	for _, d := range res.GivenUp {
+		t.Errorf("dead letters: %s", d)
+	}
+	if res.Versions != "" {
+		t.Log(res.Versions)
+	}
+	judge(t, opts, res.Result, err)
 }
 
 // options reads the run's settings from the environment.

@@ -28,6 +28,9 @@ type ClusterOptions struct {
 	Compose []string
 	// Project is the compose project: its own containers, volumes and network.
 	Project string
+	// Files are more compose files over the cluster's, and Env more variables for every
+	// Compose command (JETCHECKOUT_IMAGE, say: the image it starts on).
+	Files, Env []string
 }
 
 // natsNodes are the cluster's NATS servers (compose services).
@@ -41,7 +44,8 @@ const imageUID = 10001
 type cluster struct {
 	root, dir  string
 	compose    []string          // the command and its arguments up to the subcommand
-	env        []string          // the host ports, fixed for the run: a restarted container keeps its own
+	env        []string          // vars, and the host ports, fixed for the run: a restarted container keeps its own
+	vars       []string          // the run's own Compose variables (ClusterOptions.Env)
 	ports      map[string]int    // compose service → its published port
 	containers map[string]string // compose service → container ID
 	network    string            // the project's network
@@ -62,7 +66,7 @@ func RunCluster(ctx context.Context, o Options, co ClusterOptions) (res Result, 
 		o.Log = func(string, ...any) {}
 	}
 	initial := initialStock(o.Checkouts)
-	c := &cluster{root: o.Root, dir: o.Dir, log: o.Log, containers: map[string]string{}}
+	c := newCluster(o, co)
 	defer func() {
 		c.teardown(err != nil || len(res.Violations) > 0)
 	}()
@@ -72,6 +76,10 @@ func RunCluster(ctx context.Context, o Options, co ClusterOptions) (res Result, 
 	o.Log("cluster up in %s: project %s, nats %s, stripe %s, mailpit 127.0.0.1:%d",
 		time.Since(start).Round(time.Second), co.Project, c.natsURL(), c.stripeURL(), c.ports["mailpit"])
 	return attack(ctx, o, c, initial, start)
+}
+
+func newCluster(o Options, co ClusterOptions) *cluster {
+	return &cluster{root: o.Root, dir: o.Dir, log: o.Log, vars: co.Env, containers: map[string]string{}}
 }
 
 // start brings the project up from nothing, with the run's stock in the inventory's volume
@@ -91,6 +99,9 @@ func (c *cluster) start(ctx context.Context, co ClusterOptions, initial map[stri
 	}
 	c.compose = append(slices.Clone(co.Compose), "-p", co.Project, "-f", filepath.Join(c.root, "docker-compose.yml"),
 		"-f", filepath.Join(c.root, "deploy/compose.cluster.yml"), "-f", override) // the second: nodes 2 and 3's volumes
+	for _, f := range co.Files {
+		c.compose = append(c.compose, "-f", f)
+	}
 	// The host ports are picked here, not left to Docker, so that a container keeps its port
 	// when the chaos restarts it. Between the pick and the start another process may take
 	// one (Docker then says it "is already allocated"): the stack starts again on new ports.
@@ -127,7 +138,7 @@ func (c *cluster) up(ctx context.Context, initial map[string]int) error {
 	if err != nil {
 		return err
 	}
-	c.ports, c.env = map[string]int{}, nil
+	c.ports, c.env = map[string]int{}, slices.Clone(c.vars)
 	for i, p := range published {
 		c.ports[p.service] = ports[i]
 		c.env = append(c.env, fmt.Sprintf("%s=%d", p.variable, ports[i]))
@@ -337,15 +348,25 @@ func (c *cluster) container(ctx context.Context, service string) (string, error)
 
 // dc runs a Compose subcommand on the project.
 func (c *cluster) dc(ctx context.Context, args ...string) (string, error) {
+	return c.dcWith(ctx, nil, args...)
+}
+
+// dcWith runs a Compose subcommand with more variables (runWith).
+func (c *cluster) dcWith(ctx context.Context, env []string, args ...string) (string, error) {
 	full := append(slices.Clone(c.compose[1:]), args...)
-	return c.run(ctx, c.compose[0], full...)
+	return c.runWith(ctx, env, c.compose[0], full...)
 }
 
 // run runs a command in the repository with the run's ports and returns its trimmed stdout.
 func (c *cluster) run(ctx context.Context, name string, args ...string) (string, error) {
+	return c.runWith(ctx, nil, name, args...)
+}
+
+// runWith is run with more variables, which take precedence over the run's.
+func (c *cluster) runWith(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = c.root
-	cmd.Env = append(os.Environ(), c.env...)
+	cmd.Env = append(append(os.Environ(), c.env...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

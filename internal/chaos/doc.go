@@ -17,7 +17,12 @@
 // takeover time measured); the stores are copied out of the volumes, and the mail is
 // mailpit's. A target is where a run's state comes from.
 //
+// RunUpgrade (`make upgrade-test`) drives the same load, without faults, through a rolling
+// upgrade of that cluster: it starts on the previous release's image, and every container is
+// replaced with the current build one at a time, first with the writers held at the old
+// schema version, then with the hold lifted; then it reconciles, and lists the dead letters.
+//
 // It runs from tests behind the chaos build tag: `make chaos` (long), `make chaos-short`
-// (CI) and `make chaos-cluster`. The Stripe emulator keeps its state in memory, so it is
+// (CI), `make chaos-cluster` and `make upgrade-test`. The Stripe emulator keeps its state in memory, so it is
 // never faulted: real Stripe does not forget PaymentIntents either.
 package chaos

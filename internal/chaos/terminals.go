@@ -83,34 +83,45 @@ func (t *terminals) waitAll(ctx context.Context, plans []planned, limit time.Dur
 // readStream reads every event on subjects in a stream, from the start, by checkout.
 func readStream(ctx context.Context, js jetstream.JetStream, stream string, subjects ...string) (map[string][]events.Envelope, error) {
 	out := map[string][]events.Envelope{}
+	err := eachInStream(ctx, js, stream, subjects, func(m jetstream.Msg) error {
+		e, err := events.Decode(m.Subject(), m.Data())
+		if err != nil {
+			return err
+		}
+		out[e.CheckoutID] = append(out[e.CheckoutID], e)
+		return nil
+	})
+	return out, err
+}
+
+// eachInStream calls f with every message on subjects in a stream, from the start, in order.
+func eachInStream(ctx context.Context, js jetstream.JetStream, stream string, subjects []string, f func(jetstream.Msg) error) error {
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: subjects})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		n := 0
 		var last jetstream.Msg
 		for m := range batch.Messages() {
 			n++
 			last = m
-			e, err := events.Decode(m.Subject(), m.Data())
-			if err != nil {
-				return nil, err
+			if err := f(m); err != nil {
+				return err
 			}
-			out[e.CheckoutID] = append(out[e.CheckoutID], e)
 		}
 		if err := batch.Error(); err != nil {
-			return nil, err
+			return err
 		}
 		if n == 0 {
-			return out, nil
+			return nil
 		}
 		if md, err := last.Metadata(); err == nil && md.NumPending == 0 {
-			return out, nil
+			return nil
 		}
 	}
 }
@@ -119,13 +130,27 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string, subj
 // one by one, by checkout, leaving them in the queue.
 func readQueue(ctx context.Context, js jetstream.JetStream, name string) (map[string][]events.Envelope, error) {
 	out := map[string][]events.Envelope{}
+	err := eachStored(ctx, js, name, func(m *jetstream.RawStreamMsg) error {
+		e, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			return err
+		}
+		out[e.CheckoutID] = append(out[e.CheckoutID], e)
+		return nil
+	})
+	return out, err
+}
+
+// eachStored calls f with every message a stream holds, one by one by sequence, leaving
+// them there: for any stream, a work queue too.
+func eachStored(ctx context.Context, js jetstream.JetStream, name string, f func(*jetstream.RawStreamMsg) error) error {
 	stream, err := js.Stream(ctx, name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := stream.GetMsg(ctx, seq)
@@ -133,13 +158,11 @@ func readQueue(ctx context.Context, js jetstream.JetStream, name string) (map[st
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		e, err := events.Decode(m.Subject, m.Data)
-		if err != nil {
-			return nil, err
+		if err := f(m); err != nil {
+			return err
 		}
-		out[e.CheckoutID] = append(out[e.CheckoutID], e)
 	}
-	return out, nil
+	return nil
 }
