@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -141,8 +142,27 @@ func sinceOf(f reflect.StructField) int {
 	return v
 }
 
+// sinceFields caches hasFieldsSince by type and version: it is asked for every older event
+// read, and a payload type's fields never change.
+var sinceFields sync.Map // typeVersion → bool
+
+type typeVersion struct {
+	t reflect.Type
+	v int
+}
+
 // hasFieldsSince reports whether t holds, at any depth, a field added after version v.
 func hasFieldsSince(t reflect.Type, v int) bool {
+	key := typeVersion{t, v}
+	if found, ok := sinceFields.Load(key); ok {
+		return found.(bool)
+	}
+	found := findFieldsSince(t, v)
+	sinceFields.Store(key, found)
+	return found
+}
+
+func findFieldsSince(t reflect.Type, v int) bool {
 	found := false
 	walkFields(t, map[reflect.Type]bool{}, func(f reflect.StructField) {
 		if sinceOf(f) > v {

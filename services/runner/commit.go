@@ -222,9 +222,10 @@ func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFail
 // already (a replay sets the time the stream has).
 func Stamp(outs []events.Envelope, cause events.Envelope) {
 	now := time.Now().UTC()
+	redriven := events.RedriveSuffix(cause.ID) != ""
 	for i := range outs {
 		outs[i].CausationID = cause.ID
-		if outs[i].Schedule == nil && strings.HasPrefix(string(outs[i].Type), "checkout.") {
+		if redriven && outs[i].Schedule == nil && strings.HasPrefix(string(outs[i].Type), "checkout.") {
 			// A step run again by a re-drive answers with events of its own. Not the pick on
 			// WAREHOUSE: the stream dedupes the one pick of an order by its ID.
 			outs[i].ID = events.OutputID(outs[i].ID, cause.ID)
