@@ -246,18 +246,21 @@ chaos-cluster-short: CHAOS_CLUSTER_CHECKOUTS = 60
 chaos-cluster-short: chaos-cluster
 
 # ---- A rolling upgrade: the cluster on the previous release, replaced container by container ----
-# UPGRADE_FROM is the release tag the cluster starts on; its image is built from that tag's own
+# UPGRADE_FROM is the release the cluster starts on: its git tag, or where the clone lacks the
+# tag, the commit deploy/releases records for it. Its image is built from that revision's own
 # Makefile and Dockerfile, in a temporary copy of the tree (git archive), once: kept afterwards.
 UPGRADE_FROM ?= v0.1.0
 UPGRADE_IMAGE = jetcheckout:$(UPGRADE_FROM)
+UPGRADE_REV = $(shell git rev-parse -q --verify 'refs/tags/$(UPGRADE_FROM)^{commit}' 2>/dev/null || \
+	awk '$$1 == "$(UPGRADE_FROM)" { print $$2 }' deploy/releases)
 
-## upgrade-image: the jetcheckout image of release $(UPGRADE_FROM), built from its tag (reused once made)
+## upgrade-image: the jetcheckout image of release $(UPGRADE_FROM), built from its revision (reused once made)
 upgrade-image:
-	@git rev-parse -q --verify 'refs/tags/$(UPGRADE_FROM)^{commit}' >/dev/null || \
-		{ echo "no tag $(UPGRADE_FROM) in this clone (git fetch --tags): the upgrade test starts from that release"; exit 1; }
+	@rev='$(UPGRADE_REV)'; [ -n "$$rev" ] && git cat-file -e "$$rev^{commit}" 2>/dev/null || \
+		{ echo "release $(UPGRADE_FROM): no such tag, and deploy/releases names no commit of it that this clone has"; exit 1; }
 	@if docker image inspect $(UPGRADE_IMAGE) >/dev/null 2>&1; then echo "$(UPGRADE_IMAGE): built before, reused"; else \
-		tree=$$(mktemp -d) && echo "building $(UPGRADE_IMAGE) from tag $(UPGRADE_FROM) in $$tree" && \
-		git archive $(UPGRADE_FROM) | tar -x -C $$tree && \
+		tree=$$(mktemp -d) && echo "building $(UPGRADE_IMAGE) from $(UPGRADE_REV) in $$tree" && \
+		git archive $(UPGRADE_REV) | tar -x -C $$tree && \
 		$(MAKE) --no-print-directory -C $$tree images JETCHECKOUT_IMAGE=$(UPGRADE_IMAGE) MAILPIT_IMAGE=jetcheckout/mailpit:$(UPGRADE_FROM)-local; \
 		status=$$?; rm -rf $$tree; exit $$status; fi
 
@@ -267,7 +270,7 @@ upgrade-image:
 ## version (SCHEMA_WRITE_VERSION=1), then again with the hold lifted; 0 violations, 0 dead
 ## letters. 400 checkouts unless CHAOS_CHECKOUTS is given; UPGRADE_HOLD= upgrades without the hold.
 upgrade-test: images upgrade-image secrets compose-cli
-	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-upgrade UPGRADE_FROM=$(UPGRADE_FROM) UPGRADE_FROM_IMAGE=$(UPGRADE_IMAGE) \
+	CHAOS_COMPOSE="$(COMPOSE) --env-file deploy/cluster.env" CHAOS_PROJECT=jetcheckout-upgrade UPGRADE_FROM_REV=$(UPGRADE_REV) UPGRADE_FROM_IMAGE=$(UPGRADE_IMAGE) \
 		CHAOS_CHECKOUTS=$(if $(filter command line environment,$(origin CHAOS_CHECKOUTS)),$(CHAOS_CHECKOUTS),$(UPGRADE_CHECKOUTS)) \
 		$(COMPOSE_ENV) $(GO) test -tags chaos -count=1 -v -timeout 60m -run '^TestUpgradeCluster$$' ./internal/chaos
 UPGRADE_CHECKOUTS = 400

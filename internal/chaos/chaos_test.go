@@ -54,7 +54,7 @@ func TestChaosCluster(t *testing.T) {
 
 // TestUpgradeCluster is `make upgrade-test`: the compose cluster (project CHAOS_PROJECT,
 // default jetcheckout-upgrade, Compose command CHAOS_COMPOSE) starts on the previous
-// release's image, UPGRADE_FROM_IMAGE, and NATS configuration (of the git tag UPGRADE_FROM;
+// release's image, UPGRADE_FROM_IMAGE, and NATS configuration (of the git revision UPGRADE_FROM_REV;
 // unset: the current one), takes the chaos load without faults, and while it runs
 // every container of the jetcheckout image is replaced with JETCHECKOUT_IMAGE (the current
 // build) one at a time: first with the writers held at UPGRADE_HOLD (SCHEMA_WRITE_VERSION;
@@ -85,7 +85,7 @@ func TestUpgradeCluster(t *testing.T) {
 		opts.Seed, opts.Checkouts, opts.Concurrency, from, to, hold, project, opts.Dir, opts.Seed)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := RunUpgrade(ctx, opts, ClusterOptions{Compose: compose, Project: project}, UpgradeOptions{From: from, To: to, FromTag: os.Getenv("UPGRADE_FROM"), Hold: hold})
+	res, err := RunUpgrade(ctx, opts, ClusterOptions{Compose: compose, Project: project}, UpgradeOptions{From: from, To: to, FromRev: os.Getenv("UPGRADE_FROM_REV"), Hold: hold})
 	for _, d := range res.GivenUp {
 		t.Errorf("dead letters: %s", d)
 	}

@@ -22,10 +22,10 @@ import (
 // held at until every container runs the new one.
 type UpgradeOptions struct {
 	From, To string // jetcheckout images: the previous release's, the current build's
-	// FromTag is the previous release's git tag: the NATS nodes start with its configuration
-	// (deploy/nats: the users and their permissions) and get the current one when they are
-	// replaced. Empty: the current one from the start.
-	FromTag string
+	// FromRev is the previous release's git revision (tag or commit): the NATS nodes start
+	// with its configuration (deploy/nats: the users and their permissions) and get the
+	// current one when they are replaced. Empty: the current one from the start.
+	FromRev string
 	// Hold is SCHEMA_WRITE_VERSION while the first round replaces the containers, the
 	// version the previous release reads; a second round lifts it. Empty: no hold, one round
 	// (what an upgrade that ignores the order does).
@@ -73,21 +73,21 @@ services:
   nats-3: {volumes: ["${` + natsConfigVar + `}:/etc/nats/jetcheckout:ro"]}
 `
 
-// releaseFiles copies the files under dir, as a git tag has them, into to (readable by the
-// image's user).
-func releaseFiles(ctx context.Context, root, tag, dir, to string) error {
-	list, err := exec.CommandContext(ctx, "git", "-C", root, "ls-tree", "-r", "--name-only", tag, dir).Output()
+// releaseFiles copies the files under dir, as git revision rev has them, into to (readable
+// by the image's user).
+func releaseFiles(ctx context.Context, root, rev, dir, to string) error {
+	list, err := exec.CommandContext(ctx, "git", "-C", root, "ls-tree", "-r", "--name-only", rev, dir).Output()
 	if err != nil {
-		return fmt.Errorf("git ls-tree %s %s: %w", tag, dir, err)
+		return fmt.Errorf("git ls-tree %s %s: %w", rev, dir, err)
 	}
 	names := strings.Fields(string(list))
 	if len(names) == 0 {
-		return fmt.Errorf("tag %s has no %s", tag, dir)
+		return fmt.Errorf("revision %s has no %s", rev, dir)
 	}
 	for _, name := range names {
-		data, err := exec.CommandContext(ctx, "git", "-C", root, "show", tag+":"+name).Output()
+		data, err := exec.CommandContext(ctx, "git", "-C", root, "show", rev+":"+name).Output()
 		if err != nil {
-			return fmt.Errorf("git show %s:%s: %w", tag, name, err)
+			return fmt.Errorf("git show %s:%s: %w", rev, name, err)
 		}
 		file := filepath.Join(to, strings.TrimPrefix(name, dir+"/"))
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
@@ -128,10 +128,10 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	}
 	initial := initialStock(o.Checkouts)
 	co.Env = append(co.Env, "JETCHECKOUT_IMAGE="+uo.From)
-	if uo.FromTag != "" {
-		old := filepath.Join(o.Dir, "nats-"+uo.FromTag)
-		if err := releaseFiles(ctx, o.Root, uo.FromTag, natsConfigDir, old); err != nil {
-			return res, fmt.Errorf("the NATS configuration of %s: %w", uo.FromTag, err)
+	if uo.FromRev != "" {
+		old := filepath.Join(o.Dir, "nats-previous")
+		if err := releaseFiles(ctx, o.Root, uo.FromRev, natsConfigDir, old); err != nil {
+			return res, fmt.Errorf("the NATS configuration of %s: %w", uo.FromRev, err)
 		}
 		override := filepath.Join(o.Dir, "upgrade-nats.yml")
 		if err := os.WriteFile(override, []byte(natsConfigOverride), 0o644); err != nil {
@@ -150,7 +150,7 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	o.Log("cluster up on %s in %s: project %s, nats %s", uo.From, time.Since(start).Round(time.Second), co.Project, c.natsURL())
 
 	r := newRolling(c, uo, hold, o.Checkouts, o.Log)
-	if uo.FromTag != "" {
+	if uo.FromRev != "" {
 		r.natsConfig = filepath.Join(o.Root, natsConfigDir)
 	}
 	o.Pace, o.KillEvery = r.pacer.pace, 0
