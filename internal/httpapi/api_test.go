@@ -46,10 +46,18 @@ type env struct {
 // start runs the whole checkout and the API; opts change the API's configuration.
 func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	t.Helper()
+	return startWith(t, func(*app.Config) {}, opts...)
+}
+
+// startWith is start with the system's configuration changed by tweak.
+func startWith(t *testing.T, tweak func(*app.Config), opts ...func(*httpapi.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sys, err := app.Start(context.Background(), app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
-		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn}, log)
+	sysCfg := app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn}
+	tweak(&sysCfg)
+	sys, err := app.Start(context.Background(), sysCfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
