@@ -71,6 +71,7 @@ func (c *Coordinator) redriveDeadLetter(keys *events.Keys, data []byte) (any, er
 			copied.Header.Set(h, v)
 		}
 	}
+	copied.Header.Set(events.HeaderRedriveOf, key)
 	ack, err := c.js.PublishMsg(ctx, copied, jetstream.WithMsgID("redrive:"+key))
 	if err != nil {
 		return nil, fmt.Errorf("publish the copy on %s: %w", subject, err)

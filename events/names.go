@@ -131,6 +131,10 @@ const (
 	// HeaderDeadGivenUp names the step whose trigger this was: its failure was recorded as
 	// the step's outcome, so the letter itself is not re-driven (its checkout is).
 	HeaderDeadGivenUp = "Jetcheckout-Given-Up"
+	// HeaderRedriveOf marks a re-driven dead letter's copy: "<service>:<stream sequence>" of
+	// the letter. The copy is the same event (the same ID): a reader that counts messages
+	// rather than event IDs tells it apart by this header.
+	HeaderRedriveOf = "Jetcheckout-Redrive-Of"
 )
 
 // Services: each runs one durable consumer of that name on the CHECKOUT stream, and keeps

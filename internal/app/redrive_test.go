@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -369,6 +370,15 @@ func TestRedriveADeadLetter(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // a second sale or rejection would come now
 	if n := r.watch.Count("co-dl-sale", events.InventoryCommitted); n != 1 {
 		t.Errorf("%d sales of co-dl-sale, want 1", n)
+	}
+	copies := 0
+	for _, m := range r.watch.Msgs("co-dl-sale") {
+		if m.Subject == string(events.Completed) && m.Header.Get(events.HeaderRedriveOf) == fmt.Sprintf("%s:%d", events.ServiceInventory, rejected.StreamSequence) {
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Errorf("%d copies of co-dl-sale's checkout.completed marked as the re-drive of its letter, want 1", copies)
 	}
 	if n := r.watch.Count("co-dl-sale", events.Rejected); n != 1 {
 		t.Errorf("%d rejections of co-dl-sale, want 1 (the catalog drops the copy it handled)", n)

@@ -13,7 +13,8 @@ import (
 
 // smtpSink is the customers' mail server: it speaks just enough SMTP (EHLO/HELO, MAIL,
 // RCPT, DATA, RSET, NOOP, QUIT) to take every message and keeps each one it took, so
-// duplicates are counted rather than overwritten.
+// duplicates are counted rather than overwritten. A mailbox it is told to refuse gets a
+// permanent refusal (550) until it is told to take its mail again.
 type smtpSink struct {
 	addr string
 	ln   net.Listener
@@ -21,6 +22,29 @@ type smtpSink struct {
 
 	mu       sync.Mutex
 	received []receivedMail
+	refused  map[string]bool // recipients, lower case
+}
+
+// refuse makes the mailbox of addr refuse mail; take makes it take mail again.
+func (s *smtpSink) refuse(addr string) { s.setRefused(addr, true) }
+func (s *smtpSink) take(addr string)   { s.setRefused(addr, false) }
+
+func (s *smtpSink) setRefused(addr string, refused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil {
+		s.refused = map[string]bool{}
+	}
+	s.refused[strings.ToLower(addr)] = refused
+}
+
+// refuses reports whether an RCPT command's recipient is refused.
+func (s *smtpSink) refuses(rcpt string) bool {
+	_, arg, _ := strings.Cut(rcpt, ":")
+	addr := strings.ToLower(strings.Trim(strings.TrimSpace(arg), "<>"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused[addr]
 }
 
 // receivedMail is one delivery.
@@ -74,7 +98,13 @@ func (s *smtpSink) serve(conn net.Conn) {
 		switch strings.ToUpper(verb) {
 		case "EHLO", "HELO":
 			_ = c.PrintfLine("250 127.0.0.1 hello")
-		case "MAIL", "RCPT", "RSET", "NOOP":
+		case "RCPT":
+			if s.refuses(line) {
+				_ = c.PrintfLine("550 5.2.2 mailbox full")
+				continue
+			}
+			_ = c.PrintfLine("250 ok")
+		case "MAIL", "RSET", "NOOP":
 			_ = c.PrintfLine("250 ok")
 		case "DATA":
 			_ = c.PrintfLine("354 go ahead")
@@ -82,7 +112,7 @@ func (s *smtpSink) serve(conn net.Conn) {
 			if err != nil {
 				return
 			}
-			s.take(data)
+			s.keep(data)
 			_ = c.PrintfLine("250 ok: queued")
 		case "QUIT":
 			_ = c.PrintfLine("221 bye")
@@ -93,7 +123,7 @@ func (s *smtpSink) serve(conn net.Conn) {
 	}
 }
 
-func (s *smtpSink) take(data []byte) {
+func (s *smtpSink) keep(data []byte) {
 	m := receivedMail{}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		m.MessageID, m.Subject = msg.Header.Get("Message-ID"), msg.Header.Get("Subject")
