@@ -35,6 +35,10 @@ type Config struct {
 	// Retention is how long an ended checkout's key stays after its last change, before the
 	// server removes it (a per-message TTL). Default DefaultRetention.
 	Retention time.Duration
+	// HandledRetention is how long the services keep the record of an event they handled
+	// (runner.Config.Retention): a dead letter's copy is dropped by the others only while
+	// they keep the original's. Default events.CheckoutRetention.
+	HandledRetention time.Duration
 	// Metrics is where the coordinator counts its decisions (metrics.go); nil: nowhere.
 	Metrics prometheus.Registerer
 }
@@ -53,9 +57,11 @@ type Coordinator struct {
 	js        jetstream.JetStream
 	kv        jetstream.KeyValue
 	retention time.Duration
-	log       *slog.Logger
-	states    *stateCache
-	meters    *meters
+	// redriveWithin is how old a dead letter's original may be to be re-driven.
+	redriveWithin time.Duration
+	log           *slog.Logger
+	states        *stateCache
+	meters        *meters
 	// readReplica is a direct get of a checkout's state (loadState), answered by any replica
 	// of the bucket; tests make it lag as a replica can.
 	readReplica func(ctx context.Context, id string) (*State, uint64, error)
@@ -73,9 +79,12 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
+	if cfg.HandledRetention <= 0 {
+		cfg.HandledRetention = events.CheckoutRetention
+	}
 	readReplica := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
 	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, log: log, states: newStateCache(cachedStates), meters: newMeters(cfg.Metrics), readReplica: readReplica}, nil
+		retention: cfg.Retention, redriveWithin: redriveWindow(cfg.HandledRetention), log: log, states: newStateCache(cachedStates), meters: newMeters(cfg.Metrics), readReplica: readReplica}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,22 +21,27 @@ import (
 func TestAnOldDeadLetterIsNotRedriven(t *testing.T) {
 	env := natstest.Start(t)
 	c := newCoordinator(t, env)
+	data := []byte(`{"checkout_id":"co_old","type":"checkout.completed"}`)
+	original, err := env.JS.Publish(context.Background(), string(events.Completed), data)
+	if err != nil {
+		t.Fatal(err)
+	}
 	letter := nats.NewMsg(events.DeadLetterSubject(events.ServiceInventory))
-	letter.Data = []byte(`{"checkout_id":"co_old","type":"checkout.completed"}`)
+	letter.Data = data
 	letter.Header.Set(events.HeaderDeadSubject, string(events.Completed))
-	letter.Header.Set(events.HeaderDeadSequence, "7")
+	letter.Header.Set(events.HeaderDeadSequence, strconv.FormatUint(original.Sequence, 10))
 	letter.Header.Set(events.HeaderDeadReason, "checkout.completed: a bug")
 	if _, err := env.JS.PublishMsg(context.Background(), letter); err != nil {
 		t.Fatal(err)
 	}
-	req, _ := json.Marshal(events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: 7, By: "ops", Reason: "fixed"})
+	req, _ := json.Marshal(events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: original.Sequence, By: "ops", Reason: "fixed"})
 
-	within := redriveWithin
-	redriveWithin = 0 // every letter is too old
-	_, err := c.redriveDeadLetter(nil, req)
-	redriveWithin = within
+	within := c.redriveWithin
+	c.redriveWithin = 0 // every letter is too old
+	_, err = c.redriveDeadLetter(nil, req)
+	c.redriveWithin = within
 	var refused *microx.Error
-	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "could handle it twice") {
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "could handle a copy twice") {
 		t.Fatalf("an old letter: %v, want a refusal", err)
 	}
 
@@ -49,7 +55,7 @@ func TestAnOldDeadLetterIsNotRedriven(t *testing.T) {
 	}
 	natstest.Eventually(t, 5*time.Second, func() bool {
 		for _, m := range w.Msgs("co_old") {
-			if m.Header.Get(events.HeaderRedriveOf) == events.ServiceInventory+":7" {
+			if m.Header.Get(events.HeaderRedriveOf) == events.ServiceInventory+":"+strconv.FormatUint(original.Sequence, 10) {
 				return true
 			}
 		}

@@ -34,11 +34,28 @@ func (c *Coordinator) retry(ctx context.Context, keys *events.Keys, req events.R
 	if err != nil {
 		return nil, err
 	}
+	digest := requestDigest(events.RequestEnvelope(data, events.Origin{}))
+	taken := microx.Conflict("checkout ID %s is taken by another checkout: start a new checkout for the cart of %s", newID, req.CheckoutID)
+	if other, found, err := c.State(ctx, newID); err != nil {
+		return nil, err
+	} else if found && other.RequestDigest != digest {
+		return nil, taken
+	}
 	// The new checkout first: a retry of this call after a crash asks for it again, and the
 	// stream (its ID within the duplicate window) or the coordinator (the same request for a
 	// known checkout) takes it as one.
-	if _, err := c.js.Publish(ctx, string(events.Requested), data, jetstream.WithMsgID(events.ID(newID, events.Requested))); err != nil {
+	ack, err := c.js.Publish(ctx, string(events.Requested), data, jetstream.WithMsgID(events.ID(newID, events.Requested)))
+	if err != nil {
 		return nil, fmt.Errorf("checkout %s: publish %s: %w", newID, events.Requested, err)
+	}
+	if ack.Duplicate { // ours from an earlier call, or someone else's of that ID a moment ago
+		stored, err := jsread.NewLeader(c.js, events.StreamCheckout).At(ctx, ack.Sequence)
+		if err != nil {
+			return nil, err
+		}
+		if stored == nil || requestDigest(events.RequestEnvelope(stored.Data, events.Origin{})) != digest {
+			return nil, taken
+		}
 	}
 	rd := events.Redrive{By: req.By, Reason: req.Reason, Attempt: st.Redrives + 1, NewCheckoutID: newID}
 	if err := c.publishRedrive(ctx, keys, req.CheckoutID, events.Failed, rd); err != nil {
@@ -62,5 +79,9 @@ func (c *Coordinator) request(ctx context.Context, st *State) (events.CheckoutRe
 	if m == nil || m.Subject != string(events.Requested) {
 		return events.CheckoutRequest{}, microx.Conflict("checkout %s: its request is no longer in the stream: start a new checkout for its cart", st.CheckoutID)
 	}
-	return events.DecodeRequest(m.Data)
+	r, err := events.DecodeRequest(m.Data)
+	if err != nil {
+		return r, microx.Conflict("checkout %s: its request cannot be made again (%v): start a new checkout for its cart", st.CheckoutID, err)
+	}
+	return r, nil
 }

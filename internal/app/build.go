@@ -64,7 +64,7 @@ func snapshots(name string) string {
 func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) {
 	log := d.log.With("service", name)
 	if name == events.ServiceCoordinator {
-		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines, Retention: d.cfg.CheckoutRetention,
+		c, err := coordinator.New(ctx, d.js, log, coordinator.Config{Grace: d.cfg.Grace, Deadlines: d.cfg.Deadlines, Retention: d.cfg.CheckoutRetention, HandledRetention: d.cfg.HandledRetention,
 			Metrics: d.metrics})
 		if err != nil {
 			return nil, err

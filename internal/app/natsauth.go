@@ -128,14 +128,15 @@ func serviceUser(name string) NATSUser {
 }
 
 // redriveGrants let the coordinator re-drive a dead letter (deadletters.redrive): read it
-// from DEADLETTER's leader, publish it again on any consumed subject of the flow, as it came
-// (with signing on, its consumers believe the copy only if its producer signed the
-// original), and delete it; and publish a failed checkout's new attempt (checkout.requested).
+// from DEADLETTER's leader, publish it again on any subject of the flow a service consumes,
+// as it came (with signing on, its consumers believe the copy only as they believed the
+// original), and delete it; and publish a failed checkout's new attempt (checkout.requested,
+// which it never re-drives as a letter: the public request is not signed).
 func redriveGrants() []string {
 	grants := []string{"$JS.API.STREAM.MSG.GET." + events.StreamDeadLetter, "$JS.API.STREAM.MSG.DELETE." + events.StreamDeadLetter}
 	for _, d := range events.Checkout.Catalog() {
-		if len(d.Consumers) > 0 {
-			grants = append(grants, string(d.Subject))
+		if slices.ContainsFunc(d.Consumers, func(c string) bool { return slices.Contains(events.Services, c) }) {
+			grants = append(grants, string(d.Subject)) // not warehouse.pick: the warehouse is no service
 		}
 	}
 	return grants

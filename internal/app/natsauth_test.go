@@ -260,6 +260,8 @@ func TestNATSPermissions(t *testing.T) {
 		if _, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(string(events.Requested))); err != nil {
 			t.Errorf("the coordinator's lookup of the next request: %v", err)
 		}
+		// It re-drives dead letters of the flow's events, never a pick for the warehouse.
+		coord.cannotPublish(t, string(events.WarehousePick))
 	})
 
 	t.Run("the coordinator and payments read the bucket's leader", func(t *testing.T) {

@@ -299,7 +299,8 @@ func TestARedrivenCheckoutRebuilds(t *testing.T) {
 // given up on), and was undone. Re-driven once fraud is back, it is tried again as a new
 // checkout, co-rt-r2, of the same cart and card, which completes with its own reservation,
 // charge and order; the failed one keeps nothing (no charge, no reservation), records the
-// retry in its history, and is not retried twice.
+// retry in its history, and is not retried twice. A retry whose new ID a client already
+// used is refused.
 func TestRetryAFailedCheckout(t *testing.T) {
 	var fraudDown atomic.Bool
 	fraudDown.Store(true)
@@ -340,6 +341,18 @@ func TestRetryAFailedCheckout(t *testing.T) {
 	}
 	if st, _, err := r.Coordinator.State(context.Background(), "co-rt"); err != nil || st.Status != "failed" || st.RetriedAs != "co-rt-r2" {
 		t.Errorf("co-rt's state: %+v, %v", st, err)
+	}
+	// A client used the next attempt's ID for a checkout of its own: the retry is refused,
+	// and that checkout is left alone.
+	r.checkout(t, "co-cx", "pm_card_chargeDeclined", events.CartItem{ProductID: "stickers", Quantity: 1})
+	r.checkout(t, "co-cx-r2", "pm_card_visa", events.CartItem{ProductID: "stickers", Quantity: 2})
+	r.failed(t, "co-cx", events.CodeCardDeclined, events.StepProcessPayment)
+	r.completed(t, "co-cx-r2")
+	if _, err := redrive(t, r.System, "co-cx", "ops", "try again"); err == nil || !strings.Contains(err.Error(), "taken by another checkout") {
+		t.Errorf("a retry onto a client's co-cx-r2: %v, want a refusal", err)
+	}
+	if st, _, err := r.Coordinator.State(context.Background(), "co-cx"); err != nil || st.RetriedAs != "" {
+		t.Errorf("co-cx's state after the refused retry: %+v, %v", st, err)
 	}
 }
 
@@ -414,7 +427,9 @@ func TestRedriveADeadLetter(t *testing.T) {
 	if _, err := redriveDeadLetter(t, r.System, req); err == nil || !strings.Contains(err.Error(), "holds no letter") {
 		t.Errorf("a second re-drive of the letter: %v, want none found", err)
 	}
-	time.Sleep(200 * time.Millisecond) // a second sale or rejection would come now
+	for _, consumer := range []string{events.ServiceInventory, events.ServiceCatalog} {
+		r.env.WaitIdle(t, consumer) // each has handled the copy: a second sale or rejection would be out
+	}
 	if n := r.watch.Count("co-dl-sale", events.InventoryCommitted); n != 1 {
 		t.Errorf("%d sales of co-dl-sale, want 1", n)
 	}

@@ -87,10 +87,14 @@ func (t *terminals) waitAll(ctx context.Context, plans []planned, limit time.Dur
 	}
 }
 
-// readStream reads every event on subjects in a stream, from the start, by checkout.
+// readStream reads every event on subjects in a stream, from the start, by checkout. A
+// re-driven dead letter's copy (events.HeaderRedriveOf) is its original event again: read once.
 func readStream(ctx context.Context, js jetstream.JetStream, stream string, subjects ...string) (map[string][]events.Envelope, error) {
 	out := map[string][]events.Envelope{}
 	err := eachInStream(ctx, js, stream, subjects, func(m jetstream.Msg) error {
+		if m.Headers().Get(events.HeaderRedriveOf) != "" {
+			return nil
+		}
 		e, err := events.Decode(m.Subject(), m.Data())
 		if err != nil {
 			return err
