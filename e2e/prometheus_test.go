@@ -20,7 +20,14 @@ var notScraped = []string{"nats", "nats-2", "nats-3", "mailpit", "prometheus"}
 func (s *stack) scrapeTargets() []string {
 	s.t.Helper()
 	var want []string
-	for _, svc := range strings.Fields(s.mustDC("ps", "--services")) {
+	// By the containers' labels: `ps --services` of docker-compose 1.29 lists the services
+	// of profiles not enabled too.
+	out, err := s.run(nil, "docker", "ps", "--filter", "label=com.docker.compose.project="+s.project,
+		"--format", `{{.Label "com.docker.compose.service"}}`)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, svc := range strings.Fields(out) {
 		if !slices.Contains(notScraped, svc) {
 			want = append(want, svc+":8081")
 		}
