@@ -118,9 +118,10 @@ images:
 
 # ---- Prometheus: scrapes every container's /metrics (deploy/prometheus) -------------------
 # Built from the module tools/prometheus pins, like mailpit: `make images` runs
-# PROMETHEUS_BUILD. Tag remove_all_sd leaves out every service discovery but files (the
-# stack's targets are a file), which halves the build; the UI's assets are not in the
-# module (no builtinassets): the HTTP API works, the pages are empty.
+# PROMETHEUS_BUILD. Tag remove_all_sd leaves out every service discovery but files and HTTP
+# (the stack's targets are files), and with them the cloud SDKs: minutes of compiling and
+# gigabytes of memory for the first build. The UI's assets are not in the module (no
+# builtinassets): the HTTP API works, the pages do not.
 PROMETHEUS_VERSION = $(shell cd tools/prometheus && $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
 # The module v0.316.0 is Prometheus 3.16.0.
 PROMETHEUS_RELEASE = $(shell echo '$(PROMETHEUS_VERSION)' | sed -E 's/^v0\.([0-9]+)([0-9]{2})\./\1.\2./; s/\.0([0-9])\./.\1./')
@@ -167,6 +168,7 @@ up: images secrets compose-cli $(if $(TLS),certs)
 # answers only "Authorization Violation").
 up-note = port() { $(COMPOSE_ENV) $(1) port $$1 $$2 2>/dev/null | tail -n 1; }; \
 	printf '%s\n' "up: the run UI and API at http://$$(port api 8080)/, mail at http://$$(port mailpit 8025)/api/v1/messages" \
+	"Prometheus's API at http://$$(port prometheus 9090)/api/v1/targets (docs/OPERATIONS.md)" \
 	"The nats CLI needs the operator's credentials, in $(SECRETS)/operator.env (without them NATS says \"Authorization Violation\"). In your shell:" \
 	"  set -a; . $(SECRETS)/operator.env; set +a; export NATS_URL=$(if $(TLS),tls,nats)://$$(port nats 4222)$(if $(TLS), NATS_CA=$(SECRETS)/tls/ca.pem)" \
 	"  go tool nats sub 'checkout.>'"

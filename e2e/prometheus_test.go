@@ -5,10 +5,14 @@ package e2e
 import (
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // notScraped are the compose services without jetcheckout's /metrics: nats-server (its
@@ -82,9 +86,51 @@ func (s *stack) promValue(query string) (float64, bool) {
 	return v, err == nil
 }
 
+// alertRules are the alerts of deploy/prometheus/rules.yml, and those Prometheus evaluated
+// without an error.
+func (s *stack) alertRules() (want, ok []string) {
+	s.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(s.root, "deploy/prometheus/rules.yml"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Rules []struct{ Alert string }
+		}
+	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		s.t.Fatalf("rules.yml: %v", err)
+	}
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			want = append(want, r.Alert)
+		}
+	}
+	var res struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct{ Name, Health string }
+			}
+		}
+	}
+	s.getJSON(s.prometheus+"/api/v1/rules?type=alert", &res)
+	for _, g := range res.Data.Groups {
+		for _, r := range g.Rules {
+			if r.Health == "ok" {
+				ok = append(ok, r.Name)
+			}
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(ok)
+	return want, ok
+}
+
 // prometheusSaw waits until Prometheus scrapes every jetcheckout container of the project,
 // each up, and its counters of the coordinators' decisions (summed over the instances) show
-// the checkouts the test ended: completed, and failed with a declined card.
+// the checkouts the test ended: completed, and failed with a declined card; and that it
+// evaluates every alert of rules.yml.
 func (s *stack) prometheusSaw(completed, declined int) {
 	s.t.Helper()
 	want := s.scrapeTargets()
@@ -95,7 +141,8 @@ func (s *stack) prometheusSaw(completed, declined int) {
 		{"sum(jetcheckout_checkouts_completed_total)", completed},
 		{`sum(jetcheckout_checkouts_failed_total{code="card_declined"}) or vector(0)`, declined},
 	}
-	// A few scrapes (scrape_interval 5 s), and a restarted service's first one.
+	// A few scrapes (scrape_interval 5 s), a restarted service's first one, and a rule
+	// evaluation (every 15 s).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var why []string
@@ -106,13 +153,16 @@ func (s *stack) prometheusSaw(completed, declined int) {
 		if len(notUp) > 0 {
 			why = append(why, fmt.Sprintf("not up: %v", notUp))
 		}
+		if rules, ok := s.alertRules(); len(rules) == 0 || !slices.Equal(rules, ok) {
+			why = append(why, fmt.Sprintf("alerts evaluated %v, want %v", ok, rules))
+		}
 		for _, q := range queries {
 			if v, ok := s.promValue(q.promql); !ok || v != float64(q.want) {
 				why = append(why, fmt.Sprintf("%s = %v (a value: %v), want %d", q.promql, v, ok, q.want))
 			}
 		}
 		if len(why) == 0 {
-			s.step("Prometheus scrapes all %d jetcheckout containers, every one up; it counted %d checkouts completed and %d declined", len(want), completed, declined)
+			s.step("Prometheus scrapes all %d jetcheckout containers, every one up, and evaluates every alert; it counted %d checkouts completed and %d declined", len(want), completed, declined)
 			return
 		}
 		if time.Now().After(deadline) {
