@@ -99,9 +99,9 @@ COMPOSE_FOUND = $(eval COMPOSE_FOUND := $$(shell if docker compose version >/dev
 	elif docker-compose version >/dev/null 2>&1; then echo docker-compose; fi))$(COMPOSE_FOUND)
 COMPOSE ?= $(or $(COMPOSE_FOUND),bin/docker-compose)
 COMPOSE_FILES = -f docker-compose.yml $(if $(TLS),-f deploy/compose.tls.yml)
-COMPOSE_ENV = JETCHECKOUT_IMAGE=$(JETCHECKOUT_IMAGE) MAILPIT_IMAGE=$(MAILPIT_IMAGE)
+COMPOSE_ENV = JETCHECKOUT_IMAGE=$(JETCHECKOUT_IMAGE) MAILPIT_IMAGE=$(MAILPIT_IMAGE) PROMETHEUS_IMAGE=$(PROMETHEUS_IMAGE)
 
-## images: jetcheckout (every service and nats-server, by command) and mailpit, FROM scratch
+## images: jetcheckout (every service and nats-server, by command), mailpit and prometheus, FROM scratch
 images:
 	@test -f /etc/ssl/certs/ca-certificates.crt || { echo "no /etc/ssl/certs/ca-certificates.crt on this host"; exit 1; }
 	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/etc/ssl/certs $(IMAGE_CONTEXT)/data $(IMAGE_CONTEXT)/tmp
@@ -114,6 +114,24 @@ images:
 		-o ../../$(IMAGE_CONTEXT)/mailpit github.com/axllent/mailpit
 	docker build -q -f deploy/Dockerfile --target jetcheckout -t $(JETCHECKOUT_IMAGE) $(IMAGE_CONTEXT)
 	docker build -q -f deploy/Dockerfile --target mailpit -t $(MAILPIT_IMAGE) $(IMAGE_CONTEXT)
+	$(PROMETHEUS_BUILD)
+
+# ---- Prometheus: scrapes every container's /metrics (deploy/prometheus) -------------------
+# Built from the module tools/prometheus pins, like mailpit: `make images` runs
+# PROMETHEUS_BUILD. Tag remove_all_sd leaves out every service discovery but files and HTTP
+# (the stack's targets are files), and with them the cloud SDKs: minutes of compiling and
+# gigabytes of memory for the first build. The UI's assets are not in the module (no
+# builtinassets): the HTTP API works, the pages do not.
+PROMETHEUS_VERSION = $(shell cd tools/prometheus && $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus)
+# The module v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_RELEASE = $(shell echo '$(PROMETHEUS_VERSION)' | sed -E 's/^v0\.([0-9]+)([0-9]{2})\./\1.\2./; s/\.0([0-9])\./.\1./')
+PROMETHEUS_IMAGE ?= jetcheckout/prometheus:$(PROMETHEUS_RELEASE)-local
+define PROMETHEUS_BUILD
+cd tools/prometheus && CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd \
+	-ldflags="-s -X github.com/prometheus/common/version.Version=$(PROMETHEUS_RELEASE)" \
+	-o ../../$(IMAGE_CONTEXT)/prometheus github.com/prometheus/prometheus/cmd/prometheus
+docker build -q -f deploy/Dockerfile --target prometheus -t $(PROMETHEUS_IMAGE) $(IMAGE_CONTEXT)
+endef
 
 ## secrets: a random password per NATS user and a signing key per service in deploy/secrets/*.env (git-ignored; kept once made)
 secrets:
@@ -150,6 +168,7 @@ up: images secrets compose-cli $(if $(TLS),certs)
 # answers only "Authorization Violation").
 up-note = port() { $(COMPOSE_ENV) $(1) port $$1 $$2 2>/dev/null | tail -n 1; }; \
 	printf '%s\n' "up: the run UI and API at http://$$(port api 8080)/, mail at http://$$(port mailpit 8025)/api/v1/messages" \
+	"Prometheus's API at http://$$(port prometheus 9090)/api/v1/targets (docs/OPERATIONS.md)" \
 	"The nats CLI needs the operator's credentials, in $(SECRETS)/operator.env (without them NATS says \"Authorization Violation\"). In your shell:" \
 	"  set -a; . $(SECRETS)/operator.env; set +a; export NATS_URL=$(if $(TLS),tls,nats)://$$(port nats 4222)$(if $(TLS), NATS_CA=$(SECRETS)/tls/ca.pem)" \
 	"  go tool nats sub 'checkout.>'"

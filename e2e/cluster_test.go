@@ -211,6 +211,8 @@ func TestCluster(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// Both coordinators' counts, summed, are the checkouts; every replica is scraped.
+	s.prometheusSaw(len(ids), 0)
 	if !t.Failed() {
 		s.step("PASS")
 	}

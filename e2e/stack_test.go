@@ -26,20 +26,21 @@ import (
 
 // stack is the compose project under test and how to reach it from the host.
 type stack struct {
-	t        *testing.T
-	root     string   // the repository: the compose project directory
-	compose  []string // the Compose command and its -p and -f arguments
-	project  string
-	cli      []string // the nats CLI
-	tls      bool
-	cluster  bool     // the three-node cluster with two replicas of each service (E2E_CLUSTER)
-	operator []string // NATS_USER=..., NATS_PASSWORD=... of the operator
-	checkout []string // ... of the checkout publisher
-	natsURL  string
-	mailpit  string // http://127.0.0.1:port
-	stripe   string // http://127.0.0.1:port
-	api      string // http://127.0.0.1:port
-	start    time.Time
+	t          *testing.T
+	root       string   // the repository: the compose project directory
+	compose    []string // the Compose command and its -p and -f arguments
+	project    string
+	cli        []string // the nats CLI
+	tls        bool
+	cluster    bool     // the three-node cluster with two replicas of each service (E2E_CLUSTER)
+	operator   []string // NATS_USER=..., NATS_PASSWORD=... of the operator
+	checkout   []string // ... of the checkout publisher
+	natsURL    string
+	mailpit    string // http://127.0.0.1:port
+	stripe     string // http://127.0.0.1:port
+	api        string // http://127.0.0.1:port
+	prometheus string // http://127.0.0.1:port
+	start      time.Time
 }
 
 func env(name, def string) string {
@@ -80,7 +81,7 @@ func (s *stack) runWithin(timeout time.Duration, extraEnv []string, name string,
 
 // hostPorts: empty, so Compose publishes each port on a free one of the host's loopback
 // (a `make up` stack may hold the default ones).
-var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT="}
+var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT=", "PROMETHEUS_PORT="}
 
 func (s *stack) dc(args ...string) (string, error) {
 	full := append(append([]string{}, s.compose[1:]...), args...)
@@ -169,6 +170,7 @@ func (s *stack) up() {
 	s.mailpit = "http://" + s.published("mailpit", "8025")
 	s.stripe = "http://" + s.published("stripe-emulator", "12111")
 	s.api = "http://" + s.published("api", "8080")
+	s.prometheus = "http://" + s.published("prometheus", "9090")
 }
 
 // checkoutOverHTTP starts a checkout through the api container and waits for its read
@@ -567,9 +569,11 @@ func TestStack(t *testing.T) {
 	// `docker kill` would count as a manual stop, so the process is killed from the host,
 	// which needs the right to signal it (root).
 	crashed := "e2e-" + run + "-crash"
+	completed := 3 // happy, over HTTP, restarted
 	if orders, err := s.crash("orders"); err != nil {
 		s.step("%v: skipping the crash", err)
 	} else {
+		completed++
 		s.checkoutOf(crashed, "mug-nats", "pm_card_visa", happyTo)
 		if end := s.waitFor(crashed, 90*time.Second, events.Completed, events.Failed); end.Type != events.Completed {
 			t.Fatalf("%s ended in %s after orders crashed: %s", crashed, end.Type, end.Payload)
@@ -581,6 +585,9 @@ func TestStack(t *testing.T) {
 		}
 		s.step("Docker restarted orders (restart count %s); %s completed exactly once", strings.TrimSpace(restarts), crashed)
 	}
+
+	// Prometheus scrapes every container and counted what the coordinator decided.
+	s.prometheusSaw(completed, 1)
 
 	// Everything stops cleanly on SIGTERM and comes back with its data.
 	s.step("stopping the whole stack")

@@ -2,6 +2,8 @@ package app
 
 import (
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -69,4 +71,56 @@ func volumeName(mount string) string {
 		}
 	}
 	return mount
+}
+
+// Prometheus in the compose stack scrapes every jetcheckout container but nats-server's:
+// deploy/prometheus/targets/stack.yml names the single-node stack's, replicas.yml the
+// cluster's second replicas (profile cluster), and nothing else.
+func TestPrometheusTargetsFollowCompose(t *testing.T) {
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Image    string   `yaml:"image"`
+			Command  []string `yaml:"command"`
+			Profiles []string `yaml:"profiles"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{} // file: targets
+	for name, svc := range compose.Services {
+		if !strings.Contains(svc.Image, "JETCHECKOUT_IMAGE") || (len(svc.Command) > 0 && svc.Command[0] == "nats-server") {
+			continue
+		}
+		file := "stack.yml"
+		if slices.Contains(svc.Profiles, "cluster") {
+			file = "replicas.yml"
+		}
+		want[file] = append(want[file], name+":8081")
+	}
+	for _, file := range []string{"stack.yml", "replicas.yml"} {
+		raw, err := os.ReadFile("../../deploy/prometheus/targets/" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var groups []struct {
+			Targets []string `yaml:"targets"`
+		}
+		if err := yaml.Unmarshal(raw, &groups); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var got []string
+		for _, g := range groups {
+			got = append(got, g.Targets...)
+		}
+		slices.Sort(got)
+		slices.Sort(want[file])
+		if len(want[file]) == 0 || !slices.Equal(got, want[file]) {
+			t.Errorf("deploy/prometheus/targets/%s: %v; docker-compose.yml's containers: %v", file, got, want[file])
+		}
+	}
 }
