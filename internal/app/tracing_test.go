@@ -1,0 +1,340 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
+	collector "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// span is one span the in-test OTLP receiver took, with its service's name.
+type span struct {
+	service             string
+	traceID, id, parent string
+	name                string
+	attrs               map[string]string
+	published           []string // the event IDs of its "publish" events
+	failed              bool
+}
+
+// otlpReceiver takes OTLP/HTTP protobuf POSTs on /v1/traces, as a collector would.
+type otlpReceiver struct {
+	*httptest.Server
+	mu    sync.Mutex
+	spans []span
+}
+
+func startOTLPReceiver(t *testing.T) *otlpReceiver {
+	t.Helper()
+	rcv := &otlpReceiver{}
+	rcv.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		var req collector.ExportTraceServiceRequest
+		if err == nil {
+			err = proto.Unmarshal(body, &req)
+		}
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || err != nil {
+			t.Errorf("OTLP receiver: %s %s: %v", r.Method, r.URL.Path, err)
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		rcv.take(&req)
+		out, _ := proto.Marshal(&collector.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(rcv.Close)
+	return rcv
+}
+
+func (rcv *otlpReceiver) take(req *collector.ExportTraceServiceRequest) {
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		var service string
+		for _, kv := range rs.GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				service = kv.GetValue().GetStringValue()
+			}
+		}
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				rcv.spans = append(rcv.spans, convert(service, s))
+			}
+		}
+	}
+}
+
+func convert(service string, s *tracepb.Span) span {
+	out := span{service: service, traceID: hex.EncodeToString(s.GetTraceId()), id: hex.EncodeToString(s.GetSpanId()),
+		parent: hex.EncodeToString(s.GetParentSpanId()), name: s.GetName(), attrs: map[string]string{},
+		failed: s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR}
+	for _, kv := range s.GetAttributes() {
+		out.attrs[kv.GetKey()] = kv.GetValue().GetStringValue() // the string ones: all the test reads
+	}
+	for _, e := range s.GetEvents() {
+		if e.GetName() != "publish" {
+			continue
+		}
+		for _, kv := range e.GetAttributes() {
+			if kv.GetKey() == "jetcheckout.event_id" {
+				out.published = append(out.published, kv.GetValue().GetStringValue())
+			}
+		}
+	}
+	return out
+}
+
+// trace is every span taken of the trace with ID id.
+func (rcv *otlpReceiver) trace(id string) []span {
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	var out []span
+	for _, s := range rcv.spans {
+		if s.traceID == id {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// startSMTPCatcher is the customers' mail server: it takes every message, and counts them.
+func startSMTPCatcher(t *testing.T) (addr string, taken *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	taken = &atomic.Int32{}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				c := textproto.NewConn(conn)
+				_ = c.PrintfLine("220 catcher ready")
+				for {
+					line, err := c.ReadLine()
+					if err != nil {
+						return
+					}
+					switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
+					case "DATA":
+						_ = c.PrintfLine("354 go ahead")
+						if _, err := c.ReadDotBytes(); err != nil {
+							return
+						}
+						taken.Add(1)
+						_ = c.PrintfLine("250 taken")
+					case "QUIT":
+						_ = c.PrintfLine("221 bye")
+						return
+					default:
+						_ = c.PrintfLine("250 ok")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), taken
+}
+
+// TestTracesFollowACheckout runs checkouts through the whole system with spans exported to
+// an in-test OTLP receiver: one started over HTTP that completes (its confirmation sent over
+// SMTP), and one published straight to checkout.requested whose card is declined. Each is
+// one trace: a span per step and per coordinator decision, each handler's span the child of
+// the span that published its input, the Stripe and SMTP calls children of their step's
+// span, and the declined checkout's compensation in its trace.
+func TestTracesFollowACheckout(t *testing.T) {
+	rcv := startOTLPReceiver(t)
+	smtpAddr, mails := startSMTPCatcher(t)
+	r := startRig(t, t.TempDir(), nil, func(c *Config) {
+		c.Tracing = tracing.Config{Endpoint: rcv.URL + "/v1/traces"}
+		c.SMTPAddr = smtpAddr
+		c.HTTPAddr = "127.0.0.1:0"
+	})
+	a, err := startAPI(context.Background(), r.Config, testLogger(), r.NC, r.JS, r.Keys, nil, r.Ready, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tee := events.CartItem{ProductID: "tee-jetstream", Quantity: 1}
+
+	// Over HTTP: the API starts the trace.
+	cart := createCart(t, r.System, "USD", tee)
+	resp, err := http.Post(a.URL+"/checkout/process", "application/json", bytes.NewReader(checkoutRequest("", cart.ID, "pm_card_visa", california)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted struct {
+		CheckoutID string `json:"checkout_id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&accepted)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /checkout/process: %d %v", resp.StatusCode, err)
+	}
+	completed := accepted.CheckoutID
+	r.completed(t, completed)
+
+	// Straight to the stream, with no traceparent: its first consumers start the trace.
+	r.checkout(t, "co-trace-declined", "pm_card_chargeDeclined", tee)
+	r.failed(t, "co-trace-declined", events.CodeCardDeclined, events.StepProcessPayment)
+	if mails.Load() == 0 {
+		t.Error("the SMTP catcher took no email")
+	}
+
+	// A graceful stop sends every span still buffered.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+
+	ok := rcv.trace(tracing.CheckoutTraceID(completed).String())
+	checkTrace(t, completed, ok, true)
+	if roots := spansWhere(ok, func(s span) bool { return s.parent == "" }); len(roots) != 1 || roots[0].name != "api POST /checkout/process" {
+		t.Errorf("checkout over HTTP: want one root, the API's; got %v", names(roots))
+	}
+	for _, step := range events.Checkout.Steps {
+		if len(spansWhere(ok, func(s span) bool {
+			return s.attrs["jetcheckout.step"] == string(step.Name) && s.service == step.Service
+		})) == 0 {
+			t.Errorf("checkout over HTTP: no span of step %s (%s)", step.Name, step.Service)
+		}
+	}
+	for _, d := range []events.Subject{events.PaymentRequested, events.OrderRequested, events.FulfilmentRequested, events.Completed} {
+		wantChildOf(t, ok, "coordinator decide "+string(d), "coordinator handle ")
+	}
+	wantChildOf(t, ok, "stripe POST /v1/payment_intents", "payments handle "+string(events.PaymentRequested))
+	wantChildOf(t, ok, "email send smtp", "notifications handle "+string(events.FulfilmentRequested))
+	services := map[string]bool{}
+	for _, s := range ok {
+		services[s.service] = true
+	}
+	if len(services) < len(events.Services)+1 {
+		t.Errorf("checkout over HTTP: spans of services %v, want every service's and the API's", services)
+	}
+
+	declined := rcv.trace(tracing.CheckoutTraceID("co-trace-declined").String())
+	checkTrace(t, "co-trace-declined", declined, false)
+	for _, s := range spansWhere(declined, func(s span) bool { return s.parent == "" }) {
+		if !strings.HasSuffix(s.name, " handle "+string(events.Requested)) {
+			t.Errorf("declined checkout: root span %q: only the request's consumers start its trace", s.name)
+		}
+	}
+	payment, _ := events.Checkout.Step(events.StepProcessPayment)
+	wantChildOf(t, declined, "coordinator decide "+string(events.PaymentRequested), "coordinator handle ")
+	if charge := wantChildOf(t, declined, "stripe POST /v1/payment_intents", "payments handle "+string(events.PaymentRequested)); charge != nil && !charge.failed {
+		t.Error("declined checkout: the declined charge's span is not marked failed")
+	}
+	undone := 0
+	for _, step := range events.Checkout.Steps {
+		if step.Compensate == "" || len(spansWhere(declined, func(s span) bool { return s.name == "coordinator decide "+string(step.Compensate) })) == 0 {
+			continue
+		}
+		undone++
+		if step.Compensate != payment.Compensate {
+			wantChildOf(t, declined, step.Service+" handle "+string(step.Compensate), "coordinator handle ")
+		}
+	}
+	reserve, _ := events.Checkout.Step(events.StepReserveInventory)
+	wantChildOf(t, declined, "coordinator decide "+string(reserve.Compensate), "coordinator handle "+string(payment.Failed))
+	wantChildOf(t, declined, "inventory handle "+string(reserve.Compensate), "coordinator handle ")
+	wantChildOf(t, declined, "coordinator decide "+string(events.Failed), "coordinator handle ")
+	if undone == 0 {
+		t.Error("declined checkout: no compensation decided in its trace")
+	}
+}
+
+// checkTrace checks a checkout's spans: there are some; each handler's span names the
+// checkout and is the child of the span that published its input, in the same trace;
+// nothing failed unless declined.
+func checkTrace(t *testing.T, checkoutID string, spans []span, allOK bool) {
+	t.Helper()
+	if len(spans) == 0 {
+		t.Fatalf("checkout %s: no spans in its trace %s", checkoutID, tracing.CheckoutTraceID(checkoutID))
+	}
+	byID := map[string]span{}
+	for _, s := range spans {
+		byID[s.id] = s
+	}
+	for _, s := range spans {
+		if !strings.Contains(s.name, " handle ") {
+			continue
+		}
+		if s.attrs["jetcheckout.checkout_id"] != checkoutID || s.attrs["jetcheckout.outcome"] != "ok" {
+			t.Errorf("checkout %s: span %q names checkout %q, outcome %q", checkoutID, s.name, s.attrs["jetcheckout.checkout_id"], s.attrs["jetcheckout.outcome"])
+		}
+		if s.parent == "" {
+			continue // a root: checked by the caller
+		}
+		parent, found := byID[s.parent]
+		if !found {
+			t.Errorf("checkout %s: span %q: its parent %s is not in the trace", checkoutID, s.name, s.parent)
+			continue
+		}
+		if !slices.Contains(parent.published, s.attrs["jetcheckout.event_id"]) {
+			t.Errorf("checkout %s: span %q (event %s) is a child of %q, which did not publish its input (it published %v)",
+				checkoutID, s.name, s.attrs["jetcheckout.event_id"], parent.name, parent.published)
+		}
+		if allOK && s.failed {
+			t.Errorf("checkout %s: span %q failed", checkoutID, s.name)
+		}
+	}
+}
+
+// wantChildOf finds the span named name and checks that its parent's name begins with
+// parentPrefix.
+func wantChildOf(t *testing.T, spans []span, name, parentPrefix string) *span {
+	t.Helper()
+	found := spansWhere(spans, func(s span) bool { return s.name == name })
+	if len(found) == 0 {
+		t.Errorf("no span %q in the trace (spans: %v)", name, names(spans))
+		return nil
+	}
+	for _, s := range found {
+		parents := spansWhere(spans, func(p span) bool { return p.id == s.parent })
+		if len(parents) != 1 || !strings.HasPrefix(parents[0].name, parentPrefix) {
+			t.Errorf("span %q: parent %v, want a span %q...", name, names(parents), parentPrefix)
+		}
+	}
+	return &found[0]
+}
+
+func spansWhere(spans []span, keep func(span) bool) []span {
+	var out []span
+	for _, s := range spans {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func names(spans []span) []string {
+	out := make([]string, len(spans))
+	for i, s := range spans {
+		out[i] = s.service + ": " + s.name
+	}
+	slices.Sort(out)
+	return out
+}

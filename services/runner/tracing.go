@@ -1,0 +1,106 @@
+package runner
+
+import (
+	"context"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Tracing (docs/OPERATIONS.md, "Traces"): each delivery a lane handles is a span,
+// "<service> handle <subject>", the child of the span that published the message (its
+// traceparent header); the outputs carry the span's own context, so the next hop is its
+// child. A checkout request that came without a traceparent of its checkout's trace starts
+// the trace (tracing.CheckoutTraceID), so every consumer of it lands in the same trace.
+
+// Span attributes.
+const (
+	attrCheckoutID = attribute.Key("jetcheckout.checkout_id")
+	attrEventID    = attribute.Key("jetcheckout.event_id")
+	attrStep       = attribute.Key("jetcheckout.step")
+	attrOutcome    = attribute.Key("jetcheckout.outcome")
+	attrAttempt    = attribute.Key("jetcheckout.attempt")
+	attrSubject    = attribute.Key("messaging.destination.name")
+	attrSystem     = attribute.Key("messaging.system")
+)
+
+// tracer is the runner's tracer: Config.Tracer, or the global no-op one.
+func (r *Runner) tracer() trace.Tracer {
+	if r.cfg.Tracer != nil {
+		return r.cfg.Tracer
+	}
+	return noTracer
+}
+
+var noTracer = (*tracing.Provider)(nil).Tracer("")
+
+// startSpan starts the span of a delivery, under the span that published it.
+func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Context, trace.Span) {
+	ctx = tracing.Extract(ctx, msg.Headers())
+	name := r.cfg.Name + " handle " + msg.Subject()
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attrSystem.String("nats"), attrSubject.String(msg.Subject()))}
+	if r.cfg.Tracer != nil && r.ownDecoder[msg.Subject()] {
+		// The public request: its checkout's trace starts here unless its publisher (the
+		// HTTP API) started it already.
+		id := string(r.checkoutKey(msg))
+		if trace.SpanContextFromContext(ctx).TraceID() != tracing.CheckoutTraceID(id) {
+			return tracing.StartCheckoutRoot(ctx, r.tracer(), id, name, opts...)
+		}
+	}
+	return r.tracer().Start(ctx, name, opts...)
+}
+
+// traced names on the delivery's span the event it carries.
+func traced(ctx context.Context, in events.Envelope, step events.StepName, attempt int) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(attrCheckoutID.String(in.CheckoutID), attrEventID.String(in.ID), attrAttempt.Int(attempt))
+	if step != "" {
+		span.SetAttributes(attrStep.String(string(step)))
+	}
+}
+
+// endSpan ends a delivery's span with how the runner answered it.
+func endSpan(span trace.Span, a answer) {
+	if span.IsRecording() {
+		outcome := "unanswered" // a simulated crash
+		switch a {
+		case answerAck:
+			outcome = outcomeOK
+		case answerNak:
+			outcome = outcomeRetry
+		case answerTerm:
+			outcome = outcomeRejected
+		}
+		span.SetAttributes(attrOutcome.String(outcome))
+		if a != answerAck {
+			span.SetStatus(codes.Error, outcome)
+		}
+	}
+	span.End()
+}
+
+// spanFailed records on the delivery's span why it failed.
+func spanFailed(ctx context.Context, err error) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// injectSpan puts the span context of ctx in an output's headers, and names the output on
+// the span.
+func injectSpan(ctx context.Context, h nats.Header, e events.Envelope) {
+	tracing.Inject(ctx, h)
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("publish", trace.WithAttributes(attrSubject.String(string(e.Type)), attrEventID.String(e.ID)))
+	}
+}
