@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 )
 
 // stack is the compose project under test and how to reach it from the host.
@@ -39,6 +42,7 @@ type stack struct {
 	mailpit  string // http://127.0.0.1:port
 	stripe   string // http://127.0.0.1:port
 	api      string // http://127.0.0.1:port
+	jaeger   string // http://127.0.0.1:port
 	start    time.Time
 }
 
@@ -169,6 +173,7 @@ func (s *stack) up() {
 	s.mailpit = "http://" + s.published("mailpit", "8025")
 	s.stripe = "http://" + s.published("stripe-emulator", "12111")
 	s.api = "http://" + s.published("api", "8080")
+	s.jaeger = "http://" + s.published("jaeger", "16686")
 }
 
 // checkoutOverHTTP starts a checkout through the api container and waits for its read
@@ -545,7 +550,12 @@ func TestStack(t *testing.T) {
 		t.Errorf("the failure notice does not say nothing was charged:\n%s", text)
 	}
 	s.step("mailpit has the failure notice to %s", declinedTo)
-	s.step("%s completed, started over HTTP at the api container %s", s.checkoutOverHTTP("http+"+run+"@example.com"), s.api)
+	overHTTP := s.checkoutOverHTTP("http+" + run + "@example.com")
+	s.step("%s completed, started over HTTP at the api container %s", overHTTP, s.api)
+	for _, id := range []string{overHTTP, declined} {
+		services := s.trace(id, 60*time.Second)
+		s.step("jaeger has the trace of %s (%s), with spans of %v", id, tracing.CheckoutTraceID(id), services)
+	}
 
 	// A checkout reaches payments while payments is down: it waits in the stream, and the
 	// restarted service takes it up, charging once.
@@ -624,4 +634,49 @@ func TestStack(t *testing.T) {
 	if !t.Failed() {
 		s.step("PASS")
 	}
+}
+
+// trace waits for jaeger's API to hold the trace of checkout id with spans of the API or
+// the catalog, the coordinator, payments and notifications, and returns the services whose
+// spans it holds. The services send their spans in batches, every few seconds.
+func (s *stack) trace(id string, timeout time.Duration) []string {
+	s.t.Helper()
+	u := s.jaeger + "/api/traces/" + tracing.CheckoutTraceID(id).String()
+	var services []string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		resp, err := http.Get(u)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var got struct {
+			Data []struct {
+				Spans []struct {
+					ProcessID string `json:"processID"`
+				} `json:"spans"`
+				Processes map[string]struct {
+					ServiceName string `json:"serviceName"`
+				} `json:"processes"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || err != nil {
+			s.t.Fatalf("GET %s: %s %v", u, resp.Status, err)
+		}
+		seen := map[string]bool{}
+		for _, tr := range got.Data {
+			for _, sp := range tr.Spans {
+				seen[tr.Processes[sp.ProcessID].ServiceName] = true
+			}
+		}
+		services = slices.Sorted(maps.Keys(seen))
+		if seen[events.ServiceCatalog] && seen[events.ServiceCoordinator] && seen[events.ServicePayments] && seen[events.ServiceNotifications] {
+			return services
+		}
+	}
+	s.t.Fatalf("jaeger: the trace of %s (%s) has spans of %v only, want catalog, coordinator, payments and notifications", id, u, services)
+	return nil
 }
