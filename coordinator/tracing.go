@@ -25,14 +25,12 @@ const (
 	kindOther        = "other"
 )
 
+// The attributes of a decision's span besides tracing's.
 const (
-	attrCheckoutID = attribute.Key("jetcheckout.checkout_id")
-	attrEventID    = attribute.Key("jetcheckout.event_id")
-	attrCause      = attribute.Key("jetcheckout.cause")
-	attrDecision   = attribute.Key("jetcheckout.decision")
-	attrStep       = attribute.Key("jetcheckout.step")
-	attrStatus     = attribute.Key("jetcheckout.status")
-	attrRedrive    = attribute.Key("jetcheckout.redrive_attempt")
+	attrCause    = attribute.Key("jetcheckout.cause") // the subject of the event that caused it
+	attrDecision = attribute.Key("jetcheckout.decision")
+	attrStatus   = attribute.Key("jetcheckout.status")
+	attrRedrive  = attribute.Key("jetcheckout.redrive_attempt")
 )
 
 // decisionKinds classifies every subject the coordinator decides, once.
@@ -59,12 +57,12 @@ func traceDecisions(ctx context.Context, in events.Envelope, st *State, decision
 		return
 	}
 	tracer := parent.TracerProvider().Tracer(tracing.Scope)
-	common := []attribute.KeyValue{attrCheckoutID.String(in.CheckoutID), attrEventID.String(in.ID), attrCause.String(string(in.Type)), attrStatus.String(string(st.Status))}
+	common := []attribute.KeyValue{tracing.CheckoutID.String(in.CheckoutID), tracing.EventID.String(in.ID), attrCause.String(string(in.Type)), attrStatus.String(string(st.Status))}
 	if in.Type == events.Deadline {
 		for name, step := range st.Steps {
 			if step.EventID == in.ID && step.Status == StepFailed {
 				_, span := tracer.Start(ctx, "coordinator deadline expired "+string(name),
-					trace.WithAttributes(append(common, attrDecision.String("deadline-expiry"), attrStep.String(string(name)))...))
+					trace.WithAttributes(append(common, attrDecision.String("deadline-expiry"), tracing.Step.String(string(name)))...))
 				span.End()
 			}
 		}
@@ -76,7 +74,7 @@ func traceDecisions(ctx context.Context, in events.Envelope, st *State, decision
 		}
 		attrs := append(common[:len(common):len(common)], attrDecision.String(kind))
 		if d.Step != "" {
-			attrs = append(attrs, attrStep.String(string(d.Step)))
+			attrs = append(attrs, tracing.Step.String(string(d.Step)))
 		}
 		if d.Attempt > 0 {
 			attrs = append(attrs, attrRedrive.Int(d.Attempt))

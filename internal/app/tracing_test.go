@@ -6,17 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/smtpsink"
 	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	collector "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -114,51 +112,6 @@ func (rcv *otlpReceiver) trace(id string) []span {
 	return out
 }
 
-// startSMTPCatcher is the customers' mail server: it takes every message, and counts them.
-func startSMTPCatcher(t *testing.T) (addr string, taken *atomic.Int32) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	taken = &atomic.Int32{}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				c := textproto.NewConn(conn)
-				_ = c.PrintfLine("220 catcher ready")
-				for {
-					line, err := c.ReadLine()
-					if err != nil {
-						return
-					}
-					switch verb := strings.ToUpper(strings.Fields(line + " x")[0]); verb {
-					case "DATA":
-						_ = c.PrintfLine("354 go ahead")
-						if _, err := c.ReadDotBytes(); err != nil {
-							return
-						}
-						taken.Add(1)
-						_ = c.PrintfLine("250 taken")
-					case "QUIT":
-						_ = c.PrintfLine("221 bye")
-						return
-					default:
-						_ = c.PrintfLine("250 ok")
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String(), taken
-}
-
 // TestTracesFollowACheckout runs checkouts through the whole system with spans exported to
 // an in-test OTLP receiver: one started over HTTP that completes (its confirmation sent over
 // SMTP), and one published straight to checkout.requested whose card is declined. Each is
@@ -167,10 +120,14 @@ func startSMTPCatcher(t *testing.T) (addr string, taken *atomic.Int32) {
 // span, and the declined checkout's compensation in its trace.
 func TestTracesFollowACheckout(t *testing.T) {
 	rcv := startOTLPReceiver(t)
-	smtpAddr, mails := startSMTPCatcher(t)
+	mails, err := smtpsink.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mails.Close)
 	r := startRig(t, t.TempDir(), nil, func(c *Config) {
 		c.Tracing = tracing.Config{Endpoint: rcv.URL + "/v1/traces"}
-		c.SMTPAddr = smtpAddr
+		c.SMTPAddr = mails.Addr
 		c.HTTPAddr = "127.0.0.1:0"
 	})
 	a, err := startAPI(context.Background(), r.Config, testLogger(), r.NC, r.JS, r.Keys, nil, r.Ready, nil)
@@ -199,8 +156,8 @@ func TestTracesFollowACheckout(t *testing.T) {
 	// Straight to the stream, with no traceparent: its first consumers start the trace.
 	r.checkout(t, "co-trace-declined", "pm_card_chargeDeclined", tee)
 	r.failed(t, "co-trace-declined", events.CodeCardDeclined, events.StepProcessPayment)
-	if mails.Load() == 0 {
-		t.Error("the SMTP catcher took no email")
+	if len(mails.Mails()) == 0 {
+		t.Error("the mail server took no email")
 	}
 
 	// A graceful stop sends every span still buffered.

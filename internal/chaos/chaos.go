@@ -86,7 +86,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	defer st.stop()
 	if o.Log != nil {
-		o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.emulatorURL, st.smtp.addr, o.Dir)
+		o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.emulatorURL, st.smtp.Addr, o.Dir)
 	}
 	return attack(ctx, o, st, initial, start)
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -224,7 +223,7 @@ func (s *Server) publish(ctx context.Context, req events.CheckoutRequest) (*jets
 	ctx, span := s.startTrace(ctx, req.CheckoutID)
 	msg := &nats.Msg{Subject: string(events.Requested), Data: body, Header: nats.Header{}}
 	tracing.Inject(ctx, msg.Header)
-	span.AddEvent("publish", trace.WithAttributes(attribute.String("jetcheckout.event_id", events.ID(req.CheckoutID, events.Requested))))
+	span.AddEvent("publish", trace.WithAttributes(tracing.EventID.String(events.ID(req.CheckoutID, events.Requested))))
 	ack, err := s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested)))
 	tracing.End(span, err)
 	if err != nil {

@@ -51,6 +51,6 @@ func (s *Server) startTrace(ctx context.Context, checkoutID string) (context.Con
 	}
 	return tracing.StartCheckoutRoot(ctx, tracer, checkoutID, "api POST /checkout/process",
 		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attribute.String("jetcheckout.checkout_id", checkoutID), attribute.String("http.route", "/checkout/process"),
-			attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", string(events.Requested))))
+		trace.WithAttributes(tracing.CheckoutID.String(checkoutID), attribute.String("http.route", "/checkout/process"),
+			tracing.System.String("nats"), tracing.Subject.String(string(events.Requested))))
 }

@@ -18,15 +18,10 @@ import (
 // child. A checkout request that came without a traceparent of its checkout's trace starts
 // the trace (tracing.CheckoutTraceID), so every consumer of it lands in the same trace.
 
-// Span attributes.
+// The attributes of a delivery's span besides tracing's.
 const (
-	attrCheckoutID = attribute.Key("jetcheckout.checkout_id")
-	attrEventID    = attribute.Key("jetcheckout.event_id")
-	attrStep       = attribute.Key("jetcheckout.step")
-	attrOutcome    = attribute.Key("jetcheckout.outcome")
-	attrAttempt    = attribute.Key("jetcheckout.attempt")
-	attrSubject    = attribute.Key("messaging.destination.name")
-	attrSystem     = attribute.Key("messaging.system")
+	attrOutcome = attribute.Key("jetcheckout.outcome")
+	attrAttempt = attribute.Key("jetcheckout.attempt")
 )
 
 // tracer is the runner's tracer: Config.Tracer, or the global no-op one.
@@ -44,7 +39,7 @@ func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Cont
 	ctx = tracing.Extract(ctx, msg.Headers())
 	name := r.cfg.Name + " handle " + msg.Subject()
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attrSystem.String("nats"), attrSubject.String(msg.Subject()))}
+		trace.WithAttributes(tracing.System.String("nats"), tracing.Subject.String(msg.Subject()))}
 	if r.cfg.Tracer != nil && r.ownDecoder[msg.Subject()] {
 		// The public request: its checkout's trace starts here unless its publisher (the
 		// HTTP API) started it already.
@@ -62,9 +57,9 @@ func traced(ctx context.Context, in events.Envelope, step events.StepName, attem
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(attrCheckoutID.String(in.CheckoutID), attrEventID.String(in.ID), attrAttempt.Int(attempt))
+	span.SetAttributes(tracing.CheckoutID.String(in.CheckoutID), tracing.EventID.String(in.ID), attrAttempt.Int(attempt))
 	if step != "" {
-		span.SetAttributes(attrStep.String(string(step)))
+		span.SetAttributes(tracing.Step.String(string(step)))
 	}
 }
 
@@ -101,6 +96,6 @@ func spanFailed(ctx context.Context, err error) {
 func injectSpan(ctx context.Context, h nats.Header, e events.Envelope) {
 	tracing.Inject(ctx, h)
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		span.AddEvent("publish", trace.WithAttributes(attrSubject.String(string(e.Type)), attrEventID.String(e.ID)))
+		span.AddEvent("publish", trace.WithAttributes(tracing.Subject.String(string(e.Type)), tracing.EventID.String(e.ID)))
 	}
 }

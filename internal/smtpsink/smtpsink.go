@@ -1,4 +1,6 @@
-package chaos
+// Package smtpsink is the customers' mail server in tests and chaos runs: a real SMTP server
+// on the loopback that takes every message and keeps what it took.
+package smtpsink
 
 import (
 	"bytes"
@@ -11,31 +13,31 @@ import (
 	"time"
 )
 
-// smtpSink is the customers' mail server: it speaks just enough SMTP (EHLO/HELO, MAIL,
-// RCPT, DATA, RSET, NOOP, QUIT) to take every message and keeps each one it took, so
-// duplicates are counted rather than overwritten.
-type smtpSink struct {
-	addr string
+// Sink speaks just enough SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) to take every
+// message and keeps each one it took, so duplicates are counted rather than overwritten.
+type Sink struct {
+	Addr string // host:port it listens on
 	ln   net.Listener
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	received []receivedMail
+	received []Mail
 }
 
-// receivedMail is one delivery.
-type receivedMail struct {
+// Mail is one delivery.
+type Mail struct {
 	MessageID string
 	To        string
 	Subject   string
 }
 
-func startSMTPSink() (*smtpSink, error) {
+// Start listens on a free loopback port.
+func Start() (*Sink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &smtpSink{addr: ln.Addr().String(), ln: ln}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln}
 	s.wg.Go(func() {
 		for {
 			conn, err := ln.Accept()
@@ -48,23 +50,24 @@ func startSMTPSink() (*smtpSink, error) {
 	return s, nil
 }
 
-func (s *smtpSink) close() {
+// Close stops listening and waits for the connections to end.
+func (s *Sink) Close() {
 	s.ln.Close()
 	s.wg.Wait()
 }
 
-// mails is every message taken so far.
-func (s *smtpSink) mails() []receivedMail {
+// Mails is every message taken so far.
+func (s *Sink) Mails() []Mail {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]receivedMail(nil), s.received...)
+	return append([]Mail(nil), s.received...)
 }
 
-func (s *smtpSink) serve(conn net.Conn) {
+func (s *Sink) serve(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c := textproto.NewConn(conn)
-	_ = c.PrintfLine("220 127.0.0.1 chaos sink ESMTP")
+	_ = c.PrintfLine("220 127.0.0.1 sink ESMTP")
 	for {
 		line, err := c.ReadLine()
 		if err != nil {
@@ -93,8 +96,8 @@ func (s *smtpSink) serve(conn net.Conn) {
 	}
 }
 
-func (s *smtpSink) take(data []byte) {
-	m := receivedMail{}
+func (s *Sink) take(data []byte) {
+	m := Mail{}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		m.MessageID, m.Subject = msg.Header.Get("Message-ID"), msg.Header.Get("Subject")
 		if to, err := mail.ParseAddress(msg.Header.Get("To")); err == nil {
