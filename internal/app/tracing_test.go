@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -125,11 +126,15 @@ func TestTracesFollowACheckout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(mails.Close)
-	r := startRig(t, t.TempDir(), nil, func(c *Config) {
-		c.Tracing = tracing.Config{Endpoint: rcv.URL + "/v1/traces"}
-		c.SMTPAddr = mails.Addr
-		c.HTTPAddr = "127.0.0.1:0"
-	})
+	var carrierDown atomic.Bool
+	carrierDown.Store(true)
+	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
+		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-trace-redrive")),
+		func(c *Config) {
+			c.Tracing = tracing.Config{Endpoint: rcv.URL + "/v1/traces"}
+			c.SMTPAddr = mails.Addr
+			c.HTTPAddr = "127.0.0.1:0"
+		})
 	a, err := startAPI(context.Background(), r.Config, testLogger(), r.NC, r.JS, r.Keys, nil, r.Ready, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +161,17 @@ func TestTracesFollowACheckout(t *testing.T) {
 	// Straight to the stream, with no traceparent: its first consumers start the trace.
 	r.checkout(t, "co-trace-declined", "pm_card_chargeDeclined", tee)
 	r.failed(t, "co-trace-declined", events.CodeCardDeclined, events.StepProcessPayment)
+	// A label that failed, re-drived once the carrier is back: the re-drive's request has no
+	// traceparent (the coordinator's endpoint answers it), and joins the checkout's trace.
+	r.checkout(t, "co-trace-redrive", "pm_card_visa", tee)
+	if done := completedOf(t, r.watch, "co-trace-redrive"); !done.NeedsAttention {
+		t.Fatalf("co-trace-redrive completed with %+v, want it flagged", done)
+	}
+	carrierDown.Store(false)
+	if _, err := redrive(t, r.System, "co-trace-redrive", "ops", "the carrier is back"); err != nil {
+		t.Fatal(err)
+	}
+	settledOf(t, r.watch, "co-trace-redrive", 1)
 	if len(mails.Mails()) == 0 {
 		t.Error("the mail server took no email")
 	}
@@ -219,6 +235,35 @@ func TestTracesFollowACheckout(t *testing.T) {
 	wantChildOf(t, declined, "coordinator decide "+string(events.Failed), "coordinator handle ")
 	if undone == 0 {
 		t.Error("declined checkout: no compensation decided in its trace")
+	}
+
+	redriven := rcv.trace(tracing.CheckoutTraceID("co-trace-redrive").String())
+	retried := spansWhere(redriven, func(s span) bool {
+		return s.name == "shipping handle "+string(events.FulfilmentRequested) && s.attrs["jetcheckout.outcome"] == "retry"
+	})
+	if len(retried) == 0 || !retried[0].failed {
+		t.Errorf("re-driven checkout: no failed span of the label's retried attempts (%v)", names(redriven))
+	}
+	requests := spansWhere(redriven, func(s span) bool { return s.name == "coordinator handle "+string(events.RedriveRequested) })
+	if len(requests) != 1 || requests[0].parent != "" {
+		t.Fatalf("re-drive: its request's spans %v, want one root (it came without a traceparent)", requests)
+	}
+	request := requests[0]
+	for _, s := range spansWhere(redriven, func(s span) bool { return s.attrs["jetcheckout.cause"] == string(events.RedriveRequested) }) {
+		if s.parent != request.id || s.name != "coordinator decide "+string(events.FulfilmentRequested) {
+			t.Errorf("re-drive: decision %q under %s, want the go-ahead of the fulfilment again under the request's span", s.name, s.parent)
+		}
+	}
+	wantChildOf(t, redriven, "coordinator decide "+string(events.FulfilmentRequested), "coordinator handle ")
+	labelled := spansWhere(redriven, func(s span) bool {
+		return s.name == "shipping handle "+string(events.FulfilmentRequested) && s.attrs["jetcheckout.outcome"] == "ok" && !s.failed
+	})
+	if len(labelled) != 1 {
+		t.Fatalf("re-drive: spans of the label made %v, want one", labelled)
+	}
+	if parents := spansWhere(redriven, func(p span) bool { return p.id == labelled[0].parent }); len(parents) != 1 ||
+		!slices.Contains(parents[0].published, labelled[0].attrs["jetcheckout.event_id"]) {
+		t.Errorf("re-drive: the label's span is under %v, want the span that published its go-ahead again", names(parents))
 	}
 }
 

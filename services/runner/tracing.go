@@ -15,8 +15,10 @@ import (
 // Tracing (docs/OPERATIONS.md, "Traces"): each delivery a lane handles is a span,
 // "<service> handle <subject>", the child of the span that published the message (its
 // traceparent header); the outputs carry the span's own context, so the next hop is its
-// child. A checkout request that came without a traceparent of its checkout's trace starts
-// the trace (tracing.CheckoutTraceID), so every consumer of it lands in the same trace.
+// child. A message without a traceparent (published by the nats CLI, or by a process that
+// does not trace: the re-drive's request, a release before tracing) and a checkout request
+// without one of its checkout's trace start a root of that trace (tracing.CheckoutTraceID),
+// so they still land in their checkout's trace.
 
 // The attributes of a delivery's span besides tracing's.
 const (
@@ -40,11 +42,11 @@ func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Cont
 	name := r.cfg.Name + " handle " + msg.Subject()
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(tracing.System.String("nats"), tracing.Subject.String(msg.Subject()))}
-	if r.cfg.Tracer != nil && r.ownDecoder[msg.Subject()] {
-		// The public request: its checkout's trace starts here unless its publisher (the
-		// HTTP API) started it already.
+	if remote := trace.SpanContextFromContext(ctx); r.cfg.Tracer != nil && (!remote.IsValid() || r.ownDecoder[msg.Subject()]) {
+		// Its checkout's trace starts here, unless its publisher (the HTTP API) started it;
+		// a request's traceparent of another trace becomes a link.
 		id := string(r.checkoutKey(msg))
-		if trace.SpanContextFromContext(ctx).TraceID() != tracing.CheckoutTraceID(id) {
+		if remote.TraceID() != tracing.CheckoutTraceID(id) {
 			return tracing.StartCheckoutRoot(ctx, r.tracer(), id, name, opts...)
 		}
 	}
