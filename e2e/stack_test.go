@@ -84,7 +84,8 @@ func (s *stack) runWithin(timeout time.Duration, extraEnv []string, name string,
 
 // hostPorts: empty, so Compose publishes each port on a free one of the host's loopback
 // (a `make up` stack may hold the default ones).
-var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT="}
+var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT=",
+	"JAEGER_PORT="}
 
 func (s *stack) dc(args ...string) (string, error) {
 	full := append(append([]string{}, s.compose[1:]...), args...)
