@@ -245,7 +245,7 @@ chaos:
 	CHAOS_CHECKOUTS=$(CHAOS_CHECKOUTS) CHAOS_KILL_EVERY=$(CHAOS_KILL_EVERY) \
 		$(GO) test -tags chaos -count=1 -v -timeout 8h -run '^TestChaos$$' ./internal/chaos
 
-## chaos-short: the bounded chaos run CI does (about a minute)
+## chaos-short: the bounded chaos run CI does (about three minutes: a bounced confirmation waits out its 2-minute deadline before its re-drive)
 chaos-short:
 	CHAOS_CHECKOUTS=120 CHAOS_KILL_EVERY=2s CHAOS_CONCURRENCY=24 \
 		$(GO) test -tags chaos -count=1 -v -timeout 15m -run '^TestChaos$$' ./internal/chaos

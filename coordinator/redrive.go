@@ -17,21 +17,30 @@ import (
 const Version = "1.0.0"
 
 // Serve starts the "coordinator" micro service for operators: checkouts.redrive
-// (events.RedriveRequest → events.RedriveReply). Error codes: "400" malformed, "404" no such
-// checkout, "409" a checkout that cannot be re-driven, with the reason. Stop the returned
-// service to stop serving.
+// (events.RedriveRequest → events.RedriveReply) and deadletters.redrive
+// (events.DeadLetterRedriveRequest → events.DeadLetterRedriveReply). Error codes: "400"
+// malformed, "404" no such checkout or letter, "409" one that cannot be re-driven, with the
+// reason. Stop the returned service to stop serving.
 func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        events.ServiceCoordinator,
 		Version:     Version,
-		Description: "Re-drives: a completed checkout's steps that failed after its order, run again.",
+		Description: "Re-drives: a completed checkout's steps that failed after its order, run again; a dead letter published again.",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: start service: %w", err)
 	}
-	handle := func(data []byte) (any, error) { return c.redrive(keys, data) }
-	if err := svc.AddEndpoint("redrive", microx.Handler(c.log, handle), micro.WithEndpointSubject(string(events.CheckoutsRedrive))); err != nil {
-		return nil, errors.Join(fmt.Errorf("coordinator: endpoint %s: %w", events.CheckoutsRedrive, err), svc.Stop())
+	for name, ep := range map[string]struct {
+		subject events.Subject
+		handle  func(*events.Keys, []byte) (any, error)
+	}{
+		"redrive":            {events.CheckoutsRedrive, c.redrive},
+		"redrive-deadletter": {events.DeadLettersRedrive, c.redriveDeadLetter},
+	} {
+		handle := func(data []byte) (any, error) { return ep.handle(keys, data) }
+		if err := svc.AddEndpoint(name, microx.Handler(c.log, handle), micro.WithEndpointSubject(string(ep.subject))); err != nil {
+			return nil, errors.Join(fmt.Errorf("coordinator: endpoint %s: %w", ep.subject, err), svc.Stop())
+		}
 	}
 	return svc, nil
 }

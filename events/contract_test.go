@@ -110,6 +110,9 @@ func goldenPayload(t *testing.T, subject Subject) any {
 		return Redrive{By: "ops@example.com", Reason: "the carrier is back", Steps: []StepName{StepCreateLabel}, Attempt: 1}
 	case "RedriveOutcome":
 		return RedriveOutcome{Attempt: 1, Warnings: []StepFailure{failure}, NeedsAttention: true}
+	case "DeadLetterRedrive":
+		return DeadLetterRedrive{By: "ops@example.com", Reason: "the signing key is deployed", Service: ServiceInventory,
+			Subject: string(Completed), StreamSequence: 42, LetterReason: "checkout.completed: forged"}
 	}
 	t.Fatalf("%s: no sample of payload type %s: add one", subject, typ.Name())
 	return nil

@@ -204,3 +204,15 @@ func strictUnmarshal(data []byte, v any) error {
 	}
 	return nil
 }
+
+// ProbeCheckoutID finds the checkout a message names, even one that is not a valid event
+// (a rejected input, a dead letter); "unknown" when it names none.
+func ProbeCheckoutID(data []byte) string {
+	var p struct {
+		CheckoutID string `json:"checkout_id"`
+	}
+	if json.Unmarshal(data, &p) == nil && ValidCheckoutID(p.CheckoutID) {
+		return p.CheckoutID
+	}
+	return "unknown"
+}

@@ -54,6 +54,7 @@ var payloads = map[Subject]any{
 	PaymentRecheck:        Recheck{},
 	RedriveRequested:      Redrive{},
 	RedriveSettled:        RedriveOutcome{},
+	DeadLetterRedriven:    DeadLetterRedrive{},
 	InventoryExpire:       Expiry{},
 	WarehousePick:         PickRequest{},
 }
@@ -112,6 +113,8 @@ func (f Flow) Catalog() []EventDoc {
 		EventDoc{Subject: RedriveRequested, Producer: ServiceCoordinator, Consumers: []string{ServiceCoordinator},
 			Meaning: "an operator re-drives a completed checkout's failed steps after its order (`checkouts.redrive`): who, why, which steps"},
 		EventDoc{Subject: RedriveSettled, Producer: ServiceCoordinator, Meaning: "the re-driven steps answered: the checkout's warnings and flag now"},
+		EventDoc{Subject: DeadLetterRedriven, Producer: ServiceCoordinator,
+			Meaning: "an operator published a dead letter again as it came (`deadletters.redrive`): who, why, which"},
 		EventDoc{Subject: Completed, Producer: ServiceCoordinator, Consumers: Settlers[Completed], Meaning: "terminal: the order is placed and paid (with warnings, or flagged for attention)"},
 		EventDoc{Subject: Failed, Producer: ServiceCoordinator, Consumers: Settlers[Failed], Meaning: "terminal: why, at which step, what was undone"},
 		EventDoc{Subject: InventoryCommitted, Producer: ServiceInventory, Meaning: "the reservation of a completed checkout became a sale"},

@@ -96,6 +96,10 @@ const (
 	RedriveSettled   Subject = "checkout.redrive.settled"
 )
 
+// DeadLetterRedriven records, in the checkout's history, that an operator published a dead
+// letter again as it came (who, why, which), once its cause was fixed (DeadLettersRedrive).
+const DeadLetterRedriven Subject = "checkout.deadletter.redriven"
+
 // Terminal events, published by the coordinator only, exactly one per checkout.
 const (
 	Completed Subject = "checkout.completed"
@@ -124,6 +128,13 @@ const (
 	HeaderDeadSequence = "Jetcheckout-Stream-Sequence"
 	HeaderDeadReason   = "Jetcheckout-Reason"
 	HeaderDeadAttempts = "Jetcheckout-Attempts"
+	// HeaderDeadGivenUp names the step whose trigger this was: its failure was recorded as
+	// the step's outcome, so the letter itself is not re-driven (its checkout is).
+	HeaderDeadGivenUp = "Jetcheckout-Given-Up"
+	// HeaderRedriveOf marks a re-driven dead letter's copy: "<service>:<stream sequence>" of
+	// the letter. The copy is the same event (the same ID): a reader that counts messages
+	// rather than event IDs tells it apart by this header.
+	HeaderRedriveOf = "Jetcheckout-Redrive-Of"
 )
 
 // Services: each runs one durable consumer of that name on the CHECKOUT stream, and keeps
@@ -218,4 +229,7 @@ const (
 	FraudReview  Subject = "fraud.review"
 	// CheckoutsRedrive asks the coordinator to re-drive a checkout (RedriveRequest).
 	CheckoutsRedrive Subject = "checkouts.redrive"
+	// DeadLettersRedrive asks the coordinator to publish a dead letter again
+	// (DeadLetterRedriveRequest).
+	DeadLettersRedrive Subject = "deadletters.redrive"
 )

@@ -609,6 +609,48 @@ type RedriveReply struct {
 	Steps      []StepName `json:"steps"`
 }
 
+// DeadLetterRedrive is the payload of checkout.deadletter.redriven: which dead letter was
+// published again, by whom, why, and where the copy is.
+type DeadLetterRedrive struct {
+	By      string `json:"by"`
+	Reason  string `json:"reason"`
+	Service string `json:"service"` // whose dead letter: the consumer that gave it up
+	Subject string `json:"subject"`
+	// StreamSequence is the original message's sequence in CHECKOUT; the copy's is in the
+	// reply (and the copy carries the same event, so its handlers know it as one).
+	StreamSequence uint64 `json:"stream_sequence"`
+	LetterReason   string `json:"letter_reason"` // why the service gave it up
+}
+
+// Validate: a dead letter's re-drive names who asked, why, and which letter.
+func (d DeadLetterRedrive) Validate() error {
+	switch {
+	case strings.TrimSpace(d.By) == "" || strings.TrimSpace(d.Reason) == "":
+		return fmt.Errorf("by and reason are required")
+	case d.Service == "" || d.Subject == "" || d.StreamSequence == 0:
+		return fmt.Errorf("service, subject and stream_sequence are required")
+	}
+	return nil
+}
+
+// DeadLetterRedriveRequest is the request of deadletters.redrive: the dead letter of service
+// (deadletter.<service>) for the message at stream_sequence in CHECKOUT, as checkout.rejected
+// and the letter's Jetcheckout-Stream-Sequence header name it.
+type DeadLetterRedriveRequest struct {
+	Service        string `json:"service"`
+	StreamSequence uint64 `json:"stream_sequence"`
+	By             string `json:"by"`
+	Reason         string `json:"reason"`
+}
+
+// DeadLetterRedriveReply is the reply of deadletters.redrive: the copy is in the stream at
+// sequence, and the letter is gone from DEADLETTER.
+type DeadLetterRedriveReply struct {
+	CheckoutID string `json:"checkout_id"`
+	Subject    string `json:"subject"`
+	Sequence   uint64 `json:"sequence"`
+}
+
 // RedriveSuffix is the part of an event ID that says which re-drive it belongs to ("" for
 // none): ":redrive-<attempt>".
 func RedriveSuffix(id string) string {

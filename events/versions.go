@@ -19,7 +19,8 @@ import (
 const (
 	// SchemaVersion is the version this code writes and reads natively. Version 2: a quote
 	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
-	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested).
+	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested),
+	// and a dead letter (DeadLetterRedriven).
 	SchemaVersion = 2
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
@@ -29,7 +30,7 @@ const (
 // subjectSince is the version each subject came in, when after the first: a writer held at
 // an older version does not write it (Flow.TriggersAt), and an event claiming an older
 // version on it is malformed.
-var subjectSince = map[Subject]int{FulfilmentRequested: 2, RedriveRequested: 2, RedriveSettled: 2}
+var subjectSince = map[Subject]int{FulfilmentRequested: 2, RedriveRequested: 2, RedriveSettled: 2, DeadLetterRedriven: 2}
 
 // ExistsAt reports whether version v of the contract has subject.
 func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }

@@ -48,7 +48,7 @@ var endpoints = map[string][]events.Subject{
 	events.ServiceCatalog:     {events.CartsCreate, events.CartsGet, events.CatalogList},
 	events.ServiceInventory:   {events.InventoryStock},
 	events.ServiceFraud:       {events.FraudReviews, events.FraudReview},
-	events.ServiceCoordinator: {events.CheckoutsRedrive},
+	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive},
 }
 
 // asks are the request-reply subjects each service asks another service: catalog.list
@@ -89,6 +89,7 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
+		u.Publish = append(u.Publish, deadLetterRedriveGrants()...)
 	case events.ServiceCatalog:
 		// Its carts: created (a publish that expects no earlier message on the cart's subject;
 		// the stream takes one per subject ever, and no roll-up) and read, directly or, for one
@@ -124,6 +125,20 @@ func serviceUser(name string) NATSUser {
 	}
 	u.Publish = uniq(u.Publish)
 	return u
+}
+
+// deadLetterRedriveGrants let the coordinator re-drive a dead letter (deadletters.redrive):
+// read it from DEADLETTER's leader, publish it again on any consumed subject of the flow, as
+// it came (with signing on, its consumers believe the copy only if its producer signed the
+// original), and delete it.
+func deadLetterRedriveGrants() []string {
+	grants := []string{"$JS.API.STREAM.MSG.GET." + events.StreamDeadLetter, "$JS.API.STREAM.MSG.DELETE." + events.StreamDeadLetter}
+	for _, d := range events.Checkout.Catalog() {
+		if len(d.Consumers) > 0 {
+			grants = append(grants, string(d.Subject))
+		}
+	}
+	return grants
 }
 
 // consumerGrants are the JetStream API calls of a process that waits for the topology

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,15 +136,18 @@ func TestRedrive(t *testing.T) {
 // while is middleware that fails a route of the checkouts named while down is set: a
 // carrier or a mail server that is down, then back.
 func while(down *atomic.Bool, route events.Subject, checkoutIDs ...string) runner.Middleware {
+	return failWhile(down, errors.New("the service behind this step is down"), route, checkoutIDs...)
+}
+
+// failWhile fails route with err for checkoutIDs while down is set.
+func failWhile(down *atomic.Bool, err error, route events.Subject, checkoutIDs ...string) runner.Middleware {
 	return func(subject events.Subject, next runner.Handler) runner.Handler {
 		if subject != route {
 			return next
 		}
 		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			for _, id := range checkoutIDs {
-				if in.CheckoutID == id && down.Load() {
-					return nil, errors.New("the service behind this step is down")
-				}
+			if down.Load() && slices.Contains(checkoutIDs, in.CheckoutID) {
+				return nil, err
 			}
 			return next(ctx, tx, in)
 		}
@@ -151,16 +156,21 @@ func while(down *atomic.Bool, route events.Subject, checkoutIDs ...string) runne
 
 // redrive asks the coordinator, as the HTTP API and the nats CLI do.
 func redrive(t *testing.T, sys *System, id, by, reason string) (events.RedriveReply, error) {
+	return ask[events.RedriveReply](t, sys, events.CheckoutsRedrive, events.RedriveRequest{CheckoutID: id, By: by, Reason: reason})
+}
+
+// ask sends req to a micro endpoint: its reply, or its error as "<code>: <description>".
+func ask[R any](t *testing.T, sys *System, subject events.Subject, req any) (R, error) {
 	t.Helper()
-	raw, _ := json.Marshal(events.RedriveRequest{CheckoutID: id, By: by, Reason: reason})
-	msg, err := sys.NC.Request(string(events.CheckoutsRedrive), raw, 5*time.Second)
+	var reply R
+	raw, _ := json.Marshal(req)
+	msg, err := sys.NC.Request(string(subject), raw, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return events.RedriveReply{}, errors.New(code + ": " + msg.Header.Get(micro.ErrorHeader))
+		return reply, errors.New(code + ": " + msg.Header.Get(micro.ErrorHeader))
 	}
-	var reply events.RedriveReply
 	return reply, json.Unmarshal(msg.Data, &reply)
 }
 
@@ -284,4 +294,119 @@ func TestARedrivenCheckoutRebuilds(t *testing.T) {
 	if n := len(w.All("")); n != published {
 		t.Errorf("%d events published while the views were rebuilt: %v", n-published, w.All("")[published:])
 	}
+}
+
+// TestRedriveADeadLetter: the inventory, with a bug, rejects the sale of a completed
+// checkout (a dead letter and checkout.rejected), so its units stay reserved. Once fixed, the
+// letter is re-driven: the sale is made once, the catalog (which handled the original) drops
+// the copy, the letter leaves DEADLETTER, and the re-drive is in the checkout's history. A
+// second re-drive finds no letter; the trigger of a step given up on, an unknown service and
+// a request without a reason are refused with the reason.
+func TestRedriveADeadLetter(t *testing.T) {
+	var bug, carrierDown atomic.Bool
+	bug.Store(true)
+	carrierDown.Store(true)
+	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
+		withMiddleware(events.ServiceInventory, failWhile(&bug, runner.Permanent(errors.New("a bug in making the sale")), events.Completed, "co-dl-sale")),
+		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-dl-label")))
+	item := events.CartItem{ProductID: "mug-nats", Quantity: 2}
+	before := stock(t, r.System, item.ProductID)
+	r.checkout(t, "co-dl-sale", "pm_card_visa", item)
+	r.checkout(t, "co-dl-label", "pm_card_visa", events.CartItem{ProductID: "stickers", Quantity: 1})
+	r.completed(t, "co-dl-sale")
+	var rejected events.RejectedInput
+	if err := r.watch.Wait(t, "co-dl-sale", wait, events.Rejected).DecodePayload(&rejected); err != nil {
+		t.Fatal(err)
+	}
+	if rejected.Consumer != events.ServiceInventory || rejected.Subject != string(events.Completed) {
+		t.Fatalf("rejected: %+v, want the inventory's checkout.completed", rejected)
+	}
+	if s := stock(t, r.System, item.ProductID); s.Reserved != before.Reserved+2 || s.Sold != before.Sold {
+		t.Fatalf("with the sale rejected: %+v, want 2 more reserved and none sold (before: %+v)", s, before)
+	}
+	if done := completedOf(t, r.watch, "co-dl-label"); !done.NeedsAttention {
+		t.Fatalf("co-dl-label: %+v, want its label given up on", done)
+	}
+
+	for _, c := range []struct {
+		req  events.DeadLetterRedriveRequest
+		says string
+	}{
+		{events.DeadLetterRedriveRequest{Service: "nope", StreamSequence: rejected.StreamSequence, By: "ops", Reason: "fixed"}, "service (one of"},
+		{events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: rejected.StreamSequence, By: "ops"}, "reason"},
+		{events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: rejected.StreamSequence + 1000, By: "ops", Reason: "fixed"}, "holds no letter"},
+		{events.DeadLetterRedriveRequest{Service: events.ServiceShipping, StreamSequence: givenUpSequence(t, r.System, events.ServiceShipping), By: "ops", Reason: "the carrier is back"}, "re-drive the checkout"},
+	} {
+		if _, err := redriveDeadLetter(t, r.System, c.req); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("re-drive of %+v: %v, want a refusal saying %q", c.req, err, c.says)
+		}
+	}
+	if s := stock(t, r.System, item.ProductID); s.Sold != before.Sold {
+		t.Fatalf("after the refusals: %+v, want nothing sold", s)
+	}
+
+	// The bug is fixed: the letter, re-driven, makes the sale.
+	bug.Store(false)
+	req := events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: rejected.StreamSequence, By: "ops", Reason: "the sale bug is fixed"}
+	reply, err := redriveDeadLetter(t, r.System, req)
+	if err != nil || reply.CheckoutID != "co-dl-sale" || reply.Subject != string(events.Completed) || reply.Sequence <= rejected.StreamSequence {
+		t.Fatalf("re-drive: %+v, %v", reply, err)
+	}
+	r.watch.Wait(t, "co-dl-sale", wait, events.InventoryCommitted)
+	var record events.DeadLetterRedrive
+	if err := r.watch.Wait(t, "co-dl-sale", wait, events.DeadLetterRedriven).DecodePayload(&record); err != nil {
+		t.Fatal(err)
+	}
+	if record.By != "ops" || record.Reason != req.Reason || record.StreamSequence != rejected.StreamSequence || !strings.Contains(record.LetterReason, "sale") {
+		t.Errorf("the re-drive's record: %+v", record)
+	}
+	natstest.Eventually(t, wait, func() bool {
+		s := stock(t, r.System, item.ProductID)
+		return s.Sold == before.Sold+2 && s.Reserved == before.Reserved
+	}, "the re-driven sale never moved the units from reserved to sold")
+	if _, err := redriveDeadLetter(t, r.System, req); err == nil || !strings.Contains(err.Error(), "holds no letter") {
+		t.Errorf("a second re-drive of the letter: %v, want none found", err)
+	}
+	time.Sleep(200 * time.Millisecond) // a second sale or rejection would come now
+	if n := r.watch.Count("co-dl-sale", events.InventoryCommitted); n != 1 {
+		t.Errorf("%d sales of co-dl-sale, want 1", n)
+	}
+	copies := 0
+	for _, m := range r.watch.Msgs("co-dl-sale") {
+		if m.Subject == string(events.Completed) && m.Header.Get(events.HeaderRedriveOf) == fmt.Sprintf("%s:%d", events.ServiceInventory, rejected.StreamSequence) {
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Errorf("%d copies of co-dl-sale's checkout.completed marked as the re-drive of its letter, want 1", copies)
+	}
+	if n := r.watch.Count("co-dl-sale", events.Rejected); n != 1 {
+		t.Errorf("%d rejections of co-dl-sale, want 1 (the catalog drops the copy it handled)", n)
+	}
+	if s := stock(t, r.System, item.ProductID); s.Sold != before.Sold+2 {
+		t.Errorf("stock after: %+v, want %d sold", s, before.Sold+2)
+	}
+}
+
+// givenUpSequence is the stream sequence of service's last dead letter, one given up on.
+func givenUpSequence(t *testing.T, sys *System, service string) uint64 {
+	t.Helper()
+	dead, err := sys.JS.Stream(context.Background(), events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := dead.GetLastMsgForSubject(context.Background(), events.DeadLetterSubject(service))
+	if err != nil || m.Header.Get(events.HeaderDeadGivenUp) == "" {
+		t.Fatalf("%s's last dead letter: %v, %v: want one given up on", service, m, err)
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(events.HeaderDeadSequence), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// redriveDeadLetter asks the coordinator, as the HTTP API and the nats CLI do.
+func redriveDeadLetter(t *testing.T, sys *System, req events.DeadLetterRedriveRequest) (events.DeadLetterRedriveReply, error) {
+	return ask[events.DeadLetterRedriveReply](t, sys, events.DeadLettersRedrive, req)
 }

@@ -64,6 +64,15 @@ type target interface {
 	withStore(ctx context.Context, service string, f func(*bolt.DB) error) error
 	// mails is every delivery the customers' mail server took.
 	mails(ctx context.Context) ([]receivedMail, error)
+	// mailbox is the customers' mail server as the run can break and fix it, nil when it
+	// cannot (mailpit takes everything): then no checkout waits for a re-drive.
+	mailbox() mailbox
+}
+
+// mailbox is a mail server whose mailboxes can refuse mail (550) and take it again.
+type mailbox interface {
+	Refuse(addr string)
+	Take(addr string)
 }
 
 // Run starts the stack as local processes, drives the load under faults, stops the faults,
@@ -118,7 +127,8 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 
 	// One generator per purpose, each from the seed, so that how fast the load goes does not
 	// change which faults are drawn.
-	plans := plan(rand.New(rand.NewPCG(o.Seed, 1)), o.Checkouts)
+	mail := t.mailbox()
+	plans := plan(rand.New(rand.NewPCG(o.Seed, 1)), o.Checkouts, mail != nil)
 	byID := make(map[string]planned, len(plans))
 	for _, p := range plans {
 		byID[p.ID] = p
@@ -128,6 +138,11 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	defer stopOperator()
 	op := operator{driver: d, plans: byID, stripe: stripeClient(t.stripeURL()), emulator: t.stripeURL()}
 	go op.run(opCtx)
+	var redrives *redriver
+	if mail != nil {
+		redrives = newRedriver(d, ends, mail, o.Log)
+		redrives.start(opCtx, plans)
+	}
 
 	faultCtx, stopFaults := context.WithCancel(ctx)
 	sf := &stripeFaults{base: t.stripeURL(), rand: rand.New(rand.NewPCG(o.Seed, 3)), log: o.Log}
@@ -151,6 +166,11 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 		return res, err
 	}
 	ends.waitAll(ctx, plans, terminalWait)
+	if redrives != nil {
+		if err := redrives.wait(terminalWait); err != nil {
+			o.Log("%v", err)
+		}
+	}
 	if err := waitIdle(ctx, js, idleWait); err != nil {
 		o.Log("not idle: %v", err)
 	}
@@ -172,6 +192,9 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 		return res, err
 	}
 	reconcile(&res, plans, initial, snap)
+	if redrives != nil {
+		redrives.reconcile(&res, plans, snap)
+	}
 	o.Log("%s", outcomes(plans, snap.terminals))
 	res.Elapsed = time.Since(start)
 	return res, nil

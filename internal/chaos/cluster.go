@@ -395,6 +395,9 @@ func credentials(path string) (user, pass string, err error) {
 	return user, pass, nil
 }
 
+// mailbox: mailpit takes every message; nothing is refused.
+func (c *cluster) mailbox() mailbox { return nil }
+
 // mails reads every message mailpit holds, a page at a time; mailpit keeps each delivery,
 // so a message delivered twice is there twice.
 func (c *cluster) mails(ctx context.Context) ([]receivedMail, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -26,6 +27,12 @@ const (
 	kindReviewDeny    kind = "review_denied"   // held for a fraud review, denied
 	kind3DSComplete   kind = "3ds_completed"   // 3-D Secure, the customer authenticates
 	kind3DSAbandon    kind = "3ds_abandoned"   // 3-D Secure, the customer never comes back
+	// The customer's mailbox refuses mail until the operator fixes it and re-drives: the
+	// confirmation of a good checkout (it completes with a warning, then the checkout is
+	// re-driven), the failure notice of a declined one (rejected to DEADLETTER, then the
+	// dead letter is re-driven). Only where the run's mail server can refuse.
+	kindMailDown    kind = "mail_down"
+	kindMailboxFull kind = "mailbox_full"
 )
 
 // mix is how often each kind is drawn, in parts.
@@ -35,12 +42,16 @@ var mix = []struct {
 }{
 	{kindGood, 35}, {kindDuplicate, 10}, {kindLastUnits, 10}, {kindOutOfStock, 8}, {kindDeclined, 10},
 	{kindReviewApprove, 7}, {kindReviewDeny, 6}, {kind3DSComplete, 8}, {kind3DSAbandon, 6},
+	{kindMailDown, 3}, {kindMailboxFull, 3},
 }
+
+// redriven reports whether a checkout of this kind waits for the operator's re-drive.
+func (k kind) redriven() bool { return k == kindMailDown || k == kindMailboxFull }
 
 // mustFail reports whether a checkout of this kind can never complete.
 func (k kind) mustFail() bool {
 	switch k {
-	case kindOutOfStock, kindDeclined, kindReviewDeny, kind3DSAbandon:
+	case kindOutOfStock, kindDeclined, kindReviewDeny, kind3DSAbandon, kindMailboxFull:
 		return true
 	}
 	return false
@@ -87,21 +98,27 @@ var (
 	tokyo      = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 )
 
-// plan draws n checkouts from r.
-func plan(r *rand.Rand, n int) []planned {
+// plan draws n checkouts from r; with redrives, some wait for the operator's re-drive.
+func plan(r *rand.Rand, n int, redrives bool) []planned {
+	parts := func(k kind, n int) int {
+		if k.redriven() && !redrives {
+			return 0
+		}
+		return n
+	}
 	total := 0
 	for _, m := range mix {
-		total += m.parts
+		total += parts(m.kind, m.parts)
 	}
 	out := make([]planned, n)
 	for i := range out {
 		draw, k := r.IntN(total), kindGood
 		for _, m := range mix {
-			if draw < m.parts {
+			if draw < parts(m.kind, m.parts) {
 				k = m.kind
 				break
 			}
-			draw -= m.parts
+			draw -= parts(m.kind, m.parts)
 		}
 		id := fmt.Sprintf("chaos-%05d", i)
 		p := planned{ID: id, Kind: k, Email: id + "@example.com", PM: "pm_card_visa", Currency: "USD", Address: california}
@@ -127,6 +144,8 @@ func plan(r *rand.Rand, n int) []planned {
 			p.Late = r.IntN(2) == 0
 		case kindDeclined:
 			p.PM = []string{"pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"}[r.IntN(2)]
+		case kindMailboxFull:
+			p.PM = "pm_card_chargeDeclined"
 		case kindReviewApprove, kindReviewDeny:
 			p.Email = id + "@review.test"
 		case kind3DSComplete, kind3DSAbandon:
@@ -134,6 +153,17 @@ func plan(r *rand.Rand, n int) []planned {
 		}
 		out[i] = p
 	}
+	// A bounced confirmation is flagged only at its step's deadline (2 minutes): those
+	// checkouts start first, so that the wait overlaps the load.
+	slices.SortStableFunc(out, func(a, b planned) int {
+		switch first := kindMailDown; {
+		case a.Kind == first && b.Kind != first:
+			return -1
+		case b.Kind == first && a.Kind != first:
+			return 1
+		}
+		return 0
+	})
 	return out
 }
 

@@ -184,6 +184,8 @@ func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, name) 
 
 func (s *stack) mails(context.Context) ([]receivedMail, error) { return s.smtp.Mails(), nil }
 
+func (s *stack) mailbox() mailbox { return s.smtp }
+
 // withStore opens a stopped service's bbolt file, in its data directory, for f.
 func (s *stack) withStore(_ context.Context, service string, f func(*bolt.DB) error) error {
 	return openStore(filepath.Join(s.dataDir(service), service+".db"), f)

@@ -20,19 +20,19 @@ type terminals struct {
 	consume jetstream.ConsumeContext
 
 	mu      sync.Mutex
-	seen    map[string]bool
+	seen    map[string]events.Envelope // the first terminal event of each checkout
 	waiters map[string]chan struct{}
 }
 
 func watchTerminals(ctx context.Context, js jetstream.JetStream) (*terminals, error) {
-	t := &terminals{seen: map[string]bool{}, waiters: map[string]chan struct{}{}}
+	t := &terminals{seen: map[string]events.Envelope{}, waiters: map[string]chan struct{}{}}
 	cons, err := js.OrderedConsumer(ctx, events.StreamCheckout, jetstream.OrderedConsumerConfig{FilterSubjects: terminalSubjects})
 	if err != nil {
 		return nil, err
 	}
 	t.consume, err = cons.Consume(func(m jetstream.Msg) {
 		if e, err := events.Decode(m.Subject(), m.Data()); err == nil {
-			t.end(e.CheckoutID)
+			t.record(e)
 		}
 	})
 	return t, err
@@ -40,15 +40,22 @@ func watchTerminals(ctx context.Context, js jetstream.JetStream) (*terminals, er
 
 func (t *terminals) stop() { t.consume.Stop() }
 
-func (t *terminals) end(id string) {
+func (t *terminals) record(e events.Envelope) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !t.seen[id] {
-		t.seen[id] = true
-		if ch, ok := t.waiters[id]; ok {
+	if _, seen := t.seen[e.CheckoutID]; !seen {
+		t.seen[e.CheckoutID] = e
+		if ch, ok := t.waiters[e.CheckoutID]; ok {
 			close(ch)
 		}
 	}
+}
+
+// terminal is the checkout's terminal event, once ended is closed.
+func (t *terminals) terminal(id string) events.Envelope {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen[id]
 }
 
 // ended is closed once the checkout has a terminal event.
@@ -59,7 +66,7 @@ func (t *terminals) ended(id string) <-chan struct{} {
 	if !ok {
 		ch = make(chan struct{})
 		t.waiters[id] = ch
-		if t.seen[id] {
+		if _, seen := t.seen[id]; seen {
 			close(ch)
 		}
 	}

@@ -46,10 +46,18 @@ type env struct {
 // start runs the whole checkout and the API; opts change the API's configuration.
 func start(t *testing.T, opts ...func(*httpapi.Config)) *env {
 	t.Helper()
+	return startWith(t, func(*app.Config) {}, opts...)
+}
+
+// startWith is start with the system's configuration changed by tweak.
+func startWith(t *testing.T, tweak func(*app.Config), opts ...func(*httpapi.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sys, err := app.Start(context.Background(), app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
-		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn}, log)
+	sysCfg := app.Config{NATSListen: "127.0.0.1:-1", DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
+		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", LogLevel: slog.LevelWarn}
+	tweak(&sysCfg)
+	sys, err := app.Start(context.Background(), sysCfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,6 +494,64 @@ func TestRedriveRefusals(t *testing.T) {
 	}
 	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+clean, nil, asAdmin...); status != http.StatusOK || bytes.Contains(page, []byte("/redrive")) {
 		t.Errorf("the run page of a checkout with nothing to re-drive: %d, offers a re-drive: %v", status, bytes.Contains(page, []byte("/redrive")))
+	}
+}
+
+// TestRedriveADeadLetterOverHTTP: a malformed input of a checkout, rejected by the
+// inventory, shows on the checkout as a dead letter. POST /deadletters/{service}/{seq}/redrive
+// (admin, with a reason) publishes it again as it came: still malformed, it is rejected
+// again, so the checkout shows the first letter re-driven (who, in its history) and a second
+// one waiting, with the run page's button for it. Refusals come with their reasons.
+func TestRedriveADeadLetterOverHTTP(t *testing.T) {
+	e := start(t)
+	const id = "co_letter"
+	bad := []byte(`{"checkout_id":"` + id + `","type":"checkout.inventory.release","schema_version":"one"}`)
+	if _, err := e.sys.JS.Publish(context.Background(), string(events.InventoryRelease), bad); err != nil {
+		t.Fatal(err)
+	}
+	first := e.until(t, id, "shown with a dead letter", func(c httpapi.Checkout) bool { return len(c.DeadLetters) == 1 }).DeadLetters[0]
+	if first.Service != events.ServiceInventory || first.Subject != string(events.InventoryRelease) || first.Reason != "" {
+		t.Fatalf("dead letter, as anyone sees it: %+v, want no reason (it may quote the input)", first)
+	}
+	if shown := ok[httpapi.Checkout](t, e, http.StatusOK, "GET", "/checkouts/"+id, nil, asAdmin...).DeadLetters; len(shown) != 1 || !strings.Contains(shown[0].Reason, "malformed") {
+		t.Fatalf("dead letter, as the admin sees it: %+v, want why", shown)
+	}
+	path := fmt.Sprintf("/deadletters/%s/%d/redrive", first.Service, first.StreamSequence)
+	why := httpapi.RedriveBody{Reason: "the inventory release is fixed"}
+	if status, _, raw := e.do(t, "POST", path, why); status != http.StatusUnauthorized {
+		t.Fatalf("POST %s without the admin token: %d %s", path, status, raw)
+	}
+	for _, c := range []struct {
+		path   string
+		body   httpapi.RedriveBody
+		status int
+		says   string
+	}{
+		{path, httpapi.RedriveBody{}, http.StatusUnprocessableEntity, "reason is required"},
+		{"/deadletters/nope/1/redrive", why, http.StatusBadRequest, "named by its service"},
+		{fmt.Sprintf("/deadletters/%s/%d/redrive", first.Service, first.StreamSequence+100), why, http.StatusNotFound, "holds no letter"},
+	} {
+		if status, _, raw := e.do(t, "POST", c.path, c.body, asAdmin...); status != c.status || !bytes.Contains(raw, []byte(c.says)) {
+			t.Errorf("POST %s with %+v: %d %s, want %d saying %q", c.path, c.body, status, raw, c.status, c.says)
+		}
+	}
+	reply := ok[events.DeadLetterRedriveReply](t, e, http.StatusAccepted, "POST", path, why, asAdmin...)
+	if reply.CheckoutID != id || reply.Subject != string(events.InventoryRelease) || reply.Sequence <= first.StreamSequence {
+		t.Fatalf("re-drive: %+v", reply)
+	}
+	c := e.until(t, id, "shown with the letter re-driven and rejected again", func(c httpapi.Checkout) bool {
+		return len(c.DeadLetters) == 2 && c.DeadLetters[0].RedrivenBy != ""
+	})
+	if again := c.DeadLetters[1]; again.StreamSequence != reply.Sequence || again.RedrivenBy != "" {
+		t.Errorf("the copy's letter: %+v, want the copy at %d waiting", again, reply.Sequence)
+	}
+	if status, _, raw := e.do(t, "POST", path, why, asAdmin...); status != http.StatusNotFound {
+		t.Errorf("a second re-drive of the letter: %d %s, want 404", status, raw)
+	}
+	status, _, page := e.do(t, "GET", "/ui/checkouts/"+id, nil, asAdmin...)
+	if status != http.StatusOK || !bytes.Contains(page, []byte("re-driven by admin (HTTP API)")) ||
+		!bytes.Contains(page, []byte(fmt.Sprintf("/deadletters/%s/%d/redrive", first.Service, reply.Sequence))) {
+		t.Errorf("the run page: %d, want the first letter re-driven and a button for the second:\n%s", status, page)
 	}
 }
 

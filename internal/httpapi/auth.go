@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -183,6 +184,10 @@ func csrfToken(token string) string {
 // without who the customer is.
 func (c Checkout) redacted() Checkout {
 	c.CustomerID, c.CustomerEmail = "", ""
+	c.DeadLetters = slices.Clone(c.DeadLetters)
+	for i := range c.DeadLetters {
+		c.DeadLetters[i].Reason = "" // may quote the input
+	}
 	return c
 }
 

@@ -2,15 +2,22 @@ package httpapi_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/app"
+	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/services/runner"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The browser test drives the run UI in Debian's chromium through chromedp: an order from
@@ -90,7 +97,12 @@ var screens = []struct {
 func TestBrowserStoreRunAndReview(t *testing.T) {
 	exe := chromium(t)
 	dir := artifacts(t)
-	e := start(t)
+	// The carrier is down for the last order: its label is given up on, and the run page
+	// re-drives it once the carrier is back.
+	var carrierDown atomic.Bool
+	e := startWith(t, func(c *app.Config) {
+		c.Middleware = map[string][]runner.Middleware{events.ServiceShipping: {failWhile(&carrierDown, events.FulfilmentRequested)}}
+	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
@@ -262,5 +274,48 @@ func TestBrowserStoreRunAndReview(t *testing.T) {
 	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.runs tbody tr').length`))
 	if err != nil || rows != 4 {
 		t.Errorf("list shows %d runs (%v), want 4", rows, err)
+	}
+
+	// 6. The carrier is down: the order completes flagged for attention. Once it is back,
+	// the admin (signed in above) re-drives the label from the run page, and the flag goes.
+	carrierDown.Store(true)
+	id = order("visa")
+	if err := chromedp.Do(ctx, status("completed"), chromedp.WaitVisible(chromedp.CSS(`form[action$="/redrive"] button`))); err != nil {
+		t.Fatalf("run %s with the carrier down: %v", id, err)
+	}
+	look("8-run-needs-attention")
+	if c := e.ended(t, id); !c.NeedsAttention {
+		t.Fatalf("with the carrier down %s completed %+v, want needs_attention", id, c)
+	}
+	carrierDown.Store(false)
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`form[action$="/redrive"] input[name=reason]`), "the carrier is back"),
+		chromedp.Click(chromedp.CSS(`form[action$="/redrive"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	if err != nil {
+		t.Fatalf("re-drive of %s from its run page: %v", id, err)
+	}
+	e.until(t, id, "re-driven and settled", func(c httpapi.Checkout) bool { return c.Redrives == 1 && !c.NeedsAttention && len(c.Warnings) == 0 })
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/ui/checkouts/"+id), status("completed")); err != nil {
+		t.Fatal(err)
+	}
+	look("9-run-redriven")
+	if warn, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('p.notice.warn, form[action$="/redrive"]').length`)); err != nil || warn != 0 {
+		t.Errorf("the re-driven run still shows %d warnings or re-drive forms (%v)", warn, err)
+	}
+}
+
+// failWhile fails route with a permanent error while down is set: the step is given up on.
+func failWhile(down *atomic.Bool, route events.Subject) runner.Middleware {
+	return func(subject events.Subject, next runner.Handler) runner.Handler {
+		if subject != route {
+			return next
+		}
+		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+			if down.Load() {
+				return nil, runner.Permanent(errors.New("the carrier is down"))
+			}
+			return next(ctx, tx, in)
+		}
 	}
 }

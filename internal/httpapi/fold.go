@@ -63,12 +63,15 @@ type Checkout struct {
 	Warnings        []events.StepFailure `json:"warnings,omitempty"`
 	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
 	// Redrives counts the re-drives of the checkout's failed steps after its order.
-	Redrives  int        `json:"redrives,omitempty"`
-	Steps     []StepView `json:"steps"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	EndedAt   time.Time  `json:"ended_at,omitzero"`
-	Events    int        `json:"event_count"`
+	Redrives int `json:"redrives,omitempty"`
+	// DeadLetters are the checkout's inputs a service rejected (checkout.rejected), kept in
+	// DEADLETTER until re-driven.
+	DeadLetters []DeadLetterView `json:"dead_letters,omitempty"`
+	Steps       []StepView       `json:"steps"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+	EndedAt     time.Time        `json:"ended_at,omitzero"`
+	Events      int              `json:"event_count"`
 }
 
 // Totals are the priced cart, from the validated quote.
@@ -96,6 +99,17 @@ type StepView struct {
 	// Compensation: when the undo was asked for and when it was confirmed.
 	CompensationStartedAt time.Time `json:"compensation_started_at,omitzero"`
 	CompensationEndedAt   time.Time `json:"compensation_ended_at,omitzero"`
+}
+
+// DeadLetterView is an input of the checkout that a service rejected, and its re-drive.
+type DeadLetterView struct {
+	Service        string    `json:"service"`
+	Subject        string    `json:"subject"`
+	StreamSequence uint64    `json:"stream_sequence"`
+	Reason         string    `json:"reason"`
+	RejectedAt     time.Time `json:"rejected_at,omitzero"`
+	RedrivenBy     string    `json:"redriven_by,omitempty"`
+	RedrivenAt     time.Time `json:"redriven_at,omitzero"`
 }
 
 // Terminal reports whether the checkout has ended.
@@ -132,6 +146,18 @@ func Fold(id string, acc Accepted, evs []Event) Checkout {
 		c.Status = liveStatus(c.Steps)
 	}
 	return c
+}
+
+// deadLetterRedriven marks the checkout's dead letter rd re-drove.
+func (c *Checkout) deadLetterRedriven(rd events.DeadLetterRedrive, at time.Time) {
+	i := slices.IndexFunc(c.DeadLetters, func(d DeadLetterView) bool {
+		return d.Service == rd.Service && d.StreamSequence == rd.StreamSequence
+	})
+	if i < 0 { // its rejection is not in the stream any more
+		c.DeadLetters = append(c.DeadLetters, DeadLetterView{Service: rd.Service, Subject: rd.Subject, StreamSequence: rd.StreamSequence, Reason: rd.LetterReason})
+		i = len(c.DeadLetters) - 1
+	}
+	c.DeadLetters[i].RedrivenBy, c.DeadLetters[i].RedrivenAt = rd.By, at
 }
 
 // apply folds one event into the checkout and its steps.
@@ -189,6 +215,17 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 					st.State, st.Error, st.StartedAt, st.EndedAt = StepRunning, nil, e.Time, time.Time{}
 				}
 			}
+		}
+	case events.Rejected:
+		var in events.RejectedInput
+		if json.Unmarshal(e.Payload, &in) == nil {
+			c.DeadLetters = append(c.DeadLetters, DeadLetterView{Service: in.Consumer, Subject: in.Subject,
+				StreamSequence: in.StreamSequence, Reason: in.Reason, RejectedAt: e.Time})
+		}
+	case events.DeadLetterRedriven:
+		var rd events.DeadLetterRedrive
+		if json.Unmarshal(e.Payload, &rd) == nil {
+			c.deadLetterRedriven(rd, e.Time)
 		}
 	case events.RedriveSettled:
 		var out events.RedriveOutcome

@@ -131,6 +131,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /checkouts/{id}/stream", s.handle(s.streamCheckout))
 	m.HandleFunc("POST /checkouts/{id}/review", s.handle(s.need(admin, s.reviewCheckout)))
 	m.HandleFunc("POST /checkouts/{id}/redrive", s.handle(s.need(admin, s.redriveCheckout)))
+	m.HandleFunc("POST /deadletters/{service}/{seq}/redrive", s.handle(s.need(admin, s.redriveDeadLetter)))
 	m.HandleFunc("GET /reviews", s.handle(s.need(admin, s.listReviews)))
 	m.HandleFunc("POST /carts", s.handle(s.createCart))
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -156,6 +157,42 @@ func (s *Server) redrive(ctx context.Context, id string, body RedriveBody) (even
 	err := s.call(ctx, events.CheckoutsRedrive, events.RedriveRequest{CheckoutID: id, By: body.By, Reason: body.Reason}, &reply)
 	if err == nil {
 		s.log.Info("re-drive submitted", "checkout_id", id, "attempt", reply.Attempt, "by", body.By)
+	}
+	return reply, err
+}
+
+// redriveDeadLetter: POST /deadletters/{service}/{seq}/redrive (admin): the dead letter of
+// service for the message at stream sequence seq is published again as it came; 202 with
+// where the copy is, or the reason it is not.
+func (s *Server) redriveDeadLetter(w http.ResponseWriter, r *http.Request) error {
+	var body RedriveBody
+	if _, err := readJSON(w, r, &body); err != nil {
+		return err
+	}
+	reply, err := s.redriveLetter(r.Context(), r.PathValue("service"), r.PathValue("seq"), body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, reply)
+	return nil
+}
+
+// redriveLetter asks the coordinator to re-drive a dead letter.
+func (s *Server) redriveLetter(ctx context.Context, service, seq string, body RedriveBody) (events.DeadLetterRedriveReply, error) {
+	var reply events.DeadLetterRedriveReply
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if err != nil || n == 0 || !slices.Contains(events.Services, service) {
+		return reply, problem(http.StatusBadRequest, "a dead letter is named by its service (one of %s) and the stream sequence of the message it keeps", strings.Join(events.Services, ", "))
+	}
+	if strings.TrimSpace(body.Reason) == "" {
+		return reply, problem(http.StatusUnprocessableEntity, "reason is required: say why the dead letter is re-driven (it goes in its checkout's history)")
+	}
+	if strings.TrimSpace(body.By) == "" {
+		body.By = "admin (HTTP API)"
+	}
+	err = s.call(ctx, events.DeadLettersRedrive, events.DeadLetterRedriveRequest{Service: service, StreamSequence: n, By: body.By, Reason: body.Reason}, &reply)
+	if err == nil {
+		s.log.Info("dead letter re-driven", "checkout_id", reply.CheckoutID, "service", service, "stream_seq", n, "copy_seq", reply.Sequence, "by", body.By)
 	}
 	return reply, err
 }

@@ -73,6 +73,7 @@ func (u *ui) routes(m *http.ServeMux) {
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
 	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
 	m.HandleFunc("POST /ui/checkouts/{id}/redrive", u.post(u.redrive))
+	m.HandleFunc("POST /ui/checkouts/{id}/deadletters/{service}/{seq}/redrive", u.post(u.redriveLetter))
 	m.HandleFunc("POST /ui/login", u.post(u.login))
 	m.HandleFunc("POST /ui/logout", u.post(u.logout))
 	m.HandleFunc("GET /ui/store", u.page(u.store))
@@ -129,6 +130,7 @@ var notices = map[string]string{
 	"3ds-failed":    "3-D Secure failed; the payment step looks at it again shortly.",
 	"3ds-refused":   "The Stripe emulator refused the 3-D Secure answer.",
 	"redriven":      "Re-driven: the failed steps run again; their outcome appears here.",
+	"letter":        "Re-driven: the dead letter was published again as it came; what its service does with it appears here.",
 }
 
 // notice is the text of the request's notice code ("" for none or an unknown one).
@@ -217,9 +219,9 @@ type checkoutData struct {
 	SignedOut bool
 	SignOut   bool
 	// Redrive: an admin may re-drive the failed steps of this completed checkout (CSRF
-	// goes with the form).
-	Redrive bool
-	CSRF    string
+	// goes with the form); Admin: and its dead letters.
+	Redrive, Admin bool
+	CSRF           string
 	// Trace is the checkout's trace in the trace UI (Config.TraceURL), when one is configured.
 	Trace string
 }
@@ -244,8 +246,8 @@ func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, erro
 	if u.s.cfg.Emulator != nil {
 		d.ThreeDS = awaitingAuthentication(c)
 	}
-	if v.role == admin && redrivable(c) {
-		d.Redrive, d.CSRF = true, v.csrf
+	if v.role == admin {
+		d.Admin, d.Redrive, d.CSRF = true, redrivable(c), v.csrf
 	}
 	return "checkout", d, nil
 }
@@ -260,23 +262,40 @@ func redrivable(c Checkout) bool {
 
 // redrive re-drives a checkout from its run page (admin); a refusal is shown there.
 func (u *ui) redrive(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	return u.redriveFrom(w, r, "redriven", func(id string, why RedriveBody) error {
+		_, err := u.s.redrive(r.Context(), id, why)
+		return err
+	})
+}
+
+// redriveLetter re-drives one of a checkout's dead letters from its run page (admin).
+func (u *ui) redriveLetter(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	return u.redriveFrom(w, r, "letter", func(_ string, why RedriveBody) error {
+		_, err := u.s.redriveLetter(r.Context(), r.PathValue("service"), r.PathValue("seq"), why)
+		return err
+	})
+}
+
+// redriveFrom runs a re-drive posted from a checkout's run page, then shows the page again
+// with the notice, or with the refusal (never from a URL).
+func (u *ui) redriveFrom(w http.ResponseWriter, r *http.Request, done string, redrive func(id string, why RedriveBody) error) (string, any, error) {
 	if err := u.adminForm(w, r, "the run page (no valid CSRF token); open the checkout again"); err != nil {
 		return "", nil, err
 	}
 	id := r.PathValue("id")
-	if _, err := u.s.redrive(r.Context(), id, RedriveBody{By: "admin (run UI)", Reason: r.FormValue("reason")}); err != nil {
+	if err := redrive(id, RedriveBody{By: "admin (run UI)", Reason: r.FormValue("reason")}); err != nil {
 		var p *problemError
 		if !errors.As(err, &p) {
 			return "", nil, err
 		}
 		name, data, err := u.checkout(w, r)
 		if d, ok := data.(checkoutData); ok {
-			d.Message = p.Detail // shown in answer to the post, never from a URL
+			d.Message = p.Detail
 			data = d
 		}
 		return name, data, err
 	}
-	http.Redirect(w, r, "/ui/checkouts/"+url.PathEscape(id)+"?notice=redriven", http.StatusSeeOther)
+	http.Redirect(w, r, "/ui/checkouts/"+url.PathEscape(id)+"?notice="+done, http.StatusSeeOther)
 	return "", nil, nil
 }
 

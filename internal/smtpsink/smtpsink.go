@@ -14,7 +14,8 @@ import (
 )
 
 // Sink speaks just enough SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) to take every
-// message and keeps each one it took, so duplicates are counted rather than overwritten.
+// message and keeps each one it took, so duplicates are counted rather than overwritten. A mailbox it is told to refuse gets a
+// permanent refusal (550) until it is told to take its mail again.
 type Sink struct {
 	Addr string // host:port it listens on
 	ln   net.Listener
@@ -22,6 +23,29 @@ type Sink struct {
 
 	mu       sync.Mutex
 	received []Mail
+	refused  map[string]bool // recipients, lower case
+}
+
+// Refuse makes the mailbox of addr refuse mail; Take makes it take mail again.
+func (s *Sink) Refuse(addr string) { s.setRefused(addr, true) }
+func (s *Sink) Take(addr string)   { s.setRefused(addr, false) }
+
+func (s *Sink) setRefused(addr string, refused bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil {
+		s.refused = map[string]bool{}
+	}
+	s.refused[strings.ToLower(addr)] = refused
+}
+
+// refuses reports whether an RCPT command's recipient is refused.
+func (s *Sink) refuses(rcpt string) bool {
+	_, arg, _ := strings.Cut(rcpt, ":")
+	addr := strings.ToLower(strings.Trim(strings.TrimSpace(arg), "<>"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused[addr]
 }
 
 // Mail is one delivery.
@@ -77,7 +101,13 @@ func (s *Sink) serve(conn net.Conn) {
 		switch strings.ToUpper(verb) {
 		case "EHLO", "HELO":
 			_ = c.PrintfLine("250 127.0.0.1 hello")
-		case "MAIL", "RCPT", "RSET", "NOOP":
+		case "RCPT":
+			if s.refuses(line) {
+				_ = c.PrintfLine("550 5.2.2 mailbox full")
+				continue
+			}
+			_ = c.PrintfLine("250 ok")
+		case "MAIL", "RSET", "NOOP":
 			_ = c.PrintfLine("250 ok")
 		case "DATA":
 			_ = c.PrintfLine("354 go ahead")
@@ -85,7 +115,7 @@ func (s *Sink) serve(conn net.Conn) {
 			if err != nil {
 				return
 			}
-			s.take(data)
+			s.keep(data)
 			_ = c.PrintfLine("250 ok: queued")
 		case "QUIT":
 			_ = c.PrintfLine("221 bye")
@@ -96,7 +126,7 @@ func (s *Sink) serve(conn net.Conn) {
 	}
 }
 
-func (s *Sink) take(data []byte) {
+func (s *Sink) keep(data []byte) {
 	m := Mail{}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		m.MessageID, m.Subject = msg.Header.Get("Message-ID"), msg.Header.Get("Subject")

@@ -55,7 +55,7 @@ func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jet
 // outcome, so the coordinator undoes it and the checkout ends.
 func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, step stepRoute, code, reason string) ([]events.Envelope, []json.RawMessage, error) {
 	r.log.Error("giving up", "checkout_id", in.CheckoutID, "event_id", in.ID, "step", step.Name, "attempts", meta.NumDelivered, "reason", reason)
-	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
+	if err := r.deadLetter(ctx, msg, meta, reason, step.Name); err != nil {
 		return nil, nil, err
 	}
 	r.meters.gaveUp(step.Name, code)
@@ -67,7 +67,7 @@ func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 // checkout.rejected says why.
 func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, cause error) {
 	if checkoutID == "" {
-		checkoutID = probeCheckoutID(msg.Data())
+		checkoutID = events.ProbeCheckoutID(msg.Data())
 	}
 	reason := cause.Error()
 	if !strings.HasPrefix(reason, msg.Subject()) {
@@ -76,7 +76,7 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	}
 	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
 	spanFailed(ctx, cause)
-	if err := r.deadLetter(ctx, msg, meta, reason); err != nil {
+	if err := r.deadLetter(ctx, msg, meta, reason, ""); err != nil {
 		r.log.Error("dead letter", "err", err)
 	}
 	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
@@ -93,8 +93,9 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 }
 
 // deadLetter keeps a copy of the message, as it came, in DEADLETTER under
-// deadletter.<consumer>, with where it came from and why it was given up.
-func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string) error {
+// deadletter.<consumer>, with where it came from and why it was given up; givenUp names the
+// step whose trigger it was, if it was one (its failure is the step's outcome).
+func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, givenUp events.StepName) error {
 	seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 	dl := nats.NewMsg(events.DeadLetterSubject(r.cfg.Name))
 	dl.Data = msg.Data()
@@ -108,22 +109,14 @@ func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstr
 	dl.Header.Set(events.HeaderDeadSequence, seq)
 	dl.Header.Set(events.HeaderDeadReason, truncate(reason, 1000))
 	dl.Header.Set(events.HeaderDeadAttempts, strconv.FormatUint(meta.NumDelivered, 10))
+	if givenUp != "" {
+		dl.Header.Set(events.HeaderDeadGivenUp, string(givenUp))
+	}
 	if _, err := r.cfg.JS.PublishMsg(ctx, dl, jetstream.WithMsgID("dead:"+r.cfg.Name+":"+seq)); err != nil {
 		return err
 	}
 	r.meters.of(msg.Subject()).deadLetters.Inc()
 	return nil
-}
-
-// probeCheckoutID finds the checkout a rejected message names, if any.
-func probeCheckoutID(data []byte) string {
-	var p struct {
-		CheckoutID string `json:"checkout_id"`
-	}
-	if json.Unmarshal(data, &p) == nil && events.ValidCheckoutID(p.CheckoutID) {
-		return p.CheckoutID
-	}
-	return "unknown"
 }
 
 func truncate(s string, n int) string {
