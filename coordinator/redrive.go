@@ -48,12 +48,12 @@ func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, er
 // redrive decides whether a checkout can be re-driven and publishes the request, which the
 // coordinator's runner then applies (applyRedrive checks again).
 //
-// Only a completed checkout's steps that failed after its order run again: the order stands
-// and is paid, and each of those steps does its work once per order (one email, one label,
-// one pick), so running it again can finish what failed and cannot double anything. A failed
+// A completed checkout's steps that failed after its order run again: the order stands and
+// is paid, and each of those steps does its work once per order (one email, one label, one
+// pick), so running it again can finish what failed and cannot double anything. A failed
 // checkout was undone (its stock released, its payment refunded or never taken): running its
-// steps again would take money without stock, so it is refused, and a new checkout is the way
-// (its cart is free again). A running one is refused: its own deadlines end it.
+// steps again would take money without stock, so it is tried again as a new checkout
+// (retry). A running one is refused: its own deadlines end it.
 func (c *Coordinator) redrive(keys *events.Keys, data []byte) (any, error) {
 	var req events.RedriveRequest
 	if err := microx.Decode(events.CheckoutsRedrive, data, &req); err != nil {
@@ -79,8 +79,7 @@ func (c *Coordinator) redrive(keys *events.Keys, data []byte) (any, error) {
 	steps := st.Redrivable(c.rules.flow)
 	switch {
 	case st.Status == StatusFailed:
-		return nil, microx.Conflict("checkout %s failed at %s (%s) and was undone: its stock was released and its payment refunded or never taken, so running it again could take money without stock; start a new checkout (a new checkout_id) for its cart, which is free again",
-			req.CheckoutID, st.Failure.Step, st.Failure.Code)
+		return c.retry(ctx, keys, req, st)
 	case !st.terminal():
 		return nil, microx.Conflict("checkout %s is still %s: its steps and their deadlines end it", req.CheckoutID, st.Status)
 	case st.redriving():
@@ -88,18 +87,27 @@ func (c *Coordinator) redrive(keys *events.Keys, data []byte) (any, error) {
 	case len(steps) == 0:
 		return nil, microx.Conflict("checkout %s completed with nothing to re-drive: no step failed after its order", req.CheckoutID)
 	}
-	attempt := st.Redrives + 1
-	e := events.Must(req.CheckoutID, events.RedriveRequested, events.Redrive{By: req.By, Reason: req.Reason, Steps: steps, Attempt: attempt})
-	e.ID, e.CausationID, e.Time = events.RedriveID(req.CheckoutID, attempt), events.ID(req.CheckoutID, events.Completed), time.Now().UTC()
+	rd := events.Redrive{By: req.By, Reason: req.Reason, Steps: steps, Attempt: st.Redrives + 1}
+	if err := c.publishRedrive(ctx, keys, req.CheckoutID, events.Completed, rd); err != nil {
+		return nil, err
+	}
+	c.log.Info("re-drive submitted", "checkout_id", req.CheckoutID, "attempt", rd.Attempt, "steps", steps, "by", req.By, "reason", req.Reason)
+	return events.RedriveReply{CheckoutID: req.CheckoutID, Attempt: rd.Attempt, Steps: steps}, nil
+}
+
+// publishRedrive records re-drive rd of a checkout that ended with end; a second request
+// for the same attempt is refused.
+func (c *Coordinator) publishRedrive(ctx context.Context, keys *events.Keys, checkoutID string, end events.Subject, rd events.Redrive) error {
+	e := events.Must(checkoutID, events.RedriveRequested, rd)
+	e.ID, e.CausationID, e.Time = events.RedriveID(checkoutID, rd.Attempt), events.ID(checkoutID, end), time.Now().UTC()
 	ack, err := microx.Publish(ctx, c.js, keys, events.ServiceCoordinator, e)
 	if err != nil {
-		return nil, fmt.Errorf("checkout %s: publish %s: %w", req.CheckoutID, e.Type, err)
+		return fmt.Errorf("checkout %s: publish %s: %w", checkoutID, e.Type, err)
 	}
 	if ack.Duplicate {
-		return nil, microx.Conflict("re-drive %d of checkout %s was already submitted", attempt, req.CheckoutID)
+		return microx.Conflict("re-drive %d of checkout %s was already submitted", rd.Attempt, checkoutID)
 	}
-	c.log.Info("re-drive submitted", "checkout_id", req.CheckoutID, "attempt", attempt, "steps", steps, "by", req.By, "reason", req.Reason)
-	return events.RedriveReply{CheckoutID: req.CheckoutID, Attempt: attempt, Steps: steps}, nil
+	return nil
 }
 
 // publishTimeout bounds a read of the state and the wait for the stream's ack of a request.

@@ -94,7 +94,9 @@ type State struct {
 	// one runs again.
 	Redrives     int               `json:"redrives,omitempty"`
 	RedriveSteps []events.StepName `json:"redrive_steps,omitempty"`
-	Decided      []string          `json:"decided,omitempty"` // keys of every decision published
+	// RetriedAs is the new checkout that tries this failed one again.
+	RetriedAs string   `json:"retried_as,omitempty"`
+	Decided   []string `json:"decided,omitempty"` // keys of every decision published
 	// Timers are the deadline schedules the server holds for the checkout, by when they fire:
 	// normally one, at the earliest deadline of its running steps when it was scheduled.
 	Timers    []time.Time        `json:"timers,omitempty"`
@@ -296,6 +298,9 @@ func (s *State) applyRedrive(r rules, in events.Envelope) error {
 	if err := in.DecodePayload(&rd); err != nil {
 		return err
 	}
+	if rd.NewCheckoutID != "" {
+		return s.applyRetry(rd)
+	}
 	if s.Status != StatusCompleted || rd.Attempt != s.Redrives+1 || s.redriving() {
 		return fmt.Errorf("%w: re-drive %d of checkout %s, which is %s after %d re-drives", events.ErrMalformed, rd.Attempt, s.CheckoutID, s.Status, s.Redrives)
 	}
@@ -310,6 +315,15 @@ func (s *State) applyRedrive(r rules, in events.Envelope) error {
 		step, _ := r.flow.Step(name)
 		s.Steps[name] = &StepState{Status: StepRunning, StartedAt: in.Time, Deadline: in.Time.Add(r.deadline(step) + r.grace), EventID: in.ID}
 	}
+	return nil
+}
+
+// applyRetry: a failed checkout is tried again as a new one; nothing of it runs again.
+func (s *State) applyRetry(rd events.Redrive) error {
+	if s.Status != StatusFailed || rd.Attempt != s.Redrives+1 || s.RetriedAs != "" {
+		return fmt.Errorf("%w: retry %d of checkout %s, which is %s and retried as %q", events.ErrMalformed, rd.Attempt, s.CheckoutID, s.Status, s.RetriedAs)
+	}
+	s.Redrives, s.RetriedAs = rd.Attempt, rd.NewCheckoutID
 	return nil
 }
 

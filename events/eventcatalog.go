@@ -111,7 +111,7 @@ func (f Flow) Catalog() []EventDoc {
 		EventDoc{Subject: InventoryExpire, Producer: ServiceInventory + " (scheduled)", Consumers: []string{ServiceInventory}, Meaning: "release a reservation left neither committed nor released"},
 		EventDoc{Subject: InventoryExpired, Producer: ServiceInventory, Consumers: []string{ServiceCoordinator}, Meaning: "a reservation expired and its stock is available again"},
 		EventDoc{Subject: RedriveRequested, Producer: ServiceCoordinator, Consumers: []string{ServiceCoordinator},
-			Meaning: "an operator re-drives a completed checkout's failed steps after its order (`checkouts.redrive`): who, why, which steps"},
+			Meaning: "an operator re-drives a completed checkout's failed steps after its order, or tries a failed one again as a new checkout (`checkouts.redrive`): who, why, which steps or which new checkout"},
 		EventDoc{Subject: RedriveSettled, Producer: ServiceCoordinator, Meaning: "the re-driven steps answered: the checkout's warnings and flag now"},
 		EventDoc{Subject: DeadLetterRedriven, Producer: ServiceCoordinator,
 			Meaning: "an operator published a dead letter again as it came (`deadletters.redrive`): who, why, which"},

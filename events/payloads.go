@@ -568,12 +568,14 @@ type RejectedInput struct {
 }
 
 // Redrive is the payload of checkout.redrive.requested: who asked to run which steps again,
-// why, and the how-manyth re-drive of the checkout it is.
+// why, and the how-manyth re-drive of the checkout it is; or, for a failed checkout, the new
+// checkout that tries it again.
 type Redrive struct {
-	By      string     `json:"by"`
-	Reason  string     `json:"reason"`
-	Steps   []StepName `json:"steps"`
-	Attempt int        `json:"attempt"`
+	By            string     `json:"by"`
+	Reason        string     `json:"reason"`
+	Steps         []StepName `json:"steps"`
+	Attempt       int        `json:"attempt"`
+	NewCheckoutID string     `json:"new_checkout_id,omitempty"`
 }
 
 // Validate: a re-drive names who asked, why, and what it runs again.
@@ -581,10 +583,27 @@ func (r Redrive) Validate() error {
 	switch {
 	case strings.TrimSpace(r.By) == "" || strings.TrimSpace(r.Reason) == "":
 		return fmt.Errorf("by and reason are required")
-	case len(r.Steps) == 0 || r.Attempt < 1:
-		return fmt.Errorf("steps and an attempt from 1 are required")
+	case r.Attempt < 1:
+		return fmt.Errorf("an attempt from 1 is required")
+	case (len(r.Steps) == 0) == (r.NewCheckoutID == ""):
+		return fmt.Errorf("either steps or a new_checkout_id is required")
+	case r.NewCheckoutID != "" && !ValidCheckoutID(r.NewCheckoutID):
+		return fmt.Errorf("new_checkout_id %q is not a checkout ID", r.NewCheckoutID)
 	}
 	return nil
+}
+
+// NextAttemptID is the ID of the checkout that tries failed checkout id again: id-r2, then
+// id-r3 for id-r2; false when it would be longer than a checkout ID may be.
+func NextAttemptID(id string) (string, bool) {
+	base, n := id, 2
+	if i := strings.LastIndex(id, "-r"); i > 0 {
+		if k, err := strconv.Atoi(id[i+2:]); err == nil && k >= 2 && strconv.Itoa(k) == id[i+2:] {
+			base, n = id[:i], k+1
+		}
+	}
+	next := base + "-r" + strconv.Itoa(n)
+	return next, ValidCheckoutID(next)
 }
 
 // RedriveOutcome is the payload of checkout.redrive.settled: the checkout's warnings and
@@ -602,11 +621,13 @@ type RedriveRequest struct {
 	Reason     string `json:"reason"`
 }
 
-// RedriveReply is the reply of checkouts.redrive: the re-drive is in the stream and runs.
+// RedriveReply is the reply of checkouts.redrive: the re-drive is in the stream and runs (the
+// steps run again, or the new checkout that tries a failed one again).
 type RedriveReply struct {
-	CheckoutID string     `json:"checkout_id"`
-	Attempt    int        `json:"attempt"`
-	Steps      []StepName `json:"steps"`
+	CheckoutID    string     `json:"checkout_id"`
+	Attempt       int        `json:"attempt"`
+	Steps         []StepName `json:"steps"`
+	NewCheckoutID string     `json:"new_checkout_id,omitempty"`
 }
 
 // DeadLetterRedrive is the payload of checkout.deadletter.redriven: which dead letter was

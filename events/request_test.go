@@ -205,3 +205,28 @@ func TestAddressOldSpellingRoundTrips(t *testing.T) {
 		t.Errorf("an unknown field in an event's address: %v, want it named", err)
 	}
 }
+
+func TestNextAttemptID(t *testing.T) {
+	long := strings.Repeat("x", 62)
+	for id, want := range map[string]string{
+		"co_1":       "co_1-r2",
+		"co_1-r2":    "co_1-r3",
+		"co_1-r9":    "co_1-r10",
+		"co_1-r1":    "co_1-r1-r2", // not a retry's suffix: -r1 is never made
+		"co_1-r02":   "co_1-r02-r2",
+		"co-rush":    "co-rush-r2",
+		long[:59]:    long[:59] + "-r2",
+		long + "-r9": "",
+	} {
+		got, ok := NextAttemptID(id)
+		if want == "" {
+			if ok {
+				t.Errorf("NextAttemptID(%q) = %q, want none: longer than 64", id, got)
+			}
+			continue
+		}
+		if got != want || !ok {
+			t.Errorf("NextAttemptID(%q) = %q, %v, want %q", id, got, ok, want)
+		}
+	}
+}

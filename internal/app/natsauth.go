@@ -89,7 +89,7 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, "$KV."+events.BucketCheckouts+".>", "$JS.API.DIRECT.GET."+kv+".>",
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
-		u.Publish = append(u.Publish, deadLetterRedriveGrants()...)
+		u.Publish = append(u.Publish, redriveGrants()...)
 	case events.ServiceCatalog:
 		// Its carts: created (a publish that expects no earlier message on the cart's subject;
 		// the stream takes one per subject ever, and no roll-up) and read, directly or, for one
@@ -127,11 +127,11 @@ func serviceUser(name string) NATSUser {
 	return u
 }
 
-// deadLetterRedriveGrants let the coordinator re-drive a dead letter (deadletters.redrive):
-// read it from DEADLETTER's leader, publish it again on any consumed subject of the flow, as
-// it came (with signing on, its consumers believe the copy only if its producer signed the
-// original), and delete it.
-func deadLetterRedriveGrants() []string {
+// redriveGrants let the coordinator re-drive a dead letter (deadletters.redrive): read it
+// from DEADLETTER's leader, publish it again on any consumed subject of the flow, as it came
+// (with signing on, its consumers believe the copy only if its producer signed the
+// original), and delete it; and publish a failed checkout's new attempt (checkout.requested).
+func redriveGrants() []string {
 	grants := []string{"$JS.API.STREAM.MSG.GET." + events.StreamDeadLetter, "$JS.API.STREAM.MSG.DELETE." + events.StreamDeadLetter}
 	for _, d := range events.Checkout.Catalog() {
 		if len(d.Consumers) > 0 {

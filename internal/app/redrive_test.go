@@ -50,9 +50,8 @@ func TestRedrive(t *testing.T) {
 	r.failed(t, "co-rd-declined", events.CodeCardDeclined, events.StepProcessPayment)
 
 	refused := map[string]string{
-		"co-rd-declined": "was undone",
-		"co-rd-clean":    "nothing to re-drive",
-		"co-rd-nope":     "no checkout",
+		"co-rd-clean": "nothing to re-drive",
+		"co-rd-nope":  "no checkout",
 	}
 	for id, why := range refused {
 		if _, err := redrive(t, r.System, id, "ops", "the carrier is back"); err == nil || !strings.Contains(err.Error(), why) {
@@ -293,6 +292,54 @@ func TestARedrivenCheckoutRebuilds(t *testing.T) {
 	}
 	if n := len(w.All("")); n != published {
 		t.Errorf("%d events published while the views were rebuilt: %v", n-published, w.All("")[published:])
+	}
+}
+
+// TestRetryAFailedCheckout: a checkout failed because the fraud service was down (its check
+// given up on), and was undone. Re-driven once fraud is back, it is tried again as a new
+// checkout, co-rt-r2, of the same cart and card, which completes with its own reservation,
+// charge and order; the failed one keeps nothing (no charge, no reservation), records the
+// retry in its history, and is not retried twice.
+func TestRetryAFailedCheckout(t *testing.T) {
+	var fraudDown atomic.Bool
+	fraudDown.Store(true)
+	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
+		withMiddleware(events.ServiceFraud, while(&fraudDown, events.CartValidated, "co-rt")))
+	item := events.CartItem{ProductID: "mug-nats", Quantity: 3}
+	before := stock(t, r.System, item.ProductID)
+	r.checkout(t, "co-rt", "pm_card_visa", item)
+	r.failed(t, "co-rt", events.CodeRetriesExhausted, events.StepCheckFraud)
+	natstest.Eventually(t, wait, func() bool { return stock(t, r.System, item.ProductID) == before },
+		"the failed checkout's reservation was never released")
+
+	fraudDown.Store(false)
+	reply, err := redrive(t, r.System, "co-rt", "ops", "fraud is back")
+	if err != nil || reply.NewCheckoutID != "co-rt-r2" || reply.Attempt != 1 || len(reply.Steps) != 0 {
+		t.Fatalf("re-drive of the failed co-rt: %+v, %v", reply, err)
+	}
+	var rd events.Redrive
+	if err := r.watch.Wait(t, "co-rt", wait, events.RedriveRequested).DecodePayload(&rd); err != nil || rd.NewCheckoutID != "co-rt-r2" || rd.By != "ops" {
+		t.Errorf("co-rt's history: %+v, %v, want its retry as co-rt-r2", rd, err)
+	}
+	done := r.completed(t, "co-rt-r2")
+	if done.OrderID == "" || done.Total.IsZero() {
+		t.Errorf("co-rt-r2 completed as %+v", done)
+	}
+	if n := len(intentsOf(r.emu, "co-rt")); n != 0 {
+		t.Errorf("co-rt: %d PaymentIntents, want none (it failed before its payment)", n)
+	}
+	if pis := intentsOf(r.emu, "co-rt-r2"); len(pis) != 1 || pis[0].Status != "succeeded" {
+		t.Errorf("co-rt-r2: PaymentIntents %+v, want one, succeeded", pis)
+	}
+	natstest.Eventually(t, wait, func() bool {
+		s := stock(t, r.System, item.ProductID)
+		return s.Sold == before.Sold+3 && s.Reserved == before.Reserved
+	}, "the new attempt's units were never sold (exactly once)")
+	if _, err := redrive(t, r.System, "co-rt", "ops", "again"); err == nil || !strings.Contains(err.Error(), "retried as co-rt-r2 already") {
+		t.Errorf("a second retry of co-rt: %v, want a refusal naming co-rt-r2", err)
+	}
+	if st, _, err := r.Coordinator.State(context.Background(), "co-rt"); err != nil || st.Status != "failed" || st.RetriedAs != "co-rt-r2" {
+		t.Errorf("co-rt's state: %+v, %v", st, err)
 	}
 }
 

@@ -460,7 +460,7 @@ func TestReviewFlow(t *testing.T) {
 
 // TestRedriveRefusals: POST /checkouts/{id}/redrive needs the admin token and a reason, and
 // passes on the coordinator's refusals with their reasons (internal/app's TestRedrive runs
-// re-drives that succeed).
+// re-drives that succeed); a failed checkout is retried as a new one, once.
 func TestRedriveRefusals(t *testing.T) {
 	e := start(t)
 	var ids []string
@@ -485,12 +485,25 @@ func TestRedriveRefusals(t *testing.T) {
 	}{
 		{clean, httpapi.RedriveBody{}, http.StatusUnprocessableEntity, "reason is required"},
 		{clean, why, http.StatusConflict, "nothing to re-drive"},
-		{declined, why, http.StatusConflict, "start a new checkout"},
 		{"co_unknown", why, http.StatusNotFound, "no checkout"},
 	} {
 		if status, _, raw := e.do(t, "POST", "/checkouts/"+c.id+"/redrive", c.body, asAdmin...); status != c.status || !bytes.Contains(raw, []byte(c.says)) {
 			t.Errorf("re-drive of %s with %+v: %d %s, want %d saying %q", c.id, c.body, status, raw, c.status, c.says)
 		}
+	}
+	// A failed checkout is tried again as a new one (the card is still declined), once.
+	retry := ok[events.RedriveReply](t, e, http.StatusAccepted, "POST", "/checkouts/"+declined+"/redrive", why, asAdmin...)
+	if retry.NewCheckoutID != declined+"-r2" {
+		t.Fatalf("re-drive of the failed %s: %+v, want a new attempt %s-r2", declined, retry, declined)
+	}
+	if c := e.ended(t, retry.NewCheckoutID); c.Status != httpapi.StatusFailed || c.Failure == nil || c.Failure.Code != events.CodeCardDeclined {
+		t.Errorf("the new attempt %s: %+v, want it declined again", retry.NewCheckoutID, c)
+	}
+	if c := e.until(t, declined, "linked to its retry", func(c httpapi.Checkout) bool { return c.RetriedAs != "" }); c.RetriedAs != retry.NewCheckoutID {
+		t.Errorf("%s retried as %q, want %s", declined, c.RetriedAs, retry.NewCheckoutID)
+	}
+	if status, _, raw := e.do(t, "POST", "/checkouts/"+declined+"/redrive", why, asAdmin...); status != http.StatusConflict || !bytes.Contains(raw, []byte("retried as")) {
+		t.Errorf("a second retry of %s: %d %s", declined, status, raw)
 	}
 	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+clean, nil, asAdmin...); status != http.StatusOK || bytes.Contains(page, []byte("/redrive")) {
 		t.Errorf("the run page of a checkout with nothing to re-drive: %d, offers a re-drive: %v", status, bytes.Contains(page, []byte("/redrive")))

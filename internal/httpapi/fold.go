@@ -64,6 +64,8 @@ type Checkout struct {
 	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
 	// Redrives counts the re-drives of the checkout's failed steps after its order.
 	Redrives int `json:"redrives,omitempty"`
+	// RetriedAs is the new checkout that tries this failed one again (its re-drive).
+	RetriedAs string `json:"retried_as,omitempty"`
 	// DeadLetters are the checkout's inputs a service rejected (checkout.rejected), kept in
 	// DEADLETTER until re-driven.
 	DeadLetters []DeadLetterView `json:"dead_letters,omitempty"`
@@ -209,7 +211,7 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 	case events.RedriveRequested:
 		var rd events.Redrive
 		if json.Unmarshal(e.Payload, &rd) == nil {
-			c.Redrives = rd.Attempt
+			c.Redrives, c.RetriedAs = rd.Attempt, or(c.RetriedAs, rd.NewCheckoutID)
 			for _, name := range rd.Steps {
 				if st := steps[name]; st != nil {
 					st.State, st.Error, st.StartedAt, st.EndedAt = StepRunning, nil, e.Time, time.Time{}

@@ -130,6 +130,7 @@ var notices = map[string]string{
 	"3ds-failed":    "3-D Secure failed; the payment step looks at it again shortly.",
 	"3ds-refused":   "The Stripe emulator refused the 3-D Secure answer.",
 	"redriven":      "Re-driven: the failed steps run again; their outcome appears here.",
+	"retried":       "Re-driven: a new checkout tries this one again (linked above).",
 	"letter":        "Re-driven: the dead letter was published again as it came; what its service does with it appears here.",
 }
 
@@ -252,8 +253,12 @@ func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, erro
 	return "checkout", d, nil
 }
 
-// redrivable: a completed checkout with a failed step after its order and none running.
+// redrivable: a failed checkout not retried yet, or a completed one with a failed step
+// after its order and none running.
 func redrivable(c Checkout) bool {
+	if c.Status == StatusFailed {
+		return c.RetriedAs == ""
+	}
 	if c.Status != StatusCompleted || len(c.Warnings) == 0 {
 		return false
 	}
@@ -262,28 +267,32 @@ func redrivable(c Checkout) bool {
 
 // redrive re-drives a checkout from its run page (admin); a refusal is shown there.
 func (u *ui) redrive(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	return u.redriveFrom(w, r, "redriven", func(id string, why RedriveBody) error {
-		_, err := u.s.redrive(r.Context(), id, why)
-		return err
+	return u.redriveFrom(w, r, func(id string, why RedriveBody) (string, error) {
+		reply, err := u.s.redrive(r.Context(), id, why)
+		if reply.NewCheckoutID != "" {
+			return "retried", err
+		}
+		return "redriven", err
 	})
 }
 
 // redriveLetter re-drives one of a checkout's dead letters from its run page (admin).
 func (u *ui) redriveLetter(w http.ResponseWriter, r *http.Request) (string, any, error) {
-	return u.redriveFrom(w, r, "letter", func(_ string, why RedriveBody) error {
+	return u.redriveFrom(w, r, func(_ string, why RedriveBody) (string, error) {
 		_, err := u.s.redriveLetter(r.Context(), r.PathValue("service"), r.PathValue("seq"), why)
-		return err
+		return "letter", err
 	})
 }
 
 // redriveFrom runs a re-drive posted from a checkout's run page, then shows the page again
-// with the notice, or with the refusal (never from a URL).
-func (u *ui) redriveFrom(w http.ResponseWriter, r *http.Request, done string, redrive func(id string, why RedriveBody) error) (string, any, error) {
+// with the re-drive's notice, or with the refusal (never from a URL).
+func (u *ui) redriveFrom(w http.ResponseWriter, r *http.Request, redrive func(id string, why RedriveBody) (notice string, err error)) (string, any, error) {
 	if err := u.adminForm(w, r, "the run page (no valid CSRF token); open the checkout again"); err != nil {
 		return "", nil, err
 	}
 	id := r.PathValue("id")
-	if err := redrive(id, RedriveBody{By: "admin (run UI)", Reason: r.FormValue("reason")}); err != nil {
+	done, err := redrive(id, RedriveBody{By: "admin (run UI)", Reason: r.FormValue("reason")})
+	if err != nil {
 		var p *problemError
 		if !errors.As(err, &p) {
 			return "", nil, err
