@@ -52,6 +52,10 @@ func (c *Coordinator) redriveDeadLetter(keys *events.Keys, data []byte) (any, er
 		return nil, microx.Conflict("%s gave up on %s of checkout %s and recorded its failure as the step's outcome, so the checkout was undone or flagged and a copy would change nothing: re-drive the checkout (%s) if it completed with that step failed; a failed checkout takes a new checkout",
 			req.Service, step, checkoutID, events.CheckoutsRedrive)
 	}
+	if age := time.Since(letter.Time); age > redriveWithin {
+		return nil, microx.Conflict("the dead letter of %s for stream sequence %d is %s old: the other consumers of %s keep what they handled for %s, so they may not know a copy any more and could handle it twice; publish it again by hand if you must",
+			req.Service, req.StreamSequence, age.Round(time.Hour), subject, events.CheckoutRetention)
+	}
 	if !republishable(subject) {
 		return nil, microx.Conflict("%s is not an event of the checkout's flow: the operator publishes it again by hand if it must be (the letter's data and headers, as it came)", subject)
 	}
@@ -88,6 +92,11 @@ func (c *Coordinator) redriveDeadLetter(keys *events.Keys, data []byte) (any, er
 		"stream_seq", req.StreamSequence, "copy_seq", ack.Sequence, "by", req.By, "reason", req.Reason)
 	return events.DeadLetterRedriveReply{CheckoutID: checkoutID, Subject: subject, Sequence: ack.Sequence}, nil
 }
+
+// redriveWithin is how old a dead letter may be to be re-driven: a day less than the
+// consumers keep their records of what they handled (runner.DefaultRetention), which is what
+// makes them drop the copy of an event they handled.
+var redriveWithin = events.CheckoutRetention - 24*time.Hour
 
 // findDeadLetter is service's letter for the message at seq, read from the stream's leader.
 func findDeadLetter(ctx context.Context, js jetstream.JetStream, service string, seq uint64) (*jetstream.RawStreamMsg, error) {

@@ -36,8 +36,8 @@ func TestReconcileFindsBrokenPromises(t *testing.T) {
 	}
 	s := &state{
 		terminals: map[string][]events.Envelope{
-			"co-good":         {completed("co-good", "10.00")},
-			"co-twice":        {completed("co-twice", "10.00"), completed("co-twice", "10.00")},
+			"co-good":         {completed("co-good", "10.00"), completed("co-good", "10.00")}, // a re-driven letter's copy: the same event
+			"co-twice":        {completed("co-twice", "10.00"), another(completed("co-twice", "10.00"))},
 			"co-kept":         {failed},
 			"co-declined-won": {completed("co-declined-won", "10.00")},
 			"co-stranger":     {failed},
@@ -115,4 +115,10 @@ func found(all []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// another is a second event of e's type for its checkout: another ID.
+func another(e events.Envelope) events.Envelope {
+	e.ID += ":another"
+	return e
 }

@@ -6,7 +6,8 @@
 // at fraud.test rejected.
 //
 // Consumes: checkout.cart.validated (events.Quote); checkout.fraud.review_decided
-// (events.ReviewDecision, published by the fraud.review endpoint).
+// (events.ReviewDecision, published by the fraud.review endpoint); checkout.failed
+// (events.CheckoutFailed: a review still pending is closed, nobody needs its decision now).
 // Emits: checkout.fraud.cleared (events.RiskAssessment) when the risk is under the review
 // band, or an operator approved; checkout.fraud.review_pending (events.Waiting, until the
 // window closes) when it is held for review; checkout.fraud.failed (events.StepFailure)

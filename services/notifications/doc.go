@@ -4,8 +4,10 @@
 // it to the runner's redelivery.
 //
 // Consumes:
-//   - checkout.order.created (events.Order): the order confirmation. Emits
+//   - checkout.fulfilment.requested (events.Order): the order confirmation. Emits
 //     checkout.confirmation.sent (events.EmailSent).
+//   - checkout.confirmation.requested (events.Order): the same, as schema version 1 asked
+//     for it (a coordinator held at version 1 during an upgrade).
 //   - checkout.failed (events.CheckoutFailed): the failure notice, in plain words: what
 //     happened (by failure code), that nothing was charged or that the charge was refunded
 //     (process_payment among the compensated steps), and what the customer can do. Emits
