@@ -209,6 +209,24 @@ e2e: images secrets compose-cli nats-cli $(if $(TLS),certs)
 	E2E_COMPOSE="$(COMPOSE)" E2E_COMPOSE_FILES="$(COMPOSE_FILES)" E2E_NATS_CLI=bin/nats E2E_TLS=$(TLS) \
 		$(COMPOSE_ENV) $(GO) test -tags e2e -count=1 -v -timeout 20m -run '^TestStack$$' ./e2e
 
+# ---- Jaeger: the compose stacks' traces (docs/OPERATIONS.md, "Traces") ----------------
+# Jaeger all-in-one built from the module tools/jaeger pins, FROM scratch like the others,
+# into the image context `images` staged (with jetcheckout, its health probe). Its first build
+# compiles Jaeger from source: about 13 minutes on a 2-core machine, cached after that.
+JAEGER_VERSION = $(shell cd tools/jaeger && $(GO) list -m -f '{{.Version}}' github.com/jaegertracing/jaeger)
+JAEGER_IMAGE ?= jetcheckout/jaeger:$(JAEGER_VERSION:v%=%)-local
+COMPOSE_ENV += JAEGER_IMAGE=$(JAEGER_IMAGE)
+
+## jaeger-image: the jaeger image (after images: it shares their build context)
+jaeger-image: images
+	@echo "jaeger $(JAEGER_VERSION) from tools/jaeger: its first build takes about 13 minutes, seconds after that"
+	cd tools/jaeger && CGO_ENABLED=0 $(GO) build -trimpath -ldflags=-s -o ../../$(IMAGE_CONTEXT)/jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+	docker build -q -f deploy/Dockerfile --target jaeger -t $(JAEGER_IMAGE) $(IMAGE_CONTEXT)
+
+# Every target that starts a compose stack needs the image.
+up e2e up-cluster e2e-cluster chaos-cluster upgrade-test: jaeger-image
+.PHONY: jaeger-image
+
 # ---- The cluster: three NATS nodes, R3 streams, two replicas of every service ----------
 # The same compose file with the variables of deploy/cluster.env (profile cluster) and
 # deploy/compose.cluster.yml (the volumes of nodes 2 and 3, which the single-node stack does

@@ -204,6 +204,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			return nil, err
 		}
 		c.meters.decided(in, st, decisions)
+		traceDecisions(ctx, in, st, decisions)
 		status := st.Status // st is the cache's once put there
 		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
 			c.states.put(st, saved)

@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 )
 
 // stack is the compose project under test and how to reach it from the host.
@@ -40,6 +43,7 @@ type stack struct {
 	stripe     string // http://127.0.0.1:port
 	api        string // http://127.0.0.1:port
 	prometheus string // http://127.0.0.1:port
+	jaeger     string // http://127.0.0.1:port
 	start      time.Time
 }
 
@@ -81,7 +85,8 @@ func (s *stack) runWithin(timeout time.Duration, extraEnv []string, name string,
 
 // hostPorts: empty, so Compose publishes each port on a free one of the host's loopback
 // (a `make up` stack may hold the default ones).
-var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT=", "PROMETHEUS_PORT="}
+var hostPorts = []string{"NATS_PORT=", "NATS_MONITOR_PORT=", "MAILPIT_PORT=", "STRIPE_EMULATOR_PORT=", "API_PORT=", "NATS_2_PORT=", "NATS_3_PORT=",
+	"PROMETHEUS_PORT=", "JAEGER_PORT="}
 
 func (s *stack) dc(args ...string) (string, error) {
 	full := append(append([]string{}, s.compose[1:]...), args...)
@@ -171,6 +176,7 @@ func (s *stack) up() {
 	s.stripe = "http://" + s.published("stripe-emulator", "12111")
 	s.api = "http://" + s.published("api", "8080")
 	s.prometheus = "http://" + s.published("prometheus", "9090")
+	s.jaeger = "http://" + s.published("jaeger", "16686")
 }
 
 // checkoutOverHTTP starts a checkout through the api container and waits for its read
@@ -547,7 +553,12 @@ func TestStack(t *testing.T) {
 		t.Errorf("the failure notice does not say nothing was charged:\n%s", text)
 	}
 	s.step("mailpit has the failure notice to %s", declinedTo)
-	s.step("%s completed, started over HTTP at the api container %s", s.checkoutOverHTTP("http+"+run+"@example.com"), s.api)
+	overHTTP := s.checkoutOverHTTP("http+" + run + "@example.com")
+	s.step("%s completed, started over HTTP at the api container %s", overHTTP, s.api)
+	for _, id := range []string{overHTTP, declined} {
+		services := s.trace(id, 60*time.Second)
+		s.step("jaeger has the trace of %s (%s), with spans of %v", id, tracing.CheckoutTraceID(id), services)
+	}
 
 	// A checkout reaches payments while payments is down: it waits in the stream, and the
 	// restarted service takes it up, charging once.
@@ -631,4 +642,49 @@ func TestStack(t *testing.T) {
 	if !t.Failed() {
 		s.step("PASS")
 	}
+}
+
+// trace waits for jaeger's API to hold the trace of checkout id with spans of the API or
+// the catalog, the coordinator, payments and notifications, and returns the services whose
+// spans it holds. The services send their spans in batches, every few seconds.
+func (s *stack) trace(id string, timeout time.Duration) []string {
+	s.t.Helper()
+	u := s.jaeger + "/api/traces/" + tracing.CheckoutTraceID(id).String()
+	var services []string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		resp, err := http.Get(u)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		var got struct {
+			Data []struct {
+				Spans []struct {
+					ProcessID string `json:"processID"`
+				} `json:"spans"`
+				Processes map[string]struct {
+					ServiceName string `json:"serviceName"`
+				} `json:"processes"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || err != nil {
+			s.t.Fatalf("GET %s: %s %v", u, resp.Status, err)
+		}
+		seen := map[string]bool{}
+		for _, tr := range got.Data {
+			for _, sp := range tr.Spans {
+				seen[tr.Processes[sp.ProcessID].ServiceName] = true
+			}
+		}
+		services = slices.Sorted(maps.Keys(seen))
+		if seen[events.ServiceCatalog] && seen[events.ServiceCoordinator] && seen[events.ServicePayments] && seen[events.ServiceNotifications] {
+			return services
+		}
+	}
+	s.t.Fatalf("jaeger: the trace of %s (%s) has spans of %v only, want catalog, coordinator, payments and notifications", id, u, services)
+	return nil
 }

@@ -31,7 +31,7 @@ func startAPI(ctx context.Context, cfg Config, log *slog.Logger, nc *nats.Conn, 
 	srv, err := httpapi.New(httpapi.Config{Addr: cfg.HTTPAddr, DataDir: cfg.DataDir, AdminToken: cfg.AdminToken, ReaderToken: cfg.ReaderToken,
 		Emulator: emu, NC: nc, JS: js, Health: health, Log: log.With("component", APIName), RunsRetention: cfg.RunsRetention,
 		RateClient: cfg.RateClient, RateEmail: cfg.RateEmail, RateWrongToken: cfg.RateWrongToken, TrustedProxies: cfg.TrustedProxies, ReturnURLs: cfg.ReturnURLs, Keys: keys,
-		Metrics: metricsHandler})
+		Metrics: metricsHandler, Tracer: cfg.Traces.Tracer(APIName), TraceURL: cfg.TraceURL})
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/natsserver"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -57,6 +58,9 @@ type System struct {
 	Metrics *prometheus.Registry
 	Handles
 
+	// ownTraces: the tracers Start made (no Config.Traces), shut down last by Stop.
+	ownTraces *tracing.Provider
+
 	log     *slog.Logger
 	units   []*unit
 	micros  []micro.Service
@@ -91,6 +95,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		cfg.Metrics = metrics.NewRegistry()
 	}
 	s := &System{Config: cfg, NATSURL: cfg.NATSURL, Metrics: cfg.Metrics, log: log, failed: make(chan struct{})}
+	if cfg.Traces == nil {
+		if s.ownTraces, err = tracing.New(cfg.Tracing); err != nil {
+			return nil, err
+		}
+		s.Config.Traces, cfg.Traces = s.ownTraces, s.ownTraces
+	}
 	if s.Keys, err = cfg.signingKeys(names); err != nil {
 		return nil, err
 	}
@@ -132,7 +142,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 	}
 	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelSetup()
-	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey, keys: s.Keys, metrics: cfg.Metrics}
+	d := deps{cfg: cfg, log: log, js: s.JS, stripeURL: s.StripeURL, stripeKey: stripeKey, keys: s.Keys, metrics: cfg.Metrics, traces: cfg.Traces}
 	for _, n := range names {
 		u, err := build(setupCtx, n, d, &s.Handles)
 		if err != nil {
@@ -252,6 +262,17 @@ func (s *System) stop() {
 	if s.Server != nil {
 		s.Server.Shutdown()
 		s.Server.WaitForShutdown()
+	}
+	shutdownTraces(s.ownTraces, s.log)
+}
+
+// shutdownTraces sends the spans not sent yet, for a few seconds at most: a collector that
+// is down must not hold up a stop.
+func shutdownTraces(p *tracing.Provider, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		log.Warn("traces not all sent", "err", err)
 	}
 }
 

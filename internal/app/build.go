@@ -13,6 +13,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
@@ -26,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // deps is what building a service may use.
@@ -37,6 +39,16 @@ type deps struct {
 	stripeKey string
 	keys      *events.Keys
 	metrics   prometheus.Registerer
+	traces    *tracing.Provider
+}
+
+// tracer is service's tracer; nil when nothing is exported (the runner then uses the global
+// no-op one, and starts no checkout's trace of its own).
+func (d deps) tracer(service string) trace.Tracer {
+	if !d.traces.Enabled() {
+		return nil
+	}
+	return d.traces.Tracer(service)
 }
 
 // Handles are the running services, for the tests and the operator tools to read from.
@@ -73,7 +85,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		r, err := c.Runner(d.js, func(rc *runner.Config) {
 			rc.MaxDeliver, rc.RetryBase, rc.AckWait, rc.Hooks = d.cfg.MaxDeliver, d.cfg.RetryBase, d.cfg.AckWait, d.cfg.Hooks[name]
 			rc.HandlerTimeout = d.cfg.HandlerTimeout
-			rc.Concurrency, rc.Keys, rc.Metrics = d.cfg.concurrency(name), d.keys, d.metrics
+			rc.Concurrency, rc.Keys, rc.Metrics, rc.Tracer = d.cfg.concurrency(name), d.keys, d.metrics, d.tracer(name)
 		})
 		return &unit{name: name, runner: r, serve: func(nc *nats.Conn) (micro.Service, error) { return c.Serve(nc, d.keys) }}, err
 	}
@@ -91,7 +103,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
 		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
 		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery,
-		PinnedTTL: d.cfg.pinnedTTL(name), Metrics: d.metrics})
+		PinnedTTL: d.cfg.pinnedTTL(name), Metrics: d.metrics, Tracer: d.tracer(name)})
 	if err != nil {
 		closeDB()
 		return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/payments"
@@ -148,6 +149,17 @@ type Config struct {
 	// Metrics is the process's registry, served on /metrics (metrics.go); nil: Start makes
 	// one of the system's own (System.Metrics).
 	Metrics *prometheus.Registry
+
+	// Tracing says where spans go: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+	// OTEL_EXPORTER_OTLP_ENDPOINT plus /v1/traces (OTLP over HTTP). Empty: nowhere, and every
+	// tracer is the global no-op one (docs/OPERATIONS.md, "Traces").
+	Tracing tracing.Config
+	// TraceURL (TRACE_URL) is a trace UI's page of one trace, {trace_id} standing for the
+	// trace's ID (Jaeger: http://localhost:16686/trace/{trace_id}): the run page links to it.
+	TraceURL string
+	// Traces are the process's tracers, made from Tracing; nil: Start makes them for the
+	// system and shuts them down when it stops.
+	Traces *tracing.Provider
 }
 
 // DefaultConcurrency is how many messages a service handles at once by default: enough
@@ -211,6 +223,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SMTPPassword:       getenv("SMTP_PASSWORD"),
 		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
 		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
+		Tracing:            tracing.ConfigFromEnv(getenv),
+		TraceURL:           getenv("TRACE_URL"),
 	}
 	c.SigningPublic, c.SigningSeeds = signingFromEnv(getenv)
 	if v := getenv("JETSTREAM_REPLICAS"); v != "" {
@@ -333,6 +347,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.holdsBounded(); err != nil {
 		return err
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		return err
+	}
+	if err := httpapi.CheckTraceURL(c.TraceURL); err != nil {
+		return fmt.Errorf("TRACE_URL: %w", err)
 	}
 	return c.validateNATSAuth()
 }

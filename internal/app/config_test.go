@@ -120,3 +120,26 @@ func TestHoldSettingsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingFromEnv: traces go where the standard variables say, the run page links to them
+// through TRACE_URL, and settings that cannot work are refused at start, naming the variable.
+func TestTracingFromEnv(t *testing.T) {
+	env := func(vars map[string]string) func(string) string { return func(k string) string { return vars[k] } }
+	cfg, err := ConfigFromEnv(env(nil))
+	if err != nil || cfg.Tracing.Enabled() || cfg.TraceURL != "" {
+		t.Errorf("defaults: %+v %q (%v)", cfg.Tracing, cfg.TraceURL, err)
+	}
+	cfg, err = ConfigFromEnv(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318", "TRACE_URL": "http://localhost:16686/trace/{trace_id}"}))
+	if err != nil || cfg.Tracing.Endpoint != "http://jaeger:4318/v1/traces" || cfg.TraceURL != "http://localhost:16686/trace/{trace_id}" {
+		t.Errorf("set: %+v %q (%v)", cfg.Tracing, cfg.TraceURL, err)
+	}
+	for k, bad := range map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "jaeger:4318", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://x/v1/traces",
+		"TRACE_URL": "http://localhost:16686/trace/"} {
+		if _, err := ConfigFromEnv(env(map[string]string{k: bad})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: %v", k, bad, err)
+		}
+	}
+	if _, err := ConfigFromEnv(env(map[string]string{"TRACE_URL": "localhost:16686/trace/{trace_id}"})); err == nil {
+		t.Error("TRACE_URL without a scheme accepted")
+	}
+}

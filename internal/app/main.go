@@ -17,6 +17,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 )
 
 const usage = `usage: jetcheckout <command>
@@ -100,6 +101,11 @@ func run(ctx context.Context, unhook func(), args []string, getenv func(string) 
 	}
 	log := cfg.LoggerTo(stdout)
 	cfg.Metrics = metrics.NewRegistry()
+	if cfg.Traces, err = tracing.New(cfg.Tracing); err != nil {
+		fmt.Fprintln(stderr, "jetcheckout: configuration:", err)
+		return 2
+	}
+	defer shutdownTraces(cfg.Traces, log)
 	h := &health{metrics: metrics.Handler(cfg.Metrics)}
 	if cfg.HealthAddr != "" {
 		if err := serveHealth(ctx, cfg.HealthAddr, h, log); err != nil {

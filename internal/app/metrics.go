@@ -6,9 +6,12 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/metrics"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/jetcheckout/jetcheckout/services/notifications"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Every process serves its metrics on HEALTH_ADDR at /metrics, and `run` also on HTTP_ADDR
@@ -23,9 +26,11 @@ func watchConsumers(reg prometheus.Registerer, js jetstream.JetStream, names ...
 // measuredSender measures each message handed to the mail system (each attempt, the
 // notifications service's own quick retries included): how long it took, and whether the
 // mail server took it, refused it for good (an SMTP 5xx answer), or failed (a refusal for
-// now, a network failure, a timeout, a full disk for the outbox).
+// now, a network failure, a timeout, a full disk for the outbox). Each attempt is also a
+// span, "email send <transport>", under the notifications runner's delivery span.
 type measuredSender struct {
 	next                notifications.Sender
+	transport           string
 	ok, refused, failed prometheus.Observer
 }
 
@@ -36,14 +41,17 @@ func measureSender(reg prometheus.Registerer) func(transport string, next notifi
 		Help: "Messages handed to the mail system, by transport (smtp, outbox) and outcome: ok, refused (an SMTP 5xx answer: not retried at once), failed (retried)."},
 		[]string{"transport", "outcome"}))
 	return func(transport string, next notifications.Sender) notifications.Sender {
-		return &measuredSender{next: next, ok: duration.WithLabelValues(transport, "ok"),
+		return &measuredSender{next: next, transport: transport, ok: duration.WithLabelValues(transport, "ok"),
 			refused: duration.WithLabelValues(transport, "refused"), failed: duration.WithLabelValues(transport, "failed")}
 	}
 }
 
 func (s *measuredSender) Send(ctx context.Context, m notifications.Message) error {
 	began := time.Now()
+	ctx, span := tracing.StartChild(ctx, "email send "+s.transport, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("jetcheckout.email.transport", s.transport), attribute.String("jetcheckout.email.message_id", m.ID)))
 	err := s.next.Send(ctx, m)
+	tracing.End(span, err)
 	took := time.Since(began).Seconds()
 	switch {
 	case err == nil:

@@ -71,8 +71,8 @@ type target interface {
 
 // mailbox is a mail server whose mailboxes can refuse mail (550) and take it again.
 type mailbox interface {
-	refuse(addr string)
-	take(addr string)
+	Refuse(addr string)
+	Take(addr string)
 }
 
 // Run starts the stack as local processes, drives the load under faults, stops the faults,
@@ -95,7 +95,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	defer st.stop()
 	if o.Log != nil {
-		o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.emulatorURL, st.smtp.addr, o.Dir)
+		o.Log("stack up in %s: nats %s, stripe %s, smtp %s, data %s", time.Since(start).Round(time.Millisecond), st.natsURL, st.emulatorURL, st.smtp.Addr, o.Dir)
 	}
 	return attack(ctx, o, st, initial, start)
 }

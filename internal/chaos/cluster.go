@@ -133,7 +133,7 @@ func (c *cluster) up(ctx context.Context, initial map[string]int) error {
 	published := []struct{ service, variable string }{
 		{"nats", "NATS_PORT"}, {"nats-2", "NATS_2_PORT"}, {"nats-3", "NATS_3_PORT"}, {"stripe-emulator", "STRIPE_EMULATOR_PORT"},
 		{"mailpit", "MAILPIT_PORT"}, {"nats-monitor", "NATS_MONITOR_PORT"}, {"api", "API_PORT"},
-		{"prometheus", "PROMETHEUS_PORT"},
+		{"prometheus", "PROMETHEUS_PORT"}, {"jaeger", "JAEGER_PORT"},
 	}
 	ports, err := freePorts(len(published)) // all different, unlike separate picks
 	if err != nil {

@@ -45,7 +45,7 @@ func newRedriver(d driver, ends *terminals, mail mailbox, log func(string, ...an
 func (r *redriver) start(ctx context.Context, plans []planned) {
 	for _, p := range plans {
 		if p.Kind.redriven() {
-			r.mail.refuse(p.Email)
+			r.mail.Refuse(p.Email)
 			r.wg.Go(func() { r.redrive(ctx, p) })
 		}
 	}
@@ -75,19 +75,19 @@ func (r *redriver) redrive(ctx context.Context, p planned) {
 	var f events.CheckoutFailed
 	switch end := r.ends.terminal(p.ID); {
 	case end.Type == events.Completed:
-		r.mail.take(p.Email)
+		r.mail.Take(p.Email)
 		if r.ask(ctx, p.ID, events.CheckoutsRedrive, events.RedriveRequest{CheckoutID: p.ID, By: "chaos-operator", Reason: redriveReason},
 			"already submitted", "is still running", "nothing to re-drive") {
 			r.done(p.ID, &r.checkouts)
 		}
 	case end.DecodePayload(&f) != nil || !notifications.Notifies(f):
-		r.mail.take(p.Email) // no notice was sent
+		r.mail.Take(p.Email) // no notice was sent
 	default:
 		seq, found := r.letter(ctx, p.ID)
 		if !found {
 			return
 		}
-		r.mail.take(p.Email)
+		r.mail.Take(p.Email)
 		if r.ask(ctx, p.ID, events.DeadLettersRedrive, events.DeadLetterRedriveRequest{
 			Service: events.ServiceNotifications, StreamSequence: seq, By: "chaos-operator", Reason: redriveReason}, "holds no letter") {
 			r.done(p.ID, &r.letters)

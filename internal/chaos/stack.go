@@ -15,6 +15,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/app"
+	"github.com/jetcheckout/jetcheckout/internal/smtpsink"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,9 @@ import (
 
 // emulatorKey is the emulator's test-mode key; it is not a secret.
 const emulatorKey = "sk_test_jetcheckout_chaos"
+
+// receivedMail is one email a customer's mail server took.
+type receivedMail = smtpsink.Mail
 
 // Windows short enough for abandoned 3-D Secure and unanswered reviews to end within a run.
 const (
@@ -35,7 +39,7 @@ type stack struct {
 	dir         string
 	natsURL     string
 	emulatorURL string
-	smtp        *smtpSink
+	smtp        *smtpsink.Sink
 	nats        *process
 	emulator    *process
 	services    map[string]*process
@@ -71,7 +75,7 @@ func startStack(ctx context.Context, dir, jetcheckout, natsServer string, initia
 	if err := os.MkdirAll(filepath.Join(dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
-	if s.smtp, err = startSMTPSink(); err != nil {
+	if s.smtp, err = smtpsink.Start(); err != nil {
 		return nil, err
 	}
 	natsAddr, err := freeAddr()
@@ -123,7 +127,7 @@ jetstream {
 		s.health[name] = addr
 		env := append([]string{
 			"NATS_URL=" + s.natsURL, "DATA_DIR=" + s.dataDir(name), "HEALTH_ADDR=" + addr,
-			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.addr,
+			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.Addr,
 			"LOG_LEVEL=warn", "PAYMENT_AUTH_WINDOW=" + authWindow.String(), "FRAUD_REVIEW_WINDOW=" + reviewWindow.String(),
 		}, signing...)
 		p := newProcess(name, jetcheckout, []string{"service", name}, env, s.logFile(name))
@@ -178,7 +182,7 @@ func (s *stack) attack(ctx context.Context, r *rand.Rand, every time.Duration, l
 // dataDir is service name's DATA_DIR.
 func (s *stack) dataDir(name string) string { return filepath.Join(s.dir, name) }
 
-func (s *stack) mails(context.Context) ([]receivedMail, error) { return s.smtp.mails(), nil }
+func (s *stack) mails(context.Context) ([]receivedMail, error) { return s.smtp.Mails(), nil }
 
 func (s *stack) mailbox() mailbox { return s.smtp }
 
@@ -212,7 +216,7 @@ func (s *stack) stop() {
 		}
 	}
 	if s.smtp != nil {
-		s.smtp.close()
+		s.smtp.Close()
 	}
 	for _, f := range s.logs {
 		f.Close()

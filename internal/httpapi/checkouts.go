@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // publishTimeout bounds the wait for the stream's ack of a checkout request.
@@ -217,7 +220,12 @@ func (s *Server) publish(ctx context.Context, req events.CheckoutRequest) (*jets
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	ack, err := s.cfg.JS.Publish(ctx, string(events.Requested), body, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested)))
+	ctx, span := s.startTrace(ctx, req.CheckoutID)
+	msg := &nats.Msg{Subject: string(events.Requested), Data: body, Header: nats.Header{}}
+	tracing.Inject(ctx, msg.Header)
+	span.AddEvent("publish", trace.WithAttributes(tracing.EventID.String(events.ID(req.CheckoutID, events.Requested))))
+	ack, err := s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(events.ID(req.CheckoutID, events.Requested)))
+	tracing.End(span, err)
 	if err != nil {
 		s.log.Error("publish checkout request", "checkout_id", req.CheckoutID, "err", err)
 		return nil, problem(http.StatusServiceUnavailable, "the checkout could not be stored (%v); nothing was started, retry with the same Idempotency-Key", err)

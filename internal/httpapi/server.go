@@ -17,6 +17,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config of the API.
@@ -58,6 +59,12 @@ type Config struct {
 	// Metrics, when set, answers GET /metrics (Prometheus): `jetcheckout run` serves its
 	// process's there. Nil: not on this address.
 	Metrics http.Handler
+	// Tracer starts the trace of each checkout the API publishes (trace.go). Nil: the global
+	// no-op tracer.
+	Tracer trace.Tracer
+	// TraceURL, when set, is a trace UI's page of one trace with {trace_id} in it: the run
+	// page links each checkout to its trace (CheckTraceURL).
+	TraceURL string
 }
 
 // Emulator is where the Stripe test-mode emulator's control API answers, and its key.

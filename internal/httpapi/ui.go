@@ -223,6 +223,8 @@ type checkoutData struct {
 	// goes with the form); Admin: and its dead letters.
 	Redrive, Admin bool
 	CSRF           string
+	// Trace is the checkout's trace in the trace UI (Config.TraceURL), when one is configured.
+	Trace string
 }
 
 func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, error) {
@@ -236,7 +238,7 @@ func (u *ui) checkout(w http.ResponseWriter, r *http.Request) (string, any, erro
 		return "", nil, err
 	}
 	d := checkoutData{Checkout: visible(c, v.role), DAG: layoutDAG(c.Steps), Waterfall: waterfall(c), Message: notice(r),
-		SignedOut: v.role < reader, SignOut: v.session}
+		SignedOut: v.role < reader, SignOut: v.session, Trace: u.s.traceLink(id)}
 	if !d.SignedOut {
 		if d.Events, err = u.s.store.Events(id); err != nil {
 			return "", nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/app"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -150,7 +151,9 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 	}
 	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
 		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency,
-		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention}
+		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention,
+		// Traces as the processes would export them: OTEL_EXPORTER_OTLP_ENDPOINT set, or none.
+		Tracing: tracing.ConfigFromEnv(os.Getenv)}
 	if opt.StripeURL != "" {
 		cfg.StripeBase, cfg.StripeKey = opt.StripeURL, "sk_test_loadgen"
 	} else if opt.StripeLatency > 0 {

@@ -1,12 +1,16 @@
 package metrics
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jetcheckout/jetcheckout/internal/tracing"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // CallBuckets cover a call to the outside world: a few milliseconds to the emulator, a few
@@ -15,7 +19,9 @@ var CallBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 // StripeTransport measures every request the payments service makes to Stripe's API: its
 // operation (method and path, IDs left out) and the status Stripe answered ("error" when
-// none came: a network failure or the client's timeout).
+// none came: a network failure or the client's timeout). Each request is also a span,
+// "stripe <operation>", the child of the span in the request's context (the payments
+// runner's delivery), made by that span's provider: none when it records nothing.
 type StripeTransport struct {
 	next     http.RoundTripper
 	duration *prometheus.HistogramVec
@@ -35,12 +41,23 @@ func NewStripeTransport(reg prometheus.Registerer, next http.RoundTripper) *Stri
 
 func (t *StripeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	began := time.Now()
+	operation := stripeOperation(req.Method, req.URL.Path)
+	_, span := tracing.StartChild(req.Context(), "stripe "+operation, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Host),
+			attribute.String("jetcheckout.stripe.operation", operation)))
 	resp, err := t.next.RoundTrip(req)
-	code := "error"
+	code, failed := "error", err
 	if err == nil {
 		code = strconv.Itoa(resp.StatusCode)
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+			if resp.StatusCode >= 400 { // 402: a declined card
+				failed = fmt.Errorf("stripe answered %s", resp.Status)
+			}
+		}
 	}
-	t.duration.WithLabelValues(stripeOperation(req.Method, req.URL.Path), code).Observe(time.Since(began).Seconds())
+	tracing.End(span, failed)
+	t.duration.WithLabelValues(operation, code).Observe(time.Since(began).Seconds())
 	return resp, err
 }
 

@@ -19,6 +19,7 @@ import (
 // attempts, so it is visible, never silent.
 func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
 	attempts := int(meta.NumDelivered)
+	spanFailed(ctx, err)
 	if attempts%r.cfg.MaxDeliver == 0 {
 		r.announceStuck(ctx, msg, meta, in, log, err)
 	}
@@ -58,6 +59,7 @@ func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return nil, nil, err
 	}
 	r.meters.gaveUp(step.Name, code)
+	spanFailed(ctx, fmt.Errorf("gave up %s (%s): %s", step.Name, code, reason))
 	return r.recordFailure(in, meta.Sequence.Stream, step.failure(code, reason, true))
 }
 
@@ -73,6 +75,7 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		reason = msg.Subject() + ": " + reason
 	}
 	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
+	spanFailed(ctx, cause)
 	if err := r.deadLetter(ctx, msg, meta, reason, ""); err != nil {
 		r.log.Error("dead letter", "err", err)
 	}

@@ -106,8 +106,10 @@ func (l *lanes) handle(msg *heldMsg) {
 	l.busy.Add(1)
 	defer l.busy.Add(-1)
 	began := time.Now()
-	err := l.r.process(l.ctx, msg)
+	ctx, span := l.r.startSpan(l.ctx, msg)
+	err := l.r.process(ctx, msg)
 	l.r.meters.delivered(msg, time.Since(began))
+	endSpan(span, msg.answer)
 	if err != nil {
 		l.held.stop() // a dead process sends no heartbeats
 		l.mu.Lock()

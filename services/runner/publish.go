@@ -37,6 +37,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 		if err != nil {
 			return err
 		}
+		injectSpan(ctx, h, e)
 		msg := &nats.Msg{Subject: string(e.Type), Data: data[i], Header: h}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 		if e.Schedule != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler handles one event inside the service's bbolt transaction and returns the events
@@ -158,6 +159,8 @@ type Config struct {
 	// Metrics is where the runner counts what it does (metrics.go): the registry of its
 	// process, which the runners of one process share. Nil counts for nobody.
 	Metrics prometheus.Registerer
+	// Tracer makes a span of each delivery (tracing.go). Nil: the global no-op tracer.
+	Tracer trace.Tracer
 	// Keys sign what the runner publishes with the key of the service it runs for (Name),
 	// and refuse every input not signed by its producer (events.Keys.Verify). Nil neither
 	// signs nor verifies: for tests of one service alone. The processes always set it.
@@ -496,6 +499,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 	}
 	step, isStep := r.steps[msg.Subject()]
 	attempts := int(meta.NumDelivered)
+	traced(ctx, in, step.Name, attempts)
 	if retried := r.takeRetried(meta.Sequence.Stream); !isStep && attempts%r.cfg.MaxDeliver == 0 && !retried {
 		// Delivered again and again, never retried by this process: the process dies on it.
 		r.announceStuck(ctx, msg, meta, in, log(), fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
@@ -546,6 +550,7 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
 				r.announceStuck(ctx, msg, meta, in, log(), err)
 			}
+			spanFailed(ctx, err)
 			r.nak(msg, meta, log(), r.cfg.RetryMax, err)
 			return nil
 		case isPermanent(err):

@@ -1,4 +1,6 @@
-package chaos
+// Package smtpsink is the customers' mail server in tests and chaos runs: a real SMTP server
+// on the loopback that takes every message and keeps what it took.
+package smtpsink
 
 import (
 	"bytes"
@@ -11,25 +13,24 @@ import (
 	"time"
 )
 
-// smtpSink is the customers' mail server: it speaks just enough SMTP (EHLO/HELO, MAIL,
-// RCPT, DATA, RSET, NOOP, QUIT) to take every message and keeps each one it took, so
-// duplicates are counted rather than overwritten. A mailbox it is told to refuse gets a
+// Sink speaks just enough SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) to take every
+// message and keeps each one it took, so duplicates are counted rather than overwritten. A mailbox it is told to refuse gets a
 // permanent refusal (550) until it is told to take its mail again.
-type smtpSink struct {
-	addr string
+type Sink struct {
+	Addr string // host:port it listens on
 	ln   net.Listener
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	received []receivedMail
+	received []Mail
 	refused  map[string]bool // recipients, lower case
 }
 
-// refuse makes the mailbox of addr refuse mail; take makes it take mail again.
-func (s *smtpSink) refuse(addr string) { s.setRefused(addr, true) }
-func (s *smtpSink) take(addr string)   { s.setRefused(addr, false) }
+// Refuse makes the mailbox of addr refuse mail; Take makes it take mail again.
+func (s *Sink) Refuse(addr string) { s.setRefused(addr, true) }
+func (s *Sink) Take(addr string)   { s.setRefused(addr, false) }
 
-func (s *smtpSink) setRefused(addr string, refused bool) {
+func (s *Sink) setRefused(addr string, refused bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.refused == nil {
@@ -39,7 +40,7 @@ func (s *smtpSink) setRefused(addr string, refused bool) {
 }
 
 // refuses reports whether an RCPT command's recipient is refused.
-func (s *smtpSink) refuses(rcpt string) bool {
+func (s *Sink) refuses(rcpt string) bool {
 	_, arg, _ := strings.Cut(rcpt, ":")
 	addr := strings.ToLower(strings.Trim(strings.TrimSpace(arg), "<>"))
 	s.mu.Lock()
@@ -47,19 +48,20 @@ func (s *smtpSink) refuses(rcpt string) bool {
 	return s.refused[addr]
 }
 
-// receivedMail is one delivery.
-type receivedMail struct {
+// Mail is one delivery.
+type Mail struct {
 	MessageID string
 	To        string
 	Subject   string
 }
 
-func startSMTPSink() (*smtpSink, error) {
+// Start listens on a free loopback port.
+func Start() (*Sink, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &smtpSink{addr: ln.Addr().String(), ln: ln}
+	s := &Sink{Addr: ln.Addr().String(), ln: ln}
 	s.wg.Go(func() {
 		for {
 			conn, err := ln.Accept()
@@ -72,23 +74,24 @@ func startSMTPSink() (*smtpSink, error) {
 	return s, nil
 }
 
-func (s *smtpSink) close() {
+// Close stops listening and waits for the connections to end.
+func (s *Sink) Close() {
 	s.ln.Close()
 	s.wg.Wait()
 }
 
-// mails is every message taken so far.
-func (s *smtpSink) mails() []receivedMail {
+// Mails is every message taken so far.
+func (s *Sink) Mails() []Mail {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]receivedMail(nil), s.received...)
+	return append([]Mail(nil), s.received...)
 }
 
-func (s *smtpSink) serve(conn net.Conn) {
+func (s *Sink) serve(conn net.Conn) {
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
 	c := textproto.NewConn(conn)
-	_ = c.PrintfLine("220 127.0.0.1 chaos sink ESMTP")
+	_ = c.PrintfLine("220 127.0.0.1 sink ESMTP")
 	for {
 		line, err := c.ReadLine()
 		if err != nil {
@@ -123,8 +126,8 @@ func (s *smtpSink) serve(conn net.Conn) {
 	}
 }
 
-func (s *smtpSink) keep(data []byte) {
-	m := receivedMail{}
+func (s *Sink) keep(data []byte) {
+	m := Mail{}
 	if msg, err := mail.ReadMessage(bytes.NewReader(data)); err == nil {
 		m.MessageID, m.Subject = msg.Header.Get("Message-ID"), msg.Header.Get("Subject")
 		if to, err := mail.ParseAddress(msg.Header.Get("To")); err == nil {
