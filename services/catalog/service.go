@@ -158,8 +158,14 @@ func (s *Service) cart(ctx context.Context, tx *bolt.Tx, id string) (events.Cart
 	if !found {
 		return cart, fmt.Errorf("%w: %q", ErrCartNotFound, id)
 	}
+	return withStatus(tx, cart)
+}
+
+// withStatus is the cart as created with its status from the view: what the checkouts that
+// took it left it as.
+func withStatus(tx *bolt.Tx, cart events.Cart) (events.Cart, error) {
 	var st cartState
-	found, err = store.Get(tx.Bucket(bucketCarts), id, &st)
+	found, err := store.Get(tx.Bucket(bucketCarts), cart.ID, &st)
 	if found {
 		cart.Status, cart.CheckoutID = st.Status, st.CheckoutID
 	}
@@ -172,7 +178,7 @@ func (s *Service) cart(ctx context.Context, tx *bolt.Tx, id string) (events.Cart
 // so a rebuild of the view takes validation's outcome from the stream (replayValidation).
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.Requested, Handle: s.validateCart, Decode: decodeRequested,
+		{Subject: events.Requested, Call: s.validateCart, Decode: decodeRequested,
 			Outcomes: []events.Subject{events.CartValidated, events.CartFailed}, Replay: s.replayValidation},
 		{Subject: events.Completed, Handle: s.checkOutCart},
 		{Subject: events.Failed, Handle: s.reopenCart},

@@ -26,10 +26,33 @@ func fail(code, format string, args ...any) error {
 }
 
 // validateCart is validate_cart_items: it prices the requested cart and holds it for
-// the checkout, or reports why it cannot.
-func (s *Service) validateCart(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+// the checkout, or reports why it cannot. The cart as created is read from its bucket first,
+// with no transaction open: a network round trip inside bbolt's one write transaction would
+// hold up every other checkout the catalog commits meanwhile. Its status, which decides
+// whether this checkout may hold it, is read in the transaction that holds it.
+func (s *Service) validateCart(ctx context.Context, in events.Envelope) (runner.Handler, error) {
+	var created cartRead
+	if req, err := events.ParseRequest(in); err == nil && s.returnURLs.Check(req.ReturnURL) == nil {
+		if created.cart, created.found, err = s.carts.get(ctx, req.CartID); err != nil {
+			return nil, err // the bucket unreachable: tried again; a cart that does not decode: permanent
+		}
+	} // else quote says what is wrong with the request
+
+	return func(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+		return s.validated(tx, in, created)
+	}, nil
+}
+
+// cartRead is a cart as created, read before the transaction.
+type cartRead struct {
+	cart  events.Cart
+	found bool
+}
+
+// validated is validate_cart_items' outcome, in the transaction: the quote, or the failure.
+func (s *Service) validated(tx *bolt.Tx, in events.Envelope, created cartRead) ([]events.Envelope, error) {
 	log := s.log.With("checkout_id", in.CheckoutID, "event_id", in.ID)
-	quote, err := s.quote(ctx, tx, in)
+	quote, err := s.quote(tx, in, created)
 	var f *failure
 	if errors.As(err, &f) {
 		log.Info("cart not accepted", "code", f.code, "reason", f.message)
@@ -44,9 +67,9 @@ func (s *Service) validateCart(ctx context.Context, tx *bolt.Tx, in events.Envel
 	return []events.Envelope{events.Must(in.CheckoutID, events.CartValidated, quote)}, nil
 }
 
-// quote checks the request and its cart, prices the cart and marks it checking_out by
-// this checkout.
-func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (events.Quote, error) {
+// quote checks the request and its cart (created as read before the transaction, its
+// status from the view), prices the cart and marks it checking_out by this checkout.
+func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (events.Quote, error) {
 	req, err := events.ParseRequest(in)
 	if err != nil {
 		return events.Quote{}, fail(events.CodeInvalidRequest, "%v", err)
@@ -55,12 +78,12 @@ func (s *Service) quote(ctx context.Context, tx *bolt.Tx, in events.Envelope) (e
 	if err := s.returnURLs.Check(req.ReturnURL); err != nil {
 		return events.Quote{}, fail(events.CodeReturnURLNotAllowed, "%v", err)
 	}
-	cart, err := s.cart(ctx, tx, req.CartID)
-	if errors.Is(err, ErrCartNotFound) {
+	if !created.found {
 		return events.Quote{}, fail(events.CodeCartNotFound, "cart %q does not exist", req.CartID)
 	}
+	cart, err := withStatus(tx, created.cart)
 	if err != nil {
-		return events.Quote{}, err // the bucket unreachable: tried again; a cart that does not decode: permanent
+		return events.Quote{}, err
 	}
 	if err := checkCart(cart, req, in.CheckoutID); err != nil {
 		return events.Quote{}, err
