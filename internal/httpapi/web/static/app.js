@@ -16,7 +16,15 @@
       if (open[s.textContent]) s.closest("details").open = true;
     });
   }
+  // typing: someone fills in a form of the page (a re-drive's reason): it is not replaced
+  // under them; their post shows the page again anyway.
+  function typing() {
+    return Array.prototype.some.call(run.querySelectorAll("form input:not([type=hidden])"), function (i) {
+      return i.value !== "" || i === document.activeElement;
+    });
+  }
   function refresh(then) {
+    if (typing()) { if (then) then(); return; }
     fetch("/ui/checkouts/" + encodeURIComponent(id) + "/fragment", { headers: { Accept: "text/html" } })
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
