@@ -16,8 +16,8 @@ import (
 )
 
 // notScraped are the compose services without jetcheckout's /metrics: nats-server (its
-// figures are JSON on :8222), mailpit, and Prometheus itself.
-var notScraped = []string{"nats", "nats-2", "nats-3", "mailpit", "prometheus"}
+// figures are JSON on :8222), mailpit, Jaeger, and Prometheus itself.
+var notScraped = []string{"nats", "nats-2", "nats-3", "mailpit", "jaeger", "prometheus"}
 
 // scrapeTargets are the HEALTH_ADDR of every jetcheckout container the project runs: what
 // Prometheus must scrape.

@@ -124,3 +124,26 @@ func TestPrometheusTargetsFollowCompose(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryComposeServiceIsOnTheStacksNetwork: a service left off the checkout network
+// (a merge that dropped its block's tail did so to Prometheus once) cannot reach the others
+// by name.
+func TestEveryComposeServiceIsOnTheStacksNetwork(t *testing.T) {
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compose struct {
+		Services map[string]struct {
+			Networks []string `yaml:"networks"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &compose); err != nil {
+		t.Fatal(err)
+	}
+	for name, svc := range compose.Services {
+		if !slices.Contains(svc.Networks, "checkout") {
+			t.Errorf("compose service %s is not on the checkout network: %v", name, svc.Networks)
+		}
+	}
+}
