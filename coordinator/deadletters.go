@@ -127,21 +127,17 @@ func (c *Coordinator) redrivable(ctx context.Context, req events.DeadLetterRedri
 
 // findDeadLetter is service's letter for the message at seq, read from the stream's leader.
 func findDeadLetter(ctx context.Context, js jetstream.JetStream, service string, seq uint64) (*jetstream.RawStreamMsg, error) {
-	read := jsread.NewLeader(js, events.StreamDeadLetter)
 	want := strconv.FormatUint(seq, 10)
-	for next := uint64(1); ; {
-		m, err := read.Next(ctx, events.DeadLetterSubject(service), next)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", events.StreamDeadLetter, err)
-		}
-		if m == nil {
-			return nil, microx.NotFound("%s holds no letter of %s for stream sequence %d (re-driven already, or never given up)", events.StreamDeadLetter, service, seq)
-		}
-		if m.Header.Get(events.HeaderDeadSequence) == want {
-			return m, nil
-		}
-		next = m.Sequence + 1
+	m, err := jsread.NewLeader(js, events.StreamDeadLetter).Find(ctx, events.DeadLetterSubject(service), func(m *jetstream.RawStreamMsg) bool {
+		return m.Header.Get(events.HeaderDeadSequence) == want
+	})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", events.StreamDeadLetter, err)
+	case m == nil:
+		return nil, microx.NotFound("%s holds no letter of %s for stream sequence %d (re-driven already, or never given up)", events.StreamDeadLetter, service, seq)
 	}
+	return m, nil
 }
 
 func deleteDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/services/notifications"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // redriver plays the operator who fixes a customer's mailbox and then re-drives what it
@@ -26,11 +27,9 @@ type redriver struct {
 	log    func(string, ...any)
 	wg     sync.WaitGroup
 
-	mu        sync.Mutex
-	redriven  map[string]bool // checkout → re-driven (its checkout or its letter)
-	problems  []string        // what went wrong, as violations
-	checkouts int             // checkouts re-driven
-	letters   int             // dead letters re-driven
+	mu       sync.Mutex
+	redriven map[string]bool // checkout → re-driven (its checkout or its letter)
+	problems []string        // what went wrong, as violations
 }
 
 // redriveReason is what the operator says each time.
@@ -78,7 +77,7 @@ func (r *redriver) redrive(ctx context.Context, p planned) {
 		r.mail.Take(p.Email)
 		if r.ask(ctx, p.ID, events.CheckoutsRedrive, events.RedriveRequest{CheckoutID: p.ID, By: "chaos-operator", Reason: redriveReason},
 			"already submitted", "is still running", "nothing to re-drive") {
-			r.done(p.ID, &r.checkouts)
+			r.done(p.ID)
 		}
 	case end.DecodePayload(&f) != nil || !notifications.Notifies(f):
 		r.mail.Take(p.Email) // no notice was sent
@@ -90,16 +89,15 @@ func (r *redriver) redrive(ctx context.Context, p planned) {
 		r.mail.Take(p.Email)
 		if r.ask(ctx, p.ID, events.DeadLettersRedrive, events.DeadLetterRedriveRequest{
 			Service: events.ServiceNotifications, StreamSequence: seq, By: "chaos-operator", Reason: redriveReason}, "holds no letter") {
-			r.done(p.ID, &r.letters)
+			r.done(p.ID)
 		}
 	}
 }
 
-func (r *redriver) done(id string, count *int) {
+func (r *redriver) done(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.redriven[id] = true
-	*count++
 }
 
 // ask sends a re-drive until it is answered: accepted, or, asked again, refused with one of
@@ -132,18 +130,11 @@ func (r *redriver) ask(ctx context.Context, id string, subject events.Subject, r
 // sequence it names.
 func (r *redriver) letter(ctx context.Context, id string) (uint64, bool) {
 	read := jsread.NewLeader(r.driver.js, events.StreamDeadLetter)
-	subject := events.DeadLetterSubject(events.ServiceNotifications)
+	ofCheckout := func(m *jetstream.RawStreamMsg) bool { return events.ProbeCheckoutID(m.Data) == id }
 	for {
-		for next := uint64(1); ; {
-			m, err := read.Next(ctx, subject, next)
-			if err != nil || m == nil {
-				break
-			}
-			if events.ProbeCheckoutID(m.Data) == id {
-				seq, err := strconv.ParseUint(m.Header.Get(events.HeaderDeadSequence), 10, 64)
-				return seq, err == nil
-			}
-			next = m.Sequence + 1
+		if m, err := read.Find(ctx, events.DeadLetterSubject(events.ServiceNotifications), ofCheckout); m != nil && err == nil {
+			seq, err := strconv.ParseUint(m.Header.Get(events.HeaderDeadSequence), 10, 64)
+			return seq, err == nil
 		}
 		select {
 		case <-ctx.Done():
@@ -164,7 +155,7 @@ func (r *redriver) problem(format string, args ...any) {
 // confirmation, and its re-drive settled with nothing left; a failed one whose notice
 // bounced got exactly one notice through its re-driven dead letter.
 func (r *redriver) reconcile(res *Result, plans []planned, s *state) {
-	violate := func(format string, args ...any) { r.problem(format, args...) }
+	violate := r.problem
 	mails := mailsByCheckout(s.mails, &Result{}) // counted in res already
 	for _, p := range plans {
 		ends := s.terminals[p.ID]
@@ -187,9 +178,15 @@ func (r *redriver) reconcile(res *Result, plans []planned, s *state) {
 			if len(m.confirmations) != 1 {
 				violate("%s (%s): %d confirmations after its re-drive, want 1", p.ID, p.Kind, len(m.confirmations))
 			}
+			if r.redriven[p.ID] {
+				res.Redriven++
+			}
 		case end.DecodePayload(&f) == nil && notifications.Notifies(f):
 			if len(m.notices) != 1 {
 				violate("%s (%s): %d failure notices after its dead letter's re-drive, want 1", p.ID, p.Kind, len(m.notices))
+			}
+			if r.redriven[p.ID] {
+				res.LettersRedriven++
 			}
 		default:
 			continue
@@ -198,7 +195,6 @@ func (r *redriver) reconcile(res *Result, plans []planned, s *state) {
 			violate("%s (%s): never re-driven", p.ID, p.Kind)
 		}
 	}
-	res.Redriven, res.LettersRedriven = r.checkouts, r.letters
 	res.Violations = append(res.Violations, r.problems...)
 	slices.Sort(res.Violations)
 }

@@ -45,6 +45,18 @@ func (l Leader) Next(ctx context.Context, subject string, seq uint64) (*jetstrea
 	return l.get(ctx, getRequest{Seq: seq, NextFor: subject})
 }
 
+// Find is the first message on subject, from the stream's start, that match accepts; nil
+// when the stream has none. It reads one message at a time: for the few a subject holds.
+func (l Leader) Find(ctx context.Context, subject string, match func(*jetstream.RawStreamMsg) bool) (*jetstream.RawStreamMsg, error) {
+	for next := uint64(1); ; {
+		m, err := l.Next(ctx, subject, next)
+		if m == nil || err != nil || match(m) {
+			return m, err
+		}
+		next = m.Sequence + 1
+	}
+}
+
 // Last is the last message on subject; nil when the stream has none.
 func (l Leader) Last(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
 	return l.get(ctx, getRequest{LastFor: subject})

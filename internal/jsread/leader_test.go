@@ -8,6 +8,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The leader answers the next message on a subject (or a wildcard) with its headers, the
@@ -42,6 +43,15 @@ func TestLeaderReadsNextAndAt(t *testing.T) {
 	}
 	if m, err := l.Last(ctx, string(events.Completed)); err != nil || m != nil {
 		t.Fatalf("Last(completed) = %+v, %v; want nothing", m, err)
+	}
+	byIndex := func(i string) func(*jetstream.RawStreamMsg) bool {
+		return func(m *jetstream.RawStreamMsg) bool { return m.Header.Get("Test-Index") == i }
+	}
+	if m, err := l.Find(ctx, string(events.Requested), byIndex("2")); err != nil || m == nil || m.Sequence != 3 {
+		t.Fatalf("Find(requested, index 2) = %+v, %v; want the third message", m, err)
+	}
+	if m, err := l.Find(ctx, string(events.Requested), byIndex("1")); err != nil || m != nil {
+		t.Fatalf("Find(requested, index 1) = %+v, %v; want nothing: that one is another subject's", m, err)
 	}
 	if _, err := jsread.NewLeader(env.JS, "NO_SUCH_STREAM").At(ctx, 1); err == nil {
 		t.Fatal("a read of a stream that does not exist succeeded")
