@@ -4,7 +4,7 @@ GO ?= go
 # The race detector needs cgo and a C compiler; without one the tests still run, without it.
 RACE := $(shell command -v gcc >/dev/null 2>&1 && echo -race)
 
-.PHONY: first-build-note clean-volumes migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short upgrade-image upgrade-test upgrade-test-short tools events-doc fmt vet build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
+.PHONY: first-build-note clean-volumes migrate run test bench chromium fuzz hostile chaos chaos-short chaos-cluster chaos-cluster-short upgrade-image upgrade-test upgrade-test-short tools events-doc fmt vet tidy build images secrets certs nats-config up down ps logs e2e compose-cli nats-cli up-cluster down-cluster e2e-cluster
 
 ## run: the whole checkout on an embedded JetStream server (data in ./data)
 run: first-build-note tools build
@@ -43,8 +43,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 		{ apt-get update -qq && apt-get install -y -qq chromium; } || echo "no apt-get here: install chromium yourself"; }
 
-vet:
+vet: tidy
 	$(GO) vet ./...
+
+# go.mod and go.sum are what the code needs, no more: `go mod tidy` must leave them unchanged.
+tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 ## bench: the whole system in-process under load: the raw JetStream ceiling with its atomic batch
 ## curve, then a sweep for the highest rate held with p99 < 100 ms (docs/PERFORMANCE.md).
