@@ -129,71 +129,122 @@ func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config
 // dropped, decisions published again, a timer that changes nothing on any read; an event
 // refused, or one whose checkout has no state, only on the leader's read.
 func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64) ([]events.Envelope, error) {
+	var out effect
+	st, saved, err := c.update(ctx, in.CheckoutID, func(st *State, rev uint64, got source) (bool, error) {
+		var err error
+		out, err = c.handle(ctx, st, rev, got, in, seq)
+		return out.write, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if saved == 0 { // nothing to write: a copy, a redelivery, a refusal, a timer for nothing
+		return out.events, nil
+	}
+	c.meters.decided(in, st, out.decisions)
+	traceDecisions(ctx, in, st, out.decisions)
+	status := st.Status // st is the cache's once put there
+	if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
+		c.states.put(st, saved)
+	}
+	if len(out.decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
+		c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(out.decisions), "status", status)
+	}
+	return out.events, nil
+}
+
+// effect is what an event does to its checkout: the decisions it calls for, the events that
+// carry them, and whether the state must be written.
+type effect struct {
+	decisions []decision
+	events    []events.Envelope
+	write     bool
+}
+
+// handle applies one event to st, read from got at revision rev. It asks for a surer read
+// (readAgain) where the state it was given cannot decide the event.
+func (c *Coordinator) handle(ctx context.Context, st *State, rev uint64, got source, in events.Envelope, seq uint64) (effect, error) {
+	cached := got == fromCache
+	if a, seen := st.Applied[in.ID]; seen {
+		if cached {
+			return effect{}, readAgain(fromReplica)
+		}
+		if a.Seq != seq {
+			if in.Type == events.Requested && st.RequestDigest != "" && st.RequestDigest != requestDigest(in) {
+				return effect{}, fmt.Errorf("%w: checkout %s was already requested with other content (stream sequence %d); "+
+					"a checkout_id names one checkout: this request is ignored, publish a new checkout_id for a new checkout",
+					events.ErrMalformed, in.CheckoutID, a.Seq)
+			}
+			// A later copy: the first one's decisions were published before its ack.
+			c.log.Info("dropped a copy of an event already applied", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "applied_seq", a.Seq)
+			return effect{}, nil
+		}
+		outs, err := c.build(st, a.Decisions, in, time.Now().UTC()) // redelivered: publish its decisions again
+		return effect{events: outs}, err
+	}
+	now := time.Now().UTC()
+	if rev == 0 && in.Type != events.Requested {
+		if got != fromLeader { // a replica may not have the request's write yet
+			return effect{}, readAgain(fromLeader)
+		}
+		outs, err := c.beforeRequest(ctx, in, seq)
+		return effect{events: outs}, err
+	}
+	var before []byte // a timer's state before it, to tell one that fired for nothing
+	if timers[in.Type] {
+		var err error
+		if before, err = json.Marshal(st); err != nil {
+			return effect{}, err
+		}
+	}
+	updated := st.UpdatedAt
+	if err := st.apply(c.rules, in); err != nil {
+		if got != fromLeader { // a stale state may refuse what the leader's accepts
+			return effect{}, readAgain(fromLeader)
+		}
+		outs, err := c.refuse(ctx, in, err)
+		return effect{events: outs}, err
+	}
+	decisions := st.decide(c.rules, now)
+	if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
+		if cached {
+			return effect{}, readAgain(fromReplica)
+		}
+		// A deadline or expiry that fired for nothing (its step answered, the checkout
+		// ended) is nothing on any later delivery too: no write to record it. Most
+		// deadlines end so, and each write is an fsync.
+		return effect{}, nil
+	}
+	st.Applied[in.ID] = applied{Seq: seq, Decisions: decisions}
+	outs, err := c.build(st, decisions, in, now)
+	if err != nil {
+		if cached {
+			return effect{}, readAgain(fromReplica)
+		}
+		return effect{}, err
+	}
+	return effect{decisions: decisions, events: outs, write: true}, nil
+}
+
+// update runs change on a checkout's state, read from the cheapest source first, and writes
+// the state by compare-and-swap on the revision read when change asks for it. change may
+// ask for a surer read (readAgain); a write that loses to another reads the leader and runs
+// change again on what it holds. It returns the state and the revision written (0: none).
+func (c *Coordinator) update(ctx context.Context, id string, change func(st *State, rev uint64, got source) (write bool, err error)) (*State, uint64, error) {
 	from := fromCache
 	for range maxConflicts {
-		st, rev, got, err := c.begin(ctx, in.CheckoutID, from)
+		st, rev, got, err := c.begin(ctx, id, from)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		cached := got == fromCache
-		if a, seen := st.Applied[in.ID]; seen {
-			if cached {
-				from = fromReplica
-				continue
-			}
-			if a.Seq != seq {
-				if in.Type == events.Requested && st.RequestDigest != "" && st.RequestDigest != requestDigest(in) {
-					return nil, fmt.Errorf("%w: checkout %s was already requested with other content (stream sequence %d); "+
-						"a checkout_id names one checkout: this request is ignored, publish a new checkout_id for a new checkout",
-						events.ErrMalformed, in.CheckoutID, a.Seq)
-				}
-				// A later copy: the first one's decisions were published before its ack.
-				c.log.Info("dropped a copy of an event already applied", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "applied_seq", a.Seq)
-				return nil, nil
-			}
-			return c.build(st, a.Decisions, in, time.Now().UTC()) // redelivered: publish its decisions again
-		}
-		now := time.Now().UTC()
-		if rev == 0 && in.Type != events.Requested {
-			if got != fromLeader { // a replica may not have the request's write yet
-				from = fromLeader
-				continue
-			}
-			return c.beforeRequest(ctx, in, seq)
-		}
-		var before []byte // a timer's state before it, to tell one that fired for nothing
-		if timers[in.Type] {
-			if before, err = json.Marshal(st); err != nil {
-				return nil, err
-			}
-		}
-		updated := st.UpdatedAt
-		if err := st.apply(c.rules, in); err != nil {
-			if got != fromLeader { // a stale state may refuse what the leader's accepts
-				from = fromLeader
-				continue
-			}
-			return c.refuse(ctx, in, err)
-		}
-		decisions := st.decide(c.rules, now)
-		if len(decisions) == 0 && timers[in.Type] && unchanged(before, st, updated) {
-			if cached {
-				from = fromReplica
-				continue
-			}
-			// A deadline or expiry that fired for nothing (its step answered, the checkout
-			// ended) is nothing on any later delivery too: no write to record it. Most
-			// deadlines end so, and each write is an fsync.
-			return nil, nil
-		}
-		st.Applied[in.ID] = applied{Seq: seq, Decisions: decisions}
-		outs, err := c.build(st, decisions, in, now)
-		if err != nil {
-			if cached {
-				from = fromReplica
-				continue
-			}
-			return nil, err
+		write, err := change(st, rev, got)
+		var again readAgain
+		switch {
+		case errors.As(err, &again):
+			from = source(again)
+			continue
+		case err != nil || !write:
+			return st, 0, err
 		}
 		saved, err := c.save(ctx, st, rev)
 		if conflict(err) {
@@ -201,21 +252,17 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		c.meters.decided(in, st, decisions)
-		traceDecisions(ctx, in, st, decisions)
-		status := st.Status // st is the cache's once put there
-		if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
-			c.states.put(st, saved)
-		}
-		if len(decisions) > 0 && c.log.Enabled(ctx, slog.LevelInfo) { // keys formats: only when logged
-			c.log.Info("decided", "checkout_id", in.CheckoutID, "event_id", in.ID, "decisions", keys(decisions), "status", status)
-		}
-		return outs, nil
+		return st, saved, nil
 	}
-	return nil, fmt.Errorf("checkout %s: %d conflicting updates in a row", in.CheckoutID, maxConflicts)
+	return nil, 0, fmt.Errorf("checkout %s: %d conflicting updates in a row", id, maxConflicts)
 }
+
+// readAgain asks update for the state from a surer source.
+type readAgain source
+
+func (r readAgain) Error() string { return fmt.Sprintf("read the state again from source %d", r) }
 
 // source is where an event's state is read from, from the cheapest to the surest.
 type source int
