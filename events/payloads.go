@@ -178,6 +178,25 @@ type Quote struct {
 	TaxRate  *decimal.Decimal `json:"tax_rate,omitempty" since:"2"`
 	Shipping decimal.Decimal  `json:"shipping"`
 	Total    decimal.Decimal  `json:"total"`
+	// Discounts are the promotions taken off the subtotal, before tax and shipping; absent in
+	// a quote written before version 3, which had none.
+	Discounts []Discount `json:"discounts,omitempty" since:"3"`
+}
+
+// Discount is a promotion applied to a quote: which, why, and how much it takes off.
+type Discount struct {
+	Code        string          `json:"code"`
+	Description string          `json:"description"`
+	Amount      decimal.Decimal `json:"amount"` // positive: what is taken off
+}
+
+// Discount is the sum of the quote's discounts.
+func (q Quote) Discount() decimal.Decimal {
+	sum := decimal.Zero
+	for _, d := range q.Discounts {
+		sum = sum.Add(d.Amount)
+	}
+	return sum
 }
 
 // Validate checks what every consumer of a quote relies on.
@@ -210,8 +229,16 @@ func (q Quote) Validate() error {
 		return fmt.Errorf("quote tax %s and shipping %s must not be negative", q.Tax, q.Shipping)
 	case q.TaxRate != nil && (q.TaxRate.IsNegative() || q.TaxRate.GreaterThanOrEqual(decimal.NewFromInt(1))):
 		return fmt.Errorf("quote tax_rate %s is not a rate from 0 to below 1", q.TaxRate)
-	case !q.Total.Equal(q.Subtotal.Add(q.Tax).Add(q.Shipping)):
-		return fmt.Errorf("quote total %s is not subtotal %s + tax %s + shipping %s", q.Total, q.Subtotal, q.Tax, q.Shipping)
+	case !q.Total.Equal(q.Subtotal.Sub(q.Discount()).Add(q.Tax).Add(q.Shipping)):
+		return fmt.Errorf("quote total %s is not subtotal %s - discounts %s + tax %s + shipping %s", q.Total, q.Subtotal, q.Discount(), q.Tax, q.Shipping)
+	}
+	for _, d := range q.Discounts {
+		if d.Code == "" || !d.Amount.IsPositive() {
+			return fmt.Errorf("quote discount %q of %s: a discount names its code and takes off a positive amount", d.Code, d.Amount)
+		}
+	}
+	if q.Discount().GreaterThan(q.Subtotal) {
+		return fmt.Errorf("quote discounts %s are more than the subtotal %s", q.Discount(), q.Subtotal)
 	}
 	return nil
 }
@@ -270,6 +297,11 @@ const (
 	// CodeReturnURLNotAllowed: the request's return_url is not https, or not on the shop's
 	// allow-list of return origins.
 	CodeReturnURLNotAllowed = "return_url_not_allowed"
+	// CodeCouponNotApplicable: the request's coupon is unknown, outside its dates, or does
+	// not apply to this cart (its products, currency or minimum spend).
+	CodeCouponNotApplicable = "coupon_not_applicable"
+	// CodeCouponUsedUp: the coupon reached its redemption limit, in all or for this customer.
+	CodeCouponUsedUp = "coupon_used_up"
 )
 
 // Reservation reports a reservation of every line of a quote.

@@ -25,6 +25,9 @@ type CheckoutRequest struct {
 	ShippingAddress Address `json:"shipping_address"`
 	BillingAddress  Address `json:"billing_address"`
 	ReturnURL       string  `json:"return_url,omitempty"`
+	// CouponCode, when set, asks for the shop's promotion of that code (case-insensitive):
+	// a code that does not apply fails the checkout with the reason, never a silent full price.
+	CouponCode string `json:"coupon_code,omitempty"`
 }
 
 // checkoutIDPattern keeps IDs safe as KV keys, subject tokens and file names.
@@ -62,8 +65,16 @@ func (r CheckoutRequest) Validate() error {
 			return err
 		}
 	}
+	if r.CouponCode != "" && !ValidCouponCode(r.CouponCode) {
+		return fmt.Errorf("coupon_code must be 1 to 32 letters, digits, '-' or '_', got %q", r.CouponCode)
+	}
 	return nil
 }
+
+var couponCodePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
+
+// ValidCouponCode reports whether code can name a coupon.
+func ValidCouponCode(code string) bool { return couponCodePattern.MatchString(code) }
 
 // maxURLLength is the longest return_url accepted: browsers and Stripe handle 2,000.
 const maxURLLength = 2000

@@ -20,8 +20,9 @@ const (
 	// SchemaVersion is the version this code writes and reads natively. Version 2: a quote
 	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
 	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested),
-	// and a dead letter (DeadLetterRedriven).
-	SchemaVersion = 2
+	// and a dead letter (DeadLetterRedriven). Version 3: a quote lists the promotions taken
+	// off it (Quote.Discounts).
+	SchemaVersion = 3
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
 	OldestSchemaVersion = 1
@@ -107,6 +108,14 @@ func downcast(typ Subject, payload json.RawMessage, v int) (json.RawMessage, err
 		return payload, nil
 	}
 	clearSince(ptr.Elem(), v)
+	// A payload whose later fields carry meaning the older shape cannot express (a quote's
+	// discounts, which its total already reflects) would reach an older reader as a payload
+	// that does not add up: it is not written at that version.
+	if p, ok := ptr.Interface().(interface{ Validate() error }); ok {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("%s cannot be written at schema version %d: without the fields added since, %w", typ, v, err)
+		}
+	}
 	return json.Marshal(ptr.Interface())
 }
 
