@@ -82,7 +82,7 @@ tools:
 events-doc:
 	@$(GO) run ./cmd/jetcheckout events
 
-# ---- Docker: the compose stack (README.md, "Docker") ----------------------------------
+# ---- Docker: the compose stack (docs/OPERATIONS.md, "The compose stack") ----------------
 # Nothing is pulled: every image is FROM scratch with binaries built here from the modules
 # go.mod and tools/ pin. The jetcheckout image runs NATS too (`jetcheckout nats-server`); the
 # compose file defaults to the official mailpit image, and these targets point it at the local build.
@@ -261,7 +261,7 @@ hostile:
 	CGO_ENABLED=$(if $(RACE),1,0) $(GO) test $(RACE) -count=1 -run TestHostileInput ./internal/app
 
 ## chaos: every service and nats-server as processes, killed at random under a load mix, then
-## reconciled (README.md, "Chaos"). CHAOS_SEED=n replays a run's faults.
+## reconciled (docs/CHAOS.md). CHAOS_SEED=n replays a run's faults.
 CHAOS_CHECKOUTS ?= 10000
 CHAOS_KILL_EVERY ?= 2s
 chaos:
