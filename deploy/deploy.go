@@ -10,9 +10,12 @@
 //     "regions", its old name, is still read), and
 //     shipping rates by currency with optional per-country overrides. A destination
 //     country without a tax rate is not shipped to.
+//   - demo/coupons.json: the coupons a checkout may name (coupon_code): percent or amount off,
+//     for some products or all, a minimum spend, dates, and limits in all and per customer.
+//     "LAUNCH15" may be used by 10 checkouts, to show a limited coupon raced for.
 //
-// The parsers live with their services: catalog.LoadSeed, catalog.LoadRates and
-// inventory.LoadStock.
+// The parsers live with their services: catalog.LoadSeed, catalog.LoadRates,
+// catalog.LoadCoupons and inventory.LoadStock.
 package deploy
 
 import "embed"
@@ -26,4 +29,5 @@ var Demo embed.FS
 const (
 	CatalogFile = "demo/catalog.json"
 	RatesFile   = "demo/rates.json"
+	CouponsFile = "demo/coupons.json"
 )

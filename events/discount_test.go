@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -57,7 +58,10 @@ func TestDiscountsAreVersionThree(t *testing.T) {
 	if err := back.DecodePayload(&q); err != nil || len(q.Discounts) != 1 || !q.Discount().Equal(dec("2.10")) {
 		t.Fatalf("read back %+v (%v)", q.Discounts, err)
 	}
-	for v := OldestSchemaVersion; v < 3; v++ {
+	if f, _ := reflect.TypeFor[Quote]().FieldByName("Discounts"); sinceOf(f) != DiscountsSince {
+		t.Errorf("Quote.Discounts came in version %d, DiscountsSince says %d", sinceOf(f), DiscountsSince)
+	}
+	for v := OldestSchemaVersion; v < DiscountsSince; v++ {
 		held := e
 		held.SchemaVersion = v
 		if out, err := held.Encode(); err == nil {

@@ -33,6 +33,10 @@ const (
 // version on it is malformed.
 var subjectSince = map[Subject]int{FulfilmentRequested: 2, RedriveRequested: 2, RedriveSettled: 2, DeadLetterRedriven: 2}
 
+// DiscountsSince is the version whose quotes list their discounts (Quote.Discounts): a writer
+// held at an older one cannot apply a coupon.
+const DiscountsSince = 3
+
 // ExistsAt reports whether version v of the contract has subject.
 func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }
 

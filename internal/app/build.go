@@ -148,12 +148,19 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(db, carts, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs))
+		products, err := readDemo(deploy.CatalogFile, catalog.LoadSeed)
 		if err != nil {
 			return nil, err
 		}
-		products, err := readDemo(deploy.CatalogFile, catalog.LoadSeed)
+		coupons, err := readDemo(deploy.CouponsFile, catalog.LoadCoupons)
 		if err != nil {
+			return nil, err
+		}
+		s, err := catalog.New(db, carts, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs), catalog.WithCoupons(coupons))
+		if err != nil {
+			return nil, err
+		}
+		if err := coupons.CheckProducts(products); err != nil {
 			return nil, err
 		}
 		if _, err := s.Seed(products); err != nil {

@@ -31,6 +31,15 @@ func demoSeed(t *testing.T) []SeedProduct {
 	return seed
 }
 
+func demoCoupons(t *testing.T) Coupons {
+	t.Helper()
+	coupons, err := LoadCoupons(openDemo(t, deploy.CouponsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return coupons
+}
+
 func demoRates(t *testing.T) Rates {
 	t.Helper()
 	rates, err := LoadRates(openDemo(t, deploy.RatesFile))

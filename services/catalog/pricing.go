@@ -47,21 +47,23 @@ var (
 
 // Totals is what a cart costs delivered to an address.
 type Totals struct {
-	Lines    []events.Line // the lines given, each with its Total
-	Subtotal decimal.Decimal
-	Tax      decimal.Decimal
-	TaxRate  decimal.Decimal // the rate Tax is of the subtotal
-	Shipping decimal.Decimal
-	Total    decimal.Decimal
+	Lines     []events.Line // the lines given, each with its Total
+	Subtotal  decimal.Decimal
+	Discounts []events.Discount
+	Tax       decimal.Decimal
+	TaxRate   decimal.Decimal // the rate Tax is of the discounted subtotal
+	Shipping  decimal.Decimal
+	Total     decimal.Decimal
 }
 
 // Price prices lines (with Quantity and UnitPrice set) in currency for delivery to dest:
-// the subtotal is the sum of unit price × quantity, the tax is the subtotal × the
-// destination's rate rounded to the currency's minor unit (half away from zero), and
-// shipping follows the currency's rate for the destination country.
+// the subtotal is the sum of unit price × quantity; the discounts come off it; the tax is
+// what is left × the destination's rate, rounded to the currency's minor unit (half away
+// from zero); and shipping follows the currency's rate for the destination country (free
+// once what is left reaches its threshold).
 // A country without a tax rate is ErrUnsupportedDestination; a currency without a
 // shipping rate is ErrUnsupportedCurrency.
-func Price(lines []events.Line, currency string, dest events.Address, rates Rates) (Totals, error) {
+func Price(lines []events.Line, currency string, dest events.Address, rates Rates, discounts ...events.Discount) (Totals, error) {
 	taxRate, err := rates.taxRate(dest.Country, dest.State)
 	if err != nil {
 		return Totals{}, err
@@ -70,7 +72,7 @@ func Price(lines []events.Line, currency string, dest events.Address, rates Rate
 	if err != nil {
 		return Totals{}, err
 	}
-	t := Totals{Lines: make([]events.Line, len(lines)), TaxRate: taxRate}
+	t := Totals{Lines: make([]events.Line, len(lines)), Discounts: discounts, TaxRate: taxRate}
 	items := 0
 	for i, l := range lines {
 		l.Total = l.UnitPrice.Mul(decimal.NewFromInt(int64(l.Quantity)))
@@ -78,11 +80,18 @@ func Price(lines []events.Line, currency string, dest events.Address, rates Rate
 		t.Subtotal = t.Subtotal.Add(l.Total)
 		items += l.Quantity
 	}
-	if t.Tax, err = money.Round(t.Subtotal.Mul(taxRate), currency); err != nil {
+	net := t.Subtotal
+	for _, d := range discounts {
+		net = net.Sub(d.Amount)
+	}
+	if net.IsNegative() {
+		return Totals{}, fmt.Errorf("discounts take %s off a subtotal of %s", t.Subtotal.Sub(net), t.Subtotal)
+	}
+	if t.Tax, err = money.Round(net.Mul(taxRate), currency); err != nil {
 		return Totals{}, fmt.Errorf("%w: %v", ErrUnsupportedCurrency, err)
 	}
-	t.Shipping = shipping.cost(t.Subtotal, items)
-	t.Total = t.Subtotal.Add(t.Tax).Add(t.Shipping)
+	t.Shipping = shipping.cost(net, items)
+	t.Total = net.Add(t.Tax).Add(t.Shipping)
 	return t, nil
 }
 

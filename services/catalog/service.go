@@ -43,6 +43,7 @@ type Service struct {
 	log        *slog.Logger
 	rates      Rates
 	returnURLs events.ReturnURLRule
+	coupons    Coupons
 	// stockTimeout bounds catalog.list's wait for inventory.stock.
 	stockTimeout time.Duration
 }
@@ -58,6 +59,11 @@ func WithStockTimeout(d time.Duration) Option {
 
 // Option changes a setting of New.
 type Option func(*Service)
+
+// WithCoupons sets the coupons a checkout may ask for (see LoadCoupons); without it, none.
+func WithCoupons(c Coupons) Option {
+	return func(s *Service) { s.coupons = c }
+}
 
 // WithReturnURLs sets where a checkout may send its customer back to after 3-D Secure;
 // without it, any https URL (the zero events.ReturnURLRule).
@@ -75,7 +81,7 @@ func New(db *bolt.DB, carts *Carts, log *slog.Logger, rates Rates, opts ...Optio
 	if err := rates.validate(); err != nil {
 		return nil, fmt.Errorf("catalog: rates: %w", err)
 	}
-	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts); err != nil {
+	if err := store.EnsureBuckets(db, bucketProducts, bucketCarts, bucketCheckouts, bucketRedemptions, bucketCheckoutCoupons); err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
 	s := &Service{db: db, carts: carts, log: log, rates: rates, stockTimeout: DefaultStockTimeout}

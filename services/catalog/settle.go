@@ -20,10 +20,13 @@ func (s *Service) checkOutCart(_ context.Context, tx *bolt.Tx, in events.Envelop
 }
 
 // reopenCart opens the cart of a failed checkout again, so that the customer can retry
-// (with another card, say).
+// (with another card, say), and gives back its coupon's redemption.
 func (s *Service) reopenCart(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var failed events.CheckoutFailed
 	if err := in.DecodePayload(&failed); err != nil {
+		return nil, err
+	}
+	if err := giveBack(tx, in.CheckoutID); err != nil {
 		return nil, err
 	}
 	return nil, s.settleCart(tx, in, events.CartOpen)

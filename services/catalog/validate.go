@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
@@ -92,18 +93,18 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 	if err != nil {
 		return events.Quote{}, err
 	}
-	totals, err := Price(lines, cart.Currency, req.ShippingAddress, s.rates)
-	switch {
-	case errors.Is(err, ErrUnsupportedDestination):
-		return events.Quote{}, fail(events.CodeUnsupportedCountry, "%v", err)
-	case errors.Is(err, ErrUnsupportedCurrency):
-		return events.Quote{}, fail(events.CodeCurrencyMismatch, "%v", err)
-	case err != nil:
-		return events.Quote{}, runner.Permanent(err)
+	totals, err := s.price(tx, in, req, lines, cart.Currency)
+	if err != nil {
+		return events.Quote{}, err
 	}
 
 	if err := hold(tx, cart.ID, in.CheckoutID); err != nil {
 		return events.Quote{}, err
+	}
+	for _, d := range totals.Discounts {
+		if err := redeem(tx, in.CheckoutID, d.Code, req.CustomerID); err != nil {
+			return events.Quote{}, err
+		}
 	}
 	return events.Quote{
 		CartID:          cart.ID,
@@ -120,7 +121,51 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 		TaxRate:         &totals.TaxRate,
 		Shipping:        totals.Shipping,
 		Total:           totals.Total,
+		Discounts:       totals.Discounts,
 	}, nil
+}
+
+// price prices the lines for the request, less the coupon it names when it names one.
+func (s *Service) price(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, currency string) (Totals, error) {
+	totals, err := Price(lines, currency, req.ShippingAddress, s.rates)
+	switch {
+	case errors.Is(err, ErrUnsupportedDestination):
+		return Totals{}, fail(events.CodeUnsupportedCountry, "%v", err)
+	case errors.Is(err, ErrUnsupportedCurrency):
+		return Totals{}, fail(events.CodeCurrencyMismatch, "%v", err)
+	case err != nil:
+		return Totals{}, runner.Permanent(err)
+	}
+	if req.CouponCode == "" {
+		return totals, nil
+	}
+	d, err := s.coupon(tx, in, req, totals.Lines, currency)
+	if err != nil {
+		return Totals{}, err
+	}
+	if totals, err = Price(lines, currency, req.ShippingAddress, s.rates, d); err != nil {
+		return Totals{}, runner.Permanent(err)
+	}
+	return totals, nil
+}
+
+// coupon is the discount of the request's coupon on lines, or a failure that says why it
+// does not apply: unknown, outside its dates, not for this cart, or used up.
+func (s *Service) coupon(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, currency string) (events.Discount, error) {
+	c, ok := s.coupons[strings.ToUpper(req.CouponCode)]
+	if !ok {
+		return events.Discount{}, fail(events.CodeCouponNotApplicable, "there is no coupon %q", req.CouponCode)
+	}
+	// An older release reads a quote without its discounts, which would not add up.
+	if v := events.WriteVersion(); v < events.DiscountsSince {
+		return events.Discount{}, fail(events.CodeCouponNotApplicable,
+			"coupons are not taken while the shop is being upgraded (events held at schema version %d); try again shortly", v)
+	}
+	d, err := c.discount(lines, currency, runner.EventTime(in))
+	if err != nil {
+		return events.Discount{}, err
+	}
+	return d, checkLimits(tx, c, in.CheckoutID, req.CustomerID)
 }
 
 // replayValidation applies validate_cart_items' recorded outcome to a view being rebuilt:
@@ -135,7 +180,15 @@ func (s *Service) replayValidation(_ context.Context, tx *bolt.Tx, in events.Env
 		if err := out.DecodePayload(&q); err != nil {
 			return runner.Permanent(err)
 		}
-		return hold(tx, q.CartID, in.CheckoutID)
+		if err := hold(tx, q.CartID, in.CheckoutID); err != nil {
+			return err
+		}
+		for _, d := range q.Discounts {
+			if err := redeem(tx, in.CheckoutID, d.Code, q.CustomerID); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return nil
 }
