@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,11 +83,30 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	checkout("co-rb-review", "pm_card_visa", "ada@review.test")
 	checkout("co-rb-3ds", "pm_card_authenticationRequired", "ada@example.com")
 	checkout("co-rb-3ds-fail", "pm_card_authenticationRequired", "ada@example.com")
+	// Checkouts with a coupon: its uses are counted in the catalog's view, and given back by
+	// a checkout that fails.
+	couponed := func(id, pm, code string) {
+		cart := createCart(t, systems[events.ServiceCatalog], "USD", events.CartItem{ProductID: "tee-jetstream", Quantity: 1})
+		cartOf[id] = cart.ID
+		var req events.CheckoutRequest
+		if err := json.Unmarshal(checkoutRequestFor(id, cart.ID, pm, "ada@example.com"), &req); err != nil {
+			t.Fatal(err)
+		}
+		req.CouponCode = code
+		body, _ := json.Marshal(req)
+		publishCheckout(t, systems[events.ServiceCatalog], body)
+	}
+	couponed("co-rb-coupon-declined", "pm_card_chargeDeclined", "WELCOME10")
+	ends["co-rb-coupon-declined"] = events.Failed
 	// Checkouts at once, handled in the services' lanes side by side: commit order is not
 	// stream order, and the rebuilt view must not depend on it.
 	for i := range 12 {
 		id := fmt.Sprintf("co-rb-many-%d", i)
 		ends[id] = events.Completed
+		if i%3 == 0 {
+			couponed(id, "pm_card_visa", "LAUNCH15")
+			continue
+		}
 		checkout(id, "pm_card_visa", "ada@example.com", []string{"tee-jetstream", "stickers", "poster-route66"}[i%3]) // under the hold limit
 	}
 	// Two checkouts of one cart: the first in the stream is tried again (failingOnce), so
@@ -174,6 +194,11 @@ func TestLostViewIsRebuilt(t *testing.T) {
 	for id, want := range map[string]string{"co-rb-happy": events.CartCheckedOut, "co-rb-declined": events.CartOpen, "co-rb-many-3": events.CartCheckedOut, "co-rb-race-2": events.CartCheckedOut} {
 		if cart, err := systems[events.ServiceCatalog].Catalog.Cart(context.Background(), cartOf[id]); err != nil || cart.Status != want {
 			t.Errorf("%s's cart after the rebuild: %+v, %v; want %s", id, cart, err, want)
+		}
+	}
+	for code, want := range map[string]int{"LAUNCH15": 4, "WELCOME10": 0} {
+		if n, err := systems[events.ServiceCatalog].Catalog.Redemptions(code); err != nil || n != want {
+			t.Errorf("%s used %d times after the rebuild (%v), want %d", code, n, err, want)
 		}
 	}
 	checkout("co-rb-after", "pm_card_visa", "ada@example.com")

@@ -719,3 +719,35 @@ func TestScheduledEventTimedWhenItFired(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A checkout with a coupon: the API takes its code, the view's totals list the discount and
+// the run page shows it; a code that does not apply fails the checkout with the reason.
+func TestCheckoutWithACoupon(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2}) // 50.00
+	req := request(cart.ID, "ada@example.com", "pm_card_visa")
+	req.CouponCode = "welcome10"
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", req, "Idempotency-Key", cart.ID)
+	done := e.ended(t, a.CheckoutID)
+	// 50.00 − 5.00; CA tax 7.25% of 45.00 = 3.2625 → 3.26; shipping 5.00 + 2 × 1.00.
+	if done.Status != httpapi.StatusCompleted || done.Totals == nil || len(done.Totals.Discounts) != 1 ||
+		done.Totals.Discounts[0].Code != "WELCOME10" || !done.Totals.Discounts[0].Amount.Equal(decimal.RequireFromString("5")) ||
+		!done.Totals.Total.Equal(decimal.RequireFromString("55.26")) {
+		t.Fatalf("%s %+v totals %+v, want completed at 55.26 with WELCOME10 taking 5.00 off", done.Status, done.Failure, done.Totals)
+	}
+	if pi := intents(e.sys, a.CheckoutID); len(pi) != 1 || pi[0].AmountReceived != 5526 {
+		t.Errorf("charged %+v, want one payment of 55.26", pi)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+a.CheckoutID, nil, asAdmin...); status != http.StatusOK ||
+		!strings.Contains(string(page), "WELCOME10") || !strings.Contains(string(page), "10% off your first order") {
+		t.Errorf("the run page (%d) does not show the coupon:\n%s", status, page)
+	}
+
+	again := e.cart(t, events.CartItem{ProductID: "tee-jetstream", Quantity: 2})
+	req = request(again.ID, "ada@example.com", "pm_card_visa")
+	req.CouponCode = "WELCOME10" // once per customer
+	a = ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", req, "Idempotency-Key", again.ID)
+	if f := e.ended(t, a.CheckoutID); f.Status != httpapi.StatusFailed || f.Failure == nil || f.Failure.Code != events.CodeCouponUsedUp {
+		t.Errorf("a second use: %s %+v, want failed with %s", f.Status, f.Failure, events.CodeCouponUsedUp)
+	}
+}

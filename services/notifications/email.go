@@ -52,12 +52,15 @@ func viewOf(o events.Order) confirmation {
 			Total:     money.Format(l.Total, o.Currency),
 		})
 	}
-	v.Totals = []amountView{
-		{"Subtotal", money.Format(o.Subtotal, o.Currency)},
-		{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)},
-		{"Shipping", money.Format(o.Shipping, o.Currency)},
-		{"Total", money.Format(o.Total, o.Currency)},
+	v.Totals = []amountView{{"Subtotal", money.Format(o.Subtotal, o.Currency)}}
+	for _, d := range o.Discounts {
+		v.Totals = append(v.Totals, amountView{clean("Discount " + d.Code + " (" + d.Description + ")"), "-" + money.Format(d.Amount, o.Currency)})
 	}
+	v.Totals = append(v.Totals,
+		amountView{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)},
+		amountView{"Shipping", money.Format(o.Shipping, o.Currency)},
+		amountView{"Total", money.Format(o.Total, o.Currency)},
+	)
 	a := o.ShippingAddress
 	place := clean(a.City)
 	if state := clean(a.State); state != "" {

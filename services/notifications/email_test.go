@@ -263,3 +263,25 @@ func TestRenderStatesTheTaxRate(t *testing.T) {
 		t.Errorf("html body lacks the rate:\n%s", p.html)
 	}
 }
+
+// A discounted order's email lists each discount, what it is and what it took off, between
+// the subtotal and the tax.
+func TestRenderListsTheDiscounts(t *testing.T) {
+	order := jpyOrder("co_coupon")
+	order.Discounts = []events.Discount{{Code: "LAUNCH15", Description: "15% off for the first 10 checkouts", Amount: dec("540")}}
+	order.Tax, order.Total = dec("244"), dec("3804") // 3600 − 540 = 3060; 8% tax 244.8 → 244 (as priced); + 500
+	m, err := render("co_coupon", order, defaultFrom(t), order.CreatedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parseEmail(t, m.Data)
+	if got := p.line(t, "Discount LAUNCH15 (15% off for the first 10 checkouts):"); strings.Join(got, " ") != "-¥540" {
+		t.Errorf("discount line: %q\n%s", got, p.text)
+	}
+	if sub, disc, tax := strings.Index(p.text, "Subtotal"), strings.Index(p.text, "Discount LAUNCH15"), strings.Index(p.text, "Tax"); !(sub < disc && disc < tax) {
+		t.Errorf("the discount is not between the subtotal and the tax:\n%s", p.text)
+	}
+	if !strings.Contains(p.html, "Discount LAUNCH15 (15% off for the first 10 checkouts)") || !strings.Contains(p.html, "-¥540") {
+		t.Errorf("html body lacks the discount:\n%s", p.html)
+	}
+}
