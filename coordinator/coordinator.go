@@ -441,19 +441,6 @@ func (c *Coordinator) State(ctx context.Context, checkoutID string) (st *State, 
 	return st, rev > 0, err
 }
 
-// StepActive reports whether a checkout's step is running or waiting in the coordinator's
-// bucket: what a service asks before work it must do only when the coordinator asked for it.
-// It asks the bucket's leader: a replica may answer yes for a step the coordinator has just
-// given up on, or no for one it has just started. The answer can still go stale the moment
-// after (a step past its deadline fails, and its late success is undone).
-func StepActive(ctx context.Context, js jetstream.JetStream, checkoutID string, step events.StepName) (bool, error) {
-	st, rev, err := readLeader(ctx, js, checkoutID)
-	if err != nil || rev == 0 {
-		return false, err
-	}
-	return st.Steps[step].active(), nil
-}
-
 // loadState reads a checkout's state with a direct get (the KV client's get; the bucket
 // allows them), which any replica answers: cheap, and good enough to start a write, whose
 // compare-and-swap the leader checks, but it may lag the last write by a moment.

@@ -16,16 +16,17 @@ import (
 // Version of the coordinator's micro service.
 const Version = "1.0.0"
 
-// Serve starts the "coordinator" micro service for operators: checkouts.redrive
+// Serve starts the "coordinator" micro service: for operators, checkouts.redrive
 // (events.RedriveRequest → events.RedriveReply) and deadletters.redrive
-// (events.DeadLetterRedriveRequest → events.DeadLetterRedriveReply). Error codes: "400"
-// malformed, "404" no such checkout or letter, "409" one that cannot be re-driven, with the
-// reason. Stop the returned service to stop serving.
+// (events.DeadLetterRedriveRequest → events.DeadLetterRedriveReply); for the steps,
+// checkouts.step.active (stepactive.go). Error codes: "400" malformed, "404" no such
+// checkout or letter, "409" one that cannot be re-driven, with the reason. Stop the
+// returned service to stop serving.
 func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        events.ServiceCoordinator,
 		Version:     Version,
-		Description: "Re-drives: a completed checkout's steps that failed after its order, run again; a dead letter published again.",
+		Description: "Re-drives: a completed checkout's steps that failed after its order, run again; a dead letter published again. Whether a checkout's step runs.",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: start service: %w", err)
@@ -36,6 +37,7 @@ func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, er
 	}{
 		"redrive":            {events.CheckoutsRedrive, c.redrive},
 		"redrive-deadletter": {events.DeadLettersRedrive, c.redriveDeadLetter},
+		"step-active":        {events.CheckoutsStepActive, c.answerStepActive},
 	} {
 		handle := func(data []byte) (any, error) { return ep.handle(keys, data) }
 		if err := svc.AddEndpoint(name, microx.Handler(c.log, handle), micro.WithEndpointSubject(string(ep.subject))); err != nil {

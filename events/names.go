@@ -232,4 +232,8 @@ const (
 	// DeadLettersRedrive asks the coordinator to publish a dead letter again
 	// (DeadLetterRedriveRequest).
 	DeadLettersRedrive Subject = "deadletters.redrive"
+	// CheckoutsStepActive asks the coordinator whether a checkout's step is running or
+	// waiting (StepActiveRequest → StepActiveReply): what a step's service asks before work
+	// it must do only when the coordinator asked for it (payments, before it charges).
+	CheckoutsStepActive Subject = "checkouts.step.active"
 )

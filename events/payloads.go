@@ -704,6 +704,19 @@ type DeadLetterRedriveReply struct {
 	Sequence   uint64 `json:"sequence"`
 }
 
+// StepActiveRequest is the request of checkouts.step.active.
+type StepActiveRequest struct {
+	CheckoutID string   `json:"checkout_id"`
+	Step       StepName `json:"step"`
+}
+
+// StepActiveReply is the reply of checkouts.step.active: whether the step is running or
+// waiting in the checkout's state as the coordinator's bucket's leader has it (false for a
+// checkout it has no state of).
+type StepActiveReply struct {
+	Active bool `json:"active"`
+}
+
 // RedriveSuffix is the part of an event ID that says which re-drive it belongs to ("" for
 // none): ":redrive-<attempt>".
 func RedriveSuffix(id string) string {

@@ -204,11 +204,8 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		u.serve = func(nc *nats.Conn) (micro.Service, error) { return s.Serve(nc, d.js, d.keys) }
 		return s.Routes(), nil
 	case events.ServicePayments:
-		asked := func(ctx context.Context, checkoutID string) (bool, error) {
-			return coordinator.StepActive(ctx, d.js, checkoutID, events.StepProcessPayment)
-		}
 		s, err := payments.New(db, log, payments.Config{BaseURL: d.stripeURL, SecretKey: d.stripeKey, AuthWindow: d.cfg.AuthWindow,
-			RecheckEvery: recheckEvery(d.cfg.AuthWindow), Asked: asked, Transport: metrics.NewStripeTransport(d.metrics, nil)})
+			RecheckEvery: recheckEvery(d.cfg.AuthWindow), NC: d.js.Conn(), Transport: metrics.NewStripeTransport(d.metrics, nil)})
 		h.Payments = s
 		return routesOf(s, err)
 	case events.ServiceOrders:

@@ -9,6 +9,8 @@ import (
 	"github.com/jetcheckout/jetcheckout/coordinator"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // failedWith waits for the checkout's terminal event and checks it is a failure with code.
@@ -98,6 +100,39 @@ func TestFailedCheckouts(t *testing.T) {
 			t.Errorf("%s: stock %+v after failed checkouts, was %+v", p.ProductID, now, p)
 		}
 	}
+
+	t.Run("a payment requested of a checkout the coordinator failed is not charged", func(t *testing.T) {
+		// As a stray copy, or one sent with the coordinator's credential and key, would come:
+		// payments asks the coordinator (checkouts.step.active), which has failed co-no-stock.
+		var q events.Quote
+		if err := w.Wait(t, "co-declined", wait, events.PaymentRequested).DecodePayload(&q); err != nil {
+			t.Fatal(err)
+		}
+		q.PaymentMethodID = "pm_card_visa" // a card that would be charged
+		stray := events.Must("co-no-stock", events.PaymentRequested, q)
+		stray.Time = time.Now().UTC()
+		data, err := stray.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := sys.Keys.Header(events.ServiceCoordinator, stray.Type, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sys.JS.PublishMsg(t.Context(), &nats.Msg{Subject: string(stray.Type), Data: data, Header: h}, jetstream.WithMsgID(stray.ID)); err != nil {
+			t.Fatal(err)
+		}
+		var refused events.StepFailure
+		if err := w.Wait(t, "co-no-stock", wait, events.PaymentFailed, events.PaymentCaptured).DecodePayload(&refused); err != nil {
+			t.Fatal(err)
+		}
+		if refused.Code != events.CodeNotRequested || refused.Uncertain {
+			t.Errorf("the payment of a failed checkout: %+v; want refused as not requested", refused)
+		}
+		if pis := intents(sys, "co-no-stock"); len(pis) != 0 {
+			t.Errorf("Stripe holds PaymentIntents of a failed checkout: %+v", pis)
+		}
+	})
 }
 
 // TestSameCheckoutTwice: the same checkout_id published twice charges once and creates one

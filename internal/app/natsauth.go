@@ -48,13 +48,15 @@ var endpoints = map[string][]events.Subject{
 	events.ServiceCatalog:     {events.CartsCreate, events.CartsGet, events.CatalogList},
 	events.ServiceInventory:   {events.InventoryStock},
 	events.ServiceFraud:       {events.FraudReviews, events.FraudReview},
-	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive},
+	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive, events.CheckoutsStepActive},
 }
 
 // asks are the request-reply subjects each service asks another service: catalog.list
-// reads the stock from the inventory at each request.
+// reads the stock from the inventory at each request; payments asks the coordinator whether
+// it asked for a payment before it charges.
 var asks = map[string][]events.Subject{
-	events.ServiceCatalog: {events.InventoryStock},
+	events.ServiceCatalog:  {events.InventoryStock},
+	events.ServicePayments: {events.CheckoutsStepActive},
 }
 
 // NATSUsers lists every user: one per service, then the HTTP API, the checkout publisher and
@@ -97,8 +99,9 @@ func serviceUser(name string) NATSUser {
 		u.Publish = append(u.Publish, events.CartsSubjects, "$JS.API.DIRECT.GET."+events.StreamCarts+"."+events.CartsSubjects,
 			"$JS.API.STREAM.MSG.GET."+events.StreamCarts)
 	case events.ServicePayments:
-		// Reads only, from the stream's leader: it charges only when the coordinator's state
-		// shows the payment running.
+		// The previous release's payments reads the coordinator's state from the bucket's
+		// leader itself, before it charges: kept while a rolling upgrade runs it beside this
+		// one (the permissions go first and must be a superset). Drop it in the next release.
 		u.Publish = append(u.Publish, "$JS.API.STREAM.MSG.GET."+kv)
 	case events.ServiceInventory:
 		// The initial stock: recorded once (the stream refuses a second), read from the leader.
@@ -175,14 +178,17 @@ func snapshotGrants(name string) []string {
 	}
 }
 
-// apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's and fraud's
-// endpoints, and reads every checkout event through its own consumer.
+// apiUser is the HTTP API: it publishes checkout.requested, asks the catalog's, fraud's and
+// the coordinator's endpoints (not those only services ask), and reads every checkout event
+// through its own consumer.
 func apiUser() NATSUser {
 	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's, fraud's and the coordinator's endpoints, its read model's consumer",
 		Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(APIName) + ".>"}}
 	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud, events.ServiceCoordinator} {
 		for _, e := range endpoints[service] {
-			u.Publish = append(u.Publish, string(e))
+			if !askedByServices(e) {
+				u.Publish = append(u.Publish, string(e))
+			}
 		}
 	}
 	u.Publish = append(u.Publish, consumerGrants(APIName)...)
@@ -191,6 +197,16 @@ func apiUser() NATSUser {
 	// through its consumer anyway.
 	u.Publish = append(u.Publish, "$JS.API.INFO", "$JS.API.DIRECT.GET."+events.StreamCheckout)
 	return u
+}
+
+// askedByServices reports an endpoint that one service asks another (asks).
+func askedByServices(e events.Subject) bool {
+	for _, subjects := range asks {
+		if slices.Contains(subjects, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // setupUser creates and updates the streams, the buckets and each process's durable consumer

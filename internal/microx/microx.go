@@ -1,10 +1,12 @@
 // Package microx is what the services' request-reply endpoints (nats.go's micro) share:
 // strict request decoding, error replies with a code the caller can act on, JSON replies,
-// and the signed publish of a decision an endpoint takes.
+// the signed publish of a decision an endpoint takes, and the request one part makes of
+// another's endpoint.
 package microx
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,6 +74,27 @@ func Handler(log *slog.Logger, handle func(data []byte) (any, error)) micro.Hand
 			log.Warn("reply failed", "subject", req.Subject(), "err", err)
 		}
 	})
+}
+
+// Request asks the endpoint of subject with req as JSON and decodes its reply into out. An
+// error reply comes back as an *Error with the endpoint's code and words; no answer (no
+// responder, or none before ctx ends) as the NATS error, wrapped.
+func Request(ctx context.Context, nc *nats.Conn, subject events.Subject, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	msg, err := nc.RequestWithContext(ctx, string(subject), body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", subject, err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		return fmt.Errorf("%s: %w", subject, &Error{Code: code, Description: msg.Header.Get(micro.ErrorHeader)})
+	}
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("%s reply: %w", subject, err)
+	}
+	return nil
 }
 
 // Publish stores e, signed as service's, in its stream with its ID as Nats-Msg-Id, and

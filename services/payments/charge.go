@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/microx"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/stripe/stripe-go/v76"
@@ -97,31 +98,36 @@ func report(outs ...events.Envelope) runner.Handler {
 	return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) { return outs, nil }
 }
 
-// askedAttempts is how many deliveries a payment request the coordinator's bucket does not
-// show yet is retried before it is refused. The bucket's leader is asked, which has every
-// write it acknowledged; the retries cover a leader that has just changed.
+// askedAttempts is how many deliveries a payment request the coordinator says it has no
+// payment running for is retried before it is refused. The coordinator reads its bucket's
+// leader, which has every write it acknowledged; the retries cover a leader that has just
+// changed.
 const askedAttempts = 3
 
-// askTimeout bounds the read of the coordinator's bucket. A request sent as the NATS server
-// dies is never answered; without a bound of its own it would wait out the step's deadline
-// and the payment would fail (seen in make chaos while nats-server was being killed).
+// askTimeout bounds the question to the coordinator. A request sent as the NATS server dies
+// is never answered; without a bound of its own it would wait out the step's deadline and
+// the payment would fail (seen in make chaos while nats-server was being killed).
 const askTimeout = 5 * time.Second
 
-// unasked returns the refusal of a payment the coordinator did not ask for, or nothing.
+// unasked returns the refusal of a payment the coordinator did not ask for, or nothing. No
+// answer (the coordinator down, or slow) is an error: the request is retried, and nothing is
+// charged until the coordinator says yes.
 func (s *Service) unasked(ctx context.Context, log *slog.Logger, in events.Envelope) ([]events.Envelope, error) {
-	if s.cfg.Asked == nil {
+	if s.cfg.NC == nil {
 		return nil, nil
 	}
 	askCtx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	asked, err := s.cfg.Asked(askCtx, in.CheckoutID)
+	var reply events.StepActiveReply
+	err := microx.Request(askCtx, s.cfg.NC, events.CheckoutsStepActive,
+		events.StepActiveRequest{CheckoutID: in.CheckoutID, Step: events.StepProcessPayment}, &reply)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("ask the coordinator about checkout %s: %w", in.CheckoutID, err)
-	case asked:
+	case reply.Active:
 		return nil, nil
 	case runner.Attempt(ctx) < askedAttempts:
-		return nil, fmt.Errorf("checkout %s: the coordinator's bucket shows no payment running yet", in.CheckoutID)
+		return nil, fmt.Errorf("checkout %s: the coordinator has no payment running yet", in.CheckoutID)
 	}
 	log.Warn("payment refused: the coordinator did not ask for it")
 	return []events.Envelope{events.Must(in.CheckoutID, events.PaymentFailed, events.StepFailure{

@@ -9,7 +9,11 @@
 //     (events.StepFailure, code card_declined, insufficient_funds or payment_failed, the
 //     intent as its Reference).
 //     Network errors, timeouts, 5xx and 429 are returned as errors: the runner retries with
-//     the same key. When the bank asks for 3-D Secure (the intent requires_action) it emits
+//     the same key. Before the first charge it asks the coordinator whether it asked for the
+//     payment (checkouts.step.active, answered from its bucket's leader): a request it did not
+//     ask for (forged, stray, or of a checkout it has failed) fails with not_requested before
+//     Stripe is called; one the coordinator does not answer is retried, never charged.
+//     When the bank asks for 3-D Secure (the intent requires_action) it emits
 //     checkout.payment.action_required (events.Waiting: until now + Config.AuthWindow, and
 //     the page where the customer authenticates) and schedules checkout.payment.recheck.
 //   - checkout.payment.recheck (events.Recheck), scheduled for itself every

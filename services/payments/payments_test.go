@@ -1,22 +1,22 @@
 package payments_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go"
 	"github.com/shopspring/decimal"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
@@ -42,8 +42,8 @@ type options struct {
 	authWindow  time.Duration // default 10s
 	maxDeliver  int           // the runner's, default its own
 	searchLag   time.Duration // default 300ms
-	asked       func(ctx context.Context, checkoutID string) (bool, error)
-	concurrency int // the runner's lanes, default one
+	checked     bool          // ask the coordinator before charging (answered by harness.coordinator)
+	concurrency int           // the runner's lanes, default one
 	rebuild     bool
 }
 
@@ -75,11 +75,16 @@ func start(t *testing.T, o options) *harness {
 	}
 	cfg := runner.Config{Name: "payments", RetryBase: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond, MaxDeliver: o.maxDeliver,
 		Concurrency: o.concurrency, Rebuild: o.rebuild}
+	env := natstest.Start(t)
+	var ask *nats.Conn
+	if o.checked {
+		ask = env.NC
+	}
 	h.build = func(db *bolt.DB, log *slog.Logger) (*payments.Service, error) {
 		return payments.New(db, log, payments.Config{BaseURL: ts.URL, SecretKey: secretKey, HTTPTimeout: o.httpTimeout,
-			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag, Asked: o.asked})
+			AuthWindow: o.authWindow, RecheckEvery: 100 * time.Millisecond, SearchLag: o.searchLag, NC: ask})
 	}
-	h.Harness, h.svc = steptest.Start(t, cfg, h.build)
+	h.Harness, h.svc = steptest.StartOn(t, env, cfg, h.build)
 
 	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{
 		URL: stripe.String(ts.URL), MaxNetworkRetries: stripe.Int64(0),
@@ -412,49 +417,4 @@ func TestAnEmptySearchIsNotBelievedAtOnce(t *testing.T) {
 	if r.RefundID != "" || !r.Amount.IsZero() {
 		t.Errorf("refund %+v for a checkout that was never charged", r)
 	}
-}
-
-// A read of the coordinator's bucket that is never answered (the request went to a NATS
-// server that died) does not wait out the step's deadline: it is given up and read again,
-// and the payment is charged.
-func TestALostReadOfTheCoordinatorIsRetried(t *testing.T) {
-	var looks atomic.Int32
-	h := start(t, options{asked: func(ctx context.Context, _ string) (bool, error) {
-		if looks.Add(1) == 1 {
-			<-ctx.Done()
-			return false, ctx.Err()
-		}
-		return true, nil
-	}})
-	q := quote("pm_card_visa", "USD", "10.00")
-	h.Env.Publish(t, requested("co_lost_read", q))
-	h.captured(t, "co_lost_read", q, 1000)
-	if n := looks.Load(); n != 2 {
-		t.Errorf("the coordinator's bucket read %d times, want 2", n)
-	}
-}
-
-// A payment the coordinator did not ask for (forged, or stray) is refused before Stripe is
-// called, once a few reads have had the time to catch up with the coordinator's write;
-// one it asked for, even at the second look, is charged.
-func TestUnaskedPaymentIsRefused(t *testing.T) {
-	var looks sync.Map // checkout ID → *atomic.Int32
-	h := start(t, options{asked: func(_ context.Context, checkoutID string) (bool, error) {
-		n, _ := looks.LoadOrStore(checkoutID, new(atomic.Int32))
-		look := n.(*atomic.Int32).Add(1)
-		return checkoutID == "co_asked" && look > 1, nil // the first read lags
-	}})
-	q := quote("pm_card_visa", "USD", "10.00")
-	h.Env.Publish(t, requested("co_forged", q))
-	var f events.StepFailure
-	h.Expect(t, "co_forged", events.PaymentFailed, &f, events.PaymentCaptured)
-	if f.Code != events.CodeNotRequested || f.Uncertain || !strings.Contains(f.Message, "nothing was charged") {
-		t.Errorf("refusal %+v", f)
-	}
-	if n := h.creates.Load(); n != 0 {
-		t.Errorf("%d PaymentIntents created for a payment nobody asked for", n)
-	}
-
-	h.Env.Publish(t, requested("co_asked", q))
-	h.captured(t, "co_asked", q, 1000)
 }

@@ -1,7 +1,6 @@
 package payments
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/nats-io/nats.go"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 	bolt "go.etcd.io/bbolt"
@@ -43,10 +43,13 @@ type Config struct {
 	// believed: Stripe's search index lags behind writes (under a minute, it says), and a
 	// charge that a timed-out attempt made must not be missed. Default 90s.
 	SearchLag time.Duration
-	// Asked, when set, tells whether the coordinator asked for a checkout's payment (its
-	// process_payment step is running). A request it did not ask for, forged or stray, is
-	// refused before Stripe is called, with a failure certain that nothing was charged.
-	Asked func(ctx context.Context, checkoutID string) (bool, error)
+	// NC, when set, is the connection on which the service asks the coordinator whether it
+	// asked for a checkout's payment (events.CheckoutsStepActive: its process_payment step
+	// is running). A request it did not ask for, forged or stray, is refused before Stripe is
+	// called, with a failure certain that nothing was charged; one asked while the
+	// coordinator does not answer is retried, not charged. Nil charges every request: for
+	// tests of the service alone.
+	NC *nats.Conn
 }
 
 // DefaultAuthWindow is how long a customer has to finish 3-D Secure by default.
