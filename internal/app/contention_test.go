@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -66,5 +67,57 @@ func TestTheLastUnitsGoToExactlyThatManyCheckouts(t *testing.T) {
 	env.WaitIdle(t, events.ServiceInventory)
 	if got := stock(t, sys, product); got.Available != 0 || got.Reserved != 0 || got.Sold != initial.Available+initial.Sold {
 		t.Errorf("stock after the race: %+v, want 0 available, 0 reserved, %d sold", got, initial.Available+initial.Sold)
+	}
+}
+
+// TestALimitedCouponGoesToExactlyThatManyCheckouts: 50 checkouts race for LAUNCH15, a coupon
+// for 10 checkouts. Exactly 10 complete, each charged its discounted total once and ordered
+// with the discount; the other 40 fail cleanly at validation (coupon_used_up), charged
+// nothing; the coupon counts 10 uses.
+func TestALimitedCouponGoesToExactlyThatManyCheckouts(t *testing.T) {
+	const racers, limit = 50, 10
+	sys := startSystem(t, t.TempDir())
+	w := (&natstest.Env{NC: sys.NC, JS: sys.JS}).Watch(t, "checkout.>")
+	ids := make([]string, racers)
+	bodies := make([][]byte, racers)
+	for i := range racers {
+		ids[i] = fmt.Sprintf("co-coupon-%02d", i)
+		customer := fmt.Sprintf("cus_coupon_%02d", i)
+		cart := request[events.Cart](t, sys.NC, events.CartsCreate, events.CreateCart{CustomerID: customer, Currency: "USD",
+			Items: []events.CartItem{{ProductID: "tee-jetstream", Quantity: 1}}})
+		bodies[i], _ = json.Marshal(events.CheckoutRequest{CheckoutID: ids[i], CartID: cart.ID, CustomerID: customer,
+			CustomerEmail: customer + "@example.com", PaymentMethodID: "pm_card_visa", ShippingAddress: california,
+			BillingAddress: california, CouponCode: "LAUNCH15"})
+	}
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() { publishCheckout(t, sys, bodies[i]) })
+	}
+	wg.Wait()
+	completed := 0
+	for _, id := range ids {
+		switch end := w.Wait(t, id, wait, events.Completed, events.Failed); end.Type {
+		case events.Completed:
+			completed++
+			// 25.00 less 15% (3.75) is 21.25; CA tax 7.25% of it 1.540625 → 1.54; shipping 6.00.
+			if pi := intents(sys, id); len(pi) != 1 || pi[0].AmountReceived != 2879 {
+				t.Errorf("%s completed with payments %+v, want one of 28.79", id, pi)
+			}
+			order, found, err := sys.Orders.OrderByCheckout(id)
+			if err != nil || !found || len(order.Discounts) != 1 || order.Discounts[0].Code != "LAUNCH15" {
+				t.Errorf("%s's order: %+v (%v, found %v), want it with LAUNCH15", id, order.Discounts, err, found)
+			}
+		default:
+			failedWith(t, w, id, events.CodeCouponUsedUp, events.StepValidateCart)
+			if n := len(intents(sys, id)); n != 0 {
+				t.Errorf("%s failed on the coupon but has %d payment intents", id, n)
+			}
+		}
+	}
+	if completed != limit {
+		t.Errorf("%d checkouts completed with the coupon, want %d", completed, limit)
+	}
+	if n, err := sys.Catalog.Redemptions("LAUNCH15"); err != nil || n != limit {
+		t.Errorf("LAUNCH15 counts %d uses (%v), want %d", n, err, limit)
 	}
 }
