@@ -33,6 +33,9 @@ const (
 	// dead letter is re-driven). Only where the run's mail server can refuse.
 	kindMailDown    kind = "mail_down"
 	kindMailboxFull kind = "mailbox_full"
+	// A good checkout with a coupon for fewer checkouts than ask for it: it completes with the
+	// discount or fails at validation, used up, and never more complete than it allows.
+	kindCoupon kind = "coupon"
 )
 
 // mix is how often each kind is drawn, in parts.
@@ -42,7 +45,7 @@ var mix = []struct {
 }{
 	{kindGood, 35}, {kindDuplicate, 10}, {kindLastUnits, 10}, {kindOutOfStock, 8}, {kindDeclined, 10},
 	{kindReviewApprove, 7}, {kindReviewDeny, 6}, {kind3DSComplete, 8}, {kind3DSAbandon, 6},
-	{kindMailDown, 3}, {kindMailboxFull, 3},
+	{kindMailDown, 3}, {kindMailboxFull, 3}, {kindCoupon, 8},
 }
 
 // redriven reports whether a checkout of this kind waits for the operator's re-drive.
@@ -56,6 +59,9 @@ func (k kind) mustFail() bool {
 	}
 	return false
 }
+
+// limitedCoupon is the demo coupon the load races for (deploy/demo/coupons.json).
+const limitedCoupon = "LAUNCH15"
 
 // Products of the demo catalog the load uses.
 const (
@@ -85,6 +91,7 @@ type planned struct {
 	Currency string
 	Address  events.Address
 	Items    []events.CartItem
+	Coupon   string
 	// Late: a duplicate's second checkout.requested comes after the checkout ended (a
 	// customer's retry minutes later), not at once (a double click).
 	Late bool
@@ -150,6 +157,8 @@ func plan(r *rand.Rand, n int, redrives bool) []planned {
 			p.Email = id + "@review.test"
 		case kind3DSComplete, kind3DSAbandon:
 			p.PM = "pm_card_authenticationRequired"
+		case kindCoupon:
+			p.Coupon = limitedCoupon
 		}
 		out[i] = p
 	}
@@ -201,7 +210,7 @@ func (d driver) start(ctx context.Context, p *planned) error {
 func (d driver) publish(ctx context.Context, p planned) error {
 	body, err := json.Marshal(events.CheckoutRequest{
 		CheckoutID: p.ID, CartID: p.cartID, CustomerID: "cus_" + p.ID, CustomerEmail: p.Email,
-		PaymentMethodID: p.PM, ShippingAddress: p.Address, BillingAddress: p.Address,
+		PaymentMethodID: p.PM, ShippingAddress: p.Address, BillingAddress: p.Address, CouponCode: p.Coupon,
 	})
 	if err != nil {
 		return err

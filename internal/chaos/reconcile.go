@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/coordinator"
+	"github.com/jetcheckout/jetcheckout/deploy"
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/notifications"
 	"github.com/jetcheckout/jetcheckout/services/orders"
@@ -292,6 +294,7 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 		}
 	}
 	checkStock(initial, sold, s, violate)
+	checkCoupons(plans, s, violate)
 	res.Stuck, res.DeadLetters = s.stuck, int(s.deadLetters)
 	slices.Sort(res.Violations)
 }
@@ -343,6 +346,37 @@ func checkCompleted(p planned, c events.CheckoutCompleted, confirmed []events.Or
 	}
 	if captured, refunded := kept(s.intents[p.ID], s.refunded); captured-refunded != want {
 		violate("%s: completed for %d minor units, but %d captured and %d refunded", p.ID, want, captured, refunded)
+	}
+}
+
+// checkCoupons: a completed checkout's order carries the discount of the coupon it asked for
+// and no other, and no coupon completed more checkouts than it allows.
+func checkCoupons(plans []planned, s *state, violate func(string, ...any)) {
+	coupons, err := demoCoupons()
+	if err != nil {
+		violate("coupons: %v", err)
+		return
+	}
+	used := map[string]int{}
+	for _, p := range plans {
+		ends := s.terminals[p.ID]
+		confirmed := confirmedOrders(s.orders[p.ID])
+		if len(ends) == 0 || ends[0].Type != events.Completed || len(confirmed) != 1 {
+			continue
+		}
+		var codes []string
+		for _, d := range confirmed[0].Discounts {
+			codes = append(codes, d.Code)
+			used[d.Code]++
+		}
+		if want := []string{p.Coupon}; p.Coupon == "" && len(codes) > 0 || p.Coupon != "" && !slices.Equal(codes, want) {
+			violate("%s: completed with discounts %v, asked for coupon %q", p.ID, codes, p.Coupon)
+		}
+	}
+	for code, n := range used {
+		if limit := coupons[code].MaxRedemptions; limit > 0 && n > limit {
+			violate("coupon %s: %d checkouts completed with it, its limit is %d", code, n, limit)
+		}
 	}
 }
 
@@ -463,4 +497,14 @@ func outcomes(plans []planned, terminals map[string][]events.Envelope) string {
 		}
 	}
 	return "outcomes by kind:" + b.String()
+}
+
+// demoCoupons are the coupons the services load (the same embedded file).
+func demoCoupons() (catalog.Coupons, error) {
+	f, err := deploy.Demo.Open(deploy.CouponsFile)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return catalog.LoadCoupons(f)
 }

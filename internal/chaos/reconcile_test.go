@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -115,4 +116,45 @@ func found(all []string, prefix string) bool {
 		}
 	}
 	return false
+}
+
+// TestReconcileFindsCouponsBroken: more checkouts completed with a limited coupon than it
+// allows, a completed order without the coupon its checkout asked for, and a discount nobody
+// asked for, are each reported; a checkout with its coupon is not.
+func TestReconcileFindsCouponsBroken(t *testing.T) {
+	coupons, err := demoCoupons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := coupons[limitedCoupon].MaxRedemptions
+	s := &state{terminals: map[string][]events.Envelope{}, orders: map[string][]events.Order{}}
+	var plans []planned
+	add := func(id, asked string, discounts ...string) {
+		plans = append(plans, planned{ID: id, Kind: kindCoupon, Coupon: asked})
+		s.terminals[id] = []events.Envelope{events.Must(id, events.Completed, events.CheckoutCompleted{OrderID: "ord-" + id})}
+		o := events.Order{ID: "ord-" + id, CheckoutID: id, Status: orders.StatusConfirmed}
+		for _, code := range discounts {
+			o.Discounts = append(o.Discounts, events.Discount{Code: code, Amount: decimal.NewFromInt(1)})
+		}
+		s.orders[id] = []events.Order{o}
+	}
+	for i := range limit + 1 {
+		add(fmt.Sprintf("co-coupon-%02d", i), limitedCoupon, limitedCoupon)
+	}
+	add("co-no-discount", limitedCoupon)
+	add("co-unasked", "", limitedCoupon)
+	var violations []string
+	checkCoupons(plans, s, func(format string, args ...any) { violations = append(violations, fmt.Sprintf(format, args...)) })
+	for _, w := range []string{
+		fmt.Sprintf("coupon %s: %d checkouts completed with it, its limit is %d", limitedCoupon, limit+2, limit), // co-unasked's too
+		"co-no-discount: completed with discounts [], asked for coupon \"" + limitedCoupon + "\"",
+		"co-unasked: completed with discounts [" + limitedCoupon + "], asked for coupon \"\"",
+	} {
+		if !found(violations, w) {
+			t.Errorf("no violation %q in %q", w, violations)
+		}
+	}
+	if found(violations, "co-coupon-00") {
+		t.Errorf("a checkout with its coupon was reported: %q", violations)
+	}
 }

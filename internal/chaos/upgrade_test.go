@@ -106,23 +106,23 @@ func TestVersionsFindAnEventWrittenPastTheHold(t *testing.T) {
 	}
 	env.PublishRaw(t, string(events.Requested), []byte(`{"checkout_id":"c1"}`), "")
 	env.PublishRaw(t, string(events.CartValidated), event("c1", 1), "")
-	env.PublishRaw(t, string(events.CartValidated), event("c2", 2), "")
+	env.PublishRaw(t, string(events.CartValidated), event("c2", events.SchemaVersion), "")
 	time.Sleep(20 * time.Millisecond)
 	r := &rolling{hold: 1, lifted: time.Now()}
 	time.Sleep(20 * time.Millisecond)
 	env.PublishRaw(t, string(events.CartValidated), event("c3", 1), "")
-	env.PublishRaw(t, string(events.CartValidated), event("c4", 2), "")
+	env.PublishRaw(t, string(events.CartValidated), event("c4", events.SchemaVersion), "")
 
 	counts, broken, err := r.versions(context.Background(), env.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "while held at 1: v1=1 v2=1; after the hold was lifted: v1=1 v2=1"; !strings.Contains(counts, want) {
+	if want := fmt.Sprintf("while held at 1: v1=1 v%[1]d=1; after the hold was lifted: v1=1 v%[1]d=1", events.SchemaVersion); !strings.Contains(counts, want) {
 		t.Errorf("counts %q, want %q", counts, want)
 	}
 	if len(broken) != 1 || !strings.Contains(broken[0], "1 events written at a version newer than the hold (1)") ||
 		!strings.Contains(broken[0], string(events.CartValidated)+" #3") {
-		t.Errorf("violations %q, want the one event at version 2 while held, stream sequence 3", broken)
+		t.Errorf("violations %q, want the one event at version %d while held, stream sequence 3", broken, events.SchemaVersion)
 	}
 }
 
