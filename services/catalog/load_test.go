@@ -1,7 +1,7 @@
 package catalog
 
 import (
-	"io/fs"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -11,43 +11,26 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// openDemo opens a file of the demo data the binaries ship with.
-func openDemo(t *testing.T, name string) fs.File {
+// loadDemo parses a file of the demo data the binaries ship with.
+func loadDemo[T any](t *testing.T, name string, parse func(io.Reader) (T, error)) T {
 	t.Helper()
 	f, err := deploy.Demo.Open(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
-	return f
-}
-
-func demoSeed(t *testing.T) []SeedProduct {
-	t.Helper()
-	seed, err := LoadSeed(openDemo(t, deploy.CatalogFile))
+	defer f.Close()
+	v, err := parse(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return seed
+	return v
 }
 
-func demoCoupons(t *testing.T) Coupons {
-	t.Helper()
-	coupons, err := LoadCoupons(openDemo(t, deploy.CouponsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return coupons
-}
+func demoSeed(t *testing.T) []SeedProduct { return loadDemo(t, deploy.CatalogFile, LoadSeed) }
 
-func demoRates(t *testing.T) Rates {
-	t.Helper()
-	rates, err := LoadRates(openDemo(t, deploy.RatesFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rates
-}
+func demoCoupons(t *testing.T) Coupons { return loadDemo(t, deploy.CouponsFile, LoadCoupons) }
+
+func demoRates(t *testing.T) Rates { return loadDemo(t, deploy.RatesFile, LoadRates) }
 
 // The demo data must show what deploy's doc promises: a product with little stock, one
 // sold only in USD, and the rates the examples use.
