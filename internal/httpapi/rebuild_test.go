@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
@@ -23,7 +25,7 @@ func TestLostReadModelIsRebuiltFromTheStream(t *testing.T) {
 		e.ended(t, a.CheckoutID)
 		ids = append(ids, a.CheckoutID)
 	}
-	before := e.runs(t, ids)
+	before := e.settledRuns(t, ids) // events come after the terminal one too (the failure notice, the sale)
 
 	path := filepath.Join(e.cfg.DataDir, "api.db")
 	for name, lose := range map[string]func() error{
@@ -44,6 +46,22 @@ func TestLostReadModelIsRebuiltFromTheStream(t *testing.T) {
 			}
 		}
 	}
+}
+
+// settledRuns is runs once two reads a little apart agree: nothing more is coming.
+func (e *env) settledRuns(t *testing.T, ids []string) [][]byte {
+	t.Helper()
+	last := e.runs(t, ids)
+	for range 50 {
+		time.Sleep(100 * time.Millisecond)
+		now := e.runs(t, ids)
+		if slices.EqualFunc(last, now, bytes.Equal) {
+			return now
+		}
+		last = now
+	}
+	t.Fatal("the runs kept changing for 5 s")
+	return nil
 }
 
 // runs is each checkout's view and history as the API answers them, to the admin.
