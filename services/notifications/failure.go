@@ -108,6 +108,14 @@ var explanations = map[string]explanation{
 		what: "You already have as many of some items held in unfinished checkouts as we hold for one customer.",
 		todo: "Please complete your other checkouts, or wait until they end and release their items, then check out again; or lower the quantity.",
 	},
+	events.CodeCouponNotApplicable: {
+		what: "The coupon you entered could not be applied to this order: it may have expired, or not cover these items, this currency or this amount.",
+		todo: "Please check out again without the coupon, or with one that applies.",
+	},
+	events.CodeCouponUsedUp: {
+		what: "The coupon you entered has already been used as many times as it allows.",
+		todo: "Please check out again without it.",
+	},
 	events.CodeInvalidRequest:      checkAgain,
 	events.CodeReturnURLNotAllowed: checkAgain,
 	events.CodeDeadlineExceeded:    technicalProblem,
@@ -125,7 +133,7 @@ var explanations = map[string]explanation{
 var cartProven = map[string]bool{
 	events.CodeCartEmpty: true, events.CodeCartCheckedOut: true, events.CodeCartInCheckout: true,
 	events.CodeProductNotFound: true, events.CodeCurrencyMismatch: true, events.CodeInvalidQuantity: true,
-	events.CodeUnsupportedCountry: true,
+	events.CodeUnsupportedCountry: true, events.CodeCouponNotApplicable: true, events.CodeCouponUsedUp: true,
 }
 
 // Notifies reports whether a failed checkout gets a failure notice.

@@ -29,6 +29,7 @@ func TestEveryKnownCodeIsExplained(t *testing.T) {
 		events.CodeInsufficientFunds, events.CodePaymentFailed, events.CodeOrderFailed, events.CodeAuthenticationFailed, events.CodeAuthenticationAbandoned,
 		events.CodeCheckoutCancelled, events.CodeDeadlineExceeded, events.CodeRetriesExhausted, events.CodeStepFailed,
 		events.CodeFraudReviewDenied, events.CodeReservationExpired, events.CodeHoldLimitExceeded, events.CodeReturnURLNotAllowed,
+		events.CodeCouponNotApplicable, events.CodeCouponUsedUp,
 	} {
 		if _, ok := explanations[code]; !ok {
 			t.Errorf("code %s has no explanation", code)
