@@ -7,7 +7,8 @@
 //     checkouts competing for the last ones; "poster-route66" is sold in USD only, to show
 //     a currency mismatch.
 //   - demo/rates.json: tax rates by country with optional per-state overrides ("states";
-//     "regions", its old name, is still read), and
+//     "regions", its old name, is still read) and whether the country's prices include the
+//     tax ("included": the EU's and the UK's VAT, Japan's consumption tax), and
 //     shipping rates by currency with optional per-country overrides. A destination
 //     country without a tax rate is not shipped to.
 //   - demo/coupons.json: the coupons a checkout may name (coupon_code): percent or amount off,

@@ -181,6 +181,10 @@ type Quote struct {
 	// Discounts are the promotions taken off the subtotal, before tax and shipping; absent in
 	// a quote written before version 3, which had none.
 	Discounts []Discount `json:"discounts,omitempty" since:"3"`
+	// TaxIncluded: the prices include the tax (the destination's consumer prices do, as VAT
+	// in the EU): Tax is the part of the total that is tax, not added to it. Absent before
+	// version 3, whose tax was always added.
+	TaxIncluded bool `json:"tax_included,omitempty" since:"3"`
 }
 
 // Discount is a promotion applied to a quote: which, why, and how much it takes off.
@@ -229,7 +233,11 @@ func (q Quote) Validate() error {
 		return fmt.Errorf("quote tax %s and shipping %s must not be negative", q.Tax, q.Shipping)
 	case q.TaxRate != nil && (q.TaxRate.IsNegative() || q.TaxRate.GreaterThanOrEqual(decimal.NewFromInt(1))):
 		return fmt.Errorf("quote tax_rate %s is not a rate from 0 to below 1", q.TaxRate)
-	case !q.Total.Equal(q.Subtotal.Sub(q.Discount()).Add(q.Tax).Add(q.Shipping)):
+	case q.TaxIncluded && !q.Total.Equal(q.Subtotal.Sub(q.Discount()).Add(q.Shipping)):
+		return fmt.Errorf("quote total %s is not subtotal %s - discounts %s + shipping %s (tax %s included)", q.Total, q.Subtotal, q.Discount(), q.Shipping, q.Tax)
+	case q.TaxIncluded && q.Tax.GreaterThan(q.Total):
+		return fmt.Errorf("quote tax %s is more than the total %s it is included in", q.Tax, q.Total)
+	case !q.TaxIncluded && !q.Total.Equal(q.Subtotal.Sub(q.Discount()).Add(q.Tax).Add(q.Shipping)):
 		return fmt.Errorf("quote total %s is not subtotal %s - discounts %s + tax %s + shipping %s", q.Total, q.Subtotal, q.Discount(), q.Tax, q.Shipping)
 	}
 	for _, d := range q.Discounts {

@@ -21,7 +21,7 @@ const (
 	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
 	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested),
 	// and a dead letter (DeadLetterRedriven). Version 3: a quote lists the promotions taken
-	// off it (Quote.Discounts).
+	// off it (Quote.Discounts), and whether its prices include the tax (Quote.TaxIncluded).
 	SchemaVersion = 3
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
@@ -33,9 +33,14 @@ const (
 // version on it is malformed.
 var subjectSince = map[Subject]int{FulfilmentRequested: 2, RedriveRequested: 2, RedriveSettled: 2, DeadLetterRedriven: 2}
 
-// DiscountsSince is the version whose quotes list their discounts (Quote.Discounts): a writer
-// held at an older one cannot apply a coupon.
-const DiscountsSince = 3
+// DiscountsSince is the version whose quotes list their discounts (Quote.Discounts), and
+// TaxIncludedSince the one whose quotes can say their prices include the tax
+// (Quote.TaxIncluded): a writer held at an older one applies no coupon and adds the tax on
+// top, as that version's readers expect.
+const (
+	DiscountsSince   = 3
+	TaxIncludedSince = 3
+)
 
 // ExistsAt reports whether version v of the contract has subject.
 func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }

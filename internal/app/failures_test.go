@@ -153,10 +153,11 @@ func TestSameCheckoutTwice(t *testing.T) {
 	(&natstest.Env{JS: sys.JS}).WaitIdle(t, "catalog")
 	(&natstest.Env{JS: sys.JS}).WaitIdle(t, "coordinator")
 
-	// 3 × ¥2,800 = 8,400; JP tax 10% = 840; shipping 800 + 3 × 100 = 1,100: ¥10,340, and JPY has no minor unit.
+	// 3 × ¥2,800 = 8,400 and shipping 800 + 3 × 100 = 1,100, Japan's 10% tax included: ¥9,500,
+	// and JPY has no minor unit.
 	pis := intents(sys, "co-twice")
-	if len(pis) != 1 || pis[0].Status != "succeeded" || pis[0].Amount != 10340 || pis[0].Currency != "jpy" {
-		t.Fatalf("payment intents %+v, want one succeeded for 10340 jpy", pis)
+	if len(pis) != 1 || pis[0].Status != "succeeded" || pis[0].Amount != 9500 || pis[0].Currency != "jpy" {
+		t.Fatalf("payment intents %+v, want one succeeded for 9500 jpy", pis)
 	}
 	orders, err := sys.Orders.Orders()
 	if err != nil || len(orders) != 1 {

@@ -82,8 +82,10 @@ type Totals struct {
 	// Discounts are the coupons taken off the subtotal, before tax and shipping.
 	Discounts []events.Discount `json:"discounts,omitempty"`
 	Tax       decimal.Decimal   `json:"tax"`
-	Shipping  decimal.Decimal   `json:"shipping"`
-	Total     decimal.Decimal   `json:"total"`
+	// TaxIncluded: the tax is part of the prices (VAT), not added to them.
+	TaxIncluded bool            `json:"tax_included,omitempty"`
+	Shipping    decimal.Decimal `json:"shipping"`
+	Total       decimal.Decimal `json:"total"`
 }
 
 // StepView is one step of the DAG and how far it got.
@@ -185,7 +187,7 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 		var q events.Quote
 		if json.Unmarshal(e.Payload, &q) == nil {
 			c.Currency = q.Currency
-			c.Totals = &Totals{Subtotal: q.Subtotal, Discounts: q.Discounts, Tax: q.Tax, Shipping: q.Shipping, Total: q.Total}
+			c.Totals = &Totals{Subtotal: q.Subtotal, Discounts: q.Discounts, Tax: q.Tax, TaxIncluded: q.TaxIncluded, Shipping: q.Shipping, Total: q.Total}
 		}
 	case events.PaymentCaptured:
 		var p events.Payment

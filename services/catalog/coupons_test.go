@@ -113,15 +113,20 @@ func TestCouponTakenOffTheQuote(t *testing.T) {
 	}
 
 	// Free shipping is judged on what is left after the discount: 82.48 less 8.25 is under 80.
+	// Germany's prices include 19% VAT: 74.23 + shipping 4.90 + 3 × 0.90 is 81.83, of which
+	// 81.83 × 19/119 = 13.0653 → 13.07 is VAT.
 	eur := h.createCart(t, events.CreateCart{CustomerID: "cus_eu", Currency: "EUR", Items: []events.CartItem{
 		item("hoodie-saga", 1), item("tee-jetstream", 1), item("stickers", 1)}})
 	req = request("co-eu", eur.ID, "cus_eu", address("DE", ""))
 	req.CouponCode = "WELCOME10"
 	h.checkout(t, req, "")
 	q = h.quote(t, "co-eu")
-	// 74.23 net; 19% VAT 14.1037 → 14.10; shipping 4.90 + 3 × 0.90 = 7.60.
-	if !q.Discount().Equal(dec("8.25")) || !q.Tax.Equal(dec("14.10")) || !q.Shipping.Equal(dec("7.60")) || !q.Total.Equal(dec("95.93")) {
-		t.Errorf("EUR quote: %s − %s + %s + %s = %s, want 82.48 − 8.25 + 14.10 + 7.60 = 95.93", q.Subtotal, q.Discount(), q.Tax, q.Shipping, q.Total)
+	if !q.Discount().Equal(dec("8.25")) || !q.Tax.Equal(dec("13.07")) || !q.TaxIncluded || !q.Shipping.Equal(dec("7.60")) || !q.Total.Equal(dec("81.83")) {
+		t.Errorf("EUR quote: %s − %s + %s = %s (VAT %s included %v), want 82.48 − 8.25 + 7.60 = 81.83 (VAT 13.07 included)",
+			q.Subtotal, q.Discount(), q.Shipping, q.Total, q.Tax, q.TaxIncluded)
+	}
+	if err := q.Validate(); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -50,17 +50,21 @@ func TestDemoData(t *testing.T) {
 	}
 
 	rates := demoRates(t)
-	for _, c := range []struct{ country, state, want string }{
-		{"US", "CA", "0.0725"}, {"US", "NY", "0.04"}, {"US", "TX", "0"}, {"DE", "", "0.19"}, {"JP", "", "0.10"},
+	for _, c := range []struct {
+		country, state, want string
+		included             bool
+	}{
+		{"US", "CA", "0.0725", false}, {"US", "NY", "0.04", false}, {"US", "TX", "0", false},
+		{"DE", "", "0.19", true}, {"FR", "", "0.20", true}, {"GB", "", "0.20", true}, {"JP", "", "0.10", true},
 	} {
-		got, err := rates.taxRate(c.country, c.state)
-		if err != nil || !got.Equal(dec(c.want)) {
-			t.Errorf("tax %s-%s = %s, %v; want %s", c.country, c.state, got, err, c.want)
+		got, included, err := rates.taxRate(c.country, c.state)
+		if err != nil || !got.Equal(dec(c.want)) || included != c.included {
+			t.Errorf("tax %s-%s = %s included %v, %v; want %s included %v", c.country, c.state, got, included, err, c.want, c.included)
 		}
 	}
 	// A rates file from before "states" still loads: "regions" is its old name.
 	old, err := LoadRates(strings.NewReader(`{"tax":{"US":{"rate":"0","regions":{"CA":"0.0725"}}}}`))
-	if got, _ := old.taxRate("US", "CA"); err != nil || !got.Equal(dec("0.0725")) {
+	if got, _, _ := old.taxRate("US", "CA"); err != nil || !got.Equal(dec("0.0725")) {
 		t.Errorf("old rates file: tax US-CA = %s, %v; want 0.0725", got, err)
 	}
 	for _, cur := range []string{"USD", "EUR", "JPY"} {

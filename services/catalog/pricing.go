@@ -17,9 +17,13 @@ type Rates struct {
 }
 
 // TaxRate is a country's tax rate, with overrides for some of its states (an address's
-// State: a state, province or region).
+// State: a state, province or region). Included: the country's consumer prices include the
+// tax (VAT in the EU and the UK, consumption tax in Japan), so a price is what the customer
+// pays and the tax is the part of it that is tax; otherwise (sales tax in the US) the tax is
+// added on top.
 type TaxRate struct {
-	Rate   decimal.Decimal            `json:"rate"`
+	Rate     decimal.Decimal `json:"rate"`
+	Included bool            `json:"included,omitempty"`
 	States map[string]decimal.Decimal `json:"states,omitempty"`
 	// Regions is the old name of States, still read: LoadRates moves it into States.
 	Regions map[string]decimal.Decimal `json:"regions,omitempty"`
@@ -47,24 +51,36 @@ var (
 
 // Totals is what a cart costs delivered to an address.
 type Totals struct {
-	Lines     []events.Line // the lines given, each with its Total
-	Subtotal  decimal.Decimal
-	Discounts []events.Discount
-	Tax       decimal.Decimal
-	TaxRate   decimal.Decimal // the rate Tax is of the discounted subtotal
-	Shipping  decimal.Decimal
-	Total     decimal.Decimal
+	Lines       []events.Line // the lines given, each with its Total
+	Subtotal    decimal.Decimal
+	Discounts   []events.Discount
+	Tax         decimal.Decimal
+	TaxRate     decimal.Decimal // the rate Tax is of what it taxes
+	TaxIncluded bool            // Tax is part of the prices, not added to them
+	Shipping    decimal.Decimal
+	Total       decimal.Decimal
 }
 
+// TaxMode is how a price is taxed: on top (US sales tax), or included where the
+// destination's consumer prices include it and the quote can say so.
+type TaxMode int
+
+const (
+	TaxOnTop TaxMode = iota
+	TaxAsTheLawSays
+)
+
 // Price prices lines (with Quantity and UnitPrice set) in currency for delivery to dest:
-// the subtotal is the sum of unit price × quantity; the discounts come off it; the tax is
-// what is left × the destination's rate, rounded to the currency's minor unit (half away
-// from zero); and shipping follows the currency's rate for the destination country (free
-// once what is left reaches its threshold).
+// the subtotal is the sum of unit price × quantity; the discounts come off it; shipping
+// follows the currency's rate for the destination country (free once what is left reaches
+// its threshold). Where the destination's prices include tax (and mode allows it), what is
+// left plus shipping is the total, and the tax is the part of it that is tax: total × rate /
+// (1 + rate). Otherwise the tax is what is left × the rate, added on top (shipping is not
+// taxed). Tax is rounded to the currency's minor unit, half away from zero.
 // A country without a tax rate is ErrUnsupportedDestination; a currency without a
 // shipping rate is ErrUnsupportedCurrency.
-func Price(lines []events.Line, currency string, dest events.Address, rates Rates, discounts ...events.Discount) (Totals, error) {
-	taxRate, err := rates.taxRate(dest.Country, dest.State)
+func Price(lines []events.Line, currency string, dest events.Address, rates Rates, mode TaxMode, discounts ...events.Discount) (Totals, error) {
+	taxRate, included, err := rates.taxRate(dest.Country, dest.State)
 	if err != nil {
 		return Totals{}, err
 	}
@@ -87,24 +103,33 @@ func Price(lines []events.Line, currency string, dest events.Address, rates Rate
 	if net.IsNegative() {
 		return Totals{}, fmt.Errorf("discounts take %s off a subtotal of %s", t.Subtotal.Sub(net), t.Subtotal)
 	}
-	if t.Tax, err = money.Round(net.Mul(taxRate), currency); err != nil {
+	t.Shipping = shipping.cost(net, items)
+	t.TaxIncluded = included && mode == TaxAsTheLawSays
+	tax := net.Mul(taxRate)
+	if t.TaxIncluded {
+		t.Total = net.Add(t.Shipping)
+		tax = t.Total.Mul(taxRate).Div(decimal.NewFromInt(1).Add(taxRate))
+	}
+	if t.Tax, err = money.Round(tax, currency); err != nil {
 		return Totals{}, fmt.Errorf("%w: %v", ErrUnsupportedCurrency, err)
 	}
-	t.Shipping = shipping.cost(net, items)
-	t.Total = net.Add(t.Tax).Add(t.Shipping)
+	if !t.TaxIncluded {
+		t.Total = net.Add(t.Tax).Add(t.Shipping)
+	}
 	return t, nil
 }
 
-// taxRate is the state's rate when it has one, else the country's.
-func (r Rates) taxRate(country, state string) (decimal.Decimal, error) {
+// taxRate is the state's rate when it has one, else the country's, and whether the
+// country's prices include it.
+func (r Rates) taxRate(country, state string) (decimal.Decimal, bool, error) {
 	tax, ok := r.Tax[country]
 	if !ok {
-		return decimal.Decimal{}, fmt.Errorf("%w: we do not ship to country %q", ErrUnsupportedDestination, country)
+		return decimal.Decimal{}, false, fmt.Errorf("%w: we do not ship to country %q", ErrUnsupportedDestination, country)
 	}
 	if rate, ok := tax.States[strings.ToUpper(strings.TrimSpace(state))]; ok {
-		return rate, nil
+		return rate, tax.Included, nil
 	}
-	return tax.Rate, nil
+	return tax.Rate, tax.Included, nil
 }
 
 // shippingRate is the country's override when it has one, else the currency's rate.

@@ -70,7 +70,7 @@ func TestPrice(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Price(tt.lines, tt.currency, events.Address{Country: tt.country, State: tt.state}, testRates())
+			got, err := Price(tt.lines, tt.currency, events.Address{Country: tt.country, State: tt.state}, testRates(), TaxOnTop)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,10 +109,56 @@ func TestPriceRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Price(lines, tt.currency, events.Address{Country: tt.country}, testRates())
+			_, err := Price(lines, tt.currency, events.Address{Country: tt.country}, testRates(), TaxOnTop)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// Where the destination's prices include tax, the total is what the lines (less discounts)
+// and shipping cost, and the tax is the part of it that is tax; TaxOnTop adds it instead, as
+// a writer held before schema version 3 must.
+func TestPriceTaxIncluded(t *testing.T) {
+	rates := testRates()
+	for _, c := range []string{"DE", "JP", "GB"} {
+		r := rates.Tax[c]
+		r.Included = true
+		rates.Tax[c] = r
+	}
+	for _, tc := range []struct {
+		name           string
+		lines          []events.Line
+		currency, to   string
+		mode           TaxMode
+		tax, total     string
+		included       bool
+		discount, ship string
+	}{
+		{"VAT included: 119.00 is 100.00 and 19.00 of VAT", []events.Line{line("kbd", "119.00", 1)}, "EUR", "DE", TaxAsTheLawSays, "19", "119", true, "", "0"},
+		{"shipping is in the VAT base: 28.80 × 19/119 = 4.598", []events.Line{line("tee", "23.00", 1)}, "EUR", "DE", TaxAsTheLawSays, "4.60", "28.80", true, "", "5.80"},
+		{"after a discount: 26.80 × 19/119 = 4.279", []events.Line{line("tee", "23.00", 1)}, "EUR", "DE", TaxAsTheLawSays, "4.28", "26.80", true, "2.00", "5.80"},
+		{"whole yen: 1455 × 10/110 = 132.27", []events.Line{line("sticker", "555", 1)}, "JPY", "JP", TaxAsTheLawSays, "132", "1455", true, "", "900"},
+		{"dollars to the UK: 42.00 × 20/120", []events.Line{line("tee", "25.00", 1)}, "USD", "GB", TaxAsTheLawSays, "7", "42", true, "", "17"},
+		{"US sales tax stays on top", []events.Line{line("mug", "10.00", 1)}, "USD", "US", TaxAsTheLawSays, "0", "16", false, "", "6"},
+		{"on top when held back", []events.Line{line("kbd", "119.00", 1)}, "EUR", "DE", TaxOnTop, "22.61", "141.61", false, "", "0"},
+	} {
+		var discounts []events.Discount
+		if tc.discount != "" {
+			discounts = append(discounts, events.Discount{Code: "X", Amount: dec(tc.discount)})
+		}
+		got, err := Price(tc.lines, tc.currency, events.Address{Country: tc.to}, rates, tc.mode, discounts...)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !got.Tax.Equal(dec(tc.tax)) || !got.Total.Equal(dec(tc.total)) || got.TaxIncluded != tc.included || !got.Shipping.Equal(dec(tc.ship)) {
+			t.Errorf("%s: total %s tax %s included %v shipping %s; want %s, %s, %v, %s", tc.name, got.Total, got.Tax, got.TaxIncluded, got.Shipping, tc.total, tc.tax, tc.included, tc.ship)
+		}
+		q := events.Quote{CartID: "c", CustomerEmail: "a@b.c", PaymentMethodID: "pm_x", Currency: tc.currency, Lines: got.Lines,
+			Subtotal: got.Subtotal, Discounts: discounts, Tax: got.Tax, Shipping: got.Shipping, Total: got.Total, TaxIncluded: got.TaxIncluded}
+		if err := q.Validate(); err != nil {
+			t.Errorf("%s: the quote does not add up: %v", tc.name, err)
+		}
 	}
 }

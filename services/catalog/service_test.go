@@ -267,9 +267,10 @@ func TestValidateJPYCart(t *testing.T) {
 	}})
 	h.checkout(t, request("co-jp", cart.ID, "cus_jp", address("JP", "")), "")
 	q := h.quote(t, "co-jp")
-	// 2800 × 3 = 8400, 10% tax 840, shipping 800 + 3 × 100 = 1100, in whole yen.
-	if !q.Subtotal.Equal(dec("8400")) || !q.Tax.Equal(dec("840")) || !q.Shipping.Equal(dec("1100")) || !q.Total.Equal(dec("10340")) {
-		t.Errorf("JPY quote: %s + %s + %s = %s", q.Subtotal, q.Tax, q.Shipping, q.Total)
+	// 2800 × 3 = 8400 and shipping 800 + 3 × 100 = 1100, in whole yen, Japan's 10%
+	// consumption tax included: 9500 × 10/110 = 863.6 → 864 of it.
+	if !q.Subtotal.Equal(dec("8400")) || !q.Tax.Equal(dec("864")) || !q.Shipping.Equal(dec("1100")) || !q.Total.Equal(dec("9500")) || !q.TaxIncluded {
+		t.Errorf("JPY quote: %s + %s = %s, tax %s included %v; want 8400 + 1100 = 9500, tax 864 included", q.Subtotal, q.Shipping, q.Total, q.Tax, q.TaxIncluded)
 	}
 	if q.Currency != "JPY" || q.Lines[0].Name != "JetStream T-Shirt" || !q.Lines[0].Total.Equal(dec("8400")) {
 		t.Errorf("JPY quote: %+v", q)
@@ -290,9 +291,9 @@ func TestFailedCheckoutReopensCart(t *testing.T) {
 
 	h.checkout(t, request("co-retry", cart.ID, "cus_ada", address("DE", "")), "")
 	q := h.quote(t, "co-retry")
-	// 119.00 + 19% VAT 22.61, shipping free over 80.00.
-	if !q.Total.Equal(dec("141.61")) || !q.Shipping.IsZero() {
-		t.Errorf("retry quote total %s shipping %s", q.Total, q.Shipping)
+	// 119.00, 19% VAT included (19.00 of it), shipping free over 80.00.
+	if !q.Total.Equal(dec("119.00")) || !q.Tax.Equal(dec("19.00")) || !q.TaxIncluded || !q.Shipping.IsZero() {
+		t.Errorf("retry quote total %s tax %s included %v shipping %s", q.Total, q.Tax, q.TaxIncluded, q.Shipping)
 	}
 	h.wantCart(t, cart.ID, events.CartCheckingOut, "co-retry")
 

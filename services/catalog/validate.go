@@ -122,12 +122,18 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 		Shipping:        totals.Shipping,
 		Total:           totals.Total,
 		Discounts:       totals.Discounts,
+		TaxIncluded:     totals.TaxIncluded,
 	}, nil
 }
 
 // price prices the lines for the request, less the coupon it names when it names one.
 func (s *Service) price(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, currency string) (Totals, error) {
-	totals, err := Price(lines, currency, req.ShippingAddress, s.rates)
+	// An older release adds the tax on top, and would read an included tax as a mistake.
+	mode := TaxAsTheLawSays
+	if events.WriteVersion() < events.TaxIncludedSince {
+		mode = TaxOnTop
+	}
+	totals, err := Price(lines, currency, req.ShippingAddress, s.rates, mode)
 	switch {
 	case errors.Is(err, ErrUnsupportedDestination):
 		return Totals{}, fail(events.CodeUnsupportedCountry, "%v", err)
@@ -143,7 +149,7 @@ func (s *Service) price(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequ
 	if err != nil {
 		return Totals{}, err
 	}
-	if totals, err = Price(lines, currency, req.ShippingAddress, s.rates, d); err != nil {
+	if totals, err = Price(lines, currency, req.ShippingAddress, s.rates, mode, d); err != nil {
 		return Totals{}, runner.Permanent(err)
 	}
 	return totals, nil

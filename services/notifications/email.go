@@ -56,11 +56,13 @@ func viewOf(o events.Order) confirmation {
 	for _, d := range o.Discounts {
 		v.Totals = append(v.Totals, amountView{clean("Discount " + d.Code + " (" + d.Description + ")"), "-" + money.Format(d.Amount, o.Currency)})
 	}
-	v.Totals = append(v.Totals,
-		amountView{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)},
-		amountView{"Shipping", money.Format(o.Shipping, o.Currency)},
-		amountView{"Total", money.Format(o.Total, o.Currency)},
-	)
+	tax := amountView{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)}
+	if o.TaxIncluded { // part of the prices: said after the total, not added before it
+		tax.Label = "Included in the total: " + tax.Label
+		v.Totals = append(v.Totals, amountView{"Shipping", money.Format(o.Shipping, o.Currency)}, amountView{"Total", money.Format(o.Total, o.Currency)}, tax)
+	} else {
+		v.Totals = append(v.Totals, tax, amountView{"Shipping", money.Format(o.Shipping, o.Currency)}, amountView{"Total", money.Format(o.Total, o.Currency)})
+	}
 	a := o.ShippingAddress
 	place := clean(a.City)
 	if state := clean(a.State); state != "" {

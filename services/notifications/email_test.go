@@ -285,3 +285,22 @@ func TestRenderListsTheDiscounts(t *testing.T) {
 		t.Errorf("html body lacks the discount:\n%s", p.html)
 	}
 }
+
+// Where prices include the tax, the email says so after the total instead of adding it.
+func TestRenderTaxIncluded(t *testing.T) {
+	order := jpyOrder("co_incl")
+	rate := dec("0.10")
+	order.TaxRate, order.TaxIncluded = &rate, true
+	order.Tax, order.Total = dec("373"), dec("4100") // 3600 + 500 shipping, 10/110 of it tax
+	m, err := render("co_incl", order, defaultFrom(t), order.CreatedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := parseEmail(t, m.Data)
+	if got := p.line(t, "Included in the total: Tax (10%):"); strings.Join(got, " ") != "¥373" {
+		t.Errorf("tax line: %q\n%s", got, p.text)
+	}
+	if total, tax := strings.Index(p.text, "Total"), strings.Index(p.text, "Included in the total"); total < 0 || tax < total {
+		t.Errorf("the included tax is not after the total:\n%s", p.text)
+	}
+}
