@@ -200,7 +200,8 @@ func TestCouponLimits(t *testing.T) {
 }
 
 // While writers are held at a version before discounts (a rolling upgrade), a coupon is
-// refused with the reason: an older reader would take the quote's total for a mistake.
+// refused with the reason, and tax is added on top: an older reader would take either
+// quote's total for a mistake.
 func TestCouponRefusedWhileHeldBeforeDiscounts(t *testing.T) {
 	h := start(t)
 	if err := events.HoldWriteVersion(events.DiscountsSince - 1); err != nil {
@@ -216,5 +217,12 @@ func TestCouponRefusedWhileHeldBeforeDiscounts(t *testing.T) {
 	}
 	if n, _ := h.svc.Redemptions("LAUNCH15"); n != 0 {
 		t.Errorf("LAUNCH15 counted %d uses while refused", n)
+	}
+	// And the tax goes on top, as the previous release priced it: its readers would take an
+	// included tax for a total that does not add up.
+	eur := h.newCart(t, "EUR", item("keyboard-bbolt", 1))
+	h.checkout(t, request("co-held-eu", eur.ID, "cus_ada", address("DE", "")), "")
+	if q := h.quote(t, "co-held-eu"); q.TaxIncluded || !q.Tax.Equal(dec("22.61")) || !q.Total.Equal(dec("141.61")) {
+		t.Errorf("held: EUR quote total %s tax %s included %v, want 119.00 + 22.61 on top", q.Total, q.Tax, q.TaxIncluded)
 	}
 }
