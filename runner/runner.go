@@ -116,7 +116,7 @@ type Config struct {
 	// AckWait is how long the server waits for an answer to a delivery before it delivers
 	// the message again: how soon the messages of a process that died come back. The
 	// runner sends heartbeats (InProgress) for the messages it holds, so it bounds no
-	// handler. Default DefaultAckWait.
+	// handler. Default topology.DefaultAckWait.
 	AckWait time.Duration
 	// HandlerTimeout is the longest one message is handled (a step's deadline may end it
 	// sooner). Default 30s.
@@ -175,7 +175,7 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = 20
 	}
 	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
+		c.AckWait = topology.DefaultAckWait
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = 30 * time.Second
@@ -289,11 +289,6 @@ type stepRoute struct {
 
 var processedBucket = []byte("runner.processed")
 
-// DefaultAckWait is the consumers' AckWait: a few seconds, far below every step's deadline,
-// so a trigger held by a process that died is handled again in time. Heartbeats keep a
-// message held longer (a slow handler, or a lane's queue) from coming back meanwhile.
-const DefaultAckWait = 5 * time.Second
-
 // prefetch is how many messages the consumer buffers ahead of the one being handled.
 const prefetch = 8
 
@@ -354,21 +349,6 @@ func New(cfg Config) (*Runner, error) {
 		return indexLegacy(tx, time.Now())
 	})
 	return r, err
-}
-
-// ConsumerConfig is the durable consumer of the runner name, on the subjects it routes: the
-// setup role creates it (topology.Consumers), and the runner binds to it (topology.Bind),
-// creating it only where its NATS user may (a server without authorization).
-func ConsumerConfig(name string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    "checkout step runner " + name,
-		FilterSubjects: slices.Sorted(slices.Values(subjects)),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        ackWait,
-		MaxDeliver:     -1, // the runner decides when to give up, and on what
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}
 }
 
 // Subjects are the subjects the runner routes, sorted.
