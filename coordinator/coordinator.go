@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"

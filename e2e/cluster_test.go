@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 )
 
 // stepServices are the services with a store: their two replicas take turns, on the file's
@@ -51,7 +51,7 @@ func (s *stack) pinHolder(service string) (holder, other string) {
 		a, b = b, a
 	}
 	if s.lastPin(a).IsZero() {
-		s.t.Fatalf("%s: neither replica logged %q", service, runner.LogHoldingPin)
+		s.t.Fatalf("%s: neither replica logged %q", service, topology.LogHoldingPin)
 	}
 	return a, b
 }
@@ -66,7 +66,7 @@ func (s *stack) lastPin(replica string) time.Time {
 	var last time.Time
 	for line := range strings.SplitSeq(string(out), "\n") {
 		stamp, rest, ok := strings.Cut(line, " ")
-		if !ok || !strings.Contains(rest, runner.LogHoldingPin) {
+		if !ok || !strings.Contains(rest, topology.LogHoldingPin) {
 			continue
 		}
 		if at, err := time.Parse(time.RFC3339Nano, stamp); err == nil && at.After(last) {

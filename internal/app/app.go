@@ -19,7 +19,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/jetcheckout/jetcheckout/internal/tracing"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -209,9 +209,9 @@ func consumers(cfg Config, names ...string) []jetstream.ConsumerConfig {
 		case name == APIName:
 			cfgs = append(cfgs, httpapi.ConsumerConfig())
 		case slices.Contains(Services, name):
-			c := runner.ConsumerConfig(name, events.Checkout.ConsumedBy(name), runner.DefaultAckWait)
+			c := topology.StepConsumer(name, events.Checkout.ConsumedBy(name), topology.DefaultAckWait)
 			if ttl := cfg.pinnedTTL(name); ttl > 0 {
-				c = runner.PinnedConsumer(c, ttl)
+				c = topology.Pinned(c, ttl)
 			}
 			cfgs = append(cfgs, c)
 		}

@@ -14,13 +14,13 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/metrics"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/internal/tracing"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/jetcheckout/jetcheckout/services/catalog"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/notifications"
 	"github.com/jetcheckout/jetcheckout/services/orders"
 	"github.com/jetcheckout/jetcheckout/services/payments"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/jetcheckout/jetcheckout/services/shipping"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -101,7 +101,7 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 	}
 	u.runner, err = runner.New(runner.Config{Name: name, Routes: routes, JS: d.js, DB: db, Log: log,
 		Deadlines: d.cfg.Deadlines, MaxDeliver: d.cfg.MaxDeliver, RetryBase: d.cfg.RetryBase, AckWait: d.cfg.AckWait,
-		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.Middleware[name], Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
+		HandlerTimeout: d.cfg.HandlerTimeout, Middleware: d.cfg.middleware(name), Hooks: d.cfg.Hooks[name], Concurrency: d.cfg.concurrency(name),
 		Retention: d.cfg.HandledRetention, Keys: d.keys, Rebuild: events.Rebuildable[name], Snapshots: snapshots(name), SnapshotEvery: d.cfg.SnapshotEvery,
 		PinnedTTL: d.cfg.pinnedTTL(name), Metrics: d.metrics, Tracer: d.tracer(name)})
 	if err != nil {

@@ -16,11 +16,12 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/jetcheckout/jetcheckout/internal/tracing"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/jetcheckout/jetcheckout/services/inventory"
 	"github.com/jetcheckout/jetcheckout/services/payments"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -92,7 +93,7 @@ type Config struct {
 	Grace      time.Duration                     // the coordinator's grace after a step's deadline
 	MaxDeliver int                               // attempts before a step is given up
 	RetryBase  time.Duration                     // first redelivery delay
-	AckWait    time.Duration                     // how long an unanswered delivery waits before redelivery (runner.DefaultAckWait)
+	AckWait    time.Duration                     // how long an unanswered delivery waits before redelivery (topology.DefaultAckWait)
 	// HandlerTimeout is the longest a step handles one message (runner's default, 30 s):
 	// also how long a publish the server never answers (a full disk) holds its checkout.
 	HandlerTimeout time.Duration
@@ -130,7 +131,7 @@ type Config struct {
 	// PinnedTTL (PINNED_TTL) is how long the instance of a rebuildable service that holds its
 	// consumer's pin may go without pulling (dead, frozen, cut off) before the server gives
 	// the messages to another instance (runner.Config.PinnedTTL): default
-	// runner.DefaultPinnedTTL, at least 2s. The setup role makes the consumers with it, so it
+	// topology.DefaultPinnedTTL, at least 2s. The setup role makes the consumers with it, so it
 	// must be the same for the setup role and the services.
 	PinnedTTL time.Duration
 	// SchemaWriteVersion (SCHEMA_WRITE_VERSION) holds the events this process writes at an
@@ -141,8 +142,10 @@ type Config struct {
 	// RunsRetention (RUNS_RETENTION) is how long the HTTP API's read model keeps a checkout
 	// after its last change (httpapi.DefaultRunsRetention: 30 days, as the stream).
 	RunsRetention time.Duration
-	Middleware    map[string][]runner.Middleware // by service name
-	Hooks         map[string]runner.Hooks        // by service name: simulated crashes
+	// Faults make routes of a service fail, by service name: a step failing without a change
+	// to it, for tests.
+	Faults map[string][]Fault
+	Hooks  map[string]runner.Hooks // by service name: simulated crashes
 	// NATSWaiting hears why Start is still waiting for NATS at start (the health endpoint
 	// reports it).
 	NATSWaiting func(err error)
@@ -181,7 +184,7 @@ func (c Config) pinnedTTL(service string) time.Duration {
 	if !events.Rebuildable[service] {
 		return 0
 	}
-	return cmp.Or(c.PinnedTTL, runner.DefaultPinnedTTL)
+	return cmp.Or(c.PinnedTTL, topology.DefaultPinnedTTL)
 }
 
 // concurrency is service's: the configured Concurrency, or its default.

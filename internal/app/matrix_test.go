@@ -14,8 +14,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
-	"github.com/jetcheckout/jetcheckout/services/runner"
-	bolt "go.etcd.io/bbolt"
+	"github.com/jetcheckout/jetcheckout/runner"
 )
 
 // The failure matrix of issue 3, end to end: each test breaks one thing and asserts what
@@ -120,22 +119,22 @@ func (r *rig) stockIs(t *testing.T, want events.Stock) {
 		"stock of %s is %+v, want %+v", want.ProductID, stock(t, r.System, want.ProductID), want)
 }
 
-// failing is middleware that makes one route of a service fail with err.
-func failing(route events.Subject, err error) runner.Middleware {
-	return func(subject events.Subject, next runner.Handler) runner.Handler {
+// failing is a fault that makes one route of a service fail with err.
+func failing(route events.Subject, err error) Fault {
+	return func(subject events.Subject, _ events.Envelope) error {
 		if subject != route {
-			return next
+			return nil
 		}
-		return func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) { return nil, err }
+		return err
 	}
 }
 
-func withMiddleware(service string, m runner.Middleware) tweak {
+func withFault(service string, f Fault) tweak {
 	return func(c *Config) {
-		if c.Middleware == nil {
-			c.Middleware = map[string][]runner.Middleware{}
+		if c.Faults == nil {
+			c.Faults = map[string][]Fault{}
 		}
-		c.Middleware[service] = append(c.Middleware[service], m)
+		c.Faults[service] = append(c.Faults[service], f)
 	}
 }
 
@@ -172,7 +171,7 @@ func TestValidationFailsAtCheckout(t *testing.T) {
 // released, in that order, and the checkout fails.
 func TestOrderFailsPermanently(t *testing.T) {
 	r := startRig(t, t.TempDir(), nil,
-		withMiddleware(events.ServiceOrders, failing(events.OrderRequested, runner.Permanent(errors.New("the order store refused the order")))))
+		withFault(events.ServiceOrders, failing(events.OrderRequested, Permanent(errors.New("the order store refused the order")))))
 	before := stock(t, r.System, "keyboard-bbolt")
 	r.checkout(t, "co-noorder", "pm_card_visa", events.CartItem{ProductID: "keyboard-bbolt", Quantity: 1})
 	f := r.failed(t, "co-noorder", events.CodeStepFailed, events.StepCreateOrder)
@@ -195,7 +194,7 @@ func TestOrderFailsPermanently(t *testing.T) {
 // checkout completes flagged for attention, nothing is refunded, the input is dead-lettered.
 func TestShippingFailsFlagsTheCheckout(t *testing.T) {
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(3),
-		withMiddleware(events.ServiceShipping, failing(events.FulfilmentRequested, errors.New("carrier API unavailable"))))
+		withFault(events.ServiceShipping, failing(events.FulfilmentRequested, errors.New("carrier API unavailable"))))
 	before := stock(t, r.System, "mug-nats")
 	r.checkout(t, "co-noship", "pm_card_visa", events.CartItem{ProductID: "mug-nats", Quantity: 2})
 	done := r.completed(t, "co-noship")
@@ -278,7 +277,7 @@ func TestStepNeverAnswers(t *testing.T) {
 // the checkout is compensated and fails.
 func TestRetriesExhaustedDeadLetters(t *testing.T) {
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(3),
-		withMiddleware(events.ServiceInventory, failing(events.CartValidated, errors.New("inventory database unavailable"))))
+		withFault(events.ServiceInventory, failing(events.CartValidated, errors.New("inventory database unavailable"))))
 	before := stock(t, r.System, "mug-nats")
 	r.checkout(t, "co-poison", "pm_card_visa", events.CartItem{ProductID: "mug-nats", Quantity: 1})
 	r.failed(t, "co-poison", events.CodeRetriesExhausted, events.StepReserveInventory)

@@ -125,7 +125,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		return stripeemu.Fault{}
 	}
 	r := startRig(t, t.TempDir(), faults, withMaxDeliver(3),
-		withMiddleware(events.ServiceShipping, failingFor(events.FulfilmentRequested, "co-m-noship", errors.New("carrier API unavailable"))))
+		withFault(events.ServiceShipping, failingFor(events.FulfilmentRequested, "co-m-noship", errors.New("carrier API unavailable"))))
 	url := serveMetrics(t, r.System)
 	hoodie := stock(t, r.System, "hoodie-saga")
 

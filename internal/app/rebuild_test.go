@@ -19,9 +19,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/jetcheckout/jetcheckout/services/shipping"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestLostViewIsRebuilt runs every service as its own System (as separate processes do),
@@ -43,12 +41,12 @@ func TestLostViewIsRebuilt(t *testing.T) {
 		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey = env.URL, emu.URL, "sk_test_rebuild"
 		switch name {
 		case events.ServiceCatalog:
-			withMiddleware(name, raceLost)(&cfg)
+			withFault(name, raceLost)(&cfg)
 		case events.ServiceOrders:
-			withMiddleware(name, failingFor(events.OrderRequested, "co-rb-noorder", runner.Permanent(errors.New("the order store refused it"))))(&cfg)
+			withFault(name, failingFor(events.OrderRequested, "co-rb-noorder", Permanent(errors.New("the order store refused it"))))(&cfg)
 		case events.ServiceShipping:
 			withMaxDeliver(3)(&cfg)
-			withMiddleware(name, failingFor(events.FulfilmentRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
+			withFault(name, failingFor(events.FulfilmentRequested, "co-rb-noship", errors.New("carrier API unavailable")))(&cfg)
 		}
 		sys := startProcess(t, cfg, log, name)
 		return sys
@@ -280,35 +278,25 @@ func sentEmails(t *testing.T, outbox string) []string {
 	return sent
 }
 
-// failingFor is middleware that makes one route of a service fail with err for one checkout.
-func failingFor(route events.Subject, checkoutID string, err error) runner.Middleware {
-	return func(subject events.Subject, next runner.Handler) runner.Handler {
-		if subject != route {
-			return next
+// failingFor is a fault that makes one route of a service fail with err for one checkout.
+func failingFor(route events.Subject, checkoutID string, err error) Fault {
+	return func(subject events.Subject, in events.Envelope) error {
+		if subject == route && in.CheckoutID == checkoutID {
+			return err
 		}
-		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if in.CheckoutID == checkoutID {
-				return nil, err
-			}
-			return next(ctx, tx, in)
-		}
+		return nil
 	}
 }
 
-// failingOnce is middleware that fails one route once for one checkout, in whichever
-// process it is given to, so that it is handled again later.
-func failingOnce(route events.Subject, checkoutID string) runner.Middleware {
+// failingOnce is a fault that fails one route once for one checkout, in whichever process
+// it is given to, so that it is handled again later.
+func failingOnce(route events.Subject, checkoutID string) Fault {
 	var failed atomic.Bool
-	return func(subject events.Subject, next runner.Handler) runner.Handler {
-		if subject != route {
-			return next
+	return func(subject events.Subject, in events.Envelope) error {
+		if subject == route && in.CheckoutID == checkoutID && failed.CompareAndSwap(false, true) {
+			return errors.New("not yet")
 		}
-		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if in.CheckoutID == checkoutID && failed.CompareAndSwap(false, true) {
-				return nil, errors.New("not yet")
-			}
-			return next(ctx, tx, in)
-		}
+		return nil
 	}
 }
 

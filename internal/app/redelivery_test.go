@@ -11,7 +11,8 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
+	"github.com/jetcheckout/jetcheckout/runner"
 )
 
 // A payments process dies holding its trigger, unacked, after a Stripe call slower than
@@ -26,7 +27,7 @@ func TestATriggerHeldByADeadProcessComesBackInTime(t *testing.T) {
 	var creates atomic.Int32
 	emu, err := stripeemu.Start("127.0.0.1:0", stripeemu.New(stripeemu.WithFault(func(c stripeemu.Call) stripeemu.Fault {
 		if c.Method == "POST" && c.Path == "/v1/payment_intents" && creates.Add(1) == 1 {
-			return stripeemu.Fault{Delay: 2 * runner.DefaultAckWait}
+			return stripeemu.Fault{Delay: 2 * topology.DefaultAckWait}
 		}
 		return stripeemu.Fault{}
 	})))

@@ -17,10 +17,8 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
-	bolt "go.etcd.io/bbolt"
 )
 
 // TestRedrive: a completed checkout whose label (flagged) or confirmation email (warning)
@@ -34,8 +32,8 @@ func TestRedrive(t *testing.T) {
 	carrierDown.Store(true)
 	mailDown.Store(true)
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
-		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-rd-label", "co-rd-again")),
-		withMiddleware(events.ServiceNotifications, while(&mailDown, events.FulfilmentRequested, "co-rd-mail")))
+		withFault(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-rd-label", "co-rd-again")),
+		withFault(events.ServiceNotifications, while(&mailDown, events.FulfilmentRequested, "co-rd-mail")))
 	item := events.CartItem{ProductID: "mug-nats", Quantity: 1}
 	for _, id := range []string{"co-rd-label", "co-rd-again", "co-rd-mail", "co-rd-clean"} {
 		r.checkout(t, id, "pm_card_visa", item)
@@ -132,24 +130,19 @@ func TestRedrive(t *testing.T) {
 	}
 }
 
-// while is middleware that fails a route of the checkouts named while down is set: a
-// carrier or a mail server that is down, then back.
-func while(down *atomic.Bool, route events.Subject, checkoutIDs ...string) runner.Middleware {
+// while is a fault that fails a route of the checkouts named while down is set: a carrier
+// or a mail server that is down, then back.
+func while(down *atomic.Bool, route events.Subject, checkoutIDs ...string) Fault {
 	return failWhile(down, errors.New("the service behind this step is down"), route, checkoutIDs...)
 }
 
 // failWhile fails route with err for checkoutIDs while down is set.
-func failWhile(down *atomic.Bool, err error, route events.Subject, checkoutIDs ...string) runner.Middleware {
-	return func(subject events.Subject, next runner.Handler) runner.Handler {
-		if subject != route {
-			return next
+func failWhile(down *atomic.Bool, err error, route events.Subject, checkoutIDs ...string) Fault {
+	return func(subject events.Subject, in events.Envelope) error {
+		if subject == route && down.Load() && slices.Contains(checkoutIDs, in.CheckoutID) {
+			return err
 		}
-		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if down.Load() && slices.Contains(checkoutIDs, in.CheckoutID) {
-				return nil, err
-			}
-			return next(ctx, tx, in)
-		}
+		return nil
 	}
 }
 
@@ -261,7 +254,7 @@ func TestARedrivenCheckoutRebuilds(t *testing.T) {
 		cfg := testConfig(dirs[name])
 		cfg.NATSURL, cfg.StripeBase, cfg.StripeKey, cfg.MaxDeliver, cfg.RetryBase = env.URL, emu.URL, "sk_test_redrive", 2, 10*time.Millisecond
 		if name == events.ServiceShipping {
-			withMiddleware(name, while(&carrierDown, events.FulfilmentRequested, "co-rdr-label"))(&cfg)
+			withFault(name, while(&carrierDown, events.FulfilmentRequested, "co-rdr-label"))(&cfg)
 		}
 		return startProcess(t, cfg, log, name)
 	}
@@ -305,7 +298,7 @@ func TestRetryAFailedCheckout(t *testing.T) {
 	var fraudDown atomic.Bool
 	fraudDown.Store(true)
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
-		withMiddleware(events.ServiceFraud, while(&fraudDown, events.CartValidated, "co-rt")))
+		withFault(events.ServiceFraud, while(&fraudDown, events.CartValidated, "co-rt")))
 	item := events.CartItem{ProductID: "mug-nats", Quantity: 3}
 	before := stock(t, r.System, item.ProductID)
 	r.checkout(t, "co-rt", "pm_card_visa", item)
@@ -367,8 +360,8 @@ func TestRedriveADeadLetter(t *testing.T) {
 	bug.Store(true)
 	carrierDown.Store(true)
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
-		withMiddleware(events.ServiceInventory, failWhile(&bug, runner.Permanent(errors.New("a bug in making the sale")), events.Completed, "co-dl-sale")),
-		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-dl-label")))
+		withFault(events.ServiceInventory, failWhile(&bug, Permanent(errors.New("a bug in making the sale")), events.Completed, "co-dl-sale")),
+		withFault(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-dl-label")))
 	item := events.CartItem{ProductID: "mug-nats", Quantity: 2}
 	before := stock(t, r.System, item.ProductID)
 	r.checkout(t, "co-dl-sale", "pm_card_visa", item)

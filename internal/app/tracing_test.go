@@ -129,7 +129,7 @@ func TestTracesFollowACheckout(t *testing.T) {
 	var carrierDown atomic.Bool
 	carrierDown.Store(true)
 	r := startRig(t, t.TempDir(), nil, withMaxDeliver(2),
-		withMiddleware(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-trace-redrive")),
+		withFault(events.ServiceShipping, while(&carrierDown, events.FulfilmentRequested, "co-trace-redrive")),
 		func(c *Config) {
 			c.Tracing = tracing.Config{Endpoint: rcv.URL + "/v1/traces"}
 			c.SMTPAddr = mails.Addr

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 )
 
 // pinLine is what a service's runner logs when it holds its consumer's pin and its view is
 // caught up: the first message under the pin is handled next.
-const pinLine = runner.LogHoldingPin
+const pinLine = topology.LogHoldingPin
 
 // destroy removes the container of the replica of a rebuildable service that holds its
 // consumer's pin, together with its volume, as a lost machine would take them; after pause

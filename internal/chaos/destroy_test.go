@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 )
 
 // The harness reads the catch-up of a takeover from the runner's own JSON log line.
 func TestCatchUpOfAPinLine(t *testing.T) {
 	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info(runner.LogHoldingPin, "replayed", 12, "delivered", 345, "took", 1234*time.Millisecond)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info(topology.LogHoldingPin, "replayed", 12, "delivered", 345, "took", 1234*time.Millisecond)
 	line := strings.TrimSpace(buf.String())
 	if !strings.Contains(line, pinLine) {
 		t.Fatalf("the line %q does not contain %q", line, pinLine)

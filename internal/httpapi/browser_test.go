@@ -16,8 +16,6 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/app"
 	"github.com/jetcheckout/jetcheckout/internal/httpapi"
-	"github.com/jetcheckout/jetcheckout/services/runner"
-	bolt "go.etcd.io/bbolt"
 )
 
 // The browser test drives the run UI in Debian's chromium through chromedp: an order from
@@ -101,7 +99,7 @@ func TestBrowserStoreRunAndReview(t *testing.T) {
 	// re-drives it once the carrier is back.
 	var carrierDown atomic.Bool
 	e := startWith(t, func(c *app.Config) {
-		c.Middleware = map[string][]runner.Middleware{events.ServiceShipping: {failWhile(&carrierDown, events.FulfilmentRequested)}}
+		c.Faults = map[string][]app.Fault{events.ServiceShipping: {failWhile(&carrierDown, events.FulfilmentRequested)}}
 	})
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe),
@@ -313,16 +311,11 @@ func TestBrowserStoreRunAndReview(t *testing.T) {
 }
 
 // failWhile fails route with a permanent error while down is set: the step is given up on.
-func failWhile(down *atomic.Bool, route events.Subject) runner.Middleware {
-	return func(subject events.Subject, next runner.Handler) runner.Handler {
-		if subject != route {
-			return next
+func failWhile(down *atomic.Bool, route events.Subject) app.Fault {
+	return func(subject events.Subject, _ events.Envelope) error {
+		if subject == route && down.Load() {
+			return app.Permanent(errors.New("the carrier is down"))
 		}
-		return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
-			if down.Load() {
-				return nil, runner.Permanent(errors.New("the carrier is down"))
-			}
-			return next(ctx, tx, in)
-		}
+		return nil
 	}
 }

@@ -2,7 +2,7 @@
 // process's own, with the Go runtime's and the process's collectors, the collectors that read
 // JetStream when scraped (jetstream.go), and the measures of the calls to Stripe and to the
 // mail server (calls.go). The runner's and the coordinator's metrics are defined at their
-// seams (services/runner/metrics.go, coordinator/metrics.go). docs/OPERATIONS.md lists
+// seams (runner/metrics.go, coordinator/metrics.go). docs/OPERATIONS.md lists
 // every metric, where each process serves them, and the alerts.
 package metrics
 

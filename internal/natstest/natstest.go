@@ -210,7 +210,7 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 	}
 }
 
-// Runner is anything that consumes until its context ends (services/runner.Runner).
+// Runner is anything that consumes until its context ends (runner.Runner).
 type Runner interface {
 	Run(ctx context.Context) error
 }

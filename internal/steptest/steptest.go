@@ -1,7 +1,7 @@
 // Package steptest runs one step service the way production does, for its tests: a real
 // bbolt file in t.TempDir(), the real runner on an embedded JetStream (natstest), and a
 // watcher of every checkout event. It lives apart from natstest because it imports
-// services/runner, whose own tests import natstest.
+// runner, whose own tests import natstest.
 package steptest
 
 import (
@@ -16,7 +16,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"

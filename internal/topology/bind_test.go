@@ -8,7 +8,6 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
-	"github.com/jetcheckout/jetcheckout/services/runner"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -20,7 +19,7 @@ func TestBindDuringARollingUpgrade(t *testing.T) {
 	t.Cleanup(func() { _ = events.HoldWriteVersion(0) })
 	env := natstest.Start(t)
 	ctx := context.Background()
-	want := runner.ConsumerConfig(events.ServiceNotifications, events.Checkout.ConsumedBy(events.ServiceNotifications), runner.DefaultAckWait)
+	want := topology.StepConsumer(events.ServiceNotifications, events.Checkout.ConsumedBy(events.ServiceNotifications), topology.DefaultAckWait)
 	with := func(filters []string) jetstream.ConsumerConfig {
 		c := want
 		c.FilterSubjects = filters

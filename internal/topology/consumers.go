@@ -5,10 +5,53 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// DefaultAckWait is a step consumer's AckWait: a few seconds, far below every step's deadline,
+// so a trigger held by a process that died is handled again in time. The runner's heartbeats
+// keep a message held longer (a slow handler, or a lane's queue) from coming back meanwhile.
+const DefaultAckWait = 5 * time.Second
+
+// StepConsumer is the durable consumer of the service name (a step, or the coordinator) on
+// the subjects it routes: the setup role creates it (Consumers), and the service's runner
+// binds to it (Bind), creating it only where its NATS user may (a server without
+// authorization).
+func StepConsumer(name string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "checkout step runner " + name,
+		FilterSubjects: slices.Sorted(slices.Values(subjects)),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        ackWait,
+		MaxDeliver:     -1, // the runner decides when to give up, and on what
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+}
+
+// PriorityGroup is the priority group of a rebuildable service's consumer, through which its
+// instances take turns: one holds the pin and gets the messages.
+const PriorityGroup = "instances"
+
+// DefaultPinnedTTL is how long a pinned instance may go without pulling before the server
+// pins another: a few seconds, as AckWait, after which its held messages come back anyway.
+const DefaultPinnedTTL = 5 * time.Second
+
+// LogHoldingPin is what an instance logs when it holds its consumer's pin and its view is
+// caught up (with "replayed", "delivered" and "took"): it handles the pin's first message next.
+// The cluster chaos harness times takeovers by it.
+const LogHoldingPin = "holding the consumer's pin: view caught up, handling messages"
+
+// Pinned is cfg with the priority group that lets instances take turns on it.
+func Pinned(cfg jetstream.ConsumerConfig, ttl time.Duration) jetstream.ConsumerConfig {
+	cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
+	cfg.PriorityGroups = []string{PriorityGroup}
+	cfg.PinnedTTL = ttl
+	return cfg
+}
 
 // Consumers has Ensure create or fix these durable consumers on CHECKOUT, and Await wait for
 // them. A consumer's filter decides what its reader sees, customers' addresses among it, so

@@ -1,7 +1,7 @@
-// Package topology creates the JetStream streams and buckets that events/ names. The setup
-// role (`jetcheckout setup`, or the embedded server's one process) calls Ensure; the services
-// and the HTTP API, whose NATS users may not create or change a stream, call Await, which
-// waits for it. Both are idempotent, so start order does not matter.
+// Package topology creates the JetStream streams, buckets and consumers that events/ names.
+// The setup role (`jetcheckout setup`, or the embedded server's one process) calls Ensure; the
+// services and the HTTP API, whose NATS users may not create or change a stream, call Await,
+// which waits for it. Both are idempotent, so start order does not matter.
 package topology
 
 import (

@@ -22,9 +22,9 @@ type Rates struct {
 // pays and the tax is the part of it that is tax; otherwise (sales tax in the US) the tax is
 // added on top.
 type TaxRate struct {
-	Rate     decimal.Decimal `json:"rate"`
-	Included bool            `json:"included,omitempty"`
-	States map[string]decimal.Decimal `json:"states,omitempty"`
+	Rate     decimal.Decimal            `json:"rate"`
+	Included bool                       `json:"included,omitempty"`
+	States   map[string]decimal.Decimal `json:"states,omitempty"`
 	// Regions is the old name of States, still read: LoadRates moves it into States.
 	Regions map[string]decimal.Decimal `json:"regions,omitempty"`
 }

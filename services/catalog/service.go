@@ -9,7 +9,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/store"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	bolt "go.etcd.io/bbolt"
 )
 

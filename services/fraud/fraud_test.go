@@ -10,7 +10,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"

@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	bolt "go.etcd.io/bbolt"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 )
 
 // A completed checkout that reserved nothing here (its cart held nothing stocked, say)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 )
 
 func failedCheckout(code string, compensated ...events.StepName) events.CheckoutFailed {

@@ -13,7 +13,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/microx"
 	"github.com/jetcheckout/jetcheckout/internal/money"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/stripe/stripe-go/v76"
 	bolt "go.etcd.io/bbolt"
 )

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/stripe/stripe-go/v76"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/steptest"
-	"github.com/jetcheckout/jetcheckout/services/runner"
+	"github.com/jetcheckout/jetcheckout/runner"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
 	bolt "go.etcd.io/bbolt"

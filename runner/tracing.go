@@ -36,6 +36,20 @@ func (r *Runner) tracer() trace.Tracer {
 
 var noTracer = (*tracing.Provider)(nil).Tracer("")
 
+// traced is the policy that makes each delivery a span, under the span that published it,
+// named after the event once it is read and ended with how the delivery was answered.
+func (r *Runner) traced(next deliveryHandler) deliveryHandler {
+	return func(ctx context.Context, d *delivery) error {
+		ctx, span := r.startSpan(ctx, d.msg)
+		err := next(ctx, d)
+		if d.decoded {
+			nameSpan(span, d.in, r.steps[d.msg.Subject()].Name, d.attempt)
+		}
+		endSpan(span, d.msg.answer)
+		return err
+	}
+}
+
 // startSpan starts the span of a delivery, under the span that published it.
 func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Context, trace.Span) {
 	ctx = tracing.Extract(ctx, msg.Headers())
@@ -53,9 +67,8 @@ func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Cont
 	return r.tracer().Start(ctx, name, opts...)
 }
 
-// traced names on the delivery's span the event it carries.
-func traced(ctx context.Context, in events.Envelope, step events.StepName, attempt int) {
-	span := trace.SpanFromContext(ctx)
+// nameSpan names on the delivery's span the event it carries.
+func nameSpan(span trace.Span, in events.Envelope, step events.StepName, attempt int) {
 	if !span.IsRecording() {
 		return
 	}

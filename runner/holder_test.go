@@ -12,6 +12,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -123,7 +124,7 @@ func TestRunUpdatesTheAckWaitOfAnExistingConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cons.CachedInfo().Config.AckWait; got != DefaultAckWait {
-		t.Errorf("the consumer's AckWait is %v, want %v", got, DefaultAckWait)
+	if got := cons.CachedInfo().Config.AckWait; got != topology.DefaultAckWait {
+		t.Errorf("the consumer's AckWait is %v, want %v", got, topology.DefaultAckWait)
 	}
 }

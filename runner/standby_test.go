@@ -16,6 +16,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -186,7 +187,7 @@ func replayStep(_ context.Context, tx *bolt.Tx, in events.Envelope, recorded []e
 func TestAConsumerWithoutTheGroupIsGivenIt(t *testing.T) {
 	env := natstest.Start(t)
 	ctx := context.Background()
-	if _, err := env.JS.CreateConsumer(ctx, events.StreamCheckout, ConsumerConfig(consumer, []string{string(input)}, DefaultAckWait)); err != nil {
+	if _, err := env.JS.CreateConsumer(ctx, events.StreamCheckout, topology.StepConsumer(consumer, []string{string(input)}, topology.DefaultAckWait)); err != nil {
 		t.Fatal(err)
 	}
 	a := newInstance(t, env, "a", env.URL)
@@ -199,7 +200,7 @@ func TestAConsumerWithoutTheGroupIsGivenIt(t *testing.T) {
 	}
 	cfg := cons.CachedInfo().Config
 	if cfg.PriorityPolicy != jetstream.PriorityPolicyPinned || len(cfg.PriorityGroups) != 1 || cfg.PinnedTTL != testPinnedTTL {
-		t.Errorf("consumer: policy %v, groups %v, pinned TTL %v; want pinned, [%s], %v", cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL, PriorityGroup, testPinnedTTL)
+		t.Errorf("consumer: policy %v, groups %v, pinned TTL %v; want pinned, [%s], %v", cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL, topology.PriorityGroup, testPinnedTTL)
 	}
 }
 

@@ -168,13 +168,13 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 			r.log.Info("dropped a copy of an event already handled", "checkout_id", in.CheckoutID, "event_id", in.ID, "stream_seq", seq, "handled_seq", rec.Seq)
 			return nil
 		}
-		outs, err = safely(ctx, tx, in, handle)
+		outs, err = recovering(handle)(ctx, tx, in)
 		if err != nil {
 			return err
 		}
 		if hook := r.cfg.Hooks.BeforeCommit; hook != nil {
 			if err := hook(in); err != nil {
-				return &crash{err}
+				return &stop{err} // the process "dies" with the transaction rolled back
 			}
 		}
 		Stamp(outs, in)
@@ -189,16 +189,14 @@ func (r *Runner) commit(ctx context.Context, in events.Envelope, seq uint64, han
 	return outs, data, err
 }
 
-// crash is a BeforeCommit hook's error: the process "dies" with the transaction rolled back.
-type crash struct{ err error }
-
-func (c *crash) Error() string { return c.err.Error() }
-
-// safely runs a handler, turning a panic into an error: the message is retried (and, if it
-// keeps failing, given up or announced) instead of crash-looping the process.
-func safely(ctx context.Context, tx *bolt.Tx, in events.Envelope, handle Handler) (outs []events.Envelope, err error) {
-	defer recovered(&err, "handler")
-	return handle(ctx, tx, in)
+// recovering is the innermost middleware of every handler the runner runs, live or in a
+// replay: a panic becomes an error, so the message is retried (and, if it keeps failing,
+// given up or announced) instead of crash-looping the process.
+func recovering(handle Handler) Handler {
+	return func(ctx context.Context, tx *bolt.Tx, in events.Envelope) (outs []events.Envelope, err error) {
+		defer recovered(&err, "handler")
+		return handle(ctx, tx, in)
+	}
 }
 
 // recovered, deferred, turns a panic of what into *err.

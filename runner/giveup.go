@@ -2,9 +2,7 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -17,34 +15,34 @@ import (
 // retry redelivers the message after a delay that grows with its attempts. Work that is
 // never given up (compensations, settlements) is announced as stuck every MaxDeliver
 // attempts, so it is visible, never silent.
-func (r *Runner) retry(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
-	attempts := int(meta.NumDelivered)
+func (r *Runner) retry(ctx context.Context, d *delivery, err error) {
 	spanFailed(ctx, err)
-	if attempts%r.cfg.MaxDeliver == 0 {
-		r.announceStuck(ctx, msg, meta, in, log, err)
+	if d.attempt%r.cfg.MaxDeliver == 0 {
+		r.announceStuck(ctx, d, err)
 	}
-	delay := r.cfg.RetryBase << min(attempts-1, 16)
-	r.nak(msg, meta, log, min(delay, r.cfg.RetryMax), err)
+	delay := r.cfg.RetryBase << min(d.attempt-1, 16)
+	r.nak(d, min(delay, r.cfg.RetryMax), err)
 }
 
-func (r *Runner) nak(msg jetstream.Msg, meta *jetstream.MsgMetadata, log *slog.Logger, delay time.Duration, err error) {
-	log.Warn("will retry", "attempt", meta.NumDelivered, "delay", delay, "err", err)
-	r.markRetried(meta.Sequence.Stream)
-	if err := msg.NakWithDelay(delay); err != nil {
+func (r *Runner) nak(d *delivery, delay time.Duration, err error) {
+	log := r.logOf(d)
+	log.Warn("will retry", "attempt", d.meta.NumDelivered, "delay", delay, "err", err)
+	r.markRetried(d.seq())
+	if err := d.msg.NakWithDelay(delay); err != nil {
 		log.Warn("nak", "err", err)
 	}
 }
 
 // announceStuck publishes checkout.stuck for work that keeps failing.
-func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, log *slog.Logger, err error) {
-	attempts := int(meta.NumDelivered)
-	log.Error("still failing", "attempts", attempts, "err", err)
-	r.meters.of(msg.Subject()).stuck.Inc()
-	stuck := events.Must(in.CheckoutID, events.Stuck, events.StuckWork{
-		Subject: msg.Subject(), Consumer: r.cfg.Name, Attempts: attempts, Error: err.Error(),
+func (r *Runner) announceStuck(ctx context.Context, d *delivery, err error) {
+	log := r.logOf(d)
+	log.Error("still failing", "attempts", d.attempt, "err", err)
+	r.meters.of(d.msg.Subject()).stuck.Inc()
+	stuck := events.Must(d.in.CheckoutID, events.Stuck, events.StuckWork{
+		Subject: d.msg.Subject(), Consumer: r.cfg.Name, Attempts: d.attempt, Error: err.Error(),
 	})
-	stuck.ID = fmt.Sprintf("%s:%s:%d:%d", stuck.ID, r.cfg.Name, meta.Sequence.Stream, attempts)
-	stuck.CausationID, stuck.Time = in.ID, time.Now().UTC()
+	stuck.ID = fmt.Sprintf("%s:%s:%d:%d", stuck.ID, r.cfg.Name, d.seq(), d.attempt)
+	stuck.CausationID, stuck.Time = d.in.ID, time.Now().UTC()
 	if err := r.publish(ctx, []events.Envelope{stuck}, nil); err != nil {
 		log.Error("announce stuck work", "err", err)
 	}
@@ -52,20 +50,24 @@ func (r *Runner) announceStuck(ctx context.Context, msg jetstream.Msg, meta *jet
 
 // giveUp ends a step that cannot finish: its input goes to DEADLETTER with the reason, and
 // the step's failure, marked uncertain (an attempt may have had its effect), becomes its
-// outcome, so the coordinator undoes it and the checkout ends.
-func (r *Runner) giveUp(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, in events.Envelope, step stepRoute, code, reason string) ([]events.Envelope, []json.RawMessage, error) {
-	r.log.Error("giving up", "checkout_id", in.CheckoutID, "event_id", in.ID, "step", step.Name, "attempts", meta.NumDelivered, "reason", reason)
-	if err := r.deadLetter(ctx, msg, meta, reason, step.Name); err != nil {
-		return nil, nil, err
+// outcome, so the coordinator undoes it and the checkout ends. The failure is left in d's
+// outputs.
+func (r *Runner) giveUp(ctx context.Context, d *delivery, step stepRoute, code, reason string) error {
+	r.log.Error("giving up", "checkout_id", d.in.CheckoutID, "event_id", d.in.ID, "step", step.Name, "attempts", d.meta.NumDelivered, "reason", reason)
+	if err := r.deadLetter(ctx, d, reason, step.Name); err != nil {
+		return err
 	}
 	r.meters.gaveUp(step.Name, code)
 	spanFailed(ctx, fmt.Errorf("gave up %s (%s): %s", step.Name, code, reason))
-	return r.recordFailure(in, meta.Sequence.Stream, step.failure(code, reason, true))
+	var err error
+	d.outs, d.data, err = r.recordFailure(d.in, d.seq(), step.failure(code, reason, true))
+	return err
 }
 
 // reject terminates a message that can never be handled: a copy goes to DEADLETTER and
 // checkout.rejected says why.
-func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, checkoutID string, cause error) {
+func (r *Runner) reject(ctx context.Context, d *delivery, cause error) {
+	msg, meta, checkoutID := d.msg, d.meta, d.in.CheckoutID
 	if checkoutID == "" {
 		checkoutID = events.ProbeCheckoutID(msg.Data())
 	}
@@ -76,7 +78,7 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	}
 	r.log.Warn("rejected", "subject", msg.Subject(), "checkout_id", checkoutID, "stream_seq", meta.Sequence.Stream, "reason", reason)
 	spanFailed(ctx, cause)
-	if err := r.deadLetter(ctx, msg, meta, reason, ""); err != nil {
+	if err := r.deadLetter(ctx, d, reason, ""); err != nil {
 		r.log.Error("dead letter", "err", err)
 	}
 	e := events.Must(checkoutID, events.Rejected, events.RejectedInput{
@@ -95,7 +97,8 @@ func (r *Runner) reject(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 // deadLetter keeps a copy of the message, as it came, in DEADLETTER under
 // deadletter.<consumer>, with where it came from and why it was given up; givenUp names the
 // step whose trigger it was, if it was one (its failure is the step's outcome).
-func (r *Runner) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, givenUp events.StepName) error {
+func (r *Runner) deadLetter(ctx context.Context, d *delivery, reason string, givenUp events.StepName) error {
+	msg, meta := d.msg, d.meta
 	seq := strconv.FormatUint(meta.Sequence.Stream, 10)
 	dl := nats.NewMsg(events.DeadLetterSubject(r.cfg.Name))
 	dl.Data = msg.Data()

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,9 +24,11 @@ import (
 // them, then acks. A returned error rolls the transaction back.
 type Handler func(ctx context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error)
 
-// Middleware wraps every handler of a runner: cross-cutting behaviour (fault injection in
-// tests and chaos runs, say) without touching the steps. For a Call route it wraps the
-// handler the call returns, so it runs after the call to the outside world was made.
+// Middleware wraps every route's handler, inside its transaction: a fault injected in tests,
+// say, without touching the steps. For a Call route it wraps the handler the call returns,
+// so it runs after the call to the outside world was made. The runner's own behaviour
+// (retries, giving up, deadlines, metrics, tracing) is middleware around the whole delivery
+// instead: its policies (policies.go).
 type Middleware func(route events.Subject, next Handler) Handler
 
 // Decoder turns a raw message into an envelope; from identifies the message.
@@ -116,7 +117,7 @@ type Config struct {
 	// AckWait is how long the server waits for an answer to a delivery before it delivers
 	// the message again: how soon the messages of a process that died come back. The
 	// runner sends heartbeats (InProgress) for the messages it holds, so it bounds no
-	// handler. Default DefaultAckWait.
+	// handler. Default topology.DefaultAckWait.
 	AckWait time.Duration
 	// HandlerTimeout is the longest one message is handled (a step's deadline may end it
 	// sooner). Default 30s.
@@ -175,7 +176,7 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = 20
 	}
 	if c.AckWait == 0 {
-		c.AckWait = DefaultAckWait
+		c.AckWait = topology.DefaultAckWait
 	}
 	if c.HandlerTimeout == 0 {
 		c.HandlerTimeout = 30 * time.Second
@@ -278,6 +279,7 @@ type Runner struct {
 	pin     pin
 	warming interruptible
 	meters  *meters
+	handle  deliveryHandler // every delivery, through the policies
 }
 
 // stepRoute is a route that triggers a step: it has a deadline, and giving up on it fails
@@ -288,11 +290,6 @@ type stepRoute struct {
 }
 
 var processedBucket = []byte("runner.processed")
-
-// DefaultAckWait is the consumers' AckWait: a few seconds, far below every step's deadline,
-// so a trigger held by a process that died is handled again in time. Heartbeats keep a
-// message held longer (a slow handler, or a lane's queue) from coming back meanwhile.
-const DefaultAckWait = 5 * time.Second
 
 // prefetch is how many messages the consumer buffers ahead of the one being handled.
 const prefetch = 8
@@ -330,6 +327,7 @@ func New(cfg Config) (*Runner, error) {
 			}
 		}
 	}
+	r.handle = r.deliveries()
 	if cfg.Commit != nil {
 		return r, nil
 	}
@@ -354,21 +352,6 @@ func New(cfg Config) (*Runner, error) {
 		return indexLegacy(tx, time.Now())
 	})
 	return r, err
-}
-
-// ConsumerConfig is the durable consumer of the runner name, on the subjects it routes: the
-// setup role creates it (topology.Consumers), and the runner binds to it (topology.Bind),
-// creating it only where its NATS user may (a server without authorization).
-func ConsumerConfig(name string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:        name,
-		Description:    "checkout step runner " + name,
-		FilterSubjects: slices.Sorted(slices.Values(subjects)),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        ackWait,
-		MaxDeliver:     -1, // the runner decides when to give up, and on what
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}
 }
 
 // Subjects are the subjects the runner routes, sorted.
@@ -465,127 +448,15 @@ func gone(ctx context.Context, cons jetstream.Consumer, err error) bool {
 	return errors.Is(infoErr, jetstream.ErrConsumerNotFound)
 }
 
-// process handles one message. It returns an error only when the runner must stop: a hook
-// simulates a crash, or an event is of a schema version this release cannot read.
-func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
-	defer cancel()
-	meta, err := msg.Metadata()
-	if err != nil {
-		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
-		_ = msg.Term()
-		return nil
+// process handles one message through the policies (policies.go). It returns an error only
+// when the runner must stop: a hook simulates a crash, or an event is of a schema version
+// this release cannot read.
+func (r *Runner) process(ctx context.Context, msg *heldMsg) error {
+	err := r.handle(ctx, &delivery{msg: msg})
+	if s := (*stop)(nil); errors.As(err, &s) {
+		return s.err
 	}
-	route, ok := r.routes[msg.Subject()]
-	if !ok && events.NewerSchema(msg.Data()) {
-		return r.tooOld(msg, meta, fmt.Errorf("%s: %w that this release has no handler for", msg.Subject(), events.ErrNewerSchema))
-	}
-	if !ok {
-		r.reject(ctx, msg, meta, "", fmt.Errorf("%s: no handler for this subject", msg.Subject()))
-		return nil
-	}
-	in, err := r.decode(msg, meta, route)
-	if errors.Is(err, events.ErrNewerSchema) {
-		return r.tooOld(msg, meta, err)
-	}
-	if err != nil {
-		r.reject(ctx, msg, meta, "", err)
-		return nil
-	}
-	// The message's logger is made only when something is logged: With formats its
-	// attributes at once, and most messages log nothing.
-	log := func() *slog.Logger {
-		return r.log.With("checkout_id", in.CheckoutID, "event_id", in.ID, "subject", msg.Subject())
-	}
-	step, isStep := r.steps[msg.Subject()]
-	attempts := int(meta.NumDelivered)
-	traced(ctx, in, step.Name, attempts)
-	if retried := r.takeRetried(meta.Sequence.Stream); !isStep && attempts%r.cfg.MaxDeliver == 0 && !retried {
-		// Delivered again and again, never retried by this process: the process dies on it.
-		r.announceStuck(ctx, msg, meta, in, log(), fmt.Errorf("delivered %d times: the process handling it died each time", attempts))
-	}
-
-	var outs []events.Envelope
-	var data []json.RawMessage // outs' wire form, when encoded already
-	switch {
-	case isStep && attempts > r.cfg.MaxDeliver:
-		// Delivered again after the last attempt: the process died handling it (a
-		// poison message). Give up without running the handler again.
-		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
-			fmt.Sprintf("%s was tried %d times and never finished", step.Name, attempts-1))
-	case isStep && step.expired(in, time.Now()) && attempts > 1:
-		// Tried before, and out of time now: its effect is unknown, and its input is kept.
-		outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeDeadlineExceeded,
-			fmt.Sprintf("%s did not finish within %s of its trigger after %d attempts", step.Name, step.deadline, attempts-1))
-	case isStep && step.expired(in, time.Now()):
-		r.meters.gaveUp(step.Name, events.CodeDeadlineExceeded)
-		outs, data, err = r.recordFailure(in, meta.Sequence.Stream, step.failure(events.CodeDeadlineExceeded,
-			fmt.Sprintf("%s started after its deadline (%s after its trigger)", step.Name, step.deadline), false))
-	default:
-		hctx := ctx
-		if isStep && !in.Time.IsZero() {
-			var stop context.CancelFunc
-			hctx, stop = context.WithDeadline(ctx, in.Time.Add(step.deadline))
-			defer stop()
-		}
-		outs, data, err = r.apply(withSequence(WithAttempt(hctx, attempts), meta.Sequence.Stream), route, in, meta.Sequence.Stream)
-		if c := (*crash)(nil); errors.As(err, &c) {
-			return c.err
-		}
-		if errors.Is(err, Unchanged) && r.cfg.Commit == nil {
-			err = nil // acked with no record and nothing to publish
-			if isStep {
-				// Acked with no outcome, the step would wait out its deadline and be undone.
-				err = Permanent(fmt.Errorf("%s answered Unchanged: a step's trigger must answer with its outcome", step.Name))
-			}
-		}
-	}
-	if err != nil {
-		switch {
-		case isStep && isPermanent(err):
-			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeStepFailed, err.Error())
-		case r.undos[msg.Subject()] && !errors.Is(err, events.ErrMalformed):
-			// An undo is never given up: it is retried at the longest delay, and announced
-			// once it fails for good or has failed for StuckAfter, then every MaxDeliver.
-			if isPermanent(err) && attempts == 1 || attempts == r.stuckAttempt() || attempts%r.cfg.MaxDeliver == 0 {
-				r.announceStuck(ctx, msg, meta, in, log(), err)
-			}
-			spanFailed(ctx, err)
-			r.nak(msg, meta, log(), r.cfg.RetryMax, err)
-			return nil
-		case isPermanent(err):
-			r.reject(ctx, msg, meta, in.CheckoutID, err)
-			return nil
-		case isStep && attempts >= r.cfg.MaxDeliver:
-			outs, data, err = r.giveUp(ctx, msg, meta, in, step, events.CodeRetriesExhausted,
-				fmt.Sprintf("%s failed %d times; last error: %v", step.Name, attempts, err))
-		}
-	}
-	if err != nil {
-		r.retry(ctx, msg, meta, in, log(), err)
-		return nil
-	}
-	if hook := r.cfg.Hooks.AfterCommit; hook != nil {
-		if err := hook(in); err != nil {
-			return err
-		}
-	}
-	if err := r.publish(ctx, outs, data); err != nil {
-		r.retry(ctx, msg, meta, in, log(), fmt.Errorf("publish outputs: %w", err))
-		return nil
-	}
-	if hook := r.cfg.Hooks.AfterPublish; hook != nil {
-		if err := hook(in); err != nil {
-			return err
-		}
-	}
-	if err := msg.Ack(); err != nil {
-		log().Warn("ack", "err", err)
-	}
-	if r.log.Enabled(ctx, slog.LevelDebug) {
-		log().Debug("handled", "outputs", len(outs))
-	}
-	return nil
+	return err
 }
 
 // tooOld gives back an event of a schema version newer than this release reads (a writer
@@ -593,12 +464,12 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) error {
 // runner: kept consuming, it would hold more such events until the consumer's limit of
 // unacknowledged messages stalls every checkout, and keep the pin an upgraded replica needs.
 // Nothing is lost or dead-lettered; the process fails, saying to upgrade it.
-func (r *Runner) tooOld(msg jetstream.Msg, meta *jetstream.MsgMetadata, err error) error {
-	r.log.Error("an event of a newer schema version: this instance must be upgraded; it stops consuming", "subject", msg.Subject(), "stream_seq", meta.Sequence.Stream, "err", err)
-	if nerr := msg.Nak(); nerr != nil {
+func (r *Runner) tooOld(d *delivery, err error) error {
+	r.log.Error("an event of a newer schema version: this instance must be upgraded; it stops consuming", "subject", d.msg.Subject(), "stream_seq", d.seq(), "err", err)
+	if nerr := d.msg.Nak(); nerr != nil {
 		r.log.Warn("nak", "err", nerr)
 	}
-	return fmt.Errorf("%s stops: %w", r.cfg.Name, err)
+	return &stop{fmt.Errorf("%s stops: %w", r.cfg.Name, err)}
 }
 
 // decode believes a message only from its producer (signed by it, fired from its own

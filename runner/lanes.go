@@ -105,12 +105,7 @@ func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
 func (l *lanes) handle(msg *heldMsg) {
 	l.busy.Add(1)
 	defer l.busy.Add(-1)
-	began := time.Now()
-	ctx, span := l.r.startSpan(l.ctx, msg)
-	err := l.r.process(ctx, msg)
-	l.r.meters.delivered(msg, time.Since(began))
-	endSpan(span, msg.answer)
-	if err != nil {
+	if err := l.r.process(l.ctx, msg); err != nil {
 		l.held.stop() // a dead process sends no heartbeats
 		l.mu.Lock()
 		if l.crashed == nil {

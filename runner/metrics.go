@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -112,6 +113,16 @@ func (m *meters) of(subject string) *routeMeters {
 		return rm
 	}
 	return m.unrouted
+}
+
+// metered is the policy that times each delivery and counts it by how it was answered.
+func (r *Runner) metered(next deliveryHandler) deliveryHandler {
+	return func(ctx context.Context, d *delivery) error {
+		began := time.Now()
+		err := next(ctx, d)
+		r.meters.delivered(d.msg, time.Since(began))
+		return err
+	}
 }
 
 // delivered counts a delivery the runner answered after took; one left unanswered (a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -39,20 +40,8 @@ import (
 // own view and its outputs published and acked: the outputs carry the same Nats-Msg-Id as
 // the new holder's, so the stream drops the second copy, and consumers dedupe by event ID.
 
-// PriorityGroup is the priority group of a rebuildable service's consumer.
-const PriorityGroup = "instances"
-
-// DefaultPinnedTTL is how long a pinned instance may go without pulling before the server
-// pins another: a few seconds, as AckWait, after which its held messages come back anyway.
-const DefaultPinnedTTL = 5 * time.Second
-
 // defaultWarmEvery is how often a standby replays its view up to the ack floor.
 const defaultWarmEvery = 2 * time.Second
-
-// LogHoldingPin is what an instance logs when it holds the consumer's pin and its view is
-// caught up (with "replayed", "delivered" and "took"): it handles the pin's first message next.
-// The cluster chaos harness times takeovers by it.
-const LogHoldingPin = "holding the consumer's pin: view caught up, handling messages"
 
 // pinHeader carries the pin's ID on every message of a pinned-client consumer.
 const pinHeader = "Nats-Pin-Id"
@@ -63,19 +52,11 @@ var (
 	appliedKey    = []byte("seq")
 )
 
-// PinnedConsumer is cfg with the priority group that lets instances take turns on it.
-func PinnedConsumer(cfg jetstream.ConsumerConfig, ttl time.Duration) jetstream.ConsumerConfig {
-	cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
-	cfg.PriorityGroups = []string{PriorityGroup}
-	cfg.PinnedTTL = ttl
-	return cfg
-}
-
 // consumerConfig is the consumer the runner binds to.
 func (r *Runner) consumerConfig() jetstream.ConsumerConfig {
-	cfg := ConsumerConfig(r.cfg.Name, r.Subjects(), r.cfg.AckWait)
+	cfg := topology.StepConsumer(r.cfg.Name, r.Subjects(), r.cfg.AckWait)
 	if r.pinned() {
-		cfg = PinnedConsumer(cfg, r.cfg.PinnedTTL)
+		cfg = topology.Pinned(cfg, r.cfg.PinnedTTL)
 	}
 	return cfg
 }
@@ -93,7 +74,7 @@ func (r *Runner) pullOptions() []jetstream.PullMessagesOpt {
 		return append(opts, jetstream.PullExpiry(10*time.Second), jetstream.PullHeartbeat(2*time.Second))
 	}
 	expiry := max(r.cfg.PinnedTTL/2, time.Second)
-	return append(opts, jetstream.PullPriorityGroup(PriorityGroup), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(min(expiry/2, 2*time.Second)))
+	return append(opts, jetstream.PullPriorityGroup(topology.PriorityGroup), jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(min(expiry/2, 2*time.Second)))
 }
 
 // pin is the ID of the pin this instance caught its view up for ("": none yet), and the
@@ -129,7 +110,7 @@ func (r *Runner) holdsPin(info *jetstream.ConsumerInfo) bool {
 		return false
 	}
 	for _, g := range info.PriorityGroups {
-		if g.Group == PriorityGroup && g.PinnedClientID == id {
+		if g.Group == topology.PriorityGroup && g.PinnedClientID == id {
 			return true
 		}
 	}
@@ -187,7 +168,7 @@ func (r *Runner) takeover(ctx context.Context, cons jetstream.Consumer, msg jets
 			return err
 		}
 		r.pin.set(id, info.Delivered.Stream)
-		r.log.Info(LogHoldingPin, "replayed", n,
+		r.log.Info(topology.LogHoldingPin, "replayed", n,
 			"delivered", info.Delivered.Stream, "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
@@ -376,5 +357,5 @@ func (r *Runner) unpin(ctx context.Context) error {
 		return err
 	}
 	r.pin.set("", 0)
-	return stream.UnpinConsumer(ctx, r.cfg.Name, PriorityGroup)
+	return stream.UnpinConsumer(ctx, r.cfg.Name, topology.PriorityGroup)
 }
