@@ -27,6 +27,9 @@ type Options struct {
 	// Pace, when set, holds the load to the target's own progress: the i-th checkout starts
 	// once Pace(ctx, i) returns nil; an error stops the load (a rolling upgrade that failed).
 	Pace func(ctx context.Context, i int) error
+	// NoCoupons leaves coupons out of the load: a rolling upgrade from a release that has
+	// none, whose processes would refuse or not explain them.
+	NoCoupons bool
 	// Log prints progress; the summary is in the Result.
 	Log func(format string, args ...any)
 }
@@ -128,7 +131,7 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	// One generator per purpose, each from the seed, so that how fast the load goes does not
 	// change which faults are drawn.
 	mail := t.mailbox()
-	plans := plan(rand.New(rand.NewPCG(o.Seed, 1)), o.Checkouts, mail != nil)
+	plans := plan(rand.New(rand.NewPCG(o.Seed, 1)), o.Checkouts, mail != nil, !o.NoCoupons)
 	byID := make(map[string]planned, len(plans))
 	for _, p := range plans {
 		byID[p.ID] = p

@@ -105,10 +105,11 @@ var (
 	tokyo      = events.Address{Name: "Ada", Line1: "1-1 Chiyoda", City: "Tokyo", PostalCode: "100-0001", Country: "JP"}
 )
 
-// plan draws n checkouts from r; with redrives, some wait for the operator's re-drive.
-func plan(r *rand.Rand, n int, redrives bool) []planned {
+// plan draws n checkouts from r; with redrives, some wait for the operator's re-drive; with
+// coupons, some race for a limited coupon.
+func plan(r *rand.Rand, n int, redrives, coupons bool) []planned {
 	parts := func(k kind, n int) int {
-		if k.redriven() && !redrives {
+		if k.redriven() && !redrives || k == kindCoupon && !coupons {
 			return 0
 		}
 		return n

@@ -153,7 +153,9 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	if uo.FromRev != "" {
 		r.natsConfig = filepath.Join(o.Root, natsConfigDir)
 	}
-	o.Pace, o.KillEvery = r.pacer.pace, 0
+	// The previous release has no coupons: while its processes run (and while writers are
+	// held) a coupon is refused or its failure left unexplained, as OPERATIONS.md says.
+	o.Pace, o.KillEvery, o.NoCoupons = r.pacer.pace, 0, true
 	upgradeCtx, stopUpgrade := context.WithCancel(ctx)
 	upgraded := make(chan struct{})
 	go func() {
