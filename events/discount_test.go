@@ -88,3 +88,33 @@ func TestCouponCodeInRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestHeldWriterCarriesALaterPayloadAtTheCurrentVersion: a writer held at an older version
+// writes an event whose payload only a later version can say (a discounted quote it got from
+// an event of the current version, while the hold is being lifted) at the current version,
+// instead of failing to write it until its own hold is lifted; anything else at the hold.
+func TestHeldWriterCarriesALaterPayloadAtTheCurrentVersion(t *testing.T) {
+	t.Cleanup(func() { _ = HoldWriteVersion(0) })
+	if err := HoldWriteVersion(OldestSchemaVersion); err != nil {
+		t.Fatal(err)
+	}
+	q := discounted()
+	for _, c := range []struct {
+		typ     Subject
+		payload any
+		want    int
+	}{
+		{CartValidated, goldenQuote(), OldestSchemaVersion},
+		{CartValidated, q, SchemaVersion},
+		{PaymentCaptured, Payment{PaymentIntentID: "pi_1", Amount: q.Total, Currency: q.Currency, Quote: q}, SchemaVersion},
+		{OrderCreated, Order{ID: "ord_1", Number: "JC-1", Quote: q}, SchemaVersion},
+	} {
+		e := Must("chk_golden", c.typ, c.payload)
+		if e.SchemaVersion != c.want {
+			t.Errorf("%s held at %d: written at version %d, want %d", c.typ, OldestSchemaVersion, e.SchemaVersion, c.want)
+		}
+		if _, err := e.Encode(); err != nil {
+			t.Errorf("%s: %v", c.typ, err)
+		}
+	}
+}

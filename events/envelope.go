@@ -62,7 +62,7 @@ func New(checkoutID string, typ Subject, payload any) (Envelope, error) {
 		ID:            ID(checkoutID, typ),
 		Type:          typ,
 		CheckoutID:    checkoutID,
-		SchemaVersion: WriteVersion(),
+		SchemaVersion: versionFor(typ, raw),
 		Payload:       raw,
 	}, nil
 }

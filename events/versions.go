@@ -122,10 +122,29 @@ func downcast(typ Subject, payload json.RawMessage, v int) (json.RawMessage, err
 	// that does not add up: it is not written at that version.
 	if p, ok := ptr.Interface().(interface{ Validate() error }); ok {
 		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("%s cannot be written at schema version %d: without the fields added since, %w", typ, v, err)
+			return nil, fmt.Errorf("%s cannot be written at schema version %d: without the fields added since, %w: %w", typ, v, errNotExpressible, err)
 		}
 	}
 	return json.Marshal(ptr.Interface())
+}
+
+// errNotExpressible: a payload whose later fields carry what an older shape cannot say.
+var errNotExpressible = errors.New("not expressible at that version")
+
+// versionFor is the version a writer at WriteVersion writes payload of typ at: that version,
+// unless the payload carries what only a later one can say. Such a payload came from an
+// event of the current version (a held writer does not make one itself: the catalog applies
+// no coupon and adds tax on top while held), and such events are written only once the hold
+// is being lifted, when every process runs this release and reads it: so it is written at
+// the current version rather than refused until the writer's own hold is lifted.
+func versionFor(typ Subject, payload json.RawMessage) int {
+	v := WriteVersion()
+	if v < SchemaVersion {
+		if _, err := downcast(typ, payload, v); errors.Is(err, errNotExpressible) {
+			return SchemaVersion
+		}
+	}
+	return v
 }
 
 // lateFields names the fields of a payload written at version v that came after v: an
