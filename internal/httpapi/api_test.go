@@ -688,6 +688,22 @@ func TestUIForms(t *testing.T) {
 	if page := ok[httpapi.Page](t, e, http.StatusOK, "GET", "/checkouts", nil, asAdmin...); len(page.Checkouts) != 1 {
 		t.Errorf("%d checkouts after a double submit, want 1", len(page.Checkouts))
 	}
+
+	// A coupon from the store: taken off the order, or refused with the reason on the form.
+	resp, err := noRedirect.Post(e.base+"/ui/store", "application/x-www-form-urlencoded",
+		strings.NewReader("email=bob%40example.com&card=visa&key=coupon&qty_tee-jetstream=1&coupon=launch15"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c := e.ended(t, strings.TrimPrefix(resp.Header.Get("Location"), "/ui/checkouts/"))
+	if c.Status != httpapi.StatusCompleted || c.Totals == nil || len(c.Totals.Discounts) != 1 || c.Totals.Discounts[0].Code != "LAUNCH15" {
+		t.Errorf("store order with a coupon: %s totals %+v", c.Status, c.Totals)
+	}
+	status, _, page = e.do(t, "POST", "/ui/store", "email=bob%40example.com&card=visa&key=k2&qty_stickers=1&coupon=no+such", form...)
+	if status != http.StatusOK || !bytes.Contains(page, []byte("coupon_code")) || !bytes.Contains(page, []byte(`value="no such"`)) {
+		t.Errorf("a malformed coupon: %d, want the store again with the reason and the coupon as typed:\n%s", status, page)
+	}
 }
 
 // TestScheduledEventTimedWhenItFired: a scheduled event carries the time it was scheduled,

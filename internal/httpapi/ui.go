@@ -483,6 +483,7 @@ type storeData struct {
 	Products []events.ListedProduct
 	Cards    any
 	Email    string
+	Coupon   string
 	Key      string
 	Error    string
 	SignOut  bool
@@ -532,7 +533,7 @@ func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, er
 	if err != nil {
 		return "", nil, err
 	}
-	again := storeData{Products: products, Cards: demoCards, Email: r.FormValue("email"), Key: randomKey()}
+	again := storeData{Products: products, Cards: demoCards, Email: r.FormValue("email"), Coupon: strings.TrimSpace(r.FormValue("coupon")), Key: randomKey()}
 	var items []events.CartItem
 	for _, p := range products {
 		if n, _ := strconv.Atoi(r.FormValue("qty_" + p.ID)); n > 0 {
@@ -570,7 +571,7 @@ func (u *ui) placeOrder(w http.ResponseWriter, r *http.Request) (string, any, er
 		return again.refused(err)
 	}
 	answer, _, err := u.s.submit(r.Context(), events.CheckoutRequest{CartID: cart.ID, CustomerID: customer, CustomerEmail: email,
-		PaymentMethodID: pm, ShippingAddress: demoAddress, BillingAddress: demoAddress}, r.FormValue("key"))
+		PaymentMethodID: pm, ShippingAddress: demoAddress, BillingAddress: demoAddress, CouponCode: again.Coupon}, r.FormValue("key"))
 	if err != nil {
 		return again.refused(err)
 	}
