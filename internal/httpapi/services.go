@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -11,9 +10,9 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/microx"
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 )
 
 // requestTimeout bounds a request to a service's endpoint.
@@ -23,30 +22,21 @@ const requestTimeout = 5 * time.Second
 // reply of the service (micro's codes "400", "404", "409") becomes the problem of the same
 // HTTP status, with the service's words; no answer at all is a 503.
 func (s *Server) call(ctx context.Context, subject events.Subject, req, out any) error {
-	body := []byte{}
-	if req != nil {
-		var err error
-		if body, err = json.Marshal(req); err != nil {
-			return err
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	msg, err := s.cfg.NC.RequestWithContext(ctx, string(subject), body)
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) {
+	err := microx.Request(ctx, s.cfg.NC, subject, req, out)
+	var reply *microx.Error
+	switch {
+	case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded):
 		return problem(http.StatusServiceUnavailable, "%s did not answer; is its service running?", subject)
-	}
-	if err != nil {
-		return err
-	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		status, _ := strconv.Atoi(code)
+	case errors.As(err, &reply):
+		status, _ := strconv.Atoi(reply.Code)
 		if status < 400 || status > 499 {
 			status = http.StatusBadGateway
 		}
-		return problem(status, "%s", msg.Header.Get(micro.ErrorHeader))
+		return problem(status, "%s", reply.Description)
 	}
-	return json.Unmarshal(msg.Data, out)
+	return err
 }
 
 // createCart: POST /carts (events.CreateCart → events.Cart).

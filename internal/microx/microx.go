@@ -76,13 +76,16 @@ func Handler(log *slog.Logger, handle func(data []byte) (any, error)) micro.Hand
 	})
 }
 
-// Request asks the endpoint of subject with req as JSON and decodes its reply into out. An
-// error reply comes back as an *Error with the endpoint's code and words; no answer (no
-// responder, or none before ctx ends) as the NATS error, wrapped.
+// Request asks the endpoint of subject with req as JSON (nil: an empty request) and decodes
+// its reply into out. An error reply comes back as an *Error with the endpoint's code and
+// words; no answer (no responder, or none before ctx ends) as the NATS error, wrapped.
 func Request(ctx context.Context, nc *nats.Conn, subject events.Subject, req, out any) error {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return err
+	body := []byte{}
+	if req != nil {
+		var err error
+		if body, err = json.Marshal(req); err != nil {
+			return err
+		}
 	}
 	msg, err := nc.RequestWithContext(ctx, string(subject), body)
 	if err != nil {

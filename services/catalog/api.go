@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -85,16 +84,11 @@ func (s *Service) listProducts(nc *nats.Conn) ([]events.ListedProduct, error) {
 
 // available asks inventory.stock for every product's available units.
 func (s *Service) available(nc *nats.Conn) (map[string]int, error) {
-	msg, err := nc.Request(string(events.InventoryStock), nil, s.stockTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", events.InventoryStock, err)
-	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		return nil, fmt.Errorf("%s: error %s: %s", events.InventoryStock, code, msg.Header.Get(micro.ErrorHeader))
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.stockTimeout)
+	defer cancel()
 	var stock []events.Stock
-	if err := json.Unmarshal(msg.Data, &stock); err != nil {
-		return nil, fmt.Errorf("%s: %w", events.InventoryStock, err)
+	if err := microx.Request(ctx, nc, events.InventoryStock, nil, &stock); err != nil {
+		return nil, err
 	}
 	available := make(map[string]int, len(stock))
 	for _, st := range stock {

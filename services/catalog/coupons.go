@@ -187,7 +187,7 @@ func checkLimits(tx *bolt.Tx, c Coupon, checkoutID, customerID string) error {
 	for _, limit := range []struct {
 		key, who string
 		max      int
-	}{{code, "in all", c.MaxRedemptions}, {code + "/" + customerID, "by this customer", c.MaxPerCustomer}} {
+	}{{code, "in all", c.MaxRedemptions}, {customerKey(code, customerID), "by this customer", c.MaxPerCustomer}} {
 		used, err := redemptions(tx, limit.key)
 		if err != nil {
 			return err
@@ -230,7 +230,7 @@ func heldRedemption(tx *bolt.Tx, checkoutID string) (redemption, bool, error) {
 }
 
 func addRedemptions(tx *bolt.Tx, code, customerID string, delta int) error {
-	for _, key := range []string{code, code + "/" + customerID} {
+	for _, key := range []string{code, customerKey(code, customerID)} {
 		n, err := redemptions(tx, key)
 		if err != nil {
 			return err
@@ -241,6 +241,9 @@ func addRedemptions(tx *bolt.Tx, code, customerID string, delta int) error {
 	}
 	return nil
 }
+
+// customerKey is where a customer's uses of code are counted.
+func customerKey(code, customerID string) string { return code + "/" + customerID }
 
 func redemptions(tx *bolt.Tx, key string) (int, error) {
 	var n int
