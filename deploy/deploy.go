@@ -14,9 +14,14 @@
 //   - demo/coupons.json: the coupons a checkout may name (coupon_code): percent or amount off,
 //     for some products or all, a minimum spend, dates, and limits in all and per customer.
 //     "LAUNCH15" may be used by 10 checkouts, to show a limited coupon raced for.
+//   - demo/promotions.json: what the shop takes off every cart they fit, in order: sticker
+//     packs 3 for 2, and volume prices on mugs. A line takes at most one promotion; a coupon
+//     applies to what they leave.
 //
-// The parsers live with their services: catalog.LoadSeed, catalog.LoadRates,
-// catalog.LoadCoupons and inventory.LoadStock.
+// A product's "category" in catalog.json lets a coupon or a promotion cover a category
+// ("categories") instead of listing products. The parsers live with their services:
+// catalog.LoadSeed, catalog.LoadRates, catalog.LoadCoupons, catalog.LoadPromotions and
+// inventory.LoadStock.
 package deploy
 
 import "embed"
@@ -28,7 +33,8 @@ var Demo embed.FS
 
 // Paths of the demo files inside Demo.
 const (
-	CatalogFile = "demo/catalog.json"
-	RatesFile   = "demo/rates.json"
-	CouponsFile = "demo/coupons.json"
+	CatalogFile    = "demo/catalog.json"
+	RatesFile      = "demo/rates.json"
+	CouponsFile    = "demo/coupons.json"
+	PromotionsFile = "demo/promotions.json"
 )

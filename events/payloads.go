@@ -189,9 +189,12 @@ type Quote struct {
 
 // Discount is a promotion applied to a quote: which, why, and how much it takes off.
 type Discount struct {
-	Code        string          `json:"code"`
+	Code        string          `json:"code"` // the coupon's code, or the promotion's ID
 	Description string          `json:"description"`
 	Amount      decimal.Decimal `json:"amount"` // positive: what is taken off
+	// Automatic: a promotion the shop applies to every cart it fits (a bundle, a volume
+	// price), not a coupon the customer asked for, so nothing counts its uses.
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // Discount is the sum of the quote's discounts.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -156,11 +157,16 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		s, err := catalog.New(db, carts, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs), catalog.WithCoupons(coupons))
+		promotions, err := readDemo(deploy.PromotionsFile, catalog.LoadPromotions)
 		if err != nil {
 			return nil, err
 		}
-		if err := coupons.CheckProducts(products); err != nil {
+		if err := errors.Join(coupons.Resolve(products), promotions.Resolve(products)); err != nil {
+			return nil, err
+		}
+		s, err := catalog.New(db, carts, log, rates, catalog.WithReturnURLs(d.cfg.ReturnURLs),
+			catalog.WithCoupons(coupons), catalog.WithPromotions(promotions))
+		if err != nil {
 			return nil, err
 		}
 		if _, err := s.Seed(products); err != nil {

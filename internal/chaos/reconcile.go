@@ -350,7 +350,8 @@ func checkCompleted(p planned, c events.CheckoutCompleted, confirmed []events.Or
 }
 
 // checkCoupons: a completed checkout's order carries the discount of the coupon it asked for
-// and no other, and no coupon completed more checkouts than it allows.
+// and no other coupon (the shop's own promotions come as they fit), and no coupon completed
+// more checkouts than it allows.
 func checkCoupons(plans []planned, s *state, violate func(string, ...any)) {
 	coupons, err := demoCoupons()
 	if err != nil {
@@ -366,6 +367,9 @@ func checkCoupons(plans []planned, s *state, violate func(string, ...any)) {
 		}
 		var codes []string
 		for _, d := range confirmed[0].Discounts {
+			if d.Automatic {
+				continue // the shop's promotions: not asked for, not counted
+			}
 			codes = append(codes, d.Code)
 			used[d.Code]++
 		}

@@ -79,7 +79,8 @@ type Checkout struct {
 // Totals are the priced cart, from the validated quote.
 type Totals struct {
 	Subtotal decimal.Decimal `json:"subtotal"`
-	// Discounts are the coupons taken off the subtotal, before tax and shipping.
+	// Discounts are the shop's promotions and the coupon taken off the subtotal, before tax
+	// and shipping, in the order they applied.
 	Discounts []events.Discount `json:"discounts,omitempty"`
 	Tax       decimal.Decimal   `json:"tax"`
 	// TaxIncluded: the tax is part of the prices (VAT), not added to them.

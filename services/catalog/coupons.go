@@ -3,7 +3,6 @@ package catalog
 import (
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +14,8 @@ import (
 )
 
 // Coupon is a promotion a customer asks for by its code (deploy/demo/coupons.json). It takes
-// PercentOff percent, or AmountOff in the cart's currency, off the lines of its Products (all
-// of them when none are listed), before tax and shipping.
+// PercentOff percent, or AmountOff in the cart's currency, off the lines of its Scope, before
+// tax and shipping, and after the shop's own promotions (on what they left of each line).
 type Coupon struct {
 	Code        string `json:"code"`
 	Description string `json:"description"`
@@ -24,10 +23,10 @@ type Coupon struct {
 	// takes off more than the lines it applies to.
 	PercentOff *decimal.Decimal           `json:"percent_off,omitempty"`
 	AmountOff  map[string]decimal.Decimal `json:"amount_off,omitempty"`
-	// MinSpend by currency: the cart's subtotal must reach it. A currency without one has no
-	// minimum.
+	// MinSpend by currency: the cart's subtotal, less the shop's promotions, must reach it. A
+	// currency without one has no minimum.
 	MinSpend map[string]decimal.Decimal `json:"min_spend,omitempty"`
-	Products []string                   `json:"products,omitempty"`
+	Scope
 	// ValidFrom and ValidUntil bound when a checkout may use it (its request's time); zero: no
 	// bound.
 	ValidFrom  time.Time `json:"valid_from,omitzero"`
@@ -89,22 +88,22 @@ func (c Coupon) validate() error {
 	return nil
 }
 
-// CheckProducts reports a coupon scoped to a product the catalog does not sell: a typo that
-// would make it apply to nothing.
-func (cs Coupons) CheckProducts(products []SeedProduct) error {
-	for _, c := range cs {
-		for _, id := range c.Products {
-			if !slices.ContainsFunc(products, func(p SeedProduct) bool { return p.ID == id }) {
-				return fmt.Errorf("coupons: coupon %q: product %q is not in the catalog", c.Code, id)
-			}
+// Resolve checks every coupon's scope against the catalog and turns its categories into the
+// products they hold.
+func (cs Coupons) Resolve(products []SeedProduct) error {
+	for code, c := range cs {
+		if err := c.Scope.resolve(products); err != nil {
+			return fmt.Errorf("coupons: coupon %q: %w", c.Code, err)
 		}
+		cs[code] = c
 	}
 	return nil
 }
 
 // discount is what the coupon takes off lines priced in currency for a checkout requested
-// at: the discount, or a failure that says why it does not apply.
-func (c Coupon) discount(lines []events.Line, currency string, at time.Time) (events.Discount, error) {
+// at, left being what the shop's promotions left of each line: the discount, or a failure
+// that says why it does not apply.
+func (c Coupon) discount(lines []events.Line, left []decimal.Decimal, currency string, at time.Time) (events.Discount, error) {
 	code := strings.ToUpper(c.Code)
 	switch {
 	case !c.ValidFrom.IsZero() && at.Before(c.ValidFrom):
@@ -113,10 +112,10 @@ func (c Coupon) discount(lines []events.Line, currency string, at time.Time) (ev
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s expired at %s", code, c.ValidUntil.Format(time.RFC3339))
 	}
 	subtotal, eligible := decimal.Zero, decimal.Zero
-	for _, l := range lines {
-		subtotal = subtotal.Add(l.Total)
-		if len(c.Products) == 0 || slices.Contains(c.Products, l.ProductID) {
-			eligible = eligible.Add(l.Total)
+	for i, l := range lines {
+		subtotal = subtotal.Add(left[i])
+		if c.covers(l.ProductID) {
+			eligible = eligible.Add(left[i])
 		}
 	}
 	if min, ok := c.MinSpend[currency]; ok && subtotal.LessThan(min) {
@@ -124,7 +123,7 @@ func (c Coupon) discount(lines []events.Line, currency string, at time.Time) (ev
 			code, money.Format(min, currency), money.Format(subtotal, currency))
 	}
 	if eligible.IsZero() {
-		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s applies to none of this cart's products (%s)", code, strings.Join(c.Products, ", "))
+		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s applies to none of this cart's products (%s)", code, c.Scope.describe())
 	}
 	var amount decimal.Decimal
 	if c.PercentOff != nil {
@@ -156,10 +155,7 @@ func (c Coupon) describe(currency string) string {
 	} else {
 		off = money.Format(c.AmountOff[currency], currency) + " off"
 	}
-	if len(c.Products) > 0 {
-		off += " " + strings.Join(c.Products, ", ")
-	}
-	return off
+	return strings.TrimSpace(off + " " + c.Scope.describe())
 }
 
 // Redemptions in the view: how many checkouts hold or used each coupon, in all and per
@@ -194,6 +190,20 @@ func checkLimits(tx *bolt.Tx, c Coupon, checkoutID, customerID string) error {
 		}
 		if limit.max > 0 && used >= limit.max {
 			return fail(events.CodeCouponUsedUp, "coupon %s may be used %d times %s and has been", code, limit.max, limit.who)
+		}
+	}
+	return nil
+}
+
+// redeemCoupons counts the checkout's use of the coupons among its discounts (the shop's
+// own promotions are not counted).
+func redeemCoupons(tx *bolt.Tx, checkoutID string, discounts []events.Discount, customerID string) error {
+	for _, d := range discounts {
+		if d.Automatic {
+			continue
+		}
+		if err := redeem(tx, checkoutID, d.Code, customerID); err != nil {
+			return err
 		}
 	}
 	return nil

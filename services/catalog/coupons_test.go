@@ -11,18 +11,23 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// The demo coupons load, and each names only products the demo catalog sells.
+// The demo coupons load, and each names only products and categories the demo catalog sells.
 func TestDemoCoupons(t *testing.T) {
 	coupons := demoCoupons(t)
-	if err := coupons.CheckProducts(demoSeed(t)); err != nil {
-		t.Fatal(err)
-	}
 	if c, ok := coupons["LAUNCH15"]; !ok || c.MaxRedemptions != 10 {
 		t.Errorf("LAUNCH15 = %+v, want a coupon for 10 checkouts", c)
 	}
-	scoped := Coupons{"X": {Code: "X", Products: []string{"no-such-thing"}}}
-	if err := scoped.CheckProducts(demoSeed(t)); err == nil || !strings.Contains(err.Error(), `"no-such-thing"`) {
-		t.Errorf("a coupon for a product not sold: %v", err)
+	if c := coupons["APPAREL20"]; !c.covers("tee-jetstream") || !c.covers("hoodie-saga") || c.covers("mug-nats") {
+		t.Errorf("APPAREL20 covers %v, want the demo's apparel", c.covered)
+	}
+	for scope, want := range map[string]Scope{
+		`product "no-such-thing" is not in the catalog`: {Products: []string{"no-such-thing"}},
+		`category "shoes" has no product`:               {Categories: []string{"shoes"}},
+	} {
+		scoped := Coupons{"X": {Code: "X", Scope: want}}
+		if err := scoped.Resolve(demoSeed(t)); err == nil || !strings.Contains(err.Error(), `coupon "X": `+scope) {
+			t.Errorf("a coupon for what is not sold: %v, want %q", err, scope)
+		}
 	}
 }
 
@@ -73,17 +78,17 @@ func TestCouponDiscount(t *testing.T) {
 		{"10% of 79.99 rounds half away from zero", pct("10"), "USD", lines("USD", tees, stickers), "8"},
 		{"12.5% of 79.99 is 9.99875", pct("12.5"), "USD", lines("USD", tees, stickers), "10"},
 		{"whole yen", pct("15"), "JPY", lines("JPY", events.Line{ProductID: "stickers", Quantity: 3, UnitPrice: dec("550")}), "248"},
-		{"only the products it covers", func() Coupon { c := pct("50"); c.Products = []string{"stickers"}; return c }(), "USD", lines("USD", tees, stickers), "2.5"},
-		{"a fixed amount, capped at what it covers", Coupon{Code: "F", AmountOff: map[string]decimal.Decimal{"USD": dec("5.00")}, Products: []string{"stickers"}}, "USD", lines("USD", tees, stickers), "4.99"},
+		{"only the products it covers", func() Coupon { c := pct("50"); c.Scope = Scope{Products: []string{"stickers"}}; return c }(), "USD", lines("USD", tees, stickers), "2.5"},
+		{"a fixed amount, capped at what it covers", Coupon{Code: "F", AmountOff: map[string]decimal.Decimal{"USD": dec("5.00")}, Scope: Scope{Products: []string{"stickers"}}}, "USD", lines("USD", tees, stickers), "4.99"},
 		{"a fixed amount in another currency", Coupon{Code: "F", AmountOff: map[string]decimal.Decimal{"USD": dec("5.00")}}, "EUR", lines("EUR", tees), events.CodeCouponNotApplicable},
-		{"none of its products", func() Coupon { c := pct("50"); c.Products = []string{"mug-nats"}; return c }(), "USD", lines("USD", tees), events.CodeCouponNotApplicable},
+		{"none of its products", func() Coupon { c := pct("50"); c.Scope = Scope{Products: []string{"mug-nats"}}; return c }(), "USD", lines("USD", tees), events.CodeCouponNotApplicable},
 		{"under its minimum spend", func() Coupon { c := pct("10"); c.MinSpend = map[string]decimal.Decimal{"USD": dec("80.00")}; return c }(), "USD", lines("USD", tees, stickers), events.CodeCouponNotApplicable},
 		{"at its minimum spend", func() Coupon { c := pct("10"); c.MinSpend = map[string]decimal.Decimal{"USD": dec("79.99")}; return c }(), "USD", lines("USD", tees, stickers), "8"},
 		{"before its dates", func() Coupon { c := pct("10"); c.ValidFrom = now.Add(time.Second); return c }(), "USD", lines("USD", tees), events.CodeCouponNotApplicable},
 		{"at its end", func() Coupon { c := pct("10"); c.ValidUntil = now; return c }(), "USD", lines("USD", tees), events.CodeCouponNotApplicable},
 		{"nothing left after rounding", pct("0.1"), "JPY", lines("JPY", events.Line{ProductID: "stickers", Quantity: 1, UnitPrice: dec("100")}), events.CodeCouponNotApplicable},
 	} {
-		d, err := tc.coupon.discount(tc.lines, tc.currency, now)
+		d, err := tc.coupon.discount(tc.lines, totalsOf(tc.lines), tc.currency, now)
 		var f *failure
 		switch {
 		case err == nil && !d.Amount.Equal(dec(tc.want)):

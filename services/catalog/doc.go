@@ -4,7 +4,8 @@
 // Consumes:
 //   - checkout.requested: checks the request (its return_url against the shop's rule,
 //     WithReturnURLs: code return_url_not_allowed), the cart (its owner, status and items) and
-//     the products, prices the cart for the shipping address (see Price) and holds the
+//     the products, prices the cart (the shop's promotions, WithPromotions, then the coupon it
+//     names, WithCoupons, then shipping and tax for the address: see Price) and holds the
 //     cart for the checkout. Emits checkout.cart.validated with an events.Quote, or
 //     checkout.cart.failed with an events.StepFailure.
 //   - checkout.completed: the held cart becomes checked_out. Emits nothing.

@@ -18,6 +18,8 @@ import (
 type SeedProduct struct {
 	events.Product
 	Stock int `json:"stock"`
+	// Category groups products for pricing rules (a coupon or promotion for "apparel").
+	Category string `json:"category,omitempty"`
 }
 
 // LoadSeed reads a JSON array of seed products and checks it: unique IDs, names, and

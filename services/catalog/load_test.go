@@ -28,7 +28,22 @@ func loadDemo[T any](t *testing.T, name string, parse func(io.Reader) (T, error)
 
 func demoSeed(t *testing.T) []SeedProduct { return loadDemo(t, deploy.CatalogFile, LoadSeed) }
 
-func demoCoupons(t *testing.T) Coupons { return loadDemo(t, deploy.CouponsFile, LoadCoupons) }
+// demoCoupons and demoPromotions are the demo's, resolved against the demo catalog.
+func demoCoupons(t *testing.T) Coupons {
+	c := loadDemo(t, deploy.CouponsFile, LoadCoupons)
+	if err := c.Resolve(demoSeed(t)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func demoPromotions(t *testing.T) Promotions {
+	p := loadDemo(t, deploy.PromotionsFile, LoadPromotions)
+	if err := p.Resolve(demoSeed(t)); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func demoRates(t *testing.T) Rates { return loadDemo(t, deploy.RatesFile, LoadRates) }
 

@@ -44,6 +44,7 @@ type Service struct {
 	rates      Rates
 	returnURLs events.ReturnURLRule
 	coupons    Coupons
+	promotions Promotions
 	// stockTimeout bounds catalog.list's wait for inventory.stock.
 	stockTimeout time.Duration
 }
@@ -63,6 +64,12 @@ type Option func(*Service)
 // WithCoupons sets the coupons a checkout may ask for (see LoadCoupons); without it, none.
 func WithCoupons(c Coupons) Option {
 	return func(s *Service) { s.coupons = c }
+}
+
+// WithPromotions sets the promotions applied to every cart they fit, in their order (see
+// LoadPromotions); without it, none.
+func WithPromotions(p Promotions) Option {
+	return func(s *Service) { s.promotions = p }
 }
 
 // WithReturnURLs sets where a checkout may send its customer back to after 3-D Secure;

@@ -68,7 +68,7 @@ func start(t *testing.T) *harness {
 	cfg := runner.Config{Name: "catalog", RetryBase: 10 * time.Millisecond}
 	env := natstest.Start(t)
 	sh, svc := steptest.StartOn(t, env, cfg, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
-		svc, err := New(db, openCarts(t, env), log, demoRates(t), WithCoupons(demoCoupons(t)))
+		svc, err := New(db, openCarts(t, env), log, demoRates(t), WithCoupons(demoCoupons(t)), WithPromotions(demoPromotions(t)))
 		if err == nil {
 			_, err = svc.Seed(demoSeed(t))
 		}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/money"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/runner"
+	"github.com/shopspring/decimal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -101,10 +103,8 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 	if err := hold(tx, cart.ID, in.CheckoutID); err != nil {
 		return events.Quote{}, err
 	}
-	for _, d := range totals.Discounts {
-		if err := redeem(tx, in.CheckoutID, d.Code, req.CustomerID); err != nil {
-			return events.Quote{}, err
-		}
+	if err := redeemCoupons(tx, in.CheckoutID, totals.Discounts, req.CustomerID); err != nil {
+		return events.Quote{}, err
 	}
 	return events.Quote{
 		CartID:          cart.ID,
@@ -126,7 +126,8 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 	}, nil
 }
 
-// price prices the lines for the request, less the coupon it names when it names one.
+// price prices the lines for the request: less the shop's promotions, then less the coupon
+// it names when it names one.
 func (s *Service) price(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, currency string) (Totals, error) {
 	// An older release adds the tax on top, and would read an included tax as a mistake.
 	mode := TaxAsTheLawSays
@@ -142,22 +143,41 @@ func (s *Service) price(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequ
 	case err != nil:
 		return Totals{}, runner.Permanent(err)
 	}
-	if req.CouponCode == "" {
+	discounts, left, err := s.promote(totals.Lines, currency, runner.EventTime(in))
+	if err != nil {
+		return Totals{}, runner.Permanent(err)
+	}
+	if req.CouponCode != "" {
+		d, err := s.coupon(tx, in, req, totals.Lines, left, currency)
+		if err != nil {
+			return Totals{}, err
+		}
+		discounts = append(discounts, d)
+	}
+	if len(discounts) == 0 {
 		return totals, nil
 	}
-	d, err := s.coupon(tx, in, req, totals.Lines, currency)
-	if err != nil {
-		return Totals{}, err
-	}
-	if totals, err = Price(lines, currency, req.ShippingAddress, s.rates, mode, d); err != nil {
+	if totals, err = Price(lines, currency, req.ShippingAddress, s.rates, mode, discounts...); err != nil {
 		return Totals{}, runner.Permanent(err)
 	}
 	return totals, nil
 }
 
-// coupon is the discount of the request's coupon on lines, or a failure that says why it
-// does not apply: unknown, outside its dates, not for this cart, or used up.
-func (s *Service) coupon(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, currency string) (events.Discount, error) {
+// promote is what the shop's promotions take off lines, and what they leave of each line.
+// An older release reads a quote without its discounts, which would not add up: while the
+// shop is held at such a version, none applies (the previous release had none).
+func (s *Service) promote(lines []events.Line, currency string, at time.Time) ([]events.Discount, []decimal.Decimal, error) {
+	promotions := s.promotions
+	if events.WriteVersion() < events.DiscountsSince {
+		promotions = nil
+	}
+	return promotions.apply(lines, currency, at)
+}
+
+// coupon is the discount of the request's coupon on lines (of which the promotions left
+// left), or a failure that says why it does not apply: unknown, outside its dates, not for
+// this cart, or used up.
+func (s *Service) coupon(tx *bolt.Tx, in events.Envelope, req events.CheckoutRequest, lines []events.Line, left []decimal.Decimal, currency string) (events.Discount, error) {
 	c, ok := s.coupons[strings.ToUpper(req.CouponCode)]
 	if !ok {
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "there is no coupon %q", req.CouponCode)
@@ -167,7 +187,7 @@ func (s *Service) coupon(tx *bolt.Tx, in events.Envelope, req events.CheckoutReq
 		return events.Discount{}, fail(events.CodeCouponNotApplicable,
 			"coupons are not taken while the shop is being upgraded (events held at schema version %d); try again shortly", v)
 	}
-	d, err := c.discount(lines, currency, runner.EventTime(in))
+	d, err := c.discount(lines, left, currency, runner.EventTime(in))
 	if err != nil {
 		return events.Discount{}, err
 	}
@@ -189,12 +209,7 @@ func (s *Service) replayValidation(_ context.Context, tx *bolt.Tx, in events.Env
 		if err := hold(tx, q.CartID, in.CheckoutID); err != nil {
 			return err
 		}
-		for _, d := range q.Discounts {
-			if err := redeem(tx, in.CheckoutID, d.Code, q.CustomerID); err != nil {
-				return err
-			}
-		}
-		return nil
+		return redeemCoupons(tx, in.CheckoutID, q.Discounts, q.CustomerID)
 	}
 	return nil
 }

@@ -54,7 +54,11 @@ func viewOf(o events.Order) confirmation {
 	}
 	v.Totals = []amountView{{"Subtotal", money.Format(o.Subtotal, o.Currency)}}
 	for _, d := range o.Discounts {
-		v.Totals = append(v.Totals, amountView{clean("Discount " + d.Code + " (" + d.Description + ")"), "-" + money.Format(d.Amount, o.Currency)})
+		label := "Discount " + d.Code + " (" + d.Description + ")"
+		if d.Automatic {
+			label = "Promotion: " + d.Description
+		}
+		v.Totals = append(v.Totals, amountView{clean(label), "-" + money.Format(d.Amount, o.Currency)})
 	}
 	tax := amountView{taxLabel(o.TaxRate), money.Format(o.Tax, o.Currency)}
 	if o.TaxIncluded { // part of the prices: said after the total, not added before it
