@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
@@ -23,7 +24,9 @@ import (
 // Snapshots of a rebuildable view (Config.Snapshots) shorten its rebuild: every
 // SnapshotEvery, when something was committed since the last one, the runner copies its
 // bbolt file in one read transaction (a consistent copy) and puts it in the Object Store
-// bucket as one object named after the runner, replacing the last. The object's headers say
+// bucket as one object named after the runner, replacing the last, compressed (S2) and in
+// large chunks: each chunk is a synced write, and a snapshot's burst of them is what the
+// checkouts' own syncs queue behind while it is stored. The object's headers say
 // which stream sequence it covers: the consumer's ack floor read before the copy's
 // transaction began. Every message at or below it was committed before the copy began;
 // one above it that is in the copy already is a no-op on replay (its handled record).
@@ -39,7 +42,16 @@ const (
 	snapshotSeqHeader       = "Jetcheckout-Snapshot-Seq"       // stream sequence covered
 	snapshotDigestHeader    = "Jetcheckout-Snapshot-Digest"    // hex SHA-256 of the file
 	snapshotSignatureHeader = "Jetcheckout-Snapshot-Signature" // the service's, over both
+	snapshotEncodingHeader  = "Jetcheckout-Snapshot-Encoding"  // how the file is stored: s2, or absent (as it is)
 )
+
+// snapshotEncoding is how snapshots are stored: S2, which bbolt's pages of JSON shrink to a
+// fraction at gigabytes a second.
+const snapshotEncoding = "s2"
+
+// snapshotChunk is the size of a stored snapshot's chunks: half the server's default
+// largest message (1 MB), so a chunk and its headers always fit.
+const snapshotChunk = 512 << 10
 
 // fromKey in the rebuilding marker is the stream sequence the replay of a restored
 // snapshot starts at: a rebuild interrupted after the restore goes on from there, on the
@@ -134,16 +146,19 @@ func (r *Runner) snapshot(ctx context.Context, cons jetstream.Consumer, last cop
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	sum := sha256.New()
+	sum, zw := sha256.New(), s2.NewWriter(f)
 	// Copied to a file first: a read transaction held through the upload would hold back
-	// the writers that grow the file.
+	// the writers that grow the file. The digest is of the file as it is, not as stored.
 	err = r.cfg.DB.View(func(tx *bolt.Tx) error {
 		if c.txid = tx.ID(); c == last {
 			return errNoChange
 		}
-		_, err := tx.WriteTo(io.MultiWriter(f, sum))
+		_, err := tx.WriteTo(io.MultiWriter(zw, sum))
 		return err
 	})
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return copied{}, err
 	}
@@ -154,6 +169,7 @@ func (r *Runner) snapshot(ctx context.Context, cons jetstream.Consumer, last cop
 	h := nats.Header{}
 	h.Set(snapshotSeqHeader, strconv.FormatUint(c.seq, 10))
 	h.Set(snapshotDigestHeader, digest)
+	h.Set(snapshotEncodingHeader, snapshotEncoding)
 	if r.cfg.Keys != nil {
 		sig, err := r.cfg.Keys.SignFor(r.cfg.Name, r.snapshotPurpose(), snapshotSigned(c.seq, digest))
 		if err != nil {
@@ -165,7 +181,9 @@ func (r *Runner) snapshot(ctx context.Context, cons jetstream.Consumer, last cop
 	if err != nil {
 		return copied{}, fmt.Errorf("bucket %s: %w", r.cfg.Snapshots, err)
 	}
-	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: r.cfg.Name, Description: "bbolt view of " + r.cfg.Name, Headers: h}, f); err != nil {
+	meta := jetstream.ObjectMeta{Name: r.cfg.Name, Description: "bbolt view of " + r.cfg.Name, Headers: h,
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: snapshotChunk}}
+	if _, err := obs.Put(ctx, meta, f); err != nil {
 		return copied{}, fmt.Errorf("put: %w", err)
 	}
 	r.log.Debug("snapshot of the view taken", "stream_seq", c.seq)
@@ -327,7 +345,17 @@ func (r *Runner) fetchSnapshot(ctx context.Context, last uint64) (string, uint64
 		return "", 0, err
 	}
 	sum := sha256.New()
-	_, err = io.Copy(io.MultiWriter(f, sum), res)
+	var stored io.Reader = res
+	switch enc := info.Headers.Get(snapshotEncodingHeader); enc {
+	case "": // stored as it is, by a release before snapshots were compressed
+	case snapshotEncoding:
+		stored = s2.NewReader(res)
+	default:
+		f.Close()
+		os.Remove(f.Name())
+		return "", 0, fmt.Errorf("the snapshot is stored in encoding %q, which this release does not read", enc)
+	}
+	_, err = io.Copy(io.MultiWriter(f, sum), stored)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

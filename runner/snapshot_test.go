@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
+	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -174,14 +177,14 @@ func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, _ := res.Info()
-	data, err := io.ReadAll(res)
+	data, err := io.ReadAll(s2.NewReader(res))
 	res.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A record of a checkout never handled, in place of one: the file is still a bbolt file.
 	forged := strings.Replace(string(data), "co-1", "co-9", 1)
-	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, strings.NewReader(forged)); err != nil {
+	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, compressed(t, []byte(forged))); err != nil {
 		t.Fatal(err)
 	}
 	if n := restartRebuilt(t, h, cfg, logs); n != len(ids) {
@@ -192,6 +195,61 @@ func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 	}
 	wantRebuilt(t, h, ids)
 	wantEffects(t, h, "co-9", 0)
+}
+
+// compressed is data as a snapshot stores it.
+func compressed(t *testing.T, data []byte) io.Reader {
+	t.Helper()
+	var b bytes.Buffer
+	w := s2.NewWriter(&b)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &b
+}
+
+// A snapshot stored as it is (by a release before snapshots were compressed) is restored as
+// well; one in an encoding this release does not know is refused, and the view rebuilt from
+// the stream's start.
+func TestRebuildReadsSnapshotsStoredAsTheyAre(t *testing.T) {
+	for _, encoding := range []string{"", "zstd"} {
+		t.Run("encoding "+cmp.Or(encoding, "none"), func(t *testing.T) {
+			h, cfg, logs, ids := snapshotRun(t, 4, 2)
+			ctx := context.Background()
+			obs, err := h.env.JS.ObjectStore(ctx, snapshotBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := obs.Get(ctx, consumer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, _ := res.Info()
+			file, err := io.ReadAll(s2.NewReader(res))
+			res.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			info.Headers.Del(snapshotEncodingHeader)
+			if encoding != "" {
+				info.Headers.Set(snapshotEncodingHeader, encoding)
+			}
+			if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, bytes.NewReader(file)); err != nil {
+				t.Fatal(err)
+			}
+			n := restartRebuilt(t, h, cfg, logs)
+			switch {
+			case encoding == "" && n > 2:
+				t.Errorf("the rebuild replayed %d messages, want at most the 2 after the snapshot", n)
+			case encoding != "" && (n != len(ids) || !strings.Contains(logs.String(), `encoding \"zstd\", which this release does not read`)):
+				t.Errorf("the rebuild replayed %d messages, want all %d, refusing the snapshot's encoding", n, len(ids))
+			}
+			wantRebuilt(t, h, ids)
+		})
+	}
 }
 
 // With no snapshot in the bucket the rebuild replays from the stream's start, saying so.

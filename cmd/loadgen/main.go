@@ -50,6 +50,7 @@ func run() error {
 	flag.DurationVar(&opt.StripeLatency, "stripe-latency", 0, "the in-process Stripe emulator answers every call this much later, as real Stripe does (e.g. 300ms)")
 	flag.IntVar(&opt.Concurrency, "concurrency", 0, "messages each in-process service handles at once (default: the app's)")
 	flag.DurationVar(&opt.HandledRetention, "handled-retention", 0, "how long in-process services keep handled-event records (default: the app's, 30 days)")
+	flag.DurationVar(&opt.SnapshotEvery, "snapshot-every", 0, "how often in-process services snapshot their views (default: the app's, 1m)")
 	flag.DurationVar(&opt.CheckoutRetention, "checkout-retention", 0, "how long the in-process coordinator keeps an ended checkout's key (default: the app's, 30 days)")
 	flag.Float64Var(&opt.Load.Rate, "rate", 0, "checkouts/s offered (open loop)")
 	flag.IntVar(&opt.Load.InFlight, "inflight", 0, "checkouts kept in flight (closed loop), instead of -rate")

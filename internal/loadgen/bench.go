@@ -51,7 +51,10 @@ type Options struct {
 	// their defaults, 30 days): shorter ones show in a run of minutes what a month of
 	// traffic reaches.
 	HandledRetention, CheckoutRetention time.Duration
-	Load                                Load
+	// SnapshotEvery is how often the in-process services snapshot their views (app.Config's;
+	// 0: the app's default).
+	SnapshotEvery time.Duration
+	Load          Load
 	// Repeat runs the same load this many times on the same system (default 1).
 	Repeat int
 	// Sweep, when set, replaces Load's rate: rates are tried from Sweep.From up.
@@ -151,7 +154,7 @@ func connectTarget(ctx context.Context, opt Options) (*nats.Conn, func(), error)
 	}
 	cfg := app.Config{NATSListen: cmp.Or(opt.Listen, "127.0.0.1:-1"), DataDir: dir, StripeEmulatorAddr: "127.0.0.1:0",
 		MailFrom: "JetCheckout <orders@jetcheckout.local>", LogFormat: "text", Concurrency: opt.Concurrency,
-		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention,
+		HandledRetention: opt.HandledRetention, CheckoutRetention: opt.CheckoutRetention, SnapshotEvery: opt.SnapshotEvery,
 		// Traces as the processes would export them: OTEL_EXPORTER_OTLP_ENDPOINT set, or none.
 		Tracing: tracing.ConfigFromEnv(os.Getenv)}
 	if opt.StripeURL != "" {
