@@ -41,6 +41,9 @@ type Config struct {
 	HandledRetention time.Duration
 	// Metrics is where the coordinator counts its decisions (metrics.go); nil: nowhere.
 	Metrics prometheus.Registerer
+	// Flow is the DAG it runs; default events.Checkout. Everything it decides follows from
+	// the flow's declarations: another step needs no change here.
+	Flow events.Flow
 }
 
 // DefaultRetention keeps an ended checkout's key as long as the stream keeps its events
@@ -62,6 +65,7 @@ type Coordinator struct {
 	log           *slog.Logger
 	states        *stateCache
 	meters        *meters
+	kinds         map[events.Subject]string // what each decision is, for its span
 	// readReplica is a direct get of a checkout's state (loadState), answered by any replica
 	// of the bucket; tests make it lag as a replica can.
 	readReplica func(ctx context.Context, id string) (*State, uint64, error)
@@ -82,9 +86,13 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	if cfg.HandledRetention <= 0 {
 		cfg.HandledRetention = events.CheckoutRetention
 	}
+	if len(cfg.Flow.Steps) == 0 {
+		cfg.Flow = events.Checkout
+	}
 	readReplica := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
-	return &Coordinator{rules: rules{flow: events.Checkout, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
-		retention: cfg.Retention, redriveWithin: redriveWindow(cfg.HandledRetention), log: log, states: newStateCache(cachedStates), meters: newMeters(cfg.Metrics), readReplica: readReplica}, nil
+	return &Coordinator{rules: rules{flow: cfg.Flow, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,
+		retention: cfg.Retention, redriveWithin: redriveWindow(cfg.HandledRetention), log: log, states: newStateCache(cachedStates), meters: newMeters(cfg.Metrics, cfg.Flow),
+		kinds: decisionKinds(cfg.Flow), readReplica: readReplica}, nil
 }
 
 // Subjects the coordinator consumes: the request, every step outcome, wait and
@@ -112,7 +120,7 @@ func (c *Coordinator) Runner(js jetstream.JetStream, tune ...func(*runner.Config
 		}
 		routes = append(routes, rt)
 	}
-	cfg := runner.Config{Name: events.ServiceCoordinator, Routes: routes, JS: js, Commit: c.Commit, Log: c.log}
+	cfg := runner.Config{Name: events.ServiceCoordinator, Routes: routes, JS: js, Commit: c.Commit, Log: c.log, Flow: c.rules.flow}
 	for _, t := range tune {
 		t(&cfg)
 	}
@@ -142,7 +150,7 @@ func (c *Coordinator) Commit(ctx context.Context, in events.Envelope, seq uint64
 		return out.events, nil
 	}
 	c.meters.decided(in, st, out.decisions)
-	traceDecisions(ctx, in, st, out.decisions)
+	traceDecisions(ctx, c.kinds, in, st, out.decisions)
 	status := st.Status // st is the cache's once put there
 	if !st.terminal() { // an ended checkout's later events are timers and copies: decided on a read
 		c.states.put(st, saved)
@@ -408,7 +416,7 @@ func (c *Coordinator) requestPending(ctx context.Context, seq uint64) (bool, err
 // differ). A real step's success is made moments before it comes, unless the coordinator
 // was down for that long: then the log says to check it by hand.
 func (c *Coordinator) orphan(in events.Envelope) ([]events.Envelope, error) {
-	step, ok, found := events.Checkout.Outcome(in.Type)
+	step, ok, found := c.rules.flow.Outcome(in.Type)
 	if age := time.Since(in.Time); !in.Time.IsZero() && age > c.retention/2 {
 		log := c.log.Info
 		if found && ok && step.Compensate != "" {

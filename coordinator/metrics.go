@@ -34,9 +34,10 @@ type meters struct {
 	completedDuration, failedDuration prometheus.Observer
 	codesMu                           sync.Mutex
 	codes                             map[string]bool
+	flow                              events.Flow
 }
 
-func newMeters(reg prometheus.Registerer) *meters {
+func newMeters(reg prometheus.Registerer, flow events.Flow) *meters {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metrics.Namespace, Name: name, Help: help}, labels))
 	}
@@ -57,8 +58,9 @@ func newMeters(reg prometheus.Registerer) *meters {
 		completedDuration: duration.WithLabelValues("completed"),
 		failedDuration:    duration.WithLabelValues("failed"),
 		codes:             map[string]bool{},
+		flow:              flow,
 	}
-	for _, s := range events.Checkout.Steps {
+	for _, s := range flow.Steps {
 		m.expiries.WithLabelValues(string(s.Name)) // listed at 0 from the start
 	}
 	return m
@@ -72,7 +74,7 @@ func (m *meters) decided(in events.Envelope, st *State, decisions []decision) {
 	if in.Type == events.Deadline {
 		for name, step := range st.Steps {
 			if step.EventID == in.ID && step.Status == StepFailed {
-				m.expiries.WithLabelValues(stepLabel(name)).Inc()
+				m.expiries.WithLabelValues(m.stepLabel(name)).Inc()
 			}
 		}
 	}
@@ -95,15 +97,15 @@ func (m *meters) decided(in events.Envelope, st *State, decisions []decision) {
 			if st.Failure != nil {
 				step, code = st.Failure.Step, st.Failure.Code
 			}
-			m.failed.WithLabelValues(stepLabel(step), m.codeLabel(code)).Inc()
+			m.failed.WithLabelValues(m.stepLabel(step), m.codeLabel(code)).Inc()
 			m.failedDuration.Observe(took)
 		}
 	}
 }
 
 // stepLabel is a step of the flow, or "other".
-func stepLabel(name events.StepName) string {
-	if _, ok := events.Checkout.Step(name); ok {
+func (m *meters) stepLabel(name events.StepName) string {
+	if _, ok := m.flow.Step(name); ok {
 		return string(name)
 	}
 	return "other"

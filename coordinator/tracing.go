@@ -33,10 +33,10 @@ const (
 	attrRedrive  = attribute.Key("jetcheckout.redrive_attempt")
 )
 
-// decisionKinds classifies every subject the coordinator decides, once.
-var decisionKinds = func() map[events.Subject]string {
+// decisionKinds classifies every subject the coordinator decides in flow.
+func decisionKinds(flow events.Flow) map[events.Subject]string {
 	kinds := map[events.Subject]string{events.Deadline: kindDeadline, events.Completed: kindTerminal, events.Failed: kindTerminal}
-	for _, s := range events.Checkout.Steps {
+	for _, s := range flow.Steps {
 		if s.Compensate != "" {
 			kinds[s.Compensate] = kindCompensation
 		}
@@ -47,11 +47,11 @@ var decisionKinds = func() map[events.Subject]string {
 		}
 	}
 	return kinds
-}()
+}
 
 // traceDecisions records what applying in decided, once its state st is stored, as spans
 // under the delivery's span.
-func traceDecisions(ctx context.Context, in events.Envelope, st *State, decisions []decision) {
+func traceDecisions(ctx context.Context, kinds map[events.Subject]string, in events.Envelope, st *State, decisions []decision) {
 	parent := trace.SpanFromContext(ctx)
 	if !parent.IsRecording() {
 		return
@@ -68,7 +68,7 @@ func traceDecisions(ctx context.Context, in events.Envelope, st *State, decision
 		}
 	}
 	for _, d := range decisions {
-		kind, ok := decisionKinds[d.Type]
+		kind, ok := kinds[d.Type]
 		if !ok {
 			kind = kindOther
 		}

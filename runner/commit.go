@@ -209,7 +209,7 @@ func recovered(err *error, what string) {
 // recordFailure records, as the outcome of in, the failure of its step: the handler does
 // not run. A redelivery publishes the same failure again.
 func (r *Runner) recordFailure(in events.Envelope, seq uint64, f events.StepFailure) ([]events.Envelope, []json.RawMessage, error) {
-	failed, _ := events.Checkout.Step(f.Step)
+	failed, _ := r.cfg.Flow.Step(f.Step)
 	return r.commit(context.Background(), in, seq, func(context.Context, *bolt.Tx, events.Envelope) ([]events.Envelope, error) {
 		return []events.Envelope{events.Must(in.CheckoutID, failed.Failed, f)}, nil
 	})

@@ -80,17 +80,17 @@ type routeMeters struct {
 	undone, undoFailed                      prometheus.Counter // nil unless the route undoes a step
 }
 
-func newMeters(reg prometheus.Registerer, service string, routes []Route) *meters {
+func newMeters(reg prometheus.Registerer, flow events.Flow, service string, routes []Route) *meters {
 	m := &meters{vectors: newVectors(reg), service: service, routes: map[string]*routeMeters{}}
 	m.unrouted = m.route(unrouted)
 	for _, rt := range routes {
 		rm := m.route(string(rt.Subject))
-		if step, ok := events.Checkout.TriggeredBy(service, rt.Subject); ok {
+		if step, ok := flow.TriggeredBy(service, rt.Subject); ok {
 			for _, code := range givenUpCodes {
 				m.givenUp.WithLabelValues(service, string(step.Name), code) // listed at 0 from the start
 			}
 		}
-		for _, step := range events.Checkout.Steps {
+		for _, step := range flow.Steps {
 			if step.Service == service && step.Compensate == rt.Subject {
 				rm.undone = m.compensations.WithLabelValues(service, string(step.Name), outcomeOK)
 				rm.undoFailed = m.compensations.WithLabelValues(service, string(step.Name), outcomeFailed)

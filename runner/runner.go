@@ -128,6 +128,8 @@ type Config struct {
 	// announced on checkout.stuck: an undo waiting a moment for Stripe is not news. One
 	// that fails for good is announced at once. Default 1 minute.
 	StuckAfter time.Duration
+	// Flow is the DAG whose steps the routes run and undo; default events.Checkout.
+	Flow events.Flow
 	// Deadlines override the flow's per-step deadlines, as the coordinator's do.
 	Deadlines map[events.StepName]time.Duration
 	// Concurrency is how many messages are handled at once, each checkout's events one
@@ -171,6 +173,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Stream == "" {
 		c.Stream = events.StreamCheckout
+	}
+	if len(c.Flow.Steps) == 0 {
+		c.Flow = events.Checkout
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 20
@@ -301,7 +306,7 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, routes: map[string]Route{}, steps: map[string]stepRoute{}, undos: map[string]bool{}, retried: map[uint64]bool{}, ownDecoder: map[string]bool{}, log: cfg.Log.With("runner", cfg.Name),
-		meters: newMeters(cfg.Metrics, cfg.Name, cfg.Routes)}
+		meters: newMeters(cfg.Metrics, cfg.Flow, cfg.Name, cfg.Routes)}
 	for _, rt := range cfg.Routes {
 		if rt.Decode != nil {
 			r.ownDecoder[string(rt.Subject)] = true
@@ -314,14 +319,14 @@ func New(cfg Config) (*Runner, error) {
 			rt.Handle = r.wrap(rt.Subject, rt.Handle)
 		}
 		r.routes[string(rt.Subject)] = rt
-		if step, ok := events.Checkout.TriggeredBy(cfg.Name, rt.Subject); ok {
+		if step, ok := cfg.Flow.TriggeredBy(cfg.Name, rt.Subject); ok {
 			d := step.DeadlineOf()
 			if o, ok := cfg.Deadlines[step.Name]; ok && o > 0 {
 				d = o
 			}
 			r.steps[string(rt.Subject)] = stepRoute{Step: step, deadline: d}
 		}
-		for _, step := range events.Checkout.Steps {
+		for _, step := range cfg.Flow.Steps {
 			if step.Service == cfg.Name && step.Compensate == rt.Subject {
 				r.undos[string(rt.Subject)] = true
 			}
