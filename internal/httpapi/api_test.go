@@ -736,6 +736,27 @@ func TestScheduledEventTimedWhenItFired(t *testing.T) {
 	}
 }
 
+// The shop's promotions come with no code: the view's totals list each, marked automatic,
+// and the run page shows it as a promotion.
+func TestCheckoutWithAPromotion(t *testing.T) {
+	e := start(t)
+	cart := e.cart(t, events.CartItem{ProductID: "stickers", Quantity: 3}) // 14.97, the third free
+	a := ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", request(cart.ID, "ada@example.com", "pm_card_visa"), "Idempotency-Key", cart.ID)
+	done := e.ended(t, a.CheckoutID)
+	// 14.97 − 4.99 = 9.98; CA tax 7.25% of it 0.72355 → 0.72; shipping 5.00 + 3 × 1.00.
+	if done.Status != httpapi.StatusCompleted || done.Totals == nil || len(done.Totals.Discounts) != 1 || !done.Totals.Discounts[0].Automatic ||
+		done.Totals.Discounts[0].Code != "STICKERS-3FOR2" || !done.Totals.Total.Equal(decimal.RequireFromString("18.70")) {
+		t.Fatalf("%s %+v totals %+v, want completed at 18.70 with STICKERS-3FOR2 taking 4.99 off", done.Status, done.Failure, done.Totals)
+	}
+	if pi := intents(e.sys, a.CheckoutID); len(pi) != 1 || pi[0].AmountReceived != 1870 {
+		t.Errorf("charged %+v, want one payment of 18.70", pi)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+a.CheckoutID, nil, asAdmin...); status != http.StatusOK ||
+		!strings.Contains(string(page), "<dt>Promotion</dt>") || !strings.Contains(string(page), "Sticker packs: 3 for the price of 2") {
+		t.Errorf("the run page (%d) does not show the promotion:\n%s", status, page)
+	}
+}
+
 // A checkout with a coupon: the API takes its code, the view's totals list the discount and
 // the run page shows it; a code that does not apply fails the checkout with the reason.
 func TestCheckoutWithACoupon(t *testing.T) {
