@@ -18,6 +18,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/metrics"
+	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/stripeemu"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -272,7 +273,12 @@ func TestRunServesMetrics(t *testing.T) {
 		"STRIPE_EMULATOR_LISTEN": "127.0.0.1:0", "LOG_LEVEL": "warn"}
 	runUntilBanner(t, env, func() {
 		for _, base := range []string{"http://" + api, "http://" + health} {
-			s := scrapeMetrics(t, base+metrics.Path)
+			// A runner reports its lanes once it consumes, which may be just after the banner.
+			var s scraped
+			natstest.Eventually(t, wait, func() bool {
+				s = scrapeMetrics(t, base+metrics.Path)
+				return s.value("jetcheckout_lanes", "service", "coordinator") > 0
+			}, "%s: the coordinator's lanes are never reported", base)
 			for _, name := range append(slices.Clone(Services), APIName) {
 				if s.value("jetcheckout_consumer_pending_messages", "stream", events.StreamCheckout, "consumer", name) < 0 {
 					t.Errorf("%s: no backlog of consumer %s", base, name)
