@@ -102,8 +102,9 @@ func (ps Promotions) Resolve(products []SeedProduct) error {
 
 // apply takes the promotions in their order off lines (each with its Total) priced in
 // currency, for a checkout requested at: the discounts, and what is left of each line after
-// them. A line takes at most one promotion, the first that takes something off it:
-// promotions never stack, and a coupon then applies to what is left.
+// them. A line takes part in one promotion at most, the first that uses it (a bundle uses the
+// lines of the units it groups, paid or free; a volume price every line it covers once a
+// tier is reached): promotions never stack, and a coupon then applies to what is left.
 func (ps Promotions) apply(lines []events.Line, currency string, at time.Time) ([]events.Discount, []decimal.Decimal, error) {
 	left := make([]decimal.Decimal, len(lines))
 	for i, l := range lines {
@@ -136,8 +137,8 @@ func (ps Promotions) apply(lines []events.Line, currency string, at time.Time) (
 	return discounts, left, nil
 }
 
-// takeOff is what the promotion takes off each of the lines in (by index); nil when it takes
-// nothing off them.
+// takeOff is what the promotion takes off each of the lines in (by index) that it uses,
+// zero for a line used but not discounted; nil when it uses none.
 func (p Promotion) takeOff(lines []events.Line, in []int, currency string) (map[int]decimal.Decimal, error) {
 	if p.Bundle != nil {
 		return p.Bundle.takeOff(lines, in), nil
@@ -162,15 +163,14 @@ func (p Promotion) takeOff(lines []events.Line, in []int, currency string) (map[
 		if err != nil {
 			return nil, fmt.Errorf("promotion %s: %w", p.ID, err)
 		}
-		if amount.IsPositive() {
-			off[i] = amount
-		}
+		off[i] = amount
 	}
 	return off, nil
 }
 
 // takeOff gives the cheapest units of each group of Buy free, the units taken from the
-// dearest down (a tie in the lines' order).
+// dearest down (a tie in the lines' order); the lines of the paid units in a group are used
+// too, with nothing off.
 func (b Bundle) takeOff(lines []events.Line, in []int) map[int]decimal.Decimal {
 	type unit struct {
 		line  int
@@ -185,8 +185,12 @@ func (b Bundle) takeOff(lines []events.Line, in []int) map[int]decimal.Decimal {
 	slices.SortStableFunc(units, func(a, b unit) int { return b.price.Cmp(a.price) })
 	off := map[int]decimal.Decimal{}
 	for g := 0; g+b.Buy <= len(units); g += b.Buy {
-		for _, u := range units[g+b.Pay : g+b.Buy] {
-			off[u.line] = off[u.line].Add(u.price)
+		for i, u := range units[g : g+b.Buy] {
+			amount := off[u.line] // a paid unit's line is used, with nothing off
+			if i >= b.Pay {
+				amount = amount.Add(u.price)
+			}
+			off[u.line] = amount
 		}
 	}
 	return off

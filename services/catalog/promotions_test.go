@@ -103,6 +103,8 @@ func TestPromotionsTakeOff(t *testing.T) {
 			priced(line("tee-jetstream", "25.00", 2), line("hoodie-saga", "59.99", 1), line("mug-nats", "12.50", 1)), []string{"11"}, []string{"45", "53.99", "12.5"}},
 		{"a line takes the first promotion only", resolved(threeForTwo(stickers), tiers(Scope{}, Tier{MinQuantity: 1, PercentOff: dec("50")})), "USD",
 			priced(line("stickers", "4.99", 3), line("mug-nats", "12.50", 1)), []string{"4.99", "6.25"}, []string{"9.98", "6.25"}},
+		{"a line paid for in a bundle takes no later promotion", resolved(threeForTwo(apparel), tiers(Scope{}, Tier{MinQuantity: 1, PercentOff: dec("50")})), "USD",
+			priced(line("hoodie-saga", "59.99", 1), line("tee-jetstream", "25.00", 2), line("mug-nats", "12.50", 1)), []string{"25", "6.25"}, []string{"59.99", "25", "6.25"}},
 		{"outside its dates", Promotions{func() Promotion { p := threeForTwo(Scope{}); p.ValidUntil = now; return p }()}, "USD",
 			priced(line("stickers", "4.99", 3)), nil, []string{"14.97"}},
 	} {
