@@ -42,7 +42,8 @@ type Config struct {
 	// Metrics is where the coordinator counts its decisions (metrics.go); nil: nowhere.
 	Metrics prometheus.Registerer
 	// Flow is the DAG it runs; default events.Checkout. Everything it decides follows from
-	// the flow's declarations: another step needs no change here.
+	// the flow's declarations: another step needs no change here. (Who may sign which
+	// event, with Keys, still follows events.Checkout: declare a real step there.)
 	Flow events.Flow
 }
 
@@ -88,6 +89,9 @@ func New(ctx context.Context, js jetstream.JetStream, log *slog.Logger, cfg Conf
 	}
 	if len(cfg.Flow.Steps) == 0 {
 		cfg.Flow = events.Checkout
+	}
+	if err := cfg.Flow.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator: flow: %w", err)
 	}
 	readReplica := func(ctx context.Context, id string) (*State, uint64, error) { return loadState(ctx, kv, id) }
 	return &Coordinator{rules: rules{flow: cfg.Flow, grace: cfg.Grace, deadlines: cfg.Deadlines}, js: js, kv: kv,

@@ -221,6 +221,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: no routes", c.Name)
 	case c.JS == nil:
 		return fmt.Errorf("runner %s: JS is required", c.Name)
+	case len(c.Flow.Steps) > 0 && c.Flow.Validate() != nil:
+		return fmt.Errorf("runner %s: flow: %w", c.Name, c.Flow.Validate())
 	case (c.DB == nil) == (c.Commit == nil):
 		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
 	case c.Retention < 0 || c.PruneEvery < 0:

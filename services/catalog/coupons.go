@@ -122,7 +122,10 @@ func (c Coupon) discount(lines []events.Line, left []decimal.Decimal, currency s
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s needs a subtotal of at least %s; this cart's is %s",
 			code, money.Format(min, currency), money.Format(subtotal, currency))
 	}
-	if eligible.IsZero() {
+	switch {
+	case eligible.IsZero() && c.Scope.describe() == "":
+		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s: the shop's promotions left nothing of this cart to take it off", code)
+	case eligible.IsZero():
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s applies to none of this cart's products (%s)", code, c.Scope.describe())
 	}
 	var amount decimal.Decimal

@@ -97,6 +97,11 @@ func TestCouponDiscount(t *testing.T) {
 			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
 		}
 	}
+	// A cart the promotions took everything off: nothing is left for the coupon, and it says so.
+	if _, err := pct("10").discount(lines("USD", stickers), []decimal.Decimal{decimal.Zero}, "USD", now); err == nil ||
+		!strings.Contains(err.Error(), "the shop's promotions left nothing of this cart") {
+		t.Errorf("a coupon on a cart the promotions emptied: %v", err)
+	}
 }
 
 // A coupon comes off the subtotal before tax and shipping, and the quote lists it.

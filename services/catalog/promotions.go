@@ -258,6 +258,10 @@ func (s *Scope) resolve(products []SeedProduct) error {
 	return nil
 }
 
+// resolved reports whether the scope can say what it covers: it lists no category, or
+// Resolve ran.
+func (s Scope) resolved() bool { return len(s.Categories) == 0 || s.covered != nil }
+
 // covers reports whether the rule applies to product id. Before Resolve, only its listed
 // products are known.
 func (s Scope) covers(id string) bool {

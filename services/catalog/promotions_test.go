@@ -218,3 +218,21 @@ func TestNoPromotionWhileHeldBeforeDiscounts(t *testing.T) {
 		t.Errorf("held at version %d: %s with discounts %+v, want the list price and none", events.DiscountsSince-1, q.Subtotal, q.Discounts)
 	}
 }
+
+// A rule whose categories were never resolved would apply to nothing, and a promotion named
+// like a coupon would list two discounts under one code: the catalog refuses both.
+func TestRulesCheckedAtStart(t *testing.T) {
+	apparel := Scope{Categories: []string{"apparel"}}
+	for want, s := range map[string]*Service{
+		`coupon "C" lists categories but was not resolved`:    {coupons: Coupons{"C": {Code: "C", Scope: apparel}}},
+		`promotion "P" lists categories but was not resolved`: {promotions: Promotions{{ID: "P", Bundle: &Bundle{Buy: 3, Pay: 2}, Scope: apparel}}},
+		`promotion "welcome10" has the code of a coupon`:      {coupons: demoCoupons(t), promotions: Promotions{{ID: "welcome10", Bundle: &Bundle{Buy: 3, Pay: 2}}}},
+	} {
+		if err := s.checkRules(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v, want an error with %q", err, want)
+		}
+	}
+	if err := (&Service{coupons: demoCoupons(t), promotions: demoPromotions(t)}).checkRules(); err != nil {
+		t.Errorf("the demo's rules: %v", err)
+	}
+}

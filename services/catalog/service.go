@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -95,7 +96,30 @@ func New(db *bolt.DB, carts *Carts, log *slog.Logger, rates Rates, opts ...Optio
 	for _, o := range opts {
 		o(s)
 	}
+	if err := s.checkRules(); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
 	return s, nil
+}
+
+// checkRules refuses a coupon or promotion whose categories were never resolved against the
+// catalog (it would apply to nothing), and a promotion named like a coupon (the quote would
+// list two discounts under one code).
+func (s *Service) checkRules() error {
+	for _, c := range s.coupons {
+		if !c.resolved() {
+			return fmt.Errorf("coupon %q lists categories but was not resolved against the catalog (Coupons.Resolve)", c.Code)
+		}
+	}
+	for _, p := range s.promotions {
+		if !p.resolved() {
+			return fmt.Errorf("promotion %q lists categories but was not resolved against the catalog (Promotions.Resolve)", p.ID)
+		}
+		if _, clash := s.coupons[strings.ToUpper(p.ID)]; clash {
+			return fmt.Errorf("promotion %q has the code of a coupon", p.ID)
+		}
+	}
+	return nil
 }
 
 // Seed stores products when the catalog has none yet (the first start, or a view lost and
