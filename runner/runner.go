@@ -221,8 +221,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: no routes", c.Name)
 	case c.JS == nil:
 		return fmt.Errorf("runner %s: JS is required", c.Name)
-	case len(c.Flow.Steps) > 0 && c.Flow.Validate() != nil:
-		return fmt.Errorf("runner %s: flow: %w", c.Name, c.Flow.Validate())
 	case (c.DB == nil) == (c.Commit == nil):
 		return fmt.Errorf("runner %s: set exactly one of DB and Commit", c.Name)
 	case c.Retention < 0 || c.PruneEvery < 0:
@@ -241,6 +239,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("runner %s: WarmEvery must not be negative", c.Name)
 	case c.Keys != nil && !c.Keys.Signs(c.Name):
 		return fmt.Errorf("runner %s: Keys hold no signing key of %s", c.Name, c.Name)
+	}
+	if len(c.Flow.Steps) > 0 {
+		if err := c.Flow.Validate(); err != nil {
+			return fmt.Errorf("runner %s: flow: %w", c.Name, err)
+		}
 	}
 	for _, r := range c.Routes {
 		if r.Subject == "" || (r.Handle == nil && r.Call == nil && c.Commit == nil) {

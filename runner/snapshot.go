@@ -340,21 +340,19 @@ func (r *Runner) fetchSnapshot(ctx context.Context, last uint64) (string, uint64
 			return "", 0, fmt.Errorf("refused the snapshot: %w", err)
 		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(r.cfg.DB.Path()), filepath.Base(r.cfg.DB.Path())+".restore-*")
-	if err != nil {
-		return "", 0, err
-	}
-	sum := sha256.New()
 	var stored io.Reader = res
 	switch enc := info.Headers.Get(snapshotEncodingHeader); enc {
 	case "": // stored as it is, by a release before snapshots were compressed
 	case snapshotEncoding:
 		stored = s2.NewReader(res)
 	default:
-		f.Close()
-		os.Remove(f.Name())
 		return "", 0, fmt.Errorf("the snapshot is stored in encoding %q, which this release does not read", enc)
 	}
+	f, err := os.CreateTemp(filepath.Dir(r.cfg.DB.Path()), filepath.Base(r.cfg.DB.Path())+".restore-*")
+	if err != nil {
+		return "", 0, err
+	}
+	sum := sha256.New()
 	_, err = io.Copy(io.MultiWriter(f, sum), stored)
 	if cerr := f.Close(); err == nil {
 		err = cerr

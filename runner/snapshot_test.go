@@ -17,6 +17,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	bolt "go.etcd.io/bbolt"
 )
@@ -167,26 +168,10 @@ func TestRebuildRestoresSnapshot(t *testing.T) {
 // and the view is rebuilt from the stream's start, still right.
 func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 	h, cfg, logs, ids := snapshotRun(t, 4, 2)
-	ctx := context.Background()
-	obs, err := h.env.JS.ObjectStore(ctx, snapshotBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := obs.Get(ctx, consumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := res.Info()
-	data, err := io.ReadAll(s2.NewReader(res))
-	res.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, headers := storedSnapshot(t, h)
 	// A record of a checkout never handled, in place of one: the file is still a bbolt file.
 	forged := strings.Replace(string(data), "co-1", "co-9", 1)
-	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, compressed(t, []byte(forged))); err != nil {
-		t.Fatal(err)
-	}
+	storeSnapshot(t, h, headers, compressed(t, []byte(forged)))
 	if n := restartRebuilt(t, h, cfg, logs); n != len(ids) {
 		t.Errorf("the rebuild replayed %d messages, want all %d from the stream's start", n, len(ids))
 	}
@@ -195,6 +180,41 @@ func TestRebuildRefusesTamperedSnapshot(t *testing.T) {
 	}
 	wantRebuilt(t, h, ids)
 	wantEffects(t, h, "co-9", 0)
+}
+
+// storedSnapshot is the runner's snapshot as stored: the file it holds, and its headers.
+func storedSnapshot(t *testing.T, h *harness) ([]byte, nats.Header) {
+	t.Helper()
+	obs, err := h.env.JS.ObjectStore(context.Background(), snapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := obs.Get(context.Background(), consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Close()
+	info, err := res.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := io.ReadAll(s2.NewReader(res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return file, info.Headers
+}
+
+// storeSnapshot replaces the runner's snapshot with body, under headers.
+func storeSnapshot(t *testing.T, h *harness, headers nats.Header, body io.Reader) {
+	t.Helper()
+	obs, err := h.env.JS.ObjectStore(context.Background(), snapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.Put(context.Background(), jetstream.ObjectMeta{Name: consumer, Headers: headers}, body); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // compressed is data as a snapshot stores it.
@@ -218,28 +238,12 @@ func TestRebuildReadsSnapshotsStoredAsTheyAre(t *testing.T) {
 	for _, encoding := range []string{"", "zstd"} {
 		t.Run("encoding "+cmp.Or(encoding, "none"), func(t *testing.T) {
 			h, cfg, logs, ids := snapshotRun(t, 4, 2)
-			ctx := context.Background()
-			obs, err := h.env.JS.ObjectStore(ctx, snapshotBucket)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := obs.Get(ctx, consumer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			info, _ := res.Info()
-			file, err := io.ReadAll(s2.NewReader(res))
-			res.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			info.Headers.Del(snapshotEncodingHeader)
+			file, headers := storedSnapshot(t, h)
+			headers.Del(snapshotEncodingHeader)
 			if encoding != "" {
-				info.Headers.Set(snapshotEncodingHeader, encoding)
+				headers.Set(snapshotEncodingHeader, encoding)
 			}
-			if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: consumer, Headers: info.Headers}, bytes.NewReader(file)); err != nil {
-				t.Fatal(err)
-			}
+			storeSnapshot(t, h, headers, bytes.NewReader(file))
 			n := restartRebuilt(t, h, cfg, logs)
 			switch {
 			case encoding == "" && n > 2:

@@ -123,7 +123,7 @@ func (c Coupon) discount(lines []events.Line, left []decimal.Decimal, currency s
 			code, money.Format(min, currency), money.Format(subtotal, currency))
 	}
 	switch {
-	case eligible.IsZero() && c.Scope.describe() == "":
+	case eligible.IsZero() && c.everything():
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s: the shop's promotions left nothing of this cart to take it off", code)
 	case eligible.IsZero():
 		return events.Discount{}, fail(events.CodeCouponNotApplicable, "coupon %s applies to none of this cart's products (%s)", code, c.Scope.describe())

@@ -233,7 +233,7 @@ type Scope struct {
 }
 
 func (s *Scope) resolve(products []SeedProduct) error {
-	if len(s.Products) == 0 && len(s.Categories) == 0 {
+	if s.everything() {
 		return nil
 	}
 	s.covered = map[string]bool{}
@@ -258,6 +258,9 @@ func (s *Scope) resolve(products []SeedProduct) error {
 	return nil
 }
 
+// everything reports whether the scope lists nothing, and so covers every product.
+func (s Scope) everything() bool { return len(s.Products) == 0 && len(s.Categories) == 0 }
+
 // resolved reports whether the scope can say what it covers: it lists no category, or
 // Resolve ran.
 func (s Scope) resolved() bool { return len(s.Categories) == 0 || s.covered != nil }
@@ -268,7 +271,7 @@ func (s Scope) covers(id string) bool {
 	if s.covered != nil {
 		return s.covered[id]
 	}
-	return len(s.Products) == 0 && len(s.Categories) == 0 || slices.Contains(s.Products, id)
+	return s.everything() || slices.Contains(s.Products, id)
 }
 
 // describe names what the scope lists ("" for every product).
