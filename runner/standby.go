@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -24,7 +23,7 @@ import (
 // refused (423), so an old holder that comes back gets nothing more: it is a standby.
 //
 // Each view keeps the stream sequence up to which it has applied every message
-// (appliedBucket). An instance that sees a new pin ID on a message brings its view up to
+// (store.AppliedIn). An instance that sees a new pin ID on a message brings its view up to
 // date before handling it: with no message being handled (every lane slot taken), it replays
 // its subjects from its mark up to the last message the consumer delivered, through Rebuild
 // (what the view recorded already is a no-op), as a lost view is rebuilt. A standby keeps its
@@ -45,12 +44,6 @@ const defaultWarmEvery = 2 * time.Second
 
 // pinHeader carries the pin's ID on every message of a pinned-client consumer.
 const pinHeader = "Nats-Pin-Id"
-
-// appliedBucket holds appliedKey: every message up to that stream sequence is applied.
-var (
-	appliedBucket = []byte("runner.applied")
-	appliedKey    = []byte("seq")
-)
 
 // consumerConfig is the consumer the runner binds to.
 func (r *Runner) consumerConfig() jetstream.ConsumerConfig {
@@ -290,43 +283,15 @@ func (r *Runner) lastOnSubjects(ctx context.Context) (uint64, error) {
 // applied is the view's mark, and whether it has one.
 func (r *Runner) applied() (seq uint64, ok bool, err error) {
 	err = r.cfg.DB.View(func(tx *bolt.Tx) error {
-		seq, ok = appliedIn(tx)
+		seq, ok = store.AppliedIn(tx)
 		return nil
 	})
 	return seq, ok, err
 }
 
-// Applied is the stream sequence up to which the view in db has applied every message of its
-// service's subjects, for an instance that shares its consumer (0 when the file says none).
-func Applied(db *bolt.DB) uint64 {
-	var seq uint64
-	_ = db.View(func(tx *bolt.Tx) error {
-		seq, _ = appliedIn(tx)
-		return nil
-	})
-	return seq
-}
-
-func appliedIn(tx *bolt.Tx) (uint64, bool) {
-	b := tx.Bucket(appliedBucket)
-	if b == nil || len(b.Get(appliedKey)) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(b.Get(appliedKey)), true
-}
-
 // advanceApplied moves the view's mark up to seq (never down).
 func (r *Runner) advanceApplied(seq uint64) error {
-	return r.cfg.DB.Update(func(tx *bolt.Tx) error {
-		if have, ok := appliedIn(tx); ok && have >= seq {
-			return nil
-		}
-		b, err := tx.CreateBucketIfNotExists(appliedBucket)
-		if err != nil {
-			return err
-		}
-		return b.Put(appliedKey, binary.BigEndian.AppendUint64(nil, seq))
-	})
+	return r.cfg.DB.Update(func(tx *bolt.Tx) error { return store.AdvanceApplied(tx, seq) })
 }
 
 // stopPinned runs when the runner was asked to stop, its messages answered: the holder gives

@@ -54,7 +54,7 @@ func TestPinnedInstancesTakeOverWhenTheHolderDies(t *testing.T) {
 	wantViewOfFullRebuild(t, env, standby, checkouts)
 
 	holder.restart(t)
-	natstest.Eventually(t, wait, func() bool { return Applied(holder.db) >= lastInput(t, env) }, "the restarted instance did not catch its view up")
+	natstest.Eventually(t, wait, func() bool { return store.Applied(holder.db) >= lastInput(t, env) }, "the restarted instance did not catch its view up")
 	wantViewOfFullRebuild(t, env, holder, checkouts)
 }
 
@@ -105,7 +105,7 @@ func TestAFrozenHolderCannotDoubleAnEffect(t *testing.T) {
 		}
 	}
 	wantOutputsOnce(t, env, w, 22)
-	natstest.Eventually(t, wait, func() bool { return Applied(a.db) >= lastInput(t, env) }, "the old holder did not catch its view up as a standby")
+	natstest.Eventually(t, wait, func() bool { return store.Applied(a.db) >= lastInput(t, env) }, "the old holder did not catch its view up as a standby")
 	wantViewOfFullRebuild(t, env, a, 22)
 }
 
@@ -165,7 +165,7 @@ func TestMessagesLeftToTheOldHolderReachTheNewHoldersView(t *testing.T) {
 	if b.handled("co-stuck") {
 		t.Fatal("co-stuck came to b: the test wants it finished by a alone")
 	}
-	natstest.Eventually(t, wait, func() bool { return Applied(b.db) >= lastInput(t, env) }, "the new holder's mark did not reach the last input")
+	natstest.Eventually(t, wait, func() bool { return store.Applied(b.db) >= lastInput(t, env) }, "the new holder's mark did not reach the last input")
 	wantViewOfFullRebuild(t, env, b, 22)
 }
 

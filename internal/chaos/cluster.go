@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go"
 	bolt "go.etcd.io/bbolt"
 )
@@ -282,17 +283,31 @@ func (c *cluster) stopServices(ctx context.Context) error {
 	return err
 }
 
-// withStore copies a stopped service's bbolt file out of its volume and opens the copy.
+// withStore copies a stopped service's bbolt file out of each replica's volume and opens
+// the one whose view has applied the most of the stream. Both keep their views warm, but a
+// standby whose catch-up at stop failed (a NATS fault at the wrong moment) is behind, and
+// replays at its next start: its file is not what the service knows.
 func (c *cluster) withStore(ctx context.Context, service string, f func(*bolt.DB) error) error {
 	dir := filepath.Join(c.dir, "stores")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	file := filepath.Join(dir, service+".db")
-	if _, err := c.run(ctx, "docker", "cp", c.containerOf(service)+":/data/"+service+".db", file); err != nil {
-		return err
+	best, bestApplied := "", uint64(0)
+	for _, replica := range []string{service, service + "-2"} {
+		file := filepath.Join(dir, replica+".db")
+		if _, err := c.run(ctx, "docker", "cp", c.containerOf(replica)+":/data/"+service+".db", file); err != nil {
+			return err
+		}
+		var applied uint64
+		if err := openStore(file, func(db *bolt.DB) error { applied = store.Applied(db); return nil }); err != nil {
+			return err
+		}
+		c.log("%s's view has applied up to stream sequence %d", replica, applied)
+		if best == "" || applied > bestApplied {
+			best, bestApplied = file, applied
+		}
 	}
-	return openStore(file, f)
+	return openStore(best, f)
 }
 
 // teardown removes the project, its volumes and network; first it keeps the containers'

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -205,4 +206,43 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// The view's applied mark: every message of its service's subjects up to that stream
+// sequence is in the view. An instance sharing its consumer with others (a standby) follows
+// the stream up to it; whoever compares two replicas' files reads it.
+var (
+	appliedBucket = []byte("runner.applied")
+	appliedKey    = []byte("seq")
+)
+
+// AppliedIn is the view's mark, and whether it has one.
+func AppliedIn(tx *bolt.Tx) (uint64, bool) {
+	b := tx.Bucket(appliedBucket)
+	if b == nil || len(b.Get(appliedKey)) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b.Get(appliedKey)), true
+}
+
+// Applied is the mark of the view in db, 0 when it has none.
+func Applied(db *bolt.DB) uint64 {
+	var seq uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		seq, _ = AppliedIn(tx)
+		return nil
+	})
+	return seq
+}
+
+// AdvanceApplied moves the view's mark up to seq, never down.
+func AdvanceApplied(tx *bolt.Tx, seq uint64) error {
+	if have, ok := AppliedIn(tx); ok && have >= seq {
+		return nil
+	}
+	b, err := tx.CreateBucketIfNotExists(appliedBucket)
+	if err != nil {
+		return err
+	}
+	return b.Put(appliedKey, binary.BigEndian.AppendUint64(nil, seq))
 }
