@@ -17,11 +17,16 @@
 //   - demo/promotions.json: what the shop takes off every cart they fit, in order: sticker
 //     packs 3 for 2, and volume prices on mugs. A line takes at most one promotion; a coupon
 //     applies to what they leave.
+//   - demo/fraud.json: the fraud check's rules over its defaults (fraud.DefaultConfig), or
+//     FRAUD_RULES's file instead: after 3 declined payments in an hour a customer's next
+//     checkout is rejected (card testing). No rule counts attempts here: the tests and the
+//     demo run many checkouts as one customer, and the test payment methods (pm_card_visa)
+//     and the load tools' addresses are every customer's.
 //
 // A product's "category" in catalog.json lets a coupon or a promotion cover a category
 // ("categories") instead of listing products. The parsers live with their services:
-// catalog.LoadSeed, catalog.LoadRates, catalog.LoadCoupons, catalog.LoadPromotions and
-// inventory.LoadStock.
+// catalog.LoadSeed, catalog.LoadRates, catalog.LoadCoupons, catalog.LoadPromotions,
+// inventory.LoadStock and fraud.LoadConfig.
 package deploy
 
 import "embed"
@@ -37,4 +42,5 @@ const (
 	RatesFile      = "demo/rates.json"
 	CouponsFile    = "demo/coupons.json"
 	PromotionsFile = "demo/promotions.json"
+	FraudFile      = "demo/fraud.json"
 )

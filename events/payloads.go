@@ -268,6 +268,9 @@ type StepFailure struct {
 	// Reference is what the failure is about outside the shop (the PaymentIntent Stripe
 	// declined), so that a view rebuilt from the event holds it.
 	Reference string `json:"reference,omitempty"`
+	// Assessment is the fraud check's, on its rejection: what a view rebuilt from the event
+	// holds, since rules that count other checkouts cannot judge it again the same way.
+	Assessment *RiskAssessment `json:"assessment,omitempty" since:"3"`
 }
 
 // Failure codes a step reports. Services may add their own; these are the common ones.
@@ -340,11 +343,31 @@ type ReservedItem struct {
 	Quantity  int    `json:"quantity"`
 }
 
-// RiskAssessment reports an accepted risk assessment.
+// RiskAssessment is how the fraud check judged a checkout: its risk, why, and rule by rule.
 type RiskAssessment struct {
-	Risk    decimal.Decimal `json:"risk"` // 0 (none) to 1 (certain fraud)
-	Reasons []string        `json:"reasons,omitempty"`
+	Risk    decimal.Decimal `json:"risk"`              // 0 (none) to 1 (certain fraud)
+	Reasons []string        `json:"reasons,omitempty"` // the rules that added to the risk, for people
+	// Rules are every rule the checkout was judged by, in the order they apply; absent before
+	// version 3, whose assessments listed the reasons only.
+	Rules []RuleResult `json:"rules,omitempty" since:"3"`
 }
+
+// RuleResult is one fraud rule's part in an assessment.
+type RuleResult struct {
+	Rule string `json:"rule"` // its name in the rules (fraud.json)
+	// Outcome is what the rule alone would decide, on top of the base risk: RuleClear,
+	// RuleReview or RuleReject.
+	Outcome      string          `json:"outcome"`
+	Contribution decimal.Decimal `json:"contribution"` // what it added to the risk
+	Detail       string          `json:"detail,omitempty"`
+}
+
+// A fraud rule's outcome (RuleResult.Outcome).
+const (
+	RuleClear  = "clear"
+	RuleReview = "review"
+	RuleReject = "reject"
+)
 
 // Payment reports a succeeded PaymentIntent for the quote's total.
 type Payment struct {
@@ -524,6 +547,9 @@ type Waiting struct {
 	Until      time.Time `json:"until"`
 	NextAction string    `json:"next_action,omitempty"` // e.g. the URL where the customer authenticates
 	Reference  string    `json:"reference,omitempty"`   // what it waits on: the PaymentIntent, the review
+	// Assessment is the fraud check's, when it holds the checkout for review (as on a
+	// rejection, StepFailure.Assessment).
+	Assessment *RiskAssessment `json:"assessment,omitempty" since:"3"`
 }
 
 // DeadlineReached is the payload of checkout.deadline, the checkout's timer: it fires at

@@ -21,7 +21,8 @@ const (
 	// records the tax rate it applied (Quote.TaxRate), and the confirmation and the label
 	// share one go-ahead (FulfilmentRequested); a checkout can be re-driven (RedriveRequested),
 	// and a dead letter (DeadLetterRedriven). Version 3: a quote lists the promotions taken
-	// off it (Quote.Discounts), and whether its prices include the tax (Quote.TaxIncluded).
+	// off it (Quote.Discounts), and whether its prices include the tax (Quote.TaxIncluded);
+	// a fraud outcome carries the whole assessment, rule by rule (VelocitySince).
 	SchemaVersion = 3
 	// OldestSchemaVersion is the oldest version readers accept: events of the previous
 	// release, in flight or waiting on a schedule, complete under this one.
@@ -41,6 +42,12 @@ const (
 	DiscountsSince   = 3
 	TaxIncludedSince = 3
 )
+
+// VelocitySince is the version whose fraud outcomes carry the whole assessment
+// (RiskAssessment.Rules, StepFailure.Assessment, Waiting.Assessment): a writer held at an
+// older one applies no rule that counts other checkouts, whose answer a rebuild could not
+// find again.
+const VelocitySince = 3
 
 // ExistsAt reports whether version v of the contract has subject.
 func ExistsAt(subject Subject, v int) bool { return v >= subjectSince[subject] }

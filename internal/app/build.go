@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -198,7 +199,10 @@ func buildService(ctx context.Context, name string, db *bolt.DB, log *slog.Logge
 		h.Inventory, u.serve = s, s.Serve
 		return s.Routes(), nil
 	case events.ServiceFraud:
-		cfg := fraud.DefaultConfig()
+		cfg, err := d.fraudRules()
+		if err != nil {
+			return nil, err
+		}
 		if d.cfg.ReviewWindow > 0 {
 			cfg.ReviewWindow = d.cfg.ReviewWindow
 		}
@@ -253,6 +257,23 @@ func routesOf(s interface{ Routes() []runner.Route }, err error) ([]runner.Route
 }
 
 // readDemo parses one of the embedded demo files.
+// fraudRules are the fraud check's rules: FRAUD_RULES's file, or the demo's.
+func (d *deps) fraudRules() (fraud.Config, error) {
+	if d.cfg.FraudRules == "" {
+		return readDemo(deploy.FraudFile, fraud.LoadConfig)
+	}
+	f, err := os.Open(d.cfg.FraudRules)
+	if err != nil {
+		return fraud.Config{}, fmt.Errorf("FRAUD_RULES: %w", err)
+	}
+	defer f.Close()
+	cfg, err := fraud.LoadConfig(f)
+	if err != nil {
+		return fraud.Config{}, fmt.Errorf("FRAUD_RULES %s: %w", d.cfg.FraudRules, err)
+	}
+	return cfg, nil
+}
+
 func readDemo[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
 	f, err := deploy.Demo.Open(path)

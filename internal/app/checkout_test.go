@@ -120,6 +120,16 @@ func checkoutRequest(checkoutID, cartID, pm string, ship events.Address) []byte 
 	return raw
 }
 
+// checkoutRequestAs is a Californian checkout paid with pm_card_visa by another customer
+// than Ada, at <customer>@example.com.
+func checkoutRequestAs(checkoutID, cartID, customer string) []byte {
+	raw, _ := json.Marshal(events.CheckoutRequest{
+		CheckoutID: checkoutID, CartID: cartID, CustomerID: customer, CustomerEmail: customer + "@example.com",
+		PaymentMethodID: "pm_card_visa", ShippingAddress: california, BillingAddress: california,
+	})
+	return raw
+}
+
 // checkoutRequestFor is a Californian checkout by a customer with the given email.
 func checkoutRequestFor(checkoutID, cartID, pm, email string) []byte {
 	raw, _ := json.Marshal(events.CheckoutRequest{

@@ -99,6 +99,9 @@ type Config struct {
 	HandlerTimeout time.Duration
 	// ReviewWindow is how long a fraud review may wait for an operator (fraud's default otherwise).
 	ReviewWindow time.Duration
+	// FraudRules (FRAUD_RULES) is a file of the fraud check's rules (fraud.LoadConfig) read
+	// instead of the demo's (deploy/demo/fraud.json).
+	FraudRules string
 	// AuthWindow is how long a customer has to finish 3-D Secure (payments' default otherwise).
 	AuthWindow time.Duration
 	// ReservationTTL (INVENTORY_RESERVATION_TTL) is the longest any checkout holds stock,
@@ -225,6 +228,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SMTPUsername:       getenv("SMTP_USERNAME"),
 		SMTPPassword:       getenv("SMTP_PASSWORD"),
 		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
+		FraudRules:         getenv("FRAUD_RULES"),
 		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
 		Tracing:            tracing.ConfigFromEnv(getenv),
 		TraceURL:           getenv("TRACE_URL"),

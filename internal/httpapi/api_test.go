@@ -426,6 +426,21 @@ func TestReviewFlow(t *testing.T) {
 	if s := step(c, events.StepCheckFraud); s.State != httpapi.StepWaiting || s.Waiting == nil || s.Waiting.Until.IsZero() {
 		t.Fatalf("check_fraud while held: %+v", s)
 	}
+	// The assessment, rule by rule: the review list put it in the band, nothing else added.
+	if c.Fraud == nil || !c.Fraud.Risk.Equal(decimal.RequireFromString("0.52")) {
+		t.Fatalf("the held checkout's assessment: %+v", c.Fraud)
+	}
+	outcomes := map[string]string{}
+	for _, r := range c.Fraud.Rules {
+		outcomes[r.Rule] = r.Outcome + " " + r.Contribution.String()
+	}
+	if outcomes["review_domain"] != "review 0.5" || outcomes["high_value"] != "clear 0" || outcomes["card_testing"] != "clear 0" {
+		t.Errorf("rules %v, want review_domain to review (0.5) and the others clear, the demo's velocity rules among them", outcomes)
+	}
+	if status, _, page := e.do(t, "GET", "/ui/checkouts/"+a.CheckoutID, nil, asAdmin...); status != http.StatusOK ||
+		!strings.Contains(string(page), `data-rule="review_domain" data-outcome="review"`) || !strings.Contains(string(page), `data-rule="card_testing" data-outcome="clear"`) {
+		t.Errorf("the run page (%d) does not list the fraud rules:\n%s", status, page)
+	}
 
 	for _, h := range [][]string{nil, {"Authorization", "Bearer wrong"}} {
 		if status, _, raw := e.do(t, "GET", "/reviews", nil, h...); status != http.StatusUnauthorized {

@@ -48,20 +48,22 @@ const (
 
 // Checkout is the read model of one checkout, folded from its events.
 type Checkout struct {
-	ID              string               `json:"checkout_id"`
-	Status          string               `json:"status"`
-	CartID          string               `json:"cart_id,omitempty"`
-	CustomerID      string               `json:"customer_id,omitempty"`
-	CustomerEmail   string               `json:"customer_email,omitempty"`
-	Currency        string               `json:"currency,omitempty"`
-	Totals          *Totals              `json:"totals,omitempty"`
-	PaymentIntentID string               `json:"payment_intent_id,omitempty"`
-	OrderID         string               `json:"order_id,omitempty"`
-	OrderNumber     string               `json:"order_number,omitempty"`
-	Failure         *events.StepFailure  `json:"failure,omitempty"`
-	Compensated     []events.StepName    `json:"compensated,omitempty"`
-	Warnings        []events.StepFailure `json:"warnings,omitempty"`
-	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
+	ID            string  `json:"checkout_id"`
+	Status        string  `json:"status"`
+	CartID        string  `json:"cart_id,omitempty"`
+	CustomerID    string  `json:"customer_id,omitempty"`
+	CustomerEmail string  `json:"customer_email,omitempty"`
+	Currency      string  `json:"currency,omitempty"`
+	Totals        *Totals `json:"totals,omitempty"`
+	// Fraud is the fraud check's assessment: the risk, and each rule's outcome and part.
+	Fraud           *events.RiskAssessment `json:"fraud,omitempty"`
+	PaymentIntentID string                 `json:"payment_intent_id,omitempty"`
+	OrderID         string                 `json:"order_id,omitempty"`
+	OrderNumber     string                 `json:"order_number,omitempty"`
+	Failure         *events.StepFailure    `json:"failure,omitempty"`
+	Compensated     []events.StepName      `json:"compensated,omitempty"`
+	Warnings        []events.StepFailure   `json:"warnings,omitempty"`
+	NeedsAttention  bool                   `json:"needs_attention,omitempty"`
 	// Redrives counts the re-drives of the checkout's failed steps after its order.
 	Redrives int `json:"redrives,omitempty"`
 	// RetriedAs is the new checkout that tries this failed one again (its re-drive).
@@ -189,6 +191,21 @@ func (c *Checkout) apply(e Event, steps map[events.StepName]*StepView, terminal 
 		if json.Unmarshal(e.Payload, &q) == nil {
 			c.Currency = q.Currency
 			c.Totals = &Totals{Subtotal: q.Subtotal, Discounts: q.Discounts, Tax: q.Tax, TaxIncluded: q.TaxIncluded, Shipping: q.Shipping, Total: q.Total}
+		}
+	case events.FraudCleared:
+		var a events.RiskAssessment
+		if json.Unmarshal(e.Payload, &a) == nil {
+			c.Fraud = &a
+		}
+	case events.FraudFailed:
+		var f events.StepFailure
+		if json.Unmarshal(e.Payload, &f) == nil && f.Assessment != nil {
+			c.Fraud = f.Assessment
+		}
+	case events.FraudReviewPending:
+		var w events.Waiting
+		if json.Unmarshal(e.Payload, &w) == nil && w.Assessment != nil {
+			c.Fraud = w.Assessment
 		}
 	case events.PaymentCaptured:
 		var p events.Payment

@@ -1,8 +1,11 @@
 package fraud
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -12,30 +15,38 @@ import (
 
 // Config holds the scoring rules. Start from DefaultConfig: a zero weight or threshold is
 // meaningful (it switches a rule off), so zero fields are not replaced by defaults.
+// LoadConfig reads them from a file (deploy/demo/fraud.json), in these JSON names.
 type Config struct {
-	Base            decimal.Decimal // every checkout starts at this risk
-	CountryMismatch decimal.Decimal // added when billing and shipping countries differ
-	HighValue       decimal.Decimal // added when the total reaches the currency's threshold
-	BlockedDomain   decimal.Decimal // added when the customer's email domain is blocklisted
-	ReviewDomain    decimal.Decimal // added when the customer's email domain is on the review list
+	Base            decimal.Decimal `json:"base"`             // every checkout starts at this risk
+	CountryMismatch decimal.Decimal `json:"country_mismatch"` // added when billing and shipping countries differ
+	HighValue       decimal.Decimal `json:"high_value"`       // added when the total reaches the currency's threshold
+	BlockedDomain   decimal.Decimal `json:"blocked_domain"`   // added when the customer's email domain is blocklisted
+	ReviewDomain    decimal.Decimal `json:"review_domain"`    // added when the customer's email domain is on the review list
 
+	// CountryMismatchFrom is, by ISO 4217 currency, the total from which differing billing
+	// and shipping countries count; a currency without one counts at any total.
+	CountryMismatchFrom map[string]decimal.Decimal `json:"country_mismatch_from,omitempty"`
 	// HighValueThresholds by ISO 4217 currency; a currency without one never counts as
 	// high value.
-	HighValueThresholds map[string]decimal.Decimal
+	HighValueThresholds map[string]decimal.Decimal `json:"high_value_thresholds"`
 	// BlockedDomains are email domains; a subdomain of a listed domain is blocked too.
-	BlockedDomains []string
+	BlockedDomains []string `json:"blocked_domains"`
 	// ReviewDomains are email domains whose checkouts an operator should look at; a
 	// subdomain of a listed domain counts too.
-	ReviewDomains []string
+	ReviewDomains []string `json:"review_domains"`
+	// Velocity are the rules that count other checkouts: attempts and declined payments by
+	// the same customer, email, card or shipping address in a window (velocity.go).
+	Velocity []VelocityRule `json:"velocity,omitempty"`
 
 	// RejectAt: a risk at or over it fails the step.
-	RejectAt decimal.Decimal
+	RejectAt decimal.Decimal `json:"reject_at"`
 	// ReviewAt: a risk at or over it, and under RejectAt, is held for an operator to
 	// approve or deny. Zero disables review.
-	ReviewAt decimal.Decimal
+	ReviewAt decimal.Decimal `json:"review_at"`
 	// ReviewWindow is how long an operator has to decide; a checkout not decided by then
 	// fails (the coordinator's deadline for the step moves to the end of the window).
-	ReviewWindow time.Duration
+	// Configured with the other deadlines (FRAUD_REVIEW_WINDOW), not in the rules.
+	ReviewWindow time.Duration `json:"-"`
 }
 
 // DefaultConfig is the production rule set. "fraud.test" is blocklisted so that tests and
@@ -76,45 +87,80 @@ func (c Config) Validate() error {
 	weights := []struct {
 		name string
 		v    decimal.Decimal
-	}{{"Base", c.Base}, {"CountryMismatch", c.CountryMismatch}, {"HighValue", c.HighValue}, {"BlockedDomain", c.BlockedDomain},
-		{"ReviewDomain", c.ReviewDomain}}
+	}{{"base", c.Base}, {"country_mismatch", c.CountryMismatch}, {"high_value", c.HighValue}, {"blocked_domain", c.BlockedDomain},
+		{"review_domain", c.ReviewDomain}}
 	for _, w := range weights {
 		if w.v.IsNegative() || w.v.GreaterThan(one) {
 			return fmt.Errorf("fraud: %s must be between 0 and 1, got %s", w.name, w.v)
 		}
 	}
 	if !c.RejectAt.IsPositive() || c.RejectAt.GreaterThan(one) {
-		return fmt.Errorf("fraud: RejectAt must be above 0 and at most 1, got %s", c.RejectAt)
+		return fmt.Errorf("fraud: reject_at must be above 0 and at most 1, got %s", c.RejectAt)
 	}
 	if !c.ReviewAt.IsZero() && (c.ReviewAt.IsNegative() || c.ReviewAt.GreaterThanOrEqual(c.RejectAt)) {
-		return fmt.Errorf("fraud: ReviewAt must be 0 (off) or between 0 and RejectAt %s, got %s", c.RejectAt, c.ReviewAt)
+		return fmt.Errorf("fraud: review_at must be 0 (off) or between 0 and reject_at %s, got %s", c.RejectAt, c.ReviewAt)
 	}
-	for cur, limit := range c.HighValueThresholds {
-		if !money.Supported(cur) {
-			return fmt.Errorf("fraud: high-value threshold for unsupported currency %q", cur)
+	for _, thresholds := range []struct {
+		name string
+		by   map[string]decimal.Decimal
+	}{{"high_value_thresholds", c.HighValueThresholds}, {"country_mismatch_from", c.CountryMismatchFrom}} {
+		for cur, limit := range thresholds.by {
+			if !money.Supported(cur) {
+				return fmt.Errorf("fraud: %s: unsupported currency %q", thresholds.name, cur)
+			}
+			if !limit.IsPositive() {
+				return fmt.Errorf("fraud: %s: %s must be positive, got %s", thresholds.name, cur, limit)
+			}
 		}
-		if !limit.IsPositive() {
-			return fmt.Errorf("fraud: high-value threshold for %s must be positive, got %s", cur, limit)
-		}
+	}
+	if err := validateVelocity(c.Velocity); err != nil {
+		return err
 	}
 	if !c.ReviewAt.IsZero() && c.ReviewWindow <= 0 {
-		return fmt.Errorf("fraud: ReviewWindow must be positive when ReviewAt is set, got %s", c.ReviewWindow)
+		return fmt.Errorf("fraud: the review window (FRAUD_REVIEW_WINDOW) must be positive when review_at is set, got %s", c.ReviewWindow)
 	}
 	for _, list := range []struct {
 		name    string
 		domains []string
-	}{{"blocked", c.BlockedDomains}, {"review", c.ReviewDomains}} {
+	}{{"blocked_domains", c.BlockedDomains}, {"review_domains", c.ReviewDomains}} {
 		for _, d := range list.domains {
 			if d == "" || strings.ContainsAny(d, "@ ") || d != strings.ToLower(d) {
-				return fmt.Errorf("fraud: %s domain %q must be a lower-case domain like \"fraud.test\"", list.name, d)
+				return fmt.Errorf("fraud: %s: %q must be a lower-case domain like \"fraud.test\"", list.name, d)
 			}
 		}
 	}
 	if c.Base.GreaterThanOrEqual(c.RejectAt) {
-		return errors.New("fraud: Base is at or over RejectAt, so every checkout would be rejected")
+		return errors.New("fraud: base is at or over reject_at, so every checkout would be rejected")
 	}
 	if !c.ReviewAt.IsZero() && c.Base.GreaterThanOrEqual(c.ReviewAt) {
-		return errors.New("fraud: Base is at or over ReviewAt, so every checkout would be held for review")
+		return errors.New("fraud: base is at or over review_at, so every checkout would be held for review")
 	}
 	return nil
+}
+
+// LoadConfig reads the rules from r (JSON, the names of Config's fields) over DefaultConfig:
+// a field the file leaves out keeps its default, one it has replaces it (a list or a map
+// whole). A field it does not know, or a rule that cannot work, is an error naming it.
+func LoadConfig(r io.Reader) (Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return Config{}, fmt.Errorf("fraud rules: %w", err)
+	}
+	var present map[string]json.RawMessage
+	if err := json.Unmarshal(data, &present); err != nil {
+		return Config{}, fmt.Errorf("fraud rules: %w", err)
+	}
+	c := DefaultConfig()
+	if _, ok := present["high_value_thresholds"]; ok {
+		c.HighValueThresholds = nil // decoding into a map would merge
+	}
+	if _, ok := present["country_mismatch_from"]; ok {
+		c.CountryMismatchFrom = nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("fraud rules: %w", err)
+	}
+	return c, c.Validate()
 }

@@ -27,6 +27,8 @@ type Assessment struct {
 	RejectAt      decimal.Decimal `json:"reject_at"` // the limits it was judged against
 	ReviewAt      decimal.Decimal `json:"review_at"`
 	AssessedAt    time.Time       `json:"assessed_at"`
+	// Identities are what the checkout is counted by (velocity.go), for its declines.
+	Identities map[string]string `json:"identities,omitempty"`
 }
 
 // Service runs check_fraud.
@@ -45,7 +47,7 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if err := store.EnsureBuckets(db, assessmentsBucket, reviewsBucket); err != nil {
+	if err := store.EnsureBuckets(db, assessmentsBucket, reviewsBucket, velocityBucket); err != nil {
 		return nil, fmt.Errorf("fraud: %w", err)
 	}
 	return &Service{db: db, log: log, cfg: cfg, now: time.Now}, nil
@@ -55,9 +57,10 @@ func New(db *bolt.DB, log *slog.Logger, cfg Config) (*Service, error) {
 // the reviews of checkouts that failed meanwhile.
 func (s *Service) Routes() []runner.Route {
 	return []runner.Route{
-		{Subject: events.CartValidated, Handle: s.checkFraud},
+		{Subject: events.CartValidated, Handle: s.checkFraud,
+			Outcomes: []events.Subject{events.FraudCleared, events.FraudFailed, events.FraudReviewPending}, Replay: s.replayCheck},
 		{Subject: events.FraudReviewDecided, Handle: s.applyDecision},
-		{Subject: events.Failed, Handle: s.closeReview},
+		{Subject: events.Failed, Handle: s.checkoutFailed},
 	}
 }
 
@@ -70,8 +73,7 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 	if err := in.DecodePayload(&q); err != nil {
 		return nil, err
 	}
-	var a Assessment
-	found, err := store.Get(tx.Bucket(assessmentsBucket), in.CheckoutID, &a)
+	a, found, err := s.assessmentIn(tx, in.CheckoutID)
 	if err != nil {
 		return nil, err
 	}
@@ -83,9 +85,10 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 	switch {
 	case a.Rejected:
 		return []events.Envelope{events.Must(in.CheckoutID, events.FraudFailed, events.StepFailure{
-			Step:    events.StepCheckFraud,
-			Code:    events.CodeFraudRejected,
-			Message: a.rejection(),
+			Step:       events.StepCheckFraud,
+			Code:       events.CodeFraudRejected,
+			Message:    a.rejection(),
+			Assessment: &a.RiskAssessment,
 		})}, nil
 	case a.HeldForReview:
 		r, found, err := loadReview(tx, in.CheckoutID)
@@ -100,30 +103,57 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 	return []events.Envelope{events.Must(in.CheckoutID, events.FraudCleared, a.RiskAssessment)}, nil
 }
 
-// assess scores the quote and stores the assessment, and the review when the risk is in
-// the review band.
+// assess counts the checkout's attempt, scores the quote and stores the assessment, and the
+// review when the risk is in the review band.
 func (s *Service) assess(tx *bolt.Tx, in events.Envelope, q events.Quote) (Assessment, error) {
-	checkoutID, risk := in.CheckoutID, s.cfg.Score(q)
-	now := runner.EventTime(in) // the review's window runs from when the cart was validated
-	a := Assessment{CheckoutID: checkoutID, RiskAssessment: risk, Rejected: s.cfg.Rejects(risk), HeldForReview: s.cfg.Reviews(risk),
-		RejectAt: s.cfg.RejectAt, ReviewAt: s.cfg.ReviewAt, AssessedAt: now}
-	if err := store.Put(tx.Bucket(assessmentsBucket), checkoutID, a); err != nil {
+	at, ids := runner.EventTime(in), identities(q) // the review's window runs from when the cart was validated
+	if err := s.cfg.record(tx, CountAttempts, ids, in.CheckoutID, at); err != nil {
+		return Assessment{}, err
+	}
+	var count func(VelocityRule) int
+	if events.WriteVersion() >= events.VelocitySince {
+		count = func(r VelocityRule) int { return seen(tx, r, ids, at) }
+	}
+	risk := s.cfg.Score(q, count)
+	if events.WriteVersion() < events.VelocitySince {
+		risk.Rules = nil // what the outcome can carry at that version, and a rebuild finds
+	}
+	a := s.judged(in.CheckoutID, risk, s.cfg.Rejects(risk), s.cfg.Reviews(risk), at, ids)
+	if err := s.save(tx, q, a, at.Add(s.cfg.ReviewWindow)); err != nil {
 		return a, err
 	}
-	if a.HeldForReview {
-		if err := saveReview(tx, newReview(checkoutID, q, a, now.Add(s.cfg.ReviewWindow))); err != nil {
-			return a, err
-		}
-	}
-	s.log.Info("fraud assessed", "checkout_id", checkoutID, "risk", a.Risk, "rejected", a.Rejected,
+	s.log.Info("fraud assessed", "checkout_id", a.CheckoutID, "risk", a.Risk, "rejected", a.Rejected,
 		"held_for_review", a.HeldForReview, "reasons", a.Reasons)
 	return a, nil
+}
+
+// judged is the assessment of a checkout judged at at against today's limits.
+func (s *Service) judged(checkoutID string, risk events.RiskAssessment, rejected, held bool, at time.Time, ids map[string]string) Assessment {
+	return Assessment{CheckoutID: checkoutID, RiskAssessment: risk, Rejected: rejected, HeldForReview: held,
+		RejectAt: s.cfg.RejectAt, ReviewAt: s.cfg.ReviewAt, AssessedAt: at, Identities: ids}
+}
+
+// save stores a checkout's assessment, and its review, open until until, when it is held
+// for one.
+func (s *Service) save(tx *bolt.Tx, q events.Quote, a Assessment, until time.Time) error {
+	if err := store.Put(tx.Bucket(assessmentsBucket), a.CheckoutID, a); err != nil {
+		return err
+	}
+	if !a.HeldForReview {
+		return nil
+	}
+	return saveReview(tx, newReview(a.CheckoutID, q, a, until))
 }
 
 // rejection explains a rejected assessment to a person.
 func (a Assessment) rejection() string {
 	return fmt.Sprintf("declined by fraud screening (risk %s, limit %s): %s",
 		a.Risk, a.RejectAt, strings.Join(a.Reasons, "; "))
+}
+
+func (s *Service) assessmentIn(tx *bolt.Tx, checkoutID string) (a Assessment, found bool, err error) {
+	found, err = store.Get(tx.Bucket(assessmentsBucket), checkoutID, &a)
+	return a, found, err
 }
 
 // Assessment returns the stored assessment of a checkout; found is false when it has none.

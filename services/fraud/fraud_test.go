@@ -20,22 +20,27 @@ type harness struct {
 	*steptest.Harness
 	svc   *Service
 	clock *clock
+	build func(db *bolt.DB, log *slog.Logger) (*Service, error)
 }
 
-// start runs the service behind the real runner on an embedded JetStream, with its
-// endpoints, on a clock the test moves.
-func start(t *testing.T) harness {
+// start runs the service with the default rules behind the real runner on an embedded
+// JetStream, with its endpoints, on a clock the test moves.
+func start(t *testing.T) harness { return startWith(t, DefaultConfig()) }
+
+// startWith runs the service with the rules cfg, its view rebuilt from the stream when lost.
+func startWith(t *testing.T, cfg Config) harness {
 	t.Helper()
 	clk := newClock()
-	h, svc := steptest.Start(t, runner.Config{Name: events.ServiceFraud}, func(db *bolt.DB, log *slog.Logger) (*Service, error) {
-		svc, err := New(db, log, DefaultConfig())
+	build := func(db *bolt.DB, log *slog.Logger) (*Service, error) {
+		svc, err := New(db, log, cfg)
 		if svc != nil {
 			svc.now = clk.now
 		}
 		return svc, err
-	})
+	}
+	h, svc := steptest.Start(t, runner.Config{Name: events.ServiceFraud, Rebuild: true}, build)
 	h.Serve(t, func(nc *nats.Conn) (micro.Service, error) { return svc.Serve(nc, h.Env.JS, nil) })
-	return harness{h, svc, clk}
+	return harness{h, svc, clk, build}
 }
 
 // clock is a time the test sets; the service reads it from the runner's goroutine.

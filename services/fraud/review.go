@@ -42,9 +42,11 @@ type Review struct {
 	ShippingCountry string          `json:"shipping_country"`
 	Risk            decimal.Decimal `json:"risk"`
 	Reasons         []string        `json:"reasons"`
-	RequestedAt     time.Time       `json:"requested_at"`
-	Until           time.Time       `json:"until"`
-	Status          ReviewStatus    `json:"status"`
+	// Rules are the assessment rule by rule (events.RiskAssessment.Rules).
+	Rules       []events.RuleResult `json:"rules,omitempty"`
+	RequestedAt time.Time           `json:"requested_at"`
+	Until       time.Time           `json:"until"`
+	Status      ReviewStatus        `json:"status"`
 	// Decision and DecidedAt are set once an operator approved or denied in time.
 	Decision  *events.ReviewDecision `json:"decision,omitempty"`
 	DecidedAt time.Time              `json:"decided_at,omitzero"`
@@ -54,8 +56,13 @@ func newReview(checkoutID string, q events.Quote, a Assessment, until time.Time)
 	return Review{
 		CheckoutID: checkoutID, Amount: q.Total, Currency: q.Currency, CustomerID: q.CustomerID, CustomerEmail: q.CustomerEmail,
 		BillingCountry: q.BillingAddress.Country, ShippingCountry: q.ShippingAddress.Country,
-		Risk: a.Risk, Reasons: a.Reasons, RequestedAt: a.AssessedAt, Until: until, Status: ReviewPending,
+		Risk: a.Risk, Reasons: a.Reasons, Rules: a.Rules, RequestedAt: a.AssessedAt, Until: until, Status: ReviewPending,
 	}
+}
+
+// assessment is the review's assessment, as its outcomes carry it.
+func (r Review) assessment() *events.RiskAssessment {
+	return &events.RiskAssessment{Risk: r.Risk, Reasons: r.Reasons, Rules: r.Rules}
 }
 
 // Open reports whether an operator can still decide the review at now.
@@ -74,17 +81,19 @@ func (r Review) outcome() events.Envelope {
 			approval += ": " + r.Decision.Note
 		}
 		return events.Must(r.CheckoutID, events.FraudCleared,
-			events.RiskAssessment{Risk: r.Risk, Reasons: append(slices.Clone(r.Reasons), approval)})
+			events.RiskAssessment{Risk: r.Risk, Reasons: append(slices.Clone(r.Reasons), approval), Rules: r.Rules})
 	case ReviewDenied:
 		return events.Must(r.CheckoutID, events.FraudFailed, events.StepFailure{
-			Step:    events.StepCheckFraud,
-			Code:    events.CodeFraudReviewDenied,
-			Message: "declined after a manual fraud review (" + summary + ")",
+			Step:       events.StepCheckFraud,
+			Code:       events.CodeFraudReviewDenied,
+			Message:    "declined after a manual fraud review (" + summary + ")",
+			Assessment: r.assessment(),
 		})
 	}
 	return events.Must(r.CheckoutID, events.FraudReviewPending, events.Waiting{
-		Reason: "held for a manual fraud review (" + summary + "); an operator must approve or deny it",
-		Until:  r.Until,
+		Reason:     "held for a manual fraud review (" + summary + "); an operator must approve or deny it",
+		Until:      r.Until,
+		Assessment: r.assessment(),
 	})
 }
 
@@ -135,23 +144,40 @@ func decidedAt(in events.Envelope, now time.Time) time.Time {
 	return in.Time.UTC()
 }
 
-// closeReview closes a pending review when its checkout failed for another reason (no
+// checkoutFailed counts a declined payment against the checkout's customer, email, card and
+// address, and closes a pending review when its checkout failed for another reason (no
 // stock, say): it leaves the operators' queue and can no longer be decided.
-func (s *Service) closeReview(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
+func (s *Service) checkoutFailed(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var f events.CheckoutFailed
 	if err := in.DecodePayload(&f); err != nil {
 		return nil, err
+	}
+	changed := false
+	if f.Step == events.StepProcessPayment && slices.Contains(declinedCodes, f.Code) {
+		a, found, err := s.assessmentIn(tx, in.CheckoutID)
+		if err != nil {
+			return nil, err
+		}
+		if found && len(a.Identities) > 0 && s.cfg.countsDeclines() {
+			if err := s.cfg.record(tx, CountDeclines, a.Identities, in.CheckoutID, runner.EventTime(in)); err != nil {
+				return nil, err
+			}
+			changed = true
+		}
 	}
 	r, found, err := loadReview(tx, in.CheckoutID)
 	if err != nil {
 		return nil, err
 	}
-	if !found || r.Status != ReviewPending {
-		return nil, runner.Unchanged // most failed checkouts were never held for review
+	if found && r.Status == ReviewPending {
+		r.Status = ReviewClosed
+		s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)
+		return nil, saveReview(tx, r)
 	}
-	r.Status = ReviewClosed
-	s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)
-	return nil, saveReview(tx, r)
+	if !changed {
+		return nil, runner.Unchanged // most failed checkouts were never held for review, nor declined
+	}
+	return nil, nil
 }
 
 func loadReview(tx *bolt.Tx, checkoutID string) (r Review, found bool, err error) {

@@ -2,6 +2,7 @@ package fraud
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -9,29 +10,70 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// Score assesses a quote. It is a pure function of the quote and the rules, so the same
-// checkout always gets the same answer.
-func (c Config) Score(q events.Quote) events.RiskAssessment {
-	risk := c.Base
-	var reasons []string
-	add := func(weight decimal.Decimal, reason string) {
-		risk = risk.Add(weight)
-		reasons = append(reasons, reason)
+// staticRules are the rules that judge a checkout alone, by the names its assessment lists
+// them under, in the order they apply; the velocity rules follow.
+var staticRules = []string{"country_mismatch", "high_value", "blocked_domain", "review_domain"}
+
+// Score assesses a quote. count says how many of what a velocity rule counts were seen
+// within its window (velocity.go); nil leaves the velocity rules out. Given the counts it is
+// a pure function of the quote and the rules.
+func (c Config) Score(q events.Quote, count func(VelocityRule) int) events.RiskAssessment {
+	a := events.RiskAssessment{Risk: c.Base}
+	judge := func(rule string, weight decimal.Decimal, fired bool, detail string) {
+		if weight.IsZero() {
+			return // switched off
+		}
+		r := events.RuleResult{Rule: rule, Outcome: events.RuleClear, Contribution: decimal.Zero, Detail: detail}
+		if !fired && slices.Contains(staticRules, rule) {
+			r.Detail = "" // a velocity rule says what it counted; the others have nothing to say
+		}
+		if fired {
+			r.Contribution = weight
+			r.Outcome = c.decides(c.Base.Add(weight))
+			a.Risk = a.Risk.Add(weight)
+			a.Reasons = append(a.Reasons, detail)
+		}
+		a.Rules = append(a.Rules, r)
 	}
-	if bill, ship := q.BillingAddress.Country, q.ShippingAddress.Country; bill != ship {
-		add(c.CountryMismatch, fmt.Sprintf("billing country %s differs from shipping country %s", bill, ship))
+	bill, ship := q.BillingAddress.Country, q.ShippingAddress.Country
+	mismatch := fmt.Sprintf("billing country %s differs from shipping country %s", bill, ship)
+	if from, ok := c.CountryMismatchFrom[q.Currency]; ok {
+		mismatch += fmt.Sprintf(" on a total of %s or more", money.Format(from, q.Currency))
 	}
-	if limit, ok := c.HighValueThresholds[q.Currency]; ok && q.Total.GreaterThanOrEqual(limit) {
-		add(c.HighValue, fmt.Sprintf("total %s is at or over the high-value threshold %s",
-			money.Format(q.Total, q.Currency), money.Format(limit, q.Currency)))
+	judge(staticRules[0], c.CountryMismatch, bill != ship && c.mismatchCounts(q), mismatch)
+	limit, ok := c.HighValueThresholds[q.Currency]
+	judge(staticRules[1], c.HighValue, ok && q.Total.GreaterThanOrEqual(limit),
+		fmt.Sprintf("total %s is at or over the high-value threshold %s", money.Format(q.Total, q.Currency), money.Format(limit, q.Currency)))
+	domain, blocked := listedDomain(q.CustomerEmail, c.BlockedDomains)
+	judge(staticRules[2], c.BlockedDomain, blocked, fmt.Sprintf("email domain %s is blocklisted", domain))
+	domain, listed := listedDomain(q.CustomerEmail, c.ReviewDomains)
+	judge(staticRules[3], c.ReviewDomain, listed, fmt.Sprintf("email domain %s is on the review list", domain))
+	if count != nil {
+		for _, r := range c.Velocity {
+			n := count(r)
+			judge(r.Name, r.Weight, n > r.Limit, r.describe(n))
+		}
 	}
-	if domain, ok := listedDomain(q.CustomerEmail, c.BlockedDomains); ok {
-		add(c.BlockedDomain, fmt.Sprintf("email domain %s is blocklisted", domain))
+	a.Risk = decimal.Min(a.Risk, decimal.NewFromInt(1))
+	return a
+}
+
+// mismatchCounts reports whether the quote's total is one at which differing countries count.
+func (c Config) mismatchCounts(q events.Quote) bool {
+	from, ok := c.CountryMismatchFrom[q.Currency]
+	return !ok || q.Total.GreaterThanOrEqual(from)
+}
+
+// decides is the outcome a risk alone leads to.
+func (c Config) decides(risk decimal.Decimal) string {
+	a := events.RiskAssessment{Risk: risk}
+	switch {
+	case c.Rejects(a):
+		return events.RuleReject
+	case c.Reviews(a):
+		return events.RuleReview
 	}
-	if domain, ok := listedDomain(q.CustomerEmail, c.ReviewDomains); ok {
-		add(c.ReviewDomain, fmt.Sprintf("email domain %s is on the review list", domain))
-	}
-	return events.RiskAssessment{Risk: decimal.Min(risk, decimal.NewFromInt(1)), Reasons: reasons}
+	return events.RuleClear
 }
 
 // Rejects reports whether an assessment fails the step.

@@ -50,7 +50,7 @@ func TestScore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			q := testQuote()
 			tt.change(&q)
-			got := cfg.Score(q)
+			got := cfg.Score(q, nil)
 			if !got.Risk.Equal(dec(tt.risk)) {
 				t.Errorf("risk = %s, want %s", got.Risk, tt.risk)
 			}
@@ -80,19 +80,38 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{name: "defaults", change: func(*Config) {}},
 		{name: "review below reject", change: func(c *Config) { c.ReviewAt = dec("0.7") }},
-		{name: "review at reject", change: func(c *Config) { c.ReviewAt = c.RejectAt }, want: "ReviewAt"},
+		{name: "review at reject", change: func(c *Config) { c.ReviewAt = c.RejectAt }, want: "review_at"},
 		{name: "review off needs no window", change: func(c *Config) { c.ReviewAt, c.ReviewWindow = decimal.Zero, 0 }},
-		{name: "review without a window", change: func(c *Config) { c.ReviewWindow = 0 }, want: "ReviewWindow"},
+		{name: "review without a window", change: func(c *Config) { c.ReviewWindow = 0 }, want: "FRAUD_REVIEW_WINDOW"},
 		{name: "base reviews everything", change: func(c *Config) { c.Base = dec("0.5") }, want: "held for review"},
-		{name: "review domain with upper case", change: func(c *Config) { c.ReviewDomains = []string{"Review.test"} }, want: "review domain"},
-		{name: "review weight over 1", change: func(c *Config) { c.ReviewDomain = dec("1.1") }, want: "ReviewDomain"},
-		{name: "zero reject", change: func(c *Config) { c.RejectAt = decimal.Zero }, want: "RejectAt"},
-		{name: "reject over 1", change: func(c *Config) { c.RejectAt = dec("1.5") }, want: "RejectAt"},
-		{name: "negative weight", change: func(c *Config) { c.HighValue = dec("-0.1") }, want: "HighValue"},
+		{name: "review domain with upper case", change: func(c *Config) { c.ReviewDomains = []string{"Review.test"} }, want: "review_domains"},
+		{name: "review weight over 1", change: func(c *Config) { c.ReviewDomain = dec("1.1") }, want: "review_domain"},
+		{name: "zero reject", change: func(c *Config) { c.RejectAt = decimal.Zero }, want: "reject_at"},
+		{name: "reject over 1", change: func(c *Config) { c.RejectAt = dec("1.5") }, want: "reject_at"},
+		{name: "negative weight", change: func(c *Config) { c.HighValue = dec("-0.1") }, want: "high_value"},
 		{name: "base rejects everything", change: func(c *Config) { c.Base = dec("0.8") }, want: "every checkout"},
 		{name: "unknown currency", change: func(c *Config) { c.HighValueThresholds["XXX"] = dec("1") }, want: "XXX"},
 		{name: "zero threshold", change: func(c *Config) { c.HighValueThresholds["USD"] = decimal.Zero }, want: "positive"},
 		{name: "email as domain", change: func(c *Config) { c.BlockedDomains = []string{"a@b.test"} }, want: "a@b.test"},
+		{name: "mismatch from an unknown currency", change: func(c *Config) { c.CountryMismatchFrom = map[string]decimal.Decimal{"XXX": dec("1")} },
+			want: "country_mismatch_from: unsupported currency"},
+		{name: "velocity rule", change: func(c *Config) { c.Velocity = []VelocityRule{velocityRule("r", ByCustomer, CountAttempts, 3)} }},
+		{name: "velocity rule without a name", change: func(c *Config) { c.Velocity = []VelocityRule{velocityRule("", ByCustomer, CountAttempts, 3)} },
+			want: "velocity rule 1: a name"},
+		{name: "velocity rule named like another", change: func(c *Config) {
+			c.Velocity = []VelocityRule{velocityRule("high_value", ByCustomer, CountAttempts, 3)}
+		}, want: "velocity rule high_value: the name is taken"},
+		{name: "velocity rule by phone", change: func(c *Config) { c.Velocity = []VelocityRule{velocityRule("r", "phone", CountAttempts, 3)} },
+			want: "velocity rule r: by must be"},
+		{name: "velocity rule counting refunds", change: func(c *Config) { c.Velocity = []VelocityRule{velocityRule("r", ByCard, "refunds", 3)} },
+			want: "velocity rule r: count must be"},
+		{name: "velocity rule of no attempts", change: func(c *Config) { c.Velocity = []VelocityRule{velocityRule("r", ByCard, CountAttempts, 0)} },
+			want: "velocity rule r: the limit"},
+		{name: "velocity rule without a window", change: func(c *Config) {
+			r := velocityRule("r", ByCard, CountDeclines, 0)
+			r.Window.Duration = 0
+			c.Velocity = []VelocityRule{r}
+		}, want: "velocity rule r: the window"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
