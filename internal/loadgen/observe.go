@@ -77,8 +77,9 @@ func (o *observer) start(checkoutID string, t time.Time) {
 
 func (o *observer) handle(msg *nats.Msg) {
 	now := time.Now()
-	slot, timed := o.subjects[msg.Subject]
-	if !timed || msg.Subject == string(events.Requested) {
+	typ := string(events.TypeOf(msg.Subject))
+	slot, timed := o.subjects[typ]
+	if !timed || typ == string(events.Requested) {
 		return // the request's time is its publish; scheduled and other events are not timed
 	}
 	id := checkoutIDOf(msg.Data)
@@ -86,7 +87,7 @@ func (o *observer) handle(msg *nats.Msg) {
 	defer o.mu.Unlock()
 	tr, ok := o.open[id]
 	if !ok {
-		if msg.Subject == string(events.Completed) || msg.Subject == string(events.Failed) {
+		if typ == string(events.Completed) || typ == string(events.Failed) {
 			o.stray++
 		}
 		return
@@ -94,7 +95,7 @@ func (o *observer) handle(msg *nats.Msg) {
 	if tr.seen[slot].IsZero() {
 		tr.seen[slot] = now
 	}
-	switch msg.Subject {
+	switch typ {
 	case string(events.Completed):
 		o.finish(id, tr, true, now)
 	case string(events.Failed):
