@@ -104,12 +104,11 @@ func (c *Coordinator) redrivable(ctx context.Context, req events.DeadLetterRedri
 		return microx.Conflict("%s gave up on %s of checkout %s and recorded its failure as the step's outcome, so the checkout was undone or flagged and a copy would change nothing: re-drive the checkout (%s) if it completed with that step failed; a failed checkout is tried again as a new one",
 			req.Service, step, checkoutID, events.CheckoutsRedrive)
 	}
-	typ := events.TypeOf(subject)
-	if !slices.Contains(c.rules.flow.ConsumedBy(req.Service), string(typ)) || typ == events.Requested {
+	if !slices.Contains(c.rules.flow.ConsumedBy(req.Service), subject) || subject == string(events.Requested) {
 		return microx.Conflict("%s is not re-driven for %s: only an event of the flow that %s consumes is (checkout.requested is the sender's to send again); the operator may publish it again by hand",
 			subject, req.Service, req.Service)
 	}
-	if step, ok := c.rules.flow.TriggeredBy(req.Service, typ); ok {
+	if step, ok := c.rules.flow.TriggeredBy(req.Service, events.Subject(subject)); ok {
 		return microx.Conflict("%s is the trigger of %s, whose deadline has passed since: a copy would be recorded as late and change nothing; re-drive checkout %s (%s) instead",
 			subject, step.Name, checkoutID, events.CheckoutsRedrive)
 	}

@@ -50,7 +50,7 @@ func TestAnOldDeadLetterIsNotRedriven(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := reply.(events.DeadLetterRedriveReply); r.CheckoutID != "co_old" || events.TypeOf(r.Subject) != events.Completed {
+	if r := reply.(events.DeadLetterRedriveReply); r.CheckoutID != "co_old" || r.Subject != string(events.Completed) {
 		t.Errorf("reply %+v", r)
 	}
 	natstest.Eventually(t, 5*time.Second, func() bool {

@@ -110,8 +110,8 @@ func decode(subject string, data []byte) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: schema_version %d, and this release reads %d to %d", ErrMalformed, e.SchemaVersion, OldestSchemaVersion, SchemaVersion)
 	case !ExistsAt(e.Type, e.SchemaVersion):
 		return Envelope{}, fmt.Errorf("%w: %s is not an event of schema_version %d", ErrMalformed, e.Type, e.SchemaVersion)
-	case !e.onSubject(subject):
-		return Envelope{}, e.subjectMismatch(subject)
+	case string(e.Type) != subject:
+		return Envelope{}, fmt.Errorf("%w: type %q published on subject %q", ErrMalformed, e.Type, subject)
 	case len(e.Payload) == 0:
 		return Envelope{}, fmt.Errorf("%w: missing payload", ErrMalformed)
 	case !e.derivedID():

@@ -84,7 +84,7 @@ func (l *lanes) sendAfter(msg jetstream.Msg, before func() error) error {
 // checkout ID may be derived from the message, and its checkout's next events must follow
 // it in the same lane. Undecodable input goes to the lane of its bytes: it has no checkout.
 func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
-	if !r.ownDecoder[typeOf(msg)] {
+	if !r.ownDecoder[msg.Subject()] {
 		if id := envelopeCheckoutID(msg.Data()); id != nil {
 			return id
 		}
@@ -95,7 +95,7 @@ func (r *Runner) checkoutKey(msg jetstream.Msg) []byte {
 		return msg.Data()
 	}
 	from := events.Origin{MsgID: msg.Headers().Get(jetstream.MsgIDHeader), StreamSeq: meta.Sequence.Stream, Stored: meta.Timestamp}
-	in, err := r.routes[typeOf(msg)].Decode(msg.Subject(), msg.Data(), from)
+	in, err := r.routes[msg.Subject()].Decode(msg.Subject(), msg.Data(), from)
 	if err != nil || in.CheckoutID == "" {
 		return msg.Data()
 	}

@@ -69,7 +69,7 @@ func newVectors(reg prometheus.Registerer) vectors {
 type meters struct {
 	vectors
 	service  string
-	routes   map[string]*routeMeters // by event name (events.SplitSubject): found from a subject of either form
+	routes   map[string]*routeMeters
 	unrouted *routeMeters
 }
 
@@ -96,8 +96,7 @@ func newMeters(reg prometheus.Registerer, flow events.Flow, service string, rout
 				rm.undoFailed = m.compensations.WithLabelValues(service, string(step.Name), outcomeFailed)
 			}
 		}
-		name, _, _ := events.SplitSubject(string(rt.Subject))
-		m.routes[name] = rm
+		m.routes[string(rt.Subject)] = rm
 	}
 	return m
 }
@@ -109,10 +108,8 @@ func (m *meters) route(subject string) *routeMeters {
 		duration: m.duration.WithLabelValues(m.service, subject)}
 }
 
-// of are the series of the route of subject, in either form.
 func (m *meters) of(subject string) *routeMeters {
-	name, _, _ := events.SplitSubject(subject)
-	if rm, ok := m.routes[name]; ok {
+	if rm, ok := m.routes[subject]; ok {
 		return rm
 	}
 	return m.unrouted

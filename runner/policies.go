@@ -101,7 +101,7 @@ func (r *Runner) deliveries() deliveryHandler {
 	for subject := range r.routes {
 		routes[subject] = chain(r.handled, r.routePolicies(subject)...)
 	}
-	dispatch := func(ctx context.Context, d *delivery) error { return routes[typeOf(d.msg)](ctx, d) }
+	dispatch := func(ctx context.Context, d *delivery) error { return routes[d.msg.Subject()](ctx, d) }
 	return chain(dispatch, r.metered, r.traced, r.bounded, r.decoded)
 }
 
@@ -142,13 +142,9 @@ func (r *Runner) decoded(next deliveryHandler) deliveryHandler {
 			return nil
 		}
 		d.meta, d.attempt = meta, int(meta.NumDelivered)
-		route, ok := r.routes[typeOf(msg)]
+		route, ok := r.routes[msg.Subject()]
 		if !ok && events.NewerSchema(msg.Data()) {
 			return r.tooOld(d, fmt.Errorf("%s: %w that this release has no handler for", msg.Subject(), events.ErrNewerSchema))
-		}
-		if !ok && passedOver(msg.Subject()) {
-			_ = msg.Ack() // another event's old form, through a filter on checkouts' subjects: not ours
-			return nil
 		}
 		if !ok {
 			r.reject(ctx, d, fmt.Errorf("%s: no handler for this subject", msg.Subject()))

@@ -38,7 +38,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 			return err
 		}
 		injectSpan(ctx, h, e)
-		msg := &nats.Msg{Subject: e.Subject(), Data: data[i], Header: h}
+		msg := &nats.Msg{Subject: string(e.Type), Data: data[i], Header: h}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()

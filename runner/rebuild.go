@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -114,27 +115,20 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 	}
 	read := jsread.NewLeader(r.cfg.JS, r.cfg.Stream)
 	stream := newOutputIndex(read, r.genuine)
-	// A merge of one cursor per filter, each read from the leader, its next message at a time.
+	// A merge of one cursor per subject, each read from the leader, its next message at a time.
 	next := map[string]*jetstream.RawStreamMsg{}
-	for _, filter := range events.FiltersOf(r.Subjects()) {
-		if next[filter], err = read.Next(ctx, filter, from); err != nil {
+	for _, subject := range slices.Sorted(maps.Keys(r.routes)) {
+		if next[subject], err = read.Next(ctx, subject, from); err != nil {
 			return 0, err
 		}
 	}
 	n, done, behind := 0, from-1, 0
 	for {
 		var m *jetstream.RawStreamMsg
-		var filter string
-		for f, c := range next {
+		for _, c := range next {
 			if c != nil && (m == nil || c.Sequence < m.Sequence) {
-				m, filter = c, f
+				m = c
 			}
-		}
-		if m != nil && m.Sequence <= done { // matched by two filters: replayed once
-			if next[filter], err = read.Next(ctx, filter, done+1); err != nil {
-				return n, err
-			}
-			continue
 		}
 		if m == nil && done < last {
 			// The consumer was given a message at last, which the leader has; a leader
@@ -149,8 +143,8 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 				return n, ctx.Err()
 			case <-time.After(100 * time.Millisecond):
 			}
-			for f := range next {
-				if next[f], err = read.Next(ctx, f, done+1); err != nil {
+			for subject := range next {
+				if next[subject], err = read.Next(ctx, subject, done+1); err != nil {
 					return n, err
 				}
 			}
@@ -163,7 +157,7 @@ func (r *Runner) Rebuild(ctx context.Context, from, floor, last uint64) (int, er
 			return n, err
 		}
 		n, done = n+1, m.Sequence
-		if next[filter], err = read.Next(ctx, filter, m.Sequence+1); err != nil {
+		if next[m.Subject], err = read.Next(ctx, m.Subject, m.Sequence+1); err != nil {
 			return n, err
 		}
 	}
@@ -183,10 +177,7 @@ func (r *Runner) genuine(m *jetstream.RawStreamMsg) bool {
 // an error only when the replay cannot go on (the file or the stream fails); a message the
 // handler refuses now is logged and skipped, as live handling would have rejected it.
 func (r *Runner) replay(ctx context.Context, stream *outputIndex, m *jetstream.RawStreamMsg, floor uint64) error {
-	route, routed := r.routes[string(events.TypeOf(m.Subject))]
-	if !routed {
-		return nil // another event's old form, through a filter on checkouts' subjects (passedOver)
-	}
+	route := r.routes[m.Subject]
 	in, err := r.decodeRaw(route, m.Subject, m.Header, m.Data, m.Sequence, m.Time)
 	if errors.Is(err, events.ErrNewerSchema) {
 		return fmt.Errorf("replay at stream sequence %d: %w", m.Sequence, err) // a view without it would be wrong
@@ -289,7 +280,7 @@ func withScheduled(recorded, scheduled []events.Envelope) []events.Envelope {
 func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, route Route, in events.Envelope, seq uint64) ([]events.Envelope, error) {
 	var recorded []events.Envelope
 	for _, subject := range route.Outcomes {
-		m, err := r.streamCopy(ctx, stream, subject, events.OutputID(events.ID(in.CheckoutID, subject), in.ID), seq)
+		m, err := r.streamCopy(ctx, stream, string(subject), events.OutputID(events.ID(in.CheckoutID, subject), in.ID), seq)
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +302,7 @@ func (r *Runner) recordedOutcomes(ctx context.Context, stream *outputIndex, rout
 // givenUp returns the failure the runner recorded for a step trigger instead of running
 // its handler (given up, or expired), when the stream holds one; nil otherwise.
 func (r *Runner) givenUp(ctx context.Context, stream *outputIndex, in events.Envelope, seq uint64, step stepRoute) (*events.Envelope, error) {
-	m, err := r.streamCopy(ctx, stream, step.Failed, events.OutputID(events.ID(in.CheckoutID, step.Failed), in.ID), seq)
+	m, err := r.streamCopy(ctx, stream, string(step.Failed), events.OutputID(events.ID(in.CheckoutID, step.Failed), in.ID), seq)
 	if m == nil || err != nil {
 		return nil, err
 	}
@@ -342,7 +333,7 @@ func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in event
 			continue
 		}
 		log := r.log.With("checkout_id", in.CheckoutID, "event_id", out.ID, "input_id", in.ID, "stream_seq", seq)
-		m, err := r.streamCopy(ctx, stream, out.Type, events.OutputID(out.ID, in.ID), seq)
+		m, err := r.streamCopy(ctx, stream, string(out.Type), events.OutputID(out.ID, in.ID), seq)
 		if err != nil {
 			return err
 		}
@@ -378,13 +369,8 @@ func (r *Runner) checkOutputs(ctx context.Context, stream *outputIndex, in event
 	return nil
 }
 
-// streamCopy finds the event of type typ with Nats-Msg-Id id after stream sequence from (the
-// input that caused it), on its subject in either form; nil when there is none.
-func (r *Runner) streamCopy(ctx context.Context, stream *outputIndex, typ events.Subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
-	for _, filter := range events.Filters(typ) {
-		if m, err := stream.find(ctx, filter, id, from); m != nil || err != nil {
-			return m, err
-		}
-	}
-	return nil, nil
+// streamCopy finds the message with Nats-Msg-Id id on subject after stream sequence from
+// (the input that caused it); nil when there is none.
+func (r *Runner) streamCopy(ctx context.Context, stream *outputIndex, subject, id string, from uint64) (*jetstream.RawStreamMsg, error) {
+	return stream.find(ctx, subject, id, from)
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -534,16 +533,4 @@ func (s stepRoute) expired(in events.Envelope, now time.Time) bool {
 // failure is the step's failure event payload.
 func (s stepRoute) failure(code, message string, uncertain bool) events.StepFailure {
 	return events.StepFailure{Step: s.Name, Code: code, Message: message, Uncertain: uncertain}
-}
-
-// typeOf is the type of the event msg carries, by its subject in either form
-// (events.ParseSubject): what routes, metrics and spans are keyed by.
-func typeOf(msg jetstream.Msg) string { return string(events.TypeOf(msg.Subject())) }
-
-// passedOver reports whether a subject the runner has no route for came through a filter on
-// checkouts' subjects that also matches another event's old form (events.Filters): not the
-// runner's to handle.
-func passedOver(subject string) bool {
-	_, checkoutID := events.ParseSubject(subject)
-	return checkoutID == "" && strings.HasPrefix(subject, "checkout.") && strings.Count(subject, ".") == 2
 }

@@ -164,7 +164,7 @@ func TestRejectsAPermanentError(t *testing.T) {
 	h.settle(t)
 
 	rej := h.rejection(t, "co-1")
-	if events.TypeOf(rej.Subject) != input || rej.Consumer != consumer || rej.StreamSequence != seq ||
+	if rej.Subject != string(input) || rej.Consumer != consumer || rej.StreamSequence != seq ||
 		rej.Reason != string(input)+": card network says never" {
 		t.Errorf("rejection %+v, want %s seq %d by %s for the handler's reason", rej, input, seq, consumer)
 	}
@@ -687,7 +687,17 @@ func (h *harness) wantState(t *testing.T, checkoutID string, effects, outputs in
 
 func (h *harness) outputsInStream(t *testing.T) uint64 {
 	t.Helper()
-	return h.env.Stored(t, output)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	stream, err := h.env.JS.Stream(ctx, events.StreamCheckout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(string(output)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[string(output)]
 }
 
 // rejection is the one checkout.rejected announced for checkoutID.

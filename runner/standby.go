@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/jsread"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/jetcheckout/jetcheckout/internal/topology"
@@ -263,13 +262,13 @@ func (r *Runner) replayTo(ctx context.Context, floor, upTo, markTo uint64) (int,
 	return n, r.advanceApplied(markTo)
 }
 
-// lastOnSubjects is the stream sequence of the newest message on the runner's subjects, in
-// both forms (events.Filters), as the stream's leader has it (a replica behind would make the
-// replay stop short, and mark as applied what it did not replay).
+// lastOnSubjects is the stream sequence of the newest message on the runner's subjects, as
+// the stream's leader has it (a replica behind would make the replay stop short, and mark as
+// applied what it did not replay).
 func (r *Runner) lastOnSubjects(ctx context.Context) (uint64, error) {
 	read := jsread.NewLeader(r.cfg.JS, r.cfg.Stream)
 	var last uint64
-	for _, subject := range events.FiltersOf(r.Subjects()) {
+	for _, subject := range r.Subjects() {
 		m, err := read.Last(ctx, subject)
 		if err != nil {
 			return 0, fmt.Errorf("last message on %s: %w", subject, err)

@@ -43,7 +43,7 @@ func (r *Runner) traced(next deliveryHandler) deliveryHandler {
 		ctx, span := r.startSpan(ctx, d.msg)
 		err := next(ctx, d)
 		if d.decoded {
-			nameSpan(span, d.in, r.steps[typeOf(d.msg)].Name, d.attempt)
+			nameSpan(span, d.in, r.steps[d.msg.Subject()].Name, d.attempt)
 		}
 		endSpan(span, d.msg.answer)
 		return err
@@ -53,10 +53,10 @@ func (r *Runner) traced(next deliveryHandler) deliveryHandler {
 // startSpan starts the span of a delivery, under the span that published it.
 func (r *Runner) startSpan(ctx context.Context, msg jetstream.Msg) (context.Context, trace.Span) {
 	ctx = tracing.Extract(ctx, msg.Headers())
-	name := r.cfg.Name + " handle " + typeOf(msg)
+	name := r.cfg.Name + " handle " + msg.Subject()
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(tracing.System.String("nats"), tracing.Subject.String(msg.Subject()))}
-	if remote := trace.SpanContextFromContext(ctx); r.cfg.Tracer != nil && (!remote.IsValid() || r.ownDecoder[typeOf(msg)]) {
+	if remote := trace.SpanContextFromContext(ctx); r.cfg.Tracer != nil && (!remote.IsValid() || r.ownDecoder[msg.Subject()]) {
 		// Its checkout's trace starts here, unless its publisher (the HTTP API) started it;
 		// a request's traceparent of another trace becomes a link.
 		id := string(r.checkoutKey(msg))

@@ -294,7 +294,7 @@ func deadLetter(t *testing.T, env *natstest.Env, service, subject string) *jetst
 		m, err = stream.GetLastMsgForSubject(context.Background(), events.DeadLetterSubject(service))
 		return err == nil
 	}, "nothing in %s from %s", events.StreamDeadLetter, service)
-	if got := m.Header.Get(events.HeaderDeadSubject); string(events.TypeOf(got)) != subject {
+	if got := m.Header.Get(events.HeaderDeadSubject); got != subject {
 		t.Errorf("dead letter from %s, want %s", got, subject)
 	}
 	return m

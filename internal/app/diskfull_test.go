@@ -332,7 +332,7 @@ func storedTerminals(js jetstream.JetStream) (map[string]events.Envelope, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cons, err := js.CreateConsumer(ctx, events.StreamCheckout, jetstream.ConsumerConfig{
-		FilterSubjects: events.FiltersOf([]string{string(events.Completed), string(events.Failed)}),
+		FilterSubjects: []string{string(events.Completed), string(events.Failed)},
 		AckPolicy:      jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
 		return nil, err
@@ -348,7 +348,7 @@ func storedTerminals(js jetstream.JetStream) (map[string]events.Envelope, error)
 		for m := range batch.Messages() {
 			n++
 			var e events.Envelope
-			if json.Unmarshal(m.Data(), &e) == nil && (e.Type == events.Completed || e.Type == events.Failed) {
+			if json.Unmarshal(m.Data(), &e) == nil {
 				out[e.CheckoutID] = e
 			}
 		}

@@ -139,7 +139,7 @@ func redriveGrants() []string {
 	grants := []string{"$JS.API.STREAM.MSG.GET." + events.StreamDeadLetter, "$JS.API.STREAM.MSG.DELETE." + events.StreamDeadLetter}
 	for _, d := range events.Checkout.Catalog() {
 		if slices.ContainsFunc(d.Consumers, func(c string) bool { return slices.Contains(events.Services, c) }) {
-			grants = append(grants, events.Filters(d.Subject)...) // not warehouse.pick: the warehouse is no service
+			grants = append(grants, string(d.Subject)) // not warehouse.pick: the warehouse is no service
 		}
 	}
 	return grants
@@ -240,20 +240,20 @@ var requestProducer = regexp.MustCompile("`([^`]+)` request")
 // timer stream (events.TimerSlots), which no other user may write; CHECKOUT sources from that
 // stream only the fire subjects of the events the producer schedules.
 func publishGrants(d events.EventDoc, name string) []string {
-	subjects := events.Filters(d.Subject) // its name, and from version 3 every checkout's subject of it
+	subject := string(d.Subject)
 	switch producer := d.Producer; {
 	case producer == name:
-		return subjects
+		return []string{subject}
 	case producer == name+" (scheduled)":
 		// Its slots, and the purge of its own timer stream: a timer no longer needed is
 		// removed (events.CancelSchedule); nobody else's timers are in that stream.
 		slot := events.TimerSlots(name, d.Subject)
 		return []string{slot, slot + ".>", "$JS.API.STREAM.PURGE." + events.TimerStream(name)}
 	case producer == "any service":
-		return subjects
+		return []string{subject}
 	}
 	if m := requestProducer.FindStringSubmatch(d.Producer); m != nil && slices.Contains(endpoints[name], events.Subject(m[1])) {
-		return subjects
+		return []string{subject}
 	}
 	return nil
 }

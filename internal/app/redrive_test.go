@@ -371,7 +371,7 @@ func TestRedriveADeadLetter(t *testing.T) {
 	if err := r.watch.Wait(t, "co-dl-sale", wait, events.Rejected).DecodePayload(&rejected); err != nil {
 		t.Fatal(err)
 	}
-	if rejected.Consumer != events.ServiceInventory || events.TypeOf(rejected.Subject) != events.Completed {
+	if rejected.Consumer != events.ServiceInventory || rejected.Subject != string(events.Completed) {
 		t.Fatalf("rejected: %+v, want the inventory's checkout.completed", rejected)
 	}
 	if s := stock(t, r.System, item.ProductID); s.Reserved != before.Reserved+2 || s.Sold != before.Sold {
@@ -402,7 +402,7 @@ func TestRedriveADeadLetter(t *testing.T) {
 	bug.Store(false)
 	req := events.DeadLetterRedriveRequest{Service: events.ServiceInventory, StreamSequence: rejected.StreamSequence, By: "ops", Reason: "the sale bug is fixed"}
 	reply, err := redriveDeadLetter(t, r.System, req)
-	if err != nil || reply.CheckoutID != "co-dl-sale" || events.TypeOf(reply.Subject) != events.Completed || reply.Sequence <= rejected.StreamSequence {
+	if err != nil || reply.CheckoutID != "co-dl-sale" || reply.Subject != string(events.Completed) || reply.Sequence <= rejected.StreamSequence {
 		t.Fatalf("re-drive: %+v, %v", reply, err)
 	}
 	r.watch.Wait(t, "co-dl-sale", wait, events.InventoryCommitted)
@@ -428,7 +428,7 @@ func TestRedriveADeadLetter(t *testing.T) {
 	}
 	copies := 0
 	for _, m := range r.watch.Msgs("co-dl-sale") {
-		if events.TypeOf(m.Subject) == events.Completed && m.Header.Get(events.HeaderRedriveOf) == fmt.Sprintf("%s:%d", events.ServiceInventory, rejected.StreamSequence) {
+		if m.Subject == string(events.Completed) && m.Header.Get(events.HeaderRedriveOf) == fmt.Sprintf("%s:%d", events.ServiceInventory, rejected.StreamSequence) {
 			copies++
 		}
 	}

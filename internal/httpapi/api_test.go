@@ -538,7 +538,7 @@ func TestRedriveADeadLetterOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := e.until(t, id, "shown with a dead letter", func(c httpapi.Checkout) bool { return len(c.DeadLetters) == 1 }).DeadLetters[0]
-	if first.Service != events.ServiceInventory || events.TypeOf(first.Subject) != events.InventoryRelease || first.Reason != "" {
+	if first.Service != events.ServiceInventory || first.Subject != string(events.InventoryRelease) || first.Reason != "" {
 		t.Fatalf("dead letter, as anyone sees it: %+v, want no reason (it may quote the input)", first)
 	}
 	if shown := ok[httpapi.Checkout](t, e, http.StatusOK, "GET", "/checkouts/"+id, nil, asAdmin...).DeadLetters; len(shown) != 1 || !strings.Contains(shown[0].Reason, "malformed") {
@@ -564,7 +564,7 @@ func TestRedriveADeadLetterOverHTTP(t *testing.T) {
 		}
 	}
 	reply := ok[events.DeadLetterRedriveReply](t, e, http.StatusAccepted, "POST", path, why, asAdmin...)
-	if reply.CheckoutID != id || events.TypeOf(reply.Subject) != events.InventoryRelease || reply.Sequence <= first.StreamSequence {
+	if reply.CheckoutID != id || reply.Subject != string(events.InventoryRelease) || reply.Sequence <= first.StreamSequence {
 		t.Fatalf("re-drive: %+v", reply)
 	}
 	c := e.until(t, id, "shown with the letter re-driven and rejected again", func(c httpapi.Checkout) bool {

@@ -77,9 +77,8 @@ func (o *observer) start(checkoutID string, t time.Time) {
 
 func (o *observer) handle(msg *nats.Msg) {
 	now := time.Now()
-	typ := string(events.TypeOf(msg.Subject))
-	slot, timed := o.subjects[typ]
-	if !timed || typ == string(events.Requested) {
+	slot, timed := o.subjects[msg.Subject]
+	if !timed || msg.Subject == string(events.Requested) {
 		return // the request's time is its publish; scheduled and other events are not timed
 	}
 	id := checkoutIDOf(msg.Data)
@@ -87,7 +86,7 @@ func (o *observer) handle(msg *nats.Msg) {
 	defer o.mu.Unlock()
 	tr, ok := o.open[id]
 	if !ok {
-		if typ == string(events.Completed) || typ == string(events.Failed) {
+		if msg.Subject == string(events.Completed) || msg.Subject == string(events.Failed) {
 			o.stray++
 		}
 		return
@@ -95,7 +94,7 @@ func (o *observer) handle(msg *nats.Msg) {
 	if tr.seen[slot].IsZero() {
 		tr.seen[slot] = now
 	}
-	switch typ {
+	switch msg.Subject {
 	case string(events.Completed):
 		o.finish(id, tr, true, now)
 	case string(events.Failed):

@@ -112,5 +112,5 @@ func Publish(ctx context.Context, js jetstream.JetStream, keys *events.Keys, ser
 	if err != nil {
 		return nil, err
 	}
-	return js.PublishMsg(ctx, &nats.Msg{Subject: e.Subject(), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
+	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
 }

@@ -57,7 +57,7 @@ func (e *Env) Publish(t testing.TB, env events.Envelope) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.PublishRaw(t, env.Subject(), data, env.ID)
+	e.PublishRaw(t, string(env.Type), data, env.ID)
 }
 
 // PublishRaw stores raw bytes on subject; msgID may be empty.
@@ -126,22 +126,21 @@ func (e *Env) Watch(t testing.TB, patterns ...string) *Watcher {
 // Msg is the message of the first envelope of type typ checkout id has seen, as it came.
 func (w *Watcher) Msg(id string, typ events.Subject) *nats.Msg {
 	for _, m := range w.Msgs(id) {
-		if events.TypeOf(m.Subject) == typ {
+		if m.Subject == string(typ) {
 			return m
 		}
 	}
 	return nil
 }
 
-// Msgs are the messages of checkout id's envelopes (every checkout's when id is ""), as they
-// came, in arrival order: those of All.
+// Msgs are the messages of checkout id's envelopes, as they came, in arrival order.
 func (w *Watcher) Msgs(id string) []*nats.Msg {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var out []*nats.Msg
 	for _, m := range w.raw {
 		var env events.Envelope
-		if json.Unmarshal(m.Data, &env) == nil && (id == "" && env.ID != "" || id != "" && env.CheckoutID == id) {
+		if json.Unmarshal(m.Data, &env) == nil && env.CheckoutID == id {
 			out = append(out, m)
 		}
 	}
@@ -265,29 +264,4 @@ func (e *Env) idle(consumer string) bool {
 		}
 	}
 	return info.AckFloor.Stream >= last && info.NumAckPending == 0
-}
-
-// Stored is how many events of type typ the CHECKOUT stream holds, on their subjects of
-// either form (events.Filters).
-func (e *Env) Stored(t testing.TB, typ events.Subject) uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	stream, err := e.JS.Stream(ctx, events.StreamCheckout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, filter := range events.Filters(typ) {
-		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for subject, count := range info.State.Subjects {
-			if events.TypeOf(subject) == typ {
-				n += count
-			}
-		}
-	}
-	return n
 }

@@ -17,15 +17,14 @@ import (
 const DefaultAckWait = 5 * time.Second
 
 // StepConsumer is the durable consumer of the service name (a step, or the coordinator) on
-// the events it routes, in both forms of their subjects (events.Filters): the setup role
-// creates it (Consumers), and the service's runner
+// the subjects it routes: the setup role creates it (Consumers), and the service's runner
 // binds to it (Bind), creating it only where its NATS user may (a server without
 // authorization).
 func StepConsumer(name string, subjects []string, ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:        name,
 		Description:    "checkout step runner " + name,
-		FilterSubjects: events.FiltersOf(subjects),
+		FilterSubjects: slices.Sorted(slices.Values(subjects)),
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        ackWait,
 		MaxDeliver:     -1, // the runner decides when to give up, and on what
@@ -88,7 +87,7 @@ func Bind(ctx context.Context, js jetstream.JetStream, stream string, want jetst
 // upgraded).
 func bindable(have, want jetstream.ConsumerConfig) bool {
 	need := slices.DeleteFunc(wantedFilters(want), func(s string) bool {
-		return !events.FilterExistsAt(s, events.WriteVersion())
+		return !events.ExistsAt(events.Subject(s), events.WriteVersion())
 	})
 	haveFilters := wantedFilters(have)
 	if !slices.ContainsFunc(need, func(s string) bool { return !slices.Contains(haveFilters, s) }) {

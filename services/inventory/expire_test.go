@@ -187,7 +187,7 @@ func TestMalformedExpiryRejected(t *testing.T) {
 	bad := events.Must("co-bad", events.InventoryExpire, map[string]any{"reservation_id": "res_co-bad", "now": true})
 	bad.ID = "co-bad:expire-now"
 	h.Env.Publish(t, bad)
-	if why := h.Rejection(t, "co-bad", events.InventoryExpired); events.TypeOf(why.Subject) != events.InventoryExpire {
+	if why := h.Rejection(t, "co-bad", events.InventoryExpired); why.Subject != string(events.InventoryExpire) {
 		t.Errorf("rejection = %+v", why)
 	}
 	// An expiry naming another reservation is not this one's.

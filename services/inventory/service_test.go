@@ -307,7 +307,7 @@ func TestReleaseOfSoldReservationIsStuck(t *testing.T) {
 	h.releaseCmd(t, "co-sold")
 	var why events.StuckWork
 	h.Expect(t, "co-sold", events.Stuck, &why, events.InventoryReleased, events.Rejected)
-	if events.TypeOf(why.Subject) != events.InventoryRelease || !strings.Contains(why.Error, "already sold") {
+	if why.Subject != string(events.InventoryRelease) || !strings.Contains(why.Error, "already sold") {
 		t.Errorf("stuck = %+v", why)
 	}
 	if n := h.Watch.Count("co-sold", events.InventoryReleased); n != 0 {

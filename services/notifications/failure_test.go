@@ -220,7 +220,7 @@ func TestMalformedFailureIsRejected(t *testing.T) {
 	h.Env.Publish(t, unknown)
 
 	for _, id := range []string{"co-bademail", "co-unknown"} {
-		if why := h.Rejection(t, id, events.FailureNoticeSent); events.TypeOf(why.Subject) != events.Failed {
+		if why := h.Rejection(t, id, events.FailureNoticeSent); why.Subject != string(events.Failed) {
 			t.Errorf("%s: rejection %+v", id, why)
 		}
 		if _, found, _ := h.svc.FailureNotice(id); found {
@@ -242,7 +242,7 @@ func TestUndeliverableNoticeIsStuckThenSent(t *testing.T) {
 
 	var stuck events.StuckWork
 	h.Expect(t, "co-stuck", events.Stuck, &stuck, events.FailureNoticeSent, events.Rejected)
-	if events.TypeOf(stuck.Subject) != events.Failed || stuck.Consumer != "notifications" || !strings.Contains(stuck.Error, "421") {
+	if stuck.Subject != string(events.Failed) || stuck.Consumer != "notifications" || !strings.Contains(stuck.Error, "421") {
 		t.Errorf("stuck = %+v", stuck)
 	}
 	if _, found, _ := h.svc.FailureNotice("co-stuck"); found {
@@ -269,7 +269,7 @@ func TestRefusedNoticeIsRejected(t *testing.T) {
 	h.Env.Publish(t, events.Must("co-nobody", events.Failed, failed))
 
 	why := h.Rejection(t, "co-nobody", events.FailureNoticeSent)
-	if events.TypeOf(why.Subject) != events.Failed || !strings.Contains(why.Reason, "550") {
+	if why.Subject != string(events.Failed) || !strings.Contains(why.Reason, "550") {
 		t.Errorf("rejection %+v, want the 550 refusal as the reason", why)
 	}
 	if _, found, _ := h.svc.FailureNotice("co-nobody"); found {
