@@ -256,34 +256,34 @@ func routesOf(s interface{ Routes() []runner.Route }, err error) ([]runner.Route
 	return s.Routes(), nil
 }
 
-// readDemo parses one of the embedded demo files.
 // fraudRules are the fraud check's rules: FRAUD_RULES's file, or the demo's.
 func (d *deps) fraudRules() (fraud.Config, error) {
 	if d.cfg.FraudRules == "" {
 		return readDemo(deploy.FraudFile, fraud.LoadConfig)
 	}
-	f, err := os.Open(d.cfg.FraudRules)
+	cfg, err := parseFile(func() (io.ReadCloser, error) { return os.Open(d.cfg.FraudRules) }, d.cfg.FraudRules, fraud.LoadConfig)
 	if err != nil {
-		return fraud.Config{}, fmt.Errorf("FRAUD_RULES: %w", err)
-	}
-	defer f.Close()
-	cfg, err := fraud.LoadConfig(f)
-	if err != nil {
-		return fraud.Config{}, fmt.Errorf("FRAUD_RULES %s: %w", d.cfg.FraudRules, err)
+		return fraud.Config{}, fmt.Errorf("FRAUD_RULES %w", err)
 	}
 	return cfg, nil
 }
 
+// readDemo parses one of the embedded demo files.
 func readDemo[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	return parseFile(func() (io.ReadCloser, error) { return deploy.Demo.Open(path) }, path, parse)
+}
+
+// parseFile parses the file open opens, its errors naming it as name.
+func parseFile[T any](open func() (io.ReadCloser, error), name string, parse func(io.Reader) (T, error)) (T, error) {
 	var zero T
-	f, err := deploy.Demo.Open(path)
+	f, err := open()
 	if err != nil {
 		return zero, err
 	}
 	defer f.Close()
 	v, err := parse(f)
 	if err != nil {
-		return zero, fmt.Errorf("%s: %w", path, err)
+		return zero, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
 }

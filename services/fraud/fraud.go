@@ -107,17 +107,10 @@ func (s *Service) checkFraud(_ context.Context, tx *bolt.Tx, in events.Envelope)
 // review when the risk is in the review band.
 func (s *Service) assess(tx *bolt.Tx, in events.Envelope, q events.Quote) (Assessment, error) {
 	at, ids := runner.EventTime(in), identities(q) // the review's window runs from when the cart was validated
-	if err := s.cfg.record(tx, CountAttempts, ids, in.CheckoutID, at); err != nil {
+	if _, err := s.cfg.record(tx, CountAttempts, ids, in.CheckoutID, at); err != nil {
 		return Assessment{}, err
 	}
-	var count func(VelocityRule) int
-	if events.WriteVersion() >= events.VelocitySince {
-		count = func(r VelocityRule) int { return seen(tx, r, ids, at) }
-	}
-	risk := s.cfg.Score(q, count)
-	if events.WriteVersion() < events.VelocitySince {
-		risk.Rules = nil // what the outcome can carry at that version, and a rebuild finds
-	}
+	risk := s.cfg.scoreAt(q, func(r VelocityRule) int { return seen(tx, r, ids, at) }, events.WriteVersion())
 	a := s.judged(in.CheckoutID, risk, s.cfg.Rejects(risk), s.cfg.Reviews(risk), at, ids)
 	if err := s.save(tx, q, a, at.Add(s.cfg.ReviewWindow)); err != nil {
 		return a, err

@@ -29,7 +29,7 @@ func (s *Service) replayCheck(_ context.Context, tx *bolt.Tx, in events.Envelope
 	if err != nil || !known {
 		return err
 	}
-	if err := s.cfg.record(tx, CountAttempts, ids, in.CheckoutID, at); err != nil {
+	if _, err := s.cfg.record(tx, CountAttempts, ids, in.CheckoutID, at); err != nil {
 		return err
 	}
 	a := s.judged(in.CheckoutID, risk, recorded[0].Type == events.FraudFailed, recorded[0].Type == events.FraudReviewPending, at, ids)
@@ -39,7 +39,7 @@ func (s *Service) replayCheck(_ context.Context, tx *bolt.Tx, in events.Envelope
 // recordedAssessment is the assessment an outcome of check_fraud carries, and the end of
 // its review's window; known is false for a failure the runner recorded (no assessment was
 // stored). An outcome written before the velocity rules carries none: its assessment is
-// the rules that judge a checkout alone, scored again.
+// scored again as its version's writer scored it (scoreAt).
 func (s *Service) recordedAssessment(q events.Quote, outcome events.Envelope, at time.Time) (risk events.RiskAssessment, until time.Time, known bool, err error) {
 	until = at.Add(s.cfg.ReviewWindow)
 	var carried *events.RiskAssessment
@@ -65,7 +65,5 @@ func (s *Service) recordedAssessment(q events.Quote, outcome events.Envelope, at
 	if carried != nil {
 		return *carried, until, true, nil
 	}
-	risk = s.cfg.Score(q, nil)
-	risk.Rules = nil
-	return risk, until, true, nil
+	return s.cfg.scoreAt(q, nil, outcome.SchemaVersion), until, true, nil
 }

@@ -145,39 +145,46 @@ func decidedAt(in events.Envelope, now time.Time) time.Time {
 }
 
 // checkoutFailed counts a declined payment against the checkout's customer, email, card and
-// address, and closes a pending review when its checkout failed for another reason (no
-// stock, say): it leaves the operators' queue and can no longer be decided.
+// address, and closes its pending review.
 func (s *Service) checkoutFailed(_ context.Context, tx *bolt.Tx, in events.Envelope) ([]events.Envelope, error) {
 	var f events.CheckoutFailed
 	if err := in.DecodePayload(&f); err != nil {
 		return nil, err
 	}
-	changed := false
-	if f.Step == events.StepProcessPayment && slices.Contains(declinedCodes, f.Code) {
-		a, found, err := s.assessmentIn(tx, in.CheckoutID)
-		if err != nil {
-			return nil, err
-		}
-		if found && len(a.Identities) > 0 && s.cfg.countsDeclines() {
-			if err := s.cfg.record(tx, CountDeclines, a.Identities, in.CheckoutID, runner.EventTime(in)); err != nil {
-				return nil, err
-			}
-			changed = true
-		}
-	}
-	r, found, err := loadReview(tx, in.CheckoutID)
+	declined, err := s.countDecline(tx, in, f)
 	if err != nil {
 		return nil, err
 	}
-	if found && r.Status == ReviewPending {
-		r.Status = ReviewClosed
-		s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)
-		return nil, saveReview(tx, r)
+	closed, err := s.closeReview(tx, in, f)
+	if err != nil || declined || closed {
+		return nil, err
 	}
-	if !changed {
-		return nil, runner.Unchanged // most failed checkouts were never held for review, nor declined
+	return nil, runner.Unchanged // most failed checkouts were never held for review, nor declined
+}
+
+// countDecline counts the payment of a checkout that failed declined, when a rule counts
+// declines.
+func (s *Service) countDecline(tx *bolt.Tx, in events.Envelope, f events.CheckoutFailed) (bool, error) {
+	if f.Step != events.StepProcessPayment || !slices.Contains(declinedCodes, f.Code) {
+		return false, nil
 	}
-	return nil, nil
+	a, found, err := s.assessmentIn(tx, in.CheckoutID)
+	if err != nil || !found {
+		return false, err
+	}
+	return s.cfg.record(tx, CountDeclines, a.Identities, in.CheckoutID, runner.EventTime(in))
+}
+
+// closeReview closes a pending review when its checkout failed for another reason (no
+// stock, say): it leaves the operators' queue and can no longer be decided.
+func (s *Service) closeReview(tx *bolt.Tx, in events.Envelope, f events.CheckoutFailed) (bool, error) {
+	r, found, err := loadReview(tx, in.CheckoutID)
+	if err != nil || !found || r.Status != ReviewPending {
+		return false, err
+	}
+	r.Status = ReviewClosed
+	s.log.Info("fraud review closed: the checkout failed", "checkout_id", in.CheckoutID, "code", f.Code)
+	return true, saveReview(tx, r)
 }
 
 func loadReview(tx *bolt.Tx, checkoutID string) (r Review, found bool, err error) {

@@ -24,14 +24,13 @@ func (c Config) Score(q events.Quote, count func(VelocityRule) int) events.RiskA
 			return // switched off
 		}
 		r := events.RuleResult{Rule: rule, Outcome: events.RuleClear, Contribution: decimal.Zero, Detail: detail}
-		if !fired && slices.Contains(staticRules, rule) {
-			r.Detail = "" // a velocity rule says what it counted; the others have nothing to say
-		}
 		if fired {
 			r.Contribution = weight
 			r.Outcome = c.decides(c.Base.Add(weight))
 			a.Risk = a.Risk.Add(weight)
 			a.Reasons = append(a.Reasons, detail)
+		} else if slices.Contains(staticRules, rule) {
+			r.Detail = "" // a velocity rule says what it counted; the others have nothing to say
 		}
 		a.Rules = append(a.Rules, r)
 	}
@@ -55,6 +54,18 @@ func (c Config) Score(q events.Quote, count func(VelocityRule) int) events.RiskA
 		}
 	}
 	a.Risk = decimal.Min(a.Risk, decimal.NewFromInt(1))
+	return a
+}
+
+// scoreAt is the assessment a writer at schema version v publishes: before VelocitySince
+// its outcome cannot carry the rules, so none that counts other checkouts applies, and the
+// rules are left out, as a rebuild will find them.
+func (c Config) scoreAt(q events.Quote, count func(VelocityRule) int, v int) events.RiskAssessment {
+	if v >= events.VelocitySince {
+		return c.Score(q, count)
+	}
+	a := c.Score(q, nil)
+	a.Rules = nil
 	return a
 }
 

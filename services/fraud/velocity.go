@@ -147,9 +147,11 @@ func (c Config) keep(count, by string) time.Duration {
 }
 
 // record counts one of count for checkoutID at at, by each of its identities that a rule
-// counts, and forgets what every rule's window has left behind.
-func (c Config) record(tx *bolt.Tx, count string, ids map[string]string, checkoutID string, at time.Time) error {
+// counts, and forgets what every rule's window has left behind. It reports whether it
+// counted anything: no rule may count it.
+func (c Config) record(tx *bolt.Tx, count string, ids map[string]string, checkoutID string, at time.Time) (bool, error) {
 	b := tx.Bucket(velocityBucket)
+	counted := false
 	for by, value := range ids {
 		keep := c.keep(count, by)
 		if keep == 0 {
@@ -157,13 +159,14 @@ func (c Config) record(tx *bolt.Tx, count string, ids map[string]string, checkou
 		}
 		prefix := track(count, by, value)
 		if err := b.Put(velocityKey(prefix, at, checkoutID), nil); err != nil {
-			return err
+			return counted, err
 		}
 		if err := forgetBefore(b, prefix, at.Add(-keep)); err != nil {
-			return err
+			return counted, err
 		}
+		counted = true
 	}
-	return nil
+	return counted, nil
 }
 
 // forgetBefore deletes prefix's keys at or before t.
@@ -196,9 +199,4 @@ func seen(tx *bolt.Tx, rule VelocityRule, ids map[string]string, at time.Time) i
 		n++
 	}
 	return n
-}
-
-// countsDeclines reports whether a rule counts declined payments.
-func (c Config) countsDeclines() bool {
-	return slices.ContainsFunc(c.Velocity, func(r VelocityRule) bool { return r.Count == CountDeclines })
 }
