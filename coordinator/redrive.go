@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -23,28 +22,15 @@ const Version = "1.0.0"
 // checkout or letter, "409" one that cannot be re-driven, with the reason. Stop the
 // returned service to stop serving.
 func (c *Coordinator) Serve(nc *nats.Conn, keys *events.Keys) (micro.Service, error) {
-	svc, err := micro.AddService(nc, micro.Config{
+	return microx.AddService(nc, c.log, micro.Config{
 		Name:        events.ServiceCoordinator,
 		Version:     Version,
 		Description: "Re-drives: a completed checkout's steps that failed after its order, run again; a dead letter published again. Whether a checkout's step runs.",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: start service: %w", err)
-	}
-	for name, ep := range map[string]struct {
-		subject events.Subject
-		handle  func(*events.Keys, []byte) (any, error)
-	}{
-		"redrive":            {events.CheckoutsRedrive, c.redrive},
-		"redrive-deadletter": {events.DeadLettersRedrive, c.redriveDeadLetter},
-		"step-active":        {events.CheckoutsStepActive, c.answerStepActive},
-	} {
-		handle := func(data []byte) (any, error) { return ep.handle(keys, data) }
-		if err := svc.AddEndpoint(name, microx.Handler(c.log, handle), micro.WithEndpointSubject(string(ep.subject))); err != nil {
-			return nil, errors.Join(fmt.Errorf("coordinator: endpoint %s: %w", ep.subject, err), svc.Stop())
-		}
-	}
-	return svc, nil
+	},
+		microx.Endpoint{Name: "redrive", Subject: events.CheckoutsRedrive, Handle: func(data []byte) (any, error) { return c.redrive(keys, data) }},
+		microx.Endpoint{Name: "redrive-deadletter", Subject: events.DeadLettersRedrive, Handle: func(data []byte) (any, error) { return c.redriveDeadLetter(keys, data) }},
+		microx.Endpoint{Name: "step-active", Subject: events.CheckoutsStepActive, Handle: func(data []byte) (any, error) { return c.answerStepActive(keys, data) }},
+	)
 }
 
 // redrive decides whether a checkout can be re-driven and publishes the request, which the

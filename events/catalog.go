@@ -31,6 +31,9 @@ type CartItem struct {
 
 // CreateCart is the request of carts.create.
 type CreateCart struct {
+	// CartID, when set, names the cart and makes creating it safe to repeat: the same ID
+	// again gives the cart it made, if it holds the same; otherwise a new ID is drawn.
+	CartID     string     `json:"cart_id,omitempty"`
 	CustomerID string     `json:"customer_id"`
 	Currency   string     `json:"currency"`
 	Items      []CartItem `json:"items"`

@@ -216,3 +216,18 @@ func ProbeCheckoutID(data []byte) string {
 	}
 	return "unknown"
 }
+
+// Duration is a time.Duration written in JSON as in Go ("10m", "1h30m").
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string like \"10m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	d.Duration = v
+	return err
+}

@@ -150,6 +150,10 @@ const (
 	ServiceCoordinator   = "coordinator"
 )
 
+// ServiceSubscriptions starts the periods of subscriptions as checkouts: no step of the
+// flow, it keeps its state in BucketSubscriptions (services/subscriptions).
+const ServiceSubscriptions = "subscriptions"
+
 // Services lists them all, the coordinator last.
 var Services = []string{ServiceCatalog, ServiceInventory, ServiceFraud, ServicePayments, ServiceOrders,
 	ServiceNotifications, ServiceShipping, ServiceCoordinator}

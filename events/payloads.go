@@ -185,6 +185,9 @@ type Quote struct {
 	// in the EU): Tax is the part of the total that is tax, not added to it. Absent before
 	// version 3, whose tax was always added.
 	TaxIncluded bool `json:"tax_included,omitempty" since:"3"`
+	// Renewal: the checkout pays a subscription's period off-session, with the payment
+	// method saved on the Stripe customer. Absent before version 3, which had no subscriptions.
+	Renewal *Renewal `json:"renewal,omitempty" since:"3"`
 }
 
 // Discount is a promotion applied to a quote: which, why, and how much it takes off.
@@ -316,6 +319,9 @@ const (
 	CodeCouponNotApplicable = "coupon_not_applicable"
 	// CodeCouponUsedUp: the coupon reached its redemption limit, in all or for this customer.
 	CodeCouponUsedUp = "coupon_used_up"
+	// CodeAuthenticationRequired: the bank asks for the customer's authentication (3-D
+	// Secure) for a payment made without them present (a subscription's renewal).
+	CodeAuthenticationRequired = "authentication_required"
 )
 
 // Reservation reports a reservation of every line of a quote.

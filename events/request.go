@@ -28,7 +28,36 @@ type CheckoutRequest struct {
 	// CouponCode, when set, asks for the shop's promotion of that code (case-insensitive):
 	// a code that does not apply fails the checkout with the reason, never a silent full price.
 	CouponCode string `json:"coupon_code,omitempty"`
+	// Renewal marks the checkout of one period of a subscription, paid off-session with the
+	// payment method the customer saved; only the subscriptions service publishes it (the
+	// HTTP API refuses it, and the catalog checks it against the checkout ID).
+	Renewal *Renewal `json:"renewal,omitempty"`
 }
+
+// Renewal is the period of a subscription a checkout pays for, and the Stripe customer
+// whose saved payment method pays it without the customer present (off_session).
+type Renewal struct {
+	SubscriptionID string `json:"subscription_id"`
+	Period         int    `json:"period"`
+	StripeCustomer string `json:"stripe_customer"`
+}
+
+// Validate: a renewal names its subscription, a period from 1, and a Stripe customer.
+func (r Renewal) Validate() error {
+	switch {
+	case !ValidSubscriptionID(r.SubscriptionID):
+		return fmt.Errorf("renewal.subscription_id must be sub_ and 1 to 40 letters, digits or '_', got %q", r.SubscriptionID)
+	case r.Period < 1:
+		return fmt.Errorf("renewal.period must be at least 1, got %d", r.Period)
+	case !strings.HasPrefix(r.StripeCustomer, "cus_"):
+		return fmt.Errorf("renewal.stripe_customer must be a Stripe customer ID (cus_...), got %q", r.StripeCustomer)
+	}
+	return nil
+}
+
+// CheckoutID is the checkout of the renewal's period: the period is the idempotency key of
+// its checkout, and so of its Stripe payment.
+func (r Renewal) CheckoutID() string { return RenewalCheckoutID(r.SubscriptionID, r.Period) }
 
 // checkoutIDPattern keeps IDs safe as KV keys, subject tokens and file names.
 var checkoutIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -67,6 +96,14 @@ func (r CheckoutRequest) Validate() error {
 	}
 	if r.CouponCode != "" && !ValidCouponCode(r.CouponCode) {
 		return fmt.Errorf("coupon_code must be 1 to 32 letters, digits, '-' or '_', got %q", r.CouponCode)
+	}
+	if r.Renewal != nil {
+		if err := r.Renewal.Validate(); err != nil {
+			return err
+		}
+		if r.CheckoutID != r.Renewal.CheckoutID() {
+			return fmt.Errorf("a renewal's checkout_id must be %q, its period's, got %q", r.Renewal.CheckoutID(), r.CheckoutID)
+		}
 	}
 	return nil
 }

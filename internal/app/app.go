@@ -40,6 +40,12 @@ type unit struct {
 	runner *runner.Runner
 	serve  func(*nats.Conn) (micro.Service, error) // nil when it answers no requests
 	close  func() error
+	// beside is a part that runs in the unit's process beside its runner, with its own
+	// endpoints: the subscriptions, beside the coordinator.
+	beside interface {
+		Run(context.Context) error
+		Serve(*nats.Conn) (micro.Service, error)
+	}
 }
 
 // System is a running set of services and whatever they were given to run on.
@@ -155,14 +161,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 		metrics.Register(cfg.Metrics, metrics.NewStreams()).Watch(s.JS, topology.Names)
 	}
 	for _, u := range s.units {
-		if u.serve == nil {
-			continue
+		for _, serve := range u.serves() {
+			m, err := serve(s.NC)
+			if err != nil {
+				return nil, fmt.Errorf("service %s endpoints: %w", u.name, err)
+			}
+			s.micros = append(s.micros, m)
 		}
-		m, err := u.serve(s.NC)
-		if err != nil {
-			return nil, fmt.Errorf("service %s endpoints: %w", u.name, err)
-		}
-		s.micros = append(s.micros, m)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -179,8 +184,27 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger, names ...string) (
 				s.fail(fmt.Errorf("service %s: %w", u.name, err))
 			}
 		})
+		if u.beside != nil {
+			s.wg.Go(func() {
+				if err := u.beside.Run(runCtx); err != nil {
+					s.fail(fmt.Errorf("service %s: %w", u.name, err))
+				}
+			})
+		}
 	}
 	return s, nil
+}
+
+// serves are the unit's endpoints' starters: its own, and those of the part beside it.
+func (u *unit) serves() []func(*nats.Conn) (micro.Service, error) {
+	var out []func(*nats.Conn) (micro.Service, error)
+	if u.serve != nil {
+		out = append(out, u.serve)
+	}
+	if u.beside != nil {
+		out = append(out, u.beside.Serve)
+	}
+	return out
 }
 
 // ensureTopology creates the streams, the buckets and every consumer for the process that

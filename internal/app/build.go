@@ -24,6 +24,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/orders"
 	"github.com/jetcheckout/jetcheckout/services/payments"
 	"github.com/jetcheckout/jetcheckout/services/shipping"
+	"github.com/jetcheckout/jetcheckout/services/subscriptions"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -63,6 +64,7 @@ type Handles struct {
 	Notifications *notifications.Service
 	Shipping      *shipping.Service
 	Coordinator   *coordinator.Coordinator
+	Subscriptions *subscriptions.Service
 }
 
 // snapshots is the bucket of the service's view snapshots: only a rebuildable view has them
@@ -89,7 +91,18 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 			rc.HandlerTimeout = d.cfg.HandlerTimeout
 			rc.Concurrency, rc.Keys, rc.Metrics, rc.Tracer = d.cfg.concurrency(name), d.keys, d.metrics, d.tracer(name)
 		})
-		return &unit{name: name, runner: r, serve: func(nc *nats.Conn) (micro.Service, error) { return c.Serve(nc, d.keys) }}, err
+		if err != nil {
+			return nil, err
+		}
+		// Subscriptions start checkouts, as the coordinator's re-drive does, and keep their
+		// state in a KV bucket by compare-and-swap, as it does: they run beside it.
+		subs, err := subscriptions.New(ctx, subscriptions.Config{JS: d.js, NC: d.js.Conn(), Log: d.log.With("service", events.ServiceSubscriptions),
+			Day: d.cfg.SubscriptionDay, Keys: d.keys})
+		if err != nil {
+			return nil, err
+		}
+		h.Subscriptions = subs
+		return &unit{name: name, runner: r, beside: subs, serve: func(nc *nats.Conn) (micro.Service, error) { return c.Serve(nc, d.keys) }}, nil
 	}
 	db, closeDB, err := openStore(filepath.Join(d.cfg.DataDir, name+".db"), events.Rebuildable[name], log)
 	if err != nil {

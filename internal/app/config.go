@@ -131,6 +131,10 @@ type Config struct {
 	// view is restored from it and only what came after is replayed (runner.Config.Snapshots).
 	// Default a minute.
 	SnapshotEvery time.Duration
+	// SubscriptionDay (SUBSCRIPTION_DAY) is how long a day of a subscription's plan lasts:
+	// 24h; shortened for a demo or a test, so that "every 1 day" renews in seconds (at least
+	// 1s, a message schedule's shortest interval).
+	SubscriptionDay time.Duration
 	// PinnedTTL (PINNED_TTL) is how long the instance of a rebuildable service that holds its
 	// consumer's pin may go without pulling (dead, frozen, cut off) before the server gives
 	// the messages to another instance (runner.Config.PinnedTTL): default
@@ -278,7 +282,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	for name, d := range map[string]*time.Duration{"FRAUD_REVIEW_WINDOW": &c.ReviewWindow, "PAYMENT_AUTH_WINDOW": &c.AuthWindow,
 		"HANDLED_RETENTION": &c.HandledRetention, "CHECKOUT_RETENTION": &c.CheckoutRetention, "RUNS_RETENTION": &c.RunsRetention,
-		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL, "SNAPSHOT_EVERY": &c.SnapshotEvery, "PINNED_TTL": &c.PinnedTTL} {
+		"INVENTORY_RESERVATION_TTL": &c.ReservationTTL, "SNAPSHOT_EVERY": &c.SnapshotEvery, "PINNED_TTL": &c.PinnedTTL,
+		"SUBSCRIPTION_DAY": &c.SubscriptionDay} {
 		if v := getenv(name); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed <= 0 {

@@ -45,10 +45,13 @@ const NATSAccount = "CHECKOUT"
 
 // endpoints are the request-reply subjects each service answers (micro).
 var endpoints = map[string][]events.Subject{
-	events.ServiceCatalog:     {events.CartsCreate, events.CartsGet, events.CatalogList},
-	events.ServiceInventory:   {events.InventoryStock},
-	events.ServiceFraud:       {events.FraudReviews, events.FraudReview},
-	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive, events.CheckoutsStepActive},
+	events.ServiceCatalog:   {events.CartsCreate, events.CartsGet, events.CatalogList},
+	events.ServiceInventory: {events.InventoryStock},
+	events.ServiceFraud:     {events.FraudReviews, events.FraudReview},
+	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive, events.CheckoutsStepActive,
+		// The subscriptions run beside the coordinator (internal/app's build).
+		events.SubscriptionsCreate, events.SubscriptionsGet, events.SubscriptionsList, events.SubscriptionsPause,
+		events.SubscriptionsResume, events.SubscriptionsCancel},
 }
 
 // asks are the request-reply subjects each service asks another service: catalog.list
@@ -92,6 +95,7 @@ func serviceUser(name string) NATSUser {
 			"$JS.API.STREAM.MSG.GET."+kv,
 			"$JS.API.DIRECT.GET."+events.StreamCheckout, "$JS.API.STREAM.MSG.GET."+events.StreamCheckout)
 		u.Publish = append(u.Publish, redriveGrants()...)
+		u.Publish = append(u.Publish, subscriptionGrants()...)
 	case events.ServiceCatalog:
 		// Its carts: created (a publish that expects no earlier message on the cart's subject;
 		// the stream takes one per subject ever, and no roll-up) and read, directly or, for one
@@ -124,6 +128,9 @@ func serviceUser(name string) NATSUser {
 		}
 		// micro's discovery: $SRV.PING|INFO|STATS, for all, by name, by instance.
 		u.Subscribe = append(u.Subscribe, "$SRV.*", "$SRV.*."+name, "$SRV.*."+name+".*")
+		if name == events.ServiceCoordinator {
+			u.Subscribe = append(u.Subscribe, "$SRV.*."+events.ServiceSubscriptions, "$SRV.*."+events.ServiceSubscriptions+".*")
+		}
 		u.Responses = true
 	}
 	u.Publish = uniq(u.Publish)
@@ -141,6 +148,25 @@ func redriveGrants() []string {
 		if slices.ContainsFunc(d.Consumers, func(c string) bool { return slices.Contains(events.Services, c) }) {
 			grants = append(grants, string(d.Subject)) // not warehouse.pick: the warehouse is no service
 		}
+	}
+	return grants
+}
+
+// subscriptionGrants are what the subscriptions, beside the coordinator, do: their bucket
+// (puts by compare-and-swap, gets, the listing of its keys through an ordered consumer),
+// their schedules (put with a roll-up of their own subject, purged, looked up), their two
+// consumers, each period's cart (carts.create, answered on its inbox) and its
+// checkout.requested.
+func subscriptionGrants() []string {
+	kv := "KV_" + events.BucketSubscriptions
+	grants := []string{"$KV." + events.BucketSubscriptions + ".>", "$JS.API.DIRECT.GET." + kv + ".>", "$JS.API.STREAM.MSG.GET." + kv,
+		"$JS.API.CONSUMER.CREATE." + kv + ".>", "$JS.API.CONSUMER.DELETE." + kv + ".*", "$JS.FC." + kv + ".>",
+		"subscriptions.schedule.*", "$JS.API.STREAM.PURGE." + events.StreamSubscriptions,
+		"$JS.API.DIRECT.GET." + events.StreamSubscriptions + ".>", "$JS.API.STREAM.MSG.GET." + events.StreamSubscriptions,
+		string(events.Requested), string(events.CartsCreate)}
+	for stream := range topology.SubscriptionConsumers() {
+		consumer := stream + "." + events.ServiceSubscriptions
+		grants = append(grants, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer, "$JS.ACK."+consumer+".>")
 	}
 	return grants
 }
@@ -184,7 +210,8 @@ func snapshotGrants(name string) []string {
 func apiUser() NATSUser {
 	u := NATSUser{Name: APIName, Comment: "the HTTP API: checkout.requested, the catalog's, fraud's and the coordinator's endpoints, its read model's consumer",
 		Publish: []string{string(events.Requested)}, Subscribe: []string{InboxPrefix(APIName) + ".>"}}
-	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud, events.ServiceCoordinator} {
+	for _, service := range []string{events.ServiceCatalog, events.ServiceFraud, events.ServiceCoordinator} { // the coordinator's include the subscriptions'
+
 		for _, e := range endpoints[service] {
 			if !askedByServices(e) {
 				u.Publish = append(u.Publish, string(e))
@@ -226,6 +253,10 @@ func setupUser() NATSUser {
 		"$JS.API.STREAM.DELETE.OBJ_"+events.LegacyBucketViews)
 	for _, name := range append(slices.Clone(events.Services), APIName) {
 		consumer := events.StreamCheckout + "." + name
+		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")
+	}
+	for stream := range topology.SubscriptionConsumers() {
+		consumer := stream + "." + events.ServiceSubscriptions
 		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")
 	}
 	return u

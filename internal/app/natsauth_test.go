@@ -423,6 +423,15 @@ func TestNATSPermissions(t *testing.T) {
 			StatusURL string `json:"status_url"`
 		}](t, "POST", a.URL+"/checkout/process", string(body), "")
 		httpJSON[map[string]any](t, "GET", a.URL+"/reviews", "", cfg.AdminToken)
+		// A subscription over HTTP: the coordinator's process keeps it, schedules its renewals,
+		// makes its period's cart and starts its checkout, all as the coordinator's user.
+		customer, pm := savedCard(t, emu.URL, "sub@example.com", "pm_card_visa")
+		raw, _ := json.Marshal(subscriptionRequest("sub_auth", "cus_sub", customer, pm, 30))
+		httpJSON[events.Subscription](t, "POST", a.URL+"/subscriptions", string(raw), "")
+		natstest.Eventually(t, wait, func() bool {
+			sub := httpJSON[events.Subscription](t, "GET", a.URL+"/subscriptions/sub_auth", "", cfg.AdminToken)
+			return paidPeriods(sub) == 1
+		}, "the subscription's first period was never paid")
 		natstest.Eventually(t, wait, func() bool {
 			return httpJSON[struct{ Status string }](t, "GET", a.URL+accepted.StatusURL, "", "").Status == "completed"
 		}, "the checkout started over HTTP never completed")
@@ -445,6 +454,9 @@ func TestNATSPermissions(t *testing.T) {
 					}
 					if call == "PURGE" && stream == events.TimerStream(u.Name) {
 						continue // it cancels its own timers no longer needed (events.CancelSchedule)
+					}
+					if call == "PURGE" && stream == events.StreamSubscriptions && u.Name == events.ServiceCoordinator {
+						continue // the subscriptions beside it remove a schedule (a pause, a cancel)
 					}
 					if call == "MSG.DELETE" && stream == events.StreamDeadLetter && u.Name == events.ServiceCoordinator {
 						continue // a dead letter it re-drove (deadletters.redrive)

@@ -370,6 +370,8 @@ func TestValidationErrors(t *testing.T) {
 	noEmail.CustomerEmail = ""
 	script, plainHTTP := good, good
 	script.ReturnURL, plainHTTP.ReturnURL = "javascript:alert(document.cookie)", "http://evil.example/phish"
+	renewal := request("sub_x-2", "ada@example.com", "pm_card_visa")
+	renewal.CheckoutID, renewal.Renewal = "sub_x-2", &events.Renewal{SubscriptionID: "sub_x", Period: 2, StripeCustomer: "cus_1"}
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -399,6 +401,12 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown product", "POST", "/carts", events.CreateCart{CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "nope", Quantity: 1}}}, 404, "nope"},
 		{"bad quantity", "POST", "/carts", events.CreateCart{CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 0}}}, 400, "quantity"},
 		{"unknown cart field", "POST", "/carts", `{"customer_id":"c","currency":"USD","items":[],"coupon":1}`, 400, "coupon"},
+		{"a renewal from outside", "POST", "/checkout/process", renewal, 422, "renewal is set by the subscriptions service alone"},
+		{"a subscription's cart ID", "POST", "/carts", events.CreateCart{CartID: "sub_x-2", CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}}, 422, "sub_"},
+		{"bad subscription", "POST", "/subscriptions", events.CreateSubscription{CustomerID: "c", CustomerEmail: "c@example.com", StripeCustomer: "cus_1", PaymentMethodID: "pm_card_visa",
+			ShippingAddress: california, BillingAddress: california, Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}}, 422, "interval_days"},
+		{"invalid subscription id", "GET", "/subscriptions/a.b", nil, 400, "subscription ID"},
+		{"unknown subscription", "GET", "/subscriptions/sub_nope", nil, 404, "sub_nope"},
 		{"no such route", "GET", "/nope", nil, 404, "openapi"},
 	}
 	for _, c := range cases {
@@ -661,7 +669,8 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Fatalf("GET /openapi.yaml: %d %s", status, hdr.Get("Content-Type"))
 	}
 	for _, path := range []string{"/checkout/process:", "/checkouts:", "/checkouts/{id}:", "/checkouts/{id}/events:",
-		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/checkouts/{id}/redrive:", "/reviews:", "/carts:", "/carts/{id}:", "/products:"} {
+		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/checkouts/{id}/redrive:", "/reviews:", "/carts:", "/carts/{id}:", "/products:",
+		"/subscriptions:", "/subscriptions/{id}:", "/subscriptions/{id}/{change}:"} {
 		if !bytes.Contains(raw, []byte("\n  "+path+"\n")) {
 			t.Errorf("openapi.yaml does not describe %s", strings.TrimSuffix(path, ":"))
 		}

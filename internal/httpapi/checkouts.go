@@ -65,6 +65,9 @@ func (s *Server) processCheckout(w http.ResponseWriter, r *http.Request) error {
 // checkRequest answers a request that cannot be a checkout with a 422 and the reason: the
 // rules validate_cart applies, its return_url's included, before anything is published.
 func (s *Server) checkRequest(req events.CheckoutRequest) error {
+	if req.Renewal != nil {
+		return problem(http.StatusUnprocessableEntity, "renewal is set by the subscriptions service alone: create a subscription with POST /subscriptions")
+	}
 	err := req.Validate()
 	if err == nil {
 		err = s.cfg.ReturnURLs.Check(req.ReturnURL)

@@ -136,6 +136,12 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /carts", s.handle(s.createCart))
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
+	m.HandleFunc("POST /subscriptions", s.handle(s.createSubscription))
+	m.HandleFunc("GET /subscriptions", s.handle(s.need(reader, s.listSubscriptions)))
+	m.HandleFunc("GET /subscriptions/{id}", s.handle(s.need(reader, s.getSubscription)))
+	m.HandleFunc("POST /subscriptions/{id}/pause", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsPause))))
+	m.HandleFunc("POST /subscriptions/{id}/resume", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsResume))))
+	m.HandleFunc("POST /subscriptions/{id}/cancel", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsCancel))))
 	m.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 	m.HandleFunc("GET /healthz", s.healthz)
 	if s.cfg.Metrics != nil {

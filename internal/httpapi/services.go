@@ -45,6 +45,9 @@ func (s *Server) createCart(w http.ResponseWriter, r *http.Request) error {
 	if _, err := readJSON(w, r, &req); err != nil {
 		return err
 	}
+	if strings.HasPrefix(req.CartID, "sub_") {
+		return problem(http.StatusUnprocessableEntity, "cart IDs starting with sub_ are the subscriptions' own: choose another, or none")
+	}
 	var cart events.Cart
 	if err := s.call(r.Context(), events.CartsCreate, req, &cart); err != nil {
 		return err

@@ -114,3 +114,26 @@ func Publish(ctx context.Context, js jetstream.JetStream, keys *events.Keys, ser
 	}
 	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
 }
+
+// Endpoint is one request-reply endpoint of a service: its name in micro's discovery, the
+// subject it answers, and what answers it (through Handler).
+type Endpoint struct {
+	Name    string
+	Subject events.Subject
+	Handle  func(data []byte) (any, error)
+}
+
+// AddService starts the micro service described by cfg with its endpoints. Stop the returned
+// service to stop serving.
+func AddService(nc *nats.Conn, log *slog.Logger, cfg micro.Config, endpoints ...Endpoint) (micro.Service, error) {
+	svc, err := micro.AddService(nc, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start service: %w", cfg.Name, err)
+	}
+	for _, e := range endpoints {
+		if err := svc.AddEndpoint(e.Name, Handler(log, e.Handle), micro.WithEndpointSubject(string(e.Subject))); err != nil {
+			return nil, errors.Join(fmt.Errorf("%s: endpoint %s: %w", cfg.Name, e.Subject, err), svc.Stop())
+		}
+	}
+	return svc, nil
+}

@@ -13,8 +13,19 @@ const (
 type testCard struct {
 	brand, last4, funding string
 	outcome               outcome
-	// For declines: the error code, the issuer's decline code, Stripe's message and the
-	// parameter it blames.
+	decline               decline // for declines
+	// declinesCheck: the card check Stripe makes when the card is attached to a customer
+	// declines it too, so only pm_card_chargeCustomerFail can be saved and decline later.
+	declinesCheck bool
+	// setUpForOffSession: once saved to a customer the card pays off-session without
+	// authentication (it asks for it only when it is set up); other cards that authenticate
+	// decline off-session.
+	setUpForOffSession bool
+}
+
+// decline is a card_error: the error code, the issuer's decline code, Stripe's message and
+// the parameter it blames.
+type decline struct {
 	code, declineCode, message, param string
 }
 
@@ -23,22 +34,34 @@ func card(brand, last4 string) testCard {
 }
 
 func declined(last4, code, declineCode, message, param string) testCard {
-	return testCard{brand: "visa", last4: last4, funding: "credit", outcome: declines,
-		code: code, declineCode: declineCode, message: message, param: param}
+	return testCard{brand: "visa", last4: last4, funding: "credit", outcome: declines, declinesCheck: true,
+		decline: decline{code: code, declineCode: declineCode, message: message, param: param}}
 }
+
+func authenticates(last4 string) testCard {
+	return testCard{brand: "visa", last4: last4, funding: "credit", outcome: authenticate}
+}
+
+// authenticationRequired is the decline of a card whose bank asks for authentication while
+// the customer is not there to give it (off_session).
+var authenticationRequired = decline{code: "authentication_required", declineCode: "authentication_required",
+	message: "Your card was declined. This transaction requires authentication."}
 
 const genericDeclineMessage = "Your card was declined."
 
 var (
-	genericDecline      = declined("0002", "card_declined", "generic_decline", genericDeclineMessage, "")
-	insufficientFunds   = declined("9995", "card_declined", "insufficient_funds", "Your card has insufficient funds.", "")
-	lostCard            = declined("9987", "card_declined", "lost_card", genericDeclineMessage, "")
-	stolenCard          = declined("9979", "card_declined", "stolen_card", genericDeclineMessage, "")
-	fraudulent          = declined("0019", "card_declined", "fraudulent", genericDeclineMessage, "")
-	expiredCard         = declined("0069", "expired_card", "expired_card", "Your card has expired.", "exp_month")
-	incorrectCVC        = declined("0127", "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect.", "cvc")
-	processingError     = declined("0119", "processing_error", "processing_error", "An error occurred while processing your card. Try again in a little bit.", "")
-	needsAuthentication = testCard{brand: "visa", last4: "3184", funding: "credit", outcome: authenticate}
+	genericDecline    = declined("0002", "card_declined", "generic_decline", genericDeclineMessage, "")
+	insufficientFunds = declined("9995", "card_declined", "insufficient_funds", "Your card has insufficient funds.", "")
+	lostCard          = declined("9987", "card_declined", "lost_card", genericDeclineMessage, "")
+	stolenCard        = declined("9979", "card_declined", "stolen_card", genericDeclineMessage, "")
+	fraudulent        = declined("0019", "card_declined", "fraudulent", genericDeclineMessage, "")
+	expiredCard       = declined("0069", "expired_card", "expired_card", "Your card has expired.", "exp_month")
+	incorrectCVC      = declined("0127", "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect.", "cvc")
+	processingError   = declined("0119", "processing_error", "processing_error", "An error occurred while processing your card. Try again in a little bit.", "")
+	// Attaches, then declines every charge.
+	customerFail = testCard{brand: "visa", last4: "0341", funding: "credit", outcome: declines,
+		decline: genericDecline.decline}
+	setUpOffSession = testCard{brand: "visa", last4: "3155", funding: "credit", outcome: authenticate, setUpForOffSession: true}
 )
 
 // testCards are the test payment methods the emulator knows. Any other ID is a
@@ -74,7 +97,8 @@ var testCards = map[string]testCard{
 	"pm_card_visa_chargeDeclinedIncorrectCvc":      incorrectCVC,
 	"pm_card_chargeDeclinedProcessingError":        processingError,
 	"pm_card_visa_chargeDeclinedProcessingError":   processingError,
-	"pm_card_authenticationRequired":               needsAuthentication,
-	"pm_card_authenticationRequiredOnSetup":        {brand: "visa", last4: "3155", funding: "credit", outcome: authenticate},
-	"pm_card_threeDSecure2Required":                {brand: "visa", last4: "3220", funding: "credit", outcome: authenticate},
+	"pm_card_chargeCustomerFail":                   customerFail,
+	"pm_card_authenticationRequired":               authenticates("3184"),
+	"pm_card_authenticationRequiredOnSetup":        setUpOffSession,
+	"pm_card_threeDSecure2Required":                authenticates("3220"),
 }

@@ -1,6 +1,7 @@
 // Package stripeemu is a stateful, in-memory emulator of the part of the Stripe API the
 // checkout uses, in test mode: PaymentIntents (create, retrieve, list, search, confirm,
-// capture, cancel) and Refunds (create, retrieve, list). It answers the real stripe-go client
+// capture, cancel), Refunds (create, retrieve, list), Customers (create, retrieve) and
+// PaymentMethods (retrieve, attach). It answers the real stripe-go client
 // with Stripe's JSON shapes and errors, so the payments service and every test talk to it
 // exactly as they would talk to api.stripe.com.
 //
@@ -9,6 +10,14 @@
 //     a 402 card_error carrying the PaymentIntent, pm_card_authenticationRequired and
 //     pm_card_threeDSecure2Required need 3D Secure: the intent requires_action until the
 //     customer completes or fails it, see CompleteAuthentication);
+//   - saved cards and off-session payments: attaching a test token to a customer saves a
+//     new PaymentMethod (pm_...) with the token's card, as setup_future_usage does once an
+//     intent with a customer has paid; a saved card pays only with its customer. The card
+//     check made on attaching declines the declining cards, except
+//     pm_card_chargeCustomerFail, which declines its charges. Confirmed with off_session,
+//     a card that needs authentication declines with a 402 authentication_required (the
+//     customer is not there to give it), except pm_card_authenticationRequiredOnSetup once
+//     saved: it asks for authentication only when it is set up;
 //   - the API version's rules: automatic payment methods are on by default and confirming
 //     without a return_url is refused unless redirects are disabled;
 //   - idempotency keys: a request that ran is saved with its key and replayed byte for byte,

@@ -34,6 +34,9 @@ type Emulator struct {
 	intents map[string]*intent
 	charges map[string]*charge
 	refunds map[string]*refund
+	// customers and the payment methods saved to them (test tokens are not kept here).
+	customers map[string]*customer
+	methods   map[string]*method
 	// Creation order, oldest first; lists walk them backwards (newest first, like Stripe).
 	intentOrder []*intent
 	refundOrder []*refund
@@ -57,13 +60,15 @@ func WithClock(now func() time.Time) Option { return func(e *Emulator) { e.now =
 // New returns an empty emulator.
 func New(opts ...Option) *Emulator {
 	e := &Emulator{
-		log:     slog.New(slog.DiscardHandler),
-		now:     time.Now,
-		closed:  make(chan struct{}),
-		intents: map[string]*intent{},
-		charges: map[string]*charge{},
-		refunds: map[string]*refund{},
-		idem:    idempotency{keys: map[string]*keyState{}},
+		log:       slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		closed:    make(chan struct{}),
+		intents:   map[string]*intent{},
+		charges:   map[string]*charge{},
+		refunds:   map[string]*refund{},
+		customers: map[string]*customer{},
+		methods:   map[string]*method{},
+		idem:      idempotency{keys: map[string]*keyState{}},
 	}
 	for _, o := range opts {
 		o(e)
@@ -114,6 +119,10 @@ var endpoints = []endpoint{
 	{http.MethodPost, "/v1/refunds", (*Emulator).createRefund},
 	{http.MethodGet, "/v1/refunds", (*Emulator).listRefunds},
 	{http.MethodGet, "/v1/refunds/{}", (*Emulator).getRefund},
+	{http.MethodPost, "/v1/customers", (*Emulator).createCustomer},
+	{http.MethodGet, "/v1/customers/{}", (*Emulator).getCustomer},
+	{http.MethodGet, "/v1/payment_methods/{}", (*Emulator).getMethod},
+	{http.MethodPost, "/v1/payment_methods/{}/attach", (*Emulator).attachMethod},
 }
 
 // route finds the endpoint of a request and the ID in its path.
@@ -242,6 +251,10 @@ func (e *Emulator) paymentMethodOf(c Call) string {
 	if pm := c.Params.Get("payment_method"); pm != "" {
 		return pm
 	}
+	if rest, found := strings.CutPrefix(c.Path, "/v1/payment_methods/"); found {
+		pm, _, _ := strings.Cut(rest, "/")
+		return pm
+	}
 	id := c.Params.Get("payment_intent")
 	if rest, found := strings.CutPrefix(c.Path, "/v1/payment_intents/"); found {
 		id, _, _ = strings.Cut(rest, "/")
@@ -252,10 +265,10 @@ func (e *Emulator) paymentMethodOf(c Call) string {
 	switch {
 	case !found:
 		return ""
-	case pi.paymentMethod == "" && pi.latestCharge != nil:
+	case pi.method == nil && pi.latestCharge != nil:
 		return pi.latestCharge.paymentMethod // detached by a failed attempt
 	}
-	return pi.paymentMethod
+	return pi.methodID()
 }
 
 // authenticate returns the secret key of the request.

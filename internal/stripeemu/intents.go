@@ -14,6 +14,7 @@ var createIntentParams = []string{
 	"amount", "currency", "payment_method", "confirm", "return_url",
 	"automatic_payment_methods[enabled]", "automatic_payment_methods[allow_redirects]",
 	"payment_method_types[]", "capture_method", "description", "metadata[*]", "expand[]",
+	"customer", "off_session", "setup_future_usage",
 }
 
 // confirmation is what a confirmation needs besides the intent.
@@ -25,7 +26,7 @@ type confirmation struct {
 
 // POST /v1/payment_intents
 func (e *Emulator) createIntent(c apiCall) response {
-	pi, confirm, conf, err := parseNewIntent(c.params)
+	pi, confirm, conf, err := e.parseNewIntent(c.params)
 	if err != nil {
 		return refuse(err)
 	}
@@ -43,7 +44,7 @@ func (e *Emulator) createIntent(c apiCall) response {
 }
 
 // parseNewIntent validates the parameters of a new intent.
-func parseNewIntent(p params) (pi *intent, confirm bool, conf confirmation, err error) {
+func (e *Emulator) parseNewIntent(p params) (pi *intent, confirm bool, conf confirmation, err error) {
 	if err := p.checkKnown(createIntentParams...); err != nil {
 		return nil, false, conf, err
 	}
@@ -54,8 +55,7 @@ func parseNewIntent(p params) (pi *intent, confirm bool, conf confirmation, err 
 	if !given {
 		return nil, false, conf, missingParam("amount")
 	}
-	pi = &intent{amount: amount, currency: p.str("currency"), paymentMethod: p.str("payment_method"),
-		description: p.str("description")}
+	pi = &intent{amount: amount, currency: p.str("currency"), customer: p.str("customer"), description: p.str("description")}
 	if err := checkCurrency(pi.currency); err != nil {
 		return nil, false, conf, err
 	}
@@ -74,7 +74,22 @@ func parseNewIntent(p params) (pi *intent, confirm bool, conf confirmation, err 
 	if pi.captureMethod == "" {
 		pi.captureMethod = "automatic"
 	}
-	if err := checkPaymentMethod(pi.paymentMethod); err != nil {
+	if pi.method, err = e.methodParam(p.str("payment_method")); err != nil {
+		return nil, false, conf, err
+	}
+	if _, found := e.customers[pi.customer]; pi.customer != "" && !found {
+		return nil, false, conf, noSuch(http.StatusBadRequest, "customer", "customer", pi.customer)
+	}
+	if err := checkOwner(pi.method, pi.customer); err != nil {
+		return nil, false, conf, err
+	}
+	if pi.offSession, err = parseOffSession(p); err != nil {
+		return nil, false, conf, err
+	}
+	if pi.offSession && !confirm {
+		return nil, false, conf, invalid("", "off_session", "You can only pass in `off_session` when `confirm` is `true`.")
+	}
+	if pi.setupFutureUsage, err = p.oneOf("setup_future_usage", "on_session", "off_session"); err != nil {
 		return nil, false, conf, err
 	}
 	if pi.metadata, err = p.metadata(); err != nil {
@@ -128,11 +143,17 @@ func parseMethodTypes(p params, pi *intent) error {
 	return nil
 }
 
-func checkPaymentMethod(id string) error {
-	if _, known := testCards[id]; id != "" && !known {
-		return noSuch(http.StatusBadRequest, "PaymentMethod", "payment_method", id)
+// parseOffSession reads off_session: a boolean, or "one_off" or "recurring", which Stripe
+// also takes for true.
+func parseOffSession(p params) (bool, error) {
+	switch s := p.str("off_session"); s {
+	case "", "false":
+		return false, nil
+	case "true", "one_off", "recurring":
+		return true, nil
+	default:
+		return false, invalid("parameter_invalid_boolean", "off_session", "Invalid boolean: %s", s)
 	}
-	return nil
 }
 
 func parseReturnURL(p params) (string, error) {
@@ -148,7 +169,7 @@ func parseReturnURL(p params) (string, error) {
 
 // checkConfirmable applies the rules every confirmation follows.
 func checkConfirmable(pi *intent, returnURL string) error {
-	if pi.paymentMethod == "" {
+	if pi.method == nil {
 		return unexpectedState("You cannot confirm this PaymentIntent because it's missing a payment method. You can either update the PaymentIntent with a payment method and then confirm it again, or confirm it again directly with a payment method.")
 	}
 	if pi.automatic != nil && pi.automatic.allowRedirects != "never" && returnURL == "" {
@@ -162,7 +183,7 @@ func (e *Emulator) addIntent(pi *intent) {
 	pi.clientSecret = pi.id + "_secret_" + randomID(25)
 	pi.created = e.now().Unix()
 	pi.status = statusRequiresPaymentMethod
-	if pi.paymentMethod != "" {
+	if pi.method != nil {
 		pi.status = statusRequiresConfirmation
 	}
 	e.intents[pi.id] = pi
@@ -171,31 +192,44 @@ func (e *Emulator) addIntent(pi *intent) {
 
 // confirm attempts the payment with the intent's test card.
 func (e *Emulator) confirm(pi *intent, conf confirmation) response {
-	card := testCards[pi.paymentMethod]
+	card := pi.method.card
 	pi.lastError, pi.nextAction = nil, nil
-	switch card.outcome {
-	case authenticate:
+	switch {
+	case card.outcome == declines:
+		return e.decline(pi, card.decline, conf)
+	case card.outcome == authenticate && pi.offSession && !(card.setUpForOffSession && pi.method.customer != ""):
+		// Nobody is there to authenticate: the bank's request for it is a decline.
+		return e.decline(pi, authenticationRequired, conf)
+	case card.outcome == authenticate && !pi.offSession:
 		pi.status = statusRequiresAction
 		pi.nextAction = authenticationAction(pi, conf)
 		return ok(pi.render(conf.expand))
-	case declines:
-		ch := e.addCharge(pi)
-		ch.status, ch.failureCode, ch.failureMessage = "failed", card.code, card.message
-		pi.lastError = &apiError{Type: typeCard, Code: card.code, DeclineCode: card.declineCode, Message: card.message,
-			Param: card.param, Charge: ch.id, DocURL: docURL(card.code), PaymentMethod: paymentMethod(pi.paymentMethod, pi.created)}
-		// As in Stripe, a failed attempt detaches the payment method from the intent.
-		pi.paymentMethod, pi.status = "", statusRequiresPaymentMethod
-		body := *pi.lastError
-		body.PaymentIntent = pi.render(conf.expand)
-		return response{http.StatusPaymentRequired, errorBody{&body}}
 	default:
 		e.charge(pi)
 		return ok(pi.render(conf.expand))
 	}
 }
 
+// decline fails the attempt: a 402 card_error that carries the intent, back in
+// requires_payment_method with the error as its last_payment_error.
+func (e *Emulator) decline(pi *intent, d decline, conf confirmation) response {
+	ch := e.addCharge(pi)
+	ch.status, ch.failureCode, ch.failureMessage = "failed", d.code, d.message
+	pi.lastError = &apiError{Type: typeCard, Code: d.code, DeclineCode: d.declineCode, Message: d.message,
+		Param: d.param, Charge: ch.id, DocURL: docURL(d.code), PaymentMethod: pi.method.render()}
+	// As in Stripe, a failed attempt detaches the payment method from the intent.
+	pi.method, pi.status = nil, statusRequiresPaymentMethod
+	body := *pi.lastError
+	body.PaymentIntent = pi.render(conf.expand)
+	return response{http.StatusPaymentRequired, errorBody{&body}}
+}
+
 // charge takes the money: captured now, or held for a later capture.
 func (e *Emulator) charge(pi *intent) {
+	if pi.setupFutureUsage != "" && pi.customer != "" && pi.method.customer == "" {
+		// setup_future_usage saves the card to the intent's customer once it has paid.
+		pi.method = e.save(pi.method.card, pi.customer)
+	}
 	ch := e.addCharge(pi)
 	ch.status = statusSucceeded
 	if pi.captureMethod == "manual" {
@@ -207,7 +241,7 @@ func (e *Emulator) charge(pi *intent) {
 }
 
 func (e *Emulator) addCharge(pi *intent) *charge {
-	ch := &charge{id: "ch_" + randomID(24), created: e.now().Unix(), intent: pi, paymentMethod: pi.paymentMethod,
+	ch := &charge{id: "ch_" + randomID(24), created: e.now().Unix(), intent: pi, paymentMethod: pi.methodID(),
 		amount: pi.amount, currency: pi.currency}
 	e.charges[ch.id] = ch
 	pi.latestCharge = ch
@@ -255,13 +289,20 @@ func (e *Emulator) intentCall(c apiCall, allowed ...string) (*intent, map[string
 // POST /v1/payment_intents/{id}/confirm
 func (e *Emulator) confirmIntent(c apiCall) response {
 	p := c.params
-	pi, expand, err := e.intentCall(c, "payment_method", "return_url", "capture_method")
+	pi, expand, err := e.intentCall(c, "payment_method", "return_url", "capture_method", "off_session")
 	if err != nil {
 		return refuse(err)
 	}
 	conf := confirmation{host: c.host, expand: expand}
-	method := p.str("payment_method")
-	if err := checkPaymentMethod(method); err != nil {
+	method, err := e.methodParam(p.str("payment_method"))
+	if err != nil {
+		return refuse(err)
+	}
+	if err := checkOwner(method, pi.customer); err != nil {
+		return refuse(err)
+	}
+	offSession, err := parseOffSession(p)
+	if err != nil {
 		return refuse(err)
 	}
 	capture, err := p.oneOf("capture_method", "automatic", "automatic_async", "manual")
@@ -279,13 +320,13 @@ func (e *Emulator) confirmIntent(c apiCall) response {
 		return refuse(unexpectedState("You cannot confirm this PaymentIntent because it has a status of %s. Only a PaymentIntent with one of the following statuses may be confirmed: requires_payment_method, requires_confirmation, requires_action.", pi.status))
 	}
 	attempt := *pi
-	if method != "" {
-		attempt.paymentMethod = method
+	if method != nil {
+		attempt.method = method
 	}
 	if err := checkConfirmable(&attempt, conf.returnURL); err != nil {
 		return refuse(err)
 	}
-	pi.paymentMethod = attempt.paymentMethod
+	pi.method, pi.offSession = attempt.method, offSession
 	if capture != "" {
 		pi.captureMethod = capture
 	}

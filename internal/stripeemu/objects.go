@@ -21,9 +21,13 @@ type intent struct {
 	status           string
 	captureMethod    string
 	// automatic is nil when the intent takes only its payment_method_types.
-	automatic          *automaticMethods
-	methodTypes        []string
-	paymentMethod      string
+	automatic   *automaticMethods
+	methodTypes []string
+	method      *method // nil when it has none (a failed attempt detaches it)
+	customer    string
+	// offSession: the attempt is made without the customer, who cannot authenticate.
+	offSession         bool
+	setupFutureUsage   string // on_session, off_session or ""
 	description        string
 	metadata           map[string]string
 	amountCapturable   int64
@@ -85,7 +89,7 @@ type intentJSON struct {
 	ConfirmationMethod      string            `json:"confirmation_method"`
 	Created                 int64             `json:"created"`
 	Currency                string            `json:"currency"`
-	Customer                *string           `json:"customer"`
+	Customer                *string           `json:"customer"` // ID
 	Description             *string           `json:"description"`
 	LastPaymentError        *apiError         `json:"last_payment_error"`
 	LatestCharge            any               `json:"latest_charge"` // ID, object when expanded, or null
@@ -94,6 +98,7 @@ type intentJSON struct {
 	NextAction              *nextActionJSON   `json:"next_action"`
 	PaymentMethod           any               `json:"payment_method"` // ID, object when expanded, or null
 	PaymentMethodTypes      []string          `json:"payment_method_types"`
+	SetupFutureUsage        *string           `json:"setup_future_usage"`
 	Status                  string            `json:"status"`
 }
 
@@ -138,6 +143,7 @@ type methodJSON struct {
 	Object   string            `json:"object"`
 	Card     cardJSON          `json:"card"`
 	Created  int64             `json:"created"`
+	Customer *string           `json:"customer"` // ID
 	Livemode bool              `json:"livemode"`
 	Metadata map[string]string `json:"metadata"`
 	Type     string            `json:"type"`
@@ -183,8 +189,8 @@ func (pi *intent) render(expand map[string]bool) *intentJSON {
 	j := &intentJSON{
 		ID: pi.id, Object: "payment_intent", Amount: pi.amount, AmountCapturable: pi.amountCapturable,
 		AmountReceived: pi.amountReceived, CaptureMethod: pi.captureMethod, ClientSecret: pi.clientSecret,
-		ConfirmationMethod: "automatic", Created: pi.created, Currency: pi.currency,
-		Description: optional(pi.description), LastPaymentError: pi.lastError, Metadata: maps.Clone(pi.metadata),
+		ConfirmationMethod: "automatic", Created: pi.created, Currency: pi.currency, Customer: optional(pi.customer),
+		Description: optional(pi.description), SetupFutureUsage: optional(pi.setupFutureUsage), LastPaymentError: pi.lastError, Metadata: maps.Clone(pi.metadata),
 		NextAction: pi.nextAction, PaymentMethodTypes: append([]string(nil), pi.methodTypes...), Status: pi.status,
 	}
 	if pi.automatic != nil {
@@ -200,10 +206,10 @@ func (pi *intent) render(expand map[string]bool) *intentJSON {
 			j.LatestCharge = c.render()
 		}
 	}
-	if pi.paymentMethod != "" {
-		j.PaymentMethod = pi.paymentMethod
+	if pi.method != nil {
+		j.PaymentMethod = pi.method.id
 		if expand[expandMethod] {
-			j.PaymentMethod = paymentMethod(pi.paymentMethod, pi.created)
+			j.PaymentMethod = pi.method.render()
 		}
 	}
 	return j
@@ -227,13 +233,12 @@ func (r *refund) render() *refundJSON {
 	}
 }
 
-// paymentMethod is the PaymentMethod object of a test card.
-func paymentMethod(id string, created int64) *methodJSON {
-	c := testCards[id]
-	return &methodJSON{
-		ID: id, Object: "payment_method", Created: created, Metadata: map[string]string{}, Type: "card",
-		Card: cardJSON{Brand: c.brand, Country: "US", ExpMonth: 12, ExpYear: 2034, Funding: c.funding, Last4: c.last4},
+// methodID is the ID of the intent's payment method, "" when it has none.
+func (pi *intent) methodID() string {
+	if pi.method == nil {
+		return ""
 	}
+	return pi.method.id
 }
 
 // optional renders "" as null.

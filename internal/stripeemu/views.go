@@ -16,9 +16,13 @@ type PaymentIntentView struct {
 	Currency       string
 	PaymentMethod  string // the test payment method of the last attempt
 	CaptureMethod  string
-	Description    string
-	Metadata       map[string]string
-	LatestCharge   string
+	Customer       string // the Customer's ID, "" when none
+	// OffSession: the last confirmation was made without the customer present.
+	OffSession       bool
+	SetupFutureUsage string
+	Description      string
+	Metadata         map[string]string
+	LatestCharge     string
 	// LastErrorCode and LastDeclineCode describe the last failed attempt, if any.
 	LastErrorCode   string
 	LastDeclineCode string
@@ -78,7 +82,8 @@ func (e *Emulator) Refunds() []RefundView {
 func (pi *intent) view() PaymentIntentView {
 	v := PaymentIntentView{
 		ID: pi.id, Status: pi.status, Amount: pi.amount, AmountReceived: pi.amountReceived, Currency: pi.currency,
-		PaymentMethod: pi.paymentMethod, CaptureMethod: pi.captureMethod, Description: pi.description,
+		PaymentMethod: pi.methodID(), CaptureMethod: pi.captureMethod, Description: pi.description,
+		Customer: pi.customer, OffSession: pi.offSession, SetupFutureUsage: pi.setupFutureUsage,
 		Metadata: maps.Clone(pi.metadata), Created: time.Unix(pi.created, 0),
 	}
 	if c := pi.latestCharge; c != nil {
@@ -121,7 +126,7 @@ func (e *Emulator) authenticate3DS(id, checkoutID string, approved bool) (*inten
 	pi.lastError = &apiError{Type: typeInvalidRequest, Code: "payment_intent_authentication_failure",
 		DocURL:        docURL("payment_intent_authentication_failure"),
 		Message:       "The provided PaymentMethod has failed authentication. You can provide payment_method_data or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
-		PaymentMethod: paymentMethod(pi.paymentMethod, pi.created)}
-	pi.paymentMethod, pi.status = "", statusRequiresPaymentMethod
+		PaymentMethod: pi.method.render()}
+	pi.method, pi.status = nil, statusRequiresPaymentMethod
 	return pi.render(nil), nil
 }

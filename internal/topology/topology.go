@@ -80,7 +80,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		MaxMsgSize:  MaxEventSize,
 		AllowDirect: true, // a work queue can be paged only with direct access
 		Replicas:    o.replicas,
-	}, stockStream(o.replicas), cartsStream(o.replicas), jetstream.StreamConfig{
+	}, stockStream(o.replicas), cartsStream(o.replicas), subscriptionsStream(o.replicas), jetstream.StreamConfig{
 		Name:        events.StreamDeadLetter,
 		Description: "Every message a service gave up on, as it came, with its subject, sequence, attempts and the reason.",
 		Subjects:    []string{events.DeadLetterSubjects},
@@ -107,6 +107,20 @@ func Ensure(ctx context.Context, js jetstream.JetStream, opts ...Option) error {
 		LimitMarkerTTL: KeyMarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("ensure bucket %s: %w", events.BucketCheckouts, err)
+	}
+	if err := ensureBucket(ctx, js, o.changed, jetstream.KeyValueConfig{
+		Bucket:      events.BucketSubscriptions,
+		Description: "Subscriptions: one key per subscription, its plan, status and periods, changed only by compare-and-swap.",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", events.BucketSubscriptions, err)
+	}
+	for stream, c := range SubscriptionConsumers() {
+		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
+			return fmt.Errorf("ensure consumer %s on %s: %w", c.Durable, stream, err)
+		}
 	}
 	for _, service := range snapshotted() {
 		if err := ensureObjectStore(ctx, js, o.changed, jetstream.ObjectStoreConfig{
@@ -236,7 +250,8 @@ func writeOnce(name, description, subjects string, replicas int) jetstream.Strea
 }
 
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, events.StreamCarts), viewsStreams()...)
+var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, events.StreamCarts,
+	events.StreamSubscriptions, "KV_"+events.BucketSubscriptions), viewsStreams()...)
 
 // viewsStreams are the streams of the views buckets.
 func viewsStreams() []string {
@@ -275,6 +290,39 @@ func timerStream(producer string, replicas int) jetstream.StreamConfig {
 		// permissions), so only its own timers are its to remove.
 		AllowMsgSchedules: true,
 		Replicas:          replicas,
+	}
+}
+
+// subscriptionsStream holds each active subscription's renewal schedule (kept for ever: a
+// schedule is the subscription's clock) and the renewals the server fires from it, each
+// expiring with the checkouts' retention (the schedule's TTL).
+func subscriptionsStream(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              events.StreamSubscriptions,
+		Description:       "Subscriptions' renewal schedules (@every one period) and the renewals they fire.",
+		Subjects:          events.SubscriptionsSubjects,
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Duplicates:        DuplicateWindow,
+		MaxMsgSize:        MaxEventSize,
+		AllowDirect:       true,
+		AllowMsgSchedules: true,
+		AllowMsgTTL:       true,
+		Replicas:          replicas,
+	}
+}
+
+// SubscriptionConsumers are the subscriptions' durable consumers, by stream, both named after
+// the service: the renewals the server fires, and the ends of renewal checkouts (from when
+// the consumer was made: no renewal ended before subscriptions existed).
+func SubscriptionConsumers() map[string]jetstream.ConsumerConfig {
+	return map[string]jetstream.ConsumerConfig{
+		events.StreamSubscriptions: {Durable: events.ServiceSubscriptions, Description: "renewals fired by the subscriptions' schedules",
+			FilterSubject: events.SubscriptionsDue, AckPolicy: jetstream.AckExplicitPolicy, AckWait: DefaultAckWait,
+			MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy},
+		events.StreamCheckout: {Durable: events.ServiceSubscriptions, Description: "the ends of subscriptions' renewal checkouts",
+			FilterSubjects: []string{string(events.Completed), string(events.Failed)}, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: DefaultAckWait, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverNewPolicy},
 	}
 }
 

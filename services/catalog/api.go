@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/microx"
 	"github.com/jetcheckout/jetcheckout/internal/store"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	bolt "go.etcd.io/bbolt"
 )
@@ -33,30 +33,15 @@ const cartTimeout = 5 * time.Second
 // []events.ListedProduct, the stock asked of inventory.stock on nc). A bad request gets an error reply with code "400" or "404" and a
 // description saying what is wrong. Stop the returned service to stop serving.
 func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
-	svc, err := micro.AddService(nc, micro.Config{
+	return microx.AddService(nc, s.log, micro.Config{
 		Name:        "catalog",
 		Version:     Version,
 		Description: "Products and carts: create and read carts, list the catalog.",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("catalog: start service: %w", err)
-	}
-	endpoints := []struct {
-		name    string
-		subject events.Subject
-		handle  func(data []byte) (any, error)
-	}{
-		{"create_cart", events.CartsCreate, s.createCart},
-		{"get_cart", events.CartsGet, s.getCart},
-		{"list_products", events.CatalogList, func([]byte) (any, error) { return s.listProducts(nc) }},
-	}
-	for _, e := range endpoints {
-		err := svc.AddEndpoint(e.name, microx.Handler(s.log, e.handle), micro.WithEndpointSubject(string(e.subject)))
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("catalog: endpoint %s: %w", e.subject, err), svc.Stop())
-		}
-	}
-	return svc, nil
+	},
+		microx.Endpoint{Name: "create_cart", Subject: events.CartsCreate, Handle: s.createCart},
+		microx.Endpoint{Name: "get_cart", Subject: events.CartsGet, Handle: s.getCart},
+		microx.Endpoint{Name: "list_products", Subject: events.CatalogList, Handle: func([]byte) (any, error) { return s.listProducts(nc) }},
+	)
 }
 
 // listProducts is the catalog with each product's units available now, asked of the
@@ -115,8 +100,15 @@ func (s *Service) createCart(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	id := newCartID()
+	if req.CartID != "" {
+		if !events.ValidCheckoutID(req.CartID) {
+			return nil, microx.BadRequest("cart_id must be 1 to 64 letters, digits, '-' or '_', got %q", req.CartID)
+		}
+		id = req.CartID
+	}
 	cart := events.Cart{
-		ID:         newCartID(),
+		ID:         id,
 		CustomerID: customer,
 		Currency:   currency,
 		Items:      items,
@@ -132,7 +124,11 @@ func (s *Service) createCart(data []byte) (any, error) {
 	// Answered once JetStream holds the cart: the view is no place for a fact made here.
 	ctx, cancel := context.WithTimeout(context.Background(), cartTimeout)
 	defer cancel()
-	if err := s.carts.create(ctx, cart); err != nil {
+	err = s.carts.create(ctx, cart)
+	if req.CartID != "" && errors.Is(err, jetstream.ErrKeyExists) {
+		return s.sameCart(ctx, cart)
+	}
+	if err != nil {
 		return nil, err
 	}
 	s.log.Info("cart created", "cart_id", cart.ID, "customer_id", customer, "items", len(items))
@@ -185,6 +181,19 @@ func checkSold(products *bolt.Bucket, items []events.CartItem, currency string) 
 		}
 	}
 	return nil
+}
+
+// sameCart answers a repeated create of a named cart with the cart it made, if that holds
+// what was asked again (its owner, currency and items), else a conflict.
+func (s *Service) sameCart(ctx context.Context, asked events.Cart) (any, error) {
+	had, err := s.Cart(ctx, asked.ID)
+	if err != nil {
+		return nil, err
+	}
+	if had.CustomerID != asked.CustomerID || had.Currency != asked.Currency || !slices.Equal(had.Items, asked.Items) {
+		return nil, microx.Conflict("cart %q exists and holds another cart", asked.ID)
+	}
+	return had, nil
 }
 
 func (s *Service) getCart(data []byte) (any, error) {

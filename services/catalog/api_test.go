@@ -50,6 +50,28 @@ func TestCreateAndGetCart(t *testing.T) {
 	}
 }
 
+// A cart named by its creator (a subscription's period) is safe to create again: the same
+// cart answers the cart made first; another under the name is a conflict; a bad name a 400.
+func TestCreateNamedCartIsIdempotent(t *testing.T) {
+	h := start(t)
+	req := events.CreateCart{CartID: "sub_sam-1", CustomerID: "cus_sam", Currency: "USD", Items: []events.CartItem{{ProductID: "mug-nats", Quantity: 1}}}
+	first := h.createCart(t, req)
+	again := h.createCart(t, req)
+	if first.ID != "sub_sam-1" || again.ID != first.ID || !again.CreatedAt.Equal(first.CreatedAt) {
+		t.Fatalf("first %+v, again %+v: want the same cart", first, again)
+	}
+	other := req
+	other.Items = []events.CartItem{{ProductID: "mug-nats", Quantity: 2}}
+	if code := h.call(t, events.CartsCreate, other).Header.Get(micro.ErrorCodeHeader); code != "409" {
+		t.Errorf("another cart under the name: code %q, want 409", code)
+	}
+	bad := req
+	bad.CartID = "a.b"
+	if code := h.call(t, events.CartsCreate, bad).Header.Get(micro.ErrorCodeHeader); code != "400" {
+		t.Errorf("cart_id %q: code %q, want 400", bad.CartID, code)
+	}
+}
+
 // A cart is durable in JetStream once carts.create answers, and written once: a second
 // create of its ID changes nothing.
 func TestCartIsStoredOnceInTheBucket(t *testing.T) {

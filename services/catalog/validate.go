@@ -81,6 +81,11 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 	if err := s.returnURLs.Check(req.ReturnURL); err != nil {
 		return events.Quote{}, fail(events.CodeReturnURLNotAllowed, "%v", err)
 	}
+	// A renewal is paid with a card saved on a Stripe customer: it pays for its period's cart
+	// (the subscription's), never another.
+	if req.Renewal != nil && req.CartID != in.CheckoutID {
+		return events.Quote{}, fail(events.CodeInvalidRequest, "a renewal pays for its period's cart %q, not %q", in.CheckoutID, req.CartID)
+	}
 	if !created.found {
 		return events.Quote{}, fail(events.CodeCartNotFound, "cart %q does not exist", req.CartID)
 	}
@@ -123,6 +128,7 @@ func (s *Service) quote(tx *bolt.Tx, in events.Envelope, created cartRead) (even
 		Total:           totals.Total,
 		Discounts:       totals.Discounts,
 		TaxIncluded:     totals.TaxIncluded,
+		Renewal:         req.Renewal,
 	}, nil
 }
 

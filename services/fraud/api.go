@@ -2,7 +2,6 @@ package fraud
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -39,28 +38,14 @@ type ReviewReply struct {
 // stream has it. Error codes: "400" malformed, "404" no review for the checkout, "409"
 // already decided or expired. Stop the returned service to stop serving.
 func (s *Service) Serve(nc *nats.Conn, js jetstream.JetStream, keys *events.Keys) (micro.Service, error) {
-	svc, err := micro.AddService(nc, micro.Config{
+	return microx.AddService(nc, s.log, micro.Config{
 		Name:        events.ServiceFraud,
 		Version:     Version,
 		Description: "Fraud reviews: checkouts held for an operator to approve or deny.",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fraud: start service: %w", err)
-	}
-	endpoints := []struct {
-		name    string
-		subject events.Subject
-		handle  func([]byte) (any, error)
-	}{
-		{"reviews", events.FraudReviews, s.listReviews},
-		{"review", events.FraudReview, func(data []byte) (any, error) { return s.decide(js, keys, data) }},
-	}
-	for _, e := range endpoints {
-		if err := svc.AddEndpoint(e.name, microx.Handler(s.log, e.handle), micro.WithEndpointSubject(string(e.subject))); err != nil {
-			return nil, errors.Join(fmt.Errorf("fraud: endpoint %s: %w", e.subject, err), svc.Stop())
-		}
-	}
-	return svc, nil
+	},
+		microx.Endpoint{Name: "reviews", Subject: events.FraudReviews, Handle: s.listReviews},
+		microx.Endpoint{Name: "review", Subject: events.FraudReview, Handle: func(data []byte) (any, error) { return s.decide(js, keys, data) }},
+	)
 }
 
 // listReviews answers fraud.reviews, which takes no parameters.

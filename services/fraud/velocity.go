@@ -3,7 +3,6 @@ package fraud
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,20 +49,8 @@ type VelocityRule struct {
 	Weight decimal.Decimal `json:"weight"`
 }
 
-// Duration is a time.Duration written as in Go ("10m", "1h30m").
-type Duration struct{ time.Duration }
-
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string like \"10m\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	d.Duration = v
-	return err
-}
+// Duration is a window written as in Go ("10m", "1h30m").
+type Duration = events.Duration
 
 func validateVelocity(rules []VelocityRule) error {
 	one := decimal.NewFromInt(1)

@@ -12,7 +12,7 @@ import (
 )
 
 func velocityRule(name, by, count string, limit int) VelocityRule {
-	return VelocityRule{Name: name, By: by, Count: count, Window: Duration{10 * time.Minute}, Limit: limit, Weight: dec("0.8")}
+	return VelocityRule{Name: name, By: by, Count: count, Window: Duration{Duration: 10 * time.Minute}, Limit: limit, Weight: dec("0.8")}
 }
 
 // velocityConfig: more than 2 checkouts by a customer in 10 minutes is rejected, as is one

@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -23,19 +22,11 @@ type StockQuery struct {
 // []events.Stock). An unknown product gets error code "404", a malformed query "400".
 // Stop the returned service to stop serving.
 func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
-	svc, err := micro.AddService(nc, micro.Config{
+	return microx.AddService(nc, s.log, micro.Config{
 		Name:        "inventory",
 		Version:     Version,
 		Description: "Stock levels: available, reserved by checkouts in progress, and sold.",
-	})
-	if err != nil {
-		return nil, fmt.Errorf("inventory: start service: %w", err)
-	}
-	err = svc.AddEndpoint("stock", microx.Handler(s.log, s.stock), micro.WithEndpointSubject(string(events.InventoryStock)))
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("inventory: endpoint %s: %w", events.InventoryStock, err), svc.Stop())
-	}
-	return svc, nil
+	}, microx.Endpoint{Name: "stock", Subject: events.InventoryStock, Handle: s.stock})
 }
 
 // stock answers a query: one product's stock, or every product's for an empty query.

@@ -52,6 +52,10 @@ var explanations = map[string]explanation{
 		what: "Your bank asked you to confirm the payment (for example with a code or in your banking app), and the confirmation was not completed in time.",
 		todo: "Please try again and complete your bank's confirmation when it is shown, or use another card.",
 	},
+	events.CodeAuthenticationRequired: {
+		what: "Your bank asked you to confirm this renewal of your subscription yourself, which we cannot do for you while you are away, so it was not charged.",
+		todo: "Please pay for this period with your card while you are present, or save a card that your bank lets us charge for renewals.",
+	},
 	events.CodeFraudRejected: {
 		what: "Our automatic security checks could not approve this order.",
 		todo: "If you believe this is a mistake, please contact us; you can also try another card.",

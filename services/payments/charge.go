@@ -238,14 +238,30 @@ func short(err error) error {
 
 // declineCode is the failure code of a card error.
 func declineCode(se *stripe.Error) string {
-	if se.DeclineCode == stripe.DeclineCodeInsufficientFunds {
+	switch {
+	case se.DeclineCode == stripe.DeclineCodeInsufficientFunds:
 		return events.CodeInsufficientFunds
+	case authenticationRequired(se):
+		return events.CodeAuthenticationRequired
 	}
 	return events.CodeCardDeclined
 }
 
+// authenticationRequired reports the decline of an off-session payment whose bank asks for
+// the customer's authentication: Stripe's answer instead of 3-D Secure when the customer
+// is not there, so it ends the payment; nothing waits for an authentication.
+func authenticationRequired(se *stripe.Error) bool {
+	return se.Code == stripe.ErrorCodeAuthenticationRequired || se.DeclineCode == stripe.DeclineCodeAuthenticationRequired
+}
+
+// authenticationRequiredMessage says why an off-session payment failed.
+const authenticationRequiredMessage = "Your bank asks you to confirm this payment (3-D Secure), which could not be done because you were not present when it was made, so nothing was charged."
+
 // declineMessage says why the card was declined, in plain words.
 func declineMessage(se *stripe.Error) string {
+	if authenticationRequired(se) {
+		return authenticationRequiredMessage
+	}
 	reason := string(se.DeclineCode)
 	if reason == "" {
 		reason = string(se.Code)

@@ -22,6 +22,8 @@ func TestDeclineCodeAndMessage(t *testing.T) {
 		{"card_declined", "lost_card", events.CodeCardDeclined, "Your card was declined (lost card)."},
 		{"expired_card", "", events.CodeCardDeclined, "Your card was declined (expired card)."},
 		{"incorrect_cvc", "incorrect_cvc", events.CodeCardDeclined, "Your card was declined (incorrect cvc)."},
+		{"authentication_required", "authentication_required", events.CodeAuthenticationRequired, authenticationRequiredMessage},
+		{"card_declined", "authentication_required", events.CodeAuthenticationRequired, authenticationRequiredMessage},
 	}
 	for _, c := range cases {
 		se := &stripe.Error{Type: stripe.ErrorTypeCard, Code: c.code, DeclineCode: c.declineCode}

@@ -8,6 +8,10 @@
 //     (events.Payment) when the intent succeeded, or checkout.payment.failed
 //     (events.StepFailure, code card_declined, insufficient_funds or payment_failed, the
 //     intent as its Reference).
+//     A subscription's renewal (Quote.Renewal) is charged off-session, with the card saved
+//     on its Stripe customer and no redirect: when the bank asks for authentication, Stripe
+//     declines, and the payment fails with code authentication_required (never a wait for
+//     3-D Secure: the customer is not there).
 //     Network errors, timeouts, 5xx and 429 are returned as errors: the runner retries with
 //     the same key. Before the first charge it asks the coordinator whether it asked for the
 //     payment (checkouts.step.active, answered from its bucket's leader): a request it did not

@@ -2,6 +2,7 @@ package payments
 
 import (
 	"context"
+	"strconv"
 	"strings"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -16,7 +17,9 @@ func idempotencyKey(checkoutID, operation string) string {
 	return "jetcheckout:" + checkoutID + ":" + operation
 }
 
-// createIntent creates and confirms the checkout's PaymentIntent for amount minor units.
+// createIntent creates and confirms the checkout's PaymentIntent for amount minor units. A
+// subscription's renewal is paid off-session with the card saved on its Stripe customer:
+// the bank cannot ask the absent customer to authenticate, so Stripe declines instead.
 func (s *Service) createIntent(ctx context.Context, checkoutID string, quote events.Quote, amount int64) (*stripe.PaymentIntent, error) {
 	p := &stripe.PaymentIntentParams{
 		Amount:        stripe.Int64(amount),
@@ -28,7 +31,11 @@ func (s *Service) createIntent(ctx context.Context, checkoutID string, quote eve
 			"checkout_id": checkoutID, "cart_id": quote.CartID, "customer_id": quote.CustomerID,
 		},
 	}
-	if quote.ReturnURL != "" {
+	if r := quote.Renewal; r != nil {
+		p.Customer, p.OffSession = stripe.String(r.StripeCustomer), stripe.Bool(true)
+		p.Metadata["subscription_id"], p.Metadata["period"] = r.SubscriptionID, strconv.Itoa(r.Period)
+	}
+	if quote.ReturnURL != "" && quote.Renewal == nil {
 		p.ReturnURL = stripe.String(quote.ReturnURL)
 	} else {
 		// Nobody could follow a redirect: accept only payment methods that need none.

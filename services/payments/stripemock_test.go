@@ -41,6 +41,13 @@ func TestStripeAcceptsTheServiceRequests(t *testing.T) {
 			_, err := svc.createIntent(ctx, "co_shapes", quoteFor(""), 1234)
 			return err
 		}},
+		{"create and confirm a renewal off-session", func() error {
+			q := quoteFor("https://shop.example/checkout/return")
+			q.PaymentMethodID = "pm_1SavedOnTheCustomer"
+			q.Renewal = &events.Renewal{SubscriptionID: "sub_shapes", Period: 2, StripeCustomer: "cus_shapes"}
+			_, err := svc.createIntent(ctx, q.Renewal.CheckoutID(), q, 1234)
+			return err
+		}},
 		{"retrieve", func() error { _, err := svc.getIntent(ctx, "pi_shapes"); return err }},
 		{"cancel", func() error { _, err := svc.cancelIntent(ctx, "co_shapes", "pi_shapes"); return err }},
 		{"refund", func() error {

@@ -1,0 +1,179 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A subscription is a standing order: its items are bought again every period, each period
+// a checkout of its own through the same DAG, paid off-session with the payment method the
+// customer saved on a Stripe customer. Its record lives in the KV bucket BucketSubscriptions
+// (changed by compare-and-swap only); its renewals are fired by a JetStream message schedule
+// (@every) in StreamSubscriptions, never by a ticker of ours.
+const (
+	BucketSubscriptions = "subscriptions"
+	// StreamSubscriptions holds each active subscription's schedule on
+	// SubscriptionScheduleSubject and the renewals the server fires from it on
+	// SubscriptionDueSubject.
+	StreamSubscriptions = "SUBSCRIPTIONS"
+)
+
+// SubscriptionsSubjects are StreamSubscriptions' subjects: not subscriptions.>, which would
+// take the service's requests (subscriptions.create, ...) as messages to store.
+var SubscriptionsSubjects = []string{"subscriptions.schedule.*", SubscriptionsDue}
+
+// SubscriptionScheduleSubject is where subscription id's renewal schedule waits.
+func SubscriptionScheduleSubject(id string) string { return "subscriptions.schedule." + id }
+
+// SubscriptionDueSubject is where the server fires subscription id's renewals.
+func SubscriptionDueSubject(id string) string { return "subscriptions.due." + id }
+
+// SubscriptionsDue are the subjects of every fired renewal.
+const SubscriptionsDue = "subscriptions.due.*"
+
+// The subscriptions service's request-reply endpoints (nats micro), for the HTTP API and
+// the nats CLI.
+const (
+	SubscriptionsCreate Subject = "subscriptions.create" // CreateSubscription → Subscription
+	SubscriptionsGet    Subject = "subscriptions.get"    // SubscriptionRef → Subscription
+	SubscriptionsList   Subject = "subscriptions.list"   // → []Subscription
+	SubscriptionsPause  Subject = "subscriptions.pause"  // SubscriptionRef → Subscription
+	SubscriptionsResume Subject = "subscriptions.resume" // SubscriptionRef → Subscription
+	SubscriptionsCancel Subject = "subscriptions.cancel" // SubscriptionRef → Subscription
+)
+
+// Subscription statuses.
+const (
+	SubscriptionActive    = "active"
+	SubscriptionPaused    = "paused"
+	SubscriptionCancelled = "cancelled"
+)
+
+// CreateSubscription is the request of subscriptions.create.
+type CreateSubscription struct {
+	// ID, when given, names the subscription and makes creating it safe to repeat.
+	ID              string     `json:"id,omitempty"`
+	CustomerID      string     `json:"customer_id"`
+	CustomerEmail   string     `json:"customer_email"`
+	StripeCustomer  string     `json:"stripe_customer"`   // cus_..., holding the saved payment method
+	PaymentMethodID string     `json:"payment_method_id"` // pm_..., attached to StripeCustomer
+	ShippingAddress Address    `json:"shipping_address"`
+	BillingAddress  Address    `json:"billing_address"`
+	Currency        string     `json:"currency"`
+	Items           []CartItem `json:"items"`
+	// IntervalDays is the length of a period: every N days, 1 to 366.
+	IntervalDays int `json:"interval_days"`
+}
+
+// MaxIntervalDays is the longest period: a year.
+const MaxIntervalDays = 366
+
+// Validate explains the first thing wrong with the request; the catalog judges the items
+// and the currency when the first period's cart is made.
+func (c CreateSubscription) Validate() error {
+	switch {
+	case c.ID != "" && !ValidSubscriptionID(c.ID):
+		return fmt.Errorf("id must be sub_ and 1 to 40 letters, digits or '_', got %q", c.ID)
+	case strings.TrimSpace(c.CustomerID) == "":
+		return errors.New("customer_id is required")
+	case !strings.HasPrefix(c.StripeCustomer, "cus_"):
+		return fmt.Errorf("stripe_customer must be a Stripe customer ID (cus_...), got %q", c.StripeCustomer)
+	case !strings.HasPrefix(c.PaymentMethodID, "pm_"):
+		return fmt.Errorf("payment_method_id must be a Stripe payment method ID (pm_...) saved on the customer, got %q", c.PaymentMethodID)
+	case c.IntervalDays < 1 || c.IntervalDays > MaxIntervalDays:
+		return fmt.Errorf("interval_days must be 1 to %d, got %d", MaxIntervalDays, c.IntervalDays)
+	case len(c.Items) == 0:
+		return errors.New("items must hold at least one product")
+	case strings.TrimSpace(c.Currency) == "":
+		return errors.New("currency is required")
+	}
+	if addr, err := mail.ParseAddress(c.CustomerEmail); err != nil || addr.Address != c.CustomerEmail {
+		return fmt.Errorf("customer_email must be a plain email address like ada@example.com, got %q", c.CustomerEmail)
+	}
+	if err := c.ShippingAddress.validate("shipping_address"); err != nil {
+		return err
+	}
+	return c.BillingAddress.validate("billing_address")
+}
+
+// SubscriptionRef names a subscription: the request of subscriptions.get, pause, resume and
+// cancel. Reason, for a cancel, says why (kept on the record).
+type SubscriptionRef struct {
+	ID     string `json:"id"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Subscription is a subscription's record, as subscriptions.get answers it.
+type Subscription struct {
+	CreateSubscription
+	Status string `json:"status"`
+	// Interval is the period's length as the service runs it: IntervalDays days of the
+	// service's day (a day is shortened by configuration in tests and demos, never slept).
+	Interval  Duration  `json:"interval"`
+	CreatedAt time.Time `json:"created_at"`
+	// NextRenewal is when the next period is due: a renewal fired earlier than half a period
+	// before it starts nothing (a schedule firing twice, a clock that went back).
+	NextRenewal time.Time `json:"next_renewal"`
+	// Periods are the periods started, oldest first (the last MaxPeriodsKept).
+	Periods []Period `json:"periods"`
+	// CancelReason says why a cancelled subscription was.
+	CancelReason string `json:"cancel_reason,omitempty"`
+}
+
+// MaxPeriodsKept bounds the periods a record lists; older ones are in the checkouts' history.
+const MaxPeriodsKept = 120
+
+// Period is one period of a subscription: its checkout, and how that ended.
+type Period struct {
+	N          int       `json:"n"`
+	CheckoutID string    `json:"checkout_id"`
+	StartedAt  time.Time `json:"started_at"`
+	// Outcome is "" while the checkout runs, then PeriodPaid or PeriodFailed.
+	Outcome string `json:"outcome,omitempty"`
+	// Code and Reason say why a failed period failed (the checkout's failure).
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Period outcomes.
+const (
+	PeriodPaid   = "paid"
+	PeriodFailed = "failed"
+)
+
+// Last is the latest period started; ok is false before the first.
+func (s Subscription) Last() (p Period, ok bool) {
+	if len(s.Periods) == 0 {
+		return Period{}, false
+	}
+	return s.Periods[len(s.Periods)-1], true
+}
+
+var subscriptionIDPattern = regexp.MustCompile(`^sub_[A-Za-z0-9_]{1,40}$`)
+
+// ValidSubscriptionID reports whether id can name a subscription: sub_ and letters, digits
+// or '_', so that "<id>-<period>" is a checkout ID that parses back.
+func ValidSubscriptionID(id string) bool { return subscriptionIDPattern.MatchString(id) }
+
+// RenewalCheckoutID is the checkout ID of a subscription's period: sub_x-3.
+func RenewalCheckoutID(subscriptionID string, period int) string {
+	return subscriptionID + "-" + strconv.Itoa(period)
+}
+
+// ParseRenewalCheckoutID is RenewalCheckoutID's inverse; ok is false for any other checkout.
+func ParseRenewalCheckoutID(checkoutID string) (subscriptionID string, period int, ok bool) {
+	i := strings.LastIndexByte(checkoutID, '-')
+	if i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(checkoutID[i+1:])
+	if err != nil || n < 1 || !ValidSubscriptionID(checkoutID[:i]) || RenewalCheckoutID(checkoutID[:i], n) != checkoutID {
+		return "", 0, false
+	}
+	return checkoutID[:i], n, true
+}

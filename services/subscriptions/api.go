@@ -1,0 +1,218 @@
+package subscriptions
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/jetcheckout/jetcheckout/events"
+	"github.com/jetcheckout/jetcheckout/internal/microx"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// callTimeout bounds one request's work: the bucket, the catalog, the stream.
+const callTimeout = 10 * time.Second
+
+// Serve starts the "subscriptions" micro service. A bad request gets an error reply with
+// code "400", "404" or "409" and a description saying what is wrong.
+func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
+	endpoints := []microx.Endpoint{
+		{Name: "create", Subject: events.SubscriptionsCreate, Handle: s.bounded(s.createSubscription)},
+		{Name: "get", Subject: events.SubscriptionsGet, Handle: s.bounded(s.getSubscription)},
+		{Name: "list", Subject: events.SubscriptionsList, Handle: s.bounded(s.listSubscriptions)},
+		{Name: "pause", Subject: events.SubscriptionsPause, Handle: s.bounded(s.pause)},
+		{Name: "resume", Subject: events.SubscriptionsResume, Handle: s.bounded(s.resume)},
+		{Name: "cancel", Subject: events.SubscriptionsCancel, Handle: s.bounded(s.cancel)},
+	}
+	return microx.AddService(nc, s.log, micro.Config{
+		Name:        events.ServiceSubscriptions,
+		Version:     "1.0.0",
+		Description: "Subscriptions: create, read, pause, resume and cancel standing orders renewed every period.",
+	}, endpoints...)
+}
+
+// bounded gives an endpoint's work callTimeout, and answers an unknown subscription with a 404.
+func (s *Service) bounded(handle func(ctx context.Context, data []byte) (any, error)) func([]byte) (any, error) {
+	return func(data []byte) (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		defer cancel()
+		out, err := handle(ctx, data)
+		if errors.Is(err, errNotFound) {
+			return nil, microx.NotFound("%v", err)
+		}
+		return out, err
+	}
+}
+
+// createSubscription stores the subscription, schedules its renewals and starts its first
+// period at once. The first period's cart is made before anything is stored, so a plan the
+// catalog refuses (an unknown product, a currency not sold) is refused with its reason.
+func (s *Service) createSubscription(ctx context.Context, data []byte) (any, error) {
+	var req events.CreateSubscription
+	if err := microx.Decode(events.SubscriptionsCreate, data, &req); err != nil {
+		return nil, err
+	}
+	req.Currency = strings.ToUpper(strings.TrimSpace(req.Currency))
+	if err := req.Validate(); err != nil {
+		return nil, microx.BadRequest("%v", err)
+	}
+	if req.ID == "" {
+		req.ID = newSubscriptionID()
+	}
+	if had, _, err := s.get(ctx, req.ID); err == nil {
+		return s.created(ctx, had, req)
+	}
+	now := time.Now().UTC()
+	sub := events.Subscription{CreateSubscription: req, Status: events.SubscriptionActive,
+		Interval: events.Duration{Duration: time.Duration(req.IntervalDays) * s.cfg.Day}, CreatedAt: now, NextRenewal: now}
+	var cart events.Cart
+	err := microx.Request(ctx, s.cfg.NC, events.CartsCreate, events.CreateCart{
+		CartID: events.RenewalCheckoutID(sub.ID, 1), CustomerID: sub.CustomerID, Currency: sub.Currency, Items: sub.Items}, &cart)
+	var refused *microx.Error
+	if errors.As(err, &refused) {
+		return nil, microx.BadRequest("the subscription's items cannot be sold: %s", refused.Description)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sub.Items = cart.Items // as the catalog merged them
+	if err := s.create(ctx, sub); errors.Is(err, jetstream.ErrKeyExists) {
+		had, _, err := s.get(ctx, sub.ID)
+		if err != nil {
+			return nil, err
+		}
+		return s.created(ctx, had, req)
+	} else if err != nil {
+		return nil, err
+	}
+	if err := s.schedule(ctx, sub); err != nil {
+		return nil, err
+	}
+	s.log.Info("subscription created", "subscription_id", sub.ID, "customer_id", sub.CustomerID, "every", sub.Interval)
+	return s.renew(ctx, sub.ID, now)
+}
+
+// created answers a create of an ID that exists: the same request again gets the record (and
+// its schedule and first period made sure of, in case the first create stopped halfway);
+// another is a conflict.
+func (s *Service) created(ctx context.Context, had events.Subscription, req events.CreateSubscription) (any, error) {
+	asked := req
+	asked.Items = had.Items // the catalog merged them
+	if !reflect.DeepEqual(had.CreateSubscription, asked) {
+		return nil, microx.Conflict("subscription %q exists with another plan", req.ID)
+	}
+	if had.Status != events.SubscriptionActive {
+		return had, nil
+	}
+	if err := s.reconcileOne(ctx, had); err != nil {
+		return nil, err
+	}
+	return s.renew(ctx, had.ID, had.CreatedAt)
+}
+
+func (s *Service) getSubscription(ctx context.Context, data []byte) (any, error) {
+	var ref events.SubscriptionRef
+	if err := microx.Decode(events.SubscriptionsGet, data, &ref); err != nil {
+		return nil, err
+	}
+	sub, _, err := s.get(ctx, ref.ID)
+	return sub, err
+}
+
+// listSubscriptions answers every subscription, in the order of their IDs.
+func (s *Service) listSubscriptions(ctx context.Context, _ []byte) (any, error) {
+	keys, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []events.Subscription{}
+	for id := range keys.Keys() {
+		sub, _, err := s.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sub)
+	}
+	return out, nil
+}
+
+// pause stops the renewals: no period starts until it is resumed; one being paid for ends.
+func (s *Service) pause(ctx context.Context, data []byte) (any, error) {
+	return s.setStatus(ctx, events.SubscriptionsPause, data, func(sub *events.Subscription, _ events.SubscriptionRef) (bool, error) {
+		switch sub.Status {
+		case events.SubscriptionCancelled:
+			return false, microx.Conflict("subscription %q is cancelled", sub.ID)
+		case events.SubscriptionPaused:
+			return false, nil
+		}
+		sub.Status = events.SubscriptionPaused
+		return true, nil
+	})
+}
+
+// resume renews again: a period that fell due while paused starts now, and the cycle
+// follows from the resume.
+func (s *Service) resume(ctx context.Context, data []byte) (any, error) {
+	now := time.Now().UTC()
+	return s.setStatus(ctx, events.SubscriptionsResume, data, func(sub *events.Subscription, _ events.SubscriptionRef) (bool, error) {
+		switch sub.Status {
+		case events.SubscriptionCancelled:
+			return false, microx.Conflict("subscription %q is cancelled", sub.ID)
+		case events.SubscriptionActive:
+			return false, nil
+		}
+		sub.Status = events.SubscriptionActive
+		if sub.NextRenewal.Before(now) {
+			sub.NextRenewal = now
+		}
+		return true, nil
+	})
+}
+
+// cancel ends the subscription for good; a period being paid for ends as it ends.
+func (s *Service) cancel(ctx context.Context, data []byte) (any, error) {
+	return s.setStatus(ctx, events.SubscriptionsCancel, data, func(sub *events.Subscription, ref events.SubscriptionRef) (bool, error) {
+		if sub.Status == events.SubscriptionCancelled {
+			return false, nil
+		}
+		sub.Status, sub.CancelReason = events.SubscriptionCancelled, strings.TrimSpace(ref.Reason)
+		if sub.CancelReason == "" {
+			sub.CancelReason = "cancelled on request"
+		}
+		return true, nil
+	})
+}
+
+// setStatus changes a subscription's status by change, then makes its schedule follow (and,
+// active again, starts a period that is due).
+func (s *Service) setStatus(ctx context.Context, subject events.Subject, data []byte,
+	change func(*events.Subscription, events.SubscriptionRef) (bool, error)) (any, error) {
+	var ref events.SubscriptionRef
+	if err := microx.Decode(subject, data, &ref); err != nil {
+		return nil, err
+	}
+	sub, err := s.update(ctx, ref.ID, func(sub *events.Subscription) (bool, error) { return change(sub, ref) })
+	if err != nil {
+		return nil, err
+	}
+	if err := s.reconcileOne(ctx, sub); err != nil {
+		return nil, err
+	}
+	s.log.Info("subscription "+sub.Status, "subscription_id", sub.ID)
+	if sub.Status == events.SubscriptionActive {
+		return s.renew(ctx, sub.ID, time.Now().UTC())
+	}
+	return sub, nil
+}
+
+func newSubscriptionID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "sub_" + hex.EncodeToString(b)
+}
