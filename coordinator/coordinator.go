@@ -608,7 +608,8 @@ func (c *Coordinator) payload(st *State, d decision) (any, error) {
 	case events.Failed:
 		f := st.Failure
 		return events.CheckoutFailed{Step: f.Step, Code: f.Code, Message: f.Message, Compensated: st.Compensated,
-			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID, Products: f.Products}, nil
+			AlsoFailed: st.alsoFailed(c.rules.flow), CustomerEmail: st.CustomerEmail, CartID: st.CartID, Products: f.Products,
+			Renewal: st.Renewal}, nil
 	case events.RedriveSettled:
 		return events.RedriveOutcome{Attempt: d.Attempt, Warnings: st.Warnings, NeedsAttention: st.NeedsAttention}, nil
 	case events.FulfilmentRequested, events.ConfirmationRequested, events.LabelRequested:

@@ -75,21 +75,23 @@ type applied struct {
 
 // State is a checkout as the coordinator sees it: the value of its KV key.
 type State struct {
-	CheckoutID      string                         `json:"checkout_id"`
-	Status          Status                         `json:"status"`
-	Steps           map[events.StepName]*StepState `json:"steps"`
-	CartID          string                         `json:"cart_id,omitempty"`
-	RequestDigest   string                         `json:"request_digest,omitempty"` // what was asked: a reuse of the ID for other content is refused
-	CustomerEmail   string                         `json:"customer_email,omitempty"`
-	Quote           *events.Quote                  `json:"quote,omitempty"`
-	PaymentIntentID string                         `json:"payment_intent_id,omitempty"`
-	OrderID         string                         `json:"order_id,omitempty"`
-	OrderNumber     string                         `json:"order_number,omitempty"`
-	Order           *events.Order                  `json:"order,omitempty"`    // what the steps after it need
-	Failure         *events.StepFailure            `json:"failure,omitempty"`  // what fails the checkout
-	Warnings        []events.StepFailure           `json:"warnings,omitempty"` // failures that do not
-	NeedsAttention  bool                           `json:"needs_attention,omitempty"`
-	Compensated     []events.StepName              `json:"compensated,omitempty"`
+	CheckoutID    string                         `json:"checkout_id"`
+	Status        Status                         `json:"status"`
+	Steps         map[events.StepName]*StepState `json:"steps"`
+	CartID        string                         `json:"cart_id,omitempty"`
+	RequestDigest string                         `json:"request_digest,omitempty"` // what was asked: a reuse of the ID for other content is refused
+	CustomerEmail string                         `json:"customer_email,omitempty"`
+	// Renewal: the checkout renews a subscription (its request's), which its failure names.
+	Renewal         *events.Renewal      `json:"renewal,omitempty"`
+	Quote           *events.Quote        `json:"quote,omitempty"`
+	PaymentIntentID string               `json:"payment_intent_id,omitempty"`
+	OrderID         string               `json:"order_id,omitempty"`
+	OrderNumber     string               `json:"order_number,omitempty"`
+	Order           *events.Order        `json:"order,omitempty"`    // what the steps after it need
+	Failure         *events.StepFailure  `json:"failure,omitempty"`  // what fails the checkout
+	Warnings        []events.StepFailure `json:"warnings,omitempty"` // failures that do not
+	NeedsAttention  bool                 `json:"needs_attention,omitempty"`
+	Compensated     []events.StepName    `json:"compensated,omitempty"`
 	// Redrives counts the checkout's re-drives; RedriveSteps are the failed steps the latest
 	// one runs again.
 	Redrives     int               `json:"redrives,omitempty"`
@@ -143,7 +145,7 @@ func (s *State) apply(r rules, in events.Envelope) error {
 	switch in.Type {
 	case events.Requested:
 		if req, err := events.ParseRequest(in); err == nil {
-			s.CartID, s.CustomerEmail = req.CartID, req.CustomerEmail
+			s.CartID, s.CustomerEmail, s.Renewal = req.CartID, req.CustomerEmail, req.Renewal
 		}
 		s.RequestDigest = requestDigest(in)
 		s.start(r, r.flow.Steps[0], in.Time)

@@ -537,6 +537,9 @@ type CheckoutFailed struct {
 	CartID        string `json:"cart_id,omitempty"`
 	// Products are the failed step's (StepFailure.Products), for the failure notice.
 	Products []string `json:"products,omitempty"`
+	// Renewal: the checkout was a subscription's renewal (its request's), so the failure
+	// notice says what happens next. Absent before version 3, which had no subscriptions.
+	Renewal *Renewal `json:"renewal,omitempty" since:"3"`
 }
 
 // Validate: a failed checkout says where and why.

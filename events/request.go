@@ -40,6 +40,14 @@ type Renewal struct {
 	SubscriptionID string `json:"subscription_id"`
 	Period         int    `json:"period"`
 	StripeCustomer string `json:"stripe_customer"`
+	// Attempt counts the period's payment attempts (absent: the first). A period whose
+	// payment was declined is tried again on the subscriptions' retry schedule (dunning).
+	Attempt int `json:"attempt,omitempty"`
+	// RetryIn is how long after a declined payment of this attempt the next one comes;
+	// absent on the last attempt, after which the subscription ends as FinalAction says
+	// ("cancelled" or "paused"). The failure notice tells the customer either.
+	RetryIn     *Duration `json:"retry_in,omitempty"`
+	FinalAction string    `json:"final_action,omitempty"`
 }
 
 // Validate: a renewal names its subscription, a period from 1, and a Stripe customer.
@@ -51,13 +59,21 @@ func (r Renewal) Validate() error {
 		return fmt.Errorf("renewal.period must be at least 1, got %d", r.Period)
 	case !strings.HasPrefix(r.StripeCustomer, "cus_"):
 		return fmt.Errorf("renewal.stripe_customer must be a Stripe customer ID (cus_...), got %q", r.StripeCustomer)
+	case r.Attempt < 0:
+		return fmt.Errorf("renewal.attempt must not be negative, got %d", r.Attempt)
+	case r.RetryIn != nil && r.RetryIn.Duration <= 0:
+		return fmt.Errorf("renewal.retry_in must be positive, got %v", r.RetryIn.Duration)
+	case r.FinalAction != "" && r.FinalAction != SubscriptionCancelled && r.FinalAction != SubscriptionPaused:
+		return fmt.Errorf("renewal.final_action must be %s or %s, got %q", SubscriptionCancelled, SubscriptionPaused, r.FinalAction)
 	}
 	return nil
 }
 
-// CheckoutID is the checkout of the renewal's period: the period is the idempotency key of
-// its checkout, and so of its Stripe payment.
-func (r Renewal) CheckoutID() string { return RenewalCheckoutID(r.SubscriptionID, r.Period) }
+// CheckoutID is the checkout of the renewal's attempt: the period and the attempt are the
+// idempotency key of its checkout, and so of its Stripe payment.
+func (r Renewal) CheckoutID() string {
+	return RenewalCheckoutID(r.SubscriptionID, r.Period, max(r.Attempt, 1))
+}
 
 // checkoutIDPattern keeps IDs safe as KV keys, subject tokens and file names.
 var checkoutIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -25,12 +25,15 @@ const (
 
 // SubscriptionsSubjects are StreamSubscriptions' subjects: not subscriptions.>, which would
 // take the service's requests (subscriptions.create, ...) as messages to store.
-var SubscriptionsSubjects = []string{"subscriptions.schedule.*", SubscriptionsDue}
+var SubscriptionsSubjects = []string{"subscriptions.schedule.*", "subscriptions.retry.*", SubscriptionsDue}
 
 // SubscriptionScheduleSubject is where subscription id's renewal schedule waits.
 func SubscriptionScheduleSubject(id string) string { return "subscriptions.schedule." + id }
 
-// SubscriptionDueSubject is where the server fires subscription id's renewals.
+// SubscriptionRetrySubject is where the retry of subscription id's declined period waits.
+func SubscriptionRetrySubject(id string) string { return "subscriptions.retry." + id }
+
+// SubscriptionDueSubject is where the server fires subscription id's renewals and retries.
 func SubscriptionDueSubject(id string) string { return "subscriptions.due." + id }
 
 // SubscriptionsDue are the subjects of every fired renewal.
@@ -49,7 +52,10 @@ const (
 
 // Subscription statuses.
 const (
-	SubscriptionActive    = "active"
+	SubscriptionActive = "active"
+	// SubscriptionPastDue: its latest period's payment was declined and is being tried
+	// again (dunning); no later period starts meanwhile.
+	SubscriptionPastDue   = "past_due"
 	SubscriptionPaused    = "paused"
 	SubscriptionCancelled = "cancelled"
 )
@@ -128,11 +134,16 @@ type Subscription struct {
 // MaxPeriodsKept bounds the periods a record lists; older ones are in the checkouts' history.
 const MaxPeriodsKept = 120
 
-// Period is one period of a subscription: its checkout, and how that ended.
+// Period is one period of a subscription: its checkout (the latest attempt's), and how that
+// ended.
 type Period struct {
 	N          int       `json:"n"`
 	CheckoutID string    `json:"checkout_id"`
 	StartedAt  time.Time `json:"started_at"`
+	// Attempts counts its checkouts; RetryAt, while it is being tried again after a declined
+	// payment, says when the next one starts (Code and Reason say why the last failed).
+	Attempts int        `json:"attempts,omitempty"`
+	RetryAt  *time.Time `json:"retry_at,omitempty"`
 	// Outcome is "" while the checkout runs, then PeriodPaid or PeriodFailed.
 	Outcome string `json:"outcome,omitempty"`
 	// Code and Reason say why a failed period failed (the checkout's failure).
@@ -145,6 +156,14 @@ const (
 	PeriodPaid   = "paid"
 	PeriodFailed = "failed"
 )
+
+// Open is the latest period if it has not ended: being paid for, or waiting for its retry.
+func (s *Subscription) Open() *Period {
+	if len(s.Periods) == 0 || s.Periods[len(s.Periods)-1].Outcome != "" {
+		return nil
+	}
+	return &s.Periods[len(s.Periods)-1]
+}
 
 // Last is the latest period started; ok is false before the first.
 func (s Subscription) Last() (p Period, ok bool) {
@@ -160,20 +179,41 @@ var subscriptionIDPattern = regexp.MustCompile(`^sub_[A-Za-z0-9_]{1,40}$`)
 // or '_', so that "<id>-<period>" is a checkout ID that parses back.
 func ValidSubscriptionID(id string) bool { return subscriptionIDPattern.MatchString(id) }
 
-// RenewalCheckoutID is the checkout ID of a subscription's period: sub_x-3.
-func RenewalCheckoutID(subscriptionID string, period int) string {
-	return subscriptionID + "-" + strconv.Itoa(period)
+// RenewalCheckoutID is the checkout ID of a subscription's period's attempt: sub_x-3 for the
+// first, sub_x-3-2 for the second (a subscription ID has no '-').
+func RenewalCheckoutID(subscriptionID string, period, attempt int) string {
+	id := subscriptionID + "-" + strconv.Itoa(period)
+	if attempt > 1 {
+		id += "-" + strconv.Itoa(attempt)
+	}
+	return id
 }
 
 // ParseRenewalCheckoutID is RenewalCheckoutID's inverse; ok is false for any other checkout.
-func ParseRenewalCheckoutID(checkoutID string) (subscriptionID string, period int, ok bool) {
-	i := strings.LastIndexByte(checkoutID, '-')
-	if i < 0 {
-		return "", 0, false
+func ParseRenewalCheckoutID(checkoutID string) (subscriptionID string, period, attempt int, ok bool) {
+	parts := strings.Split(checkoutID, "-")
+	if len(parts) < 2 || len(parts) > 3 || !ValidSubscriptionID(parts[0]) {
+		return "", 0, 0, false
 	}
-	n, err := strconv.Atoi(checkoutID[i+1:])
-	if err != nil || n < 1 || !ValidSubscriptionID(checkoutID[:i]) || RenewalCheckoutID(checkoutID[:i], n) != checkoutID {
-		return "", 0, false
+	nums := make([]int, 0, 2)
+	for _, p := range parts[1:] {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || strconv.Itoa(n) != p {
+			return "", 0, 0, false
+		}
+		nums = append(nums, n)
 	}
-	return checkoutID[:i], n, true
+	attempt = 1
+	if len(nums) == 2 {
+		if nums[1] < 2 {
+			return "", 0, 0, false // the first attempt has no suffix
+		}
+		attempt = nums[1]
+	}
+	return parts[0], nums[0], attempt, true
 }
+
+// RetriedRenewalCodes are the failures of a renewal that its subscription tries again
+// (dunning): the payment was declined, or needs the customer. Any other (out of stock, a
+// product withdrawn, a fraud rejection) fails the period alone; the next one renews.
+var RetriedRenewalCodes = []string{CodeCardDeclined, CodeInsufficientFunds, CodeAuthenticationRequired, CodePaymentFailed}

@@ -135,6 +135,12 @@ type Config struct {
 	// 24h; shortened for a demo or a test, so that "every 1 day" renews in seconds (at least
 	// 1s, a message schedule's shortest interval).
 	SubscriptionDay time.Duration
+	// SubscriptionRetryDays (SUBSCRIPTION_RETRY_DAYS, "1,3,7") are the days after a renewal's
+	// first declined payment on which it is tried again; SubscriptionAfterRetries
+	// (SUBSCRIPTION_AFTER_RETRIES, "cancelled" or "paused") what becomes of the subscription
+	// after the last. Empty: the defaults (subscriptions.DefaultRetryDays, cancelled).
+	SubscriptionRetryDays    []int
+	SubscriptionAfterRetries string
 	// PinnedTTL (PINNED_TTL) is how long the instance of a rebuildable service that holds its
 	// consumer's pin may go without pulling (dead, frozen, cut off) before the server gives
 	// the messages to another instance (runner.Config.PinnedTTL): default
@@ -211,31 +217,32 @@ const emulatorKey = "sk_test_jetcheckout_emulator"
 // ConfigFromEnv reads the configuration and validates it.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
-		NATSURL:            getenv("NATS_URL"),
-		NATSListen:         or(getenv("NATS_LISTEN"), "127.0.0.1:4222"),
-		DataDir:            or(getenv("DATA_DIR"), "data"),
-		NATSUser:           getenv("NATS_USER"),
-		NATSPassword:       getenv("NATS_PASSWORD"),
-		NATSCreds:          getenv("NATS_CREDS"),
-		NATSCA:             getenv("NATS_CA"),
-		NATSCert:           getenv("NATS_CERT"),
-		NATSKey:            getenv("NATS_KEY"),
-		HealthAddr:         getenv("HEALTH_ADDR"),
-		NATSMonitorURL:     getenv("NATS_MONITOR_URL"),
-		HTTPAddr:           or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
-		AdminToken:         getenv("ADMIN_TOKEN"),
-		ReaderToken:        getenv("READER_TOKEN"),
-		StripeKey:          getenv("STRIPE_SECRET_KEY"),
-		StripeBase:         getenv("STRIPE_API_BASE"),
-		StripeEmulatorAddr: or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),
-		SMTPAddr:           getenv("SMTP_ADDR"),
-		SMTPUsername:       getenv("SMTP_USERNAME"),
-		SMTPPassword:       getenv("SMTP_PASSWORD"),
-		MailFrom:           or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
-		FraudRules:         getenv("FRAUD_RULES"),
-		LogFormat:          or(getenv("LOG_FORMAT"), "text"),
-		Tracing:            tracing.ConfigFromEnv(getenv),
-		TraceURL:           getenv("TRACE_URL"),
+		NATSURL:                  getenv("NATS_URL"),
+		NATSListen:               or(getenv("NATS_LISTEN"), "127.0.0.1:4222"),
+		DataDir:                  or(getenv("DATA_DIR"), "data"),
+		NATSUser:                 getenv("NATS_USER"),
+		NATSPassword:             getenv("NATS_PASSWORD"),
+		NATSCreds:                getenv("NATS_CREDS"),
+		NATSCA:                   getenv("NATS_CA"),
+		NATSCert:                 getenv("NATS_CERT"),
+		NATSKey:                  getenv("NATS_KEY"),
+		HealthAddr:               getenv("HEALTH_ADDR"),
+		NATSMonitorURL:           getenv("NATS_MONITOR_URL"),
+		HTTPAddr:                 or(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
+		AdminToken:               getenv("ADMIN_TOKEN"),
+		ReaderToken:              getenv("READER_TOKEN"),
+		StripeKey:                getenv("STRIPE_SECRET_KEY"),
+		StripeBase:               getenv("STRIPE_API_BASE"),
+		StripeEmulatorAddr:       or(getenv("STRIPE_EMULATOR_LISTEN"), "127.0.0.1:12111"),
+		SMTPAddr:                 getenv("SMTP_ADDR"),
+		SMTPUsername:             getenv("SMTP_USERNAME"),
+		SMTPPassword:             getenv("SMTP_PASSWORD"),
+		MailFrom:                 or(getenv("MAIL_FROM"), "JetCheckout <orders@jetcheckout.local>"),
+		FraudRules:               getenv("FRAUD_RULES"),
+		SubscriptionAfterRetries: getenv("SUBSCRIPTION_AFTER_RETRIES"),
+		LogFormat:                or(getenv("LOG_FORMAT"), "text"),
+		Tracing:                  tracing.ConfigFromEnv(getenv),
+		TraceURL:                 getenv("TRACE_URL"),
 	}
 	c.SigningPublic, c.SigningSeeds = signingFromEnv(getenv)
 	if v := getenv("JETSTREAM_REPLICAS"); v != "" {
@@ -274,6 +281,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	var err error
+	if c.SubscriptionRetryDays, err = parseDays(getenv("SUBSCRIPTION_RETRY_DAYS")); err != nil {
+		return c, err
+	}
 	if c.ReturnURLs, err = events.ParseReturnURLAllow(getenv("RETURN_URL_ALLOW")); err != nil {
 		return c, err
 	}
@@ -437,4 +447,24 @@ func or(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// parseDays reads SUBSCRIPTION_RETRY_DAYS: whole days, comma-separated ("1,3,7"); "none" for
+// no retry; empty for the default.
+func parseDays(list string) ([]int, error) {
+	switch strings.TrimSpace(list) {
+	case "":
+		return nil, nil
+	case "none":
+		return []int{}, nil
+	}
+	var days []int
+	for field := range strings.SplitSeq(list, ",") {
+		d, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || d < 1 || len(days) > 0 && d <= days[len(days)-1] {
+			return nil, fmt.Errorf("SUBSCRIPTION_RETRY_DAYS %q: want whole days from 1, each later than the one before, like 1,3,7 (or none)", list)
+		}
+		days = append(days, d)
+	}
+	return days, nil
 }

@@ -161,7 +161,7 @@ func subscriptionGrants() []string {
 	kv := "KV_" + events.BucketSubscriptions
 	grants := []string{"$KV." + events.BucketSubscriptions + ".>", "$JS.API.DIRECT.GET." + kv + ".>", "$JS.API.STREAM.MSG.GET." + kv,
 		"$JS.API.CONSUMER.CREATE." + kv + ".>", "$JS.API.CONSUMER.DELETE." + kv + ".*", "$JS.FC." + kv + ".>",
-		"subscriptions.schedule.*", "$JS.API.STREAM.PURGE." + events.StreamSubscriptions,
+		"subscriptions.schedule.*", "subscriptions.retry.*", "$JS.API.STREAM.PURGE." + events.StreamSubscriptions,
 		"$JS.API.DIRECT.GET." + events.StreamSubscriptions + ".>", "$JS.API.STREAM.MSG.GET." + events.StreamSubscriptions,
 		string(events.Requested), string(events.CartsCreate)}
 	for stream := range topology.SubscriptionConsumers() {

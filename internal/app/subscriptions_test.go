@@ -68,7 +68,7 @@ func paidPeriods(sub events.Subscription) int {
 func succeededCharges(sys *System, subscriptionID string) (total int, perPeriod map[string]int) {
 	perPeriod = map[string]int{}
 	for _, pi := range sys.Emulator.Emulator.PaymentIntents() {
-		if id, _, ok := events.ParseRenewalCheckoutID(pi.Metadata["checkout_id"]); ok && id == subscriptionID && pi.Status == "succeeded" {
+		if id, _, _, ok := events.ParseRenewalCheckoutID(pi.Metadata["checkout_id"]); ok && id == subscriptionID && pi.Status == "succeeded" {
 			total++
 			perPeriod[pi.Metadata["checkout_id"]]++
 		}
@@ -124,7 +124,7 @@ func TestSubscriptionRenewsOncePerPeriod(t *testing.T) {
 	}
 
 	for i, p := range after.Periods {
-		if p.N != i+1 || p.Outcome != events.PeriodPaid || p.CheckoutID != events.RenewalCheckoutID("sub_sam", p.N) {
+		if p.N != i+1 || p.Outcome != events.PeriodPaid || p.CheckoutID != events.RenewalCheckoutID("sub_sam", p.N, 1) {
 			t.Errorf("period %d: %+v, want paid, numbered in order", i+1, p)
 		}
 		if i > 0 && p.StartedAt.Sub(after.Periods[i-1].StartedAt) < time.Second {
@@ -171,43 +171,100 @@ func TestSubscriptionRenewsOncePerPeriod(t *testing.T) {
 
 // A renewal the bank wants the absent customer to authenticate fails as
 // authentication_required, never as a wait for 3-D Secure nobody can complete: nothing is
-// charged, the stock comes back, the customer is told why, the period's record says so, and
-// the next period renews as planned.
-func TestRenewalNeedingAuthenticationFailsAndTheNextPeriodRenews(t *testing.T) {
+// charged, the stock comes back, the customer is told why and when it is tried again, and
+// the subscription is past due with its retry set. Cancelled then, no attempt follows.
+func TestRenewalNeedingAuthenticationFailsAndIsRetried(t *testing.T) {
 	cfg := testConfig(t.TempDir())
-	cfg.SubscriptionDay = time.Second
+	cfg.SubscriptionDay = time.Minute // the retry a minute away: it does not come during the test
 	sys := startProcess(t, cfg, testLogger())
 	w := (&natstest.Env{NC: sys.NC}).Watch(t, "checkout.>")
 	customer, pm := savedCard(t, sys.StripeURL, "kim@example.com", "pm_card_authenticationRequired")
 	before := stock(t, sys, "mug-nats")
 
-	request[events.Subscription](t, sys.NC, events.SubscriptionsCreate, subscriptionRequest("sub_kim", "cus_kim", customer, pm, 1))
+	request[events.Subscription](t, sys.NC, events.SubscriptionsCreate, subscriptionRequest("sub_kim", "cus_kim", customer, pm, 30))
 	var f events.CheckoutFailed
 	if done := w.Wait(t, "sub_kim-1", wait, events.Completed, events.Failed); done.Type != events.Failed || done.DecodePayload(&f) != nil ||
-		f.Code != events.CodeAuthenticationRequired {
-		t.Fatalf("period 1 ended in %s %s, want authentication_required", done.Type, done.Payload)
+		f.Code != events.CodeAuthenticationRequired || f.Renewal == nil || f.Renewal.Period != 1 {
+		t.Fatalf("period 1 ended in %s %s, want authentication_required naming the renewal", done.Type, done.Payload)
 	}
 	if n := w.Count("sub_kim-1", events.PaymentActionPending); n != 0 {
 		t.Errorf("the renewal waited for the absent customer's 3-D Secure %d times", n)
 	}
 	notice := failureNotice(t, cfg.DataDir+"/outbox", "sub_kim-1")
-	if !strings.Contains(notice.body, "renewal") {
-		t.Errorf("the failure notice does not say why:\n%s", notice.body)
+	if !strings.Contains(notice.body, "we could not renew your subscription") || !strings.Contains(notice.body, "again on") {
+		t.Errorf("the failure notice does not say what comes next:\n%s", notice.body)
 	}
 
-	sub := awaitSubscription(t, sys, "sub_kim", "two failed periods", func(s events.Subscription) bool {
-		return len(s.Periods) >= 2 && s.Periods[1].Outcome != ""
+	sub := awaitSubscription(t, sys, "sub_kim", "a retry set", func(s events.Subscription) bool {
+		return s.Status == events.SubscriptionPastDue && s.Periods[0].RetryAt != nil
 	})
-	for _, p := range sub.Periods[:2] {
-		if p.Outcome != events.PeriodFailed || p.Code != events.CodeAuthenticationRequired || p.Reason == "" {
-			t.Errorf("period %d: %+v, want failed with authentication_required and the reason", p.N, p)
-		}
+	if p := sub.Periods[0]; p.Code != events.CodeAuthenticationRequired || p.Reason == "" || p.Outcome != "" || p.RetryAt.Sub(sub.Periods[0].StartedAt) < 50*time.Second {
+		t.Errorf("period 1: %+v, want open, retried a day (a minute) after its decline, saying why", p)
 	}
 	if total, _ := succeededCharges(sys, "sub_kim"); total != 0 {
-		t.Errorf("%d charges for renewals that needed authentication", total)
+		t.Errorf("%d charges for a renewal that needed authentication", total)
 	}
 	natstest.Eventually(t, wait, func() bool {
 		now := stock(t, sys, "mug-nats")
 		return now.Available == before.Available && now.Sold == before.Sold
-	}, "the failed renewals' mugs did not come back: %+v, before %+v", stock(t, sys, "mug-nats"), before)
+	}, "the failed renewal's mug did not come back: %+v, before %+v", stock(t, sys, "mug-nats"), before)
+
+	cancelled := request[events.Subscription](t, sys.NC, events.SubscriptionsCancel, events.SubscriptionRef{ID: "sub_kim"})
+	if p := cancelled.Periods[0]; cancelled.Status != events.SubscriptionCancelled || p.Outcome != events.PeriodFailed || p.RetryAt != nil {
+		t.Fatalf("cancelled while past due: %s %+v", cancelled.Status, p)
+	}
+	stream, err := sys.JS.Stream(context.Background(), events.StreamSubscriptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(context.Background(), events.SubscriptionRetrySubject("sub_kim")); err == nil {
+		t.Error("a cancelled subscription keeps its retry")
+	}
+}
+
+// Dunning to cancellation, with a day of a second and retries 1 and 2 days after the first
+// decline: three attempts of period 1, each its own checkout and failure notice (the first
+// two saying when the next comes, the last that the subscription is cancelled), no charge,
+// the subscription cancelled with the reason and its schedules gone, no period after.
+func TestDunningCancelsAfterTheLastRetry(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.SubscriptionDay, cfg.SubscriptionRetryDays = time.Second, []int{1, 2}
+	sys := startProcess(t, cfg, testLogger())
+	w := (&natstest.Env{NC: sys.NC}).Watch(t, "checkout.>")
+	customer, pm := savedCard(t, sys.StripeURL, "lee@example.com", "pm_card_chargeCustomerFail")
+
+	request[events.Subscription](t, sys.NC, events.SubscriptionsCreate, subscriptionRequest("sub_lee", "cus_lee", customer, pm, 30))
+	attempts := []string{"sub_lee-1", "sub_lee-1-2", "sub_lee-1-3"}
+	wantAttempt := []int{0, 2, 3} // the first is not numbered
+	for i, id := range attempts {
+		var f events.CheckoutFailed
+		if done := w.Wait(t, id, wait, events.Completed, events.Failed); done.Type != events.Failed || done.DecodePayload(&f) != nil ||
+			f.Code != events.CodeCardDeclined || f.Renewal == nil || f.Renewal.Attempt != wantAttempt[i] {
+			t.Fatalf("%s ended in %s %s, want declined, attempt %d", id, done.Type, done.Payload, i+1)
+		}
+		want := "again on"
+		if i == len(attempts)-1 {
+			want = "your subscription has been cancelled"
+		}
+		if notice := failureNotice(t, cfg.DataDir+"/outbox", id); !strings.Contains(notice.body, want) {
+			t.Errorf("%s's notice does not say %q:\n%s", id, want, notice.body)
+		}
+	}
+	sub := awaitSubscription(t, sys, "sub_lee", "cancelled", func(s events.Subscription) bool { return s.Status == events.SubscriptionCancelled })
+	if p := sub.Periods[0]; len(sub.Periods) != 1 || p.Attempts != 3 || p.Outcome != events.PeriodFailed || p.CheckoutID != "sub_lee-1-3" ||
+		!strings.Contains(sub.CancelReason, "after 3 attempts") {
+		t.Fatalf("after dunning: %+v", sub)
+	}
+	if total, _ := succeededCharges(sys, "sub_lee"); total != 0 {
+		t.Errorf("%d charges for a card that declines", total)
+	}
+	stream, err := sys.JS.Stream(context.Background(), events.StreamSubscriptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subject := range []string{events.SubscriptionScheduleSubject("sub_lee"), events.SubscriptionRetrySubject("sub_lee")} {
+		if _, err := stream.GetLastMsgForSubject(context.Background(), subject); err == nil {
+			t.Errorf("a cancelled subscription keeps %s", subject)
+		}
+	}
 }

@@ -54,7 +54,7 @@ var explanations = map[string]explanation{
 	},
 	events.CodeAuthenticationRequired: {
 		what: "Your bank asked you to confirm this renewal of your subscription yourself, which we cannot do for you while you are away, so it was not charged.",
-		todo: "Please pay for this period with your card while you are present, or save a card that your bank lets us charge for renewals.",
+		todo: "Please save on your subscription a card that your bank lets us charge while you are away, or contact us.",
 	},
 	events.CodeFraudRejected: {
 		what: "Our automatic security checks could not approve this order.",
@@ -194,19 +194,38 @@ const (
 
 // failureView is what both bodies of the failure notice show.
 type failureView struct {
-	What, Money, Todo, Reference string
+	Intro, What, Money, Todo, Subscription, Reference string
 }
 
-func failureViewOf(checkoutID string, f events.CheckoutFailed) failureView {
+func failureViewOf(checkoutID string, f events.CheckoutFailed, date time.Time) failureView {
 	e := explain(f.Code)
 	if list := productList(f.Products); list != "" {
 		e.what = strings.TrimSuffix(e.what, ".") + list + "."
 	}
-	v := failureView{What: e.what, Todo: e.todo, Money: notChargedSentence, Reference: reference(checkoutID, f.CartID)}
+	v := failureView{Intro: "we could not complete your order", What: e.what, Todo: e.todo, Money: notChargedSentence,
+		Reference: reference(checkoutID, f.CartID)}
 	if slices.Contains(f.Compensated, events.StepProcessPayment) {
 		v.Money = refundedSentence
 	}
+	if f.Renewal != nil {
+		v.Intro, v.Subscription = "we could not renew your subscription", whatNext(*f.Renewal, f.Code, date)
+	}
 	return v
+}
+
+// whatNext tells a subscriber what comes after a renewal failed: the retry and when, the end
+// of the subscription after the last one, or, for a failure no retry mends, the next period.
+func whatNext(r events.Renewal, code string, failed time.Time) string {
+	switch {
+	case !slices.Contains(events.RetriedRenewalCodes, code):
+		return "This period of your subscription was not charged and will not be retried; your subscription carries on, and the next renewal comes as planned."
+	case r.RetryIn != nil:
+		return fmt.Sprintf("We will try to charge your saved card again on %s. If your card can pay by then, there is nothing for you to do.",
+			failed.Add(r.RetryIn.Duration).UTC().Format("Monday 2 January 2006 at 15:04 UTC"))
+	case r.FinalAction == events.SubscriptionPaused:
+		return "This was our last attempt: your subscription is paused, and nothing more will be charged until you resume it."
+	}
+	return "This was our last attempt: your subscription has been cancelled, and nothing more will be charged."
 }
 
 // shopMadeID is the form of the checkout IDs the shop makes (co_ and 96 bits in hex).
@@ -233,18 +252,24 @@ func reference(checkoutID, cartID string) string {
 const failureSubject = "We could not complete your order"
 
 func (v failureView) text() []byte {
-	return fmt.Appendf(nil, "Hello,\n\nWe are sorry: we could not complete your order.\n\n"+
-		"What happened: %s\n\n%s\n\nWhat you can do: %s\n\n%s Please mention it if you contact us.\n",
-		v.What, v.Money, v.Todo, v.Reference)
+	subscription := ""
+	if v.Subscription != "" {
+		subscription = "Your subscription: " + v.Subscription + "\n\n"
+	}
+	return fmt.Appendf(nil, "Hello,\n\nWe are sorry: %s.\n\n"+
+		"What happened: %s\n\n%s\n\nWhat you can do: %s\n\n%s%s Please mention it if you contact us.\n",
+		v.Intro, v.What, v.Money, v.Todo, subscription, v.Reference)
 }
 
 var failureHTML = template.Must(template.New("failure").Parse(`<!DOCTYPE html>
 <html><body>
 <p>Hello,</p>
-<p>We are sorry: we could not complete your order.</p>
+<p>We are sorry: {{.Intro}}.</p>
 <p><strong>What happened:</strong> {{.What}}</p>
 <p>{{.Money}}</p>
 <p><strong>What you can do:</strong> {{.Todo}}</p>
+{{if .Subscription}}<p><strong>Your subscription:</strong> {{.Subscription}}</p>
+{{end}}
 <p>{{.Reference}} Please mention it if you contact us.</p>
 </body></html>
 `))
@@ -252,7 +277,7 @@ var failureHTML = template.Must(template.New("failure").Parse(`<!DOCTYPE html>
 // renderFailure builds the failure notice of a checkout. Like render it is a pure
 // function of its arguments, so a resend is the same message.
 func renderFailure(checkoutID string, f events.CheckoutFailed, from *mail.Address, date time.Time) (Message, error) {
-	v := failureViewOf(checkoutID, f)
+	v := failureViewOf(checkoutID, f, date)
 	var html bytes.Buffer
 	if err := failureHTML.Execute(&html, v); err != nil {
 		return Message{}, fmt.Errorf("render html: %w", err)

@@ -29,7 +29,7 @@ func TestEveryKnownCodeIsExplained(t *testing.T) {
 		events.CodeInsufficientFunds, events.CodePaymentFailed, events.CodeOrderFailed, events.CodeAuthenticationFailed, events.CodeAuthenticationAbandoned,
 		events.CodeCheckoutCancelled, events.CodeDeadlineExceeded, events.CodeRetriesExhausted, events.CodeStepFailed,
 		events.CodeFraudReviewDenied, events.CodeReservationExpired, events.CodeHoldLimitExceeded, events.CodeReturnURLNotAllowed,
-		events.CodeCouponNotApplicable, events.CodeCouponUsedUp,
+		events.CodeCouponNotApplicable, events.CodeCouponUsedUp, events.CodeAuthenticationRequired,
 	} {
 		if _, ok := explanations[code]; !ok {
 			t.Errorf("code %s has no explanation", code)
@@ -102,6 +102,45 @@ func TestRenderFailureNotice(t *testing.T) {
 				refunded, notCharged := strings.Contains(body, "has been refunded"), strings.Contains(body, "not been charged")
 				if refunded != tt.refund || notCharged == tt.refund {
 					t.Errorf("refunded %v, not charged %v; want a refund: %v\n%s", refunded, notCharged, tt.refund, body)
+				}
+			}
+		})
+	}
+}
+
+// A renewal's failure notice says what comes next: when its card is tried again, that the
+// subscription ended after the last attempt, or, for a failure no retry mends, that the
+// subscription carries on.
+func TestRenewalFailureNoticeSaysWhatComesNext(t *testing.T) {
+	date := time.Date(2026, 12, 8, 9, 30, 0, 0, time.UTC)
+	day := events.Duration{Duration: 24 * time.Hour}
+	for _, c := range []struct {
+		name    string
+		code    string
+		renewal events.Renewal
+		want    string
+	}{
+		{"retried", events.CodeCardDeclined, events.Renewal{RetryIn: &day, FinalAction: events.SubscriptionCancelled},
+			"We will try to charge your saved card again on Wednesday 9 December 2026 at 09:30 UTC."},
+		{"last, cancelled", events.CodeInsufficientFunds, events.Renewal{Attempt: 4, FinalAction: events.SubscriptionCancelled},
+			"This was our last attempt: your subscription has been cancelled"},
+		{"last, paused", events.CodeAuthenticationRequired, events.Renewal{Attempt: 4, FinalAction: events.SubscriptionPaused},
+			"your subscription is paused"},
+		{"not retried", events.CodeInsufficientStock, events.Renewal{RetryIn: &day},
+			"your subscription carries on, and the next renewal comes as planned"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := failedCheckout(c.code)
+			c.renewal.SubscriptionID, c.renewal.Period, c.renewal.StripeCustomer = "sub_ada", 3, "cus_1"
+			f.Renewal = &c.renewal
+			m, err := renderFailure("sub_ada-3", f, defaultFrom(t), date)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := parseEmail(t, m.Data)
+			for _, body := range []string{p.text, p.html} {
+				if !strings.Contains(body, "we could not renew your subscription") || !strings.Contains(body, c.want) {
+					t.Errorf("the notice does not say %q:\n%s", c.want, body)
 				}
 			}
 		})

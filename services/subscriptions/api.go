@@ -73,7 +73,7 @@ func (s *Service) createSubscription(ctx context.Context, data []byte) (any, err
 		Interval: events.Duration{Duration: time.Duration(req.IntervalDays) * s.cfg.Day}, CreatedAt: now, NextRenewal: now}
 	var cart events.Cart
 	err := microx.Request(ctx, s.cfg.NC, events.CartsCreate, events.CreateCart{
-		CartID: events.RenewalCheckoutID(sub.ID, 1), CustomerID: sub.CustomerID, Currency: sub.Currency, Items: sub.Items}, &cart)
+		CartID: events.RenewalCheckoutID(sub.ID, 1, 1), CustomerID: sub.CustomerID, Currency: sub.Currency, Items: sub.Items}, &cart)
 	var refused *microx.Error
 	if errors.As(err, &refused) {
 		return nil, microx.BadRequest("the subscription's items cannot be sold: %s", refused.Description)
@@ -107,7 +107,7 @@ func (s *Service) created(ctx context.Context, had events.Subscription, req even
 	if !reflect.DeepEqual(had.CreateSubscription, asked) {
 		return nil, microx.Conflict("subscription %q exists with another plan", req.ID)
 	}
-	if had.Status != events.SubscriptionActive {
+	if !live(had.Status) {
 		return had, nil
 	}
 	if err := s.reconcileOne(ctx, had); err != nil {
@@ -156,18 +156,21 @@ func (s *Service) pause(ctx context.Context, data []byte) (any, error) {
 	})
 }
 
-// resume renews again: a period that fell due while paused starts now, and the cycle
-// follows from the resume.
+// resume renews again: a period that fell due while paused starts now, as does the retry of
+// a declined one, and the cycle follows from the resume.
 func (s *Service) resume(ctx context.Context, data []byte) (any, error) {
 	now := time.Now().UTC()
 	return s.setStatus(ctx, events.SubscriptionsResume, data, func(sub *events.Subscription, _ events.SubscriptionRef) (bool, error) {
 		switch sub.Status {
 		case events.SubscriptionCancelled:
 			return false, microx.Conflict("subscription %q is cancelled", sub.ID)
-		case events.SubscriptionActive:
+		case events.SubscriptionActive, events.SubscriptionPastDue:
 			return false, nil
 		}
 		sub.Status = events.SubscriptionActive
+		if p := sub.Open(); p != nil && p.RetryAt != nil {
+			sub.Status, p.RetryAt = events.SubscriptionPastDue, &now
+		}
 		if sub.NextRenewal.Before(now) {
 			sub.NextRenewal = now
 		}
@@ -184,6 +187,9 @@ func (s *Service) cancel(ctx context.Context, data []byte) (any, error) {
 		sub.Status, sub.CancelReason = events.SubscriptionCancelled, strings.TrimSpace(ref.Reason)
 		if sub.CancelReason == "" {
 			sub.CancelReason = "cancelled on request"
+		}
+		if p := sub.Open(); p != nil && p.RetryAt != nil {
+			p.Outcome, p.RetryAt = events.PeriodFailed, nil // no more attempts
 		}
 		return true, nil
 	})
@@ -205,7 +211,7 @@ func (s *Service) setStatus(ctx context.Context, subject events.Subject, data []
 		return nil, err
 	}
 	s.log.Info("subscription "+sub.Status, "subscription_id", sub.ID)
-	if sub.Status == events.SubscriptionActive {
+	if live(sub.Status) {
 		return s.renew(ctx, sub.ID, time.Now().UTC())
 	}
 	return sub, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
@@ -13,10 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// The decisions below change a record from its state and a time alone, that time being the
+// one the stream gave the message that brought it (a renewal fired, a checkout ended): the
+// same messages again decide the same.
+
 // startPeriod starts sub's next period at at, if one is due: the subscription is active, the
 // period before has ended, and the next renewal is less than half a period away. It reports
-// whether it started one. It decides from the record and at alone, at being the renewal's
-// time in the stream.
+// whether it started one.
 func startPeriod(sub *events.Subscription, at time.Time) bool {
 	if sub.Status != events.SubscriptionActive {
 		return false
@@ -33,32 +37,109 @@ func startPeriod(sub *events.Subscription, at time.Time) bool {
 	if started {
 		n = last.N + 1
 	}
-	sub.Periods = append(sub.Periods, events.Period{N: n, CheckoutID: events.RenewalCheckoutID(sub.ID, n), StartedAt: at.UTC()})
+	sub.Periods = append(sub.Periods, events.Period{N: n, CheckoutID: events.RenewalCheckoutID(sub.ID, n, 1), StartedAt: at.UTC(), Attempts: 1})
 	if extra := len(sub.Periods) - events.MaxPeriodsKept; extra > 0 {
 		sub.Periods = sub.Periods[extra:]
 	}
 	sub.NextRenewal = sub.NextRenewal.Add(sub.Interval.Duration)
 	if !sub.NextRenewal.After(at.Add(half)) {
 		// More than a period late (the system was down, or the clock jumped on): the cycle
-		// moves on from now rather than charging the periods missed one after the other.
+		// moves on from now rather than charging the missed periods in a burst.
 		sub.NextRenewal = at.Add(sub.Interval.Duration).UTC()
 	}
 	return true
 }
 
-// renew starts subscription id's next period at at if one is due, and makes sure the
-// checkout of its latest running period was requested (again after a crash: the cart is
-// made under the checkout's ID and the request carries it, so a copy changes nothing).
+// retryDue starts the next attempt of a period whose payment was declined, once its retry is
+// due at at. It reports whether it started one.
+func retryDue(sub *events.Subscription, at time.Time) bool {
+	p := sub.Open()
+	if p == nil || p.RetryAt == nil || sub.Status != events.SubscriptionPastDue || at.Before(p.RetryAt.Add(-time.Second)) {
+		return false // the server fires an @at schedule at its second, never before
+	}
+	p.Attempts++
+	p.CheckoutID, p.RetryAt = events.RenewalCheckoutID(sub.ID, p.N, p.Attempts), nil
+	return true
+}
+
+// dunning is the retry schedule of a period whose payment was declined: the days after the
+// first decline on which it is tried again, a day lasting day; then the subscription becomes
+// final (cancelled or paused).
+type dunning struct {
+	days  []int
+	day   time.Duration
+	final string
+}
+
+// retryIn is how long after attempt's declined payment the next attempt comes; false when it
+// was the last.
+func (d dunning) retryIn(attempt int) (time.Duration, bool) {
+	if attempt < 1 || attempt > len(d.days) {
+		return 0, false
+	}
+	gap := d.days[attempt-1]
+	if attempt > 1 {
+		gap -= d.days[attempt-2]
+	}
+	return time.Duration(gap) * d.day, true
+}
+
+// endAttempt records how the checkout of period n's attempt ended at at: paid; declined with a
+// retry to come (the subscription past due); or failed for good, which after the last retry of
+// a decline makes the subscription final. It reports whether the record changed: the end of an
+// attempt that is not the period's latest (a copy, a stale one) changes nothing.
+func (d dunning) endAttempt(sub *events.Subscription, n, attempt int, code, reason string, at time.Time) bool {
+	i := slices.IndexFunc(sub.Periods, func(p events.Period) bool { return p.N == n })
+	if i < 0 || sub.Periods[i].Outcome != "" || max(sub.Periods[i].Attempts, 1) != attempt || sub.Periods[i].RetryAt != nil {
+		return false
+	}
+	p := &sub.Periods[i]
+	p.Code, p.Reason = code, reason
+	if code == "" {
+		p.Outcome = events.PeriodPaid
+		if sub.Status == events.SubscriptionPastDue {
+			sub.Status = events.SubscriptionActive
+		}
+		return true
+	}
+	retried := slices.Contains(events.RetriedRenewalCodes, code)
+	if gap, ok := d.retryIn(attempt); retried && ok && (sub.Status == events.SubscriptionActive || sub.Status == events.SubscriptionPastDue) {
+		retryAt := at.Add(gap).UTC()
+		p.RetryAt, sub.Status = &retryAt, events.SubscriptionPastDue
+		return true
+	}
+	p.Outcome = events.PeriodFailed
+	switch {
+	case sub.Status == events.SubscriptionPastDue || retried && sub.Status == events.SubscriptionActive:
+		// The last attempt of a declined period: the subscription ends as configured.
+		sub.Status = d.final
+		if d.final == events.SubscriptionCancelled {
+			sub.CancelReason = fmt.Sprintf("period %d could not be paid after %d attempts: %s", n, attempt, reason)
+		}
+	}
+	return true
+}
+
+// renew brings subscription id forward at at: the next attempt of a declined period if its
+// retry is due, else the next period if one is due; then it makes sure the checkout of the
+// running attempt was requested (again after a crash: the cart is made under the checkout's
+// ID and the request carries it, so a copy changes nothing).
 func (s *Service) renew(ctx context.Context, id string, at time.Time) (events.Subscription, error) {
-	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) { return startPeriod(sub, at), nil })
+	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
+		return retryDue(sub, at) || startPeriod(sub, at), nil
+	})
 	if err != nil {
 		return sub, err
 	}
-	last, started := sub.Last()
-	if !started || last.Outcome != "" {
-		return sub, nil
+	return sub, s.requestRunning(ctx, sub)
+}
+
+// requestRunning requests the checkout of sub's running attempt, if one runs.
+func (s *Service) requestRunning(ctx context.Context, sub events.Subscription) error {
+	if p := sub.Open(); p != nil && p.RetryAt == nil {
+		return s.request(ctx, sub, *p)
 	}
-	return sub, s.request(ctx, sub, last)
+	return nil
 }
 
 // request makes period p's cart and publishes its checkout. A cart the catalog refuses (a
@@ -71,16 +152,23 @@ func (s *Service) request(ctx context.Context, sub events.Subscription, p events
 	var refused *microx.Error
 	if errors.As(err, &refused) {
 		s.log.Warn("renewal's cart refused", "subscription_id", sub.ID, "period", p.N, "reason", refused.Description)
-		_, err = s.end(ctx, sub.ID, p.N, events.PeriodFailed, events.CodeInvalidRequest, "the period's cart could not be made: "+refused.Description, p.StartedAt)
+		_, err = s.end(ctx, sub.ID, p.N, p.Attempts, events.CodeInvalidRequest, "the period's cart could not be made: "+refused.Description, p.StartedAt)
 		return err
 	}
 	if err != nil {
 		return fmt.Errorf("make the cart of %s: %w", p.CheckoutID, err)
 	}
+	renewal := &events.Renewal{SubscriptionID: sub.ID, Period: p.N, StripeCustomer: sub.StripeCustomer, FinalAction: s.dunning.final}
+	if p.Attempts > 1 {
+		renewal.Attempt = p.Attempts
+	}
+	if gap, ok := s.dunning.retryIn(max(p.Attempts, 1)); ok {
+		renewal.RetryIn = &events.Duration{Duration: gap}
+	}
 	req := events.CheckoutRequest{
 		CheckoutID: p.CheckoutID, CartID: cart.ID, CustomerID: sub.CustomerID, CustomerEmail: sub.CustomerEmail,
 		PaymentMethodID: sub.PaymentMethodID, ShippingAddress: sub.ShippingAddress, BillingAddress: sub.BillingAddress,
-		Renewal: &events.Renewal{SubscriptionID: sub.ID, Period: p.N, StripeCustomer: sub.StripeCustomer},
+		Renewal: renewal,
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -90,30 +178,26 @@ func (s *Service) request(ctx context.Context, sub events.Subscription, p events
 	if _, err := s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(events.ID(p.CheckoutID, events.Requested))); err != nil {
 		return fmt.Errorf("request the checkout of %s: %w", p.CheckoutID, err)
 	}
-	s.log.Info("renewal requested", "subscription_id", sub.ID, "period", p.N, "checkout_id", p.CheckoutID)
+	s.log.Info("renewal requested", "subscription_id", sub.ID, "period", p.N, "attempt", max(p.Attempts, 1), "checkout_id", p.CheckoutID)
 	return nil
 }
 
-// end records how period n ended and, the period before ended, starts the next one if it is
-// due by at (a renewal that fired while this period was being paid for).
-func (s *Service) end(ctx context.Context, id string, n int, outcome, code, reason string, at time.Time) (events.Subscription, error) {
+// end records how period n's attempt ended (code "" for paid) and carries the subscription
+// on: a retry scheduled, the schedules put right after it became final, the next period
+// started if it is due by at (a renewal that fired while this period was being paid for).
+func (s *Service) end(ctx context.Context, id string, n, attempt int, code, reason string, at time.Time) (events.Subscription, error) {
 	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
-		i := len(sub.Periods) - 1
-		for i >= 0 && sub.Periods[i].N != n {
-			i--
+		if !s.dunning.endAttempt(sub, n, attempt, code, reason, at) {
+			return false, nil
 		}
-		if i < 0 || sub.Periods[i].Outcome != "" {
-			return false, nil // not a period of this record, or ended already (a copy)
-		}
-		sub.Periods[i].Outcome, sub.Periods[i].Code, sub.Periods[i].Reason = outcome, code, reason
 		startPeriod(sub, at)
 		return true, nil
 	})
 	if err != nil {
 		return sub, err
 	}
-	if last, started := sub.Last(); started && last.N > n && last.Outcome == "" {
-		return sub, s.request(ctx, sub, last)
+	if err := s.reconcileOne(ctx, sub); err != nil {
+		return sub, err
 	}
-	return sub, nil
+	return sub, s.requestRunning(ctx, sub)
 }

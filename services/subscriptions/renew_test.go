@@ -22,7 +22,7 @@ func TestStartPeriodOncePerPeriod(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	sub := active(t0, 30*day)
 
-	if !startPeriod(&sub, t0) || sub.Periods[0].CheckoutID != "sub_t-1" || !sub.NextRenewal.Equal(t0.Add(30*day)) {
+	if !startPeriod(&sub, t0) || sub.Periods[0].CheckoutID != "sub_t-1" || sub.Periods[0].Attempts != 1 || !sub.NextRenewal.Equal(t0.Add(30*day)) {
 		t.Fatalf("the first period did not start at creation: %+v", sub)
 	}
 	if startPeriod(&sub, t0.Add(30*day)) {
@@ -62,22 +62,91 @@ func TestStartPeriodOncePerPeriod(t *testing.T) {
 
 func TestRenewalCheckoutIDsParseBack(t *testing.T) {
 	for _, c := range []struct {
-		id   string
-		sub  string
-		n    int
-		isOK bool
+		id         string
+		sub        string
+		n, attempt int
+		isOK       bool
 	}{
-		{"sub_abc-1", "sub_abc", 1, true},
-		{"sub_a_b-12", "sub_a_b", 12, true},
-		{"sub_abc-0", "", 0, false},
-		{"sub_abc-01", "", 0, false},
-		{"sub_abc-x", "", 0, false},
-		{"co_abc-1", "", 0, false},
-		{"sub_a-b-1", "", 0, false},
+		{"sub_abc-1", "sub_abc", 1, 1, true},
+		{"sub_a_b-12", "sub_a_b", 12, 1, true},
+		{"sub_abc-3-2", "sub_abc", 3, 2, true},
+		{"sub_abc-3-1", "", 0, 0, false}, // the first attempt has no suffix
+		{"sub_abc-0", "", 0, 0, false},
+		{"sub_abc-01", "", 0, 0, false},
+		{"sub_abc-x", "", 0, 0, false},
+		{"co_abc-1", "", 0, 0, false},
+		{"sub_a-b-1-2", "", 0, 0, false},
 	} {
-		sub, n, ok := events.ParseRenewalCheckoutID(c.id)
-		if sub != c.sub || n != c.n || ok != c.isOK {
-			t.Errorf("%s: %q %d %v, want %q %d %v", c.id, sub, n, ok, c.sub, c.n, c.isOK)
+		sub, n, attempt, ok := events.ParseRenewalCheckoutID(c.id)
+		if sub != c.sub || n != c.n || attempt != c.attempt || ok != c.isOK {
+			t.Errorf("%s: %q %d %d %v, want %q %d %d %v", c.id, sub, n, attempt, ok, c.sub, c.n, c.attempt, c.isOK)
 		}
+		if ok && events.RenewalCheckoutID(sub, n, attempt) != c.id {
+			t.Errorf("%s does not make its ID again", c.id)
+		}
+	}
+}
+
+// Dunning: a declined period is tried again 1, 3 and 7 days after its first decline, one
+// attempt at a time, each its own checkout; the last decline cancels the subscription; a
+// copy of an attempt's end, or the end of an attempt that is not the latest, changes nothing;
+// a failure no retry mends (out of stock) fails the period alone.
+func TestDunningRetriesThenCancels(t *testing.T) {
+	day := 24 * time.Hour
+	d := dunning{days: []int{1, 3, 7}, day: day, final: events.SubscriptionCancelled}
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	sub := active(t0, 30*day)
+	startPeriod(&sub, t0)
+
+	declined := t0.Add(time.Minute)
+	for attempt, wantGap := range []time.Duration{day, 2 * day, 4 * day} {
+		attempt++
+		if !d.endAttempt(&sub, 1, attempt, events.CodeCardDeclined, "declined", declined) {
+			t.Fatalf("attempt %d's decline changed nothing", attempt)
+		}
+		p := sub.Periods[0]
+		if sub.Status != events.SubscriptionPastDue || p.Outcome != "" || p.RetryAt == nil || !p.RetryAt.Equal(declined.Add(wantGap)) {
+			t.Fatalf("after attempt %d: status %s, period %+v; want past due, retried %v later", attempt, sub.Status, p, wantGap)
+		}
+		if d.endAttempt(&sub, 1, attempt, events.CodeCardDeclined, "declined", declined) {
+			t.Fatalf("a copy of attempt %d's end changed the record", attempt)
+		}
+		if startPeriod(&sub, t0.Add(30*day)) {
+			t.Fatal("a new period started while the one before was being retried")
+		}
+		if retryDue(&sub, p.RetryAt.Add(-2*time.Second)) {
+			t.Fatal("a retry started early")
+		}
+		if !retryDue(&sub, *p.RetryAt) || sub.Periods[0].Attempts != attempt+1 ||
+			sub.Periods[0].CheckoutID != events.RenewalCheckoutID("sub_t", 1, attempt+1) {
+			t.Fatalf("retry %d did not start: %+v", attempt, sub.Periods[0])
+		}
+		if retryDue(&sub, *p.RetryAt) {
+			t.Fatal("a retry fired twice started two attempts")
+		}
+		declined = p.RetryAt.Add(time.Minute)
+	}
+	if d.endAttempt(&sub, 1, 2, events.CodeCardDeclined, "late", declined) {
+		t.Fatal("the end of an earlier attempt changed the record")
+	}
+	if !d.endAttempt(&sub, 1, 4, events.CodeInsufficientFunds, "no funds", declined) {
+		t.Fatal("the last decline changed nothing")
+	}
+	if p := sub.Periods[0]; sub.Status != events.SubscriptionCancelled || p.Outcome != events.PeriodFailed || p.RetryAt != nil ||
+		sub.CancelReason != "period 1 could not be paid after 4 attempts: no funds" {
+		t.Fatalf("after the last attempt: %s %q %+v", sub.Status, sub.CancelReason, p)
+	}
+
+	other := active(t0, 30*day)
+	startPeriod(&other, t0)
+	if !d.endAttempt(&other, 1, 1, events.CodeInsufficientStock, "sold out", t0) || other.Status != events.SubscriptionActive ||
+		other.Periods[0].Outcome != events.PeriodFailed || other.Periods[0].RetryAt != nil {
+		t.Fatalf("out of stock: %s %+v, want the period failed and the subscription active", other.Status, other.Periods[0])
+	}
+	if !startPeriod(&other, t0.Add(30*day)) {
+		t.Fatal("the period after an out-of-stock one did not start")
+	}
+	if !d.endAttempt(&other, 2, 1, "", "", t0.Add(30*day)) || other.Periods[1].Outcome != events.PeriodPaid {
+		t.Fatalf("a paid period: %+v", other.Periods[1])
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
@@ -35,17 +36,41 @@ func (s *Service) schedule(ctx context.Context, sub events.Subscription) error {
 	return nil
 }
 
-// unschedule removes sub's renewal schedule: nothing more fires for it.
-func (s *Service) unschedule(ctx context.Context, id string) error {
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(events.SubscriptionScheduleSubject(id))); err != nil {
-		return fmt.Errorf("remove the renewals of %s: %w", id, err)
+// scheduleRetry puts the retry of sub's declined period in place: one renewal fired at
+// retryAt, replacing any retry before it.
+func (s *Service) scheduleRetry(ctx context.Context, id string, retryAt time.Time) error {
+	data, err := json.Marshal(scheduled{SubscriptionID: id})
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: events.SubscriptionRetrySubject(id), Data: data, Header: nats.Header{}}
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	// The server fires at whole seconds: rounded up, the retry is never early.
+	at := retryAt.Truncate(time.Second)
+	if at.Before(retryAt) {
+		at = at.Add(time.Second)
+	}
+	_, err = s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithScheduleAt(at),
+		jetstream.WithScheduleTarget(events.SubscriptionDueSubject(id)), jetstream.WithScheduleTTL(events.CheckoutRetention))
+	if err != nil {
+		return fmt.Errorf("schedule the retry of %s: %w", id, err)
 	}
 	return nil
 }
 
-// scheduledNow reports whether sub has a schedule in the stream.
-func (s *Service) scheduledNow(ctx context.Context, id string) (bool, error) {
-	_, err := s.stream.GetLastMsgForSubject(ctx, events.SubscriptionScheduleSubject(id))
+// unschedule removes what would fire for a subscription: its renewals and its retry.
+func (s *Service) unschedule(ctx context.Context, id string) error {
+	for _, subject := range []string{events.SubscriptionScheduleSubject(id), events.SubscriptionRetrySubject(id)} {
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("remove the schedules of %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// scheduledNow reports whether subject holds a schedule in the stream.
+func (s *Service) scheduledNow(ctx context.Context, subject string) (bool, error) {
+	_, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, nil
 	}
@@ -71,17 +96,32 @@ func (s *Service) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// reconcileOne makes sub's schedule what its status says: there when active, gone otherwise.
+// reconcileOne makes sub's schedules what its record says: its renewals there while it is
+// live, its retry while a declined period waits for one (an @at schedule that fired is gone,
+// so one that was due is put back and fires at once); none once it is paused or cancelled.
 func (s *Service) reconcileOne(ctx context.Context, sub events.Subscription) error {
-	has, err := s.scheduledNow(ctx, sub.ID)
+	if !live(sub.Status) {
+		has, err := s.scheduledNow(ctx, events.SubscriptionScheduleSubject(sub.ID))
+		if err == nil && has {
+			err = s.unschedule(ctx, sub.ID)
+		}
+		return err
+	}
+	has, err := s.scheduledNow(ctx, events.SubscriptionScheduleSubject(sub.ID))
+	if err == nil && !has {
+		err = s.schedule(ctx, sub)
+	}
 	if err != nil {
 		return err
 	}
-	switch active := sub.Status == events.SubscriptionActive; {
-	case active && !has:
-		return s.schedule(ctx, sub)
-	case !active && has:
-		return s.unschedule(ctx, sub.ID)
+	if p := sub.Open(); p != nil && p.RetryAt != nil {
+		return s.scheduleRetry(ctx, sub.ID, *p.RetryAt)
 	}
 	return nil
+}
+
+// live reports a status whose subscription renews: active, or past due (a period being tried
+// again).
+func live(status string) bool {
+	return status == events.SubscriptionActive || status == events.SubscriptionPastDue
 }

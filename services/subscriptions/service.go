@@ -22,6 +22,11 @@ type Config struct {
 	// Day is how long a day of a plan lasts: 24h, shortened by configuration in tests and
 	// demos so that renewals come in seconds (SUBSCRIPTION_DAY).
 	Day time.Duration
+	// RetryDays are the days after a period's first declined payment on which it is tried
+	// again (dunning; default 1, 3 and 7); after the last, the subscription becomes
+	// AfterRetries: events.SubscriptionCancelled (the default) or events.SubscriptionPaused.
+	RetryDays    []int
+	AfterRetries string
 	// Keys check that the checkout outcomes ending a period are the coordinator's. Nil
 	// checks nothing: for a test of this service alone.
 	Keys *events.Keys
@@ -29,11 +34,15 @@ type Config struct {
 
 // Service keeps subscriptions and starts their periods.
 type Service struct {
-	cfg    Config
-	kv     jetstream.KeyValue
-	stream jetstream.Stream
-	log    *slog.Logger
+	cfg     Config
+	kv      jetstream.KeyValue
+	stream  jetstream.Stream
+	log     *slog.Logger
+	dunning dunning
 }
+
+// DefaultRetryDays: a declined renewal is tried again 1, 3 and 7 days after the first decline.
+var DefaultRetryDays = []int{1, 3, 7}
 
 // New binds to the bucket and the stream the setup role makes (topology.Ensure).
 func New(ctx context.Context, cfg Config) (*Service, error) {
@@ -43,6 +52,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.RetryDays == nil {
+		cfg.RetryDays = DefaultRetryDays
+	}
+	if cfg.AfterRetries == "" {
+		cfg.AfterRetries = events.SubscriptionCancelled
+	}
+	if err := checkDunning(cfg.RetryDays, cfg.AfterRetries); err != nil {
+		return nil, err
+	}
 	kv, err := cfg.JS.KeyValue(ctx, events.BucketSubscriptions)
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: bucket %s: %w", events.BucketSubscriptions, err)
@@ -51,13 +69,36 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: stream %s: %w", events.StreamSubscriptions, err)
 	}
-	return &Service{cfg: cfg, kv: kv, stream: stream, log: cfg.Log}, nil
+	return &Service{cfg: cfg, kv: kv, stream: stream, log: cfg.Log,
+		dunning: dunning{days: cfg.RetryDays, day: cfg.Day, final: cfg.AfterRetries}}, nil
 }
 
-// Run makes every subscription's schedule what its status says (a crash may have come
-// between a change of status and of its schedule), then handles renewals and the ends of
-// renewal checkouts until ctx ends.
+// checkDunning refuses a retry schedule that is not days growing from 1, or an end that is
+// neither cancelled nor paused.
+func checkDunning(days []int, final string) error {
+	for i, d := range days {
+		if d < 1 || i > 0 && d <= days[i-1] {
+			return fmt.Errorf("subscriptions: retry days %v: want whole days from 1, each later than the one before", days)
+		}
+	}
+	if final != events.SubscriptionCancelled && final != events.SubscriptionPaused {
+		return fmt.Errorf("subscriptions: after the retries %q: want %s or %s", final, events.SubscriptionCancelled, events.SubscriptionPaused)
+	}
+	return nil
+}
+
+// Run makes every subscription's schedules what its record says (a crash may have come
+// between a change of the record and of its schedules), then handles renewals and the ends of
+// renewal checkouts until ctx ends. Stopped, at any point, it returns nil.
 func (s *Service) Run(ctx context.Context) error {
+	err := s.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (s *Service) run(ctx context.Context) error {
 	if err := s.reconcile(ctx); err != nil {
 		return err
 	}
@@ -70,32 +111,45 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	errs := make(chan error, 2)
-	go func() { errs <- s.consume(ctx, due, s.handleDue) }()
-	go func() { errs <- s.consume(ctx, ends, s.handleEnd) }()
-	err = <-errs
-	if ctx.Err() == nil {
-		return err
-	}
-	<-errs
+	done := make(chan struct{})
+	go func() { s.consume(ctx, due, s.handleDue); close(done) }()
+	s.consume(ctx, ends, s.handleEnd)
+	<-done
 	return nil
 }
 
-// consume hands each message to handle, one at a time: a transient error has it delivered
-// again after a pause; a permanent one (runner's rules: malformed, forged) is logged and
-// dropped, never redelivered for ever.
-func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg) error) error {
+// consume hands each message to handle, one at a time, until ctx ends: a transient error
+// has it delivered again after a pause; a permanent one (malformed, forged, of no
+// subscription) is logged and dropped, never redelivered for ever. A consumer that cannot be
+// read (the server gone a while) is read again, a second later, and said so.
+func (s *Service) consume(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg) error) {
+	for ctx.Err() == nil {
+		err := s.consumeOnce(ctx, cons, handle)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("reading the consumer stopped; reading it again in a second", "consumer", cons.CachedInfo().Name, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Service) consumeOnce(ctx context.Context, cons jetstream.Consumer, handle func(context.Context, jetstream.Msg) error) error {
 	msgs, err := cons.Messages()
 	if err != nil {
 		return err
 	}
-	go func() { <-ctx.Done(); msgs.Stop() }()
+	stop := context.AfterFunc(ctx, msgs.Stop)
+	defer stop()
+	defer msgs.Stop()
 	for {
 		msg, err := msgs.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil
-			}
 			return err
 		}
 		err = handle(ctx, msg)
@@ -142,24 +196,24 @@ func (s *Service) handleEnd(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return &permanentError{err}
 	}
-	id, n, ok := events.ParseRenewalCheckoutID(e.CheckoutID)
+	id, n, attempt, ok := events.ParseRenewalCheckoutID(e.CheckoutID)
 	if !ok {
 		return nil // not a renewal
 	}
-	outcome, code, reason := events.PeriodPaid, "", ""
+	code, reason := "", ""
 	if subject == events.Failed {
 		var f events.CheckoutFailed
 		if err := e.DecodePayload(&f); err != nil {
 			return &permanentError{err}
 		}
-		outcome, code, reason = events.PeriodFailed, f.Code, f.Message
+		code, reason = f.Code, f.Message
 	}
-	sub, err := s.end(ctx, id, n, outcome, code, reason, e.Time)
+	sub, err := s.end(ctx, id, n, attempt, code, reason, e.Time)
 	if errors.Is(err, errNotFound) {
 		return &permanentError{fmt.Errorf("%s ends period %d of %s: %w", subject, n, id, err)}
 	}
 	if err == nil {
-		s.log.Info("renewal ended", "subscription_id", id, "period", n, "outcome", outcome, "code", code, "status", sub.Status)
+		s.log.Info("renewal ended", "subscription_id", id, "period", n, "attempt", attempt, "code", code, "status", sub.Status)
 	}
 	return err
 }
