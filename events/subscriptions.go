@@ -48,7 +48,39 @@ const (
 	SubscriptionsPause  Subject = "subscriptions.pause"  // SubscriptionRef → Subscription
 	SubscriptionsResume Subject = "subscriptions.resume" // SubscriptionRef → Subscription
 	SubscriptionsCancel Subject = "subscriptions.cancel" // SubscriptionRef → Subscription
+	SubscriptionsChange Subject = "subscriptions.change" // ChangeSubscription → Subscription
 )
+
+// ChangeSubscription is the request of subscriptions.change: a new plan from the next
+// period on (the one being paid for keeps its own). What it leaves out stays as it is.
+type ChangeSubscription struct {
+	ID           string     `json:"id"`
+	Items        []CartItem `json:"items,omitempty"`
+	IntervalDays int        `json:"interval_days,omitempty"`
+}
+
+// Validate explains the first thing wrong with the change.
+func (c ChangeSubscription) Validate() error {
+	switch {
+	case len(c.Items) == 0 && c.IntervalDays == 0:
+		return errors.New("a change needs items, interval_days or both")
+	case c.IntervalDays != 0 && (c.IntervalDays < 1 || c.IntervalDays > MaxIntervalDays):
+		return fmt.Errorf("interval_days must be 1 to %d, got %d", MaxIntervalDays, c.IntervalDays)
+	}
+	for _, it := range c.Items {
+		if strings.TrimSpace(it.ProductID) == "" || it.Quantity < 1 {
+			return fmt.Errorf("each item needs a product_id and a quantity of at least 1, got %+v", it)
+		}
+	}
+	return nil
+}
+
+// Plan is what a subscription buys, and how often.
+type Plan struct {
+	Items        []CartItem `json:"items"`
+	IntervalDays int        `json:"interval_days"`
+	Interval     Duration   `json:"interval"`
+}
 
 // Subscription statuses.
 const (
@@ -129,6 +161,9 @@ type Subscription struct {
 	Periods []Period `json:"periods"`
 	// CancelReason says why a cancelled subscription was.
 	CancelReason string `json:"cancel_reason,omitempty"`
+	// NextPlan, after a change, is the plan from the next period on; the period it starts
+	// restarts the cycle.
+	NextPlan *Plan `json:"next_plan,omitempty"`
 }
 
 // MaxPeriodsKept bounds the periods a record lists; older ones are in the checkouts' history.

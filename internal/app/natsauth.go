@@ -51,7 +51,7 @@ var endpoints = map[string][]events.Subject{
 	events.ServiceCoordinator: {events.CheckoutsRedrive, events.DeadLettersRedrive, events.CheckoutsStepActive,
 		// The subscriptions run beside the coordinator (internal/app's build).
 		events.SubscriptionsCreate, events.SubscriptionsGet, events.SubscriptionsList, events.SubscriptionsPause,
-		events.SubscriptionsResume, events.SubscriptionsCancel},
+		events.SubscriptionsResume, events.SubscriptionsCancel, events.SubscriptionsChange},
 }
 
 // asks are the request-reply subjects each service asks another service: catalog.list
@@ -156,14 +156,14 @@ func redriveGrants() []string {
 // (puts by compare-and-swap, gets, the listing of its keys through an ordered consumer),
 // their schedules (put with a roll-up of their own subject, purged, looked up), their two
 // consumers, each period's cart (carts.create, answered on its inbox) and its
-// checkout.requested.
+// checkout.requested, and the catalog (catalog.list) that a changed plan is checked against.
 func subscriptionGrants() []string {
 	kv := "KV_" + events.BucketSubscriptions
 	grants := []string{"$KV." + events.BucketSubscriptions + ".>", "$JS.API.DIRECT.GET." + kv + ".>", "$JS.API.STREAM.MSG.GET." + kv,
 		"$JS.API.CONSUMER.CREATE." + kv + ".>", "$JS.API.CONSUMER.DELETE." + kv + ".*", "$JS.FC." + kv + ".>",
 		"subscriptions.schedule.*", "subscriptions.retry.*", "$JS.API.STREAM.PURGE." + events.StreamSubscriptions,
 		"$JS.API.DIRECT.GET." + events.StreamSubscriptions + ".>", "$JS.API.STREAM.MSG.GET." + events.StreamSubscriptions,
-		string(events.Requested), string(events.CartsCreate)}
+		string(events.Requested), string(events.CartsCreate), string(events.CatalogList)}
 	for stream := range topology.SubscriptionConsumers() {
 		consumer := stream + "." + events.ServiceSubscriptions
 		grants = append(grants, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer, "$JS.ACK."+consumer+".>")

@@ -108,6 +108,16 @@ func TestSubscriptionRenewsOncePerPeriod(t *testing.T) {
 	}
 
 	sub = awaitSubscription(t, sys, "sub_sam", "3 paid periods", func(s events.Subscription) bool { return paidPeriods(s) >= 3 })
+	// Two mugs from the next period on.
+	changed := request[events.Subscription](t, sys.NC, events.SubscriptionsChange, events.ChangeSubscription{ID: "sub_sam",
+		Items: []events.CartItem{{ProductID: "mug-nats", Quantity: 2}}})
+	if changed.NextPlan == nil || changed.Items[0].Quantity != 1 {
+		t.Fatalf("changed: %+v, want the new plan pending", changed)
+	}
+	changedAt := len(changed.Periods)
+	awaitSubscription(t, sys, "sub_sam", "a paid period of the new plan", func(s events.Subscription) bool {
+		return s.NextPlan == nil && paidPeriods(s) > changedAt
+	})
 	paused := request[events.Subscription](t, sys.NC, events.SubscriptionsPause, events.SubscriptionRef{ID: "sub_sam"})
 	if paused.Status != events.SubscriptionPaused {
 		t.Fatalf("paused: %+v", paused)
@@ -148,8 +158,18 @@ func TestSubscriptionRenewsOncePerPeriod(t *testing.T) {
 			t.Errorf("renewal %s carries no subscription: %v", pi.ID, pi.Metadata)
 		}
 	}
-	if sold := stock(t, sys, "mug-nats").Sold - before; sold != len(after.Periods) {
-		t.Errorf("%d mugs sold for %d periods", sold, len(after.Periods))
+	mugs := 0
+	for _, p := range after.Periods {
+		order, _, _ := sys.Orders.OrderByCheckout(p.CheckoutID)
+		for _, l := range order.Lines {
+			mugs += l.Quantity
+		}
+		if want := 1 + min(max(p.N-changedAt, 0), 1); len(order.Lines) != 1 || order.Lines[0].Quantity != want {
+			t.Errorf("period %d's order: %+v, want %d mugs", p.N, order.Lines, want)
+		}
+	}
+	if sold := stock(t, sys, "mug-nats").Sold - before; sold != mugs {
+		t.Errorf("%d mugs sold, %d in the periods' orders", sold, mugs)
 	}
 
 	cancelled := request[events.Subscription](t, sys.NC, events.SubscriptionsCancel, events.SubscriptionRef{ID: "sub_sam", Reason: "moving abroad"})

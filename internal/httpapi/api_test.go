@@ -22,6 +22,8 @@ import (
 	"github.com/jetcheckout/jetcheckout/services/fraud"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shopspring/decimal"
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/client"
 )
 
 // These tests drive the API over HTTP against the whole checkout as `make run` wires it:
@@ -670,7 +672,7 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	}
 	for _, path := range []string{"/checkout/process:", "/checkouts:", "/checkouts/{id}:", "/checkouts/{id}/events:",
 		"/checkouts/{id}/stream:", "/checkouts/{id}/review:", "/checkouts/{id}/redrive:", "/reviews:", "/carts:", "/carts/{id}:", "/products:",
-		"/subscriptions:", "/subscriptions/{id}:", "/subscriptions/{id}/{change}:"} {
+		"/subscriptions:", "/subscriptions/{id}:", "/subscriptions/{id}/plan:", "/subscriptions/{id}/{change}:"} {
 		if !bytes.Contains(raw, []byte("\n  "+path+"\n")) {
 			t.Errorf("openapi.yaml does not describe %s", strings.TrimSuffix(path, ":"))
 		}
@@ -810,5 +812,77 @@ func TestCheckoutWithACoupon(t *testing.T) {
 	a = ok[httpapi.Accepted202](t, e, http.StatusAccepted, "POST", "/checkout/process", req, "Idempotency-Key", again.ID)
 	if f := e.ended(t, a.CheckoutID); f.Status != httpapi.StatusFailed || f.Failure == nil || f.Failure.Code != events.CodeCouponUsedUp {
 		t.Errorf("a second use: %s %+v, want failed with %s", f.Status, f.Failure, events.CodeCouponUsedUp)
+	}
+}
+
+// A subscription over HTTP: created (its first period paid off-session with a card saved on a
+// Stripe customer of the emulator), read, its plan changed, shown on the run UI's
+// subscriptions page with its period linked to its checkout, paused and cancelled; the reads
+// need a token, the changes the admin's.
+func TestSubscriptionOverHTTP(t *testing.T) {
+	e := start(t)
+	backend := stripe.GetBackendWithConfig(stripe.APIBackend, &stripe.BackendConfig{URL: stripe.String(e.sys.StripeURL)})
+	sc := client.New("sk_test_jetcheckout_emulator", &stripe.Backends{API: backend, Connect: backend, Uploads: backend})
+	customer, err := sc.Customers.New(&stripe.CustomerParams{Email: stripe.String("ada@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pm, err := sc.PaymentMethods.Attach("pm_card_visa", &stripe.PaymentMethodAttachParams{Customer: stripe.String(customer.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := events.CreateSubscription{ID: "sub_http", CustomerID: "cus_ada", CustomerEmail: "ada@example.com", StripeCustomer: customer.ID,
+		PaymentMethodID: pm.ID, ShippingAddress: california, BillingAddress: california, Currency: "USD",
+		Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}, IntervalDays: 30}
+	created := ok[events.Subscription](t, e, http.StatusCreated, "POST", "/subscriptions", body)
+	if created.Status != events.SubscriptionActive || len(created.Periods) != 1 {
+		t.Fatalf("created: %+v", created)
+	}
+	if status, _, _ := e.do(t, "GET", "/subscriptions/sub_http", nil); status != http.StatusUnauthorized {
+		t.Errorf("a subscription read without a token: %d", status)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		sub := ok[events.Subscription](t, e, http.StatusOK, "GET", "/subscriptions/sub_http", nil, asAdmin...)
+		if sub.Periods[0].Outcome == events.PeriodPaid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("period 1 never paid: %+v", sub)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c := e.until(t, "sub_http-1", "completed", func(c httpapi.Checkout) bool { return c.Status == httpapi.StatusCompleted }); c.Status != httpapi.StatusCompleted {
+		t.Fatalf("the period's checkout: %+v", c)
+	}
+
+	changed := ok[events.Subscription](t, e, http.StatusOK, "POST", "/subscriptions/sub_http/plan", map[string]any{"interval_days": 7}, asAdmin...)
+	if changed.NextPlan == nil || changed.NextPlan.IntervalDays != 7 || changed.IntervalDays != 30 {
+		t.Errorf("plan changed: %+v, want 7 days from the next period", changed)
+	}
+	if status, _, _ := e.do(t, "POST", "/subscriptions/sub_http/plan", map[string]any{"items": []events.CartItem{{ProductID: "nope", Quantity: 1}}}, asAdmin...); status != http.StatusNotFound {
+		t.Errorf("a plan with an unknown product: %d, want 404", status)
+	}
+
+	status, _, page := e.do(t, "GET", "/ui/subscriptions", nil, asAdmin...)
+	if status != http.StatusOK || !bytes.Contains(page, []byte(`href="/ui/checkouts/sub_http-1"`)) || !bytes.Contains(page, []byte("paid")) {
+		t.Errorf("the subscriptions page: %d\n%s", status, page)
+	}
+	if _, _, page := e.do(t, "GET", "/ui/subscriptions", nil); !bytes.Contains(page, []byte("sign in")) || bytes.Contains(page, []byte("ada@example.com")) {
+		t.Errorf("the subscriptions page without a token shows customers or asks for no sign-in:\n%s", page)
+	}
+
+	if status, _, _ := e.do(t, "POST", "/subscriptions/sub_http/pause", nil); status != http.StatusUnauthorized {
+		t.Errorf("a pause without the admin token: %d", status)
+	}
+	if sub := ok[events.Subscription](t, e, http.StatusOK, "POST", "/subscriptions/sub_http/pause", nil, asAdmin...); sub.Status != events.SubscriptionPaused {
+		t.Errorf("paused: %s", sub.Status)
+	}
+	sub := ok[events.Subscription](t, e, http.StatusOK, "POST", "/subscriptions/sub_http/cancel", map[string]string{"reason": "moving"}, asAdmin...)
+	if sub.Status != events.SubscriptionCancelled || sub.CancelReason != "moving" {
+		t.Errorf("cancelled: %+v", sub)
+	}
+	if status, _, _ := e.do(t, "POST", "/subscriptions/sub_http/resume", nil, asAdmin...); status != http.StatusConflict {
+		t.Errorf("resuming a cancelled subscription: %d, want 409", status)
 	}
 }

@@ -142,6 +142,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /subscriptions/{id}/pause", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsPause))))
 	m.HandleFunc("POST /subscriptions/{id}/resume", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsResume))))
 	m.HandleFunc("POST /subscriptions/{id}/cancel", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsCancel))))
+	m.HandleFunc("POST /subscriptions/{id}/plan", s.handle(s.need(admin, s.changePlan)))
 	m.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 	m.HandleFunc("GET /healthz", s.healthz)
 	if s.cfg.Metrics != nil {

@@ -60,6 +60,28 @@ func (s *Server) changeSubscription(subject events.Subject) handlerFunc {
 	}
 }
 
+// changePlan: POST /subscriptions/{id}/plan (admin, events.ChangeSubscription without its id):
+// the items and the interval from the next period on.
+func (s *Server) changePlan(w http.ResponseWriter, r *http.Request) error {
+	var req events.ChangeSubscription
+	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	req.ID = r.PathValue("id")
+	if !events.ValidSubscriptionID(req.ID) {
+		return problem(http.StatusBadRequest, "a subscription ID is sub_ and 1 to 40 letters, digits or '_'")
+	}
+	if err := req.Validate(); err != nil {
+		return problem(http.StatusUnprocessableEntity, "%v", err)
+	}
+	var sub events.Subscription
+	if err := s.call(r.Context(), events.SubscriptionsChange, req, &sub); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sub)
+	return nil
+}
+
 func (s *Server) subscriptionCall(w http.ResponseWriter, r *http.Request, subject events.Subject, ref events.SubscriptionRef) error {
 	ref.ID = r.PathValue("id")
 	if !events.ValidSubscriptionID(ref.ID) {

@@ -48,7 +48,7 @@ func newUI(s *Server) (*ui, error) {
 		"state":    func(s string) string { return strings.ReplaceAll(s, "_", " ") }, // not_run: "not run"
 	}
 	pages := map[string]*template.Template{}
-	for _, p := range []string{"index", "list", "checkout", "reviews", "store"} {
+	for _, p := range []string{"index", "list", "checkout", "reviews", "store", "subscriptions"} {
 		t, err := template.New("").Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("ui template %s: %w", p, err)
@@ -71,6 +71,7 @@ func (u *ui) routes(m *http.ServeMux) {
 		m.HandleFunc("POST /ui/checkouts/{id}/3ds", u.post(u.authenticate))
 	}
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
+	m.HandleFunc("GET /ui/subscriptions", u.page(u.subscriptions))
 	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
 	m.HandleFunc("POST /ui/checkouts/{id}/redrive", u.post(u.redrive))
 	m.HandleFunc("POST /ui/checkouts/{id}/deadletters/{service}/{seq}/redrive", u.post(u.redriveLetter))
@@ -396,6 +397,30 @@ func (u *ui) reviewsPage(w http.ResponseWriter, r *http.Request, message string)
 		d.Reviews = reviews
 	}
 	return "reviews", d, nil
+}
+
+type subscriptionsData struct {
+	Subscriptions []events.Subscription
+	SignIn        bool // not signed in: the page asks for a token
+	SignOut       bool
+}
+
+// subscriptions lists every subscription with its periods, each linked to its checkout
+// (reader).
+func (u *ui) subscriptions(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	v, err := u.visitor(w, r)
+	if err != nil {
+		return "", nil, err
+	}
+	d := subscriptionsData{SignOut: v.session}
+	if u.s.allowed(w, v.role, reader) != nil {
+		d.SignIn = true
+		return "subscriptions", d, nil
+	}
+	if err := u.s.call(r.Context(), events.SubscriptionsList, nil, &d.Subscriptions); err != nil {
+		return "", nil, err
+	}
+	return "subscriptions", d, nil
 }
 
 // login signs in with the admin or the reader token: once it is known to be one of them,

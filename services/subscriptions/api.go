@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 		{Name: "pause", Subject: events.SubscriptionsPause, Handle: s.bounded(s.pause)},
 		{Name: "resume", Subject: events.SubscriptionsResume, Handle: s.bounded(s.resume)},
 		{Name: "cancel", Subject: events.SubscriptionsCancel, Handle: s.bounded(s.cancel)},
+		{Name: "change", Subject: events.SubscriptionsChange, Handle: s.bounded(s.change)},
 	}
 	return microx.AddService(nc, s.log, micro.Config{
 		Name:        events.ServiceSubscriptions,
@@ -193,6 +196,68 @@ func (s *Service) cancel(ctx context.Context, data []byte) (any, error) {
 		}
 		return true, nil
 	})
+}
+
+// change sets the plan of the next period on. Its items are checked against the catalog
+// first (each product sold in the subscription's currency), so a change that could not be
+// bought is refused now, not found out at the next renewal.
+func (s *Service) change(ctx context.Context, data []byte) (any, error) {
+	var req events.ChangeSubscription
+	if err := microx.Decode(events.SubscriptionsChange, data, &req); err != nil {
+		return nil, err
+	}
+	if err := req.Validate(); err != nil {
+		return nil, microx.BadRequest("%v", err)
+	}
+	had, _, err := s.get(ctx, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Items) > 0 {
+		if err := s.sold(ctx, req.Items, had.Currency); err != nil {
+			return nil, err
+		}
+	}
+	sub, err := s.update(ctx, req.ID, func(sub *events.Subscription) (bool, error) {
+		if sub.Status == events.SubscriptionCancelled {
+			return false, microx.Conflict("subscription %q is cancelled", sub.ID)
+		}
+		plan := events.Plan{Items: sub.Items, IntervalDays: sub.IntervalDays}
+		if sub.NextPlan != nil {
+			plan = *sub.NextPlan
+		}
+		if len(req.Items) > 0 {
+			plan.Items = req.Items
+		}
+		if req.IntervalDays > 0 {
+			plan.IntervalDays = req.IntervalDays
+		}
+		plan.Interval = events.Duration{Duration: time.Duration(plan.IntervalDays) * s.cfg.Day}
+		sub.NextPlan = &plan
+		return true, nil
+	})
+	if err == nil {
+		s.log.Info("subscription plan changed from the next period", "subscription_id", sub.ID, "every", sub.NextPlan.Interval, "items", len(sub.NextPlan.Items))
+	}
+	return sub, err
+}
+
+// sold refuses items the catalog does not sell in currency.
+func (s *Service) sold(ctx context.Context, items []events.CartItem, currency string) error {
+	var products []events.ListedProduct
+	if err := microx.Request(ctx, s.cfg.NC, events.CatalogList, nil, &products); err != nil {
+		return fmt.Errorf("ask the catalog: %w", err)
+	}
+	for _, it := range items {
+		i := slices.IndexFunc(products, func(p events.ListedProduct) bool { return p.ID == it.ProductID })
+		if i < 0 {
+			return microx.NotFound("product %q does not exist", it.ProductID)
+		}
+		if _, priced := products[i].Prices[currency]; !priced {
+			return microx.BadRequest("%s (%s) is not sold in %s", products[i].Name, it.ProductID, currency)
+		}
+	}
+	return nil
 }
 
 // setStatus changes a subscription's status by change, then makes its schedule follow (and,

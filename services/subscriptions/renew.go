@@ -41,6 +41,12 @@ func startPeriod(sub *events.Subscription, at time.Time) bool {
 	if extra := len(sub.Periods) - events.MaxPeriodsKept; extra > 0 {
 		sub.Periods = sub.Periods[extra:]
 	}
+	if p := sub.NextPlan; p != nil {
+		// A changed plan starts with this period, and its cycle with it.
+		sub.Items, sub.IntervalDays, sub.Interval, sub.NextPlan = p.Items, p.IntervalDays, p.Interval, nil
+		sub.NextRenewal = at.Add(sub.Interval.Duration).UTC()
+		return true
+	}
 	sub.NextRenewal = sub.NextRenewal.Add(sub.Interval.Duration)
 	if !sub.NextRenewal.After(at.Add(half)) {
 		// More than a period late (the system was down, or the clock jumped on): the cycle
@@ -125,11 +131,21 @@ func (d dunning) endAttempt(sub *events.Subscription, n, attempt int, code, reas
 // running attempt was requested (again after a crash: the cart is made under the checkout's
 // ID and the request carries it, so a copy changes nothing).
 func (s *Service) renew(ctx context.Context, id string, at time.Time) (events.Subscription, error) {
+	started := false
 	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
-		return retryDue(sub, at) || startPeriod(sub, at), nil
+		if retryDue(sub, at) {
+			return true, nil
+		}
+		started = startPeriod(sub, at)
+		return started, nil
 	})
 	if err != nil {
 		return sub, err
+	}
+	if started {
+		if err := s.reconcileOne(ctx, sub); err != nil { // a changed plan's period
+			return sub, err
+		}
 	}
 	return sub, s.requestRunning(ctx, sub)
 }

@@ -60,6 +60,25 @@ func TestStartPeriodOncePerPeriod(t *testing.T) {
 	}
 }
 
+// A changed plan waits for the next period, which starts it and restarts the cycle.
+func TestChangedPlanStartsWithTheNextPeriod(t *testing.T) {
+	day := 24 * time.Hour
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	sub := active(t0, 30*day)
+	sub.Items, sub.IntervalDays = []events.CartItem{{ProductID: "mug", Quantity: 1}}, 30
+	startPeriod(&sub, t0)
+	endLast(&sub)
+	sub.NextPlan = &events.Plan{Items: []events.CartItem{{ProductID: "mug", Quantity: 2}}, IntervalDays: 7, Interval: events.Duration{Duration: 7 * day}}
+	if startPeriod(&sub, t0.Add(7*day)) {
+		t.Fatal("the new interval started a period before the old one was due")
+	}
+	at := t0.Add(30 * day)
+	if !startPeriod(&sub, at) || sub.NextPlan != nil || sub.Items[0].Quantity != 2 || sub.Interval.Duration != 7*day ||
+		!sub.NextRenewal.Equal(at.Add(7*day)) {
+		t.Fatalf("period 2 with the new plan: %+v", sub)
+	}
+}
+
 func TestRenewalCheckoutIDsParseBack(t *testing.T) {
 	for _, c := range []struct {
 		id         string

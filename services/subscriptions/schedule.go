@@ -68,6 +68,19 @@ func (s *Service) unschedule(ctx context.Context, id string) error {
 	return nil
 }
 
+// scheduledEvery is subscription id's renewal schedule as the stream holds it ("@every 720h0m0s"),
+// "" when it has none.
+func (s *Service) scheduledEvery(ctx context.Context, id string) (string, error) {
+	msg, err := s.stream.GetLastMsgForSubject(ctx, events.SubscriptionScheduleSubject(id))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return msg.Header.Get("Nats-Schedule"), nil
+}
+
 // scheduledNow reports whether subject holds a schedule in the stream.
 func (s *Service) scheduledNow(ctx context.Context, subject string) (bool, error) {
 	_, err := s.stream.GetLastMsgForSubject(ctx, subject)
@@ -107,9 +120,9 @@ func (s *Service) reconcileOne(ctx context.Context, sub events.Subscription) err
 		}
 		return err
 	}
-	has, err := s.scheduledNow(ctx, events.SubscriptionScheduleSubject(sub.ID))
-	if err == nil && !has {
-		err = s.schedule(ctx, sub)
+	every, err := s.scheduledEvery(ctx, sub.ID)
+	if err == nil && every != "@every "+sub.Interval.String() {
+		err = s.schedule(ctx, sub) // none, or at a period the plan no longer has
 	}
 	if err != nil {
 		return err
