@@ -30,6 +30,9 @@ type Options struct {
 	// NoCoupons leaves coupons out of the load: a rolling upgrade from a release that has
 	// none, whose processes would refuse or not explain them.
 	NoCoupons bool
+	// NoSubscriptions leaves subscriptions out of the load: a rolling upgrade from a release
+	// that has none.
+	NoSubscriptions bool
 	// Log prints progress; the summary is in the Result.
 	Log func(format string, args ...any)
 }
@@ -147,6 +150,15 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 		redrives.start(opCtx, plans)
 	}
 
+	// The subscriptions start before the faults: their renewals then come through them.
+	var subs []plannedSub
+	if !o.NoSubscriptions {
+		subs = planSubscriptions(rand.New(rand.NewPCG(o.Seed, 4)), o.Checkouts)
+		if err := subscribe(ctx, d, op.stripe, subs); err != nil {
+			return res, err
+		}
+	}
+
 	faultCtx, stopFaults := context.WithCancel(ctx)
 	sf := &stripeFaults{base: t.stripeURL(), rand: rand.New(rand.NewPCG(o.Seed, 3)), log: o.Log}
 	var faults sync.WaitGroup
@@ -167,6 +179,9 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 		time.Since(start).Round(time.Second), res.Faults, res.StripeFaults)
 	if err := t.waitHealthy(ctx, 3*time.Minute); err != nil {
 		return res, err
+	}
+	if err := unsubscribe(ctx, d, subs, terminalWait); err != nil {
+		o.Log("%v", err)
 	}
 	ends.waitAll(ctx, plans, terminalWait)
 	if redrives != nil {
@@ -194,7 +209,7 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	if err != nil {
 		return res, err
 	}
-	reconcile(&res, plans, initial, snap)
+	reconcile(&res, plans, subs, initial, snap)
 	if redrives != nil {
 		redrives.reconcile(&res, plans, snap)
 	}

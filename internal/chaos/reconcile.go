@@ -38,8 +38,11 @@ type Result struct {
 	Stuck, DeadLetters   int            // checkout.stuck announcements; messages a service gave up on
 	Redriven             int            // checkouts the operator re-drove (their confirmation bounced)
 	LettersRedriven      int            // dead letters the operator re-drove (a failure notice that bounced)
-	Violations           []string       // each broken promise, one line each
-	Elapsed              time.Duration
+	// Periods paid and failed over the load's subscriptions, and their checkouts (each
+	// attempt of a period is one).
+	PeriodsPaid, PeriodsFailed, Renewals int
+	Violations                           []string // each broken promise, one line each
+	Elapsed                              time.Duration
 }
 
 // Summary is the run's one line.
@@ -52,9 +55,9 @@ func (r Result) Summary() string {
 	for _, k := range slices.Sorted(maps.Keys(r.FailedBy)) {
 		by = append(by, fmt.Sprintf("%s:%d", k, r.FailedBy[k]))
 	}
-	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d failed_by=[%s] terminal=%.1f%% faults=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d redriven=%d letters_redriven=%d seed=%d elapsed=%s",
+	return fmt.Sprintf("chaos: checkouts=%d completed=%d failed=%d failed_by=[%s] terminal=%.1f%% faults=%d stripe_faults=%d violations=%d emails=%d duplicate_emails=%d duplicate_picks=%d stuck=%d dead_letters=%d redriven=%d letters_redriven=%d periods_paid=%d periods_failed=%d renewals=%d seed=%d elapsed=%s",
 		r.Checkouts, r.Completed, r.Failed, strings.Join(by, " "), terminal, r.Faults, r.StripeFaults, len(r.Violations), r.Emails, r.DuplicateEmails,
-		r.DuplicatePicks, r.Stuck, r.DeadLetters, r.Redriven, r.LettersRedriven, r.Seed, r.Elapsed.Round(time.Second))
+		r.DuplicatePicks, r.Stuck, r.DeadLetters, r.Redriven, r.LettersRedriven, r.PeriodsPaid, r.PeriodsFailed, r.Renewals, r.Seed, r.Elapsed.Round(time.Second))
 }
 
 // state is everything reconciliation reads, once the services have stopped.
@@ -71,6 +74,8 @@ type state struct {
 	intents      map[string][]*stripe.PaymentIntent // the emulator's, by metadata checkout_id
 	refunded     map[string]int64                   // succeeded refunds, minor units, by PaymentIntent
 	mails        []receivedMail
+	// subscriptions are the subscriptions bucket's records, by ID.
+	subscriptions map[string]events.Subscription
 }
 
 // snapshot reads the stream (NATS still runs), the services' bbolt files (they have
@@ -105,6 +110,9 @@ func snapshot(ctx context.Context, t target, js jetstream.JetStream, plans []pla
 	if s.coordinator, err = coordinatorStates(ctx, js, plans); err != nil {
 		return nil, err
 	}
+	if s.subscriptions, err = readSubscriptions(ctx, js); err != nil {
+		return nil, fmt.Errorf("read subscriptions: %w", err)
+	}
 	quiet := slog.New(slog.DiscardHandler)
 	if err := t.withStore(ctx, events.ServiceOrders, func(db *bolt.DB) error {
 		svc, err := orders.New(db, quiet)
@@ -128,11 +136,15 @@ func snapshot(ctx context.Context, t target, js jetstream.JetStream, plans []pla
 		for _, x := range all {
 			s.stock[x.ProductID] = x
 		}
+		ids := renewalCheckouts(s.subscriptions)
 		for _, p := range plans {
-			res, err := svc.Reservation(p.ID)
+			ids = append(ids, p.ID)
+		}
+		for _, id := range ids {
+			res, err := svc.Reservation(id)
 			switch {
 			case err == nil:
-				s.reservations[p.ID] = res
+				s.reservations[id] = res
 			case !errors.Is(err, inventory.ErrNoReservation):
 				return err
 			}
@@ -210,7 +222,7 @@ func openStore(path string, f func(*bolt.DB) error) error {
 }
 
 // reconcile checks every promise against the state and fills in res.
-func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
+func reconcile(res *Result, plans []planned, subs []plannedSub, initial map[string]int, s *state) {
 	violate := func(format string, args ...any) {
 		res.Violations = append(res.Violations, fmt.Sprintf(format, args...))
 	}
@@ -288,8 +300,9 @@ func reconcile(res *Result, plans []planned, initial map[string]int, s *state) {
 			violate("%s: ended, but its reservation %v still holds stock", p.ID, r.Items)
 		}
 	}
+	renewals := reconcileSubscriptions(res, subs, s, mails, sold, violate)
 	for id, ends := range s.terminals {
-		if !planned[id] {
+		if !planned[id] && !renewals[id] {
 			violate("%s: terminal events %v for a checkout nobody started", id, types(ends))
 		}
 	}

@@ -72,7 +72,7 @@ func TestReconcileFindsBrokenPromises(t *testing.T) {
 		},
 	}
 	var res Result
-	reconcile(&res, plans, map[string]int{"tee": 10}, s)
+	reconcile(&res, plans, nil, map[string]int{"tee": 10}, s)
 
 	want := []string{
 		"co-twice (good): 2 terminal events",
@@ -156,5 +156,63 @@ func TestReconcileFindsCouponsBroken(t *testing.T) {
 	}
 	if found(violations, "co-coupon-00") {
 		t.Errorf("a checkout with its coupon was reported: %q", violations)
+	}
+}
+
+// TestReconcileFindsRenewalsBroken: a period charged twice over its attempts, a period marked
+// paid whose attempts all failed, a renewal checkout that no record lists, and a subscription
+// still running are each reported; a period paid once is not.
+func TestReconcileFindsRenewalsBroken(t *testing.T) {
+	subs := []plannedSub{{ID: "sub_ok", Email: "ok@example.com"}, {ID: "sub_bad", Email: "bad@example.com"}}
+	completed := func(id string) []events.Envelope {
+		return []events.Envelope{events.Must(id, events.Completed, events.CheckoutCompleted{OrderID: "ord-" + id})}
+	}
+	failed := func(id string) []events.Envelope {
+		return []events.Envelope{events.Must(id, events.Failed, events.CheckoutFailed{Step: events.StepProcessPayment, Code: events.CodeCardDeclined, CustomerEmail: "bad@example.com"})}
+	}
+	order := func(id string) []events.Order {
+		return []events.Order{{ID: "ord-" + id, CheckoutID: id, Status: orders.StatusConfirmed,
+			Quote: events.Quote{Currency: "USD", Total: decimal.RequireFromString("10.00"), Lines: []events.Line{{ProductID: "mug", Quantity: 1}}}}}
+	}
+	paid := func(id string) *stripe.PaymentIntent {
+		return &stripe.PaymentIntent{ID: "pi_" + id, Status: stripe.PaymentIntentStatusSucceeded, AmountReceived: 1000}
+	}
+	s := &state{
+		subscriptions: map[string]events.Subscription{
+			"sub_ok": {CreateSubscription: events.CreateSubscription{ID: "sub_ok"}, Status: events.SubscriptionCancelled,
+				Periods: []events.Period{{N: 1, Attempts: 1, Outcome: events.PeriodPaid}}},
+			"sub_bad": {CreateSubscription: events.CreateSubscription{ID: "sub_bad"}, Status: events.SubscriptionActive,
+				Periods: []events.Period{{N: 1, Attempts: 2, Outcome: events.PeriodPaid}, {N: 2, Attempts: 1, Outcome: events.PeriodPaid}}},
+		},
+		terminals: map[string][]events.Envelope{
+			"sub_ok-1": completed("sub_ok-1"), "sub_bad-1": completed("sub_bad-1"), "sub_bad-1-2": completed("sub_bad-1-2"),
+			"sub_bad-2": failed("sub_bad-2"), "sub_bad-9": failed("sub_bad-9"),
+		},
+		orders: map[string][]events.Order{"sub_ok-1": order("sub_ok-1"), "sub_bad-1": order("sub_bad-1"), "sub_bad-1-2": order("sub_bad-1-2")},
+		intents: map[string][]*stripe.PaymentIntent{
+			"sub_ok-1": {paid("sub_ok-1")}, "sub_bad-1": {paid("sub_bad-1")}, "sub_bad-1-2": {paid("sub_bad-1-2")},
+		},
+		refunded: map[string]int64{},
+		stock:    map[string]events.Stock{"mug": {ProductID: "mug", Available: 7, Sold: 3}},
+		mails:    []receivedMail{{MessageID: "<sub_ok-1.confirmation@x>", To: "ok@example.com"}},
+	}
+	var res Result
+	reconcile(&res, nil, subs, map[string]int{"mug": 10}, s)
+	for _, w := range []string{
+		"sub_bad: active after the run cancelled it",
+		"sub_bad period 1: charged 2000 minor units, one period costs 1000",
+		"sub_bad period 1: 2 attempts completed",
+		"sub_bad period 2: outcome \"paid\", 0 attempts completed",
+		"sub_bad-2: failed (card_declined), no failure notice",
+		"sub_bad-9: terminal events",
+	} {
+		if !found(res.Violations, w) {
+			t.Errorf("no violation %q in %q", w, res.Violations)
+		}
+	}
+	for _, v := range res.Violations {
+		if strings.HasPrefix(v, "sub_ok") || strings.HasPrefix(v, "stock") {
+			t.Errorf("what kept its promises was reported: %s", v)
+		}
 	}
 }

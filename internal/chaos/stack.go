@@ -129,6 +129,7 @@ jetstream {
 			"NATS_URL=" + s.natsURL, "DATA_DIR=" + s.dataDir(name), "HEALTH_ADDR=" + addr,
 			"STRIPE_API_BASE=" + s.emulatorURL, "STRIPE_SECRET_KEY=" + emulatorKey, "SMTP_ADDR=" + s.smtp.Addr,
 			"LOG_LEVEL=warn", "PAYMENT_AUTH_WINDOW=" + authWindow.String(), "FRAUD_REVIEW_WINDOW=" + reviewWindow.String(),
+			"SUBSCRIPTION_DAY=" + subscriptionDay.String(), "SUBSCRIPTION_RETRY_DAYS=" + subscriptionRetryDays,
 		}, signing...)
 		p := newProcess(name, jetcheckout, []string{"service", name}, env, s.logFile(name))
 		s.services[name] = p

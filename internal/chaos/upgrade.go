@@ -153,9 +153,10 @@ func RunUpgrade(ctx context.Context, o Options, co ClusterOptions, uo UpgradeOpt
 	if uo.FromRev != "" {
 		r.natsConfig = filepath.Join(o.Root, natsConfigDir)
 	}
-	// The previous release has no coupons: while its processes run (and while writers are
-	// held) a coupon is refused or its failure left unexplained, as OPERATIONS.md says.
-	o.Pace, o.KillEvery, o.NoCoupons = r.pacer.pace, 0, true
+	// The previous release has no coupons and no subscriptions: while its processes run (and
+	// while writers are held) a coupon is refused or its failure left unexplained, as
+	// OPERATIONS.md says, and nothing would renew a subscription.
+	o.Pace, o.KillEvery, o.NoCoupons, o.NoSubscriptions = r.pacer.pace, 0, true, true
 	upgradeCtx, stopUpgrade := context.WithCancel(ctx)
 	upgraded := make(chan struct{})
 	go func() {

@@ -61,6 +61,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := checkDunning(cfg.RetryDays, cfg.AfterRetries); err != nil {
 		return nil, err
 	}
+	if cfg.Day < time.Second {
+		return nil, fmt.Errorf("subscriptions: a day of %v: at least 1s, a message schedule's shortest interval", cfg.Day)
+	}
 	kv, err := cfg.JS.KeyValue(ctx, events.BucketSubscriptions)
 	if err != nil {
 		return nil, fmt.Errorf("subscriptions: bucket %s: %w", events.BucketSubscriptions, err)
