@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -875,8 +877,22 @@ func TestSubscriptionOverHTTP(t *testing.T) {
 	if status, _, _ := e.do(t, "POST", "/subscriptions/sub_http/pause", nil); status != http.StatusUnauthorized {
 		t.Errorf("a pause without the admin token: %d", status)
 	}
-	if sub := ok[events.Subscription](t, e, http.StatusOK, "POST", "/subscriptions/sub_http/pause", nil, asAdmin...); sub.Status != events.SubscriptionPaused {
-		t.Errorf("paused: %s", sub.Status)
+	// Paused from the page's button, signed in as the admin (the form carries its CSRF token).
+	_, cookie := e.signIn(t, adminToken)
+	jar := []string{"Cookie", cookie.String()}
+	_, _, page = e.do(t, "GET", "/ui/subscriptions", nil, jar...)
+	m := regexp.MustCompile(`action="/ui/subscriptions/sub_http/pause"[^>]*>\s*<input type="hidden" name="csrf" value="([0-9a-f]{64})"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("no pause button on the subscriptions page:\n%s", page)
+	}
+	if resp, _ := e.postForm(t, "/ui/subscriptions/sub_http/pause", url.Values{"csrf": {"forged"}}, jar...); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a pause with a forged CSRF token: %d", resp.StatusCode)
+	}
+	if resp, _ := e.postForm(t, "/ui/subscriptions/sub_http/pause", url.Values{"csrf": {string(m[1])}}, jar...); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the pause button: %d", resp.StatusCode)
+	}
+	if sub := ok[events.Subscription](t, e, http.StatusOK, "GET", "/subscriptions/sub_http", nil, asAdmin...); sub.Status != events.SubscriptionPaused {
+		t.Errorf("after the pause button: %s", sub.Status)
 	}
 	sub := ok[events.Subscription](t, e, http.StatusOK, "POST", "/subscriptions/sub_http/cancel", map[string]string{"reason": "moving"}, asAdmin...)
 	if sub.Status != events.SubscriptionCancelled || sub.CancelReason != "moving" {

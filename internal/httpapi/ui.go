@@ -72,6 +72,7 @@ func (u *ui) routes(m *http.ServeMux) {
 	}
 	m.HandleFunc("GET /ui/reviews", u.page(u.reviews))
 	m.HandleFunc("GET /ui/subscriptions", u.page(u.subscriptions))
+	m.HandleFunc("POST /ui/subscriptions/{id}/{action}", u.post(u.changeSubscription))
 	m.HandleFunc("POST /ui/reviews/{id}", u.post(u.decide))
 	m.HandleFunc("POST /ui/checkouts/{id}/redrive", u.post(u.redrive))
 	m.HandleFunc("POST /ui/checkouts/{id}/deadletters/{service}/{seq}/redrive", u.post(u.redriveLetter))
@@ -133,6 +134,9 @@ var notices = map[string]string{
 	"redriven":      "Re-driven: the failed steps run again; their outcome appears here.",
 	"retried":       "Re-driven: a new checkout tries this one again (linked above).",
 	"letter":        "Re-driven: the dead letter was published again as it came; what its service does with it appears here.",
+	"paused":        "Paused: no period starts until it is resumed.",
+	"resumed":       "Resumed: a period that fell due while paused starts now.",
+	"cancelled":     "Cancelled: nothing more renews; a period being paid for ends as it ends.",
 }
 
 // notice is the text of the request's notice code ("" for none or an unknown one).
@@ -403,24 +407,72 @@ type subscriptionsData struct {
 	Subscriptions []events.Subscription
 	SignIn        bool // not signed in: the page asks for a token
 	SignOut       bool
+	// Admin: pause, resume and cancel buttons (CSRF goes with the forms).
+	Admin   bool
+	CSRF    string
+	Message string
 }
 
 // subscriptions lists every subscription with its periods, each linked to its checkout
-// (reader).
+// (reader); an admin may pause, resume or cancel each.
 func (u *ui) subscriptions(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	return u.subscriptionsPage(w, r, notice(r))
+}
+
+// subscriptionsPage is the subscriptions page with message, the server's own words.
+func (u *ui) subscriptionsPage(w http.ResponseWriter, r *http.Request, message string) (string, any, error) {
 	v, err := u.visitor(w, r)
 	if err != nil {
 		return "", nil, err
 	}
-	d := subscriptionsData{SignOut: v.session}
+	d := subscriptionsData{SignOut: v.session, Message: message}
 	if u.s.allowed(w, v.role, reader) != nil {
 		d.SignIn = true
 		return "subscriptions", d, nil
+	}
+	if v.role == admin {
+		d.Admin, d.CSRF = true, v.csrf
 	}
 	if err := u.s.call(r.Context(), events.SubscriptionsList, nil, &d.Subscriptions); err != nil {
 		return "", nil, err
 	}
 	return "subscriptions", d, nil
+}
+
+// subscriptionActions are the subscriptions page's buttons: the request each sends, and the
+// notice of its success.
+var subscriptionActions = map[string]struct {
+	subject events.Subject
+	notice  string
+}{
+	"pause": {events.SubscriptionsPause, "paused"}, "resume": {events.SubscriptionsResume, "resumed"},
+	"cancel": {events.SubscriptionsCancel, "cancelled"},
+}
+
+// changeSubscription pauses, resumes or cancels a subscription from its page (admin).
+func (u *ui) changeSubscription(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	if err := u.adminForm(w, r, "the subscriptions page (no valid CSRF token); open it again"); err != nil {
+		return "", nil, err
+	}
+	action, ok := subscriptionActions[r.PathValue("action")]
+	id := r.PathValue("id")
+	if !ok || !events.ValidSubscriptionID(id) {
+		return "", nil, problem(http.StatusNotFound, "no such subscription action")
+	}
+	ref := events.SubscriptionRef{ID: id}
+	if action.subject == events.SubscriptionsCancel {
+		ref.Reason = "cancelled by an operator in the run UI"
+	}
+	var sub events.Subscription
+	if err := u.s.call(r.Context(), action.subject, ref, &sub); err != nil {
+		var p *problemError
+		if !errors.As(err, &p) {
+			return "", nil, err
+		}
+		return u.subscriptionsPage(w, r, id+": "+p.Detail) // shown in answer to the post, never from a URL
+	}
+	http.Redirect(w, r, "/ui/subscriptions?notice="+action.notice, http.StatusSeeOther)
+	return "", nil, nil
 }
 
 // login signs in with the admin or the reader token: once it is known to be one of them,
