@@ -97,7 +97,8 @@ func build(ctx context.Context, name string, d deps, h *Handles) (*unit, error) 
 		// Subscriptions start checkouts, as the coordinator's re-drive does, and keep their
 		// state in a KV bucket by compare-and-swap, as it does: they run beside it.
 		subs, err := subscriptions.New(ctx, subscriptions.Config{JS: d.js, NC: d.js.Conn(), Log: d.log.With("service", events.ServiceSubscriptions),
-			Day: d.cfg.SubscriptionDay, RetryDays: d.cfg.SubscriptionRetryDays, AfterRetries: d.cfg.SubscriptionAfterRetries, Keys: d.keys})
+			Day: d.cfg.SubscriptionDay, RetryDays: d.cfg.SubscriptionRetryDays, AfterRetries: d.cfg.SubscriptionAfterRetries, Keys: d.keys,
+			Metrics: d.metrics})
 		if err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
 	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
 )
@@ -277,6 +278,18 @@ func TestDunningCancelsAfterTheLastRetry(t *testing.T) {
 	}
 	if total, _ := succeededCharges(sys, "sub_lee"); total != 0 {
 		t.Errorf("%d charges for a card that declines", total)
+	}
+	families, err := sys.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scraped{families: map[string]*dto.MetricFamily{}}
+	for _, f := range families {
+		got.families[f.GetName()] = f
+	}
+	if started, retried, failed := got.value("jetcheckout_subscription_periods_started_total"), got.value("jetcheckout_subscription_retries_total"),
+		got.value("jetcheckout_subscription_periods_ended_total", "outcome", "failed"); started != 1 || retried != 2 || failed != 1 {
+		t.Errorf("metrics: %v periods started, %v retries, %v failed; want 1, 2, 1", started, retried, failed)
 	}
 	stream, err := sys.JS.Stream(context.Background(), events.StreamSubscriptions)
 	if err != nil {

@@ -181,9 +181,12 @@ func (s *Service) resume(ctx context.Context, data []byte) (any, error) {
 	})
 }
 
-// cancel ends the subscription for good; a period being paid for ends as it ends.
+// cancel ends the subscription for good; a period being paid for ends as it ends, one
+// waiting for its retry fails now.
 func (s *Service) cancel(ctx context.Context, data []byte) (any, error) {
-	return s.setStatus(ctx, events.SubscriptionsCancel, data, func(sub *events.Subscription, ref events.SubscriptionRef) (bool, error) {
+	endedOpen := false
+	out, err := s.setStatus(ctx, events.SubscriptionsCancel, data, func(sub *events.Subscription, ref events.SubscriptionRef) (bool, error) {
+		endedOpen = false
 		if sub.Status == events.SubscriptionCancelled {
 			return false, nil
 		}
@@ -192,10 +195,14 @@ func (s *Service) cancel(ctx context.Context, data []byte) (any, error) {
 			sub.CancelReason = "cancelled on request"
 		}
 		if p := sub.Open(); p != nil && p.RetryAt != nil {
-			p.Outcome, p.RetryAt = events.PeriodFailed, nil // no more attempts
+			p.Outcome, p.RetryAt, endedOpen = events.PeriodFailed, nil, true // no more attempts
 		}
 		return true, nil
 	})
+	if err == nil && endedOpen {
+		s.meters.ended.WithLabelValues(events.PeriodFailed).Inc()
+	}
+	return out, err
 }
 
 // change sets the plan of the next period on. Its items are checked against the catalog

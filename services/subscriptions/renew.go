@@ -131,18 +131,20 @@ func (d dunning) endAttempt(sub *events.Subscription, n, attempt int, code, reas
 // running attempt was requested (again after a crash: the cart is made under the checkout's
 // ID and the request carries it, so a copy changes nothing).
 func (s *Service) renew(ctx context.Context, id string, at time.Time) (events.Subscription, error) {
-	started := false
+	started, retried := false, false
 	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
-		if retryDue(sub, at) {
-			return true, nil
-		}
-		started = startPeriod(sub, at)
-		return started, nil
+		retried = retryDue(sub, at)
+		started = !retried && startPeriod(sub, at)
+		return retried || started, nil
 	})
 	if err != nil {
 		return sub, err
 	}
+	if retried {
+		s.meters.retried.Inc()
+	}
 	if started {
+		s.meters.started.Inc()
 		if err := s.reconcileOne(ctx, sub); err != nil { // a changed plan's period
 			return sub, err
 		}
@@ -202,15 +204,27 @@ func (s *Service) request(ctx context.Context, sub events.Subscription, p events
 // on: a retry scheduled, the schedules put right after it became final, the next period
 // started if it is due by at (a renewal that fired while this period was being paid for).
 func (s *Service) end(ctx context.Context, id string, n, attempt int, code, reason string, at time.Time) (events.Subscription, error) {
+	var outcome string
+	started := false
 	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
+		outcome, started = "", false
 		if !s.dunning.endAttempt(sub, n, attempt, code, reason, at) {
 			return false, nil
 		}
-		startPeriod(sub, at)
+		if i := slices.IndexFunc(sub.Periods, func(p events.Period) bool { return p.N == n }); i >= 0 {
+			outcome = sub.Periods[i].Outcome
+		}
+		started = startPeriod(sub, at)
 		return true, nil
 	})
 	if err != nil {
 		return sub, err
+	}
+	if outcome != "" {
+		s.meters.ended.WithLabelValues(outcome).Inc()
+	}
+	if started {
+		s.meters.started.Inc()
 	}
 	if err := s.reconcileOne(ctx, sub); err != nil {
 		return sub, err

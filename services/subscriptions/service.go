@@ -12,6 +12,7 @@ import (
 	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config of the subscriptions service.
@@ -30,6 +31,8 @@ type Config struct {
 	// Keys check that the checkout outcomes ending a period are the coordinator's. Nil
 	// checks nothing: for a test of this service alone.
 	Keys *events.Keys
+	// Metrics is where the service counts periods (metrics.go); nil counts for nobody.
+	Metrics prometheus.Registerer
 }
 
 // Service keeps subscriptions and starts their periods.
@@ -39,6 +42,7 @@ type Service struct {
 	stream  jetstream.Stream
 	log     *slog.Logger
 	dunning dunning
+	meters  *meters
 }
 
 // DefaultRetryDays: a declined renewal is tried again 1, 3 and 7 days after the first decline.
@@ -73,7 +77,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("subscriptions: stream %s: %w", events.StreamSubscriptions, err)
 	}
 	return &Service{cfg: cfg, kv: kv, stream: stream, log: cfg.Log,
-		dunning: dunning{days: cfg.RetryDays, day: cfg.Day, final: cfg.AfterRetries}}, nil
+		dunning: dunning{days: cfg.RetryDays, day: cfg.Day, final: cfg.AfterRetries}, meters: newMeters(cfg.Metrics)}, nil
 }
 
 // checkDunning refuses a retry schedule that is not days growing from 1, or an end that is
