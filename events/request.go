@@ -113,6 +113,9 @@ func (r CheckoutRequest) Validate() error {
 	if r.CouponCode != "" && !ValidCouponCode(r.CouponCode) {
 		return fmt.Errorf("coupon_code must be 1 to 32 letters, digits, '-' or '_', got %q", r.CouponCode)
 	}
+	if _, _, _, renewal := ParseRenewalCheckoutID(r.CheckoutID); renewal && r.Renewal == nil {
+		return fmt.Errorf("checkout_id %q is shaped like a subscription's renewal (sub_<id>-<n>): those are the subscriptions' own, choose another", r.CheckoutID)
+	}
 	if r.Renewal != nil {
 		if err := r.Renewal.Validate(); err != nil {
 			return err

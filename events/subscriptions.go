@@ -94,8 +94,9 @@ const (
 
 // CreateSubscription is the request of subscriptions.create.
 type CreateSubscription struct {
-	// ID, when given, names the subscription and makes creating it safe to repeat.
-	ID              string     `json:"id,omitempty"`
+	// ID names the subscription, chosen by the shop: creating it again is safe, so a create
+	// whose answer was lost is asked again, never made twice.
+	ID              string     `json:"id"`
 	CustomerID      string     `json:"customer_id"`
 	CustomerEmail   string     `json:"customer_email"`
 	StripeCustomer  string     `json:"stripe_customer"`   // cus_..., holding the saved payment method
@@ -115,8 +116,8 @@ const MaxIntervalDays = 366
 // and the currency when the first period's cart is made.
 func (c CreateSubscription) Validate() error {
 	switch {
-	case c.ID != "" && !ValidSubscriptionID(c.ID):
-		return fmt.Errorf("id must be sub_ and 1 to 40 letters, digits or '_', got %q", c.ID)
+	case !ValidSubscriptionID(c.ID):
+		return fmt.Errorf("id is required: sub_ and 1 to 40 letters, digits or '_' of your choosing (a create asked again is then the same subscription), got %q", c.ID)
 	case strings.TrimSpace(c.CustomerID) == "":
 		return errors.New("customer_id is required")
 	case !strings.HasPrefix(c.StripeCustomer, "cus_"):

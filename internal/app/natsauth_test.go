@@ -427,7 +427,7 @@ func TestNATSPermissions(t *testing.T) {
 		// makes its period's cart and starts its checkout, all as the coordinator's user.
 		customer, pm := savedCard(t, emu.URL, "sub@example.com", "pm_card_visa")
 		raw, _ := json.Marshal(subscriptionRequest("sub_auth", "cus_sub", customer, pm, 30))
-		httpJSON[events.Subscription](t, "POST", a.URL+"/subscriptions", string(raw), "")
+		httpJSON[events.Subscription](t, "POST", a.URL+"/subscriptions", string(raw), cfg.AdminToken)
 		natstest.Eventually(t, wait, func() bool {
 			sub := httpJSON[events.Subscription](t, "GET", a.URL+"/subscriptions/sub_auth", "", cfg.AdminToken)
 			return paidPeriods(sub) == 1

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/jetcheckout/jetcheckout/internal/natstest"
+	"github.com/jetcheckout/jetcheckout/internal/topology"
 	"github.com/nats-io/nats.go"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stripe/stripe-go/v76"
@@ -300,4 +301,43 @@ func TestDunningCancelsAfterTheLastRetry(t *testing.T) {
 			t.Errorf("a cancelled subscription keeps %s", subject)
 		}
 	}
+}
+
+// In a rolling upgrade from a release without subscriptions the setup role is replaced last:
+// this release's coordinator starts, and runs, before the subscriptions' bucket and stream
+// exist. The subscriptions answer 503 meanwhile, and work once the setup role made them.
+func TestSubscriptionsWaitForTheirSetup(t *testing.T) {
+	env := natstest.Start(t)
+	cfg := testConfig(t.TempDir())
+	ctx := context.Background()
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(consumers(cfg, Services...)...)); err != nil {
+		t.Fatal(err)
+	}
+	for _, stream := range []string{events.StreamSubscriptions, "KV_" + events.BucketSubscriptions} {
+		if err := env.JS.DeleteStream(ctx, stream); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.NATSURL = env.URL
+	sys := startProcess(t, cfg, testLogger(), events.ServiceCoordinator)
+	raw, _ := json.Marshal(events.SubscriptionRef{ID: "sub_none"})
+	code := func() string {
+		msg, err := sys.NC.Request(string(events.SubscriptionsGet), raw, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg.Header.Get("Nats-Service-Error-Code")
+	}
+	if c := code(); c != "503" {
+		t.Fatalf("before the setup: %q, want 503", c)
+	}
+	select {
+	case <-sys.Failed():
+		t.Fatalf("the coordinator's process failed: %v", sys.Err())
+	default:
+	}
+	if err := topology.Ensure(ctx, env.JS, topology.Consumers(consumers(cfg, Services...)...)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, wait, func() bool { return code() == "404" }, "the subscriptions never bound to their bucket and stream")
 }

@@ -70,6 +70,8 @@ type target interface {
 	withStore(ctx context.Context, service string, f func(*bolt.DB) error) error
 	// mails is every delivery the customers' mail server took.
 	mails(ctx context.Context) ([]receivedMail, error)
+	// subscriptionDay is how long a day of a subscription's plan lasts there.
+	subscriptionDay() time.Duration
 	// mailbox is the customers' mail server as the run can break and fix it, nil when it
 	// cannot (mailpit takes everything): then no checkout waits for a re-drive.
 	mailbox() mailbox
@@ -153,7 +155,7 @@ func attack(ctx context.Context, o Options, t target, initial map[string]int, st
 	// The subscriptions start before the faults: their renewals then come through them.
 	var subs []plannedSub
 	if !o.NoSubscriptions {
-		subs = planSubscriptions(rand.New(rand.NewPCG(o.Seed, 4)), o.Checkouts)
+		subs = planSubscriptions(rand.New(rand.NewPCG(o.Seed, 4)), o.Checkouts, t.subscriptionDay())
 		if err := subscribe(ctx, d, op.stripe, subs); err != nil {
 			return res, err
 		}

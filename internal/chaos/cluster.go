@@ -262,6 +262,9 @@ func (c *cluster) connect() (*nats.Conn, error) {
 		nats.IgnoreDiscoveredServers())
 }
 
+// subscriptionDay: the compose stack's, the default.
+func (c *cluster) subscriptionDay() time.Duration { return 24 * time.Hour }
+
 func (c *cluster) stripeURL() string {
 	return fmt.Sprintf("http://127.0.0.1:%d", c.ports["stripe-emulator"])
 }

@@ -173,6 +173,8 @@ func (s *stack) connect() (*nats.Conn, error) {
 
 func (s *stack) stripeURL() string { return s.emulatorURL }
 
+func (s *stack) subscriptionDay() time.Duration { return subscriptionDay }
+
 func (s *stack) attack(ctx context.Context, r *rand.Rand, every time.Duration, log func(string, ...any)) int {
 	k := &killer{stack: s, rand: r, every: every, log: log}
 	k.run(ctx)

@@ -30,16 +30,23 @@ type plannedSub struct {
 	ID       string
 	Email    string
 	Declines bool
+	// MinPeriods is how many periods it must have started by the end of the run: a
+	// subscription that stopped renewing without being cancelled would have fewer.
+	MinPeriods int
 }
 
 // planSubscriptions draws the load's subscriptions: one for every 40 checkouts, at least
-// two, every third with a card that declines.
-func planSubscriptions(r *rand.Rand, checkouts int) []plannedSub {
+// two, every third with a card that declines. With days of seconds, a card that pays renews
+// several times during the run (the shortest chaos-short loads for about a minute).
+func planSubscriptions(r *rand.Rand, checkouts int, day time.Duration) []plannedSub {
 	n := max(2, checkouts/40)
 	out := make([]plannedSub, n)
 	for i := range out {
 		id := fmt.Sprintf("sub_chaos_%03d", i)
-		out[i] = plannedSub{ID: id, Email: id + "@example.com", Declines: i%3 == 1}
+		out[i] = plannedSub{ID: id, Email: id + "@example.com", Declines: i%3 == 1, MinPeriods: 1}
+		if day < time.Minute && !out[i].Declines {
+			out[i].MinPeriods = 3
+		}
 	}
 	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
@@ -167,6 +174,9 @@ func reconcileSubscriptions(res *Result, subs []plannedSub, s *state, mails map[
 		}
 		if open := sub.Open(); open != nil {
 			violate("%s: period %d still running after the run cancelled it", p.ID, open.N)
+		}
+		if len(sub.Periods) < p.MinPeriods {
+			violate("%s: %d periods started, at least %d were due: it stopped renewing", p.ID, len(sub.Periods), p.MinPeriods)
 		}
 		for _, period := range sub.Periods {
 			reconcilePeriod(p, sub, period, s, mails, sold, violate)

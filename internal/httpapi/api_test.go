@@ -376,6 +376,8 @@ func TestValidationErrors(t *testing.T) {
 	script.ReturnURL, plainHTTP.ReturnURL = "javascript:alert(document.cookie)", "http://evil.example/phish"
 	renewal := request("sub_x-2", "ada@example.com", "pm_card_visa")
 	renewal.CheckoutID, renewal.Renewal = "sub_x-2", &events.Renewal{SubscriptionID: "sub_x", Period: 2, StripeCustomer: "cus_1"}
+	renewalID := request("cart_1", "ada@example.com", "pm_card_visa")
+	renewalID.CheckoutID = "sub_x-2-2"
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -407,7 +409,9 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown cart field", "POST", "/carts", `{"customer_id":"c","currency":"USD","items":[],"coupon":1}`, 400, "coupon"},
 		{"a renewal from outside", "POST", "/checkout/process", renewal, 422, "renewal is set by the subscriptions service alone"},
 		{"a subscription's cart ID", "POST", "/carts", events.CreateCart{CartID: "sub_x-2", CustomerID: "c", Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}}, 422, "sub_"},
-		{"bad subscription", "POST", "/subscriptions", events.CreateSubscription{CustomerID: "c", CustomerEmail: "c@example.com", StripeCustomer: "cus_1", PaymentMethodID: "pm_card_visa",
+		{"a renewal's checkout ID", "POST", "/checkout/process", renewalID, 422, "shaped like a subscription's renewal"},
+		{"subscription without an id", "POST", "/subscriptions", events.CreateSubscription{CustomerID: "c"}, 422, "id is required"},
+		{"bad subscription", "POST", "/subscriptions", events.CreateSubscription{ID: "sub_v", CustomerID: "c", CustomerEmail: "c@example.com", StripeCustomer: "cus_1", PaymentMethodID: "pm_card_visa",
 			ShippingAddress: california, BillingAddress: california, Currency: "USD", Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}}, 422, "interval_days"},
 		{"invalid subscription id", "GET", "/subscriptions/a.b", nil, 400, "subscription ID"},
 		{"unknown subscription", "GET", "/subscriptions/sub_nope", nil, 404, "sub_nope"},
@@ -836,7 +840,10 @@ func TestSubscriptionOverHTTP(t *testing.T) {
 	body := events.CreateSubscription{ID: "sub_http", CustomerID: "cus_ada", CustomerEmail: "ada@example.com", StripeCustomer: customer.ID,
 		PaymentMethodID: pm.ID, ShippingAddress: california, BillingAddress: california, Currency: "USD",
 		Items: []events.CartItem{{ProductID: "stickers", Quantity: 1}}, IntervalDays: 30}
-	created := ok[events.Subscription](t, e, http.StatusCreated, "POST", "/subscriptions", body)
+	if status, _, _ := e.do(t, "POST", "/subscriptions", body); status != http.StatusUnauthorized {
+		t.Errorf("a subscription created without the admin token: %d", status)
+	}
+	created := ok[events.Subscription](t, e, http.StatusCreated, "POST", "/subscriptions", body, asAdmin...)
 	if created.Status != events.SubscriptionActive || len(created.Periods) != 1 {
 		t.Fatalf("created: %+v", created)
 	}

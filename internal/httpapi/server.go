@@ -136,7 +136,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /carts", s.handle(s.createCart))
 	m.HandleFunc("GET /carts/{id}", s.handle(s.getCart))
 	m.HandleFunc("GET /products", s.handle(s.listProducts))
-	m.HandleFunc("POST /subscriptions", s.handle(s.createSubscription))
+	m.HandleFunc("POST /subscriptions", s.handle(s.need(admin, s.createSubscription)))
 	m.HandleFunc("GET /subscriptions", s.handle(s.need(reader, s.listSubscriptions)))
 	m.HandleFunc("GET /subscriptions/{id}", s.handle(s.need(reader, s.getSubscription)))
 	m.HandleFunc("POST /subscriptions/{id}/pause", s.handle(s.need(admin, s.changeSubscription(events.SubscriptionsPause))))

@@ -19,8 +19,8 @@ import (
 const requestTimeout = 5 * time.Second
 
 // call asks a service's request-reply endpoint and decodes its reply into out. An error
-// reply of the service (micro's codes "400", "404", "409") becomes the problem of the same
-// HTTP status, with the service's words; no answer at all is a 503.
+// reply of the service (micro's codes "400", "404", "409", "503") becomes the problem of the
+// same HTTP status, with the service's words; no answer at all is a 503.
 func (s *Server) call(ctx context.Context, subject events.Subject, req, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -31,7 +31,7 @@ func (s *Server) call(ctx context.Context, subject events.Subject, req, out any)
 		return problem(http.StatusServiceUnavailable, "%s did not answer; is its service running?", subject)
 	case errors.As(err, &reply):
 		status, _ := strconv.Atoi(reply.Code)
-		if status < 400 || status > 499 {
+		if status != http.StatusServiceUnavailable && (status < 400 || status > 499) {
 			status = http.StatusBadGateway
 		}
 		return problem(status, "%s", reply.Description)

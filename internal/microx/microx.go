@@ -115,6 +115,17 @@ func Publish(ctx context.Context, js jetstream.JetStream, keys *events.Keys, ser
 	return js.PublishMsg(ctx, &nats.Msg{Subject: string(e.Type), Data: data, Header: h}, jetstream.WithMsgID(e.ID))
 }
 
+// Refusal reports an error reply that refuses the request for what it holds (a 4xx code:
+// malformed, unknown, conflicting), which asking again will not change; any other error
+// (no answer, a 500, a 503) may pass.
+func Refusal(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) && len(e.Code) == 3 && e.Code[0] == '4' {
+		return e, true
+	}
+	return nil, false
+}
+
 // Endpoint is one request-reply endpoint of a service: its name in micro's discovery, the
 // subject it answers, and what answers it (through Handler).
 type Endpoint struct {

@@ -250,8 +250,15 @@ func writeOnce(name, description, subjects string, replicas int) jetstream.Strea
 }
 
 // Names are the streams Ensure makes, the buckets' among them.
-var Names = append(append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, events.StreamCarts,
-	events.StreamSubscriptions, "KV_"+events.BucketSubscriptions), viewsStreams()...)
+var Names = append(append(required(), events.StreamSubscriptions, "KV_"+events.BucketSubscriptions), viewsStreams()...)
+
+// required are the streams every process waits for (Await, Missing). The subscriptions'
+// are not among them: in a rolling upgrade from a release without them the setup role is
+// replaced last, so they come after this release's processes start, and only the
+// subscriptions wait for them (services/subscriptions).
+func required() []string {
+	return append(timerStreams(), events.StreamCheckout, events.StreamWarehouse, events.StreamStock, events.StreamDeadLetter, "KV_"+events.BucketCheckouts, events.StreamCarts)
+}
 
 // viewsStreams are the streams of the views buckets.
 func viewsStreams() []string {
@@ -388,7 +395,7 @@ func Missing(ctx context.Context, js jetstream.JetStream, opts ...Option) ([]str
 		opt(&o)
 	}
 	var missing []string
-	for _, name := range Names {
+	for _, name := range append(required(), viewsStreams()...) {
 		s, err := js.Stream(ctx, name)
 		switch {
 		case errors.Is(err, jetstream.ErrStreamNotFound):

@@ -2,8 +2,6 @@ package subscriptions
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -40,9 +38,15 @@ func (s *Service) Serve(nc *nats.Conn) (micro.Service, error) {
 	}, endpoints...)
 }
 
-// bounded gives an endpoint's work callTimeout, and answers an unknown subscription with a 404.
+// bounded gives an endpoint's work callTimeout, answers an unknown subscription with a 404,
+// and every request with a 503 until the service is bound to its bucket and stream.
 func (s *Service) bounded(handle func(ctx context.Context, data []byte) (any, error)) func([]byte) (any, error) {
 	return func(data []byte) (any, error) {
+		select {
+		case <-s.ready:
+		default:
+			return nil, &microx.Error{Code: "503", Description: "subscriptions are not set up yet: the setup role has not created their bucket and stream"}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		defer cancel()
 		out, err := handle(ctx, data)
@@ -65,9 +69,6 @@ func (s *Service) createSubscription(ctx context.Context, data []byte) (any, err
 	if err := req.Validate(); err != nil {
 		return nil, microx.BadRequest("%v", err)
 	}
-	if req.ID == "" {
-		req.ID = newSubscriptionID()
-	}
 	if had, _, err := s.get(ctx, req.ID); err == nil {
 		return s.created(ctx, had, req)
 	}
@@ -77,8 +78,7 @@ func (s *Service) createSubscription(ctx context.Context, data []byte) (any, err
 	var cart events.Cart
 	err := microx.Request(ctx, s.cfg.NC, events.CartsCreate, events.CreateCart{
 		CartID: events.RenewalCheckoutID(sub.ID, 1, 1), CustomerID: sub.CustomerID, Currency: sub.Currency, Items: sub.Items}, &cart)
-	var refused *microx.Error
-	if errors.As(err, &refused) {
+	if refused, ok := microx.Refusal(err); ok {
 		return nil, microx.BadRequest("the subscription's items cannot be sold: %s", refused.Description)
 	}
 	if err != nil {
@@ -98,7 +98,7 @@ func (s *Service) createSubscription(ctx context.Context, data []byte) (any, err
 		return nil, err
 	}
 	s.log.Info("subscription created", "subscription_id", sub.ID, "customer_id", sub.CustomerID, "every", sub.Interval)
-	return s.renew(ctx, sub.ID, now)
+	return s.renew(ctx, sub.ID, trigger{at: now})
 }
 
 // created answers a create of an ID that exists: the same request again gets the record (and
@@ -116,7 +116,7 @@ func (s *Service) created(ctx context.Context, had events.Subscription, req even
 	if err := s.reconcileOne(ctx, had); err != nil {
 		return nil, err
 	}
-	return s.renew(ctx, had.ID, had.CreatedAt)
+	return s.renew(ctx, had.ID, trigger{at: time.Now().UTC()})
 }
 
 func (s *Service) getSubscription(ctx context.Context, data []byte) (any, error) {
@@ -284,13 +284,7 @@ func (s *Service) setStatus(ctx context.Context, subject events.Subject, data []
 	}
 	s.log.Info("subscription "+sub.Status, "subscription_id", sub.ID)
 	if live(sub.Status) {
-		return s.renew(ctx, sub.ID, time.Now().UTC())
+		return s.renew(ctx, sub.ID, trigger{at: time.Now().UTC()})
 	}
 	return sub, nil
-}
-
-func newSubscriptionID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return "sub_" + hex.EncodeToString(b)
 }

@@ -3,7 +3,6 @@ package subscriptions
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -18,10 +17,20 @@ import (
 // one the stream gave the message that brought it (a renewal fired, a checkout ended): the
 // same messages again decide the same.
 
-// startPeriod starts sub's next period at at, if one is due: the subscription is active, the
-// period before has ended, and the next renewal is less than half a period away. It reports
-// whether it started one.
-func startPeriod(sub *events.Subscription, at time.Time) bool {
+// trigger is what brings a subscription forward: a renewal its schedule fired (which may come
+// a little early: up to half a period), a retry its one-time schedule fired, or anything
+// else (an attempt that ended, a resume, a restart), which starts only what is due by then.
+type trigger struct {
+	at       time.Time
+	schedule bool // fired by the renewal schedule
+	retry    bool // fired by the retry schedule: the retry is due, whatever the clocks say
+}
+
+// startPeriod starts sub's next period at t.at, if one is due: the subscription is active,
+// the period before has ended, and the next renewal has come (or, for a renewal the schedule
+// fired, is less than half a period away). It reports whether it started one.
+func startPeriod(sub *events.Subscription, t trigger) bool {
+	at := t.at
 	if sub.Status != events.SubscriptionActive {
 		return false
 	}
@@ -29,9 +38,12 @@ func startPeriod(sub *events.Subscription, at time.Time) bool {
 	if started && last.Outcome == "" {
 		return false // the period before is still being paid for: it starts when that ends
 	}
-	half := sub.Interval.Duration / 2
-	if at.Before(sub.NextRenewal.Add(-half)) {
-		return false // early: a second firing, or a clock that went back
+	half, early := sub.Interval.Duration/2, time.Duration(0)
+	if t.schedule {
+		early = half
+	}
+	if at.Before(sub.NextRenewal.Add(-early)) {
+		return false // early: a second firing, a clock that went back, a resume within the period
 	}
 	n := 1
 	if started {
@@ -57,11 +69,12 @@ func startPeriod(sub *events.Subscription, at time.Time) bool {
 }
 
 // retryDue starts the next attempt of a period whose payment was declined, once its retry is
-// due at at. It reports whether it started one.
-func retryDue(sub *events.Subscription, at time.Time) bool {
+// due: fired by its schedule (RetryAt is the coordinator's clock, the firing the server's),
+// or by t.at otherwise. It reports whether it started one.
+func retryDue(sub *events.Subscription, t trigger) bool {
 	p := sub.Open()
-	if p == nil || p.RetryAt == nil || sub.Status != events.SubscriptionPastDue || at.Before(p.RetryAt.Add(-time.Second)) {
-		return false // the server fires an @at schedule at its second, never before
+	if p == nil || p.RetryAt == nil || sub.Status != events.SubscriptionPastDue || !t.retry && t.at.Before(*p.RetryAt) {
+		return false
 	}
 	p.Attempts++
 	p.CheckoutID, p.RetryAt = events.RenewalCheckoutID(sub.ID, p.N, p.Attempts), nil
@@ -109,32 +122,36 @@ func (d dunning) endAttempt(sub *events.Subscription, n, attempt int, code, reas
 		return true
 	}
 	retried := slices.Contains(events.RetriedRenewalCodes, code)
-	if gap, ok := d.retryIn(attempt); retried && ok && (sub.Status == events.SubscriptionActive || sub.Status == events.SubscriptionPastDue) {
+	live := sub.Status == events.SubscriptionActive || sub.Status == events.SubscriptionPastDue
+	if gap, ok := d.retryIn(attempt); retried && ok && live {
 		retryAt := at.Add(gap).UTC()
 		p.RetryAt, sub.Status = &retryAt, events.SubscriptionPastDue
 		return true
 	}
 	p.Outcome = events.PeriodFailed
 	switch {
-	case sub.Status == events.SubscriptionPastDue || retried && sub.Status == events.SubscriptionActive:
+	case retried && live:
 		// The last attempt of a declined period: the subscription ends as configured.
 		sub.Status = d.final
 		if d.final == events.SubscriptionCancelled {
 			sub.CancelReason = fmt.Sprintf("period %d could not be paid after %d attempts: %s", n, attempt, reason)
 		}
+	case sub.Status == events.SubscriptionPastDue:
+		// A retry failed for a reason no retry mends (out of stock): that period alone fails.
+		sub.Status = events.SubscriptionActive
 	}
 	return true
 }
 
-// renew brings subscription id forward at at: the next attempt of a declined period if its
+// renew brings subscription id forward at t: the next attempt of a declined period if its
 // retry is due, else the next period if one is due; then it makes sure the checkout of the
 // running attempt was requested (again after a crash: the cart is made under the checkout's
 // ID and the request carries it, so a copy changes nothing).
-func (s *Service) renew(ctx context.Context, id string, at time.Time) (events.Subscription, error) {
+func (s *Service) renew(ctx context.Context, id string, t trigger) (events.Subscription, error) {
 	started, retried := false, false
 	sub, err := s.update(ctx, id, func(sub *events.Subscription) (bool, error) {
-		retried = retryDue(sub, at)
-		started = !retried && startPeriod(sub, at)
+		retried = retryDue(sub, t)
+		started = !retried && startPeriod(sub, t)
 		return retried || started, nil
 	})
 	if err != nil {
@@ -167,8 +184,7 @@ func (s *Service) request(ctx context.Context, sub events.Subscription, p events
 	var cart events.Cart
 	err := microx.Request(ctx, s.cfg.NC, events.CartsCreate, events.CreateCart{
 		CartID: p.CheckoutID, CustomerID: sub.CustomerID, Currency: sub.Currency, Items: sub.Items}, &cart)
-	var refused *microx.Error
-	if errors.As(err, &refused) {
+	if refused, ok := microx.Refusal(err); ok {
 		s.log.Warn("renewal's cart refused", "subscription_id", sub.ID, "period", p.N, "reason", refused.Description)
 		_, err = s.end(ctx, sub.ID, p.N, p.Attempts, events.CodeInvalidRequest, "the period's cart could not be made: "+refused.Description, p.StartedAt)
 		return err
@@ -214,7 +230,7 @@ func (s *Service) end(ctx context.Context, id string, n, attempt int, code, reas
 		if i := slices.IndexFunc(sub.Periods, func(p events.Period) bool { return p.N == n }); i >= 0 {
 			outcome = sub.Periods[i].Outcome
 		}
-		started = startPeriod(sub, at)
+		started = startPeriod(sub, trigger{at: at})
 		return true, nil
 	})
 	if err != nil {

@@ -12,6 +12,9 @@ func active(created time.Time, every time.Duration) events.Subscription {
 		Interval: events.Duration{Duration: every}, CreatedAt: created, NextRenewal: created}
 }
 
+// fired is a renewal the schedule fired at at.
+func fired(at time.Time) trigger { return trigger{at: at, schedule: true} }
+
 // endLast ends the latest period as paid.
 func endLast(sub *events.Subscription) { sub.Periods[len(sub.Periods)-1].Outcome = events.PeriodPaid }
 
@@ -22,24 +25,24 @@ func TestStartPeriodOncePerPeriod(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	sub := active(t0, 30*day)
 
-	if !startPeriod(&sub, t0) || sub.Periods[0].CheckoutID != "sub_t-1" || sub.Periods[0].Attempts != 1 || !sub.NextRenewal.Equal(t0.Add(30*day)) {
+	if !startPeriod(&sub, fired(t0)) || sub.Periods[0].CheckoutID != "sub_t-1" || sub.Periods[0].Attempts != 1 || !sub.NextRenewal.Equal(t0.Add(30*day)) {
 		t.Fatalf("the first period did not start at creation: %+v", sub)
 	}
-	if startPeriod(&sub, t0.Add(30*day)) {
+	if startPeriod(&sub, fired(t0.Add(30*day))) {
 		t.Fatal("a period started while the one before was being paid for")
 	}
 	endLast(&sub)
 	for _, at := range []time.Time{t0.Add(time.Minute), t0.Add(14 * day), t0.Add(-day)} {
-		if startPeriod(&sub, at) {
+		if startPeriod(&sub, fired(at)) {
 			t.Fatalf("a renewal at %v, before half a period from the next one, started period %d", at, len(sub.Periods))
 		}
 	}
 	// The schedule fires a little early, then again: one period.
-	if !startPeriod(&sub, t0.Add(30*day-time.Second)) || sub.Periods[1].N != 2 {
+	if !startPeriod(&sub, fired(t0.Add(30*day-time.Second))) || sub.Periods[1].N != 2 {
 		t.Fatalf("period 2 did not start: %+v", sub.Periods)
 	}
 	endLast(&sub)
-	if startPeriod(&sub, t0.Add(30*day)) {
+	if startPeriod(&sub, fired(t0.Add(30*day))) {
 		t.Fatal("a second firing started period 3")
 	}
 	if want := t0.Add(60 * day); !sub.NextRenewal.Equal(want) {
@@ -47,15 +50,15 @@ func TestStartPeriodOncePerPeriod(t *testing.T) {
 	}
 	// The system was down for 100 days: one period, and the cycle moves on from then.
 	late := t0.Add(160 * day)
-	if !startPeriod(&sub, late) || sub.Periods[2].N != 3 || !sub.NextRenewal.Equal(late.Add(30*day)) {
+	if !startPeriod(&sub, fired(late)) || sub.Periods[2].N != 3 || !sub.NextRenewal.Equal(late.Add(30*day)) {
 		t.Fatalf("a late renewal: periods %+v, next %v", sub.Periods, sub.NextRenewal)
 	}
 	endLast(&sub)
-	if startPeriod(&sub, late.Add(time.Hour)) {
+	if startPeriod(&sub, fired(late.Add(time.Hour))) {
 		t.Fatal("the missed periods were charged in a burst")
 	}
 	sub.Status = events.SubscriptionPaused
-	if startPeriod(&sub, late.Add(30*day)) {
+	if startPeriod(&sub, fired(late.Add(30*day))) {
 		t.Fatal("a paused subscription renewed")
 	}
 }
@@ -66,14 +69,14 @@ func TestChangedPlanStartsWithTheNextPeriod(t *testing.T) {
 	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 	sub := active(t0, 30*day)
 	sub.Items, sub.IntervalDays = []events.CartItem{{ProductID: "mug", Quantity: 1}}, 30
-	startPeriod(&sub, t0)
+	startPeriod(&sub, fired(t0))
 	endLast(&sub)
 	sub.NextPlan = &events.Plan{Items: []events.CartItem{{ProductID: "mug", Quantity: 2}}, IntervalDays: 7, Interval: events.Duration{Duration: 7 * day}}
-	if startPeriod(&sub, t0.Add(7*day)) {
+	if startPeriod(&sub, fired(t0.Add(7*day))) {
 		t.Fatal("the new interval started a period before the old one was due")
 	}
 	at := t0.Add(30 * day)
-	if !startPeriod(&sub, at) || sub.NextPlan != nil || sub.Items[0].Quantity != 2 || sub.Interval.Duration != 7*day ||
+	if !startPeriod(&sub, fired(at)) || sub.NextPlan != nil || sub.Items[0].Quantity != 2 || sub.Interval.Duration != 7*day ||
 		!sub.NextRenewal.Equal(at.Add(7*day)) {
 		t.Fatalf("period 2 with the new plan: %+v", sub)
 	}
@@ -115,7 +118,7 @@ func TestDunningRetriesThenCancels(t *testing.T) {
 	d := dunning{days: []int{1, 3, 7}, day: day, final: events.SubscriptionCancelled}
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	sub := active(t0, 30*day)
-	startPeriod(&sub, t0)
+	startPeriod(&sub, fired(t0))
 
 	declined := t0.Add(time.Minute)
 	for attempt, wantGap := range []time.Duration{day, 2 * day, 4 * day} {
@@ -130,17 +133,17 @@ func TestDunningRetriesThenCancels(t *testing.T) {
 		if d.endAttempt(&sub, 1, attempt, events.CodeCardDeclined, "declined", declined) {
 			t.Fatalf("a copy of attempt %d's end changed the record", attempt)
 		}
-		if startPeriod(&sub, t0.Add(30*day)) {
+		if startPeriod(&sub, fired(t0.Add(30*day))) {
 			t.Fatal("a new period started while the one before was being retried")
 		}
-		if retryDue(&sub, p.RetryAt.Add(-2*time.Second)) {
+		if retryDue(&sub, trigger{at: p.RetryAt.Add(-2 * time.Second)}) {
 			t.Fatal("a retry started early")
 		}
-		if !retryDue(&sub, *p.RetryAt) || sub.Periods[0].Attempts != attempt+1 ||
+		if !retryDue(&sub, trigger{at: *p.RetryAt}) || sub.Periods[0].Attempts != attempt+1 ||
 			sub.Periods[0].CheckoutID != events.RenewalCheckoutID("sub_t", 1, attempt+1) {
 			t.Fatalf("retry %d did not start: %+v", attempt, sub.Periods[0])
 		}
-		if retryDue(&sub, *p.RetryAt) {
+		if retryDue(&sub, trigger{at: *p.RetryAt}) {
 			t.Fatal("a retry fired twice started two attempts")
 		}
 		declined = p.RetryAt.Add(time.Minute)
@@ -157,15 +160,63 @@ func TestDunningRetriesThenCancels(t *testing.T) {
 	}
 
 	other := active(t0, 30*day)
-	startPeriod(&other, t0)
+	startPeriod(&other, fired(t0))
 	if !d.endAttempt(&other, 1, 1, events.CodeInsufficientStock, "sold out", t0) || other.Status != events.SubscriptionActive ||
 		other.Periods[0].Outcome != events.PeriodFailed || other.Periods[0].RetryAt != nil {
 		t.Fatalf("out of stock: %s %+v, want the period failed and the subscription active", other.Status, other.Periods[0])
 	}
-	if !startPeriod(&other, t0.Add(30*day)) {
+	if !startPeriod(&other, fired(t0.Add(30*day))) {
 		t.Fatal("the period after an out-of-stock one did not start")
 	}
 	if !d.endAttempt(&other, 2, 1, "", "", t0.Add(30*day)) || other.Periods[1].Outcome != events.PeriodPaid {
 		t.Fatalf("a paid period: %+v", other.Periods[1])
+	}
+}
+
+// Only a renewal the schedule fired may start a period early (up to half a period: the
+// schedule's drift); an attempt that ended, a resume or a restart start only what is due.
+func TestOnlyTheScheduleStartsAPeriodEarly(t *testing.T) {
+	day := 24 * time.Hour
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	sub := active(t0, 10*day)
+	startPeriod(&sub, trigger{at: t0})
+	endLast(&sub)
+	if startPeriod(&sub, trigger{at: t0.Add(7 * day)}) {
+		t.Fatal("a period started three days early on something else than its schedule")
+	}
+	if !startPeriod(&sub, fired(t0.Add(7*day))) {
+		t.Fatal("the schedule's firing within half a period did not start the period")
+	}
+}
+
+// A retry its schedule fired is due whatever RetryAt says (the coordinator's clock may run
+// ahead of the server's); anything else waits for RetryAt.
+func TestAFiredRetryIsDue(t *testing.T) {
+	d := dunning{days: []int{1, 3}, day: time.Hour, final: events.SubscriptionCancelled}
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	sub := active(t0, 24*time.Hour)
+	startPeriod(&sub, trigger{at: t0})
+	d.endAttempt(&sub, 1, 1, events.CodeCardDeclined, "declined", t0.Add(5*time.Second)) // a clock 5 s ahead
+	early := t0.Add(time.Hour)
+	if retryDue(&sub, trigger{at: early}) {
+		t.Fatal("a retry started before RetryAt on something else than its schedule")
+	}
+	if !retryDue(&sub, trigger{at: early, retry: true}) || sub.Periods[0].Attempts != 2 {
+		t.Fatalf("the retry its schedule fired did not start: %+v", sub.Periods[0])
+	}
+}
+
+// A retry that fails for a reason no retry mends fails its period alone: the subscription is
+// active again, not cancelled as after a last decline.
+func TestAFailedRetryThatNoRetryMendsKeepsTheSubscription(t *testing.T) {
+	d := dunning{days: []int{1}, day: time.Hour, final: events.SubscriptionCancelled}
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	sub := active(t0, 24*time.Hour)
+	startPeriod(&sub, trigger{at: t0})
+	d.endAttempt(&sub, 1, 1, events.CodeCardDeclined, "declined", t0)
+	retryDue(&sub, trigger{at: t0.Add(time.Hour)})
+	if !d.endAttempt(&sub, 1, 2, events.CodeInsufficientStock, "sold out", t0.Add(time.Hour)) ||
+		sub.Status != events.SubscriptionActive || sub.Periods[0].Outcome != events.PeriodFailed || sub.CancelReason != "" {
+		t.Fatalf("after a retry out of stock: %s %q %+v", sub.Status, sub.CancelReason, sub.Periods[0])
 	}
 }

@@ -90,29 +90,49 @@ func (s *Service) scheduledNow(ctx context.Context, subject string) (bool, error
 	return err == nil, err
 }
 
-// reconcile gives each active subscription its schedule and takes it from the others: a
-// process that died between changing a status and the schedule left them apart.
+// reconcile puts each subscription right: its schedules as its record says (a process that
+// died between changing a record and its schedules left them apart), the checkout of a
+// running attempt requested, a period that came due started. At start, and every
+// reconcileEvery after: the renewals come from the schedules; this only heals.
 func (s *Service) reconcile(ctx context.Context) error {
 	keys, err := s.kv.ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list subscriptions: %w", err)
 	}
+	var errs []error
 	for id := range keys.Keys() {
 		sub, _, err := s.get(ctx, id)
+		if err == nil {
+			err = s.reconcileOne(ctx, sub)
+		}
+		if err == nil && live(sub.Status) {
+			_, err = s.renew(ctx, id, trigger{at: time.Now().UTC()})
+		}
 		if err != nil {
-			return err
+			// One record that cannot be put right stops none of the others.
+			s.log.Error("subscription not put right", "subscription_id", id, "err", err)
+			errs = append(errs, err)
 		}
-		if err := s.reconcileOne(ctx, sub); err != nil {
-			return err
-		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d subscriptions not put right, the first: %w", len(errs), errs[0])
 	}
 	return nil
 }
 
-// reconcileOne makes sub's schedules what its record says: its renewals there while it is
+// reconcileEvery is how often the subscriptions are put right while the service runs.
+const reconcileEvery = 5 * time.Minute
+
+// reconcileOne makes sub's schedules what its record, read again, says: its renewals there while it is
 // live, its retry while a declined period waits for one (an @at schedule that fired is gone,
 // so one that was due is put back and fires at once); none once it is paused or cancelled.
 func (s *Service) reconcileOne(ctx context.Context, sub events.Subscription) error {
+	// As stored now: a change made meanwhile (a pause racing a resume) must not be undone
+	// by acting on the record as it was.
+	sub, _, err := s.get(ctx, sub.ID)
+	if err != nil {
+		return err
+	}
 	if !live(sub.Status) {
 		has, err := s.scheduledNow(ctx, events.SubscriptionScheduleSubject(sub.ID))
 		if err == nil && has {

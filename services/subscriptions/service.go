@@ -38,17 +38,20 @@ type Config struct {
 // Service keeps subscriptions and starts their periods.
 type Service struct {
 	cfg     Config
-	kv      jetstream.KeyValue
-	stream  jetstream.Stream
 	log     *slog.Logger
 	dunning dunning
 	meters  *meters
+	// kv and stream are the bucket and the stream, set once by bind before ready closes.
+	kv     jetstream.KeyValue
+	stream jetstream.Stream
+	ready  chan struct{}
 }
 
 // DefaultRetryDays: a declined renewal is tried again 1, 3 and 7 days after the first decline.
 var DefaultRetryDays = []int{1, 3, 7}
 
-// New binds to the bucket and the stream the setup role makes (topology.Ensure).
+// New checks the configuration and binds to the bucket and the stream the setup role makes
+// (topology.Ensure) if they are there; otherwise Run waits for them.
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Day <= 0 {
 		cfg.Day = 24 * time.Hour
@@ -68,16 +71,57 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Day < time.Second {
 		return nil, fmt.Errorf("subscriptions: a day of %v: at least 1s, a message schedule's shortest interval", cfg.Day)
 	}
-	kv, err := cfg.JS.KeyValue(ctx, events.BucketSubscriptions)
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: bucket %s: %w", events.BucketSubscriptions, err)
+	s := &Service{cfg: cfg, log: cfg.Log, ready: make(chan struct{}), meters: newMeters(cfg.Metrics),
+		dunning: dunning{days: cfg.RetryDays, day: cfg.Day, final: cfg.AfterRetries}}
+	if _, err := s.bindOnce(ctx); err != nil {
+		return nil, err
 	}
-	stream, err := cfg.JS.Stream(ctx, events.StreamSubscriptions)
-	if err != nil {
-		return nil, fmt.Errorf("subscriptions: stream %s: %w", events.StreamSubscriptions, err)
+	return s, nil
+}
+
+// bindEvery is how often a service that found no bucket or stream looks again.
+const bindEvery = 2 * time.Second
+
+// bind waits until the setup role made the subscriptions' bucket and stream: in a rolling
+// upgrade from a release without them, it is replaced after the processes that run this
+// service, which meanwhile answer that subscriptions are not set up yet (and run the rest).
+func (s *Service) bind(ctx context.Context) error {
+	for said := false; ; said = true {
+		bound, err := s.bindOnce(ctx)
+		if bound || err != nil {
+			return err
+		}
+		if !said {
+			s.log.Warn("waiting for the setup role (`jetcheckout setup`) to create the subscriptions' bucket and stream")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(bindEvery):
+		}
 	}
-	return &Service{cfg: cfg, kv: kv, stream: stream, log: cfg.Log,
-		dunning: dunning{days: cfg.RetryDays, day: cfg.Day, final: cfg.AfterRetries}, meters: newMeters(cfg.Metrics)}, nil
+}
+
+// bindOnce binds to the bucket and the stream if both are there (bound), once.
+func (s *Service) bindOnce(ctx context.Context) (bound bool, err error) {
+	select {
+	case <-s.ready:
+		return true, nil
+	default:
+	}
+	kv, err := s.cfg.JS.KeyValue(ctx, events.BucketSubscriptions)
+	if err == nil {
+		var stream jetstream.Stream
+		if stream, err = s.cfg.JS.Stream(ctx, events.StreamSubscriptions); err == nil {
+			s.kv, s.stream = kv, stream
+			close(s.ready)
+			return true, nil
+		}
+	}
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, nil
+	}
+	return false, fmt.Errorf("subscriptions: bind: %w", err)
 }
 
 // checkDunning refuses a retry schedule that is not days growing from 1, or an end that is
@@ -106,23 +150,61 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) run(ctx context.Context) error {
-	if err := s.reconcile(ctx); err != nil {
+	if err := s.bind(ctx); err != nil {
 		return err
 	}
-	consumers := topology.SubscriptionConsumers()
-	due, err := topology.Bind(ctx, s.cfg.JS, events.StreamSubscriptions, consumers[events.StreamSubscriptions])
+	if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("putting the subscriptions right at start", "err", err) // and again in reconcileEvery
+	}
+	due, err := s.bindConsumer(ctx, events.StreamSubscriptions)
 	if err != nil {
 		return err
 	}
-	ends, err := topology.Bind(ctx, s.cfg.JS, events.StreamCheckout, consumers[events.StreamCheckout])
+	ends, err := s.bindConsumer(ctx, events.StreamCheckout)
 	if err != nil {
 		return err
 	}
 	done := make(chan struct{})
 	go func() { s.consume(ctx, due, s.handleDue); close(done) }()
+	go s.reconcileEach(ctx)
 	s.consume(ctx, ends, s.handleEnd)
 	<-done
 	return nil
+}
+
+// reconcileEach puts the subscriptions right every reconcileEvery until ctx ends.
+func (s *Service) reconcileEach(ctx context.Context) {
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("putting the subscriptions right", "err", err)
+			}
+		}
+	}
+}
+
+// bindConsumer binds to the service's consumer on stream, waiting for the setup role to
+// have made it (it makes the stream first).
+func (s *Service) bindConsumer(ctx context.Context, stream string) (jetstream.Consumer, error) {
+	for said := false; ; said = true {
+		cons, err := topology.Bind(ctx, s.cfg.JS, stream, topology.SubscriptionConsumers()[stream])
+		if err == nil {
+			return cons, nil
+		}
+		if !said && ctx.Err() == nil {
+			s.log.Warn("waiting for the subscriptions' consumer", "stream", stream, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(bindEvery):
+		}
+	}
 }
 
 // consume hands each message to handle, one at a time, until ctx ends: a transient error
@@ -183,7 +265,10 @@ func (s *Service) handleDue(ctx context.Context, msg jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.renew(ctx, id, meta.Timestamp)
+	// A retry's one-time schedule fires it when due by the server's clock; RetryAt is by
+	// the coordinator's, which may run ahead.
+	retry := strings.HasPrefix(msg.Headers().Get("Nats-Scheduler"), "subscriptions.retry.")
+	_, err = s.renew(ctx, id, trigger{at: meta.Timestamp, schedule: !retry, retry: retry})
 	if errors.Is(err, errNotFound) {
 		return &permanentError{fmt.Errorf("renewal of %s: %w", id, err)}
 	}
@@ -212,6 +297,12 @@ func (s *Service) handleEnd(ctx context.Context, msg jetstream.Msg) error {
 		var f events.CheckoutFailed
 		if err := e.DecodePayload(&f); err != nil {
 			return &permanentError{err}
+		}
+		if f.Renewal == nil || f.Renewal.CheckoutID() != e.CheckoutID {
+			// Not a renewal the subscriptions asked for: a checkout that took a renewal's ID
+			// (the catalog refuses it), which ends no period.
+			s.log.Warn("a failed checkout with a renewal's ID is no renewal: ignored", "checkout_id", e.CheckoutID)
+			return nil
 		}
 		code, reason = f.Code, f.Message
 	}
