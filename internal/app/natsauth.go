@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -164,7 +165,7 @@ func subscriptionGrants() []string {
 		"subscriptions.schedule.*", "subscriptions.retry.*", "$JS.API.STREAM.PURGE." + events.StreamSubscriptions,
 		"$JS.API.DIRECT.GET." + events.StreamSubscriptions + ".>", "$JS.API.STREAM.MSG.GET." + events.StreamSubscriptions,
 		string(events.Requested), string(events.CartsCreate), string(events.CatalogList)}
-	for stream := range topology.SubscriptionConsumers() {
+	for _, stream := range slices.Sorted(maps.Keys(topology.SubscriptionConsumers())) {
 		consumer := stream + "." + events.ServiceSubscriptions
 		grants = append(grants, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.MSG.NEXT."+consumer, "$JS.ACK."+consumer+".>")
 	}
@@ -255,7 +256,7 @@ func setupUser() NATSUser {
 		consumer := events.StreamCheckout + "." + name
 		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")
 	}
-	for stream := range topology.SubscriptionConsumers() {
+	for _, stream := range slices.Sorted(maps.Keys(topology.SubscriptionConsumers())) {
 		consumer := stream + "." + events.ServiceSubscriptions
 		u.Publish = append(u.Publish, "$JS.API.CONSUMER.INFO."+consumer, "$JS.API.CONSUMER.CREATE."+consumer, "$JS.API.CONSUMER.CREATE."+consumer+".>")
 	}
