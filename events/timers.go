@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // A scheduled event waits in its producer's own timer stream, not in CHECKOUT: a stream that
@@ -64,4 +65,13 @@ func (e Envelope) ScheduleSubject() string {
 func (e Envelope) FireSubject() string {
 	signer, _ := SignerOf(e.Type)
 	return FireSubject(signer, e.Type)
+}
+
+// CeilSecond rounds up to a whole second: schedules are written with second precision, and a
+// timer must never fire early.
+func CeilSecond(t time.Time) time.Time {
+	if r := t.Truncate(time.Second); !r.Equal(t) {
+		return r.Add(time.Second)
+	}
+	return t
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/jetcheckout/jetcheckout/events"
 	"github.com/nats-io/nats.go"
@@ -42,7 +41,7 @@ func (r *Runner) publish(ctx context.Context, outs []events.Envelope, data []jso
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 		if e.Schedule != nil {
 			msg.Subject = e.ScheduleSubject()
-			opts = append(opts, jetstream.WithScheduleAt(ceilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(e.FireSubject()))
+			opts = append(opts, jetstream.WithScheduleAt(events.CeilSecond(e.Schedule.At)), jetstream.WithScheduleTarget(e.FireSubject()))
 		}
 		f, err := r.cfg.JS.PublishMsgAsync(msg, opts...)
 		if err != nil {
@@ -77,13 +76,4 @@ func (r *Runner) cancel(ctx context.Context, e events.Envelope) error {
 	timers := r.timers
 	r.timersMu.Unlock()
 	return timers.Purge(ctx, jetstream.WithPurgeSubject(e.ScheduleSubject()))
-}
-
-// ceilSecond rounds up to a whole second: schedules are written with second precision, and a
-// deadline must never fire early.
-func ceilSecond(t time.Time) time.Time {
-	if r := t.Truncate(time.Second); !r.Equal(t) {
-		return r.Add(time.Second)
-	}
-	return t
 }

@@ -18,42 +18,32 @@ type scheduled struct {
 	SubscriptionID string `json:"subscription_id"`
 }
 
-// schedule puts sub's renewal schedule in place, replacing any before it (a roll-up of its
-// subject): every period from now, fired on its due subject. The renewals it fires expire
-// with the checkouts' retention, the schedule itself never.
+// schedule puts sub's renewal schedule in place, replacing any before it: every period from
+// now, fired on its due subject.
 func (s *Service) schedule(ctx context.Context, sub events.Subscription) error {
-	data, err := json.Marshal(scheduled{SubscriptionID: sub.ID})
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: events.SubscriptionScheduleSubject(sub.ID), Data: data, Header: nats.Header{}}
-	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	_, err = s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithScheduleEvery(sub.Interval.Duration),
-		jetstream.WithScheduleTarget(events.SubscriptionDueSubject(sub.ID)), jetstream.WithScheduleTTL(events.CheckoutRetention))
-	if err != nil {
-		return fmt.Errorf("schedule the renewals of %s: %w", sub.ID, err)
-	}
-	return nil
+	return s.putSchedule(ctx, events.SubscriptionScheduleSubject(sub.ID), sub.ID, jetstream.WithScheduleEvery(sub.Interval.Duration))
 }
 
-// scheduleRetry puts the retry of sub's declined period in place: one renewal fired at
-// retryAt, replacing any retry before it.
+// scheduleRetry puts the retry of a declined period of subscription id in place, replacing
+// any retry before it: one renewal fired at retryAt (rounded up: never early).
 func (s *Service) scheduleRetry(ctx context.Context, id string, retryAt time.Time) error {
+	return s.putSchedule(ctx, events.SubscriptionRetrySubject(id), id, jetstream.WithScheduleAt(events.CeilSecond(retryAt)))
+}
+
+// putSchedule stores a schedule of subscription id on subject, replacing any before it (a
+// roll-up of its subject), firing on the subscription's due subject. What it fires expires
+// with the checkouts' retention, the schedule itself never.
+func (s *Service) putSchedule(ctx context.Context, subject, id string, when jetstream.PublishOpt) error {
 	data, err := json.Marshal(scheduled{SubscriptionID: id})
 	if err != nil {
 		return err
 	}
-	msg := &nats.Msg{Subject: events.SubscriptionRetrySubject(id), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	// The server fires at whole seconds: rounded up, the retry is never early.
-	at := retryAt.Truncate(time.Second)
-	if at.Before(retryAt) {
-		at = at.Add(time.Second)
-	}
-	_, err = s.cfg.JS.PublishMsg(ctx, msg, jetstream.WithScheduleAt(at),
-		jetstream.WithScheduleTarget(events.SubscriptionDueSubject(id)), jetstream.WithScheduleTTL(events.CheckoutRetention))
+	_, err = s.cfg.JS.PublishMsg(ctx, msg, when, jetstream.WithScheduleTarget(events.SubscriptionDueSubject(id)),
+		jetstream.WithScheduleTTL(events.CheckoutRetention))
 	if err != nil {
-		return fmt.Errorf("schedule the retry of %s: %w", id, err)
+		return fmt.Errorf("schedule %s: %w", subject, err)
 	}
 	return nil
 }
@@ -79,15 +69,6 @@ func (s *Service) scheduledEvery(ctx context.Context, id string) (string, error)
 		return "", err
 	}
 	return msg.Header.Get("Nats-Schedule"), nil
-}
-
-// scheduledNow reports whether subject holds a schedule in the stream.
-func (s *Service) scheduledNow(ctx context.Context, subject string) (bool, error) {
-	_, err := s.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // reconcile puts each subscription right: its schedules as its record says (a process that
@@ -133,15 +114,17 @@ func (s *Service) reconcileOne(ctx context.Context, sub events.Subscription) err
 	if err != nil {
 		return err
 	}
+	every, err := s.scheduledEvery(ctx, sub.ID)
+	if err != nil {
+		return err
+	}
 	if !live(sub.Status) {
-		has, err := s.scheduledNow(ctx, events.SubscriptionScheduleSubject(sub.ID))
-		if err == nil && has {
+		if every != "" {
 			err = s.unschedule(ctx, sub.ID)
 		}
 		return err
 	}
-	every, err := s.scheduledEvery(ctx, sub.ID)
-	if err == nil && every != "@every "+sub.Interval.String() {
+	if every != "@every "+sub.Interval.String() {
 		err = s.schedule(ctx, sub) // none, or at a period the plan no longer has
 	}
 	if err != nil {

@@ -260,14 +260,14 @@ type permanentError struct{ error }
 
 // handleDue starts the period a renewal fired for, at the time the stream stored it.
 func (s *Service) handleDue(ctx context.Context, msg jetstream.Msg) error {
-	id := strings.TrimPrefix(msg.Subject(), "subscriptions.due.")
+	id := strings.TrimPrefix(msg.Subject(), events.SubscriptionDueSubject(""))
 	meta, err := msg.Metadata()
 	if err != nil {
 		return err
 	}
 	// A retry's one-time schedule fires it when due by the server's clock; RetryAt is by
 	// the coordinator's, which may run ahead.
-	retry := strings.HasPrefix(msg.Headers().Get("Nats-Scheduler"), "subscriptions.retry.")
+	retry := strings.HasPrefix(msg.Headers().Get("Nats-Scheduler"), events.SubscriptionRetrySubject(""))
 	_, err = s.renew(ctx, id, trigger{at: meta.Timestamp, schedule: !retry, retry: retry})
 	if errors.Is(err, errNotFound) {
 		return &permanentError{fmt.Errorf("renewal of %s: %w", id, err)}
@@ -278,19 +278,19 @@ func (s *Service) handleDue(ctx context.Context, msg jetstream.Msg) error {
 // handleEnd ends the period of a renewal checkout that completed or failed.
 func (s *Service) handleEnd(ctx context.Context, msg jetstream.Msg) error {
 	subject := events.Subject(msg.Subject())
-	if s.cfg.Keys != nil {
-		h := msg.Headers()
-		if err := s.cfg.Keys.Verify(subject, h.Get(events.SignerHeader), h.Get(events.SignatureHeader), msg.Data()); err != nil {
-			return &permanentError{err}
-		}
-	}
 	e, err := events.Decode(msg.Subject(), msg.Data())
 	if err != nil {
 		return &permanentError{err}
 	}
 	id, n, attempt, ok := events.ParseRenewalCheckoutID(e.CheckoutID)
 	if !ok {
-		return nil // not a renewal
+		return nil // not a renewal: most checkouts, so their signatures are not checked here
+	}
+	if s.cfg.Keys != nil {
+		h := msg.Headers()
+		if err := s.cfg.Keys.Verify(subject, h.Get(events.SignerHeader), h.Get(events.SignatureHeader), msg.Data()); err != nil {
+			return &permanentError{err}
+		}
 	}
 	code, reason := "", ""
 	if subject == events.Failed {
